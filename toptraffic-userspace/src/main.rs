@@ -1,1 +1,149 @@
-fn main() {}
+//! The `toptraffic` command: `run` the daemon, `check` a config, show the
+//! `top` keys of a running daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use toptraffic::clock::SystemClock;
+use toptraffic::config::{self, Config, Mode};
+use toptraffic::daemon::{self, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "toptraffic",
+    version,
+    about = "Counts InfluxDB line protocol per client and tenant over a sliding window, with bounded memory"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the embedded default config without --config).
+    Run {
+        /// TOML config file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Ingest path: auto, kernel or userspace.
+        #[arg(long)]
+        mode: Option<Mode>,
+        /// UDP address to receive line protocol on.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// HTTP address of the API and /metrics.
+        #[arg(long)]
+        http: Option<SocketAddr>,
+    },
+    /// Validate a config file; errors name the line and the field.
+    Check {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Print a rule's top keys from a running daemon.
+    Top {
+        #[arg(long, short)]
+        rule: String,
+        /// Rows to show.
+        #[arg(short = 'n', long = "limit", default_value_t = 20)]
+        limit: usize,
+        /// HTTP address of the daemon.
+        #[arg(long, default_value = config::defaults::HTTP_LISTEN)]
+        http: SocketAddr,
+    },
+}
+
+fn load(path: Option<&PathBuf>) -> Result<Config, config::ConfigError> {
+    match path {
+        Some(p) => Config::load(p),
+        None => Config::parse(config::DEFAULT_CONFIG, config::DEFAULT_CONFIG_NAME),
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("TOPTRAFFIC_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match load(config.as_ref()) {
+            Ok(c) => {
+                let name = config
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| config::DEFAULT_CONFIG_NAME.into());
+                let rules: Vec<&str> = c.rules.iter().map(|r| r.name.as_str()).collect();
+                println!("{name}: ok ({} rules: {})", rules.len(), rules.join(", "));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Top { rule, limit, http } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            match rt.block_on(toptraffic::top::fetch(http, &rule, limit)) {
+                Ok(v) => {
+                    print!("{}", toptraffic::top::render(&v));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("toptraffic top: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run {
+            config,
+            mode,
+            listen,
+            http,
+        } => {
+            let mut c = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            Overrides { mode, listen, http }.apply(&mut c);
+            init_tracing();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("toptraffic-rt")
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            let token = CancellationToken::new();
+            rt.spawn(daemon::cancel_on_signal(token.clone()));
+            let result = rt.block_on(daemon::run(c, Arc::new(SystemClock), token));
+            rt.shutdown_timeout(daemon::SHUTDOWN_GRACE);
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("toptraffic: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

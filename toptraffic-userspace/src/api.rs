@@ -1,0 +1,198 @@
+//! HTTP routes: top-N, stats, health and metrics. Thin: they read the state
+//! the rotation publishes and never touch the counting path.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::metrics::Metrics;
+use crate::view::Shared;
+
+/// Default and largest `limit` of `/api/v1/top`.
+pub const DEFAULT_LIMIT: usize = 20;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub shared: Arc<Shared>,
+    pub metrics: Arc<Metrics>,
+    pub every: Duration,
+    /// Receive socket address, for /api/v1/stats.
+    pub listen: String,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/top", get(top))
+        .route("/api/v1/stats", get(stats))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// A number as JSON: integral values without a fraction (`1234`, not `1234.0`).
+pub fn number(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
+        json!(v as i64)
+    } else {
+        json!(v)
+    }
+}
+
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+#[derive(Deserialize)]
+struct TopQuery {
+    rule: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn top(State(st): State<AppState>, Query(q): Query<TopQuery>) -> Response {
+    let view = st.shared.view();
+    let names = || {
+        view.rules
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let Some(name) = q.rule else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("missing ?rule=NAME; rules: {}", names()),
+        );
+    };
+    let Some(rule) = view.rule(&name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no rule {name:?}; rules: {}", names()),
+        );
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    let top: Vec<Value> = rule
+        .top(limit)
+        .map(|(k, v)| {
+            let tags: Map<String, Value> = rule
+                .tags(k)
+                .map(|(n, v)| (n.to_string(), Value::String(v)))
+                .collect();
+            json!({ "tags": tags, "value": number(v) })
+        })
+        .collect();
+    Json(json!({
+        "rule": rule.name,
+        "as": rule.as_name,
+        "group_by": rule.group_by,
+        "window_end": view.window_end.map(rfc3339),
+        "period_s": number(view.period_s),
+        "keys": rule.keys(),
+        "top": top,
+    }))
+    .into_response()
+}
+
+async fn stats(State(st): State<AppState>) -> Json<Value> {
+    let s = &st.shared;
+    let u = s.userspace.snapshot();
+    let k = s.kernel.snapshot();
+    let dropped: Map<String, Value> = s
+        .dropped()
+        .into_iter()
+        .map(|(r, n)| (r.as_str().to_string(), json!(n)))
+        .collect();
+    let view = s.view();
+    let rules: Vec<Value> = view
+        .rules
+        .iter()
+        .zip(&s.rule_overflow)
+        .map(|(r, o)| {
+            json!({
+                "name": r.name,
+                "keys": r.keys(),
+                "overflow_lines": o.load(Relaxed),
+            })
+        })
+        .collect();
+    let mode = s.mode();
+    Json(json!({
+        "mode": mode.active,
+        "mode_requested": mode.requested,
+        "mode_reason": mode.reason,
+        "listen": st.listen,
+        "points_kernel": k.points,
+        "points_userspace": u.points,
+        "datagrams_kernel": k.datagrams,
+        "datagrams_userspace": u.datagrams,
+        "dropped": dropped,
+        "rules": rules,
+        "rotations": s.rotations.load(Relaxed),
+        "last_rotation_seconds": s.last_rotation_seconds(),
+        "window_end": view.window_end.map(rfc3339),
+        "uptime_s": s.started.elapsed().unwrap_or_default().as_secs(),
+    }))
+}
+
+/// Healthy while rotations keep coming: the last window closed within three
+/// intervals (or the daemon started less than three intervals ago).
+async fn healthz(State(st): State<AppState>) -> Response {
+    let view = st.shared.view();
+    let now = SystemTime::now();
+    let grace = st.every * 3;
+    let since = view.window_end.unwrap_or(st.shared.started);
+    let lag = now.duration_since(since).unwrap_or_default();
+    let mode = st.shared.mode();
+    if lag > grace {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "stalled",
+                "mode": mode.active,
+                "seconds_since_rotation": lag.as_secs_f64(),
+            })),
+        )
+            .into_response();
+    }
+    Json(json!({
+        "status": "ok",
+        "mode": mode.active,
+        "window_end": view.window_end.map(rfc3339),
+    }))
+    .into_response()
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics.encode(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integral_numbers_have_no_fraction() {
+        assert_eq!(number(1234.0).to_string(), "1234");
+        assert_eq!(number(-3.0).to_string(), "-3");
+        assert_eq!(number(1.5).to_string(), "1.5");
+        assert_eq!(number(1e300).to_string(), "1e+300");
+    }
+}

@@ -1,0 +1,6 @@
+//! Ingest paths: where datagrams become interval counts.
+//!
+//! `udp` receives and counts in userspace. Both paths hand the rotation the
+//! same [`crate::snapshot::CountTable`]s.
+
+pub mod udp;

@@ -1,0 +1,443 @@
+//! Userspace UDP ingest: SO_REUSEPORT sockets read with recvmmsg by one
+//! thread each, every line parsed and counted into that thread's tables for
+//! the current interval.
+//!
+//! A thread locks its own tables once per receive batch; the rotation takes
+//! them (swapping in empty ones) at each interval boundary, so the count never
+//! waits on anything but that swap.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tracing::{debug, warn};
+
+use crate::lineproto::Lines;
+use crate::rules::{Outcome, RuleSet};
+use crate::snapshot::{Cell, CountTable};
+use crate::stats::{DropReason, LocalCounters, PathCounters};
+
+/// Datagrams taken per recvmmsg call.
+const BATCH: usize = 64;
+/// How often a blocked receive wakes to check for shutdown.
+const RECV_TIMEOUT: Duration = Duration::from_millis(100);
+// Not in libc for every Linux target: values from include/uapi/asm-generic/socket.h.
+const SO_RCVBUFFORCE: libc::c_int = 33;
+const SO_MEMINFO: libc::c_int = 55;
+
+/// Settings of the receive sockets.
+#[derive(Debug, Clone)]
+pub struct UdpSettings {
+    pub listen: SocketAddr,
+    pub recv_buffer: usize,
+    pub max_datagram: usize,
+    pub threads: usize,
+}
+
+/// Parses and counts whole datagrams into per-rule tables.
+pub struct Counter {
+    rules: Arc<RuleSet>,
+    scratch: Vec<u8>,
+}
+
+impl Counter {
+    pub fn new(rules: Arc<RuleSet>) -> Counter {
+        Counter {
+            rules,
+            scratch: Vec::with_capacity(256),
+        }
+    }
+
+    /// Counts every line of one datagram.
+    #[inline]
+    pub fn datagram(&mut self, data: &[u8], tables: &mut [CountTable], local: &mut LocalCounters) {
+        local.datagrams += 1;
+        for line in Lines::new(data) {
+            match line {
+                Ok(line) => {
+                    let outcome = self
+                        .rules
+                        .apply(&line, &mut self.scratch, |ri, key, value| {
+                            tables[ri].add(key, Cell { value, lines: 1 })
+                        });
+                    match outcome {
+                        Outcome::Counted => local.points += 1,
+                        Outcome::Dropped(reason) => local.drop(reason),
+                    }
+                }
+                Err(_) => local.drop(DropReason::ParseError),
+            }
+        }
+    }
+}
+
+/// One receive thread's tables for the current interval.
+type Tables = Arc<Mutex<Vec<CountTable>>>;
+
+/// The running receive threads.
+pub struct UdpIngest {
+    sockets: Vec<Arc<Socket>>,
+    tables: Vec<Tables>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    recv_buffer: usize,
+}
+
+impl UdpIngest {
+    /// Binds the sockets; receiving starts with [`UdpIngest::start`].
+    pub fn bind(settings: &UdpSettings, rules: &RuleSet) -> io::Result<UdpIngest> {
+        let n = match settings.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let mut sockets = Vec::with_capacity(n);
+        let mut recv_buffer = 0;
+        let mut listen = settings.listen;
+        for _ in 0..n {
+            let s = bind_socket(listen, settings.recv_buffer)?;
+            // The kernel reports twice what it grants for payload (bookkeeping).
+            recv_buffer = s.recv_buffer_size()? / 2;
+            // With port 0, the first socket picks the port and the others join it.
+            listen = s.local_addr()?.as_socket().expect("an inet socket");
+            sockets.push(Arc::new(s));
+        }
+        if recv_buffer < settings.recv_buffer {
+            warn!(
+                asked = settings.recv_buffer,
+                got = recv_buffer,
+                "receive buffer capped by net.core.rmem_max; raise it (sysctl -w net.core.rmem_max=...) or run with CAP_NET_ADMIN"
+            );
+        }
+        let tables = (0..n)
+            .map(|_| Arc::new(Mutex::new(new_tables(rules))))
+            .collect();
+        Ok(UdpIngest {
+            sockets,
+            tables,
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+            recv_buffer,
+        })
+    }
+
+    /// The bound address (the real port when the config asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.sockets[0]
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("a bound inet socket")
+    }
+
+    /// Receive socket descriptors, for attaching the kernel filter.
+    pub fn fds(&self) -> Vec<RawFd> {
+        self.sockets.iter().map(|s| s.as_raw_fd()).collect()
+    }
+
+    /// SO_RCVBUF as the kernel granted it.
+    pub fn recv_buffer(&self) -> usize {
+        self.recv_buffer
+    }
+
+    /// Starts one receive thread per socket.
+    pub fn start(
+        &mut self,
+        rules: Arc<RuleSet>,
+        max_datagram: usize,
+        counters: Arc<PathCounters>,
+    ) -> io::Result<()> {
+        for (i, (sock, tables)) in self.sockets.iter().zip(&self.tables).enumerate() {
+            let sock = sock.clone();
+            let tables = tables.clone();
+            let stop = self.stop.clone();
+            let counters = counters.clone();
+            let counter = Counter::new(rules.clone());
+            let t = std::thread::Builder::new()
+                .name(format!("toptraffic-rx{i}"))
+                .spawn(move || {
+                    receive_loop(&sock, &tables, counter, max_datagram, &counters, &stop)
+                })?;
+            self.threads.push(t);
+        }
+        Ok(())
+    }
+
+    /// Takes every thread's tables for the interval that just closed.
+    pub fn take_interval(&self) -> Vec<Vec<CountTable>> {
+        self.tables
+            .iter()
+            .map(|t| {
+                let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
+                t.iter_mut().map(CountTable::take).collect()
+            })
+            .collect()
+    }
+
+    /// Datagrams the kernel dropped on these sockets (receive queue full, or
+    /// refused by an attached filter), since they were opened.
+    pub fn socket_drops(&self) -> u64 {
+        self.sockets
+            .iter()
+            .map(|s| socket_drops(s.as_raw_fd()))
+            .sum()
+    }
+
+    /// Stops and joins the receive threads.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for UdpIngest {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn new_tables(rules: &RuleSet) -> Vec<CountTable> {
+    rules
+        .rules()
+        .iter()
+        .map(|r| CountTable::new(r.max_keys))
+        .collect()
+}
+
+fn bind_socket(addr: SocketAddr, recv_buffer: usize) -> io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_port(true)?;
+    // SO_RCVBUFFORCE passes net.core.rmem_max when the process may
+    // (CAP_NET_ADMIN); otherwise the plain option, which the kernel caps.
+    let size = recv_buffer.min(i32::MAX as usize / 2) as libc::c_int;
+    if !setsockopt_int(s.as_raw_fd(), libc::SOL_SOCKET, SO_RCVBUFFORCE, size) {
+        s.set_recv_buffer_size(recv_buffer)?;
+    }
+    s.set_read_timeout(Some(RECV_TIMEOUT))?;
+    s.bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}")))?;
+    Ok(s)
+}
+
+fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> bool {
+    // SAFETY: a valid fd and a c_int option value of the right length.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
+}
+
+/// sk_drops of a socket, from SO_MEMINFO.
+fn socket_drops(fd: RawFd) -> u64 {
+    let mut info = [0u32; 16];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: the buffer is as long as `len` says.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 || (len as usize) <= libc::SK_MEMINFO_DROPS as usize * 4 {
+        return 0;
+    }
+    info[libc::SK_MEMINFO_DROPS as usize] as u64
+}
+
+/// recvmmsg buffers for one thread, allocated once.
+struct Batch {
+    bufs: Vec<u8>,
+    size: usize,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+}
+
+impl Batch {
+    fn new(size: usize) -> Batch {
+        let mut b = Batch {
+            bufs: vec![0; BATCH * size],
+            size,
+            iovecs: Vec::with_capacity(BATCH),
+            headers: Vec::with_capacity(BATCH),
+        };
+        for i in 0..BATCH {
+            b.iovecs.push(libc::iovec {
+                iov_base: b.bufs[i * size..].as_mut_ptr().cast(),
+                iov_len: size,
+            });
+        }
+        for i in 0..BATCH {
+            // SAFETY: mmsghdr is plain data; zero is its empty value.
+            let mut h: libc::mmsghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+            h.msg_hdr.msg_iov = &mut b.iovecs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            b.headers.push(h);
+        }
+        b
+    }
+
+    /// Receives up to BATCH datagrams, blocking for the first only.
+    fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        for h in &mut self.headers {
+            h.msg_len = 0;
+            h.msg_hdr.msg_flags = 0;
+        }
+        // SAFETY: headers point at iovecs that point into `bufs`, all owned by
+        // self and not moved while the call runs.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.headers.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    /// The i-th received datagram, or None when it was truncated.
+    fn datagram(&self, i: usize) -> Option<&[u8]> {
+        let h = &self.headers[i];
+        if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            return None;
+        }
+        let len = (h.msg_len as usize).min(self.size);
+        Some(&self.bufs[i * self.size..i * self.size + len])
+    }
+}
+
+fn receive_loop(
+    sock: &Socket,
+    tables: &Mutex<Vec<CountTable>>,
+    mut counter: Counter,
+    max_datagram: usize,
+    counters: &PathCounters,
+    stop: &AtomicBool,
+) {
+    let fd = sock.as_raw_fd();
+    let mut batch = Batch::new(max_datagram);
+    let mut local = LocalCounters::default();
+    while !stop.load(Ordering::Relaxed) {
+        let n = match batch.recv(fd) {
+            Ok(n) => n,
+            Err(e) => {
+                match e.kind() {
+                    io::ErrorKind::WouldBlock
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::Interrupted => {}
+                    _ => {
+                        warn!(error = %e, "recvmmsg failed");
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                continue;
+            }
+        };
+        {
+            let mut tables = tables.lock().unwrap_or_else(|e| e.into_inner());
+            for i in 0..n {
+                match batch.datagram(i) {
+                    Some(data) => counter.datagram(data, &mut tables, &mut local),
+                    None => local.drop(DropReason::Oversize),
+                }
+            }
+        }
+        counters.flush(&mut local);
+    }
+    debug!("receive thread stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::key;
+
+    fn counter() -> (Counter, Vec<CountTable>) {
+        let c = Config::embedded_default();
+        let rules = Arc::new(RuleSet::new(&c.rules));
+        let tables = new_tables(&rules);
+        (Counter::new(rules), tables)
+    }
+
+    #[test]
+    fn counts_each_valid_line_of_a_datagram_once() {
+        let (mut c, mut tables) = counter();
+        let mut local = LocalCounters::default();
+        let d = b"combined,ip=1.2.3.4,id=7 count=1\ncombined,ip=1.2.3.4,id=7,role=x count=1\nnot a line\nips,ip=1.2.3.4 count=2\nother f=1\n";
+        c.datagram(d, &mut tables, &mut local);
+        assert_eq!(local.datagrams, 1);
+        assert_eq!(local.points, 3);
+        assert_eq!(local.dropped[DropReason::ParseError as usize], 1);
+        assert_eq!(local.dropped[DropReason::UnknownMeasurement as usize], 1);
+        let k = key::from_values(&["1.2.3.4", "7"]);
+        assert_eq!(tables[0].get(&k).unwrap().value, 2.0);
+        assert_eq!(
+            tables[1]
+                .get(&key::from_values(&["1.2.3.4"]))
+                .unwrap()
+                .value,
+            2.0
+        );
+        assert!(tables[2].is_empty());
+    }
+
+    #[test]
+    fn receives_over_loopback_and_flags_oversize_datagrams() {
+        let c = Config::embedded_default();
+        let rules = Arc::new(RuleSet::new(&c.rules));
+        let settings = UdpSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            recv_buffer: 1 << 20,
+            max_datagram: 128,
+            threads: 2,
+        };
+        let mut ingest = UdpIngest::bind(&settings, &rules).unwrap();
+        let counters = Arc::new(PathCounters::default());
+        ingest.start(rules, 128, counters.clone()).unwrap();
+        let to = ingest.local_addr();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..100 {
+            tx.send_to(b"combined,ip=9.9.9.9,id=1 count=1", to).unwrap();
+        }
+        tx.send_to(&[b'x'; 500], to).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while counters.snapshot().points + counters.snapshot().dropped(DropReason::Oversize) < 101 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out: {:?}",
+                counters.snapshot()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let tables = ingest.take_interval();
+        let total: f64 = tables
+            .iter()
+            .filter_map(|t| t[0].get(&key::from_values(&["9.9.9.9", "1"])))
+            .map(|c| c.value)
+            .sum();
+        assert_eq!(total, 100.0);
+        assert_eq!(counters.snapshot().dropped(DropReason::Oversize), 1);
+        ingest.stop();
+    }
+}

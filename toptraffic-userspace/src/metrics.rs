@@ -1,0 +1,223 @@
+//! Prometheus exposition of the daemon's counters (`/metrics`).
+//!
+//! Counters live where they are counted (atomics in [`Shared`]); a collector
+//! reads them at scrape time, so the hot path pays nothing for metrics.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::view::Shared;
+
+/// The registry and the metrics observed directly.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Time to take, merge and apply one interval.
+    pub rotation_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new(shared: Arc<Shared>) -> Metrics {
+        let mut registry = Registry::with_prefix("toptraffic");
+        // 100 µs .. ~6.5 s.
+        let rotation_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 17));
+        registry.register_with_unit(
+            "rotation_duration",
+            "Time to take, merge and apply one interval into the window",
+            Unit::Seconds,
+            rotation_seconds.clone(),
+        );
+        registry.register_collector(Box::new(SharedCollector(shared)));
+        Metrics {
+            registry,
+            rotation_seconds,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[derive(Debug)]
+struct SharedCollector(Arc<Shared>);
+
+fn counter(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &[(&[(&str, &str)], u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut m = enc.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Counter,
+    )?;
+    for (labels, v) in values {
+        let labels: Vec<(&str, &str)> = labels.to_vec();
+        ConstCounter::new(*v).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for SharedCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        let u = s.userspace.snapshot();
+        let k = s.kernel.snapshot();
+        counter(
+            &mut enc,
+            "points",
+            "Lines counted by at least one rule, by ingest path",
+            &[
+                (&[("path", "kernel")], k.points),
+                (&[("path", "userspace")], u.points),
+            ],
+        )?;
+        counter(
+            &mut enc,
+            "datagrams",
+            "Datagrams handled, by ingest path",
+            &[
+                (&[("path", "kernel")], k.datagrams),
+                (&[("path", "userspace")], u.datagrams),
+            ],
+        )?;
+        let dropped = s.dropped();
+        let dropped: Vec<([(&str, &str); 1], u64)> = dropped
+            .iter()
+            .map(|(r, n)| ([("reason", r.as_str())], *n))
+            .collect();
+        let dropped: Vec<(&[(&str, &str)], u64)> =
+            dropped.iter().map(|(l, n)| (&l[..], *n)).collect();
+        counter(
+            &mut enc,
+            "dropped",
+            "Lines no rule counted (datagrams for oversize and receive_queue), by reason",
+            &dropped,
+        )?;
+
+        let view = s.view();
+        let names: Vec<[(&str, &str); 1]> = view
+            .rules
+            .iter()
+            .map(|r| [("rule", r.name.as_str())])
+            .collect();
+        let overflow: Vec<(&[(&str, &str)], u64)> = names
+            .iter()
+            .zip(&s.rule_overflow)
+            .map(|(l, o)| (&l[..], o.load(Relaxed)))
+            .collect();
+        counter(
+            &mut enc,
+            "key_overflow_lines",
+            "Lines a rule refused because it held max_keys keys",
+            &overflow,
+        )?;
+        {
+            let mut m = enc.encode_descriptor(
+                "active_keys",
+                "Keys with something in the rule's window",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for (l, r) in names.iter().zip(&view.rules) {
+                ConstGauge::new(r.keys() as i64).encode(m.encode_family(&l.to_vec())?)?;
+            }
+        }
+        counter(
+            &mut enc,
+            "rotations",
+            "Intervals closed and applied to the window",
+            &[(&[], s.rotations.load(Relaxed))],
+        )?;
+        if let Some(end) = view.window_end {
+            let secs = end
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            let m = enc.encode_descriptor(
+                "window_end_timestamp",
+                "End of the last closed interval, Unix time",
+                Some(&Unit::Seconds),
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            ConstGauge::new(secs).encode(m)?;
+        }
+        let mode = s.mode();
+        let mut m = enc.encode_descriptor(
+            "mode",
+            "The ingest path that counts (1 for the active one)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for path in ["kernel", "userspace"] {
+            let v = i64::from(mode.active == path);
+            ConstGauge::new(v).encode(m.encode_family(&[("path", path)])?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Mode};
+    use crate::rules::RuleSet;
+    use crate::stats::DropReason;
+    use crate::view::ModeInfo;
+
+    #[test]
+    fn exposition_names_carry_prefix_and_units() {
+        let c = Config::embedded_default();
+        let rules = RuleSet::new(&c.rules);
+        let shared = Arc::new(Shared::new(
+            &rules,
+            60.0,
+            ModeInfo {
+                active: "userspace",
+                requested: Mode::Userspace,
+                reason: "test".into(),
+            },
+        ));
+        shared.userspace.points.fetch_add(7, Relaxed);
+        shared.userspace.add_dropped(DropReason::ParseError, 2);
+        let m = Metrics::new(shared);
+        m.rotation_seconds.observe(0.01);
+        let text = m.encode();
+        assert!(
+            text.contains("toptraffic_points_total{path=\"userspace\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("toptraffic_dropped_total{reason=\"parse_error\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("toptraffic_active_keys{rule=\"top_combined\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("toptraffic_rotation_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("toptraffic_mode{path=\"userspace\"} 1"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}

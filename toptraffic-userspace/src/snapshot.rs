@@ -1,0 +1,247 @@
+//! The interval snapshot: what the ingest paths counted for one aligned
+//! interval, per rule and group key.
+//!
+//! This is the seam between ingest and the window: the userspace receive
+//! threads and the kernel drain both produce [`IntervalSnapshot`]s, which are
+//! merged and handed to the window engine, which does not know their origin.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::key::Key;
+
+/// What one key added in one interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Cell {
+    /// The aggregate: lines for a count, the field's sum for a sum.
+    pub value: f64,
+    /// Lines that contributed.
+    pub lines: u64,
+}
+
+impl Cell {
+    #[inline]
+    pub fn add(&mut self, other: Cell) {
+        self.value += other.value;
+        self.lines += other.lines;
+    }
+}
+
+type Map = hashbrown::HashMap<Key, Cell, ahash::RandomState>;
+
+/// One rule's counts for one interval, holding at most `max_keys` keys.
+#[derive(Debug, Clone)]
+pub struct CountTable {
+    map: Map,
+    max_keys: usize,
+    /// Lines of keys refused because the table was full.
+    pub overflow_lines: u64,
+}
+
+impl CountTable {
+    pub fn new(max_keys: usize) -> CountTable {
+        CountTable {
+            map: Map::default(),
+            max_keys,
+            overflow_lines: 0,
+        }
+    }
+
+    /// Adds to `key`'s cell; false when the key is new and the table is full.
+    #[inline]
+    pub fn add(&mut self, key: &[u8], cell: Cell) -> bool {
+        if let Some(c) = self.map.get_mut(key) {
+            c.add(cell);
+            return true;
+        }
+        if self.map.len() >= self.max_keys {
+            self.overflow_lines += cell.lines;
+            return false;
+        }
+        self.map.insert(key.into(), cell);
+        true
+    }
+
+    /// Adds an owned key's cell (the merge path: no copy of the key).
+    pub fn add_owned(&mut self, key: Key, cell: Cell) -> bool {
+        if let Some(c) = self.map.get_mut(&key) {
+            c.add(cell);
+            return true;
+        }
+        if self.map.len() >= self.max_keys {
+            self.overflow_lines += cell.lines;
+            return false;
+        }
+        self.map.insert(key, cell);
+        true
+    }
+
+    /// Moves every cell of `other` into this table.
+    pub fn merge(&mut self, other: CountTable) {
+        self.overflow_lines += other.overflow_lines;
+        if self.map.is_empty() && other.map.len() <= self.max_keys {
+            self.map = other.map;
+            return;
+        }
+        for (k, c) in other.map {
+            self.add_owned(k, c);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<Cell> {
+        self.map.get(key).copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Cell)> {
+        self.map.iter()
+    }
+
+    /// Lines held in the table.
+    pub fn lines(&self) -> u64 {
+        self.map.values().map(|c| c.lines).sum()
+    }
+
+    /// Empties the table, keeping its allocation for the next interval.
+    pub fn take(&mut self) -> CountTable {
+        let cap = self.map.capacity().min(self.max_keys);
+        let full = std::mem::replace(
+            &mut self.map,
+            Map::with_capacity_and_hasher(cap / 2, Default::default()),
+        );
+        let overflow = std::mem::take(&mut self.overflow_lines);
+        CountTable {
+            map: full,
+            max_keys: self.max_keys,
+            overflow_lines: overflow,
+        }
+    }
+}
+
+impl IntoIterator for CountTable {
+    type Item = (Key, Cell);
+    type IntoIter = hashbrown::hash_map::IntoIter<Key, Cell>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.map.into_iter()
+    }
+}
+
+/// Everything counted in one aligned interval, per rule (in config order).
+#[derive(Debug, Clone)]
+pub struct IntervalSnapshot {
+    /// The interval's index: it covers `[index * every, (index + 1) * every)`
+    /// since the Unix epoch.
+    pub index: u64,
+    pub rules: Vec<CountTable>,
+}
+
+impl IntervalSnapshot {
+    pub fn empty(index: u64, max_keys: impl IntoIterator<Item = usize>) -> IntervalSnapshot {
+        IntervalSnapshot {
+            index,
+            rules: max_keys.into_iter().map(CountTable::new).collect(),
+        }
+    }
+
+    /// Folds another path's or thread's tables for the same interval in.
+    pub fn merge(&mut self, tables: Vec<CountTable>) {
+        for (mine, theirs) in self.rules.iter_mut().zip(tables) {
+            mine.merge(theirs);
+        }
+    }
+}
+
+/// Aligned interval arithmetic (Kapacitor's `.align()`): intervals are
+/// multiples of `every` since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intervals {
+    every: Duration,
+}
+
+impl Intervals {
+    pub fn new(every: Duration) -> Intervals {
+        assert!(!every.is_zero());
+        Intervals { every }
+    }
+
+    pub fn every(&self) -> Duration {
+        self.every
+    }
+
+    /// The index of the interval that contains `t`.
+    pub fn index_at(&self, t: SystemTime) -> u64 {
+        let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        (since.as_nanos() / self.every.as_nanos()) as u64
+    }
+
+    /// When interval `index` starts.
+    pub fn start(&self, index: u64) -> SystemTime {
+        // u64 nanoseconds reach the year 2554.
+        UNIX_EPOCH + Duration::from_nanos((index as u128 * self.every.as_nanos()) as u64)
+    }
+
+    /// When interval `index` ends: the end of the window it closes.
+    pub fn end(&self, index: u64) -> SystemTime {
+        self.start(index + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::from_values;
+
+    fn cell(v: f64) -> Cell {
+        Cell { value: v, lines: 1 }
+    }
+
+    #[test]
+    fn table_refuses_new_keys_when_full_and_counts_their_lines() {
+        let mut t = CountTable::new(2);
+        assert!(t.add(b"a", cell(1.0)));
+        assert!(t.add(b"b", cell(1.0)));
+        assert!(!t.add(b"c", cell(1.0)));
+        assert!(t.add(b"a", cell(2.0)), "known keys still count");
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.overflow_lines, 1);
+        assert_eq!(t.get(b"a").unwrap().value, 3.0);
+    }
+
+    #[test]
+    fn merge_adds_cells_key_for_key() {
+        let mut a = IntervalSnapshot::empty(7, [10]);
+        a.rules[0].add(&from_values(&["x"]), cell(1.0));
+        let mut b = CountTable::new(10);
+        b.add(&from_values(&["x"]), cell(2.0));
+        b.add(&from_values(&["y"]), cell(5.0));
+        a.merge(vec![b]);
+        assert_eq!(a.rules[0].get(&from_values(&["x"])).unwrap().value, 3.0);
+        assert_eq!(a.rules[0].get(&from_values(&["x"])).unwrap().lines, 2);
+        assert_eq!(a.rules[0].lines(), 3);
+    }
+
+    #[test]
+    fn take_leaves_an_empty_table() {
+        let mut t = CountTable::new(10);
+        t.add(b"a", cell(1.0));
+        let full = t.take();
+        assert_eq!(full.len(), 1);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn intervals_are_aligned_to_every() {
+        let iv = Intervals::new(Duration::from_secs(5));
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_003_250);
+        let i = iv.index_at(t);
+        assert_eq!(i, 340_000_000);
+        assert_eq!(iv.start(i), UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        assert_eq!(iv.end(i), UNIX_EPOCH + Duration::from_secs(1_700_000_005));
+    }
+}

@@ -1,0 +1,116 @@
+//! `toptraffic top`: asks a running daemon for a rule's top-N and prints it as
+//! a table.
+
+use std::net::SocketAddr;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+/// Fetches `/api/v1/top` from the daemon at `http`.
+pub async fn fetch(http: SocketAddr, rule: &str, limit: usize) -> Result<Value> {
+    let url = format!("http://{http}/api/v1/top");
+    let resp = reqwest::Client::new()
+        .get(&url)
+        .query(&[("rule", rule), ("limit", &limit.to_string())])
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the daemon at {url} (is `toptraffic run` up? --http sets the address)"))?;
+    let status = resp.status();
+    let body: Value = resp
+        .json()
+        .await
+        .context("the daemon's answer is not JSON")?;
+    if !status.is_success() {
+        let msg = body["error"].as_str().unwrap_or("unknown error");
+        bail!("{status}: {msg}");
+    }
+    Ok(body)
+}
+
+/// Renders a `/api/v1/top` answer as an aligned text table.
+pub fn render(top: &Value) -> String {
+    let rule = top["rule"].as_str().unwrap_or("?");
+    let as_name = top["as"].as_str().unwrap_or("value");
+    let rows = top["top"].as_array().cloned().unwrap_or_default();
+    // Tag columns in the rule's group_by order.
+    let tag_names: Vec<String> = top["group_by"]
+        .as_array()
+        .map(|g| {
+            g.iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut header: Vec<String> = vec!["RANK".into()];
+    header.extend(tag_names.iter().map(|t| t.to_uppercase()));
+    header.push(as_name.to_uppercase());
+    let mut table: Vec<Vec<String>> = vec![header];
+    for (i, r) in rows.iter().enumerate() {
+        let mut line = vec![(i + 1).to_string()];
+        for t in &tag_names {
+            line.push(r["tags"][t].as_str().unwrap_or("").to_string());
+        }
+        line.push(r["value"].to_string());
+        table.push(line);
+    }
+    let widths: Vec<usize> = (0..table[0].len())
+        .map(|c| {
+            table
+                .iter()
+                .map(|l| l[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = format!(
+        "{rule}: {as_name} over {}s ending {}, {} keys\n",
+        top["period_s"],
+        top["window_end"]
+            .as_str()
+            .unwrap_or("(no interval closed yet)"),
+        top["keys"]
+    );
+    for l in &table {
+        let last = l.len() - 1;
+        for (c, cell) in l.iter().enumerate() {
+            // Numbers right-aligned, text left-aligned.
+            if c == 0 || c == last {
+                out.push_str(&format!("{cell:>w$}", w = widths[c]));
+            } else {
+                out.push_str(&format!("{cell:<w$}", w = widths[c]));
+            }
+            out.push_str(if c == last { "\n" } else { "  " });
+        }
+    }
+    if rows.is_empty() {
+        out.push_str("(no keys in the window)\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_an_aligned_table() {
+        let v = json!({
+            "rule": "top_combined", "as": "totalCount", "window_end": "2026-11-25T10:00:05Z",
+            "period_s": 60, "keys": 2, "group_by": ["ip", "id"],
+            "top": [
+                {"tags": {"ip": "10.0.0.1", "id": "42"}, "value": 1234},
+                {"tags": {"ip": "10.0.0.22", "id": "7"}, "value": 5}
+            ]
+        });
+        let s = render(&v);
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(
+            lines[0],
+            "top_combined: totalCount over 60s ending 2026-11-25T10:00:05Z, 2 keys"
+        );
+        assert_eq!(lines[1], "RANK  IP         ID  TOTALCOUNT");
+        assert_eq!(lines[2], "   1  10.0.0.1   42        1234");
+        assert_eq!(lines[3], "   2  10.0.0.22  7            5");
+    }
+}

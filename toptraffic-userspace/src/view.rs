@@ -1,0 +1,190 @@
+//! What the API reads: the daemon's published state.
+//!
+//! After each rotation the window's values are copied into an immutable
+//! [`WindowView`] and swapped in, so requests never lock the window engine and
+//! always see one closed interval's window whole.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::config::Mode;
+use crate::key::{self, Key};
+use crate::rules::RuleSet;
+use crate::stats::{DropReason, PathCounters};
+use crate::window::WindowEngine;
+
+/// One rule's window as of the last rotation.
+#[derive(Debug)]
+pub struct RuleView {
+    pub name: String,
+    pub as_name: String,
+    pub group_by: Vec<String>,
+    entries: Vec<(Key, f64)>,
+    /// Entry indices by value descending, computed on the first request.
+    order: OnceLock<Vec<u32>>,
+}
+
+impl RuleView {
+    /// Keys with something in the window.
+    pub fn keys(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The `limit` largest values, descending (ties by key, for stable output).
+    pub fn top(&self, limit: usize) -> impl Iterator<Item = (&Key, f64)> {
+        let order = self.order.get_or_init(|| {
+            let mut idx: Vec<u32> = (0..self.entries.len() as u32).collect();
+            idx.sort_unstable_by(|&a, &b| {
+                let (ka, va) = &self.entries[a as usize];
+                let (kb, vb) = &self.entries[b as usize];
+                vb.total_cmp(va).then_with(|| ka.cmp(kb))
+            });
+            idx
+        });
+        order.iter().take(limit).map(|&i| {
+            let (k, v) = &self.entries[i as usize];
+            (k, *v)
+        })
+    }
+
+    /// A key's tags as (name, value) pairs in group_by order.
+    pub fn tags<'a>(&'a self, key: &'a [u8]) -> impl Iterator<Item = (&'a str, String)> + 'a {
+        self.group_by
+            .iter()
+            .map(String::as_str)
+            .zip(key::values(key).map(|v| String::from_utf8_lossy(v).into_owned()))
+    }
+}
+
+/// All rules' windows as of the last rotation.
+#[derive(Debug)]
+pub struct WindowView {
+    /// End of the last closed interval; None before the first rotation.
+    pub window_end: Option<SystemTime>,
+    pub period_s: f64,
+    pub rules: Vec<RuleView>,
+}
+
+impl WindowView {
+    /// The view before any rotation: every rule, no keys.
+    pub fn empty(rules: &RuleSet, period_s: f64) -> WindowView {
+        WindowView {
+            window_end: None,
+            period_s,
+            rules: rules
+                .rules()
+                .iter()
+                .map(|r| RuleView {
+                    name: r.name.clone(),
+                    as_name: r.as_name.clone(),
+                    group_by: r.group_by.clone(),
+                    entries: Vec::new(),
+                    order: OnceLock::new(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Copies the window engine's values.
+    pub fn capture(
+        rules: &RuleSet,
+        window: &WindowEngine,
+        window_end: SystemTime,
+        period_s: f64,
+    ) -> WindowView {
+        let mut view = WindowView::empty(rules, period_s);
+        view.window_end = Some(window_end);
+        for (rv, rw) in view.rules.iter_mut().zip(window.rules()) {
+            rv.entries = rw.iter().map(|(k, v)| (k.clone(), v)).collect();
+        }
+        view
+    }
+
+    pub fn rule(&self, name: &str) -> Option<&RuleView> {
+        self.rules.iter().find(|r| r.name == name)
+    }
+}
+
+/// Which path counts, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModeInfo {
+    /// "kernel" or "userspace".
+    pub active: &'static str,
+    /// What the config or command line asked for.
+    pub requested: Mode,
+    /// Why this path runs (e.g. why the kernel path could not load).
+    pub reason: String,
+}
+
+/// State shared by the counting threads, the rotation and the API.
+#[derive(Debug)]
+pub struct Shared {
+    pub mode: RwLock<ModeInfo>,
+    pub userspace: Arc<PathCounters>,
+    pub kernel: Arc<PathCounters>,
+    view: RwLock<Arc<WindowView>>,
+    /// Per rule: lines it refused because its key table (interval or window)
+    /// was full, whether or not another rule counted them.
+    pub rule_overflow: Vec<AtomicU64>,
+    /// Datagrams the sockets' receive queues dropped.
+    pub receive_queue_drops: AtomicU64,
+    pub rotations: AtomicU64,
+    /// Wall-clock seconds of the last rotation, as f64 bits.
+    last_rotation_s: AtomicU64,
+    pub started: SystemTime,
+}
+
+impl Shared {
+    pub fn new(rules: &RuleSet, period_s: f64, mode: ModeInfo) -> Shared {
+        Shared {
+            mode: RwLock::new(mode),
+            userspace: Arc::default(),
+            kernel: Arc::default(),
+            view: RwLock::new(Arc::new(WindowView::empty(rules, period_s))),
+            rule_overflow: (0..rules.len()).map(|_| AtomicU64::new(0)).collect(),
+            receive_queue_drops: AtomicU64::new(0),
+            rotations: AtomicU64::new(0),
+            last_rotation_s: AtomicU64::new(0f64.to_bits()),
+            started: SystemTime::now(),
+        }
+    }
+
+    pub fn view(&self) -> Arc<WindowView> {
+        self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn publish(&self, view: WindowView, rotation_s: f64) {
+        *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
+        self.last_rotation_s.store(rotation_s.to_bits(), Relaxed);
+        self.rotations.fetch_add(1, Relaxed);
+    }
+
+    pub fn last_rotation_seconds(&self) -> f64 {
+        f64::from_bits(self.last_rotation_s.load(Relaxed))
+    }
+
+    pub fn mode(&self) -> ModeInfo {
+        self.mode.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Lines no rule counted (datagrams, for oversize and receive_queue), by
+    /// reason, over both paths. Lines that one rule refused while another
+    /// counted them are in `rule_overflow`, not here.
+    pub fn dropped(&self) -> Vec<(DropReason, u64)> {
+        let u = self.userspace.snapshot();
+        let k = self.kernel.snapshot();
+        DropReason::ALL
+            .iter()
+            .map(|&r| {
+                let extra = match r {
+                    DropReason::ReceiveQueue => self.receive_queue_drops.load(Relaxed),
+                    _ => 0,
+                };
+                (r, u.dropped(r) + k.dropped(r) + extra)
+            })
+            .collect()
+    }
+}
