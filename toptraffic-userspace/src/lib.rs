@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod ingest;
 pub mod key;
 pub mod lineproto;
+pub mod loadgen;
 pub mod metrics;
 pub mod rules;
 pub mod snapshot;

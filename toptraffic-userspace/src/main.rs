@@ -57,12 +57,94 @@ enum Command {
         #[arg(long, default_value = config::defaults::HTTP_LISTEN)]
         http: SocketAddr,
     },
+    /// Send line protocol with the shape of ingress traffic, and optionally
+    /// check that a running daemon counted it exactly.
+    Loadgen(LoadgenArgs),
+}
+
+#[derive(clap::Args)]
+struct LoadgenArgs {
+    /// UDP address of the daemon.
+    #[arg(long, default_value = config::defaults::LISTEN)]
+    to: SocketAddr,
+    /// Valid lines to send.
+    #[arg(long, default_value_t = 200_000)]
+    lines: u64,
+    /// Distinct (ip, id) keys.
+    #[arg(long, default_value_t = 50_000)]
+    keys: usize,
+    /// Distinct ips (default: as many as keys).
+    #[arg(long)]
+    ips: Option<usize>,
+    /// Distinct store ids.
+    #[arg(long, default_value_t = 25_000)]
+    ids: usize,
+    /// Lines per datagram, N or MIN-MAX.
+    #[arg(long, default_value = "1", value_parser = parse_range)]
+    per_datagram: (usize, usize),
+    /// Malformed lines per thousand.
+    #[arg(long, default_value_t = 0)]
+    malformed_per_mille: u32,
+    /// Lines per second; 0 sends flat out.
+    #[arg(long, default_value_t = 100_000)]
+    rate: u64,
+    /// Stop after this long whatever was sent.
+    #[arg(long, default_value = "60s", value_parser = config::parse_duration)]
+    max_time: std::time::Duration,
+    /// 1 is uniform; larger favours a few heavy keys.
+    #[arg(long, default_value_t = 1.0)]
+    skew: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// After sending, wait for the next window and compare this daemon's
+    /// counts of --rule with what was sent; exit 1 on any difference.
+    #[arg(long)]
+    verify_http: Option<SocketAddr>,
+    #[arg(long, default_value = "top_combined")]
+    rule: String,
+}
+
+fn parse_range(s: &str) -> Result<(usize, usize), String> {
+    let (lo, hi) = s.split_once('-').unwrap_or((s, s));
+    let lo: usize = lo
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad number in {s:?}"))?;
+    let hi: usize = hi
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad number in {s:?}"))?;
+    if lo == 0 || hi < lo {
+        return Err(format!("{s:?}: need 1 <= MIN <= MAX"));
+    }
+    Ok((lo, hi))
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Config, config::ConfigError> {
     match path {
         Some(p) => Config::load(p),
         None => Config::parse(config::DEFAULT_CONFIG, config::DEFAULT_CONFIG_NAME),
+    }
+}
+
+fn loadgen_options(a: LoadgenArgs) -> toptraffic::loadgen::Options {
+    toptraffic::loadgen::Options {
+        shape: toptraffic::loadgen::Shape {
+            keys: a.keys,
+            ips: a.ips.unwrap_or(a.keys),
+            ids: a.ids,
+            lines_per_datagram: a.per_datagram,
+            malformed_per_mille: a.malformed_per_mille,
+            skew: a.skew,
+            seed: a.seed,
+            ..Default::default()
+        },
+        to: a.to,
+        lines: a.lines,
+        rate: a.rate,
+        max_time: a.max_time,
+        verify_http: a.verify_http,
+        rule: a.rule,
     }
 }
 
@@ -111,6 +193,14 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Loadgen(args) => match toptraffic::loadgen::cli(loadgen_options(args)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("toptraffic loadgen: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run {
             config,
             mode,

@@ -1,0 +1,165 @@
+//! Shared by the end-to-end tests: start the real `toptraffic` binary on free
+//! loopback ports, read its API, stop it.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use toptraffic::loadgen;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_toptraffic");
+
+/// A port that was free a moment ago.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes `text` to a fresh temporary file and returns its path.
+pub fn temp_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "toptraffic-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    path
+}
+
+/// A running daemon, killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub http: SocketAddr,
+    pub udp: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `toptraffic run` with `config` text and extra args, and waits
+    /// until /healthz answers.
+    pub fn start(config: &str, args: &[&str]) -> Daemon {
+        let path = temp_file("config.toml", config);
+        let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let log = path.with_file_name("daemon.log");
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&path)
+            .args(["--http", &http.to_string(), "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("TOPTRAFFIC_LOG", "info")
+            .stdout(Stdio::from(
+                std::fs::File::create(log.with_extension("out")).unwrap(),
+            ))
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .expect("start toptraffic");
+        let mut d = Daemon {
+            child,
+            http,
+            udp: "0.0.0.0:0".parse().unwrap(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(stats) = loadgen::get_json(http, "/api/v1/stats") {
+                d.udp = stats["listen"].as_str().unwrap().parse().unwrap();
+                return d;
+            }
+            if let Ok(Some(status)) = d.child.try_wait() {
+                panic!("toptraffic exited with {status}: {}", d.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "toptraffic did not come up: {}",
+                d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        loadgen::get_json(self.http, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    pub fn stats(&self) -> Value {
+        self.get("/api/v1/stats")
+    }
+
+    /// Polls `cond` on /api/v1/stats until it holds or `timeout` passes.
+    pub fn wait_stats(
+        &self,
+        timeout: Duration,
+        what: &str,
+        cond: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.stats();
+            if cond(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {s}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until a rotation after the current one has published a window.
+    pub fn wait_next_window(&self, timeout: Duration) -> Value {
+        let now = self.stats()["rotations"].as_u64().unwrap();
+        self.wait_stats(timeout, "the next rotation", |s| {
+            s["rotations"].as_u64().unwrap() > now
+        })
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config with the seed's rules on a short window, so tests see keys
+/// leave in seconds.
+pub fn short_window_config(period: &str, every: &str) -> String {
+    let default = toptraffic::config::DEFAULT_CONFIG;
+    default
+        .replace("period = \"1m\"", &format!("period = \"{period}\""))
+        .replace("every = \"5s\"", &format!("every = \"{every}\""))
+}

@@ -1,0 +1,172 @@
+//! End to end on the userspace path: the real binary over loopback counts
+//! generated traffic exactly, reports malformed lines, forgets silent keys,
+//! and stops cleanly on SIGTERM.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{short_window_config, Daemon, BIN};
+use toptraffic::loadgen::{self, Generator, Shape};
+
+#[test]
+fn counts_every_key_exactly_and_forgets_them_after_the_window() {
+    // A 4 s window every 500 ms: the whole send fits in one window.
+    let d = Daemon::start(
+        &short_window_config("4s", "500ms"),
+        &["--mode", "userspace"],
+    );
+    assert_eq!(d.stats()["mode"], "userspace");
+    let mut gen = Generator::new(Shape {
+        keys: 20_000,
+        ips: 15_000,
+        ids: 8_000,
+        lines_per_datagram: (1, 6),
+        malformed_per_mille: 10,
+        seed: 7,
+        ..Shape::default()
+    });
+    let sent = loadgen::run(
+        &mut gen,
+        d.udp,
+        60_000,
+        60_000,
+        Duration::from_secs(20),
+        |_, _| {},
+    )
+    .expect("send");
+    let total = sent.valid_lines + sent.malformed_lines;
+    d.wait_stats(Duration::from_secs(20), "every line accounted", |s| {
+        loadgen::lines_accounted(s) >= total
+    });
+    d.wait_next_window(Duration::from_secs(5));
+    let stats = d.stats();
+    assert_eq!(stats["points_userspace"], sent.valid_lines, "{stats}");
+    assert_eq!(
+        stats["dropped"]["parse_error"], sent.malformed_lines,
+        "{stats}"
+    );
+    assert_eq!(stats["dropped"]["receive_queue"], 0, "{stats}");
+    assert_eq!(stats["datagrams_userspace"], sent.datagrams, "{stats}");
+    assert_eq!(stats["points_kernel"], 0);
+
+    let truth = gen.truth();
+    let top = d.get(&format!(
+        "/api/v1/top?rule=top_combined&limit={}",
+        truth.len() + 100
+    ));
+    let verdict = loadgen::compare(&top, &truth);
+    assert!(verdict.exact(), "{verdict:?}");
+    assert_eq!(top["as"], "totalCount");
+    assert_eq!(top["period_s"], 4);
+    // Sorted by value, descending.
+    let values: Vec<f64> = top["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"].as_f64().unwrap())
+        .collect();
+    assert!(values.windows(2).all(|w| w[0] >= w[1]));
+
+    // Silence: every key leaves within period + every.
+    d.wait_stats(Duration::from_secs(10), "the window to empty", |s| {
+        s["rules"][0]["keys"] == 0
+    });
+    let top = d.get("/api/v1/top?rule=top_combined&limit=10");
+    assert_eq!(top["keys"], 0);
+    assert_eq!(top["top"].as_array().unwrap().len(), 0);
+    assert!(d.terminate().success());
+}
+
+#[test]
+fn api_errors_and_metrics() {
+    let d = Daemon::start(&short_window_config("2s", "1s"), &["--mode", "userspace"]);
+    let (status, body) = loadgen::http_get(d.http, "/api/v1/top?rule=nope").unwrap();
+    assert_eq!(status, 404);
+    assert!(body.contains("top_combined"), "{body}");
+    let (status, _) = loadgen::http_get(d.http, "/api/v1/top").unwrap();
+    assert_eq!(status, 400);
+    let (status, body) = loadgen::http_get(d.http, "/healthz").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, metrics) = loadgen::http_get(d.http, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    for name in [
+        "toptraffic_points_total{path=\"userspace\"}",
+        "toptraffic_dropped_total{reason=\"parse_error\"}",
+        "toptraffic_active_keys{rule=\"top_ips\"}",
+        "toptraffic_key_overflow_lines_total{rule=\"top_stores\"}",
+        "toptraffic_rotation_duration_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+}
+
+#[test]
+fn top_command_prints_a_table() {
+    let d = Daemon::start(
+        &short_window_config("2s", "500ms"),
+        &["--mode", "userspace"],
+    );
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..3 {
+        tx.send_to(b"combined,id=42,ip=192.0.2.9 count=1", d.udp)
+            .unwrap();
+    }
+    d.wait_stats(Duration::from_secs(10), "3 points", |s| {
+        s["points_userspace"] == 3
+    });
+    d.wait_next_window(Duration::from_secs(5));
+    let out = std::process::Command::new(BIN)
+        .args([
+            "top",
+            "--rule",
+            "top_combined",
+            "-n",
+            "5",
+            "--http",
+            &d.http.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("RANK  IP         ID  TOTALCOUNT"), "{text}");
+    assert!(text.contains("   1  192.0.2.9  42           3"), "{text}");
+}
+
+#[test]
+fn check_reports_line_and_field() {
+    let ok = std::process::Command::new(BIN)
+        .args(["check"])
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout)
+        .contains("ok (3 rules: top_combined, top_ips, top_stores)"));
+
+    let path = common::temp_file("bad.toml", "[window]\nperiod = \"1m\"\nevery = \"7s\"\n");
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:3: window.every = \"7s\" does not divide window.period"),
+        "{err}"
+    );
+
+    // `run` refuses a bad config the same way, before binding anything.
+    let out = std::process::Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:3:"));
+}
