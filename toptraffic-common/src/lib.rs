@@ -1,5 +1,9 @@
 //! Types and constants shared by the kernel programs and the daemon.
 //!
+//! Everything here is `#[repr(C)]` with explicit padding: sizes and field
+//! order are the wire format between the eBPF programs and userspace, pinned
+//! by the tests at the bottom.
+//!
 //! Group keys have one encoding on both ingest paths, so a snapshot drained
 //! from the kernel and one counted in userspace merge key for key: for each
 //! group-by tag, in the rule's group_by order, a little-endian `u16` length
@@ -9,3 +13,303 @@
 
 /// Bytes of the length prefix before each tag value in a group key.
 pub const KEY_LEN_PREFIX: usize = 2;
+
+/// Largest datagram payload the kernel parses; longer ones go to userspace.
+/// A power of two: offsets into the parse buffer are masked with `BUF_LEN - 1`.
+pub const BUF_LEN: usize = 4096;
+/// Most lines of one datagram the kernel counts.
+pub const MAX_LINES: u32 = 64;
+/// Most (line, rule) counts of one datagram the kernel holds before committing.
+pub const MAX_ITEMS: usize = 128;
+/// Most rules the kernel evaluates.
+pub const MAX_RULES: usize = 8;
+/// Most group-by tags of a kernel rule.
+pub const MAX_GROUP: usize = 4;
+/// Most `where` filters of a kernel rule.
+pub const MAX_FILTERS: usize = 2;
+/// Most distinct measurements, tag names and field names the kernel matches.
+pub const MAX_MEASUREMENTS: usize = 8;
+pub const MAX_NAMES: usize = 8;
+pub const MAX_FIELDS: usize = 4;
+/// Longest name (measurement, tag, field, filter value) compared exactly.
+pub const NAME_LEN: usize = 32;
+/// Bytes of group key data in a kernel key. A power of two (offsets are
+/// masked with `KEY_DATA - 1`).
+pub const KEY_DATA: usize = 64;
+/// `GroupKey::rule` of the per-generation totals entry.
+pub const TOTALS_RULE: u32 = u32::MAX;
+
+/// FNV-1a, 64 bits: how the kernel and userspace hash names. A hash match is
+/// always confirmed byte for byte.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+pub const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+#[inline(always)]
+pub fn fnv1a_step(h: u64, c: u8) -> u64 {
+    (h ^ c as u64).wrapping_mul(FNV_PRIME)
+}
+
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h = FNV_OFFSET;
+    let mut i = 0;
+    while i < bytes.len() {
+        h = fnv1a_step(h, bytes[i]);
+        i += 1;
+    }
+    h
+}
+
+/// The key of a generation map: a rule and its group key bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GroupKey {
+    pub rule: u32,
+    /// Bytes of `data` in use; the rest are zero (keys hash whole).
+    pub len: u32,
+    pub data: [u8; KEY_DATA],
+}
+
+impl GroupKey {
+    pub const fn zeroed() -> GroupKey {
+        GroupKey {
+            rule: 0,
+            len: 0,
+            data: [0; KEY_DATA],
+        }
+    }
+
+    /// The group key bytes (the userspace key encoding).
+    pub fn bytes(&self) -> &[u8] {
+        let n = if (self.len as usize) < KEY_DATA {
+            self.len as usize
+        } else {
+            KEY_DATA
+        };
+        &self.data[..n]
+    }
+}
+
+/// What a key added in one generation, per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cell {
+    /// Lines counted. In the totals entry: lines committed this generation.
+    pub lines: u64,
+    /// Sum of the aggregate (1 per line for a count). In the totals entry:
+    /// keys inserted this generation.
+    pub sum: i64,
+}
+
+/// A name the kernel matches: hash and length first, then the bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Name {
+    pub hash: u64,
+    pub len: u32,
+    /// 1 when `bytes` holds the whole name (it is at most NAME_LEN long);
+    /// 0 when only the hash is known, which is enough to hand a line to
+    /// userspace but never to count it.
+    pub exact: u32,
+    pub bytes: [u8; NAME_LEN],
+}
+
+impl Name {
+    pub const fn empty() -> Name {
+        Name {
+            hash: 0,
+            len: 0,
+            exact: 0,
+            bytes: [0; NAME_LEN],
+        }
+    }
+
+    pub fn new(name: &[u8]) -> Name {
+        let mut n = Name::empty();
+        n.hash = fnv1a(name);
+        n.len = name.len() as u32;
+        if name.len() <= NAME_LEN {
+            n.bytes[..name.len()].copy_from_slice(name);
+            n.exact = 1;
+        }
+        n
+    }
+}
+
+/// `RuleSpec::flags` bits.
+pub const RULE_ENABLED: u32 = 1;
+/// The rule sums `RuleSpec::field`; without it the rule counts lines.
+pub const RULE_SUM: u32 = 2;
+
+/// One rule as the kernel evaluates it; names are indices into
+/// [`KernelConfig`]'s tables.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleSpec {
+    pub flags: u32,
+    /// Index into `KernelConfig::fields` of the summed field.
+    pub field: u32,
+    pub n_group: u32,
+    pub n_filters: u32,
+    /// Indices into `KernelConfig::names`, in group_by order.
+    pub group: [u32; MAX_GROUP],
+    /// Indices into `KernelConfig::names` of the filtered tags.
+    pub filter_name: [u32; MAX_FILTERS],
+    pub filter_value: [Name; MAX_FILTERS],
+}
+
+impl RuleSpec {
+    pub const fn empty() -> RuleSpec {
+        RuleSpec {
+            flags: 0,
+            field: 0,
+            n_group: 0,
+            n_filters: 0,
+            group: [0; MAX_GROUP],
+            filter_name: [0; MAX_FILTERS],
+            filter_value: [Name::empty(); MAX_FILTERS],
+        }
+    }
+}
+
+/// The rules as the kernel sees them: one entry of the config map, written
+/// by the daemon at start and on reload.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelConfig {
+    pub n_measurements: u32,
+    pub n_names: u32,
+    pub n_fields: u32,
+    pub n_rules: u32,
+    /// XDP only: UDP destination port (host order) and IPv4 destination
+    /// address (network order; 0 for any) of the daemon's socket.
+    pub port: u32,
+    pub addr: u32,
+    pub measurements: [Name; MAX_MEASUREMENTS],
+    /// Per measurement: bitmask of the kernel rules that take it.
+    pub measurement_rules: [u32; MAX_MEASUREMENTS],
+    /// Per measurement: 1 when a rule the kernel cannot evaluate takes it, so
+    /// that its datagrams must go to userspace whole.
+    pub measurement_userspace: [u32; MAX_MEASUREMENTS],
+    pub names: [Name; MAX_NAMES],
+    pub fields: [Name; MAX_FIELDS],
+    pub rules: [RuleSpec; MAX_RULES],
+}
+
+impl KernelConfig {
+    pub const fn empty() -> KernelConfig {
+        KernelConfig {
+            n_measurements: 0,
+            n_names: 0,
+            n_fields: 0,
+            n_rules: 0,
+            port: 0,
+            addr: 0,
+            measurements: [Name::empty(); MAX_MEASUREMENTS],
+            measurement_rules: [0; MAX_MEASUREMENTS],
+            measurement_userspace: [0; MAX_MEASUREMENTS],
+            names: [Name::empty(); MAX_NAMES],
+            fields: [Name::empty(); MAX_FIELDS],
+            rules: [RuleSpec::empty(); MAX_RULES],
+        }
+    }
+}
+
+/// Indices of the kernel's per-CPU counters.
+pub mod counter {
+    /// Datagrams counted whole by the socket filter (they never reach the
+    /// socket; the kernel still adds them to the socket's drop count).
+    pub const SF_DATAGRAMS: u32 = 0;
+    /// Datagrams counted whole by the XDP program.
+    pub const XDP_DATAGRAMS: u32 = 1;
+    /// Lines counted by at least one rule.
+    pub const POINTS: u32 = 2;
+    /// Valid lines no rule takes, by reason (as in userspace).
+    pub const DROP_UNKNOWN_MEASUREMENT: u32 = 3;
+    pub const DROP_FILTERED: u32 = 4;
+    pub const DROP_MISSING_FIELD: u32 = 5;
+    /// (line, rule) counts lost because a generation map refused an insert
+    /// after part of the datagram was committed.
+    pub const LOST_ITEMS: u32 = 6;
+    /// First of the reasons a datagram was handed to userspace whole.
+    pub const PASS_FIRST: u32 = 7;
+    /// Longer than BUF_LEN.
+    pub const PASS_TOO_LONG: u32 = 7;
+    /// A backslash escape.
+    pub const PASS_ESCAPE: u32 = 8;
+    /// More than MAX_LINES lines, or MAX_ITEMS counts.
+    pub const PASS_TOO_MANY_LINES: u32 = 9;
+    /// A group key longer than KEY_DATA.
+    pub const PASS_KEY_TOO_LONG: u32 = 10;
+    /// Valid line protocol the kernel parser does not take: string, boolean
+    /// or exponent field values, indentation, `\r`, several spaces, quotes
+    /// outside field values.
+    pub const PASS_UNSUPPORTED: u32 = 11;
+    /// Not valid line protocol: userspace counts the parse error.
+    pub const PASS_INVALID: u32 = 12;
+    /// A summed value that is not an integer (or has more than 15 digits).
+    pub const PASS_FRACTION: u32 = 13;
+    /// A measurement that a rule the kernel cannot evaluate takes.
+    pub const PASS_USERSPACE_RULE: u32 = 14;
+    /// The program could not reach its scratch, config or generation map.
+    pub const PASS_INTERNAL: u32 = 15;
+    pub const COUNT: u32 = 16;
+
+    /// Names of the pass reasons, from PASS_FIRST, for stats and metrics.
+    pub const PASS_NAMES: [&str; (COUNT - PASS_FIRST) as usize] = [
+        "too_long",
+        "escape",
+        "too_many_lines",
+        "key_too_long",
+        "unsupported",
+        "invalid",
+        "fraction",
+        "userspace_rule",
+        "internal",
+    ];
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain #[repr(C)] data with explicit padding, any bit pattern valid.
+    unsafe impl aya::Pod for super::GroupKey {}
+    unsafe impl aya::Pod for super::Cell {}
+    unsafe impl aya::Pod for super::KernelConfig {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{align_of, offset_of, size_of};
+
+    #[test]
+    fn layouts_are_the_wire_format() {
+        assert_eq!(size_of::<GroupKey>(), 72);
+        assert_eq!(offset_of!(GroupKey, len), 4);
+        assert_eq!(offset_of!(GroupKey, data), 8);
+        assert_eq!(size_of::<Cell>(), 16);
+        assert_eq!(size_of::<Name>(), 48);
+        assert_eq!(offset_of!(Name, bytes), 16);
+        assert_eq!(size_of::<RuleSpec>(), 16 + 16 + 8 + 96);
+        assert_eq!(offset_of!(RuleSpec, filter_value), 40);
+        assert_eq!(offset_of!(KernelConfig, measurements), 24);
+        assert_eq!(align_of::<KernelConfig>(), 8);
+        assert_eq!(
+            size_of::<KernelConfig>(),
+            24 + 8 * 48 + 8 * 4 + 8 * 4 + 8 * 48 + 4 * 48 + 8 * 136
+        );
+    }
+
+    #[test]
+    fn fnv_matches_reference_values() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn long_names_are_hash_only() {
+        let n = Name::new(&[b'x'; NAME_LEN + 1]);
+        assert_eq!(n.exact, 0);
+        assert_eq!(Name::new(b"combined").exact, 1);
+    }
+}

@@ -11,8 +11,11 @@
 //! `influxdb-line-protocol` crate, which the tests use as an oracle:
 //! backslash escapes `\,` `\ ` `\\` in measurements and additionally `\=` in
 //! tag keys, tag values and field keys; any other backslash is literal; a name
-//! or value may not end in a lone backslash; strings escape only `\"` and `\\`.
-//! Lines end at `\n` outside a quoted string; a trailing `\r` is dropped.
+//! or value may not end in a backslash, escaped or not; strings escape only
+//! `\"` and `\\`.
+//! Lines end at `\n` outside a quoted string, as InfluxDB's scanLine reckons
+//! it from the line's very start (which matters for comments and for indented
+//! or broken lines); a trailing `\r` is dropped.
 
 use std::fmt;
 
@@ -261,7 +264,8 @@ pub enum ParseError {
     FieldValue,
     /// A timestamp that is not a signed 64-bit integer.
     Timestamp,
-    /// Something after the timestamp, or a string never closed.
+    /// Something after the timestamp, or a string never closed (also as
+    /// InfluxDB's line splitting sees it).
     Trailing,
 }
 
@@ -304,31 +308,45 @@ impl<'a> Iterator for Lines<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             // Leading whitespace (spaces, tabs, empty lines, `\r`) is skipped.
+            // `line_start` stays where InfluxDB's scanLine starts the line,
+            // before its indentation.
+            let mut line_start = self.pos;
             while let Some(&c) = self.buf.get(self.pos) {
-                if matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
-                    self.pos += 1;
-                } else {
-                    break;
+                match c {
+                    b'\n' => {
+                        self.pos += 1;
+                        line_start = self.pos;
+                    }
+                    b' ' | b'\t' | b'\r' => self.pos += 1,
+                    _ => break,
                 }
             }
             if self.pos >= self.buf.len() {
                 return None;
             }
             if self.buf[self.pos] == b'#' {
-                self.pos = match memchr(b'\n', &self.buf[self.pos..]) {
-                    Some(i) => self.pos + i + 1,
-                    None => self.buf.len(),
-                };
+                // A comment is the whole line as scanLine cuts it: like
+                // InfluxDB, a quote after a space and `=` carries it on over
+                // newlines.
+                self.pos = line_end(self.buf, line_start);
                 continue;
             }
             let start = self.pos;
             return Some(match parse_line(self.buf, start) {
-                Ok((line, end)) => {
+                // scanLine takes an indenting space for the one before the
+                // field set, so in an indented line a `"` in a name can open
+                // a string and move the line's end. Unless the line ends where
+                // scanLine says, it is not one InfluxDB would read.
+                Ok((line, end)) if start == line_start || end == line_end(self.buf, line_start) => {
                     self.pos = end;
                     Ok(line)
                 }
+                Ok(_) => {
+                    self.pos = line_end(self.buf, line_start);
+                    Err(ParseError::Trailing)
+                }
                 Err(e) => {
-                    self.pos = line_end(self.buf, start);
+                    self.pos = line_end(self.buf, line_start);
                     Err(e)
                 }
             });
@@ -357,8 +375,12 @@ fn parse_line(buf: &[u8], start: usize) -> Result<(Line<'_>, usize), ParseError>
         let t_start = i;
         loop {
             let k_start = i;
-            let k_end = scan_token(buf, &mut i, |c| matches!(c, b'=' | b' ' | b'\t' | b'\n'))
-                .ok_or(ParseError::Tag)?;
+            // An unescaped comma cannot be part of a tag key: InfluxDB's
+            // scanTags reads it as the end of a tag without a value.
+            let k_end = scan_token(buf, &mut i, |c| {
+                matches!(c, b'=' | b',' | b' ' | b'\t' | b'\n')
+            })
+            .ok_or(ParseError::Tag)?;
             if k_end == k_start || buf.get(i) != Some(&b'=') {
                 return Err(ParseError::Tag);
             }
@@ -384,8 +406,13 @@ fn parse_line(buf: &[u8], start: usize) -> Result<(Line<'_>, usize), ParseError>
     let f_start = i;
     loop {
         let k_start = i;
-        let k_end = scan_token(buf, &mut i, |c| matches!(c, b'=' | b' ' | b'\t' | b'\n'))
-            .ok_or(ParseError::Field)?;
+        // An unescaped comma cannot be part of a field key: InfluxDB's
+        // scanFields (and scanLine, which decides where a quoted string
+        // starts) counts it as a field separator.
+        let k_end = scan_token(buf, &mut i, |c| {
+            matches!(c, b'=' | b',' | b' ' | b'\t' | b'\n')
+        })
+        .ok_or(ParseError::Field)?;
         if k_end == k_start || buf.get(i) != Some(&b'=') {
             return Err(ParseError::Field);
         }
@@ -454,9 +481,11 @@ fn skip_spaces(buf: &[u8], i: &mut usize) -> bool {
 
 /// Scans a name or tag value from `*i` up to the first unescaped byte for which
 /// `stop` holds (or the end). Returns the end offset, or None when the token
-/// ends in a lone backslash. A `\r` right before the line end also stops it.
+/// ends in a backslash, lone or escaped. A `\r` right before the line end also
+/// stops it.
 #[inline]
 fn scan_token(buf: &[u8], i: &mut usize, stop: impl Fn(u8) -> bool) -> Option<usize> {
+    let start = *i;
     while let Some(&c) = buf.get(*i) {
         if c == b'\\' {
             match buf.get(*i + 1) {
@@ -475,8 +504,13 @@ fn scan_token(buf: &[u8], i: &mut usize, stop: impl Fn(u8) -> bool) -> Option<us
         }
         *i += 1;
     }
-    // A token that ends with an escaped backslash is fine; one that ends with a
-    // lone backslash was caught above.
+    // A lone backslash at the end was caught above. An escaped one is refused
+    // too: InfluxDB takes any delimiter after a backslash as escaped, so `a\\`
+    // cannot end a name there, and the oracle crate rejects it. Since a
+    // backslash always pairs with the next byte, a trailing `\\` is that pair.
+    if buf[start..*i].ends_with(b"\\\\") {
+        return None;
+    }
     Some(*i)
 }
 
@@ -614,8 +648,10 @@ fn parse_float(s: &[u8]) -> Option<f64> {
     if i != digits.len() {
         return None;
     }
-    // Validated as ASCII above.
-    std::str::from_utf8(s).ok()?.parse().ok()
+    // Validated as ASCII above. Out of range is an error, as in InfluxDB
+    // (strconv.ParseFloat's ErrRange), not an infinity that poisons sums.
+    let v: f64 = std::str::from_utf8(s).ok()?.parse().ok()?;
+    v.is_finite().then_some(v)
 }
 
 #[inline]
@@ -769,6 +805,7 @@ mod tests {
 
     #[test]
     fn rejects_malformed_lines() {
+        assert_eq!(err("m,id,ip=1 f=1"), ParseError::Tag);
         assert_eq!(err("m"), ParseError::Field);
         assert_eq!(err("m "), ParseError::Field);
         assert_eq!(err(",t=1 f=1"), ParseError::Measurement);
@@ -836,4 +873,64 @@ mod tests {
         let l = one("m,k=a=b f=1");
         assert_eq!(tags(&l), [("k".to_string(), "a=b".to_string())]);
     }
+
+    // The cases below were found by the property tests (lineproto_proptests.rs).
+
+    #[test]
+    fn names_may_not_end_in_an_escaped_backslash() {
+        assert_eq!(err(r"m\\ f=1"), ParseError::Measurement);
+        assert_eq!(err(r"m,t=a\\ f=1"), ParseError::Tag);
+        assert_eq!(err(r"m,t\\=a f=1"), ParseError::Tag);
+        assert_eq!(err(r"m f\\=1"), ParseError::Field);
+        assert_eq!(err(r"m,t=a\\\\ f=1"), ParseError::Tag);
+        // Inside a name it is fine.
+        assert_eq!(tags(&one(r"m,t=a\\b f=1"))[0].1, r"a\b");
+        assert_eq!(tags(&one(r"m,t=a\\\\b f=1"))[0].1, r"a\\b");
+    }
+
+    #[test]
+    fn unescaped_comma_ends_a_field_key() {
+        assert_eq!(err("m a,b=1"), ParseError::Field);
+        assert_eq!(err("m a=1,b,c=2"), ParseError::Field);
+        // So scanLine's idea of where a string starts holds: this is two lines.
+        let got: Vec<_> = Lines::new(b"m a\\\\,=\"x\ny f=1").collect();
+        assert_eq!(got.len(), 2);
+        assert!(got[1].as_ref().is_ok_and(|l| l.measurement.eq_bytes(b"y")));
+    }
+
+    #[test]
+    fn float_out_of_range_is_rejected() {
+        assert_eq!(err("m f=1e999"), ParseError::FieldValue);
+        assert_eq!(err("m f=-1.5E309"), ParseError::FieldValue);
+        assert!(matches!(one("m f=1e-999").field(b"f"), Some(FieldValue::Float(v)) if v == 0.0));
+        assert!(
+            matches!(one("m f=1.7e308").field(b"f"), Some(FieldValue::Float(v)) if v == 1.7e308)
+        );
+    }
+
+    #[test]
+    fn indented_lines_end_where_scanline_ends_them() {
+        // scanLine takes the indent for the space before the fields, so
+        // `=` then `"` opens a string running over the newline: one bad line.
+        let got: Vec<_> = Lines::new(b" = \"=0\na a=0").collect();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].as_ref().err(), Some(&ParseError::Trailing));
+        // Unindented, the same text is two good lines.
+        assert!(Lines::new(b"= \"=0\na a=0").all(|r| r.is_ok()));
+        // A broken indented line resyncs where scanLine ends it.
+        let got: Vec<_> = Lines::new(b" m=x,t=\"y\nb f=1\"\nc f=2").collect();
+        assert_eq!(got.len(), 2);
+        assert!(got[1].as_ref().is_ok_and(|l| l.measurement.eq_bytes(b"c")));
+    }
+
+    #[test]
+    fn comment_ends_where_scanline_ends_it() {
+        let got: Vec<_> = Lines::new(b"# a=\"x\nb f=1\"\nc f=2").collect();
+        assert_eq!(got.len(), 1);
+        assert!(got[0].as_ref().is_ok_and(|l| l.measurement.eq_bytes(b"c")));
+    }
 }
+
+#[cfg(test)]
+#[path = "lineproto_proptests.rs"]
+mod proptests;

@@ -3,4 +3,6 @@
 //! `udp` receives and counts in userspace. Both paths hand the rotation the
 //! same [`crate::snapshot::CountTable`]s.
 
+pub mod kernel;
+pub mod kernel_config;
 pub mod udp;

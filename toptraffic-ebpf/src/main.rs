@@ -1,0 +1,344 @@
+//! toptraffic's kernel programs.
+//!
+//! `toptraffic_sock` is a socket filter on the daemon's own UDP sockets and
+//! `toptraffic_xdp` an XDP program for a named interface. Both copy the
+//! payload into a per-CPU scratch area, parse it with `parse::step` over
+//! `bpf_loop`, and then either commit every count to the current generation
+//! map and consume the datagram, or leave it whole for the socket (userspace).
+//!
+//! Maps:
+//! - `CONFIG`: the rules (`KernelConfig`), written by the daemon.
+//! - `GENERATION`: array of maps; slot 0 is the generation map being
+//!   written. The daemon swaps in a spare every interval and drains the old.
+//! - `GEN_A`, `GEN_B`: the two generation maps (LRU per-CPU hash, sized by
+//!   the daemon at load).
+//! - `COUNTERS`: per-CPU totals by `counter::*` index.
+//! - `SCRATCH`: per-CPU parse area.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {
+    // Built for the host only so that workspace-wide checks compile it; the
+    // programs exist for the BPF target.
+}
+
+#[cfg(target_arch = "bpf")]
+mod programs {
+    use core::ffi::c_void;
+
+    use aya_ebpf::bindings::{xdp_action, BPF_NOEXIST};
+    use aya_ebpf::btf_maps::{Array, ArrayOfMaps, LruPerCpuHashMap, PerCpuArray};
+    use aya_ebpf::helpers::generated::{bpf_loop, bpf_skb_load_bytes, bpf_xdp_load_bytes};
+    use aya_ebpf::macros::{btf_map, socket_filter, xdp};
+    use aya_ebpf::programs::{SkBuffContext, XdpContext};
+    use toptraffic_common::{
+        counter, Cell, GroupKey, KernelConfig, BUF_LEN, MAX_ITEMS, TOTALS_RULE,
+    };
+    use toptraffic_ebpf::parse::{self, Scratch, DROP_FILTERED, DROP_MISSING_FIELD, DROP_UNKNOWN};
+
+    type GenMap = LruPerCpuHashMap<GroupKey, Cell, 1>;
+
+    #[btf_map]
+    static CONFIG: Array<KernelConfig, 1> = Array::new();
+    #[btf_map]
+    static COUNTERS: PerCpuArray<u64, { counter::COUNT as usize }> = PerCpuArray::new();
+    #[btf_map]
+    static SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
+    #[btf_map]
+    static GENERATION: ArrayOfMaps<GenMap, 1> = ArrayOfMaps::new();
+    #[btf_map]
+    static GEN_A: LruPerCpuHashMap<GroupKey, Cell, 65536> = LruPerCpuHashMap::new();
+    #[btf_map]
+    static GEN_B: LruPerCpuHashMap<GroupKey, Cell, 65536> = LruPerCpuHashMap::new();
+
+    /// What the parse decided for a datagram.
+    enum Verdict {
+        /// Counted in the kernel: drop it.
+        Counted,
+        /// For userspace: deliver it whole.
+        Pass,
+    }
+
+    #[inline(always)]
+    fn add(index: u32, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if let Some(c) = COUNTERS.get_ptr_mut(index) {
+            // SAFETY: this CPU's slot; programs do not nest on one CPU here.
+            unsafe { *c += n };
+        }
+    }
+
+    /// Handed to the bpf_loop callbacks.
+    #[repr(C)]
+    struct LoopCtx {
+        s: *mut Scratch,
+        cfg: *const KernelConfig,
+        /// Items committed and keys inserted (for the totals entry).
+        committed: u64,
+        inserted: u64,
+        lost: u64,
+    }
+
+    extern "C" fn parse_cb(i: u32, ctx: *mut c_void) -> i64 {
+        // SAFETY: ctx is the LoopCtx on the caller's stack; s and cfg are
+        // map values valid for the whole program run.
+        let c = unsafe { &mut *(ctx as *mut LoopCtx) };
+        let (s, cfg) = unsafe { (&mut *c.s, &*c.cfg) };
+        if parse::step(s, cfg, i) {
+            0
+        } else {
+            1
+        }
+    }
+
+    extern "C" fn line_cb(l: u32, ctx: *mut c_void) -> i64 {
+        // SAFETY: as in parse_cb.
+        let c = unsafe { &mut *(ctx as *mut LoopCtx) };
+        let (s, cfg) = unsafe { (&mut *c.s, &*c.cfg) };
+        if parse::eval_line(s, cfg, l) {
+            0
+        } else {
+            1
+        }
+    }
+
+    extern "C" fn commit_cb(i: u32, ctx: *mut c_void) -> i64 {
+        // SAFETY: as in parse_cb.
+        let c = unsafe { &mut *(ctx as *mut LoopCtx) };
+        let s = unsafe { &*c.s };
+        let Some(item) = s.items.get((i as usize) & (MAX_ITEMS - 1)) else {
+            return 1;
+        };
+        let mut key = GroupKey::zeroed();
+        parse::build_key(&s.buf, item, &mut key);
+        match bump(&key, 1, item.value) {
+            Some(inserted) => {
+                c.committed += 1;
+                c.inserted += inserted;
+            }
+            None => c.lost += 1,
+        }
+        0
+    }
+
+    /// Adds to `key` in the current generation; Some(1) when it inserted
+    /// the key, None when the map refused.
+    #[inline(always)]
+    fn bump(key: &GroupKey, lines: u64, sum: i64) -> Option<u64> {
+        let gen = GENERATION.get(0)?;
+        let mut inserted = 0;
+        let cell = match gen.get_ptr_mut(key) {
+            Some(p) => p,
+            None => {
+                // Another CPU may insert the same key meanwhile: then
+                // NOEXIST fails and the lookup below finds theirs.
+                if gen.insert(key, Cell::default(), BPF_NOEXIST as u64).is_ok() {
+                    inserted = 1;
+                }
+                gen.get_ptr_mut(key)?
+            }
+        };
+        // SAFETY: this CPU's value of a per-CPU map.
+        unsafe {
+            (*cell).lines += lines;
+            (*cell).sum += sum;
+        }
+        Some(inserted)
+    }
+
+    /// Parses the payload already in the scratch buffer and commits it.
+    #[inline(always)]
+    fn parse_and_commit(s: *mut Scratch, len: u32, datagram_counter: u32) -> Verdict {
+        let Some(cfg) = CONFIG.get_ptr(0) else {
+            add(counter::PASS_INTERNAL, 1);
+            return Verdict::Pass;
+        };
+        // SAFETY: the per-CPU scratch value, valid for the run.
+        unsafe { (*s).st.start(len) };
+        let mut ctx = LoopCtx {
+            s,
+            cfg,
+            committed: 0,
+            inserted: 0,
+            lost: 0,
+        };
+        let ctx_ptr = &mut ctx as *mut LoopCtx as *mut c_void;
+        // One step per byte plus the virtual newline that ends the last line.
+        // SAFETY: a static callback and a stack context, as bpf_loop wants.
+        unsafe { bpf_loop(len + 1, parse_cb as *mut c_void, ctx_ptr, 0) };
+        let lines = unsafe { (*s).st.lines };
+        if unsafe { (*s).st.bail } == 0 && lines > 0 {
+            unsafe { bpf_loop(lines, line_cb as *mut c_void, ctx_ptr, 0) };
+        }
+        let st = unsafe { &(*s).st };
+        if st.bail != 0 {
+            add(st.bail, 1);
+            return Verdict::Pass;
+        }
+        let n_items = st.n_items;
+        let (points, drops) = (st.points, st.drops);
+        if n_items > 0 {
+            unsafe { bpf_loop(n_items, commit_cb as *mut c_void, ctx_ptr, 0) };
+            let mut totals = GroupKey::zeroed();
+            totals.rule = TOTALS_RULE;
+            let _ = bump(&totals, ctx.committed, ctx.inserted as i64);
+        }
+        add(datagram_counter, 1);
+        add(counter::POINTS, points as u64);
+        add(
+            counter::DROP_UNKNOWN_MEASUREMENT,
+            drops[DROP_UNKNOWN] as u64,
+        );
+        add(counter::DROP_FILTERED, drops[DROP_FILTERED] as u64);
+        add(
+            counter::DROP_MISSING_FIELD,
+            drops[DROP_MISSING_FIELD] as u64,
+        );
+        add(counter::LOST_ITEMS, ctx.lost);
+        Verdict::Counted
+    }
+
+    #[socket_filter]
+    pub fn toptraffic_sock(ctx: SkBuffContext) -> i64 {
+        let whole = ctx.len() as i64;
+        match try_sock(&ctx) {
+            Verdict::Counted => 0,
+            Verdict::Pass => whole,
+        }
+    }
+
+    /// A socket filter sees the skb from the UDP header: the payload is at 8.
+    const UDP_HEADER: u32 = 8;
+
+    #[inline(always)]
+    fn try_sock(ctx: &SkBuffContext) -> Verdict {
+        let total = ctx.len();
+        if total < UDP_HEADER {
+            return Verdict::Pass;
+        }
+        let len = total - UDP_HEADER;
+        if len as usize > BUF_LEN {
+            add(counter::PASS_TOO_LONG, 1);
+            return Verdict::Pass;
+        }
+        let Some(s) = SCRATCH.get_ptr_mut(0) else {
+            add(counter::PASS_INTERNAL, 1);
+            return Verdict::Pass;
+        };
+        if len > 0 {
+            // Equal to len (1..=BUF_LEN), written so that the verifier sees
+            // the bounds: without it, it lost them and refused a zero size.
+            let n = ((len - 1) & (BUF_LEN as u32 - 1)) + 1;
+            // SAFETY: the buffer holds BUF_LEN bytes and 0 < n <= BUF_LEN.
+            let rc = unsafe {
+                bpf_skb_load_bytes(
+                    ctx.skb.skb as *const c_void,
+                    UDP_HEADER,
+                    (*s).buf.as_mut_ptr() as *mut c_void,
+                    n,
+                )
+            };
+            if rc != 0 {
+                add(counter::PASS_INTERNAL, 1);
+                return Verdict::Pass;
+            }
+        }
+        parse_and_commit(s, len, counter::SF_DATAGRAMS)
+    }
+
+    #[xdp]
+    pub fn toptraffic_xdp(ctx: XdpContext) -> u32 {
+        match try_xdp(&ctx) {
+            Some(Verdict::Counted) => xdp_action::XDP_DROP,
+            _ => xdp_action::XDP_PASS,
+        }
+    }
+
+    const ETH_HLEN: usize = 14;
+    const ETH_P_IP: u16 = 0x0800;
+    const IPPROTO_UDP: u8 = 17;
+
+    /// Reads a `T` at `off` of the packet, bounds-checked for the verifier.
+    #[inline(always)]
+    fn at<T>(ctx: &XdpContext, off: usize) -> Option<*const T> {
+        let start = ctx.data();
+        let end = ctx.data_end();
+        if start + off + core::mem::size_of::<T>() > end {
+            return None;
+        }
+        Some((start + off) as *const T)
+    }
+
+    /// Counts IPv4 UDP to the daemon's port; None (pass) for anything else.
+    #[inline(always)]
+    fn try_xdp(ctx: &XdpContext) -> Option<Verdict> {
+        let cfg = CONFIG.get(0)?;
+        // SAFETY: at() checked each read against data_end.
+        let proto = u16::from_be(unsafe { *at::<u16>(ctx, 12)? });
+        if proto != ETH_P_IP {
+            return None;
+        }
+        let vihl = unsafe { *at::<u8>(ctx, ETH_HLEN)? };
+        let ihl = ((vihl & 0x0f) as usize) * 4;
+        if vihl >> 4 != 4 || ihl < 20 {
+            return None;
+        }
+        if unsafe { *at::<u8>(ctx, ETH_HLEN + 9)? } != IPPROTO_UDP {
+            return None;
+        }
+        // Fragments are left to the stack, which reassembles them.
+        let frag = u16::from_be(unsafe { *at::<u16>(ctx, ETH_HLEN + 6)? });
+        if frag & 0x3fff != 0 {
+            return None;
+        }
+        let daddr = unsafe { *at::<u32>(ctx, ETH_HLEN + 16)? };
+        if cfg.addr != 0 && daddr != cfg.addr {
+            return None;
+        }
+        let udp = ETH_HLEN + (ihl & 0x3c);
+        let dport = u16::from_be(unsafe { *at::<u16>(ctx, udp + 2)? });
+        if dport as u32 != cfg.port {
+            return None;
+        }
+        let ulen = u16::from_be(unsafe { *at::<u16>(ctx, udp + 4)? }) as u32;
+        if ulen < 8 {
+            return None;
+        }
+        let len = ulen - 8;
+        if len as usize > BUF_LEN {
+            add(counter::PASS_TOO_LONG, 1);
+            return Some(Verdict::Pass);
+        }
+        let s = SCRATCH.get_ptr_mut(0)?;
+        if len > 0 {
+            // As in try_sock: len, with bounds the verifier can see.
+            let n = ((len - 1) & (BUF_LEN as u32 - 1)) + 1;
+            // SAFETY: the buffer holds BUF_LEN bytes and 0 < n <= BUF_LEN.
+            let rc = unsafe {
+                bpf_xdp_load_bytes(
+                    ctx.ctx,
+                    (udp + 8) as u32,
+                    (*s).buf.as_mut_ptr() as *mut c_void,
+                    n,
+                )
+            };
+            if rc != 0 {
+                add(counter::PASS_INTERNAL, 1);
+                return Some(Verdict::Pass);
+            }
+        }
+        Some(parse_and_commit(s, len, counter::XDP_DATAGRAMS))
+    }
+
+    #[panic_handler]
+    fn panic(_info: &core::panic::PanicInfo) -> ! {
+        loop {}
+    }
+
+    #[link_section = "license"]
+    #[no_mangle]
+    static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+}

@@ -1,0 +1,632 @@
+//! The kernel's line protocol parser, one byte per step.
+//!
+//! Both programs (socket filter and XDP) copy the datagram's payload into a
+//! per-CPU [`Scratch`] and make three passes, each a `bpf_loop` (the host
+//! tests use plain loops):
+//! 1. [`step`] over every byte, plus one virtual `\n` past the end: validates
+//!    the line protocol and records per line its measurement, the positions
+//!    of the tag values the rules name, and the summed fields' values;
+//! 2. [`eval_line`] over the lines: which rules take each line, as [`Item`]s;
+//! 3. over the items: [`build_key`] and the map update (in the program).
+//!
+//! Splitting the work keeps each callback small for the verifier, which
+//! checks each once. Nothing is counted before pass 3, and pass 3 runs only
+//! when passes 1 and 2 took the whole datagram: anything the parser does not
+//! take, valid or not, sets [`State::bail`] and the datagram goes to
+//! userspace whole, which keeps every datagram on exactly one path.
+//!
+//! What the kernel takes is a strict subset of what userspace accepts:
+//! no escapes, no quotes outside numeric fields, numeric fields only
+//! (`-?D`, `-?D.D`, `-?Di`, `Du`), single spaces, `\n` line ends.
+
+use toptraffic_common::{
+    counter, fnv1a_step, GroupKey, KernelConfig, Name, BUF_LEN, FNV_OFFSET, KEY_DATA,
+    KEY_LEN_PREFIX, MAX_FIELDS, MAX_FILTERS, MAX_GROUP, MAX_ITEMS, MAX_LINES, MAX_MEASUREMENTS,
+    MAX_NAMES, MAX_RULES, NAME_LEN, RULE_ENABLED, RULE_SUM,
+};
+
+const MASK: u32 = BUF_LEN as u32 - 1;
+/// No measurement, name or field matched.
+pub const NONE: u32 = u32::MAX;
+/// `Cap::len` of a tag not seen on this line.
+pub const UNSET: u32 = u32::MAX;
+
+// Parser states.
+const LINE_START: u32 = 0;
+const COMMENT: u32 = 1;
+const MEAS: u32 = 2;
+const TAG_KEY: u32 = 3;
+const TAG_VALUE: u32 = 4;
+const FIELD_KEY: u32 = 5;
+const FIELD_VALUE: u32 = 6;
+const TIMESTAMP: u32 = 7;
+
+// Number flags.
+const NUM_NEG: u32 = 1;
+const NUM_DOT: u32 = 2;
+const NUM_INT: u32 = 4;
+const NUM_UINT: u32 = 8;
+const NUM_FRAC_NONZERO: u32 = 16;
+
+/// Most integer digits of a summed value (exact in f64 and i64).
+const SUM_DIGITS: u32 = 15;
+/// Most digits of an `i`/`u` field taken without range checks (19 digits
+/// may overflow i64).
+const INT_DIGITS: u32 = 18;
+/// Most digits of a timestamp; its range is checked (nanoseconds since the
+/// epoch have 19 digits).
+const TS_DIGITS: u32 = 19;
+
+/// Drop reasons counted per line, as indices into `State::drops`.
+pub const DROP_UNKNOWN: usize = 0;
+pub const DROP_FILTERED: usize = 1;
+pub const DROP_MISSING_FIELD: usize = 2;
+
+/// Where a tag value sits in the buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cap {
+    pub start: u32,
+    pub len: u32,
+}
+
+impl Cap {
+    pub const UNSEEN: Cap = Cap {
+        start: 0,
+        len: UNSET,
+    };
+}
+
+/// One count to commit: a rule, its value and where its group values are.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Item {
+    pub rule: u32,
+    pub n_group: u32,
+    pub value: i64,
+    pub slots: [Cap; MAX_GROUP],
+}
+
+/// Parser state; reset per datagram by [`State::start`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct State {
+    pub len: u32,
+    pub state: u32,
+    /// 0, or the `counter::PASS_*` reason the datagram goes to userspace.
+    pub bail: u32,
+    pub lines: u32,
+    pub n_items: u32,
+    /// Lines at least one rule took.
+    pub points: u32,
+    /// Valid lines no rule took, by DROP_* reason.
+    pub drops: [u32; 3],
+    pub tok_start: u32,
+    pub hash: u64,
+    pub name: u32,
+    pub field: u32,
+    pub nfields: u32,
+    pub num_flags: u32,
+    pub num_digits: u32,
+    pub num_frac: u32,
+    pub acc: i64,
+    pub ts: u64,
+    /// The line being parsed.
+    pub cur: LineRec,
+}
+
+/// What pass 1 keeps of a line for pass 2.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineRec {
+    /// Index of the measurement, or NONE.
+    pub meas: u32,
+    /// Bit per field slot seen.
+    pub fset: u32,
+    pub caps: [Cap; MAX_NAMES],
+    pub fvals: [i64; MAX_FIELDS],
+}
+
+impl LineRec {
+    pub const EMPTY: LineRec = LineRec {
+        meas: NONE,
+        fset: 0,
+        caps: [Cap::UNSEEN; MAX_NAMES],
+        fvals: [0; MAX_FIELDS],
+    };
+}
+
+/// The per-CPU parse area: the payload, the state, the lines and the items.
+#[repr(C)]
+pub struct Scratch {
+    pub buf: [u8; BUF_LEN],
+    pub st: State,
+    pub lines: [LineRec; MAX_LINES as usize],
+    pub items: [Item; MAX_ITEMS],
+}
+
+impl State {
+    pub const fn new() -> State {
+        State {
+            len: 0,
+            state: LINE_START,
+            bail: 0,
+            lines: 0,
+            n_items: 0,
+            points: 0,
+            drops: [0; 3],
+            tok_start: 0,
+            hash: FNV_OFFSET,
+            name: NONE,
+            field: NONE,
+            nfields: 0,
+            num_flags: 0,
+            num_digits: 0,
+            num_frac: 0,
+            acc: 0,
+            ts: 0,
+            cur: LineRec::EMPTY,
+        }
+    }
+
+    /// Resets for a datagram of `len` bytes.
+    #[inline(always)]
+    pub fn start(&mut self, len: u32) {
+        *self = State::new();
+        self.len = len;
+    }
+
+    #[inline(always)]
+    fn reset_line(&mut self) {
+        self.name = NONE;
+        self.field = NONE;
+        self.nfields = 0;
+        self.cur = LineRec::EMPTY;
+    }
+
+    #[inline(always)]
+    fn begin_token(&mut self, at: u32) {
+        self.tok_start = at;
+        self.hash = FNV_OFFSET;
+    }
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State::new()
+    }
+}
+
+/// Stops the walk: the datagram goes to userspace for `reason`.
+#[inline(always)]
+fn bail(st: &mut State, reason: u32) -> bool {
+    st.bail = reason;
+    false
+}
+
+/// Whether `len` bytes of `buf` from `start` are exactly `name`.
+///
+/// A fixed NAME_LEN-step loop without early exit: with a length-bounded loop
+/// the compiler drops the NAME_LEN bound (it knows len <= NAME_LEN) and the
+/// verifier, which does not, rejects the read of `name.bytes` past its end.
+#[inline(always)]
+fn eq_name(buf: &[u8; BUF_LEN], start: u32, len: u32, name: &Name) -> bool {
+    if name.exact == 0 || name.len != len || len as usize > NAME_LEN {
+        return false;
+    }
+    let mut diff = 0u8;
+    let mut j = 0usize;
+    while j < NAME_LEN {
+        let a = buf[((start + j as u32) & MASK) as usize];
+        let b = name.bytes[j];
+        diff |= if (j as u32) < len { a ^ b } else { 0 };
+        j += 1;
+    }
+    diff == 0
+}
+
+/// Index of the name in `table[..n]` that the token equals, or NONE.
+#[inline(always)]
+fn find<const N: usize>(
+    buf: &[u8; BUF_LEN],
+    table: &[Name; N],
+    n: u32,
+    start: u32,
+    len: u32,
+    hash: u64,
+) -> u32 {
+    let mut k = 0usize;
+    while k < N {
+        if k as u32 >= n {
+            break;
+        }
+        let name = &table[k];
+        if name.hash == hash && name.len == len && eq_name(buf, start, len, name) {
+            return k as u32;
+        }
+        k += 1;
+    }
+    NONE
+}
+
+/// Advances the parser over byte `i` (past the end: a virtual `\n`).
+/// Returns false when the walk must stop (see `st.bail`).
+#[inline(always)]
+pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
+    let c = if i < s.st.len {
+        s.buf[(i & MASK) as usize]
+    } else {
+        b'\n'
+    };
+    let st = &mut s.st;
+    match st.state {
+        LINE_START => match c {
+            b'\n' => {}
+            b'#' => st.state = COMMENT,
+            b' ' | b'\t' | b'\r' | b'"' => return bail(st, counter::PASS_UNSUPPORTED),
+            b',' | 0 => return bail(st, counter::PASS_INVALID),
+            b'\\' => return bail(st, counter::PASS_ESCAPE),
+            _ => {
+                st.begin_token(i);
+                st.hash = fnv1a_step(st.hash, c);
+                st.state = MEAS;
+            }
+        },
+        COMMENT => {
+            if c == b'\n' {
+                st.state = LINE_START;
+            }
+        }
+        MEAS => match c {
+            b',' | b' ' => {
+                let len = i - st.tok_start;
+                let mut m = NONE;
+                let mut k = 0usize;
+                while k < MAX_MEASUREMENTS {
+                    if k as u32 >= cfg.n_measurements {
+                        break;
+                    }
+                    let name = &cfg.measurements[k];
+                    if name.hash == st.hash && name.len == len {
+                        // A userspace-only rule's measurement may be known
+                        // by hash alone: enough to hand the datagram over,
+                        // never to count.
+                        if cfg.measurement_userspace[k] != 0 {
+                            return bail(st, counter::PASS_USERSPACE_RULE);
+                        }
+                        if eq_name(&s.buf, st.tok_start, len, name) {
+                            m = k as u32;
+                            break;
+                        }
+                    }
+                    k += 1;
+                }
+                st.cur.meas = m;
+                st.state = if c == b',' { TAG_KEY } else { FIELD_KEY };
+                st.begin_token(i + 1);
+            }
+            b'\\' => return bail(st, counter::PASS_ESCAPE),
+            b'\n' | b'\t' | 0 => return bail(st, counter::PASS_INVALID),
+            b'\r' | b'"' => return bail(st, counter::PASS_UNSUPPORTED),
+            _ => st.hash = fnv1a_step(st.hash, c),
+        },
+        TAG_KEY => match c {
+            b'=' => {
+                if i == st.tok_start {
+                    return bail(st, counter::PASS_INVALID);
+                }
+                st.name = find(
+                    &s.buf,
+                    &cfg.names,
+                    cfg.n_names,
+                    st.tok_start,
+                    i - st.tok_start,
+                    st.hash,
+                );
+                st.state = TAG_VALUE;
+                st.begin_token(i + 1);
+            }
+            b',' | b' ' | b'\n' | b'\t' => return bail(st, counter::PASS_INVALID),
+            b'\\' => return bail(st, counter::PASS_ESCAPE),
+            b'\r' | b'"' => return bail(st, counter::PASS_UNSUPPORTED),
+            _ => st.hash = fnv1a_step(st.hash, c),
+        },
+        TAG_VALUE => match c {
+            b',' | b' ' => {
+                if i == st.tok_start {
+                    return bail(st, counter::PASS_INVALID);
+                }
+                // The first occurrence of a tag counts, as in userspace.
+                if let Some(cap) = st.cur.caps.get_mut(st.name as usize) {
+                    if cap.len == UNSET {
+                        *cap = Cap {
+                            start: st.tok_start,
+                            len: i - st.tok_start,
+                        };
+                    }
+                }
+                st.name = NONE;
+                st.state = if c == b',' { TAG_KEY } else { FIELD_KEY };
+                st.begin_token(i + 1);
+            }
+            b'\n' | b'\t' => return bail(st, counter::PASS_INVALID),
+            b'\\' => return bail(st, counter::PASS_ESCAPE),
+            b'\r' | b'"' => return bail(st, counter::PASS_UNSUPPORTED),
+            _ => {}
+        },
+        FIELD_KEY => match c {
+            b'=' => {
+                if i == st.tok_start {
+                    return bail(st, counter::PASS_INVALID);
+                }
+                st.field = find(
+                    &s.buf,
+                    &cfg.fields,
+                    cfg.n_fields,
+                    st.tok_start,
+                    i - st.tok_start,
+                    st.hash,
+                );
+                st.num_flags = 0;
+                st.num_digits = 0;
+                st.num_frac = 0;
+                st.acc = 0;
+                st.state = FIELD_VALUE;
+            }
+            // A second space before the fields is valid but not taken here.
+            b' ' if i == st.tok_start => return bail(st, counter::PASS_UNSUPPORTED),
+            b',' | b' ' | b'\n' | b'\t' => return bail(st, counter::PASS_INVALID),
+            b'\\' => return bail(st, counter::PASS_ESCAPE),
+            b'\r' | b'"' => return bail(st, counter::PASS_UNSUPPORTED),
+            _ => st.hash = fnv1a_step(st.hash, c),
+        },
+        FIELD_VALUE => match c {
+            b'0'..=b'9' => {
+                if st.num_flags & (NUM_INT | NUM_UINT) != 0 {
+                    return bail(st, counter::PASS_INVALID);
+                }
+                if st.num_flags & NUM_DOT != 0 {
+                    st.num_frac += 1;
+                    if c != b'0' {
+                        st.num_flags |= NUM_FRAC_NONZERO;
+                    }
+                } else {
+                    st.num_digits += 1;
+                    if st.num_digits <= SUM_DIGITS {
+                        st.acc = st.acc * 10 + (c - b'0') as i64;
+                    }
+                }
+            }
+            b'-' => {
+                if st.num_flags != 0 || st.num_digits != 0 {
+                    return bail(st, counter::PASS_INVALID);
+                }
+                st.num_flags = NUM_NEG;
+            }
+            b'.' => {
+                if st.num_flags & (NUM_DOT | NUM_INT | NUM_UINT) != 0 || st.num_digits == 0 {
+                    return bail(st, counter::PASS_INVALID);
+                }
+                st.num_flags |= NUM_DOT;
+            }
+            b'i' | b'u' => {
+                if st.num_flags & (NUM_DOT | NUM_INT | NUM_UINT) != 0 || st.num_digits == 0 {
+                    return bail(st, counter::PASS_INVALID);
+                }
+                if c == b'u' && st.num_flags & NUM_NEG != 0 {
+                    return bail(st, counter::PASS_INVALID);
+                }
+                st.num_flags |= if c == b'i' { NUM_INT } else { NUM_UINT };
+            }
+            b',' | b' ' | b'\n' => {
+                if !end_field_value(st) {
+                    return false;
+                }
+                match c {
+                    b',' => {
+                        st.state = FIELD_KEY;
+                        st.begin_token(i + 1);
+                    }
+                    b' ' => {
+                        st.state = TIMESTAMP;
+                        st.num_flags = 0;
+                        st.num_digits = 0;
+                        st.ts = 0;
+                    }
+                    _ => return end_line(st, &mut s.lines),
+                }
+            }
+            // Strings, booleans and exponents: valid, but for userspace.
+            b'"' | b't' | b'T' | b'f' | b'F' | b'e' | b'E' | b'\r' => {
+                return bail(st, counter::PASS_UNSUPPORTED)
+            }
+            _ => return bail(st, counter::PASS_INVALID),
+        },
+        TIMESTAMP => match c {
+            b'0'..=b'9' => {
+                st.num_digits += 1;
+                if st.num_digits <= TS_DIGITS {
+                    st.ts = st.ts * 10 + (c - b'0') as u64;
+                }
+            }
+            b'-' if st.num_digits == 0 && st.num_flags == 0 => st.num_flags = NUM_NEG,
+            b'\n' => {
+                // No digits: trailing spaces (valid; for userspace). Past
+                // i64's range or 20+ digits: userspace decides.
+                let limit = if st.num_flags & NUM_NEG != 0 {
+                    1u64 << 63
+                } else {
+                    (1u64 << 63) - 1
+                };
+                if st.num_digits == 0 || st.num_digits > TS_DIGITS || st.ts > limit {
+                    return bail(st, counter::PASS_UNSUPPORTED);
+                }
+                return end_line(st, &mut s.lines);
+            }
+            b' ' | b'\r' => return bail(st, counter::PASS_UNSUPPORTED),
+            _ => return bail(st, counter::PASS_INVALID),
+        },
+        _ => return bail(st, counter::PASS_INTERNAL),
+    }
+    true
+}
+
+/// Checks the number that just ended and keeps it when it is a summed field.
+#[inline(always)]
+fn end_field_value(st: &mut State) -> bool {
+    let f = st.num_flags;
+    if st.num_digits == 0 || (f & NUM_DOT != 0 && st.num_frac == 0) {
+        return bail(st, counter::PASS_INVALID);
+    }
+    if f & (NUM_INT | NUM_UINT) != 0 && st.num_digits > INT_DIGITS {
+        // May be out of i64/u64 range: userspace decides.
+        return bail(st, counter::PASS_UNSUPPORTED);
+    }
+    st.nfields += 1;
+    if st.field != NONE && st.field < MAX_FIELDS as u32 {
+        let bit = 1u32 << st.field;
+        // The first occurrence of a field counts, as in userspace.
+        if st.cur.fset & bit == 0 {
+            if st.num_digits > SUM_DIGITS || f & NUM_FRAC_NONZERO != 0 {
+                return bail(st, counter::PASS_FRACTION);
+            }
+            let v = if f & NUM_NEG != 0 { -st.acc } else { st.acc };
+            if let Some(slot) = st.cur.fvals.get_mut(st.field as usize) {
+                *slot = v;
+            }
+            st.cur.fset |= bit;
+        }
+    }
+    st.field = NONE;
+    true
+}
+
+/// A valid line ended: keep its record for pass 2.
+#[inline(always)]
+fn end_line(st: &mut State, lines: &mut [LineRec; MAX_LINES as usize]) -> bool {
+    if st.lines >= MAX_LINES {
+        return bail(st, counter::PASS_TOO_MANY_LINES);
+    }
+    lines[(st.lines & (MAX_LINES - 1)) as usize] = st.cur;
+    st.lines += 1;
+    st.reset_line();
+    st.state = LINE_START;
+    true
+}
+
+/// Pass 2 for line `l`: which rules take it; their items are appended.
+/// Returns false when the datagram must go to userspace (see `bail`).
+#[inline(always)]
+pub fn eval_line(s: &mut Scratch, cfg: &KernelConfig, l: u32) -> bool {
+    let line = &s.lines[(l & (MAX_LINES - 1)) as usize];
+    let st = &mut s.st;
+    let mask = match cfg.measurement_rules.get(line.meas as usize) {
+        Some(m) => *m,
+        None => {
+            st.drops[DROP_UNKNOWN] += 1;
+            return true;
+        }
+    };
+    let mut counted = false;
+    let mut reason = DROP_FILTERED;
+    let mut r = 0usize;
+    while r < MAX_RULES {
+        let spec = &cfg.rules[r];
+        let mut take = mask & (1 << r) != 0 && spec.flags & RULE_ENABLED != 0;
+        let mut k = 0usize;
+        while take && k < MAX_FILTERS {
+            if k as u32 >= spec.n_filters {
+                break;
+            }
+            let cap = match line.caps.get(spec.filter_name[k] as usize) {
+                Some(c) => *c,
+                None => Cap::UNSEEN,
+            };
+            take = cap.len != UNSET && eq_name(&s.buf, cap.start, cap.len, &spec.filter_value[k]);
+            k += 1;
+        }
+        let mut value = 1;
+        if take && spec.flags & RULE_SUM != 0 {
+            let f = spec.field as usize & (MAX_FIELDS - 1);
+            if line.fset & (1 << f) == 0 {
+                reason = DROP_MISSING_FIELD;
+                take = false;
+            } else {
+                value = line.fvals[f];
+            }
+        }
+        if take {
+            let idx = st.n_items as usize;
+            if idx >= MAX_ITEMS {
+                return bail(st, counter::PASS_TOO_MANY_LINES);
+            }
+            let item = &mut s.items[idx];
+            item.rule = r as u32;
+            item.value = value;
+            let mut key_len = 0u32;
+            let mut g = 0usize;
+            while g < MAX_GROUP {
+                if g as u32 >= spec.n_group {
+                    break;
+                }
+                let cap = match line.caps.get(spec.group[g] as usize) {
+                    Some(c) => *c,
+                    None => Cap::UNSEEN,
+                };
+                let len = if cap.len == UNSET { 0 } else { cap.len };
+                key_len += KEY_LEN_PREFIX as u32 + len;
+                item.slots[g] = cap;
+                g += 1;
+            }
+            item.n_group = g as u32;
+            if key_len > KEY_DATA as u32 {
+                return bail(st, counter::PASS_KEY_TOO_LONG);
+            }
+            st.n_items += 1;
+            counted = true;
+        }
+        r += 1;
+    }
+    if counted {
+        st.points += 1;
+    } else {
+        st.drops[reason] += 1;
+    }
+    true
+}
+
+/// Writes an item's group key: per group tag, a u16 LE length and the value
+/// bytes from the buffer. `key` must be zeroed beforehand (keys hash whole).
+#[inline(always)]
+pub fn build_key(buf: &[u8; BUF_LEN], item: &Item, key: &mut GroupKey) {
+    key.rule = item.rule;
+    let mut off = 0u32;
+    let mut g = 0usize;
+    while g < MAX_GROUP {
+        if g as u32 >= item.n_group {
+            break;
+        }
+        let cap = item.slots[g];
+        let len = if cap.len == UNSET { 0 } else { cap.len };
+        // end_line checked that every value fits; the masks are for the
+        // verifier, which cannot follow that.
+        key.data[(off as usize) & (KEY_DATA - 1)] = len as u8;
+        key.data[((off + 1) as usize) & (KEY_DATA - 1)] = (len >> 8) as u8;
+        off += KEY_LEN_PREFIX as u32;
+        let mut j = 0u32;
+        while j < KEY_DATA as u32 {
+            if j >= len {
+                break;
+            }
+            key.data[((off + j) as usize) & (KEY_DATA - 1)] =
+                buf[((cap.start + j) & MASK) as usize];
+            j += 1;
+        }
+        off += len;
+        g += 1;
+    }
+    key.len = off;
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,201 @@
+//! The kernel parser on the host: what it counts, and what it leaves to
+//! userspace. Its agreement with the userspace parser on generated input is
+//! tested in the daemon's crate, which has both.
+
+extern crate std;
+use std::boxed::Box;
+use std::vec;
+use std::vec::Vec;
+
+use super::*;
+use toptraffic_common::{RuleSpec, RULE_ENABLED, RULE_SUM};
+
+/// `combined` grouped by (ip, id) summing `count`; `ips` grouped by ip,
+/// counting lines, only where role=edge.
+fn config() -> KernelConfig {
+    let mut c = KernelConfig::empty();
+    c.n_measurements = 2;
+    c.measurements[0] = Name::new(b"combined");
+    c.measurement_rules[0] = 0b01;
+    c.measurements[1] = Name::new(b"ips");
+    c.measurement_rules[1] = 0b10;
+    c.n_names = 3;
+    c.names[0] = Name::new(b"ip");
+    c.names[1] = Name::new(b"id");
+    c.names[2] = Name::new(b"role");
+    c.n_fields = 1;
+    c.fields[0] = Name::new(b"count");
+    c.n_rules = 2;
+    let mut r = RuleSpec::empty();
+    r.flags = RULE_ENABLED | RULE_SUM;
+    r.field = 0;
+    r.n_group = 2;
+    r.group[0] = 0;
+    r.group[1] = 1;
+    c.rules[0] = r;
+    let mut r = RuleSpec::empty();
+    r.flags = RULE_ENABLED;
+    r.n_group = 1;
+    r.group[0] = 0;
+    r.n_filters = 1;
+    r.filter_name[0] = 2;
+    r.filter_value[0] = Name::new(b"edge");
+    c.rules[1] = r;
+    c
+}
+
+/// A counted (rule, key values, value).
+type Counted = (u32, Vec<Vec<u8>>, i64);
+
+/// What the three passes count, or the reason the datagram goes to userspace.
+fn run(cfg: &KernelConfig, data: &[u8]) -> Result<(State, Vec<Counted>), u32> {
+    let mut s: Box<Scratch> = Box::new(Scratch {
+        buf: [0; BUF_LEN],
+        st: State::new(),
+        lines: [LineRec::EMPTY; MAX_LINES as usize],
+        items: [Item {
+            rule: 0,
+            n_group: 0,
+            value: 0,
+            slots: [Cap::UNSEEN; MAX_GROUP],
+        }; MAX_ITEMS],
+    });
+    if data.len() > BUF_LEN {
+        return Err(counter::PASS_TOO_LONG);
+    }
+    s.buf[..data.len()].copy_from_slice(data);
+    s.st.start(data.len() as u32);
+    for i in 0..=data.len() as u32 {
+        if !step(&mut s, cfg, i) {
+            break;
+        }
+    }
+    if s.st.bail != 0 {
+        return Err(s.st.bail);
+    }
+    for l in 0..s.st.lines {
+        if !eval_line(&mut s, cfg, l) {
+            break;
+        }
+    }
+    if s.st.bail != 0 {
+        return Err(s.st.bail);
+    }
+    let mut out = Vec::new();
+    for item in &s.items[..s.st.n_items as usize] {
+        let mut key = GroupKey::zeroed();
+        build_key(&s.buf, item, &mut key);
+        let mut vals = Vec::new();
+        let mut rest = key.bytes();
+        while rest.len() >= 2 {
+            let n = u16::from_le_bytes([rest[0], rest[1]]) as usize;
+            vals.push(rest[2..2 + n].to_vec());
+            rest = &rest[2 + n..];
+        }
+        out.push((item.rule, vals, item.value));
+    }
+    Ok((s.st, out))
+}
+
+fn v(s: &str) -> Vec<u8> {
+    s.as_bytes().to_vec()
+}
+
+#[test]
+fn counts_the_seed_line() {
+    let (st, out) = run(
+        &config(),
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1",
+    )
+    .unwrap();
+    assert_eq!(out, [(0, vec![v("10.0.0.1"), v("42")], 1)]);
+    assert_eq!((st.lines, st.points), (1, 1));
+}
+
+#[test]
+fn several_lines_and_rules_and_drop_reasons() {
+    let d = b"combined,ip=a,id=1 count=3i\nips,ip=b,role=edge count=1 1700000000000000000\n# note\n\nips,ip=c,role=core count=1\nother f=1\ncombined,ip=d x=1\n";
+    let (st, out) = run(&config(), d).unwrap();
+    assert_eq!(out, [(0, vec![v("a"), v("1")], 3), (1, vec![v("b")], 1)]);
+    assert_eq!(st.lines, 5);
+    assert_eq!(st.points, 2);
+    assert_eq!(st.drops, [1, 1, 1]);
+}
+
+#[test]
+fn missing_group_tag_is_empty_and_first_tag_wins() {
+    let (_, out) = run(&config(), b"combined,id=7,id=8 count=2").unwrap();
+    assert_eq!(out, [(0, vec![v(""), v("7")], 2)]);
+}
+
+#[test]
+fn leaves_to_userspace_what_it_does_not_take() {
+    let cfg = config();
+    let cases: &[(&[u8], u32)] = &[
+        (br"combined,ip=a\ b count=1", counter::PASS_ESCAPE),
+        (b"combined,ip=a count=\"x\"", counter::PASS_UNSUPPORTED),
+        (b"combined,ip=a count=t", counter::PASS_UNSUPPORTED),
+        (b"combined,ip=a count=1e3", counter::PASS_UNSUPPORTED),
+        (b"combined,ip=a count=1.5", counter::PASS_FRACTION),
+        (b"combined,ip=a count=1234567890123456", counter::PASS_FRACTION),
+        (b" combined,ip=a count=1", counter::PASS_UNSUPPORTED),
+        (b"combined,ip=a count=1\r\n", counter::PASS_UNSUPPORTED),
+        (b"combined,ip=a  count=1", counter::PASS_UNSUPPORTED),
+        (b"combined,ip=a count=1 ", counter::PASS_UNSUPPORTED),
+        (b"combined,ip=a count=", counter::PASS_INVALID),
+        (b"combined,ip count=1", counter::PASS_INVALID),
+        (b"combined,ip= count=1", counter::PASS_INVALID),
+        (b"combined count", counter::PASS_INVALID),
+        (b"combined", counter::PASS_INVALID),
+        (b"combined count=1.", counter::PASS_INVALID),
+        (b"combined count=-1u", counter::PASS_INVALID),
+        (b"combined count=1x", counter::PASS_INVALID),
+        (b"combined count=1 12a", counter::PASS_INVALID),
+        (
+            b"combined,ip=012345678901234567890123456789012345678901,id=01234567890123456789 count=1",
+            counter::PASS_KEY_TOO_LONG,
+        ),
+    ];
+    for (d, want) in cases {
+        assert_eq!(
+            run(&cfg, d).err(),
+            Some(*want),
+            "{}",
+            std::string::String::from_utf8_lossy(d)
+        );
+    }
+    assert_eq!(
+        run(&cfg, b"combined count=1 9223372036854775808").err(),
+        Some(counter::PASS_UNSUPPORTED)
+    );
+    assert!(run(&cfg, b"combined count=1 9223372036854775807").is_ok());
+    assert!(run(&cfg, b"combined count=1 -9223372036854775808").is_ok());
+    // A fraction in a field no rule sums is fine.
+    assert!(run(&cfg, b"combined,ip=a count=1,load=0.5").is_ok());
+    // So is 1.0 in the summed field.
+    let (_, out) = run(&cfg, b"combined,ip=a count=1.00").unwrap();
+    assert_eq!(out[0].2, 1);
+}
+
+#[test]
+fn too_many_lines_go_to_userspace() {
+    let mut d = Vec::new();
+    for _ in 0..=MAX_LINES {
+        d.extend_from_slice(b"x f=1\n");
+    }
+    assert_eq!(run(&config(), &d).err(), Some(counter::PASS_TOO_MANY_LINES));
+}
+
+#[test]
+fn a_userspace_rule_measurement_sends_the_datagram_up() {
+    let mut cfg = config();
+    cfg.n_measurements = 3;
+    cfg.measurements[2] = Name::new(&[b'm'; 40]);
+    cfg.measurement_userspace[2] = 1;
+    let mut line = std::vec![b'm'; 40];
+    line.extend_from_slice(b" f=1");
+    assert_eq!(run(&cfg, &line).err(), Some(counter::PASS_USERSPACE_RULE));
+    // Unknown measurements are still dropped in the kernel.
+    let (st, _) = run(&cfg, b"mmm f=1").unwrap();
+    assert_eq!(st.drops[DROP_UNKNOWN], 1);
+}

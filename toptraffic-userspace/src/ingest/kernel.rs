@@ -1,0 +1,747 @@
+//! The kernel path: loads the eBPF programs, writes the rules into their
+//! config map, attaches them (socket filter on the daemon's sockets, or XDP
+//! on an interface), and every interval swaps and drains the generation maps
+//! into the same count tables the userspace path fills.
+//!
+//! Exact rotation: slot 0 of the `GENERATION` array of maps names the map
+//! the programs write. Updating it from userspace returns only after an RCU
+//! grace period, so once the swap returns no program still writes the old
+//! map; it is then read and emptied in one pass of
+//! `BPF_MAP_LOOKUP_AND_DELETE_BATCH` and becomes the next spare.
+
+use std::ffi::CString;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aya::maps::{ArrayOfMaps, Map, MapData, PerCpuArray};
+use aya::programs::{SocketFilter, Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+use toptraffic_common::{counter, Cell as KCell, GroupKey, KernelConfig, TOTALS_RULE};
+use tracing::{debug, info, warn};
+
+use super::kernel_config::KernelPlan;
+use crate::snapshot::{Cell, CountTable};
+use crate::stats::{CountersSnapshot, DropReason};
+
+#[cfg(toptraffic_ebpf)]
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/toptraffic-ebpf"));
+#[cfg(not(toptraffic_ebpf))]
+static OBJECT: &[u8] = &[];
+
+/// Whether this binary carries the kernel programs.
+pub const BUILT: bool = cfg!(toptraffic_ebpf);
+
+/// Where maps are pinned unless the config says otherwise.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/toptraffic";
+
+const SOCK_PROG: &str = "toptraffic_sock";
+const XDP_PROG: &str = "toptraffic_xdp";
+
+/// Where the programs attach.
+#[derive(Debug, Clone)]
+pub enum Attach {
+    /// A socket filter on each of these (the daemon's UDP sockets).
+    Sockets(Vec<RawFd>),
+    /// XDP on an interface, counting UDP to `port` (and `addr`, when not
+    /// 0.0.0.0).
+    Xdp {
+        interface: String,
+        mode: XdpMode,
+        port: u16,
+        addr: std::net::Ipv4Addr,
+    },
+    /// Load and verify only (tests).
+    None,
+}
+
+/// How to load the kernel path.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub attach: Attach,
+    /// Entries of each generation map.
+    pub map_entries: u32,
+    /// Pin the maps here (None: no pins).
+    pub pin_dir: Option<PathBuf>,
+    /// Load both programs even if one is attached (tests: the verifier
+    /// accepts both).
+    pub load_all: bool,
+}
+
+/// Why the kernel path did not load.
+#[derive(Debug)]
+pub enum KernelError {
+    /// The binary was built without the eBPF toolchain.
+    NotBuilt,
+    /// bpf() refused: names the capabilities this process lacks.
+    Permission {
+        missing: Vec<&'static str>,
+        detail: String,
+    },
+    /// The kernel has no BTF.
+    NoBtf,
+    /// The verifier rejected a program; its log is in `log`.
+    Verifier {
+        program: &'static str,
+        log: PathBuf,
+        detail: String,
+    },
+    /// The rules do not fit the kernel's tables.
+    Rules(String),
+    Other(String),
+}
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KernelError::NotBuilt => write!(
+                f,
+                "this binary was built without the kernel programs (the eBPF toolchain was missing at build time; `cargo xtask setup` installs it)"
+            ),
+            KernelError::Permission { missing, detail } if !missing.is_empty() => write!(
+                f,
+                "bpf() was refused ({detail}): the process lacks {}; run as root or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON",
+                missing.join(", ")
+            ),
+            KernelError::Permission { detail, .. } => write!(
+                f,
+                "bpf() was refused ({detail}) although the process holds CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (unprivileged BPF or an LSM may forbid it)"
+            ),
+            KernelError::NoBtf => write!(f, "the kernel has no BTF (/sys/kernel/btf/vmlinux is missing)"),
+            KernelError::Verifier { program, log, detail } => write!(
+                f,
+                "the verifier rejected {program} ({detail}); its log is in {}",
+                log.display()
+            ),
+            KernelError::Rules(e) => write!(f, "{e}"),
+            KernelError::Other(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for KernelError {}
+
+/// Linux capability numbers (include/uapi/linux/capability.h).
+const CAPS: [(&str, u32); 3] = [("CAP_NET_ADMIN", 12), ("CAP_PERFMON", 38), ("CAP_BPF", 39)];
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// The capabilities of [`CAPS`] this process does not hold (none when it
+/// holds CAP_SYS_ADMIN, which implies them for bpf()).
+pub fn missing_capabilities() -> Vec<&'static str> {
+    let eff = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    if eff & (1 << CAP_SYS_ADMIN) != 0 {
+        return Vec::new();
+    }
+    CAPS.iter()
+        .filter(|(_, bit)| eff & (1 << bit) == 0)
+        .map(|(n, _)| *n)
+        .collect()
+}
+
+fn classify(e: impl fmt::Display, io: Option<&io::Error>) -> KernelError {
+    let detail = e.to_string();
+    if let Some(io) = io {
+        if matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
+            return KernelError::Permission {
+                missing: missing_capabilities(),
+                detail,
+            };
+        }
+    }
+    KernelError::Other(detail)
+}
+
+/// The io::Error at the bottom of an error chain, if any.
+fn io_source<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a io::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            return Some(io);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// Live per-CPU counters of the programs, readable from any thread.
+pub struct KernelCounters {
+    map: PerCpuArray<MapData, u64>,
+    /// Lines counted in the kernel but lost from the generation map before
+    /// the drain (LRU eviction), summed over drains.
+    evicted_lines: AtomicU64,
+}
+
+impl fmt::Debug for KernelCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KernelCounters").finish_non_exhaustive()
+    }
+}
+
+impl KernelCounters {
+    /// Every counter summed over CPUs.
+    pub fn read(&self) -> [u64; counter::COUNT as usize] {
+        let mut out = [0u64; counter::COUNT as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            if let Ok(v) = self.map.get(&(i as u32), 0) {
+                *slot = v.iter().sum();
+            }
+        }
+        out
+    }
+
+    /// The kernel path's share of the stats, in the userspace path's terms.
+    pub fn snapshot(&self) -> CountersSnapshot {
+        let c = self.read();
+        let at = |i: u32| c[i as usize];
+        let mut s = CountersSnapshot {
+            datagrams: at(counter::SF_DATAGRAMS) + at(counter::XDP_DATAGRAMS),
+            points: at(counter::POINTS),
+            ..Default::default()
+        };
+        s.dropped[DropReason::UnknownMeasurement as usize] = at(counter::DROP_UNKNOWN_MEASUREMENT);
+        s.dropped[DropReason::Filtered as usize] = at(counter::DROP_FILTERED);
+        s.dropped[DropReason::MissingField as usize] = at(counter::DROP_MISSING_FIELD);
+        s.dropped[DropReason::Evicted as usize] =
+            at(counter::LOST_ITEMS) + self.evicted_lines.load(Relaxed);
+        s
+    }
+
+    /// Datagrams handed to userspace, by reason name.
+    pub fn passed(&self) -> Vec<(&'static str, u64)> {
+        let c = self.read();
+        counter::PASS_NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (*n, c[counter::PASS_FIRST as usize + i]))
+            .collect()
+    }
+
+    /// Datagrams the socket filter consumed (the kernel counts them as socket
+    /// drops too).
+    pub fn socket_filter_datagrams(&self) -> u64 {
+        self.read()[counter::SF_DATAGRAMS as usize]
+    }
+}
+
+/// One drain's result.
+#[derive(Debug)]
+pub struct Drained {
+    /// Per rule (config order).
+    pub tables: Vec<CountTable>,
+    pub keys: usize,
+    /// Time to swap, and to read and empty the old map.
+    pub swap: Duration,
+    pub drain: Duration,
+    pub evicted_lines: u64,
+    pub evicted_keys: u64,
+}
+
+/// The loaded and attached kernel path.
+pub struct KernelPath {
+    ebpf: Ebpf,
+    outer: Map,
+    gens: [MapData; 2],
+    /// Index into `gens` of the map the programs write.
+    active: usize,
+    ncpus: usize,
+    counters: Arc<KernelCounters>,
+    max_keys: Vec<usize>,
+    pin_dir: Option<PathBuf>,
+    xdp: Option<aya::programs::xdp::XdpLinkId>,
+    pub plan: KernelPlan,
+    sockets: Vec<RawFd>,
+}
+
+impl fmt::Debug for KernelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KernelPath")
+            .field("active", &self.active)
+            .field("pin_dir", &self.pin_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// BPF_FS_MAGIC from include/uapi/linux/magic.h.
+const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+
+fn is_bpffs(path: &Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs into a zeroed struct with a valid C path.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC
+    }
+}
+
+/// Makes sure `dir` is on a bpffs, mounting one at /sys/fs/bpf when none is
+/// (bpffs is not mounted on a fresh machine).
+pub fn ensure_bpffs(dir: &Path) -> Result<(), String> {
+    let mount = Path::new("/sys/fs/bpf");
+    if !is_bpffs(mount) && dir.starts_with(mount) {
+        std::fs::create_dir_all(mount).ok();
+        // SAFETY: constant C strings; mount(2) reads them only.
+        let rc = unsafe {
+            libc::mount(
+                c"bpf".as_ptr(),
+                c"/sys/fs/bpf".as_ptr(),
+                c"bpf".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            return Err(format!(
+                "bpffs is not mounted at /sys/fs/bpf and mounting it failed ({}); run `mount -t bpf bpf /sys/fs/bpf` as root, or set ingest.pin_dir = \"\" to run without pins",
+                io::Error::last_os_error()
+            ));
+        }
+        info!("mounted bpffs at /sys/fs/bpf");
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    if !is_bpffs(dir) {
+        return Err(format!("{} is not on a bpffs", dir.display()));
+    }
+    Ok(())
+}
+
+/// Removes the pins in `dir` (ours, from this or an earlier run).
+fn unpin_all(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+const MAP_NAMES: [&str; 5] = ["CONFIG", "COUNTERS", "GENERATION", "GEN_A", "GEN_B"];
+
+/// Pins every map under `dir` (lower-case names), replacing stale pins of an
+/// earlier run.
+fn pin_maps(ebpf: &Ebpf, dir: &Path) -> Result<(), String> {
+    ensure_bpffs(dir)?;
+    unpin_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for name in MAP_NAMES {
+        let p = dir.join(name.to_ascii_lowercase());
+        if let Some(m) = ebpf.map(name) {
+            m.pin(&p)
+                .map_err(|e| format!("pinning {}: {e}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map, KernelError> {
+    ebpf.take_map(name)
+        .ok_or_else(|| KernelError::Other(format!("the object has no map {name}")))
+}
+
+fn gen_data(m: Map, name: &str) -> Result<MapData, KernelError> {
+    match m {
+        Map::PerCpuLruHashMap(d) => Ok(d),
+        _ => Err(KernelError::Other(format!(
+            "{name} is not an LRU per-CPU hash"
+        ))),
+    }
+}
+
+impl KernelPath {
+    /// Loads, configures and attaches the programs.
+    pub fn load(
+        plan: KernelPlan,
+        max_keys: Vec<usize>,
+        opts: Options,
+    ) -> Result<KernelPath, KernelError> {
+        if !BUILT {
+            return Err(KernelError::NotBuilt);
+        }
+        if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+            return Err(KernelError::NoBtf);
+        }
+        let mut loader = EbpfLoader::new();
+        loader
+            .map_max_entries("GEN_A", opts.map_entries)
+            .map_max_entries("GEN_B", opts.map_entries);
+        let mut ebpf = loader.load(OBJECT).map_err(|e| {
+            let io = io_source(&e);
+            classify(format!("loading the eBPF object: {e}"), io)
+        })?;
+
+        let pin_dir = match &opts.pin_dir {
+            Some(dir) => {
+                pin_maps(&ebpf, dir).map_err(KernelError::Other)?;
+                Some(dir.clone())
+            }
+            None => None,
+        };
+        let mut config = plan.config;
+        if let Attach::Xdp { port, addr, .. } = &opts.attach {
+            config.port = *port as u32;
+            config.addr = u32::from_ne_bytes(addr.octets());
+        }
+        {
+            let map = ebpf
+                .map_mut("CONFIG")
+                .ok_or_else(|| KernelError::Other("the object has no map CONFIG".into()))?;
+            let mut arr: aya::maps::Array<&mut MapData, KernelConfig> =
+                aya::maps::Array::try_from(map).map_err(|e| KernelError::Other(e.to_string()))?;
+            arr.set(0, config, 0)
+                .map_err(|e| KernelError::Other(format!("writing the rules: {e}")))?;
+        }
+
+        let gen_a = gen_data(take(&mut ebpf, "GEN_A")?, "GEN_A")?;
+        let gen_b = gen_data(take(&mut ebpf, "GEN_B")?, "GEN_B")?;
+        let mut outer = take(&mut ebpf, "GENERATION")?;
+        {
+            let mut arr: ArrayOfMaps<&mut MapData, MapData> =
+                ArrayOfMaps::try_from(&mut outer).map_err(|e| KernelError::Other(e.to_string()))?;
+            arr.set(0, &gen_a, 0)
+                .map_err(|e| KernelError::Other(format!("installing the first generation: {e}")))?;
+        }
+        let counters = match take(&mut ebpf, "COUNTERS")? {
+            m @ Map::PerCpuArray(_) => {
+                PerCpuArray::try_from(m).map_err(|e| KernelError::Other(e.to_string()))?
+            }
+            _ => return Err(KernelError::Other("COUNTERS is not a per-CPU array".into())),
+        };
+        let ncpus = aya::util::nr_cpus().map_err(|(_, e)| KernelError::Other(e.to_string()))?;
+
+        let mut path = KernelPath {
+            ebpf,
+            outer,
+            gens: [gen_a, gen_b],
+            active: 0,
+            ncpus,
+            counters: Arc::new(KernelCounters {
+                map: counters,
+                evicted_lines: AtomicU64::new(0),
+            }),
+            max_keys,
+            pin_dir,
+            xdp: None,
+            plan,
+            sockets: Vec::new(),
+        };
+        let want_sock = matches!(opts.attach, Attach::Sockets(_)) || opts.load_all;
+        let want_xdp = matches!(opts.attach, Attach::Xdp { .. }) || opts.load_all;
+        if want_sock {
+            path.load_program(SOCK_PROG)?;
+        }
+        if want_xdp {
+            path.load_program(XDP_PROG)?;
+        }
+        match opts.attach {
+            Attach::Sockets(fds) => {
+                let prog: &SocketFilter = path
+                    .ebpf
+                    .program(SOCK_PROG)
+                    .expect("loaded above")
+                    .try_into()
+                    .map_err(|e: aya::programs::ProgramError| KernelError::Other(e.to_string()))?;
+                for fd in &fds {
+                    // SAFETY: the daemon's sockets outlive the kernel path
+                    // (it is dropped first) and the filter is detached on drop.
+                    let sock = unsafe { BorrowedFd::borrow_raw(*fd) };
+                    prog.attach(sock).map_err(|e| {
+                        classify(format!("attaching the socket filter: {e}"), io_source(&e))
+                    })?;
+                }
+                path.sockets = fds;
+            }
+            Attach::Xdp {
+                interface, mode, ..
+            } => {
+                let prog: &mut Xdp = path
+                    .ebpf
+                    .program_mut(XDP_PROG)
+                    .expect("loaded above")
+                    .try_into()
+                    .map_err(|e: aya::programs::ProgramError| KernelError::Other(e.to_string()))?;
+                let link = prog.attach(&interface, mode).map_err(|e| {
+                    classify(
+                        format!("attaching XDP to {interface} ({mode:?}): {e}"),
+                        io_source(&e),
+                    )
+                })?;
+                path.xdp = Some(link);
+            }
+            Attach::None => {}
+        }
+        Ok(path)
+    }
+
+    fn load_program(&mut self, name: &'static str) -> Result<(), KernelError> {
+        let prog = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| KernelError::Other(format!("the object has no program {name}")))?;
+        let res = match name {
+            SOCK_PROG => <&mut SocketFilter>::try_from(prog).and_then(|p| p.load()),
+            _ => <&mut Xdp>::try_from(prog).and_then(|p| p.load()),
+        };
+        match res {
+            Ok(()) => Ok(()),
+            Err(aya::programs::ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            }) => {
+                if matches!(io_error.raw_os_error(), Some(libc::EPERM)) {
+                    return Err(KernelError::Permission {
+                        missing: missing_capabilities(),
+                        detail: format!("loading {name}: {io_error}"),
+                    });
+                }
+                let log = std::env::temp_dir().join(format!("toptraffic-verifier-{name}.log"));
+                let _ = std::fs::write(&log, verifier_log.to_string());
+                Err(KernelError::Verifier {
+                    program: name,
+                    log,
+                    detail: io_error.to_string(),
+                })
+            }
+            Err(e) => Err(classify(format!("loading {name}: {e}"), io_source(&e))),
+        }
+    }
+
+    pub fn counters(&self) -> Arc<KernelCounters> {
+        self.counters.clone()
+    }
+
+    /// Swaps in the spare generation, then reads and empties the old one
+    /// into per-rule tables.
+    pub fn drain(&mut self) -> io::Result<Drained> {
+        let started = Instant::now();
+        let spare = 1 - self.active;
+        {
+            let mut arr: ArrayOfMaps<&mut MapData, MapData> =
+                ArrayOfMaps::try_from(&mut self.outer)
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+            // Returns after an RCU grace period: no program writes the old
+            // generation any more.
+            arr.set(0, &self.gens[spare], 0)
+                .map_err(|e| io::Error::other(format!("swapping generations: {e}")))?;
+        }
+        let swap = started.elapsed();
+        let old = self.active;
+        self.active = spare;
+        let mut tables: Vec<CountTable> =
+            self.max_keys.iter().map(|m| CountTable::new(*m)).collect();
+        let (mut lines, mut keys) = (0u64, 0u64);
+        let mut totals = KCell::default();
+        let ncpus = self.ncpus;
+        lookup_and_delete_all(self.gens[old].fd().as_fd(), ncpus, |key, cells| {
+            let mut sum = KCell::default();
+            for c in cells {
+                sum.lines += c.lines;
+                sum.sum += c.sum;
+            }
+            if key.rule == TOTALS_RULE {
+                totals.lines += sum.lines;
+                totals.sum += sum.sum;
+                return;
+            }
+            lines += sum.lines;
+            keys += 1;
+            if let Some(t) = tables.get_mut(key.rule as usize) {
+                t.add(
+                    key.bytes(),
+                    Cell {
+                        value: sum.sum as f64,
+                        lines: sum.lines,
+                    },
+                );
+            }
+        })?;
+        let evicted_lines = totals.lines.saturating_sub(lines);
+        let evicted_keys = (totals.sum.max(0) as u64).saturating_sub(keys);
+        if evicted_lines > 0 {
+            self.counters
+                .evicted_lines
+                .fetch_add(evicted_lines, Relaxed);
+            warn!(
+                evicted_lines,
+                evicted_keys, "the generation map evicted keys; raise max_keys"
+            );
+        }
+        let drain = started.elapsed() - swap;
+        debug!(keys, lines, ?swap, ?drain, "drained generation");
+        Ok(Drained {
+            tables,
+            keys: keys as usize,
+            swap,
+            drain,
+            evicted_lines,
+            evicted_keys,
+        })
+    }
+}
+
+impl Drop for KernelPath {
+    fn drop(&mut self) {
+        for fd in &self.sockets {
+            // SAFETY: the sockets are still open (the daemon drops the
+            // kernel path before them).
+            let sock = unsafe { BorrowedFd::borrow_raw(*fd) };
+            let _ = SocketFilter::detach(sock);
+        }
+        if let Some(link) = self.xdp.take() {
+            if let Some(p) = self.ebpf.program_mut(XDP_PROG) {
+                if let Ok(x) = <&mut Xdp>::try_from(p) {
+                    let _ = x.detach(link);
+                }
+            }
+        }
+        if let Some(dir) = self.pin_dir.take() {
+            unpin_all(&dir);
+        }
+    }
+}
+
+/// Reads and deletes every entry of a per-CPU hash map of `GroupKey` ->
+/// `Cell` with BPF_MAP_LOOKUP_AND_DELETE_BATCH; `each` gets the key and the
+/// per-CPU values. Only for a map no program writes any more.
+pub fn lookup_and_delete_all(
+    fd: BorrowedFd<'_>,
+    ncpus: usize,
+    mut each: impl FnMut(&GroupKey, &[KCell]),
+) -> io::Result<()> {
+    use aya_obj::generated::{bpf_attr, bpf_cmd};
+    const BATCH: usize = 4096;
+    let mut keys = vec![GroupKey::zeroed(); BATCH];
+    let mut values = vec![KCell::default(); BATCH * ncpus];
+    let mut in_token: u32 = 0;
+    let mut out_token: u32 = 0;
+    let mut first = true;
+    loop {
+        // SAFETY: bpf_attr is plain data; zero is its empty value.
+        let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+        attr.batch.in_batch = if first {
+            0
+        } else {
+            &in_token as *const u32 as u64
+        };
+        attr.batch.out_batch = &mut out_token as *mut u32 as u64;
+        attr.batch.keys = keys.as_mut_ptr() as u64;
+        attr.batch.values = values.as_mut_ptr() as u64;
+        attr.batch.count = BATCH as u32;
+        attr.batch.map_fd = fd.as_raw_fd() as u32;
+        // SAFETY: the buffers hold `count` keys and count * ncpus values.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                bpf_cmd::BPF_MAP_LOOKUP_AND_DELETE_BATCH as libc::c_long,
+                &mut attr as *mut bpf_attr,
+                std::mem::size_of::<bpf_attr>(),
+            )
+        };
+        let err = (rc < 0).then(io::Error::last_os_error);
+        // SAFETY: the kernel wrote back how many entries it returned.
+        let n = unsafe { attr.batch.count } as usize;
+        for i in 0..n.min(BATCH) {
+            each(&keys[i], &values[i * ncpus..(i + 1) * ncpus]);
+        }
+        match err {
+            None => {}
+            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Some(e) => return Err(e),
+        }
+        in_token = out_token;
+        first = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// Loads both programs, or says why the kernel path cannot run here.
+    pub(crate) fn load_or_skip(attach: Attach) -> Option<KernelPath> {
+        let c = Config::embedded_default();
+        let plan = super::super::kernel_config::plan(&c.rules).unwrap();
+        let max_keys = c.rules.iter().map(|r| r.max_keys).collect();
+        let opts = Options {
+            attach,
+            map_entries: 4096,
+            pin_dir: None,
+            load_all: true,
+        };
+        match KernelPath::load(plan, max_keys, opts) {
+            Ok(k) => Some(k),
+            Err(
+                e @ (KernelError::NotBuilt | KernelError::Permission { .. } | KernelError::NoBtf),
+            ) => {
+                eprintln!("SKIPPED: the kernel path cannot load here: {e}");
+                None
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn verifier_accepts_both_programs() {
+        let Some(k) = load_or_skip(Attach::None) else {
+            return;
+        };
+        let c = k.counters().read();
+        assert!(c.iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    fn socket_filter_counts_plain_datagrams_and_passes_the_rest_whole() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let Some(mut k) = load_or_skip(Attach::Sockets(vec![rx.as_raw_fd()])) else {
+            return;
+        };
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = rx.local_addr().unwrap();
+        for i in 0..1000 {
+            let d = format!(
+                "combined,uri=/p,id=7,ip=10.0.0.{},role=r count=1\nips,ip=10.0.0.{} count=2i",
+                i % 2,
+                i % 2
+            );
+            tx.send_to(d.as_bytes(), to).unwrap();
+        }
+        let escaped = b"combined,id=7,ip=a\\ b count=1";
+        tx.send_to(escaped, to).unwrap();
+        let mut buf = [0u8; 256];
+        let n = rx.recv(&mut buf).unwrap();
+        assert_eq!(
+            &buf[..n],
+            escaped,
+            "only the escaped datagram reaches the socket"
+        );
+        let c = k.counters().snapshot();
+        assert_eq!(c.datagrams, 1000);
+        assert_eq!(c.points, 2000);
+        assert_eq!(k.counters().passed()[1], ("escape", 1));
+        let d = k.drain().unwrap();
+        let key = |v: &[&str]| crate::key::from_values(v);
+        let combined = &d.tables[0];
+        assert_eq!(combined.get(&key(&["10.0.0.0", "7"])).unwrap().value, 500.0);
+        assert_eq!(combined.get(&key(&["10.0.0.1", "7"])).unwrap().lines, 500);
+        assert_eq!(d.tables[1].get(&key(&["10.0.0.1"])).unwrap().value, 1000.0);
+        assert_eq!(d.keys, 4);
+        assert_eq!(d.evicted_lines, 0);
+        // The next drain reads the other generation, empty.
+        let d = k.drain().unwrap();
+        assert_eq!(d.keys, 0);
+        assert!(d.tables.iter().all(|t| t.is_empty()));
+    }
+}
