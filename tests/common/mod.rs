@@ -53,13 +53,18 @@ impl Daemon {
     /// Starts `toptraffic run` with `config` text and extra args, and waits
     /// until /healthz answers.
     pub fn start(config: &str, args: &[&str]) -> Daemon {
+        Daemon::start_on(config, "127.0.0.1:0", args)
+    }
+
+    /// As [`Daemon::start`], receiving UDP on `listen`.
+    pub fn start_on(config: &str, listen: &str, args: &[&str]) -> Daemon {
         let path = temp_file("config.toml", config);
         let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
         let log = path.with_file_name("daemon.log");
         let child = Command::new(BIN)
             .args(["run", "--config"])
             .arg(&path)
-            .args(["--http", &http.to_string(), "--listen", "127.0.0.1:0"])
+            .args(["--http", &http.to_string(), "--listen", listen])
             .args(args)
             .env("TOPTRAFFIC_LOG", "info")
             .stdout(Stdio::from(
@@ -162,4 +167,22 @@ pub fn short_window_config(period: &str, every: &str) -> String {
     default
         .replace("period = \"1m\"", &format!("period = \"{period}\""))
         .replace("every = \"5s\"", &format!("every = \"{every}\""))
+}
+
+/// Sets `key = value` in the config's `[ingest]` section.
+pub fn with_ingest(config: &str, line: &str) -> String {
+    config.replacen("[ingest]\n", &format!("[ingest]\n{line}\n"), 1)
+}
+
+/// Gives every rule `max_keys`, so kernel maps stay small in tests.
+pub fn with_max_keys(config: &str, max_keys: usize) -> String {
+    config.replace(
+        "as = \"totalCount\"\n",
+        &format!("as = \"totalCount\"\nmax_keys = {max_keys}\n"),
+    )
+}
+
+/// A pin directory of this test process's own.
+pub fn pin_dir(name: &str) -> String {
+    format!("/sys/fs/bpf/toptraffic-test-{}-{name}", std::process::id())
 }

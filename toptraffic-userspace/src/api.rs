@@ -107,7 +107,7 @@ async fn top(State(st): State<AppState>, Query(q): Query<TopQuery>) -> Response 
 async fn stats(State(st): State<AppState>) -> Json<Value> {
     let s = &st.shared;
     let u = s.userspace.snapshot();
-    let k = s.kernel.snapshot();
+    let k = s.kernel_snapshot();
     let dropped: Map<String, Value> = s
         .dropped()
         .into_iter()
@@ -127,6 +127,20 @@ async fn stats(State(st): State<AppState>) -> Json<Value> {
         })
         .collect();
     let mode = s.mode();
+    let kernel = s.kernel.get().map(|k| {
+        let passed: Map<String, Value> = k
+            .passed()
+            .into_iter()
+            .map(|(r, n)| (r.to_string(), json!(n)))
+            .collect();
+        let drain = *s.last_drain.read().unwrap_or_else(|e| e.into_inner());
+        json!({
+            "setup": mode.kernel,
+            "passed_to_userspace": passed,
+            "last_drain_seconds": drain.map(|d| d.0),
+            "last_drain_keys": drain.map(|d| d.1),
+        })
+    });
     Json(json!({
         "mode": mode.active,
         "mode_requested": mode.requested,
@@ -137,6 +151,7 @@ async fn stats(State(st): State<AppState>) -> Json<Value> {
         "datagrams_kernel": k.datagrams,
         "datagrams_userspace": u.datagrams,
         "dropped": dropped,
+        "kernel": kernel,
         "rules": rules,
         "rotations": s.rotations.load(Relaxed),
         "last_rotation_seconds": s.last_rotation_seconds(),

@@ -108,6 +108,24 @@ pub struct Ingest {
     pub max_datagram: usize,
     /// Receive threads (one SO_REUSEPORT socket each); 0 means one per CPU.
     pub threads: usize,
+    /// Count with XDP on this interface instead of a socket filter.
+    pub xdp_interface: Option<String>,
+    pub xdp_mode: XdpMode,
+    /// Where the kernel path pins its maps; None: no pins.
+    pub pin_dir: Option<std::path::PathBuf>,
+}
+
+/// How the XDP program attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native when the driver supports it, else generic.
+    #[default]
+    Auto,
+    /// Generic (in the stack, any interface; slower).
+    Skb,
+    /// Native, in the driver.
+    Driver,
 }
 
 #[derive(Debug, Clone)]
@@ -282,6 +300,7 @@ pub mod defaults {
     pub const PERIOD: Duration = Duration::from_secs(60);
     pub const EVERY: Duration = Duration::from_secs(5);
     pub const MAX_KEYS: usize = 200_000;
+    pub const PIN_DIR: &str = "/sys/fs/bpf/toptraffic";
 
     pub fn sink_queue() -> usize {
         1024
@@ -383,6 +402,9 @@ struct RawIngest {
     recv_buffer: Option<u64>,
     max_datagram: Option<Spanned<usize>>,
     threads: Option<usize>,
+    xdp_interface: Option<String>,
+    xdp_mode: Option<XdpMode>,
+    pin_dir: Option<String>,
 }
 
 fn de_opt_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -531,6 +553,13 @@ fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
             None => defaults::MAX_DATAGRAM,
         },
         threads: raw.ingest.threads.unwrap_or(0),
+        xdp_interface: raw.ingest.xdp_interface.filter(|s| !s.is_empty()),
+        xdp_mode: raw.ingest.xdp_mode.unwrap_or_default(),
+        pin_dir: match raw.ingest.pin_dir.as_deref() {
+            None => Some(defaults::PIN_DIR.into()),
+            Some("") => None,
+            Some(p) => Some(p.into()),
+        },
     };
     let http = Http {
         listen: match &raw.http.listen {

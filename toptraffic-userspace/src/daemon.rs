@@ -6,6 +6,7 @@
 //! the HTTP server reads what was published.
 
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -17,13 +18,15 @@ use tracing::{info, info_span, warn};
 
 use crate::api::{self, AppState};
 use crate::clock::Clock;
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, XdpMode};
+use crate::ingest::kernel::{Attach, KernelError, KernelPath, Options as KernelOptions};
+use crate::ingest::kernel_config::{self, KernelPlan};
 use crate::ingest::udp::{UdpIngest, UdpSettings};
 use crate::metrics::Metrics;
 use crate::rules::RuleSet;
 use crate::snapshot::{IntervalSnapshot, Intervals};
 use crate::stats::DropReason;
-use crate::view::{ModeInfo, Shared, WindowView};
+use crate::view::{KernelInfo, ModeInfo, Shared, WindowView};
 use crate::window::WindowEngine;
 
 /// Where a closed interval's counts come from.
@@ -139,7 +142,16 @@ struct SocketDrops {
 
 impl IntervalSource for SocketDrops {
     fn drain_into(&mut self, _snap: &mut IntervalSnapshot) {
-        let total = self.udp.socket_drops().saturating_sub(self.base);
+        // The socket filter's consumed datagrams count as socket drops too.
+        // Read after the drops, the filter's count is never behind them, so
+        // this can under-report for a moment but never over-report.
+        let drops = self.udp.socket_drops();
+        let consumed = self
+            .shared
+            .kernel
+            .get()
+            .map_or(0, |k| k.socket_filter_datagrams());
+        let total = drops.saturating_sub(self.base).saturating_sub(consumed);
         self.shared.receive_queue_drops.store(total, Relaxed);
     }
 }
@@ -166,36 +178,153 @@ impl Overrides {
     }
 }
 
-/// Chooses the ingest path for the requested mode.
-fn choose_mode(requested: Mode) -> Result<ModeInfo> {
-    match requested {
-        Mode::Kernel => anyhow::bail!(
-            "--mode kernel: this build has no kernel path; use --mode userspace or auto"
-        ),
-        Mode::Auto => Ok(ModeInfo {
-            active: "userspace",
-            requested,
-            reason: "this build has no kernel path".into(),
-        }),
-        Mode::Userspace => Ok(ModeInfo {
-            active: "userspace",
-            requested,
-            reason: "requested".into(),
-        }),
+/// The kernel path as a source of interval counts.
+struct KernelSource {
+    path: KernelPath,
+    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
+}
+
+impl IntervalSource for KernelSource {
+    fn drain_into(&mut self, snap: &mut IntervalSnapshot) {
+        match self.path.drain() {
+            Ok(d) => {
+                let secs = (d.swap + d.drain).as_secs_f64();
+                self.metrics.drain_seconds.observe(secs);
+                *self
+                    .shared
+                    .last_drain
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = Some((secs, d.keys));
+                snap.merge(d.tables);
+            }
+            // The generation stays in the map and is read at the next drain.
+            Err(e) => warn!(error = %e, "draining the kernel's generation map failed"),
+        }
+    }
+}
+
+/// Entries of each generation map: every kernel rule's max_keys (a
+/// generation holds one interval's keys, at most what the window may), plus
+/// room for the LRU's per-CPU free lists so it does not evict early.
+fn map_entries(config: &Config, plan: &KernelPlan) -> u32 {
+    let keys: usize = config
+        .rules
+        .iter()
+        .zip(&plan.userspace_only)
+        .filter(|(_, u)| u.is_none())
+        .map(|(r, _)| r.max_keys)
+        .sum();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (keys + cpus * 512 + 1024).min(u32::MAX as usize) as u32
+}
+
+/// Loads the kernel path for the config, attached to `fds` or XDP.
+fn load_kernel(
+    config: &Config,
+    fds: Vec<RawFd>,
+    listen: SocketAddr,
+) -> Result<(KernelPath, KernelInfo), KernelError> {
+    let plan = kernel_config::plan(&config.rules).map_err(KernelError::Rules)?;
+    let entries = map_entries(config, &plan);
+    let (attach, info_attach, interface) = match &config.ingest.xdp_interface {
+        None => (Attach::Sockets(fds), "socket_filter", None),
+        Some(iface) => {
+            let addr = match listen {
+                SocketAddr::V4(a) => *a.ip(),
+                SocketAddr::V6(_) => {
+                    return Err(KernelError::Other(
+                        "XDP counts IPv4 only; listen on an IPv4 address".into(),
+                    ))
+                }
+            };
+            let mode = match config.ingest.xdp_mode {
+                XdpMode::Auto => aya::programs::XdpMode::Default,
+                XdpMode::Skb => aya::programs::XdpMode::Skb,
+                XdpMode::Driver => aya::programs::XdpMode::Driver,
+            };
+            (
+                Attach::Xdp {
+                    interface: iface.clone(),
+                    mode,
+                    port: listen.port(),
+                    addr,
+                },
+                "xdp",
+                Some(format!("{iface} ({:?})", config.ingest.xdp_mode).to_lowercase()),
+            )
+        }
+    };
+    let userspace_rules = config
+        .rules
+        .iter()
+        .zip(&plan.userspace_only)
+        .filter_map(|(r, u)| u.clone().map(|why| (r.name.clone(), why)))
+        .collect();
+    let info = KernelInfo {
+        attach: info_attach.into(),
+        interface,
+        map_entries: entries,
+        pin_dir: config
+            .ingest
+            .pin_dir
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        userspace_rules,
+    };
+    let opts = KernelOptions {
+        attach,
+        map_entries: entries,
+        pin_dir: config.ingest.pin_dir.clone(),
+        load_all: false,
+    };
+    let max_keys = config.rules.iter().map(|r| r.max_keys).collect();
+    KernelPath::load(plan, max_keys, opts).map(|k| (k, info))
+}
+
+/// Chooses the ingest path for the requested mode, loading the kernel path
+/// when asked or possible.
+fn choose_mode(
+    config: &Config,
+    fds: Vec<RawFd>,
+    listen: SocketAddr,
+) -> Result<(ModeInfo, Option<KernelPath>)> {
+    let requested = config.ingest.mode;
+    let userspace = |reason: String| ModeInfo {
+        active: "userspace",
+        requested,
+        reason,
+        kernel: None,
+    };
+    if requested == Mode::Userspace {
+        return Ok((userspace("requested".into()), None));
+    }
+    match load_kernel(config, fds, listen) {
+        Ok((path, info)) => {
+            let reason = if requested == Mode::Kernel {
+                "requested".to_string()
+            } else {
+                "the kernel programs loaded".to_string()
+            };
+            let mode = ModeInfo {
+                active: "kernel",
+                requested,
+                reason,
+                kernel: Some(info),
+            };
+            Ok((mode, Some(path)))
+        }
+        Err(e) if requested == Mode::Kernel => Err(anyhow::anyhow!("--mode kernel: {e}")),
+        Err(e) => Ok((
+            userspace(format!("the kernel path could not load: {e}")),
+            None,
+        )),
     }
 }
 
 /// Runs until `shutdown` is cancelled.
 pub async fn run(config: Config, clock: Arc<dyn Clock>, shutdown: CancellationToken) -> Result<()> {
     let rules = Arc::new(RuleSet::new(&config.rules));
-    let mode = choose_mode(config.ingest.mode)?;
-    let shared = Arc::new(Shared::new(
-        &rules,
-        config.window.period.as_secs_f64(),
-        mode.clone(),
-    ));
-    let metrics = Arc::new(Metrics::new(shared.clone()));
-
     let settings = UdpSettings {
         listen: config.ingest.listen,
         recv_buffer: config.ingest.recv_buffer,
@@ -203,6 +332,16 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>, shutdown: CancellationTo
         threads: config.ingest.threads,
     };
     let mut udp = UdpIngest::bind(&settings, &rules).context("opening the UDP sockets")?;
+    let listen = udp.local_addr();
+    // The kernel path attaches before the sockets are read, but a datagram
+    // that arrives first is simply counted in userspace: whole, once.
+    let (mode, kernel) = choose_mode(&config, udp.fds(), listen)?;
+    let shared = Arc::new(Shared::new(
+        &rules,
+        config.window.period.as_secs_f64(),
+        mode.clone(),
+    ));
+    let metrics = Arc::new(Metrics::new(shared.clone()));
     udp.start(
         rules.clone(),
         config.ingest.max_datagram,
@@ -210,7 +349,6 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>, shutdown: CancellationTo
     )
     .context("starting receive threads")?;
     let udp = Arc::new(udp);
-    let listen = udp.local_addr();
 
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -223,6 +361,18 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>, shutdown: CancellationTo
         reason = %mode.reason,
         "ingest path"
     );
+    if let Some(k) = &mode.kernel {
+        info!(
+            attach = %k.attach,
+            interface = k.interface.as_deref().unwrap_or("-"),
+            map_entries = k.map_entries,
+            pin_dir = k.pin_dir.as_deref().unwrap_or("-"),
+            "kernel path"
+        );
+        for (rule, why) in &k.userspace_rules {
+            warn!(rule = %rule, reason = %why, "rule runs in userspace: datagrams with its measurement are handed over whole");
+        }
+    }
     info!(
         udp = %listen,
         http = %http_addr,
@@ -245,14 +395,20 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>, shutdown: CancellationTo
         "window"
     );
 
-    let sources: Vec<Box<dyn IntervalSource>> = vec![
-        Box::new(udp.clone()),
-        Box::new(SocketDrops {
-            base: udp.socket_drops(),
-            udp: udp.clone(),
+    let mut sources: Vec<Box<dyn IntervalSource>> = vec![Box::new(udp.clone())];
+    if let Some(path) = kernel {
+        let _ = shared.kernel.set(path.counters());
+        sources.push(Box::new(KernelSource {
+            path,
             shared: shared.clone(),
-        }),
-    ];
+            metrics: metrics.clone(),
+        }));
+    }
+    sources.push(Box::new(SocketDrops {
+        base: udp.socket_drops(),
+        udp: udp.clone(),
+        shared: shared.clone(),
+    }));
     let rotator = Rotator::new(
         &config,
         rules.clone(),
@@ -288,8 +444,11 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>, shutdown: CancellationTo
         Err(_) => warn!("receive threads still referenced at shutdown"),
     }
     let u = shared.userspace.snapshot();
+    let k = shared.kernel_snapshot();
     info!(
+        points_kernel = k.points,
         points_userspace = u.points,
+        datagrams_kernel = k.datagrams,
         datagrams_userspace = u.datagrams,
         parse_errors = u.dropped(DropReason::ParseError),
         "stopped"
@@ -351,6 +510,7 @@ mod tests {
                 active: "userspace",
                 requested: Mode::Userspace,
                 reason: "test".into(),
+                kernel: None,
             },
         ));
         let metrics = Arc::new(Metrics::new(shared.clone()));

@@ -28,6 +28,11 @@ pub struct Shape {
     /// 1.0 is uniform over keys; larger values favour low key indices
     /// (a few heavy clients, a long tail).
     pub skew: f64,
+    /// Lines per thousand whose uri carries an escaped space (valid line
+    /// protocol that the kernel parser leaves to userspace).
+    pub escaped_per_mille: u32,
+    /// Keys per thousand with a 70-byte store id (too long for a kernel key).
+    pub long_ids_per_mille: u32,
     pub seed: u64,
 }
 
@@ -41,6 +46,8 @@ impl Default for Shape {
             lines_per_datagram: (1, 1),
             malformed_per_mille: 0,
             skew: 1.0,
+            escaped_per_mille: 0,
+            long_ids_per_mille: 0,
             seed: 1,
         }
     }
@@ -115,7 +122,12 @@ impl Generator {
             let id = ((rng.unit().powf(shape.skew)) * shape.ids as f64) as usize % shape.ids;
             k += 1;
             if seen.insert((ip, id)) {
-                keys.push((ip_of(ip), id_of(id)));
+                let id = if rng.below(1000) < shape.long_ids_per_mille as usize {
+                    format!("{:0>70}", id_of(id))
+                } else {
+                    id_of(id)
+                };
+                keys.push((ip_of(ip), id));
             }
         }
         let n = keys.len();
@@ -145,9 +157,14 @@ impl Generator {
         let (ip, id) = &self.keys[k];
         let uri = self.rng.below(500);
         let role = ["ingress", "edge", "api"][self.rng.below(3)];
+        let sep = if self.rng.below(1000) < self.shape.escaped_per_mille as usize {
+            "\\ "
+        } else {
+            "/"
+        };
         let _ = write!(
             buf,
-            "{},uri=/product/{uri},id={id},ip={ip},role={role} count=1",
+            "{},uri=/product{sep}{uri},id={id},ip={ip},role={role} count=1",
             self.shape.measurement
         );
         self.sent[k] += 1;
@@ -581,6 +598,8 @@ mod tests {
             lines_per_datagram: (1, 8),
             malformed_per_mille: 50,
             skew: 2.0,
+            escaped_per_mille: 100,
+            long_ids_per_mille: 100,
             ..Shape::default()
         });
         let mut parsed: Truth = HashMap::new();

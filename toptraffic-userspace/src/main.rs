@@ -85,6 +85,13 @@ struct LoadgenArgs {
     /// Malformed lines per thousand.
     #[arg(long, default_value_t = 0)]
     malformed_per_mille: u32,
+    /// Lines per thousand with an escaped space in the uri (valid; the
+    /// kernel path hands them to userspace).
+    #[arg(long, default_value_t = 0)]
+    escaped_per_mille: u32,
+    /// Keys per thousand with a 70-byte store id (too long for a kernel key).
+    #[arg(long, default_value_t = 0)]
+    long_ids_per_mille: u32,
     /// Lines per second; 0 sends flat out.
     #[arg(long, default_value_t = 100_000)]
     rate: u64,
@@ -135,6 +142,8 @@ fn loadgen_options(a: LoadgenArgs) -> toptraffic::loadgen::Options {
             ids: a.ids,
             lines_per_datagram: a.per_datagram,
             malformed_per_mille: a.malformed_per_mille,
+            escaped_per_mille: a.escaped_per_mille,
+            long_ids_per_mille: a.long_ids_per_mille,
             skew: a.skew,
             seed: a.seed,
             ..Default::default()

@@ -22,6 +22,8 @@ pub struct Metrics {
     registry: Registry,
     /// Time to take, merge and apply one interval.
     pub rotation_seconds: Histogram,
+    /// Time to swap and drain one kernel generation map.
+    pub drain_seconds: Histogram,
 }
 
 impl Metrics {
@@ -35,10 +37,18 @@ impl Metrics {
             Unit::Seconds,
             rotation_seconds.clone(),
         );
+        let drain_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 17));
+        registry.register_with_unit(
+            "kernel_drain_duration",
+            "Time to swap and drain one kernel generation map",
+            Unit::Seconds,
+            drain_seconds.clone(),
+        );
         registry.register_collector(Box::new(SharedCollector(shared)));
         Metrics {
             registry,
             rotation_seconds,
+            drain_seconds,
         }
     }
 
@@ -77,7 +87,7 @@ impl Collector for SharedCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.0;
         let u = s.userspace.snapshot();
-        let k = s.kernel.snapshot();
+        let k = s.kernel_snapshot();
         counter(
             &mut enc,
             "points",
@@ -157,6 +167,19 @@ impl Collector for SharedCollector {
             )?;
             ConstGauge::new(secs).encode(m)?;
         }
+        if let Some(k) = s.kernel.get() {
+            let passed = k.passed();
+            let labels: Vec<([(&str, &str); 1], u64)> =
+                passed.iter().map(|(r, n)| ([("reason", *r)], *n)).collect();
+            let labels: Vec<(&[(&str, &str)], u64)> =
+                labels.iter().map(|(l, n)| (&l[..], *n)).collect();
+            counter(
+                &mut enc,
+                "kernel_passed_datagrams",
+                "Datagrams the kernel handed to userspace whole, by reason",
+                &labels,
+            )?;
+        }
         let mode = s.mode();
         let mut m = enc.encode_descriptor(
             "mode",
@@ -191,6 +214,7 @@ mod tests {
                 active: "userspace",
                 requested: Mode::Userspace,
                 reason: "test".into(),
+                kernel: None,
             },
         ));
         shared.userspace.points.fetch_add(7, Relaxed);

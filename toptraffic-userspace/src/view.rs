@@ -11,9 +11,10 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::config::Mode;
+use crate::ingest::kernel::KernelCounters;
 use crate::key::{self, Key};
 use crate::rules::RuleSet;
-use crate::stats::{DropReason, PathCounters};
+use crate::stats::{CountersSnapshot, DropReason, PathCounters};
 use crate::window::WindowEngine;
 
 /// One rule's window as of the last rotation.
@@ -117,6 +118,22 @@ pub struct ModeInfo {
     pub requested: Mode,
     /// Why this path runs (e.g. why the kernel path could not load).
     pub reason: String,
+    /// How the kernel path runs, when it does.
+    pub kernel: Option<KernelInfo>,
+}
+
+/// The kernel path's set-up, for the logs and /api/v1/stats.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelInfo {
+    /// "socket_filter" or "xdp".
+    pub attach: String,
+    /// The XDP interface and mode, when XDP.
+    pub interface: Option<String>,
+    /// Entries of each generation map.
+    pub map_entries: u32,
+    pub pin_dir: Option<String>,
+    /// Rules that run in userspace, and why.
+    pub userspace_rules: Vec<(String, String)>,
 }
 
 /// State shared by the counting threads, the rotation and the API.
@@ -124,7 +141,10 @@ pub struct ModeInfo {
 pub struct Shared {
     pub mode: RwLock<ModeInfo>,
     pub userspace: Arc<PathCounters>,
-    pub kernel: Arc<PathCounters>,
+    /// The kernel path's counters, once it runs.
+    pub kernel: OnceLock<Arc<KernelCounters>>,
+    /// Per drain: seconds to swap and read the generation map, keys drained.
+    pub last_drain: RwLock<Option<(f64, usize)>>,
     view: RwLock<Arc<WindowView>>,
     /// Per rule: lines it refused because its key table (interval or window)
     /// was full, whether or not another rule counted them.
@@ -142,7 +162,8 @@ impl Shared {
         Shared {
             mode: RwLock::new(mode),
             userspace: Arc::default(),
-            kernel: Arc::default(),
+            kernel: OnceLock::new(),
+            last_drain: RwLock::new(None),
             view: RwLock::new(Arc::new(WindowView::empty(rules, period_s))),
             rule_overflow: (0..rules.len()).map(|_| AtomicU64::new(0)).collect(),
             receive_queue_drops: AtomicU64::new(0),
@@ -166,6 +187,11 @@ impl Shared {
         f64::from_bits(self.last_rotation_s.load(Relaxed))
     }
 
+    /// The kernel path's counters now (zero when it does not run).
+    pub fn kernel_snapshot(&self) -> CountersSnapshot {
+        self.kernel.get().map(|k| k.snapshot()).unwrap_or_default()
+    }
+
     pub fn mode(&self) -> ModeInfo {
         self.mode.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -175,7 +201,7 @@ impl Shared {
     /// counted them are in `rule_overflow`, not here.
     pub fn dropped(&self) -> Vec<(DropReason, u64)> {
         let u = self.userspace.snapshot();
-        let k = self.kernel.snapshot();
+        let k = self.kernel_snapshot();
         DropReason::ALL
             .iter()
             .map(|&r| {

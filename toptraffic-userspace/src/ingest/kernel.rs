@@ -174,6 +174,21 @@ fn io_source<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a io::Err
     None
 }
 
+/// Whether this process can use the kernel path at all: the programs are
+/// built in, the kernel has BTF, and bpf() creates a map.
+pub fn probe() -> Result<(), KernelError> {
+    if !BUILT {
+        return Err(KernelError::NotBuilt);
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err(KernelError::NoBtf);
+    }
+    match aya::maps::Array::<MapData, u32>::create(1, 0) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(classify(format!("creating a test map: {e}"), io_source(&e))),
+    }
+}
+
 /// Live per-CPU counters of the programs, readable from any thread.
 pub struct KernelCounters {
     map: PerCpuArray<MapData, u64>,

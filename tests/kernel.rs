@@ -1,0 +1,366 @@
+//! End to end on the kernel path, run for real: the daemon loads its eBPF
+//! programs, the socket filter or XDP counts, and every line is counted
+//! exactly once across both paths and across rotations. Each test first
+//! checks that bpf() works here and, when it does not, says why and skips.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{pin_dir, short_window_config, with_ingest, with_max_keys, Daemon, BIN};
+use serde_json::Value;
+use toptraffic::ingest::kernel;
+use toptraffic::loadgen::{self, Generator, Sent, Shape};
+
+fn kernel_available(test: &str) -> bool {
+    match kernel::probe() {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("SKIPPED {test}: the kernel path cannot run here: {e}");
+            false
+        }
+    }
+}
+
+/// The default rules on a short window, kernel mode, small maps, own pins.
+fn config(period: &str, every: &str, name: &str) -> String {
+    let c = with_max_keys(&short_window_config(period, every), 50_000);
+    with_ingest(&c, &format!("pin_dir = \"{}\"", pin_dir(name)))
+}
+
+/// Waits until the daemon accounted for every line sent, then for the
+/// window after that, and returns the stats.
+fn settle(d: &Daemon, sent: &Sent) -> Value {
+    let total = sent.valid_lines + sent.malformed_lines;
+    d.wait_stats(Duration::from_secs(30), "every line accounted", |s| {
+        loadgen::lines_accounted(s) >= total
+    });
+    d.wait_next_window(Duration::from_secs(10));
+    d.stats()
+}
+
+fn assert_exact(d: &Daemon, gen: &Generator) {
+    let truth = gen.truth();
+    let top = d.get(&format!(
+        "/api/v1/top?rule=top_combined&limit={}",
+        truth.len() + 100
+    ));
+    let verdict = loadgen::compare(&top, &truth);
+    assert!(verdict.exact(), "{verdict:?}");
+}
+
+#[test]
+fn kernel_mode_counts_plain_traffic_in_the_kernel_exactly() {
+    if !kernel_available("kernel_mode_counts_plain_traffic_in_the_kernel_exactly") {
+        return;
+    }
+    let d = Daemon::start(&config("4s", "500ms", "plain"), &["--mode", "kernel"]);
+    let stats = d.stats();
+    assert_eq!(stats["mode"], "kernel", "{stats}");
+    assert_eq!(stats["kernel"]["setup"]["attach"], "socket_filter");
+    let mut gen = Generator::new(Shape {
+        keys: 20_000,
+        ips: 15_000,
+        ids: 8_000,
+        lines_per_datagram: (1, 6),
+        seed: 11,
+        ..Shape::default()
+    });
+    let sent = loadgen::run(
+        &mut gen,
+        d.udp,
+        60_000,
+        60_000,
+        Duration::from_secs(20),
+        |_, _| {},
+    )
+    .unwrap();
+    let s = settle(&d, &sent);
+    assert_eq!(s["points_kernel"], sent.valid_lines, "{s}");
+    assert_eq!(s["datagrams_kernel"], sent.datagrams, "{s}");
+    assert_eq!(s["points_userspace"], 0, "{s}");
+    assert_eq!(s["datagrams_userspace"], 0, "{s}");
+    assert_eq!(s["dropped"]["evicted"], 0, "{s}");
+    assert_eq!(s["dropped"]["receive_queue"], 0, "{s}");
+    assert_exact(&d, &gen);
+    // The maps are pinned for bpftool, and gone after a clean stop.
+    let pins = pin_dir("plain");
+    for m in ["config", "counters", "generation", "gen_a", "gen_b"] {
+        assert!(
+            std::path::Path::new(&pins).join(m).exists(),
+            "{m} not pinned"
+        );
+    }
+    assert!(d.terminate().success());
+    assert!(!std::path::Path::new(&pins).exists(), "pins left behind");
+}
+
+#[test]
+fn datagrams_the_kernel_does_not_take_are_counted_in_userspace_exactly_once() {
+    if !kernel_available("datagrams_the_kernel_does_not_take_are_counted_in_userspace_exactly_once")
+    {
+        return;
+    }
+    let d = Daemon::start(&config("4s", "500ms", "mixed"), &["--mode", "kernel"]);
+    let mut gen = Generator::new(Shape {
+        keys: 10_000,
+        ips: 8_000,
+        ids: 5_000,
+        lines_per_datagram: (1, 4),
+        malformed_per_mille: 5,
+        escaped_per_mille: 20,
+        long_ids_per_mille: 20,
+        seed: 12,
+        ..Shape::default()
+    });
+    let sent = loadgen::run(
+        &mut gen,
+        d.udp,
+        40_000,
+        40_000,
+        Duration::from_secs(20),
+        |_, _| {},
+    )
+    .unwrap();
+    let s = settle(&d, &sent);
+    let points = s["points_kernel"].as_u64().unwrap() + s["points_userspace"].as_u64().unwrap();
+    assert_eq!(points, sent.valid_lines, "{s}");
+    assert_eq!(s["dropped"]["parse_error"], sent.malformed_lines, "{s}");
+    assert_eq!(
+        s["datagrams_kernel"].as_u64().unwrap() + s["datagrams_userspace"].as_u64().unwrap(),
+        sent.datagrams,
+        "{s}"
+    );
+    let passed = &s["kernel"]["passed_to_userspace"];
+    assert!(passed["escape"].as_u64().unwrap() > 0, "{s}");
+    assert!(passed["key_too_long"].as_u64().unwrap() > 0, "{s}");
+    assert!(passed["invalid"].as_u64().unwrap() > 0, "{s}");
+    assert!(
+        s["points_kernel"].as_u64().unwrap() > sent.valid_lines / 2,
+        "{s}"
+    );
+    assert_exact(&d, &gen);
+}
+
+#[test]
+fn no_line_is_lost_or_counted_twice_across_many_rotations() {
+    if !kernel_available("no_line_is_lost_or_counted_twice_across_many_rotations") {
+        return;
+    }
+    // Rotations every 200 ms while traffic flows for about 4 s; the 60 s
+    // window still holds all of it, so the window is the sum over ~20
+    // intervals drained from alternating generations.
+    let d = Daemon::start(&config("60s", "200ms", "rotations"), &["--mode", "kernel"]);
+    let before = d.stats()["rotations"].as_u64().unwrap();
+    let mut gen = Generator::new(Shape {
+        keys: 5_000,
+        ips: 5_000,
+        ids: 1_000,
+        lines_per_datagram: (1, 3),
+        malformed_per_mille: 2,
+        escaped_per_mille: 5,
+        skew: 2.0,
+        seed: 13,
+        ..Shape::default()
+    });
+    let sent = loadgen::run(
+        &mut gen,
+        d.udp,
+        100_000,
+        25_000,
+        Duration::from_secs(30),
+        |_, _| {},
+    )
+    .unwrap();
+    let s = settle(&d, &sent);
+    let rotations = s["rotations"].as_u64().unwrap() - before;
+    assert!(rotations >= 15, "only {rotations} rotations: {s}");
+    let points = s["points_kernel"].as_u64().unwrap() + s["points_userspace"].as_u64().unwrap();
+    assert_eq!(points, sent.valid_lines, "{s}");
+    assert_eq!(s["dropped"]["evicted"], 0, "{s}");
+    assert_exact(&d, &gen);
+}
+
+#[test]
+fn xdp_in_generic_mode_on_loopback_counts_exactly() {
+    if !kernel_available("xdp_in_generic_mode_on_loopback_counts_exactly") {
+        return;
+    }
+    let c = with_ingest(
+        &config("4s", "500ms", "xdp-lo"),
+        "xdp_interface = \"lo\"\nxdp_mode = \"skb\"",
+    );
+    let d = Daemon::start(&c, &["--mode", "kernel"]);
+    let stats = d.stats();
+    assert_eq!(stats["kernel"]["setup"]["attach"], "xdp", "{stats}");
+    let mut gen = Generator::new(Shape {
+        keys: 10_000,
+        ips: 10_000,
+        ids: 3_000,
+        lines_per_datagram: (1, 5),
+        malformed_per_mille: 3,
+        seed: 14,
+        ..Shape::default()
+    });
+    let sent = loadgen::run(
+        &mut gen,
+        d.udp,
+        40_000,
+        40_000,
+        Duration::from_secs(20),
+        |_, _| {},
+    )
+    .unwrap();
+    let s = settle(&d, &sent);
+    let points = s["points_kernel"].as_u64().unwrap() + s["points_userspace"].as_u64().unwrap();
+    assert_eq!(points, sent.valid_lines, "{s}");
+    assert!(
+        s["points_kernel"].as_u64().unwrap() > sent.valid_lines / 2,
+        "{s}"
+    );
+    assert_exact(&d, &gen);
+}
+
+/// A network namespace with a veth pair into it, removed on drop.
+struct Netns {
+    name: String,
+    host_if: String,
+}
+
+impl Netns {
+    fn create(tag: &str, subnet: u8) -> Option<Netns> {
+        let name = format!("tt{}{tag}", std::process::id());
+        let host_if = format!("th{}{tag}", std::process::id() % 100_000);
+        let ns_if = format!("tn{}{tag}", std::process::id() % 100_000);
+        let ns = Netns {
+            name: name.clone(),
+            host_if: host_if.clone(),
+        };
+        let host_ip = format!("10.{subnet}.0.1/24");
+        let ns_ip = format!("10.{subnet}.0.2/24");
+        let steps: [&[&str]; 7] = [
+            &["netns", "add", &name],
+            &[
+                "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+            ],
+            &["link", "set", &ns_if, "netns", &name],
+            &["addr", "add", &host_ip, "dev", &host_if],
+            &["link", "set", &host_if, "up"],
+            &["-n", &name, "addr", "add", &ns_ip, "dev", &ns_if],
+            &["-n", &name, "link", "set", &ns_if, "up"],
+        ];
+        for args in steps {
+            let out = Command::new("ip").args(args).output();
+            match out {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => {
+                    eprintln!(
+                        "SKIPPED: ip {}: {}",
+                        args.join(" "),
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    eprintln!("SKIPPED: cannot run ip (iproute2): {e}");
+                    return None;
+                }
+            }
+        }
+        Some(ns)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+#[test]
+fn xdp_in_native_mode_on_a_veth_counts_traffic_from_another_namespace() {
+    if !kernel_available("xdp_in_native_mode_on_a_veth_counts_traffic_from_another_namespace") {
+        return;
+    }
+    let Some(ns) = Netns::create("x", 201) else {
+        return;
+    };
+    let c = with_ingest(
+        &config("4s", "500ms", "xdp-veth"),
+        &format!("xdp_interface = \"{}\"\nxdp_mode = \"driver\"", ns.host_if),
+    );
+    let d = Daemon::start_on(&c, "10.201.0.1:0", &["--mode", "kernel"]);
+    assert_eq!(d.stats()["kernel"]["setup"]["attach"], "xdp");
+    let shape = Shape {
+        keys: 8_000,
+        ips: 8_000,
+        ids: 2_000,
+        lines_per_datagram: (1, 4),
+        malformed_per_mille: 2,
+        seed: 15,
+        ..Shape::default()
+    };
+    let lines = 30_000u64;
+    // The sender runs in the namespace: the same generator, so the test
+    // regenerates what it sent.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name, BIN, "loadgen"])
+        .args(["--to", &d.udp.to_string()])
+        .args(["--lines", &lines.to_string(), "--rate", "30000"])
+        .args(["--keys", "8000", "--ips", "8000", "--ids", "2000"])
+        .args(["--per-datagram", "1-4", "--malformed-per-mille", "2"])
+        .args(["--seed", "15", "--max-time", "20s"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut gen = Generator::new(shape);
+    let mut buf = Vec::new();
+    while gen.valid_lines < lines {
+        gen.datagram(&mut buf);
+    }
+    let sent = Sent {
+        datagrams: gen.datagrams,
+        valid_lines: gen.valid_lines,
+        malformed_lines: gen.malformed_lines,
+        elapsed: Duration::ZERO,
+    };
+    let s = settle(&d, &sent);
+    let points = s["points_kernel"].as_u64().unwrap() + s["points_userspace"].as_u64().unwrap();
+    assert_eq!(points, sent.valid_lines, "{s}");
+    assert!(
+        s["points_kernel"].as_u64().unwrap() > sent.valid_lines / 2,
+        "{s}"
+    );
+    assert_exact(&d, &gen);
+}
+
+#[test]
+fn kernel_mode_without_privileges_names_the_missing_capabilities() {
+    if !kernel_available("kernel_mode_without_privileges_names_the_missing_capabilities") {
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["--inh-caps=-all", "--bounding-set=-all"])
+        .args([BIN, "run", "--mode", "kernel", "--listen", "127.0.0.1:0"])
+        .args(["--http", "127.0.0.1:0"])
+        .output();
+    let Ok(out) = out else {
+        eprintln!("SKIPPED: setpriv is not available");
+        return;
+    };
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--mode kernel: bpf() was refused"), "{err}");
+    assert!(err.contains("CAP_BPF"), "{err}");
+}
