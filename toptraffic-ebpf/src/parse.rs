@@ -16,8 +16,9 @@
 //! userspace whole, which keeps every datagram on exactly one path.
 //!
 //! What the kernel takes is a strict subset of what userspace accepts:
-//! no escapes, no quotes outside numeric fields, numeric fields only
-//! (`-?D`, `-?D.D`, `-?Di`, `Du`), single spaces, `\n` line ends.
+//! no escapes, no quotes (not even in comments), numeric fields only
+//! (`-?D`, `-?D.D`, `-?Di`, `Du`; floats of at most 308 integer digits),
+//! single spaces, `\n` line ends.
 
 use toptraffic_common::{
     counter, fnv1a_step, GroupKey, KernelConfig, Name, BUF_LEN, FNV_OFFSET, KEY_DATA,
@@ -53,6 +54,10 @@ const SUM_DIGITS: u32 = 15;
 /// Most digits of an `i`/`u` field taken without range checks (19 digits
 /// may overflow i64).
 const INT_DIGITS: u32 = 18;
+/// Most integer digits of a float taken without range checks: up to 308
+/// digits it is below f64::MAX (about 1.8e308); past that userspace decides
+/// (out of range is a parse error there).
+const FLOAT_DIGITS: u32 = 308;
 /// Most digits of a timestamp; its range is checked (nanoseconds since the
 /// epoch have 19 digits).
 const TS_DIGITS: u32 = 19;
@@ -272,11 +277,15 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
                 st.state = MEAS;
             }
         },
-        COMMENT => {
-            if c == b'\n' {
-                st.state = LINE_START;
-            }
-        }
+        COMMENT => match c {
+            b'\n' => st.state = LINE_START,
+            // Like InfluxDB's scanLine, userspace carries a comment over a
+            // newline inside a quoted string (after ` ` and `=`) or after a
+            // backslash: it may swallow the lines that follow.
+            b'"' => return bail(st, counter::PASS_UNSUPPORTED),
+            b'\\' => return bail(st, counter::PASS_ESCAPE),
+            _ => {}
+        },
         MEAS => match c {
             b',' | b' ' => {
                 let len = i - st.tok_start;
@@ -480,6 +489,10 @@ fn end_field_value(st: &mut State) -> bool {
     }
     if f & (NUM_INT | NUM_UINT) != 0 && st.num_digits > INT_DIGITS {
         // May be out of i64/u64 range: userspace decides.
+        return bail(st, counter::PASS_UNSUPPORTED);
+    }
+    if st.num_digits > FLOAT_DIGITS {
+        // A float that may be out of f64's range: userspace decides.
         return bail(st, counter::PASS_UNSUPPORTED);
     }
     st.nfields += 1;

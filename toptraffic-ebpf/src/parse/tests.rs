@@ -199,3 +199,38 @@ fn a_userspace_rule_measurement_sends_the_datagram_up() {
     let (st, _) = run(&cfg, b"mmm f=1").unwrap();
     assert_eq!(st.drops[DROP_UNKNOWN], 1);
 }
+
+/// Found by the daemon's kernel_equivalence property tests: like InfluxDB's
+/// scanLine, userspace carries a comment over a newline inside a quoted
+/// string or after a backslash, swallowing the lines the kernel counted.
+#[test]
+fn comments_that_may_span_lines_go_to_userspace() {
+    let cfg = config();
+    let cases: &[(&[u8], u32)] = &[
+        (
+            b"#a a=\"x\ncombined,ip=a count=1",
+            counter::PASS_UNSUPPORTED,
+        ),
+        (b"# x\\\ncombined,ip=a count=1", counter::PASS_ESCAPE),
+    ];
+    for (d, want) in cases {
+        assert_eq!(run(&cfg, d).err(), Some(*want));
+    }
+    let (st, _) = run(&cfg, b"# top 10 a=1, b=2\ncombined,ip=a count=1").unwrap();
+    assert_eq!(st.points, 1);
+}
+
+/// Found by the daemon's kernel_equivalence tests: a float of more digits
+/// than f64 holds is out of range, a parse error in userspace.
+#[test]
+fn floats_past_f64s_range_go_to_userspace() {
+    let cfg = config();
+    let line = |digits: usize| {
+        let mut d = b"combined,ip=a count=1,x=".to_vec();
+        d.extend(core::iter::repeat_n(b'9', digits));
+        d
+    };
+    assert_eq!(run(&cfg, &line(309)).err(), Some(counter::PASS_UNSUPPORTED));
+    let (st, _) = run(&cfg, &line(308)).unwrap();
+    assert_eq!(st.points, 1);
+}

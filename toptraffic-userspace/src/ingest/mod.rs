@@ -6,3 +6,6 @@
 pub mod kernel;
 pub mod kernel_config;
 pub mod udp;
+
+#[cfg(test)]
+mod kernel_equivalence;
