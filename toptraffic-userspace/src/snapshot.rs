@@ -46,6 +46,15 @@ impl CountTable {
         }
     }
 
+    /// An empty table with room for `capacity` keys before it grows.
+    pub fn with_capacity(max_keys: usize, capacity: usize) -> CountTable {
+        CountTable {
+            map: Map::with_capacity_and_hasher(capacity.min(max_keys), Default::default()),
+            max_keys,
+            overflow_lines: 0,
+        }
+    }
+
     /// Adds to `key`'s cell; false when the key is new and the table is full.
     #[inline]
     pub fn add(&mut self, key: &[u8], cell: Cell) -> bool {

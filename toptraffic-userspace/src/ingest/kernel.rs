@@ -276,6 +276,12 @@ pub struct KernelPath {
     xdp: Option<aya::programs::xdp::XdpLinkId>,
     pub plan: KernelPlan,
     sockets: Vec<RawFd>,
+    /// Empties the generation drained last, off the rotation's path; joined
+    /// before that map becomes the active one again.
+    clearing: Option<std::thread::JoinHandle<io::Result<Duration>>>,
+    last_clear: Duration,
+    /// Keys per rule at the last drain, to size the next tables.
+    last_keys: Vec<usize>,
 }
 
 impl fmt::Debug for KernelPath {
@@ -450,7 +456,11 @@ impl KernelPath {
             xdp: None,
             plan,
             sockets: Vec::new(),
+            clearing: None,
+            last_clear: Duration::ZERO,
+            last_keys: Vec::new(),
         };
+        path.last_keys = vec![0; path.max_keys.len()];
         let want_sock = matches!(opts.attach, Attach::Sockets(_)) || opts.load_all;
         let want_xdp = matches!(opts.attach, Attach::Xdp { .. }) || opts.load_all;
         if want_sock {
@@ -536,9 +546,61 @@ impl KernelPath {
         self.counters.clone()
     }
 
+    /// Writes entries into the generation the programs write now, as if
+    /// they had counted them (each CPU's value set to `cell` on the first
+    /// CPU, zero on the others). For benchmarks and tests of the drain.
+    pub fn fill_active(&self, keys: &[GroupKey], cell: KCell) -> io::Result<()> {
+        let fd = self.gens[self.active].fd().as_fd();
+        let mut values = vec![KCell::default(); keys.len() * self.ncpus];
+        for i in 0..keys.len() {
+            values[i * self.ncpus] = cell;
+        }
+        update_batch(fd, keys, &values)
+    }
+
+    /// Empties the active generation one key at a time (lookup, then delete,
+    /// walking with get_next_key): the slow way, as a benchmark baseline.
+    pub fn drain_per_key(&mut self) -> io::Result<usize> {
+        use aya_obj::generated::bpf_cmd::{
+            BPF_MAP_DELETE_ELEM, BPF_MAP_GET_NEXT_KEY, BPF_MAP_LOOKUP_ELEM,
+        };
+        let fd = self.gens[self.active].fd().as_fd();
+        let mut values = vec![KCell::default(); self.ncpus];
+        let mut n = 0;
+        let mut key = GroupKey::zeroed();
+        if !bpf_elem(fd, BPF_MAP_GET_NEXT_KEY, None, &mut key as *mut _ as u64)? {
+            return Ok(0);
+        }
+        loop {
+            // Find the next key before deleting this one: from a deleted key
+            // the kernel restarts at the first bucket, which is quadratic.
+            let mut next = GroupKey::zeroed();
+            let more = bpf_elem(
+                fd,
+                BPF_MAP_GET_NEXT_KEY,
+                Some(&key),
+                &mut next as *mut _ as u64,
+            )?;
+            bpf_elem(
+                fd,
+                BPF_MAP_LOOKUP_ELEM,
+                Some(&key),
+                values.as_mut_ptr() as u64,
+            )?;
+            bpf_elem(fd, BPF_MAP_DELETE_ELEM, Some(&key), 0)?;
+            n += 1;
+            if !more {
+                return Ok(n);
+            }
+            key = next;
+        }
+    }
+
     /// Swaps in the spare generation, then reads and empties the old one
     /// into per-rule tables.
     pub fn drain(&mut self) -> io::Result<Drained> {
+        // The spare must be empty before it is swapped in.
+        self.finish_clearing()?;
         let started = Instant::now();
         let spare = 1 - self.active;
         {
@@ -553,34 +615,69 @@ impl KernelPath {
         let swap = started.elapsed();
         let old = self.active;
         self.active = spare;
-        let mut tables: Vec<CountTable> =
-            self.max_keys.iter().map(|m| CountTable::new(*m)).collect();
+        // Sized like the last drain: growing a table rehashes it.
+        let mut tables: Vec<CountTable> = self
+            .max_keys
+            .iter()
+            .zip(&self.last_keys)
+            .map(|(m, n)| CountTable::with_capacity(*m, n + n / 8))
+            .collect();
         let (mut lines, mut keys) = (0u64, 0u64);
         let mut totals = KCell::default();
+        let mut seen: Vec<GroupKey> = Vec::with_capacity(self.last_keys.iter().sum::<usize>() + 1);
         let ncpus = self.ncpus;
-        lookup_and_delete_all(self.gens[old].fd().as_fd(), ncpus, |key, cells| {
-            let mut sum = KCell::default();
-            for c in cells {
-                sum.lines += c.lines;
-                sum.sum += c.sum;
+        batch_walk(
+            self.gens[old].fd().as_fd(),
+            ncpus,
+            aya_obj::generated::bpf_cmd::BPF_MAP_LOOKUP_BATCH,
+            |key, cells| {
+                seen.push(*key);
+                let mut sum = KCell::default();
+                for c in cells {
+                    sum.lines += c.lines;
+                    sum.sum += c.sum;
+                }
+                if key.rule == TOTALS_RULE {
+                    totals.lines += sum.lines;
+                    totals.sum += sum.sum;
+                    return;
+                }
+                lines += sum.lines;
+                keys += 1;
+                if let Some(t) = tables.get_mut(key.rule as usize) {
+                    t.add(
+                        key.bytes(),
+                        Cell {
+                            value: sum.sum as f64,
+                            lines: sum.lines,
+                        },
+                    );
+                }
+            },
+        )?;
+        for (n, t) in self.last_keys.iter_mut().zip(&tables) {
+            *n = t.len();
+        }
+        let drain = started.elapsed() - swap;
+        // Deleting is as slow as reading: do it on the side. The map is not
+        // used until the next drain, which waits for this.
+        let fd = self.gens[old].fd().as_fd().as_raw_fd();
+        self.clearing = Some(std::thread::spawn(move || {
+            let t = Instant::now();
+            // SAFETY: the map outlives this thread: it is joined before the
+            // map is swapped in again and before the KernelPath drops.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            if delete_batch(fd, &seen).is_err() {
+                // Whatever is left, one walk that deletes as it reads.
+                batch_walk(
+                    fd,
+                    ncpus,
+                    aya_obj::generated::bpf_cmd::BPF_MAP_LOOKUP_AND_DELETE_BATCH,
+                    |_, _| {},
+                )?;
             }
-            if key.rule == TOTALS_RULE {
-                totals.lines += sum.lines;
-                totals.sum += sum.sum;
-                return;
-            }
-            lines += sum.lines;
-            keys += 1;
-            if let Some(t) = tables.get_mut(key.rule as usize) {
-                t.add(
-                    key.bytes(),
-                    Cell {
-                        value: sum.sum as f64,
-                        lines: sum.lines,
-                    },
-                );
-            }
-        })?;
+            Ok(t.elapsed())
+        }));
         let evicted_lines = totals.lines.saturating_sub(lines);
         let evicted_keys = (totals.sum.max(0) as u64).saturating_sub(keys);
         if evicted_lines > 0 {
@@ -592,8 +689,7 @@ impl KernelPath {
                 evicted_keys, "the generation map evicted keys; raise max_keys"
             );
         }
-        let drain = started.elapsed() - swap;
-        debug!(keys, lines, ?swap, ?drain, "drained generation");
+        debug!(keys, lines, ?swap, ?drain, clear = ?self.last_clear, "drained generation");
         Ok(Drained {
             tables,
             keys: keys as usize,
@@ -603,10 +699,26 @@ impl KernelPath {
             evicted_keys,
         })
     }
+
+    /// Waits for the previous generation to be emptied.
+    pub fn finish_clearing(&mut self) -> io::Result<()> {
+        if let Some(t) = self.clearing.take() {
+            self.last_clear = t
+                .join()
+                .map_err(|_| io::Error::other("the clearing thread panicked"))??;
+        }
+        Ok(())
+    }
+
+    /// How long emptying the last drained generation took.
+    pub fn last_clear(&self) -> Duration {
+        self.last_clear
+    }
 }
 
 impl Drop for KernelPath {
     fn drop(&mut self) {
+        let _ = self.finish_clearing();
         for fd in &self.sockets {
             // SAFETY: the sockets are still open (the daemon drops the
             // kernel path before them).
@@ -626,16 +738,108 @@ impl Drop for KernelPath {
     }
 }
 
-/// Reads and deletes every entry of a per-CPU hash map of `GroupKey` ->
-/// `Cell` with BPF_MAP_LOOKUP_AND_DELETE_BATCH; `each` gets the key and the
-/// per-CPU values. Only for a map no program writes any more.
-pub fn lookup_and_delete_all(
+/// One BPF_MAP_*_ELEM call on `key` (None: the first key for
+/// GET_NEXT_KEY); false when the kernel says ENOENT.
+fn bpf_elem(
+    fd: BorrowedFd<'_>,
+    cmd: aya_obj::generated::bpf_cmd,
+    key: Option<&GroupKey>,
+    value_or_next: u64,
+) -> io::Result<bool> {
+    use aya_obj::generated::bpf_attr;
+    // SAFETY: bpf_attr is plain data; zero is its empty value.
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    attr.__bindgen_anon_2.map_fd = fd.as_raw_fd() as u32;
+    attr.__bindgen_anon_2.key = key.map_or(0, |k| k as *const GroupKey as u64);
+    attr.__bindgen_anon_2.__bindgen_anon_1.value = value_or_next;
+    // SAFETY: key and value point at buffers of the map's sizes.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            &mut attr as *mut bpf_attr,
+            std::mem::size_of::<bpf_attr>(),
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOENT) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// BPF_MAP_DELETE_BATCH of `keys`.
+fn delete_batch(fd: BorrowedFd<'_>, keys: &[GroupKey]) -> io::Result<()> {
+    use aya_obj::generated::{bpf_attr, bpf_cmd};
+    for chunk in keys.chunks(65536) {
+        // SAFETY: bpf_attr is plain data; zero is its empty value.
+        let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+        attr.batch.keys = chunk.as_ptr() as u64;
+        attr.batch.count = chunk.len() as u32;
+        attr.batch.map_fd = fd.as_raw_fd() as u32;
+        // SAFETY: the buffer holds `count` keys.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                bpf_cmd::BPF_MAP_DELETE_BATCH as libc::c_long,
+                &mut attr as *mut bpf_attr,
+                std::mem::size_of::<bpf_attr>(),
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// BPF_MAP_UPDATE_BATCH of `keys` with per-CPU `values`.
+fn update_batch(fd: BorrowedFd<'_>, keys: &[GroupKey], values: &[KCell]) -> io::Result<()> {
+    use aya_obj::generated::{bpf_attr, bpf_cmd};
+    let mut done = 0usize;
+    let per_key = values.len() / keys.len().max(1);
+    while done < keys.len() {
+        // SAFETY: bpf_attr is plain data; zero is its empty value.
+        let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+        attr.batch.keys = keys[done..].as_ptr() as u64;
+        attr.batch.values = values[done * per_key..].as_ptr() as u64;
+        attr.batch.count = (keys.len() - done) as u32;
+        attr.batch.map_fd = fd.as_raw_fd() as u32;
+        // SAFETY: the buffers hold `count` keys and their values.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                bpf_cmd::BPF_MAP_UPDATE_BATCH as libc::c_long,
+                &mut attr as *mut bpf_attr,
+                std::mem::size_of::<bpf_attr>(),
+            )
+        };
+        // SAFETY: the kernel wrote back how many it updated.
+        let n = unsafe { attr.batch.count } as usize;
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        done += n.max(1);
+    }
+    Ok(())
+}
+
+/// Walks every entry of a per-CPU hash map of `GroupKey` -> `Cell` with a
+/// batch command (BPF_MAP_LOOKUP_BATCH, or ..._AND_DELETE_BATCH to empty it
+/// as it goes); `each` gets the key and the per-CPU values. Only for a map
+/// no program writes any more.
+pub fn batch_walk(
     fd: BorrowedFd<'_>,
     ncpus: usize,
+    cmd: aya_obj::generated::bpf_cmd,
     mut each: impl FnMut(&GroupKey, &[KCell]),
 ) -> io::Result<()> {
-    use aya_obj::generated::{bpf_attr, bpf_cmd};
-    const BATCH: usize = 4096;
+    use aya_obj::generated::bpf_attr;
+    const BATCH: usize = 16384;
     let mut keys = vec![GroupKey::zeroed(); BATCH];
     let mut values = vec![KCell::default(); BATCH * ncpus];
     let mut in_token: u32 = 0;
@@ -658,7 +862,7 @@ pub fn lookup_and_delete_all(
         let rc = unsafe {
             libc::syscall(
                 libc::SYS_bpf,
-                bpf_cmd::BPF_MAP_LOOKUP_AND_DELETE_BATCH as libc::c_long,
+                cmd as libc::c_long,
                 &mut attr as *mut bpf_attr,
                 std::mem::size_of::<bpf_attr>(),
             )

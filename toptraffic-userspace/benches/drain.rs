@@ -1,0 +1,100 @@
+//! Rotation drain of the kernel's generation map: swap + one
+//! BPF_MAP_LOOKUP_BATCH walk (the map is then emptied with one
+//! BPF_MAP_DELETE_BATCH on a side thread, shown as "clear"), against the
+//! per-key baseline (get_next_key, lookup, delete) on the same keys in the
+//! same run.
+//!
+//! `cargo xtask bench drain` (root; needs the kernel path). Sizes from
+//! TOPTRAFFIC_BENCH_SIZES (default 10000,100000,1000000).
+
+use std::time::{Duration, Instant};
+
+use toptraffic::config::Config;
+use toptraffic::ingest::kernel::{self, Attach, KernelPath, Options};
+use toptraffic::ingest::kernel_config;
+use toptraffic_common::{Cell, GroupKey};
+
+fn keys(n: usize) -> Vec<GroupKey> {
+    (0..n)
+        .map(|i| {
+            let mut k = GroupKey::zeroed();
+            let ip = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+            let id = format!("{}", 100_000_000 + i % 30_000);
+            let mut off = 0;
+            for v in [ip.as_bytes(), id.as_bytes()] {
+                k.data[off..off + 2].copy_from_slice(&(v.len() as u16).to_le_bytes());
+                k.data[off + 2..off + 2 + v.len()].copy_from_slice(v);
+                off += 2 + v.len();
+            }
+            k.len = off as u32;
+            k
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    if let Err(e) = kernel::probe() {
+        eprintln!("SKIPPED drain benchmark: the kernel path cannot run here: {e}");
+        return;
+    }
+    let sizes: Vec<usize> = std::env::var("TOPTRAFFIC_BENCH_SIZES")
+        .unwrap_or_else(|_| "10000,100000,1000000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let c = Config::embedded_default();
+    println!("| keys | map entries | swap | swap + batch drain | clear (side thread) | per-key drain (baseline) | baseline / batch |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for n in sizes {
+        let entries = (n + n / 4 + 4096) as u32;
+        let plan = kernel_config::plan(&c.rules).unwrap();
+        let max_keys = vec![n.max(1); c.rules.len()];
+        let mut k = KernelPath::load(
+            plan,
+            max_keys,
+            Options {
+                attach: Attach::None,
+                map_entries: entries,
+                pin_dir: None,
+                load_all: false,
+            },
+        )
+        .expect("load the kernel path");
+        let ks = keys(n);
+        let cell = Cell { lines: 3, sum: 3 };
+        let rounds = if n >= 1_000_000 { 3 } else { 5 };
+        let (mut swaps, mut drains, mut clears, mut slow) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            k.fill_active(&ks, cell).unwrap();
+            let d = k.drain().unwrap();
+            assert_eq!(d.keys, n, "drained every key");
+            swaps.push(d.swap);
+            drains.push(d.swap + d.drain);
+            k.finish_clearing().unwrap();
+            clears.push(k.last_clear());
+            // Back to the first generation, so both runs fill the same map.
+            k.drain().unwrap();
+            k.finish_clearing().unwrap();
+            k.fill_active(&ks, cell).unwrap();
+            let t = Instant::now();
+            assert_eq!(k.drain_per_key().unwrap(), n);
+            slow.push(t.elapsed());
+        }
+        let (swap, fast, clear, slow) =
+            (median(swaps), median(drains), median(clears), median(slow));
+        println!(
+            "| {n} | {entries} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1}x |",
+            swap.as_secs_f64() * 1e3,
+            fast.as_secs_f64() * 1e3,
+            clear.as_secs_f64() * 1e3,
+            slow.as_secs_f64() * 1e3,
+            slow.as_secs_f64() / fast.as_secs_f64()
+        );
+    }
+}
