@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/top", get(top))
         .route("/api/v1/stats", get(stats))
+        .route("/api/v1/alerts", get(alerts))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -141,7 +142,46 @@ async fn stats(State(st): State<AppState>) -> Json<Value> {
             "last_drain_keys": drain.map(|d| d.1),
         })
     });
+    let alert_blocks: Vec<Value> = s
+        .blocks
+        .get()
+        .map(|b| b.as_slice())
+        .unwrap_or(&[])
+        .iter()
+        .map(|(rule, block, st)| {
+            let ev = |i: usize| st.events[i].load(Relaxed);
+            json!({
+                "rule": rule,
+                "block": block,
+                "events": {"OK": ev(0), "INFO": ev(1), "WARNING": ev(2), "CRITICAL": ev(3)},
+                "eval_errors": st.eval_errors.load(Relaxed),
+                "template_errors": st.template_errors.load(Relaxed),
+            })
+        })
+        .collect();
+    let sinks: Vec<Value> = s
+        .sinks
+        .get()
+        .map(|v| v.as_slice())
+        .unwrap_or(&[])
+        .iter()
+        .map(|h| {
+            let c = h.stats().snapshot();
+            json!({
+                "name": h.name(),
+                "kind": h.kind(),
+                "queued": c.queued,
+                "sent": c.sent,
+                "failed": c.failed,
+                "dropped": c.dropped,
+                "retries": c.retries,
+                "queue_len": h.queue_len(),
+            })
+        })
+        .collect();
     Json(json!({
+        "alerts": alert_blocks,
+        "sinks": sinks,
         "mode": mode.active,
         "mode_requested": mode.requested,
         "mode_reason": mode.reason,
@@ -157,6 +197,15 @@ async fn stats(State(st): State<AppState>) -> Json<Value> {
         "last_rotation_seconds": s.last_rotation_seconds(),
         "window_end": view.window_end.map(rfc3339),
         "uptime_s": s.started.elapsed().unwrap_or_default().as_secs(),
+    }))
+}
+
+/// Keys not OK, per alert block.
+async fn alerts(State(st): State<AppState>) -> Json<Value> {
+    let view = st.shared.alerts();
+    Json(json!({
+        "window_end": st.shared.view().window_end.map(rfc3339),
+        "blocks": &*view,
     }))
 }
 

@@ -96,6 +96,10 @@ pub struct Config {
     pub http: Http,
     pub window: Window,
     pub rules: Vec<Rule>,
+    /// Where the config came from (file name or DEFAULT_CONFIG_NAME) and its
+    /// text, so that later stages (alert compilation) can name lines too.
+    pub source: String,
+    pub text: String,
 }
 
 #[derive(Debug, Clone)]
@@ -611,12 +615,20 @@ fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
     for r in raw.rules {
         rules.push(validate_rule(r, src, &rules)?);
     }
-    Ok(Config {
+    let config = Config {
         ingest,
         http,
         window,
         rules,
-    })
+        source: src.name.to_string(),
+        text: src.text.to_string(),
+    };
+    // Expressions and templates: compiled here too, so that `check` and a
+    // reload report them with their line.
+    for r in &config.rules {
+        crate::alert::engine::compile_rule(r, src.name, src.text, |_, _| Vec::new())?;
+    }
+    Ok(config)
 }
 
 fn validate_rule(r: RawRule, src: &Source<'_>, earlier: &[Rule]) -> Result<Rule, ConfigError> {
@@ -717,6 +729,14 @@ fn validate_rule(r: RawRule, src: &Source<'_>, earlier: &[Rule]) -> Result<Rule,
         Some(v) => *v.get_ref(),
         None => defaults::MAX_KEYS,
     };
+    if !r.alert.is_empty() && group_by.contains(&as_name) {
+        return Err(src.at(
+            r.name.span(),
+            ctx(format!(
+                "as = {as_name:?} is also a group_by tag: alert expressions could not tell them apart (Kapacitor refuses a field and a tag of one name)"
+            )),
+        ));
+    }
     for (i, a) in r.alert.iter().enumerate() {
         validate_alert_shape(a, i, &name, src)?;
     }

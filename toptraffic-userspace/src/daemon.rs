@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn};
 
+use crate::alert::engine::{compile_rule, RuleAlerts};
 use crate::api::{self, AppState};
 use crate::clock::Clock;
 use crate::config::{Config, Mode, XdpMode};
@@ -24,6 +25,7 @@ use crate::ingest::kernel_config::{self, KernelPlan};
 use crate::ingest::udp::{UdpIngest, UdpSettings};
 use crate::metrics::Metrics;
 use crate::rules::RuleSet;
+use crate::sink::{spawn_sink, SinkConfig, SinkHandle};
 use crate::snapshot::{IntervalSnapshot, Intervals};
 use crate::stats::DropReason;
 use crate::view::{KernelInfo, ModeInfo, Shared, WindowView};
@@ -52,6 +54,8 @@ pub struct Rotator {
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
     sources: Vec<Box<dyn IntervalSource>>,
+    /// Per rule (config order).
+    alerts: Vec<RuleAlerts>,
 }
 
 impl Rotator {
@@ -61,8 +65,10 @@ impl Rotator {
         shared: Arc<Shared>,
         metrics: Arc<Metrics>,
         sources: Vec<Box<dyn IntervalSource>>,
+        alerts: Vec<RuleAlerts>,
     ) -> Rotator {
         Rotator {
+            alerts,
             window: WindowEngine::new(
                 config.window.intervals(),
                 rules.rules().iter().map(|r| r.max_keys),
@@ -100,6 +106,14 @@ impl Rotator {
             o.fetch_add(*n, Relaxed);
         }
         let end = self.intervals.end(self.window.current().unwrap_or(index));
+        // Alerts see the window the API is about to publish.
+        for (i, ra) in self.alerts.iter_mut().enumerate() {
+            ra.evaluate(self.window.rule(i), end);
+        }
+        if !self.alerts.is_empty() {
+            self.shared
+                .publish_alerts(self.alerts.iter().flat_map(|a| a.view()).collect());
+        }
         let view = WindowView::capture(&self.rules, &self.window, end, self.period_s);
         let keys: Vec<usize> = view.rules.iter().map(|r| r.keys()).collect();
         let elapsed = started.elapsed().as_secs_f64();
@@ -154,6 +168,47 @@ impl IntervalSource for SocketDrops {
         let total = drops.saturating_sub(self.base).saturating_sub(consumed);
         self.shared.receive_queue_drops.store(total, Relaxed);
     }
+}
+
+/// Compiles every rule's alert blocks and starts their sinks on the
+/// current runtime.
+fn compile_alerts(config: &Config, shared: &Shared) -> Result<Vec<RuleAlerts>> {
+    let rt = tokio::runtime::Handle::current();
+    let mut sinks: Vec<SinkHandle> = Vec::new();
+    let mut alerts = Vec::with_capacity(config.rules.len());
+    for r in &config.rules {
+        let ra = compile_rule(r, &config.source, &config.text, |block, name| {
+            SinkConfig::of_block(block)
+                .into_iter()
+                .map(|c| {
+                    let sink_name = format!("{}/{}/{}", r.name, name, c.kind());
+                    let h = spawn_sink(c, sink_name, &rt);
+                    sinks.push(h.clone());
+                    h
+                })
+                .collect()
+        })?;
+        for b in &ra.blocks {
+            info!(
+                rule = %r.name,
+                block = %b.name,
+                sinks = ?b.sinks.iter().map(|s| s.name().to_string()).collect::<Vec<_>>(),
+                "alert block"
+            );
+        }
+        alerts.push(ra);
+    }
+    let blocks = alerts
+        .iter()
+        .flat_map(|a| {
+            a.blocks
+                .iter()
+                .map(|b| (a.rule.clone(), b.name.clone(), b.stats.clone()))
+        })
+        .collect();
+    let _ = shared.blocks.set(blocks);
+    let _ = shared.sinks.set(sinks);
+    Ok(alerts)
 }
 
 /// Options from the command line that override the config.
@@ -409,12 +464,14 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>, shutdown: CancellationTo
         udp: udp.clone(),
         shared: shared.clone(),
     }));
+    let alerts = compile_alerts(&config, &shared)?;
     let rotator = Rotator::new(
         &config,
         rules.clone(),
         shared.clone(),
         metrics.clone(),
         sources,
+        alerts,
     );
     let (stop_tx, stop_rx) = mpsc::channel();
     let rotation = std::thread::Builder::new()
@@ -439,6 +496,20 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>, shutdown: CancellationTo
     info!("shutting down");
     let _ = stop_tx.send(());
     let _ = rotation.join();
+    // Give queued alerts their chance, within each sink's timeout.
+    if let Some(sinks) = shared.sinks.get() {
+        for s in sinks {
+            s.close();
+        }
+        let wait = async {
+            for s in sinks {
+                s.closed().await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, wait).await.is_err() {
+            warn!("some alert sinks did not finish before shutdown");
+        }
+    }
     match Arc::try_unwrap(udp) {
         Ok(mut udp) => udp.stop(),
         Err(_) => warn!("receive threads still referenced at shutdown"),
@@ -521,6 +592,7 @@ mod tests {
             shared.clone(),
             metrics,
             vec![Box::new(Feed(feed.clone()))],
+            Vec::new(),
         );
         (r, feed, shared)
     }

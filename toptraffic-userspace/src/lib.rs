@@ -5,6 +5,7 @@
 //! counts) → `window` (the sliding sum per key) → `view` (what the `api`
 //! serves). `daemon` wires the threads together.
 
+pub mod alert;
 pub mod api;
 pub mod clock;
 pub mod config;
@@ -15,8 +16,20 @@ pub mod lineproto;
 pub mod loadgen;
 pub mod metrics;
 pub mod rules;
+pub mod sink;
 pub mod snapshot;
 pub mod stats;
 pub mod top;
 pub mod view;
 pub mod window;
+
+/// An HTTP client builder with TLS (rustls over ring), installing the
+/// crypto provider once per process; every HTTP client comes from here.
+pub fn http_client() -> reqwest::ClientBuilder {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        // Err only when a provider is already installed: fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder().user_agent(concat!("toptraffic/", env!("CARGO_PKG_VERSION")))
+}

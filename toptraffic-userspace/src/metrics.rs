@@ -180,6 +180,66 @@ impl Collector for SharedCollector {
                 &labels,
             )?;
         }
+        if let Some(blocks) = s.blocks.get() {
+            let mut m = enc.encode_descriptor(
+                "alert_events",
+                "Alert events handed to the sinks, by rule, block and level",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (rule, block, st) in blocks {
+                for (i, level) in ["OK", "INFO", "WARNING", "CRITICAL"].iter().enumerate() {
+                    let labels = [
+                        ("rule", rule.as_str()),
+                        ("block", block.as_str()),
+                        ("level", level),
+                    ];
+                    ConstCounter::new(st.events[i].load(Relaxed))
+                        .encode(m.encode_family(&labels)?)?;
+                }
+            }
+            let mut m = enc.encode_descriptor(
+                "alert_eval_errors",
+                "Alert expressions that failed to evaluate (counted as false)",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (rule, block, st) in blocks {
+                let labels = [("rule", rule.as_str()), ("block", block.as_str())];
+                ConstCounter::new(st.eval_errors.load(Relaxed))
+                    .encode(m.encode_family(&labels)?)?;
+            }
+        }
+        if let Some(sinks) = s.sinks.get() {
+            let mut m = enc.encode_descriptor(
+                "sink_events",
+                "Alert events per sink: sent, failed (after retries) or dropped (queue full)",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for h in sinks {
+                let c = h.stats().snapshot();
+                for (outcome, n) in [
+                    ("sent", c.sent),
+                    ("failed", c.failed),
+                    ("dropped", c.dropped),
+                ] {
+                    let labels = [("sink", h.name()), ("kind", h.kind()), ("outcome", outcome)];
+                    ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+                }
+            }
+            let mut m = enc.encode_descriptor(
+                "sink_retries",
+                "Delivery attempts after an event's first, per sink",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for h in sinks {
+                let labels = [("sink", h.name()), ("kind", h.kind())];
+                ConstCounter::new(h.stats().snapshot().retries)
+                    .encode(m.encode_family(&labels)?)?;
+            }
+        }
         let mode = s.mode();
         let mut m = enc.encode_descriptor(
             "mode",

@@ -9,7 +9,8 @@ use serde_json::Value;
 /// Fetches `/api/v1/top` from the daemon at `http`.
 pub async fn fetch(http: SocketAddr, rule: &str, limit: usize) -> Result<Value> {
     let url = format!("http://{http}/api/v1/top");
-    let resp = reqwest::Client::new()
+    let resp = crate::http_client()
+        .build()?
         .get(&url)
         .query(&[("rule", rule), ("limit", &limit.to_string())])
         .send()

@@ -10,10 +10,12 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::alert::engine::{BlockStats, BlockView};
 use crate::config::Mode;
 use crate::ingest::kernel::KernelCounters;
 use crate::key::{self, Key};
 use crate::rules::RuleSet;
+use crate::sink::SinkHandle;
 use crate::stats::{CountersSnapshot, DropReason, PathCounters};
 use crate::window::WindowEngine;
 
@@ -155,6 +157,11 @@ pub struct Shared {
     /// Wall-clock seconds of the last rotation, as f64 bits.
     last_rotation_s: AtomicU64,
     pub started: SystemTime,
+    /// Keys not OK, per alert block, as of the last rotation.
+    alerts: RwLock<Arc<Vec<BlockView>>>,
+    /// Every alert block's counters, and every sink.
+    pub blocks: OnceLock<Vec<(String, String, Arc<BlockStats>)>>,
+    pub sinks: OnceLock<Vec<SinkHandle>>,
 }
 
 impl Shared {
@@ -170,6 +177,9 @@ impl Shared {
             rotations: AtomicU64::new(0),
             last_rotation_s: AtomicU64::new(0f64.to_bits()),
             started: SystemTime::now(),
+            alerts: RwLock::new(Arc::new(Vec::new())),
+            blocks: OnceLock::new(),
+            sinks: OnceLock::new(),
         }
     }
 
@@ -181,6 +191,17 @@ impl Shared {
         *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
         self.last_rotation_s.store(rotation_s.to_bits(), Relaxed);
         self.rotations.fetch_add(1, Relaxed);
+    }
+
+    pub fn alerts(&self) -> Arc<Vec<BlockView>> {
+        self.alerts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn publish_alerts(&self, alerts: Vec<BlockView>) {
+        *self.alerts.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(alerts);
     }
 
     pub fn last_rotation_seconds(&self) -> f64 {

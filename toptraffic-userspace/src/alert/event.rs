@@ -1,0 +1,223 @@
+//! Alert levels and the event a sink receives: Kapacitor's `alert.Data`,
+//! serialized exactly as kapacitord 1.5.7 hands it to its log and exec
+//! handlers (alert/types.go).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+/// Alert levels, ordered as Kapacitor orders them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Level {
+    #[default]
+    Ok,
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Ok => "OK",
+            Level::Info => "INFO",
+            Level::Warning => "WARNING",
+            Level::Critical => "CRITICAL",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Level {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// RFC 3339 with nanoseconds trimmed as Go's time.RFC3339Nano prints them
+/// (`2026-11-24T23:57:40Z`, `2026-11-24T23:57:40.5Z`).
+pub fn rfc3339_nano(t: SystemTime) -> String {
+    let s = humantime::format_rfc3339_nanos(t).to_string();
+    // humantime prints 9 fraction digits; Go trims trailing zeros and the dot.
+    match s.split_once('.') {
+        Some((head, frac)) => {
+            let frac = frac.trim_end_matches('Z').trim_end_matches('0');
+            if frac.is_empty() {
+                format!("{head}Z")
+            } else {
+                format!("{head}.{frac}Z")
+            }
+        }
+        None => s,
+    }
+}
+
+/// One alert event: what every sink gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertEvent {
+    /// Rendered `id` template (default `{{ .Name }}:{{ .Group }}`).
+    pub id: String,
+    pub message: String,
+    pub details: String,
+    /// The window's end: the point's time.
+    pub time: SystemTime,
+    /// lastTriggered - firstTriggered.
+    pub duration: Duration,
+    pub level: Level,
+    pub previous_level: Level,
+    pub recoverable: bool,
+    /// The measurement (Kapacitor's `.Name`).
+    pub name: String,
+    /// The rule (Kapacitor's `.TaskName`).
+    pub task: String,
+    /// The alert block within the rule.
+    pub block: String,
+    /// Group-by tags.
+    pub tags: BTreeMap<String, String>,
+    /// `as` name and the window's value.
+    pub field: String,
+    pub value: f64,
+}
+
+impl AlertEvent {
+    /// Kapacitor's alert JSON, one object, no trailing newline.
+    pub fn to_json(&self) -> String {
+        go_json(&serde_json::to_string(&KapacitorData(self)).expect("serializing cannot fail"))
+    }
+}
+
+/// Escapes JSON text as Go's encoding/json does by default (it escapes
+/// `<`, `>` and `&` for HTML, and U+2028/U+2029 for JavaScript). These
+/// characters only occur inside strings, so a plain replace is exact.
+pub fn go_json(json: &str) -> String {
+    if !json.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return json.to_string();
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A number as Go's encoding/json writes a float64 that holds an integer:
+/// without a fraction.
+pub(crate) fn json_number(v: f64) -> serde_json::Value {
+    crate::api::number(v)
+}
+
+struct KapacitorData<'a>(&'a AlertEvent);
+
+/// models.Result: `{"series": [...]}`, fields in Go's order.
+#[derive(Serialize)]
+struct SeriesList<'a> {
+    series: [Series<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct Series<'a> {
+    name: &'a str,
+    tags: &'a BTreeMap<String, String>,
+    columns: [&'a str; 2],
+    values: [(&'a str, serde_json::Value); 1],
+}
+
+impl Serialize for KapacitorData<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.0;
+        let time = rfc3339_nano(e.time);
+        let mut m = s.serialize_map(Some(9))?;
+        m.serialize_entry("id", &e.id)?;
+        m.serialize_entry("message", &e.message)?;
+        m.serialize_entry("details", &e.details)?;
+        m.serialize_entry("time", &time)?;
+        m.serialize_entry("duration", &(e.duration.as_nanos() as i64))?;
+        m.serialize_entry("level", &e.level)?;
+        let series = Series {
+            name: &e.name,
+            tags: &e.tags,
+            columns: ["time", &e.field],
+            values: [(&time, json_number(e.value))],
+        };
+        m.serialize_entry("data", &SeriesList { series: [series] })?;
+        m.serialize_entry("previousLevel", &e.previous_level)?;
+        m.serialize_entry("recoverable", &e.recoverable)?;
+        m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    pub(crate) fn sample() -> AlertEvent {
+        AlertEvent {
+            id: "combined:id=900002,ip=192.0.2.2".into(),
+            message: "Observed 18630 requests to Production Store ID 900002 for IP 192.0.2.2 within the last minute.".into(),
+            details: "d".into(),
+            // 2026-11-24T23:57:40Z
+            time: UNIX_EPOCH + Duration::from_secs(1_795_564_660),
+            duration: Duration::ZERO,
+            level: Level::Warning,
+            previous_level: Level::Ok,
+            recoverable: true,
+            name: "combined".into(),
+            task: "top_combined".into(),
+            block: "#1".into(),
+            tags: [("ip", "192.0.2.2"), ("id", "900002")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            field: "totalCount".into(),
+            value: 18630.0,
+        }
+    }
+
+    #[test]
+    fn json_is_kapacitors_alert_data() {
+        // As recorded from kapacitord 1.5.7 (../shared/KAPACITOR.md).
+        assert_eq!(
+            sample().to_json(),
+            r#"{"id":"combined:id=900002,ip=192.0.2.2","message":"Observed 18630 requests to Production Store ID 900002 for IP 192.0.2.2 within the last minute.","details":"d","time":"2026-11-24T23:57:40Z","duration":0,"level":"WARNING","data":{"series":[{"name":"combined","tags":{"id":"900002","ip":"192.0.2.2"},"columns":["time","totalCount"],"values":[["2026-11-24T23:57:40Z",18630]]}]},"previousLevel":"OK","recoverable":true}"#
+        );
+    }
+
+    #[test]
+    fn html_characters_are_escaped_as_go_does() {
+        let mut e = sample();
+        e.details = "{&#34;a&#34;:1}<b>".into();
+        let j = e.to_json();
+        assert!(
+            j.contains(r#""details":"{\u0026#34;a\u0026#34;:1}\u003cb\u003e""#),
+            "{j}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(back["details"], e.details);
+    }
+
+    #[test]
+    fn durations_are_nanoseconds_and_times_trim_zeros() {
+        let mut e = sample();
+        e.duration = Duration::from_secs(10);
+        e.time += Duration::from_millis(500);
+        let j: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
+        assert_eq!(j["duration"], 10_000_000_000i64);
+        assert_eq!(j["time"], "2026-11-24T23:57:40.5Z");
+    }
+}

@@ -1,0 +1,2941 @@
+//! Kapacitor lambda expressions (TICKscript `lambda:`): parse once, evaluate per key.
+//!
+//! Users paste alert conditions from their TICKscripts, so this is a port of
+//! the lambda language of Kapacitor 1.5.7, not a look-alike. Files followed
+//! (github.com/influxdata/kapacitor at tag v1.5.7):
+//!
+//! - `tick/ast/lex.go`: the tokens and the lexer's two states. Operators are
+//!   only recognised right after an operand (`tryLexBinaryOperator`), which is
+//!   how `/` is division after an operand and a regex elsewhere.
+//! - `tick/ast/parser.go`: `ParseLambda`, `primary`, the precedence table and
+//!   its operator-precedence loop, function arguments (`lfunction`).
+//! - `tick/ast/node.go`: literals (octal integers, `\'`, `\"` and `\/` as the
+//!   only escapes), durations via influxql's `ParseDuration` (vendored in
+//!   `vendor/github.com/influxdata/influxdb/influxql/parser.go`).
+//! - `tick/stateful/evaluation_funcs.go`: the (operator, left type, right
+//!   type) table, the only source of the int/float mixing rules.
+//! - `tick/stateful/eval_binary_node.go`, `eval_unary_node.go`,
+//!   `node_evaluator.go`: constant typing, errors found when the task is
+//!   compiled, runtime type errors and their messages.
+//! - `tick/stateful/eval_function_node.go`, `functions.go`: the built-in
+//!   functions, their signatures and messages.
+//! - `expr.go` (`fillScope`): how a point's fields and tags become references.
+//!
+//! Kapacitor rules kept on purpose, some surprising:
+//!
+//! - Comparisons mix int and float freely, arithmetic does not:
+//!   `"totalCount" / 60` is an error for a float field, write `/ 60.0`.
+//!   Integer division truncates, `%` is for ints only.
+//! - There is no `NOT` keyword: `NOT (...)` parses as a call of an undefined
+//!   function. Logical not is `!`, which like `-` binds to the next operand
+//!   only: `!"a" == 'x'` is `(!"a") == 'x'`.
+//! - Unary `-` on a boolean negates it (`-TRUE` is `FALSE`).
+//! - Keywords are upper case only (`AND`, `OR`, `TRUE`, `FALSE`).
+//! - Single-quoted strings know one escape, `\'`; `'\n'` is a backslash and an n.
+//! - An integer literal with a leading zero is octal (`010` is 8).
+//! - Durations are `u`/`µ`, `ms`, `s`, `m`, `h`, `d`, `w` (no `us`, no `ns`).
+//! - No operator may follow a regex literal directly: `"a" =~ /x/ == TRUE`
+//!   is a syntax error, `("a" =~ /x/) == TRUE` is fine.
+//! - A name that is both a field and a tag is an error, not a precedence.
+//! - `AND`/`OR` short-circuit, but both operands are type-checked first.
+//! - The math functions take floats only (`abs(-5)` is an error), `min` and
+//!   `max` included; `log` is the natural logarithm.
+//!
+//! Type errors between constants are reported by [`Expr::parse`], as
+//! Kapacitor does when it compiles the task; those that depend on a key's
+//! values are reported by evaluation.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use regex::{Regex, RegexBuilder};
+
+/// How deeply an expression may nest. Deeper input is refused so that the
+/// recursive parser and evaluator cannot exhaust the stack.
+const MAX_DEPTH: usize = 128;
+
+/// A lambda that failed to parse, or that Kapacitor would refuse to compile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExprError {
+    /// Byte offset in the source of the offending token.
+    pub pos: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ExprError {
+    /// The column is 1-based and counts bytes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "at column {}: {}", self.pos + 1, self.message)
+    }
+}
+
+impl std::error::Error for ExprError {}
+
+/// An evaluation that failed; Kapacitor logs these and treats the level as
+/// not reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalError {
+    message: String,
+    missing: Option<String>,
+}
+
+impl EvalError {
+    fn new(message: impl Into<String>) -> Self {
+        EvalError {
+            message: message.into(),
+            missing: None,
+        }
+    }
+
+    fn missing(message: String, name: &str) -> Self {
+        EvalError {
+            message,
+            missing: Some(name.to_string()),
+        }
+    }
+
+    /// Kapacitor wraps errors from function arguments and calls.
+    fn context(mut self, prefix: &str) -> Self {
+        self.message.insert_str(0, prefix);
+        self
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The reference whose absence caused the error, if that was the cause.
+    pub fn missing_reference(&self) -> Option<&str> {
+        self.missing.as_deref()
+    }
+}
+
+impl fmt::Display for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for EvalError {}
+
+/// The data of one key, as a point's fields and tags are to Kapacitor.
+pub trait Env {
+    /// A field: here the window value under the rule's `as` name.
+    fn field(&self, name: &str) -> Option<f64>;
+    /// A tag: here the key's group-by values.
+    fn tag(&self, name: &str) -> Option<&str>;
+}
+
+/// The result of an evaluation, with Kapacitor's value types.
+#[derive(Debug, Clone)]
+pub enum Value {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Regex(Regex),
+    /// Nanoseconds, signed like Go's `time.Duration`.
+    Duration(i64),
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::Int(a), Value::Int(b)) => a == b,
+            (Value::Float(a), Value::Float(b)) => a == b,
+            (Value::Str(a), Value::Str(b)) => a == b,
+            (Value::Regex(a), Value::Regex(b)) => a.as_str() == b.as_str(),
+            (Value::Duration(a), Value::Duration(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// A parsed lambda: immutable, shareable between threads.
+#[derive(Debug, Clone)]
+pub struct Expr {
+    src: String,
+    root: Node,
+    /// Distinct references in order of first appearance.
+    refs: Vec<String>,
+}
+
+impl Expr {
+    /// Parses a lambda expression; a leading `lambda:` is allowed so that
+    /// conditions can be pasted whole from a TICKscript.
+    pub fn parse(src: &str) -> Result<Expr, ExprError> {
+        let mut p = Parser {
+            src,
+            toks: lex(src),
+            i: 0,
+            refs: Vec::new(),
+            nesting: 0,
+        };
+        if p.peek().kind == TokKind::Lambda {
+            p.next();
+        }
+        let root = p.expr()?;
+        let end = p.next();
+        if end.kind != TokKind::Eof {
+            return Err(p.unexpected(&end, "an operator or the end of the expression"));
+        }
+        Ok(Expr {
+            src: src.to_string(),
+            root,
+            refs: p.refs,
+        })
+    }
+
+    /// The source text the expression was parsed from.
+    pub fn source(&self) -> &str {
+        &self.src
+    }
+
+    /// The double-quoted names the expression refers to, each once, in
+    /// order of first appearance.
+    pub fn references(&self) -> impl Iterator<Item = &str> + '_ {
+        self.refs.iter().map(String::as_str)
+    }
+
+    /// Evaluates the expression for one key.
+    pub fn eval(&self, env: &dyn Env) -> Result<Value, EvalError> {
+        let cx = Ctx::new(self, env)?;
+        Ok(match cx.eval(&self.root)? {
+            Val::Bool(b) => Value::Bool(b),
+            Val::Int(i) => Value::Int(i),
+            Val::Float(f) => Value::Float(f),
+            Val::Str(s) => Value::Str(s.into_owned()),
+            Val::Regex(r) => Value::Regex(r.clone()),
+            Val::Duration(d) => Value::Duration(d),
+            Val::Missing(name) => return Err(missing_value(name)),
+        })
+    }
+
+    /// Evaluates an alert condition: as Kapacitor's `EvalPredicate`, a
+    /// result that is not a boolean is an error.
+    pub fn eval_bool(&self, env: &dyn Env) -> Result<bool, EvalError> {
+        let cx = Ctx::new(self, env)?;
+        match cx.eval(&self.root)? {
+            Val::Bool(b) => Ok(b),
+            Val::Missing(name) => Err(missing_value(name)),
+            v => Err(type_guard(v.ty(), Ty::Bool)),
+        }
+    }
+}
+
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.src)
+    }
+}
+
+fn missing_value(name: &str) -> EvalError {
+    EvalError::missing(format!("reference \"{name}\" is missing value"), name)
+}
+
+/// Kapacitor's `ErrTypeGuardFailed` message.
+fn type_guard(actual: Ty, wanted: Ty) -> EvalError {
+    EvalError::new(format!(
+        "TypeGuard: expression returned unexpected type {}, expected {}",
+        actual.name(),
+        wanted.name()
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// Types and operators
+
+/// Kapacitor's `ast.ValueType`, less the kinds a lambda here cannot produce
+/// (time, lambda, list, star).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ty {
+    Float,
+    Int,
+    Str,
+    Bool,
+    Regex,
+    Duration,
+    /// A reference absent from the key (Kapacitor's `ast.MissingValue`).
+    Missing,
+}
+
+const ALL_TYS: [Ty; 7] = [
+    Ty::Float,
+    Ty::Int,
+    Ty::Str,
+    Ty::Bool,
+    Ty::Regex,
+    Ty::Duration,
+    Ty::Missing,
+];
+
+impl Ty {
+    /// Names as in Kapacitor's messages (`ValueType.String`).
+    fn name(self) -> &'static str {
+        match self {
+            Ty::Float => "float",
+            Ty::Int => "int",
+            Ty::Str => "string",
+            Ty::Bool => "boolean",
+            Ty::Regex => "regex",
+            Ty::Duration => "duration",
+            Ty::Missing => "missing",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BinOp {
+    Or,
+    And,
+    Eq,
+    Ne,
+    RegexEq,
+    RegexNe,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+}
+
+impl BinOp {
+    /// parser.go's precedence table: higher binds tighter.
+    fn prec(self) -> u8 {
+        match self {
+            BinOp::Or => 0,
+            BinOp::And => 1,
+            BinOp::Eq | BinOp::Ne | BinOp::RegexEq | BinOp::RegexNe => 2,
+            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 3,
+            BinOp::Add | BinOp::Sub => 4,
+            BinOp::Mul | BinOp::Div | BinOp::Mod => 5,
+        }
+    }
+
+    fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Or => "OR",
+            BinOp::And => "AND",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::RegexEq => "=~",
+            BinOp::RegexNe => "!~",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Mod => "%",
+        }
+    }
+
+    fn is_logical(self) -> bool {
+        matches!(self, BinOp::And | BinOp::Or)
+    }
+
+    fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinOp::Eq
+                | BinOp::Ne
+                | BinOp::RegexEq
+                | BinOp::RegexNe
+                | BinOp::Lt
+                | BinOp::Le
+                | BinOp::Gt
+                | BinOp::Ge
+        )
+    }
+
+    fn kind(self) -> &'static str {
+        if self.is_logical() {
+            "logical"
+        } else if self.is_comparison() {
+            "comparison"
+        } else {
+            "math"
+        }
+    }
+}
+
+/// The result type of `l op r`, or `None` when Kapacitor has no evaluation
+/// function for the combination (evaluation_funcs.go, entry by entry).
+fn binary_rule(op: BinOp, l: Ty, r: Ty) -> Option<Ty> {
+    use Ty::{Bool, Duration as Dur, Float, Int, Regex, Str};
+    let ok = |b: bool| b.then_some(Bool);
+    match op {
+        BinOp::And | BinOp::Or => ok((l, r) == (Bool, Bool)),
+        BinOp::Eq | BinOp::Ne => ok(matches!(
+            (l, r),
+            (Bool, Bool) | (Int | Float, Int | Float) | (Str, Str) | (Dur, Dur)
+        )),
+        BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => ok(matches!(
+            (l, r),
+            (Int | Float, Int | Float) | (Str, Str) | (Dur, Dur)
+        )),
+        BinOp::RegexEq | BinOp::RegexNe => ok((l, r) == (Str, Regex)),
+        BinOp::Add => match (l, r) {
+            (Float, Float) | (Int, Int) | (Dur, Dur) | (Str, Str) => Some(l),
+            _ => None,
+        },
+        BinOp::Sub => match (l, r) {
+            (Float, Float) | (Int, Int) | (Dur, Dur) => Some(l),
+            _ => None,
+        },
+        BinOp::Mul => match (l, r) {
+            (Float, Float) | (Int, Int) => Some(l),
+            (Dur, Int | Float) | (Int | Float, Dur) => Some(Dur),
+            _ => None,
+        },
+        BinOp::Div => match (l, r) {
+            (Float, Float) | (Int, Int) => Some(l),
+            (Dur, Int | Float) => Some(Dur),
+            (Dur, Dur) => Some(Int),
+            _ => None,
+        },
+        BinOp::Mod => ((l, r) == (Int, Int)).then_some(Int),
+    }
+}
+
+/// Whether any evaluation function takes `t` on either side of `op`
+/// (eval_binary_node.go's `typeToBinaryOperators`).
+fn ty_supports(t: Ty, op: BinOp) -> bool {
+    ALL_TYS
+        .iter()
+        .any(|&o| binary_rule(op, t, o).is_some() || binary_rule(op, o, t).is_some())
+}
+
+/// eval_binary_node.go's `determineError`, which only looks at the left
+/// type when deciding between its two messages.
+fn mismatch_message(op: BinOp, l: Ty, r: Ty) -> String {
+    if ty_supports(l, op) {
+        format!(
+            "mismatched type to binary operator. got {} {} {}. see bool(), int(), float(), string(), duration()",
+            l.name(),
+            op.symbol(),
+            r.name()
+        )
+    } else {
+        format!(
+            "invalid {} operator {} for type {}",
+            op.kind(),
+            op.symbol(),
+            l.name()
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UnOp {
+    Neg,
+    Not,
+}
+
+impl UnOp {
+    fn symbol(self) -> &'static str {
+        match self {
+            UnOp::Neg => "-",
+            UnOp::Not => "!",
+        }
+    }
+
+    /// Operand types the evaluator accepts; `-` on a boolean negates it
+    /// because `EvalUnaryNode.EvalBool` ignores the operator.
+    fn accepts(self, t: Ty) -> bool {
+        match self {
+            UnOp::Not => t == Ty::Bool,
+            UnOp::Neg => matches!(t, Ty::Int | Ty::Float | Ty::Duration | Ty::Bool),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Lexer (lex.go)
+
+#[derive(Debug, Clone, PartialEq)]
+enum TokKind {
+    Eof,
+    /// A lexing error; lexing stops there, and the parser reports it when it
+    /// reaches it, as Kapacitor's concurrent lexer does.
+    Error(String),
+    Ident,
+    Reference,
+    Number,
+    Duration,
+    Str,
+    Regex,
+    LParen,
+    RParen,
+    LBracket,
+    RBracket,
+    Comma,
+    Pipe,
+    At,
+    Dot,
+    /// `*` where a value is expected; `*` after an operand is `Op(Mul)`.
+    Star,
+    Not,
+    Asgn,
+    True,
+    False,
+    Lambda,
+    Var,
+    Dbrp,
+    /// A binary operator; `Op(Sub)` is also unary minus.
+    Op(BinOp),
+}
+
+#[derive(Debug, Clone)]
+struct Tok {
+    kind: TokKind,
+    pos: usize,
+    end: usize,
+}
+
+/// `Ok(Some(after_operand))` tells which state lexes next, `Ok(None)` that
+/// the end was reached.
+type Step = Result<Option<bool>, (usize, String)>;
+
+struct Lexer<'s> {
+    src: &'s str,
+    pos: usize,
+    toks: Vec<Tok>,
+}
+
+fn lex(src: &str) -> Vec<Tok> {
+    let mut lx = Lexer {
+        src,
+        pos: 0,
+        toks: Vec::new(),
+    };
+    let mut after_operand = false;
+    loop {
+        let step = if after_operand {
+            lx.operator()
+        } else {
+            lx.token()
+        };
+        match step {
+            Ok(Some(next)) => after_operand = next,
+            Ok(None) => break,
+            Err((pos, message)) => {
+                lx.toks.push(Tok {
+                    kind: TokKind::Error(message),
+                    pos,
+                    end: pos,
+                });
+                break;
+            }
+        }
+    }
+    lx.toks
+}
+
+impl Lexer<'_> {
+    fn peek(&self) -> Option<char> {
+        self.src[self.pos..].chars().next()
+    }
+
+    fn peek2(&self) -> Option<char> {
+        self.src[self.pos..].chars().nth(1)
+    }
+
+    fn bump(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += c.len_utf8();
+        Some(c)
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        let hit = self.peek() == Some(c);
+        if hit {
+            self.bump();
+        }
+        hit
+    }
+
+    fn skip_space(&mut self) {
+        while self.peek().is_some_and(char::is_whitespace) {
+            self.bump();
+        }
+    }
+
+    fn emit(&mut self, kind: TokKind, start: usize) {
+        self.toks.push(Tok {
+            kind,
+            pos: start,
+            end: self.pos,
+        });
+    }
+
+    /// `tryLexBinaryOperator`: after an operand, an operator or else a token.
+    fn operator(&mut self) -> Step {
+        self.skip_space();
+        let start = self.pos;
+        let op = match self.peek() {
+            Some('+') => BinOp::Add,
+            Some('-') => BinOp::Sub,
+            Some('*') => BinOp::Mul,
+            Some('%') => BinOp::Mod,
+            Some('/') if self.peek2() == Some('/') => {
+                self.comment();
+                return Ok(Some(false));
+            }
+            Some('/') => BinOp::Div,
+            Some('!') => {
+                self.bump();
+                if self.eat('=') {
+                    self.emit(TokKind::Op(BinOp::Ne), start);
+                } else if self.eat('~') {
+                    self.emit(TokKind::Op(BinOp::RegexNe), start);
+                    return self.regex_after_match();
+                } else {
+                    self.emit(TokKind::Not, start);
+                }
+                return Ok(Some(false));
+            }
+            Some(c @ ('<' | '>')) => {
+                self.bump();
+                let op = match (c, self.eat('=')) {
+                    ('<', false) => BinOp::Lt,
+                    ('<', true) => BinOp::Le,
+                    (_, false) => BinOp::Gt,
+                    (_, true) => BinOp::Ge,
+                };
+                self.emit(TokKind::Op(op), start);
+                return Ok(Some(false));
+            }
+            Some('=') => {
+                self.bump();
+                if self.eat('~') {
+                    self.emit(TokKind::Op(BinOp::RegexEq), start);
+                } else if self.eat('=') {
+                    self.emit(TokKind::Op(BinOp::Eq), start);
+                    return Ok(Some(false));
+                } else {
+                    self.emit(TokKind::Asgn, start);
+                }
+                return self.regex_after_match();
+            }
+            // Not an operator: Kapacitor backs up and lexes a token.
+            _ => return Ok(Some(false)),
+        };
+        self.bump();
+        self.emit(TokKind::Op(op), start);
+        Ok(Some(false))
+    }
+
+    fn regex_after_match(&mut self) -> Step {
+        self.skip_space();
+        if self.peek() == Some('/') {
+            return self.regex();
+        }
+        Ok(Some(false))
+    }
+
+    /// `lexToken`: where a value is expected.
+    fn token(&mut self) -> Step {
+        loop {
+            let start = self.pos;
+            let Some(c) = self.bump() else {
+                self.emit(TokKind::Eof, start);
+                return Ok(None);
+            };
+            let (kind, after_operand) = match c {
+                '-' => (TokKind::Op(BinOp::Sub), false),
+                '!' => (TokKind::Not, false),
+                '.' | '0'..='9' => return self.number(start),
+                '"' => return self.reference(start),
+                '\'' => return self.string(start),
+                '(' => (TokKind::LParen, false),
+                ')' => (TokKind::RParen, true),
+                '[' => (TokKind::LBracket, false),
+                ']' => (TokKind::RBracket, false),
+                '|' => (TokKind::Pipe, false),
+                '@' => (TokKind::At, false),
+                ',' => (TokKind::Comma, false),
+                '*' => (TokKind::Star, false),
+                '/' => {
+                    self.pos = start;
+                    if self.peek2() == Some('/') {
+                        self.comment();
+                        continue;
+                    }
+                    return self.regex();
+                }
+                c if c.is_whitespace() => continue,
+                c if c.is_alphabetic() => return self.ident(start),
+                c => return Err((start, self.unexpected_char(c))),
+            };
+            self.emit(kind, start);
+            return Ok(Some(after_operand));
+        }
+    }
+
+    fn unexpected_char(&self, c: char) -> String {
+        if matches!(self.toks.last(), Some(t) if t.kind == TokKind::Regex) {
+            return format!(
+                "unexpected {c:?} after a regex: Kapacitor reads no operator right after a regex literal, put the match in parentheses"
+            );
+        }
+        match c {
+            '&' => "unexpected '&': the logical operators are AND and OR".to_string(),
+            '=' | '<' | '>' | '+' | '%' | '~' => format!("unexpected {c:?}, expected a value"),
+            _ => format!("unexpected character {c:?}"),
+        }
+    }
+
+    /// `lexNumberOrDurationOrDot`: a duration is digits then a unit, with
+    /// no decimal point.
+    fn number(&mut self, start: usize) -> Step {
+        self.pos = start;
+        let mut found_decimal = false;
+        let mut first = true;
+        loop {
+            match self.peek() {
+                Some('.') => {
+                    self.bump();
+                    if first && !self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                        self.emit(TokKind::Dot, start);
+                        return Ok(Some(false));
+                    }
+                    if found_decimal {
+                        return Err((start, "multiple decimals in number".to_string()));
+                    }
+                    found_decimal = true;
+                }
+                Some(c) if c.is_ascii_digit() => {
+                    self.bump();
+                }
+                Some(c) if !found_decimal && "uµsmhdw".contains(c) => {
+                    self.bump();
+                    if c == 'm' {
+                        self.eat('s');
+                    }
+                    self.emit(TokKind::Duration, start);
+                    return Ok(Some(true));
+                }
+                _ => {
+                    self.emit(TokKind::Number, start);
+                    return Ok(Some(true));
+                }
+            }
+            first = false;
+        }
+    }
+
+    fn ident(&mut self, start: usize) -> Step {
+        while self.peek().is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            self.bump();
+        }
+        let kind = match &self.src[start..self.pos] {
+            "AND" => TokKind::Op(BinOp::And),
+            "OR" => TokKind::Op(BinOp::Or),
+            "TRUE" => TokKind::True,
+            "FALSE" => TokKind::False,
+            "var" => TokKind::Var,
+            "dbrp" => TokKind::Dbrp,
+            // `lambda` is an identifier unless a colon follows.
+            "lambda" if self.eat(':') => TokKind::Lambda,
+            _ => TokKind::Ident,
+        };
+        self.emit(kind, start);
+        Ok(Some(true))
+    }
+
+    fn reference(&mut self, start: usize) -> Step {
+        loop {
+            match self.bump() {
+                Some('\\') => {
+                    self.eat('"');
+                }
+                Some('"') => {
+                    self.emit(TokKind::Reference, start);
+                    return Ok(Some(true));
+                }
+                Some(_) => {}
+                None => return Err((start, "unterminated field reference".to_string())),
+            }
+        }
+    }
+
+    /// `lexSingleOrTripleString`, quirks included: inside `'''...'''` the
+    /// count of closing quotes seen so far decides what a backslash does.
+    fn string(&mut self, start: usize) -> Step {
+        let mut count = 1;
+        if self.eat('\'') {
+            if self.eat('\'') {
+                count = 3;
+            } else {
+                self.emit(TokKind::Str, start);
+                return Ok(Some(true));
+            }
+        }
+        let total = count;
+        loop {
+            match self.bump() {
+                Some('\\') if count == 1 => {
+                    self.eat('\'');
+                }
+                Some('\'') => {
+                    count -= 1;
+                    if count == 0 {
+                        self.emit(TokKind::Str, start);
+                        return Ok(Some(true));
+                    }
+                }
+                Some(_) => count = total,
+                None => return Err((start, "unterminated string".to_string())),
+            }
+        }
+    }
+
+    /// `lexRegex`, at the opening slash. The lexer goes back to expecting a
+    /// value afterwards, hence no operator right after a regex.
+    fn regex(&mut self) -> Step {
+        let start = self.pos;
+        self.bump();
+        loop {
+            match self.bump() {
+                Some('\\') => {
+                    self.eat('/');
+                }
+                Some('/') => {
+                    self.emit(TokKind::Regex, start);
+                    return Ok(Some(false));
+                }
+                Some(_) => {}
+                None => return Err((start, "unterminated regex".to_string())),
+            }
+        }
+    }
+
+    /// `lexComment`: to the end of the line, and on through following lines
+    /// that start with a slash.
+    fn comment(&mut self) {
+        self.bump();
+        self.bump();
+        while let Some(c) = self.bump() {
+            if c == '\n' {
+                while self.peek().is_some_and(|c| c != '\n' && c.is_whitespace()) {
+                    self.bump();
+                }
+                if self.peek() != Some('/') {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Syntax tree
+
+#[derive(Debug, Clone)]
+struct Node {
+    kind: Kind,
+    /// The type Kapacitor knows without data (`getConstantNodeType`); `None`
+    /// for nodes it evaluates dynamically.
+    cty: Option<Ty>,
+    depth: usize,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Regex(Regex),
+    Duration(i64),
+    Ref(String),
+    Unary(UnOp, Box<Node>),
+    Binary(BinOp, Box<Node>, Box<Node>),
+    /// The function, its arguments and their source text (for messages).
+    Call(&'static FuncDef, Vec<Node>, Vec<String>),
+}
+
+impl Node {
+    fn literal(kind: Kind, ty: Ty) -> Node {
+        Node {
+            kind,
+            cty: Some(ty),
+            depth: 1,
+        }
+    }
+}
+
+/// The reference behind a value of type missing, for messages.
+fn missing_name(n: &Node) -> &str {
+    match &n.kind {
+        Kind::Ref(name) => name,
+        Kind::Unary(_, c) => missing_name(c),
+        _ => "?",
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Parser (parser.go)
+
+struct Parser<'s> {
+    src: &'s str,
+    toks: Vec<Tok>,
+    i: usize,
+    refs: Vec<String>,
+    nesting: usize,
+}
+
+fn err(pos: usize, message: impl Into<String>) -> ExprError {
+    ExprError {
+        pos,
+        message: message.into(),
+    }
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> &Tok {
+        &self.toks[self.i]
+    }
+
+    /// Consumes a token; the final end or error token is never passed.
+    fn next(&mut self) -> Tok {
+        let t = self.toks[self.i].clone();
+        if self.i + 1 < self.toks.len() {
+            self.i += 1;
+        }
+        t
+    }
+
+    fn peek_op(&self) -> Option<BinOp> {
+        match self.peek().kind {
+            TokKind::Op(op) => Some(op),
+            _ => None,
+        }
+    }
+
+    fn text(&self, t: &Tok) -> &str {
+        &self.src[t.pos..t.end]
+    }
+
+    fn unexpected(&self, t: &Tok, expected: &str) -> ExprError {
+        let found = match &t.kind {
+            TokKind::Error(message) => return err(t.pos, message.clone()),
+            TokKind::Eof => "end of expression".to_string(),
+            TokKind::Ident => format!("identifier {}", self.text(t)),
+            TokKind::Reference => format!("reference {}", self.text(t)),
+            TokKind::Number => format!("number {}", self.text(t)),
+            TokKind::Duration => format!("duration {}", self.text(t)),
+            TokKind::Str => format!("string {}", self.text(t)),
+            TokKind::Regex => format!("regex {}", self.text(t)),
+            TokKind::Pipe => "'|' (the logical operators are AND and OR)".to_string(),
+            TokKind::Op(BinOp::And | BinOp::Or)
+            | TokKind::True
+            | TokKind::False
+            | TokKind::Lambda
+            | TokKind::Var
+            | TokKind::Dbrp => self.text(t).to_string(),
+            _ => format!("'{}'", self.text(t)),
+        };
+        err(t.pos, format!("unexpected {found}, expected {expected}"))
+    }
+
+    /// `primaryExpr`.
+    fn expr(&mut self) -> Result<Node, ExprError> {
+        let lhs = self.primary()?;
+        self.precedence(lhs, 0)
+    }
+
+    /// parser.go's operator-precedence loop; left-associative.
+    fn precedence(&mut self, mut lhs: Node, min: u8) -> Result<Node, ExprError> {
+        while let Some(op) = self.peek_op().filter(|op| op.prec() >= min) {
+            let op_pos = self.next().pos;
+            let mut rhs = self.primary()?;
+            while let Some(look) = self.peek_op().filter(|l| l.prec() > op.prec()) {
+                rhs = self.precedence(rhs, look.prec())?;
+            }
+            lhs = binary(op, op_pos, lhs, rhs)?;
+        }
+        Ok(lhs)
+    }
+
+    fn primary(&mut self) -> Result<Node, ExprError> {
+        self.nesting += 1;
+        let r = if self.nesting > MAX_DEPTH {
+            Err(err(self.peek().pos, "expression nested too deeply"))
+        } else {
+            self.primary_inner()
+        };
+        self.nesting -= 1;
+        r
+    }
+
+    fn primary_inner(&mut self) -> Result<Node, ExprError> {
+        let tok = self.next();
+        let src = self.src;
+        let text = &src[tok.pos..tok.end];
+        match tok.kind {
+            TokKind::LParen => {
+                let n = self.expr()?;
+                let close = self.next();
+                if close.kind != TokKind::RParen {
+                    return Err(self.unexpected(&close, "')'"));
+                }
+                Ok(n)
+            }
+            TokKind::Number => number_literal(text).map_err(|m| err(tok.pos, m)),
+            TokKind::Duration => parse_influx_duration(text)
+                .map(|d| Node::literal(Kind::Duration(d), Ty::Duration))
+                .map_err(|m| err(tok.pos, m)),
+            TokKind::Str => Ok(Node::literal(Kind::Str(string_literal(text)), Ty::Str)),
+            TokKind::True => Ok(Node::literal(Kind::Bool(true), Ty::Bool)),
+            TokKind::False => Ok(Node::literal(Kind::Bool(false), Ty::Bool)),
+            TokKind::Regex => {
+                let pattern = text[1..text.len() - 1].replace("\\/", "/");
+                compile_go_regex(&pattern)
+                    .map(|r| Node::literal(Kind::Regex(r), Ty::Regex))
+                    .map_err(|m| err(tok.pos, format!("error parsing regexp {text}: {m}")))
+            }
+            TokKind::Reference => {
+                let name = text[1..text.len() - 1].replace("\\\"", "\"");
+                if name == "time" {
+                    return Err(err(
+                        tok.pos,
+                        "\"time\" is not supported: alerts here evaluate a key's window value, which has no point time",
+                    ));
+                }
+                if !self.refs.contains(&name) {
+                    self.refs.push(name.clone());
+                }
+                Ok(Node {
+                    kind: Kind::Ref(name),
+                    cty: None,
+                    depth: 1,
+                })
+            }
+            TokKind::Ident if self.peek().kind == TokKind::LParen => self.call(&tok),
+            TokKind::Ident => Err(err(tok.pos, bare_identifier(text))),
+            TokKind::Op(BinOp::Sub) => {
+                let operand = self.primary()?;
+                unary(UnOp::Neg, tok.pos, operand)
+            }
+            TokKind::Not => {
+                let operand = self.primary()?;
+                unary(UnOp::Not, tok.pos, operand)
+            }
+            TokKind::Star => Err(err(tok.pos, "'*' is not valid in a lambda expression")),
+            _ => Err(self.unexpected(&tok, "a value")),
+        }
+    }
+
+    /// `lfunction`, at the name; a trailing comma is accepted as there.
+    fn call(&mut self, name_tok: &Tok) -> Result<Node, ExprError> {
+        let name = self.text(name_tok).to_string();
+        let def = match lookup_func(&name) {
+            Lookup::Found(def) => def,
+            Lookup::Unsupported(why) => {
+                return Err(err(
+                    name_tok.pos,
+                    format!("function {name:?} is not supported: {why}"),
+                ))
+            }
+            Lookup::Undefined if name.eq_ignore_ascii_case("not") => {
+                return Err(err(
+                    name_tok.pos,
+                    format!(
+                    "undefined function: {name:?} (TICKscript has no NOT keyword: write !(...))"
+                ),
+                ))
+            }
+            Lookup::Undefined => {
+                return Err(err(name_tok.pos, format!("undefined function: {name:?}")))
+            }
+        };
+        self.next(); // '('
+        let mut args = Vec::new();
+        let mut srcs = Vec::new();
+        while self.peek().kind != TokKind::RParen {
+            let start = self.peek().pos;
+            args.push(self.expr()?);
+            srcs.push(self.src[start..self.toks[self.i - 1].end].to_string());
+            if self.peek().kind != TokKind::Comma {
+                break;
+            }
+            self.next();
+        }
+        let close = self.next();
+        if close.kind != TokKind::RParen {
+            return Err(self.unexpected(&close, "',' or ')'"));
+        }
+        if !def
+            .sigs
+            .iter()
+            .any(|(params, _)| params.len() == args.len())
+        {
+            return Err(err(
+                name_tok.pos,
+                format!(
+                    "Cannot call function \"{}\" with {} argument(s), available signatures are {}.",
+                    def.name,
+                    args.len(),
+                    signatures(def)
+                ),
+            ));
+        }
+        // Constant arguments that fit no signature would fail at every
+        // evaluation: say so now.
+        let tys: Vec<Ty> = args.iter().filter_map(|a| a.cty).collect();
+        if tys.len() == args.len() && find_signature(def, &tys).is_none() {
+            return Err(err(name_tok.pos, wrong_signature(def, &tys, &srcs)));
+        }
+        let depth = 1 + args.iter().map(|a| a.depth).max().unwrap_or(0);
+        if depth > MAX_DEPTH {
+            return Err(err(name_tok.pos, "expression nested too deeply"));
+        }
+        Ok(Node {
+            kind: Kind::Call(def, args, srcs),
+            cty: None,
+            depth,
+        })
+    }
+}
+
+fn bare_identifier(name: &str) -> String {
+    let upper = name.to_ascii_uppercase();
+    if matches!(upper.as_str(), "AND" | "OR" | "TRUE" | "FALSE") {
+        format!("unexpected identifier {name}: keywords are upper case, {upper}")
+    } else {
+        format!(
+            "unexpected identifier {name}: fields and tags are referenced in double quotes, \"{name}\", and strings in single quotes"
+        )
+    }
+}
+
+/// A binary node, refused when both operand types are known and Kapacitor
+/// has no evaluation function for them (it refuses those when compiling).
+fn binary(op: BinOp, pos: usize, l: Node, r: Node) -> Result<Node, ExprError> {
+    if let (Some(lt), Some(rt)) = (l.cty, r.cty) {
+        if binary_rule(op, lt, rt).is_none() {
+            return Err(err(pos, mismatch_message(op, lt, rt)));
+        }
+    }
+    let cty = if op.is_logical() || op.is_comparison() {
+        Some(Ty::Bool)
+    } else {
+        match (l.cty, r.cty) {
+            (Some(lt), Some(rt)) => binary_rule(op, lt, rt),
+            _ => None,
+        }
+    };
+    let depth = 1 + l.depth.max(r.depth);
+    if depth > MAX_DEPTH {
+        return Err(err(pos, "expression nested too deeply"));
+    }
+    Ok(Node {
+        kind: Kind::Binary(op, Box::new(l), Box::new(r)),
+        cty,
+        depth,
+    })
+}
+
+/// A unary node; an operand of known type that the operator cannot take
+/// (`!5`, `-'a'`) would fail at every evaluation, so it is refused now.
+fn unary(op: UnOp, pos: usize, operand: Node) -> Result<Node, ExprError> {
+    if let Some(t) = operand.cty {
+        if !op.accepts(t) {
+            return Err(err(
+                pos,
+                format!(
+                    "invalid unary operator {} for type {}",
+                    op.symbol(),
+                    t.name()
+                ),
+            ));
+        }
+    }
+    let cty = match op {
+        UnOp::Not => Some(Ty::Bool),
+        UnOp::Neg => operand.cty,
+    };
+    let depth = 1 + operand.depth;
+    Ok(Node {
+        kind: Kind::Unary(op, Box::new(operand)),
+        cty,
+        depth,
+    })
+}
+
+/// node.go's `newNumber`: a leading zero means octal.
+fn number_literal(text: &str) -> Result<Node, String> {
+    let illegal = || format!("illegal number syntax: {text:?}");
+    if text.contains('.') {
+        let f = text.parse::<f64>().map_err(|_| illegal())?;
+        return Ok(Node::literal(Kind::Float(f), Ty::Float));
+    }
+    let radix = if text.len() > 1 && text.starts_with('0') {
+        8
+    } else {
+        10
+    };
+    let i = i64::from_str_radix(text, radix).map_err(|_| illegal())?;
+    Ok(Node::literal(Kind::Int(i), Ty::Int))
+}
+
+/// node.go's `newString`: triple quotes are raw, single quotes unescape `\'`.
+fn string_literal(text: &str) -> String {
+    if text.len() >= 6 && text.starts_with("'''") {
+        text[3..text.len() - 3].to_string()
+    } else {
+        text[1..text.len() - 1].replace("\\'", "'")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Functions (functions.go)
+
+type Sig = (&'static [Ty], Ty);
+
+#[derive(Debug)]
+struct FuncDef {
+    name: &'static str,
+    sigs: &'static [Sig],
+    imp: Imp,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Imp {
+    Bool,
+    Int,
+    Float,
+    Str,
+    Duration,
+    Math1(fn(f64) -> f64),
+    Math2(fn(f64, f64) -> f64),
+    Pow10,
+    StrContains,
+    StrContainsAny,
+    StrHasPrefix,
+    StrHasSuffix,
+    StrCount,
+    StrIndex,
+    StrIndexAny,
+    StrLastIndex,
+    StrLastIndexAny,
+    StrLength,
+    StrReplace,
+    StrSubstring,
+    StrToLower,
+    StrToUpper,
+    StrTrimSpace,
+    StrTrim,
+    StrTrimLeft,
+    StrTrimRight,
+    StrTrimPrefix,
+    StrTrimSuffix,
+    RegexReplace,
+    IsPresent,
+    If,
+}
+
+use Ty::{
+    Bool as TB, Duration as TD, Float as TF, Int as TI, Missing as TM, Regex as TR, Str as TS,
+};
+
+const SIG_BOOL: &[Sig] = &[(&[TB], TB), (&[TS], TB), (&[TI], TB), (&[TF], TB)];
+const SIG_INT: &[Sig] = &[(&[TB], TI), (&[TS], TI), (&[TI], TI), (&[TF], TI)];
+const SIG_FLOAT: &[Sig] = &[(&[TB], TF), (&[TS], TF), (&[TI], TF), (&[TF], TF)];
+const SIG_STRING: &[Sig] = &[
+    (&[TB], TS),
+    (&[TS], TS),
+    (&[TI], TS),
+    (&[TF], TS),
+    (&[TD], TS),
+];
+// A string needs a unit argument too, although it is not used.
+const SIG_DURATION: &[Sig] = &[
+    (&[TD], TD),
+    (&[TI, TD], TD),
+    (&[TF, TD], TD),
+    (&[TS, TD], TD),
+];
+const SIG_M1: &[Sig] = &[(&[TF], TF)];
+const SIG_M2: &[Sig] = &[(&[TF, TF], TF)];
+const SIG_POW10: &[Sig] = &[(&[TI], TF)];
+const SIG_SS_B: &[Sig] = &[(&[TS, TS], TB)];
+const SIG_SS_I: &[Sig] = &[(&[TS, TS], TI)];
+const SIG_SS_S: &[Sig] = &[(&[TS, TS], TS)];
+const SIG_S_S: &[Sig] = &[(&[TS], TS)];
+const SIG_S_I: &[Sig] = &[(&[TS], TI)];
+const SIG_REPLACE: &[Sig] = &[(&[TS, TS, TS, TI], TS)];
+const SIG_SUBSTRING: &[Sig] = &[(&[TS, TI, TI], TS)];
+const SIG_REGEX_REPLACE: &[Sig] = &[(&[TR, TS, TS], TS)];
+const SIG_IS_PRESENT: &[Sig] = &[
+    (&[TM], TB),
+    (&[TB], TB),
+    (&[TS], TB),
+    (&[TI], TB),
+    (&[TF], TB),
+];
+const SIG_IF: &[Sig] = &[
+    (&[TB, TF, TF], TF),
+    (&[TB, TI, TI], TI),
+    (&[TB, TS, TS], TS),
+    (&[TB, TB, TB], TB),
+    (&[TB, TR, TR], TR),
+    (&[TB, TD, TD], TD),
+];
+
+const fn func(name: &'static str, sigs: &'static [Sig], imp: Imp) -> FuncDef {
+    FuncDef { name, sigs, imp }
+}
+
+const fn m1(name: &'static str, g: fn(f64) -> f64) -> FuncDef {
+    func(name, SIG_M1, Imp::Math1(g))
+}
+
+const fn m2(name: &'static str, g: fn(f64, f64) -> f64) -> FuncDef {
+    func(name, SIG_M2, Imp::Math2(g))
+}
+
+static FUNCS: &[FuncDef] = &[
+    func("bool", SIG_BOOL, Imp::Bool),
+    func("int", SIG_INT, Imp::Int),
+    func("float", SIG_FLOAT, Imp::Float),
+    func("string", SIG_STRING, Imp::Str),
+    func("duration", SIG_DURATION, Imp::Duration),
+    m1("abs", f64::abs),
+    m1("acos", f64::acos),
+    m1("acosh", f64::acosh),
+    m1("asin", f64::asin),
+    m1("asinh", f64::asinh),
+    m1("atan", f64::atan),
+    m2("atan2", f64::atan2),
+    m1("atanh", f64::atanh),
+    m1("cbrt", f64::cbrt),
+    m1("ceil", f64::ceil),
+    m1("cos", f64::cos),
+    m1("cosh", f64::cosh),
+    m1("exp", f64::exp),
+    m1("exp2", f64::exp2),
+    m1("expm1", f64::exp_m1),
+    m1("floor", f64::floor),
+    m2("hypot", f64::hypot),
+    m1("log", f64::ln),
+    m1("log10", f64::log10),
+    m1("log1p", f64::ln_1p),
+    m1("log2", f64::log2),
+    m1("logb", go_logb),
+    m2("max", go_max),
+    m2("min", go_min),
+    m2("mod", go_mod),
+    m2("pow", f64::powf),
+    func("pow10", SIG_POW10, Imp::Pow10),
+    m1("sin", f64::sin),
+    m1("sinh", f64::sinh),
+    m1("sqrt", f64::sqrt),
+    m1("tan", f64::tan),
+    m1("tanh", f64::tanh),
+    m1("trunc", f64::trunc),
+    func("strContains", SIG_SS_B, Imp::StrContains),
+    func("strContainsAny", SIG_SS_B, Imp::StrContainsAny),
+    func("strCount", SIG_SS_I, Imp::StrCount),
+    func("strHasPrefix", SIG_SS_B, Imp::StrHasPrefix),
+    func("strHasSuffix", SIG_SS_B, Imp::StrHasSuffix),
+    func("strIndex", SIG_SS_I, Imp::StrIndex),
+    func("strIndexAny", SIG_SS_I, Imp::StrIndexAny),
+    func("strLastIndex", SIG_SS_I, Imp::StrLastIndex),
+    func("strLastIndexAny", SIG_SS_I, Imp::StrLastIndexAny),
+    func("strLength", SIG_S_I, Imp::StrLength),
+    func("strReplace", SIG_REPLACE, Imp::StrReplace),
+    func("strSubstring", SIG_SUBSTRING, Imp::StrSubstring),
+    func("strToLower", SIG_S_S, Imp::StrToLower),
+    func("strToUpper", SIG_S_S, Imp::StrToUpper),
+    func("strTrim", SIG_SS_S, Imp::StrTrim),
+    func("strTrimLeft", SIG_SS_S, Imp::StrTrimLeft),
+    func("strTrimPrefix", SIG_SS_S, Imp::StrTrimPrefix),
+    func("strTrimRight", SIG_SS_S, Imp::StrTrimRight),
+    func("strTrimSpace", SIG_S_S, Imp::StrTrimSpace),
+    func("strTrimSuffix", SIG_SS_S, Imp::StrTrimSuffix),
+    func("regexReplace", SIG_REGEX_REPLACE, Imp::RegexReplace),
+    func("isPresent", SIG_IS_PRESENT, Imp::IsPresent),
+    func("if", SIG_IF, Imp::If),
+];
+
+enum Lookup {
+    Found(&'static FuncDef),
+    Unsupported(&'static str),
+    Undefined,
+}
+
+fn lookup_func(name: &str) -> Lookup {
+    if let Some(def) = FUNCS.iter().find(|d| d.name == name) {
+        return Lookup::Found(def);
+    }
+    Lookup::Unsupported(match name {
+        "sigma" | "count" | "spread" => {
+            "it is stateful (its result depends on earlier points), and only stateless functions are"
+        }
+        "unixNano" | "minute" | "hour" | "weekday" | "day" | "month" | "year" | "now" => {
+            "time functions need a point's time, which a key's window value does not have"
+        }
+        "erf" | "erfc" | "gamma" | "j0" | "j1" | "jn" | "y0" | "y1" | "yn" | "humanBytes" => {
+            "toptraffic does not implement it"
+        }
+        _ => return Lookup::Undefined,
+    })
+}
+
+fn find_signature(def: &FuncDef, tys: &[Ty]) -> Option<Ty> {
+    def.sigs
+        .iter()
+        .find(|(params, _)| *params == tys)
+        .map(|&(_, ret)| ret)
+}
+
+/// `Domains.String`, in a fixed order rather than Go's map order.
+fn signatures(def: &FuncDef) -> String {
+    let sigs: Vec<String> = def
+        .sigs
+        .iter()
+        .map(|(params, _)| {
+            let names: Vec<&str> = params.iter().map(|t| t.name()).collect();
+            format!("({})", names.join(","))
+        })
+        .collect();
+    format!("[{}]", sigs.join(", "))
+}
+
+/// `ErrWrongFuncSignature`.
+fn wrong_signature(def: &FuncDef, tys: &[Ty], srcs: &[String]) -> String {
+    let args: Vec<String> = srcs
+        .iter()
+        .zip(tys)
+        .map(|(s, t)| format!("{s}: {}", t.name()))
+        .collect();
+    format!(
+        "Cannot call function \"{}\" with args ({}), available signatures are {}.",
+        def.name,
+        args.join(","),
+        signatures(def)
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Evaluation (tick/stateful)
+
+/// A value during evaluation; strings borrow from the key or the
+/// expression where they can, since this runs for every key.
+#[derive(Debug, Clone)]
+enum Val<'a> {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    Regex(&'a Regex),
+    Duration(i64),
+    Missing(&'a str),
+}
+
+impl Val<'_> {
+    fn ty(&self) -> Ty {
+        match self {
+            Val::Bool(_) => Ty::Bool,
+            Val::Int(_) => Ty::Int,
+            Val::Float(_) => Ty::Float,
+            Val::Str(_) => Ty::Str,
+            Val::Regex(_) => Ty::Regex,
+            Val::Duration(_) => Ty::Duration,
+            Val::Missing(_) => Ty::Missing,
+        }
+    }
+}
+
+struct Ctx<'a> {
+    expr: &'a Expr,
+    env: &'a dyn Env,
+}
+
+impl<'a> Ctx<'a> {
+    /// kapacitor's `fillScope` refuses a name that is both a field and a tag,
+    /// for every reference, before anything is evaluated.
+    fn new(expr: &'a Expr, env: &'a dyn Env) -> Result<Self, EvalError> {
+        for name in &expr.refs {
+            if env.field(name).is_some() && env.tag(name).is_some() {
+                return Err(EvalError::new(format!(
+                    "cannot have field and tags with same name {name:?}"
+                )));
+            }
+        }
+        Ok(Ctx { expr, env })
+    }
+
+    fn lookup(&self, name: &'a str) -> Val<'a> {
+        if let Some(v) = self.env.field(name) {
+            Val::Float(v)
+        } else if let Some(v) = self.env.tag(name) {
+            Val::Str(Cow::Borrowed(v))
+        } else {
+            Val::Missing(name)
+        }
+    }
+
+    fn eval(&self, n: &'a Node) -> Result<Val<'a>, EvalError> {
+        Ok(match &n.kind {
+            Kind::Bool(b) => Val::Bool(*b),
+            Kind::Int(i) => Val::Int(*i),
+            Kind::Float(f) => Val::Float(*f),
+            Kind::Str(s) => Val::Str(Cow::Borrowed(s)),
+            Kind::Regex(r) => Val::Regex(r),
+            Kind::Duration(d) => Val::Duration(*d),
+            Kind::Ref(name) => self.lookup(name),
+            Kind::Unary(op, operand) => match (op, self.eval(operand)?) {
+                (_, Val::Missing(name)) => return Err(missing_value(name)),
+                (_, Val::Bool(b)) => Val::Bool(!b),
+                (UnOp::Neg, Val::Int(i)) => Val::Int(i.wrapping_neg()),
+                (UnOp::Neg, Val::Float(f)) => Val::Float(-f),
+                (UnOp::Neg, Val::Duration(d)) => Val::Duration(d.wrapping_neg()),
+                (op, v) => {
+                    return Err(EvalError::new(format!(
+                        "invalid unary operator {} for type {}",
+                        op.symbol(),
+                        v.ty().name()
+                    )))
+                }
+            },
+            Kind::Binary(op, l, r) => self.binary(*op, l, r)?,
+            Kind::Call(def, args, srcs) => self.call(def, args, srcs)?,
+        })
+    }
+
+    fn binary(&self, op: BinOp, l: &'a Node, r: &'a Node) -> Result<Val<'a>, EvalError> {
+        if op.is_logical() {
+            // Kapacitor types both operands before it short-circuits.
+            let (lt, rt) = (self.ty(l)?, self.ty(r)?);
+            if binary_rule(op, lt, rt).is_none() {
+                return Err(binary_error(op, lt, rt, l, r));
+            }
+            let left = self.eval_bool_operand(l)?;
+            if left == (op == BinOp::Or) {
+                return Ok(Val::Bool(left));
+            }
+            return self.eval_bool_operand(r).map(Val::Bool);
+        }
+        let (lv, rv) = (self.eval(l)?, self.eval(r)?);
+        let (lt, rt) = (lv.ty(), rv.ty());
+        apply(op, lv, rv)?.ok_or_else(|| binary_error(op, lt, rt, l, r))
+    }
+
+    fn eval_bool_operand(&self, n: &'a Node) -> Result<bool, EvalError> {
+        match self.eval(n)? {
+            Val::Bool(b) => Ok(b),
+            Val::Missing(name) => Err(missing_value(name)),
+            v => Err(type_guard(v.ty(), Ty::Bool)),
+        }
+    }
+
+    /// Kapacitor's `Type()`: a node's type for this key without evaluating
+    /// it, with the errors that finding it raises.
+    fn ty(&self, n: &'a Node) -> Result<Ty, EvalError> {
+        if let Some(t) = n.cty {
+            return Ok(t);
+        }
+        match &n.kind {
+            Kind::Ref(name) => Ok(self.lookup(name).ty()),
+            Kind::Unary(_, operand) => self.ty(operand),
+            Kind::Binary(op, l, r) => {
+                let (lt, rt) = (self.ty(l)?, self.ty(r)?);
+                binary_rule(*op, lt, rt).ok_or_else(|| binary_error(*op, lt, rt, l, r))
+            }
+            Kind::Call(def, args, srcs) => {
+                let mut tys = Vec::with_capacity(args.len());
+                for (i, a) in args.iter().enumerate() {
+                    tys.push(self.ty(a).map_err(|e| arg_context(e, i))?);
+                }
+                find_signature(def, &tys).ok_or_else(|| self.signature_error(def, &tys, args, srcs))
+            }
+            // Literals always have a constant type.
+            _ => Err(EvalError::new("expression has no type")),
+        }
+    }
+
+    fn call(&self, def: &FuncDef, args: &'a [Node], srcs: &[String]) -> Result<Val<'a>, EvalError> {
+        let mut vals = Vec::with_capacity(args.len());
+        for (i, a) in args.iter().enumerate() {
+            vals.push(self.eval(a).map_err(|e| arg_context(e, i))?);
+        }
+        let fits = def.sigs.iter().any(|(params, _)| {
+            params.len() == vals.len() && params.iter().zip(&vals).all(|(p, v)| *p == v.ty())
+        });
+        if !fits {
+            let tys: Vec<Ty> = vals.iter().map(Val::ty).collect();
+            return Err(self.signature_error(def, &tys, args, srcs));
+        }
+        call_function(def.imp, vals)
+            .map_err(|m| EvalError::new(format!("error calling \"{}\": {m}", def.name)))
+    }
+
+    /// `ErrMissingType` when an argument is missing, else
+    /// `ErrWrongFuncSignature`.
+    fn signature_error(
+        &self,
+        def: &FuncDef,
+        tys: &[Ty],
+        args: &[Node],
+        srcs: &[String],
+    ) -> EvalError {
+        let missing: Vec<&str> = args
+            .iter()
+            .zip(tys)
+            .filter(|&(_, t)| *t == Ty::Missing)
+            .map(|(a, _)| missing_name(a))
+            .collect();
+        let Some(first) = missing.first() else {
+            return EvalError::new(wrong_signature(def, tys, srcs));
+        };
+        let quoted: Vec<String> = missing.iter().map(|m| format!("\"{m}\"")).collect();
+        let scope: Vec<String> = self
+            .expr
+            .refs
+            .iter()
+            .map(|r| format!("\"{r}\""))
+            .filter(|r| !quoted.contains(r))
+            .collect();
+        let (noun, verb) = if quoted.len() > 1 {
+            ("arguments", "are")
+        } else {
+            ("argument", "is")
+        };
+        EvalError::missing(
+            format!(
+                "Cannot call function \"{}\" {noun} {} {verb} missing, values in scope are [{}]",
+                def.name,
+                quoted.join(", "),
+                scope.join(", ")
+            ),
+            first,
+        )
+    }
+}
+
+fn arg_context(e: EvalError, i: usize) -> EvalError {
+    e.context(&format!("Failed to handle {} argument: ", i + 1))
+}
+
+/// The error for a binary operator without evaluation function for its
+/// operand types; a missing reference is named first, as `determineError`.
+fn binary_error(op: BinOp, lt: Ty, rt: Ty, l: &Node, r: &Node) -> EvalError {
+    if lt == Ty::Missing {
+        let name = missing_name(l);
+        EvalError::missing(
+            format!("left reference value \"{name}\" is missing value"),
+            name,
+        )
+    } else if rt == Ty::Missing {
+        let name = missing_name(r);
+        EvalError::missing(
+            format!("right reference value \"{name}\" is missing value"),
+            name,
+        )
+    } else {
+        EvalError::new(mismatch_message(op, lt, rt))
+    }
+}
+
+fn compare<T: PartialOrd>(op: BinOp, a: T, b: T) -> bool {
+    match op {
+        BinOp::Eq => a == b,
+        BinOp::Ne => a != b,
+        BinOp::Lt => a < b,
+        BinOp::Le => a <= b,
+        BinOp::Gt => a > b,
+        _ => a >= b,
+    }
+}
+
+fn divide_by_zero() -> EvalError {
+    // Go panics here; Kapacitor would not survive it.
+    EvalError::new("integer divide by zero")
+}
+
+/// The evaluation functions of evaluation_funcs.go; `None` when there is
+/// none for the operand types. Integer arithmetic wraps as Go's does.
+fn apply<'a>(op: BinOp, l: Val<'a>, r: Val<'a>) -> Result<Option<Val<'a>>, EvalError> {
+    use BinOp::{Add, Div, Eq, Mod, Mul, Ne, RegexEq, RegexNe, Sub};
+    use Val::{Bool, Duration as Dur, Float, Int, Regex, Str};
+    let cmp = op.is_comparison() && !matches!(op, RegexEq | RegexNe);
+    Ok(Some(match (op, l, r) {
+        (Eq | Ne, Bool(a), Bool(b)) => Bool(compare(op, a, b)),
+        (_, Int(a), Int(b)) if cmp => Bool(compare(op, a, b)),
+        (_, Int(a), Float(b)) if cmp => Bool(compare(op, a as f64, b)),
+        (_, Float(a), Int(b)) if cmp => Bool(compare(op, a, b as f64)),
+        (_, Float(a), Float(b)) if cmp => Bool(compare(op, a, b)),
+        (_, Str(a), Str(b)) if cmp => Bool(compare(op, a.as_bytes(), b.as_bytes())),
+        (_, Dur(a), Dur(b)) if cmp => Bool(compare(op, a, b)),
+        (RegexEq, Str(s), Regex(re)) => Bool(re.is_match(&s)),
+        (RegexNe, Str(s), Regex(re)) => Bool(!re.is_match(&s)),
+        (Add, Float(a), Float(b)) => Float(a + b),
+        (Sub, Float(a), Float(b)) => Float(a - b),
+        (Mul, Float(a), Float(b)) => Float(a * b),
+        (Div, Float(a), Float(b)) => Float(a / b),
+        (Add, Int(a), Int(b)) => Int(a.wrapping_add(b)),
+        (Sub, Int(a), Int(b)) => Int(a.wrapping_sub(b)),
+        (Mul, Int(a), Int(b)) => Int(a.wrapping_mul(b)),
+        (Div | Mod, Int(_), Int(0)) => return Err(divide_by_zero()),
+        (Div, Int(a), Int(b)) => Int(a.wrapping_div(b)),
+        (Mod, Int(a), Int(b)) => Int(a.wrapping_rem(b)),
+        (Add, Dur(a), Dur(b)) => Dur(a.wrapping_add(b)),
+        (Sub, Dur(a), Dur(b)) => Dur(a.wrapping_sub(b)),
+        (Mul, Dur(a), Int(b)) | (Mul, Int(b), Dur(a)) => Dur(a.wrapping_mul(b)),
+        (Mul, Dur(a), Float(b)) | (Mul, Float(b), Dur(a)) => Dur(go_f64_to_i64(a as f64 * b)),
+        (Div, Dur(_), Int(0) | Dur(0)) => return Err(divide_by_zero()),
+        (Div, Dur(a), Int(b)) => Dur(a.wrapping_div(b)),
+        (Div, Dur(a), Float(b)) => Dur(go_f64_to_i64(a as f64 / b)),
+        (Div, Dur(a), Dur(b)) => Int(a.wrapping_div(b)),
+        (Add, Str(a), Str(b)) => Str(Cow::Owned(a.into_owned() + &b)),
+        _ => return Ok(None),
+    }))
+}
+
+/// Calls a function whose arguments fit one of its signatures; errors are
+/// the functions' own messages from functions.go.
+fn call_function(imp: Imp, mut args: Vec<Val<'_>>) -> Result<Val<'_>, String> {
+    use Val as V;
+    if let Imp::If = imp {
+        let pick = if matches!(args[0], V::Bool(true)) {
+            1
+        } else {
+            2
+        };
+        return Ok(args.swap_remove(pick));
+    }
+    let owned = |s: String| V::Str(Cow::Owned(s));
+    let index = |i: Option<usize>| V::Int(i.map_or(-1, |i| i as i64));
+    Ok(match (imp, args.as_slice()) {
+        (Imp::Bool, [V::Bool(b)]) => V::Bool(*b),
+        (Imp::Bool, [V::Str(s)]) => V::Bool(go_parse_bool(s)?),
+        (Imp::Bool, [V::Int(i)]) => V::Bool(match i {
+            0 => false,
+            1 => true,
+            _ => return Err(format!("cannot convert {i} to boolean")),
+        }),
+        (Imp::Bool, [V::Float(x)]) => V::Bool(if *x == 0.0 {
+            false
+        } else if *x == 1.0 {
+            true
+        } else {
+            return Err(format!("cannot convert {x} to boolean"));
+        }),
+        (Imp::Int, [V::Int(i)]) => V::Int(*i),
+        (Imp::Int, [V::Float(x)]) => V::Int(go_f64_to_i64(*x)),
+        (Imp::Int, [V::Str(s)]) => V::Int(go_parse_int(s)?),
+        (Imp::Int, [V::Bool(b)]) => V::Int(i64::from(*b)),
+        (Imp::Float, [V::Int(i)]) => V::Float(*i as f64),
+        (Imp::Float, [V::Float(x)]) => V::Float(*x),
+        (Imp::Float, [V::Str(s)]) => V::Float(go_parse_float(s)?),
+        (Imp::Float, [V::Bool(b)]) => V::Float(f64::from(u8::from(*b))),
+        (Imp::Str, [V::Str(s)]) => V::Str(s.clone()),
+        (Imp::Str, [V::Int(i)]) => owned(i.to_string()),
+        (Imp::Str, [V::Float(x)]) => owned(go_format_float(*x)),
+        (Imp::Str, [V::Bool(b)]) => owned(b.to_string()),
+        (Imp::Str, [V::Duration(d)]) => owned(format_influx_duration(*d)),
+        (Imp::Duration, [V::Duration(d)]) => V::Duration(*d),
+        (Imp::Duration, [V::Int(i), V::Duration(unit)]) => V::Duration(i.wrapping_mul(*unit)),
+        (Imp::Duration, [V::Float(x), V::Duration(unit)]) => {
+            V::Duration(go_f64_to_i64(x * *unit as f64))
+        }
+        (Imp::Duration, [V::Str(s), V::Duration(_)]) => V::Duration(
+            parse_influx_duration(s).map_err(|_| format!("invalid duration string {s:?}"))?,
+        ),
+        (Imp::Math1(g), [V::Float(x)]) => V::Float(g(*x)),
+        (Imp::Math2(g), [V::Float(x), V::Float(y)]) => V::Float(g(*x, *y)),
+        (Imp::Pow10, [V::Int(n)]) => V::Float(go_pow10(*n)),
+        (Imp::StrContains, [V::Str(s), V::Str(t)]) => V::Bool(s.contains(&**t)),
+        (Imp::StrContainsAny, [V::Str(s), V::Str(t)]) => V::Bool(s.chars().any(|c| t.contains(c))),
+        (Imp::StrHasPrefix, [V::Str(s), V::Str(t)]) => V::Bool(s.starts_with(&**t)),
+        (Imp::StrHasSuffix, [V::Str(s), V::Str(t)]) => V::Bool(s.ends_with(&**t)),
+        // Go counts an empty substring once per rune, plus one.
+        (Imp::StrCount, [V::Str(s), V::Str(t)]) if t.is_empty() => {
+            V::Int(s.chars().count() as i64 + 1)
+        }
+        (Imp::StrCount, [V::Str(s), V::Str(t)]) => V::Int(s.matches(&**t).count() as i64),
+        (Imp::StrIndex, [V::Str(s), V::Str(t)]) => index(s.find(&**t)),
+        (Imp::StrIndexAny, [V::Str(s), V::Str(t)]) => index(
+            s.char_indices()
+                .find(|&(_, c)| t.contains(c))
+                .map(|(i, _)| i),
+        ),
+        (Imp::StrLastIndex, [V::Str(s), V::Str(t)]) => index(s.rfind(&**t)),
+        (Imp::StrLastIndexAny, [V::Str(s), V::Str(t)]) => index(
+            s.char_indices()
+                .rev()
+                .find(|&(_, c)| t.contains(c))
+                .map(|(i, _)| i),
+        ),
+        // Bytes, as Go's len().
+        (Imp::StrLength, [V::Str(s)]) => V::Int(s.len() as i64),
+        (Imp::StrReplace, [V::Str(s), V::Str(old), V::Str(new), V::Int(n)]) => owned(if *n < 0 {
+            s.replace(&**old, new)
+        } else {
+            s.replacen(&**old, new, *n as usize)
+        }),
+        (Imp::StrSubstring, [V::Str(s), V::Int(start), V::Int(stop)]) => {
+            owned(go_substring(s, *start, *stop)?)
+        }
+        (Imp::StrToLower, [V::Str(s)]) => owned(go_to_lower(s)),
+        (Imp::StrToUpper, [V::Str(s)]) => owned(go_to_upper(s)),
+        (Imp::StrTrimSpace, [V::Str(s)]) => owned(s.trim().to_string()),
+        (Imp::StrTrim, [V::Str(s), V::Str(cut)]) => {
+            owned(s.trim_matches(|c: char| cut.contains(c)).to_string())
+        }
+        (Imp::StrTrimLeft, [V::Str(s), V::Str(cut)]) => {
+            owned(s.trim_start_matches(|c: char| cut.contains(c)).to_string())
+        }
+        (Imp::StrTrimRight, [V::Str(s), V::Str(cut)]) => {
+            owned(s.trim_end_matches(|c: char| cut.contains(c)).to_string())
+        }
+        (Imp::StrTrimPrefix, [V::Str(s), V::Str(p)]) => {
+            owned(s.strip_prefix(&**p).unwrap_or(&**s).to_string())
+        }
+        (Imp::StrTrimSuffix, [V::Str(s), V::Str(p)]) => {
+            owned(s.strip_suffix(&**p).unwrap_or(&**s).to_string())
+        }
+        // The regex crate expands `$1`, `${name}` and `$$` as Go does.
+        (Imp::RegexReplace, [V::Regex(re), V::Str(src), V::Str(repl)]) => {
+            owned(re.replace_all(src, &**repl).into_owned())
+        }
+        (Imp::IsPresent, [v]) => V::Bool(!matches!(v, V::Missing(_))),
+        _ => return Err("arguments do not match the function's signature".to_string()),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Go and influxql behaviours
+
+/// Go's float64 to int64 conversion on amd64: out of range and NaN give
+/// the minimum integer, where Rust's `as` saturates.
+fn go_f64_to_i64(x: f64) -> i64 {
+    // ±2^63, exactly.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if x.is_nan() || !(-LIMIT..LIMIT).contains(&x) {
+        i64::MIN
+    } else {
+        x as i64
+    }
+}
+
+/// `strconv.FormatFloat(x, 'f', -1, 64)`.
+fn go_format_float(x: f64) -> String {
+    if x.is_nan() {
+        "NaN".to_string()
+    } else if x.is_infinite() {
+        let s = if x > 0.0 { "+Inf" } else { "-Inf" };
+        s.to_string()
+    } else {
+        // Rust prints the shortest round-trip digits without exponent too.
+        x.to_string()
+    }
+}
+
+fn go_parse_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!("strconv.ParseBool: parsing {s:?}: invalid syntax")),
+    }
+}
+
+fn go_parse_int(s: &str) -> Result<i64, String> {
+    use std::num::IntErrorKind;
+    s.parse::<i64>().map_err(|e| {
+        let why = match e.kind() {
+            IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => "value out of range",
+            _ => "invalid syntax",
+        };
+        format!("strconv.ParseInt: parsing {s:?}: {why}")
+    })
+}
+
+fn go_parse_float(s: &str) -> Result<f64, String> {
+    let x = s
+        .parse::<f64>()
+        .map_err(|_| format!("strconv.ParseFloat: parsing {s:?}: invalid syntax"))?;
+    let spelled_inf = s
+        .trim_start_matches(['+', '-'])
+        .to_ascii_lowercase()
+        .starts_with("inf");
+    if x.is_infinite() && !spelled_inf {
+        return Err(format!(
+            "strconv.ParseFloat: parsing {s:?}: value out of range"
+        ));
+    }
+    Ok(x)
+}
+
+/// Go's `math.Max`: NaN wins unless an operand is +Inf.
+fn go_max(x: f64, y: f64) -> f64 {
+    if x == f64::INFINITY || y == f64::INFINITY {
+        f64::INFINITY
+    } else if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else if x == 0.0 && x == y {
+        if x.is_sign_negative() {
+            y
+        } else {
+            x
+        }
+    } else if x > y {
+        x
+    } else {
+        y
+    }
+}
+
+/// Go's `math.Min`: NaN wins unless an operand is -Inf.
+fn go_min(x: f64, y: f64) -> f64 {
+    if x == f64::NEG_INFINITY || y == f64::NEG_INFINITY {
+        f64::NEG_INFINITY
+    } else if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else if x == 0.0 && x == y {
+        if x.is_sign_negative() {
+            x
+        } else {
+            y
+        }
+    } else if x < y {
+        x
+    } else {
+        y
+    }
+}
+
+/// Go's `math.Mod`: the C fmod, which Rust's `%` on floats is.
+fn go_mod(x: f64, y: f64) -> f64 {
+    x % y
+}
+
+/// Go's `math.Logb`: the binary exponent.
+fn go_logb(x: f64) -> f64 {
+    if x == 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if x.is_infinite() {
+        return f64::INFINITY;
+    }
+    if x.is_nan() {
+        return x;
+    }
+    let (mut x, mut shift) = (x.abs(), 0);
+    if x < f64::MIN_POSITIVE {
+        // Subnormal: normalise first, as Go does.
+        x *= (1u64 << 52) as f64;
+        shift = -52;
+    }
+    (((x.to_bits() >> 52) & 0x7ff) as i64 - 1023 + shift) as f64
+}
+
+/// Go's `math.Pow10`, with its tables, so results match to the last bit.
+fn go_pow10(n: i64) -> f64 {
+    const TAB: [f64; 32] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22, 1e23, 1e24, 1e25, 1e26, 1e27, 1e28, 1e29, 1e30, 1e31,
+    ];
+    const POS: [f64; 10] = [
+        1e0, 1e32, 1e64, 1e96, 1e128, 1e160, 1e192, 1e224, 1e256, 1e288,
+    ];
+    const NEG: [f64; 11] = [
+        1e0, 1e-32, 1e-64, 1e-96, 1e-128, 1e-160, 1e-192, 1e-224, 1e-256, 1e-288, 1e-320,
+    ];
+    if (0..=308).contains(&n) {
+        POS[n as usize / 32] * TAB[n as usize % 32]
+    } else if (-323..0).contains(&n) {
+        let m = n.unsigned_abs() as usize;
+        NEG[m / 32] / TAB[m % 32]
+    } else if n > 0 {
+        f64::INFINITY
+    } else {
+        0.0
+    }
+}
+
+/// strSubstring: byte offsets, `stop` must be below the length.
+fn go_substring(s: &str, start: i64, stop: i64) -> Result<String, String> {
+    if start < 0 {
+        return Err(format!("found negative index for strSubstring: {start}"));
+    }
+    if stop < 0 {
+        return Err(format!("found negative index for strSubstring: {stop}"));
+    }
+    if stop >= s.len() as i64 {
+        return Err(format!(
+            "stop index too large for string in strSubstring: {stop}"
+        ));
+    }
+    if start > stop {
+        // A panic in Go.
+        return Err(format!("slice bounds out of range [{start}:{stop}]"));
+    }
+    // Offsets inside a character give replacement characters, where Go
+    // would return invalid UTF-8.
+    Ok(String::from_utf8_lossy(&s.as_bytes()[start as usize..stop as usize]).into_owned())
+}
+
+/// A character's simple case mapping, as Go's `unicode.To*`: multi-character
+/// mappings (ß → SS) leave the character as it is.
+fn simple_case(mut mapped: impl Iterator<Item = char>, c: char) -> char {
+    match (mapped.next(), mapped.next()) {
+        (Some(m), None) => m,
+        _ => c,
+    }
+}
+
+fn go_to_lower(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            // The one character whose simple lower case differs from its full one.
+            '\u{130}' => 'i',
+            c => simple_case(c.to_lowercase(), c),
+        })
+        .collect()
+}
+
+fn go_to_upper(s: &str) -> String {
+    s.chars()
+        .map(|c| simple_case(c.to_uppercase(), c))
+        .collect()
+}
+
+const NS_US: i64 = 1_000;
+const NS_MS: i64 = 1_000_000;
+const NS_S: i64 = 1_000_000_000;
+const NS_M: i64 = 60 * NS_S;
+const NS_H: i64 = 60 * NS_M;
+const NS_D: i64 = 24 * NS_H;
+const NS_W: i64 = 7 * NS_D;
+
+/// influxql's `ParseDuration` (as vendored by Kapacitor 1.5.7): digits and
+/// a unit, repeated, with an optional leading minus; Go's wrapping
+/// arithmetic, and only a negative total counts as overflow.
+fn parse_influx_duration(s: &str) -> Result<i64, String> {
+    const INVALID: &str = "invalid duration";
+    if s.len() < 2 {
+        return Err(INVALID.to_string());
+    }
+    let a: Vec<char> = s.chars().collect();
+    let negative = a[0] == '-';
+    let mut i = usize::from(negative);
+    let mut d: i64 = 0;
+    let (mut measure, mut unit) = (0i64, String::new());
+    while i < a.len() {
+        let start = i;
+        while i < a.len() && a[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i >= a.len() || i == start {
+            return Err(INVALID.to_string());
+        }
+        let digits: String = a[start..i].iter().collect();
+        measure = digits.parse().map_err(|_| INVALID.to_string())?;
+        unit = a[i].to_string();
+        let scale = match a[i] {
+            'u' | 'µ' => NS_US,
+            'm' if a.get(i + 1) == Some(&'s') => {
+                unit.push('s');
+                i += 1;
+                NS_MS
+            }
+            'm' => NS_M,
+            's' => NS_S,
+            'h' => NS_H,
+            'd' => NS_D,
+            'w' => NS_W,
+            _ => return Err(INVALID.to_string()),
+        };
+        d = d.wrapping_add(measure.wrapping_mul(scale));
+        i += 1;
+    }
+    if d < 0 && !negative {
+        return Err(format!(
+            "overflowed duration {measure}{unit}: choose a smaller duration or INF"
+        ));
+    }
+    Ok(if negative { d.wrapping_neg() } else { d })
+}
+
+/// influxql's `FormatDuration`: the largest unit that divides exactly,
+/// microseconds at least.
+fn format_influx_duration(d: i64) -> String {
+    if d == 0 {
+        return "0s".to_string();
+    }
+    for (unit, suffix) in [
+        (NS_W, "w"),
+        (NS_D, "d"),
+        (NS_H, "h"),
+        (NS_M, "m"),
+        (NS_S, "s"),
+        (NS_MS, "ms"),
+    ] {
+        if d % unit == 0 {
+            return format!("{}{suffix}", d / unit);
+        }
+    }
+    format!("{}u", d / NS_US)
+}
+
+/// Compiles a regex written for Go's RE2 with the regex crate, the syntax
+/// being nearly the same.
+fn compile_go_regex(pattern: &str) -> Result<Regex, String> {
+    RegexBuilder::new(&go_regex_to_rust(pattern))
+        // Go reads `\123` as octal.
+        .octal(true)
+        .build()
+        .map_err(|e| {
+            // The crate's message draws the pattern over several lines; its
+            // last line says what is wrong.
+            let s = e.to_string();
+            let last = s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            last.trim_start_matches("error: ").to_string()
+        })
+}
+
+/// Where Go's regex syntax means something else to the regex crate:
+/// `\d`, `\s`, `\w` and `\b` are ASCII-only in Go but Unicode in the crate,
+/// `\Q...\E` quotes in Go only, and inside a class `[`, `&&` and `~~` are
+/// literal in Go but nesting and set operators in the crate.
+fn go_regex_to_rust(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut it = pattern.chars().peekable();
+    let mut in_class = false;
+    while let Some(c) = it.next() {
+        match c {
+            '\\' => match it.next() {
+                None => out.push('\\'),
+                Some('Q') => {
+                    while let Some(q) = it.next() {
+                        if q == '\\' && it.peek() == Some(&'E') {
+                            it.next();
+                            break;
+                        }
+                        out.push_str(&regex::escape(q.encode_utf8(&mut [0; 4])));
+                    }
+                }
+                Some(e) => match (perl_class(e), in_class) {
+                    (Some((set, false)), true) => out.push_str(set),
+                    (Some((set, negated)), _) => {
+                        out.push_str(if negated { "[^" } else { "[" });
+                        out.push_str(set);
+                        out.push(']');
+                    }
+                    (None, false) if e == 'b' || e == 'B' => {
+                        out.push_str("(?-u:\\");
+                        out.push(e);
+                        out.push(')');
+                    }
+                    (None, _) => {
+                        out.push('\\');
+                        out.push(e);
+                    }
+                },
+            },
+            '[' if !in_class => {
+                in_class = true;
+                out.push('[');
+                if it.peek() == Some(&'^') {
+                    it.next();
+                    out.push('^');
+                }
+                // A leading ']' is a literal.
+                if it.peek() == Some(&']') {
+                    it.next();
+                    out.push_str("\\]");
+                }
+            }
+            // A POSIX class such as [:alpha:] reads the same in both.
+            '[' if it.peek() == Some(&':') => {
+                out.push('[');
+                for p in it.by_ref() {
+                    out.push(p);
+                    if p == ']' {
+                        break;
+                    }
+                }
+            }
+            '[' | '&' | '~' if in_class => {
+                out.push('\\');
+                out.push(c);
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(']');
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Go's Perl classes: the set as class contents, and whether negated.
+fn perl_class(c: char) -> Option<(&'static str, bool)> {
+    match c {
+        'd' => Some(("0-9", false)),
+        'D' => Some(("0-9", true)),
+        's' => Some((r"\t\n\f\r\x20", false)),
+        'S' => Some((r"\t\n\f\r\x20", true)),
+        'w' => Some(("0-9A-Za-z_", false)),
+        'W' => Some(("0-9A-Za-z_", true)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct TestEnv {
+        fields: Vec<(&'static str, f64)>,
+        tags: Vec<(&'static str, &'static str)>,
+    }
+
+    impl Env for TestEnv {
+        fn field(&self, name: &str) -> Option<f64> {
+            self.fields
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| *v)
+        }
+
+        fn tag(&self, name: &str) -> Option<&str> {
+            self.tags.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        }
+    }
+
+    fn env(fields: &[(&'static str, f64)], tags: &[(&'static str, &'static str)]) -> TestEnv {
+        TestEnv {
+            fields: fields.to_vec(),
+            tags: tags.to_vec(),
+        }
+    }
+
+    fn parse(src: &str) -> Expr {
+        Expr::parse(src).unwrap_or_else(|e| panic!("{src}: {e}"))
+    }
+
+    fn holds(src: &str, e: &TestEnv) -> bool {
+        parse(src)
+            .eval_bool(e)
+            .unwrap_or_else(|err| panic!("{src}: {err}"))
+    }
+
+    /// Constant expressions: true under an empty key.
+    fn truth(src: &str) -> bool {
+        holds(src, &TestEnv::default())
+    }
+
+    fn value(src: &str, e: &TestEnv) -> Value {
+        parse(src)
+            .eval(e)
+            .unwrap_or_else(|err| panic!("{src}: {err}"))
+    }
+
+    fn parse_err(src: &str) -> ExprError {
+        match Expr::parse(src) {
+            Ok(_) => panic!("{src}: parsed"),
+            Err(e) => e,
+        }
+    }
+
+    fn eval_err(src: &str, e: &TestEnv) -> EvalError {
+        match parse(src).eval_bool(e) {
+            Ok(v) => panic!("{src}: evaluated to {v}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn seed_threshold_on_the_window_value() {
+        let src = r#""totalCount" > 17500"#;
+        assert!(holds(src, &env(&[("totalCount", 17500.5)], &[])));
+        assert!(!holds(src, &env(&[("totalCount", 17500.0)], &[])));
+    }
+
+    #[test]
+    fn seed_threshold_and_regex_on_a_tag() {
+        let src = r#""totalCount" > 100 AND "ip" =~ /^10\./"#;
+        assert!(holds(
+            src,
+            &env(&[("totalCount", 101.0)], &[("ip", "10.1.2.3")])
+        ));
+        assert!(!holds(
+            src,
+            &env(&[("totalCount", 101.0)], &[("ip", "110.1.2.3")])
+        ));
+        assert!(!holds(
+            src,
+            &env(&[("totalCount", 99.0)], &[("ip", "10.1.2.3")])
+        ));
+    }
+
+    #[test]
+    fn seed_negation_with_bang_and_float_rate() {
+        let src = r#"!("role" == 'edge') OR "totalCount" / 60.0 >= 300"#;
+        let e = |role, count| env(&[("totalCount", count)], &[("role", role)]);
+        assert!(holds(src, &e("core", 0.0)));
+        assert!(!holds(src, &e("edge", 17999.0)));
+        assert!(holds(src, &e("edge", 18000.0)));
+    }
+
+    #[test]
+    fn not_keyword_does_not_exist() {
+        // Kapacitor lexes NOT as an identifier and calls an undefined function.
+        let e = parse_err(r#"NOT ("role" == 'edge') OR "totalCount" > 1"#);
+        assert_eq!(e.pos, 0);
+        assert!(e.message.starts_with("undefined function: \"NOT\""), "{e}");
+        assert!(e.message.contains('!'), "{e}");
+    }
+
+    #[test]
+    fn precedence_and_associativity() {
+        assert!(truth("1 + 2 * 3 == 7"));
+        assert!(truth("(1 + 2) * 3 == 9"));
+        assert!(truth("10 - 4 - 3 == 3"));
+        assert!(truth("100 / 10 / 5 == 2"));
+        assert!(truth("-2 * 3 == -6"));
+        assert!(truth("7 - -3 == 10"));
+        // AND binds tighter than OR.
+        assert!(truth("TRUE OR FALSE AND FALSE"));
+        assert!(truth("FALSE AND TRUE OR TRUE"));
+        assert!(!truth("FALSE AND (TRUE OR TRUE)"));
+        // < binds tighter than ==.
+        assert!(truth("1 < 2 == TRUE"));
+        let e = env(&[("totalCount", 50.0)], &[("host", "web-1")]);
+        assert!(holds(
+            r#""totalCount" * 2.0 > 99.0 AND "host" =~ /web/"#,
+            &e
+        ));
+        // Unary operators take the next operand only.
+        assert_eq!(
+            parse_err(r#"!"host" == 'web-1'"#).message,
+            "mismatched type to binary operator. got boolean == string. see bool(), int(), float(), string(), duration()"
+        );
+    }
+
+    #[test]
+    fn comparisons_mix_int_and_float() {
+        assert!(truth("1 == 1.0"));
+        assert!(truth("2 > 1.5"));
+        assert!(truth("1.5 <= 2"));
+        assert!(truth("3 != 3.5"));
+        let e = env(&[("totalCount", 17500.0)], &[]);
+        assert!(holds(r#""totalCount" >= 17500"#, &e));
+    }
+
+    #[test]
+    fn arithmetic_does_not_mix_int_and_float() {
+        let e = env(&[("totalCount", 600.0)], &[]);
+        let err = eval_err(r#""totalCount" / 60 > 5"#, &e);
+        assert_eq!(
+            err.message(),
+            "mismatched type to binary operator. got float / int. see bool(), int(), float(), string(), duration()"
+        );
+        assert!(holds(r#""totalCount" / 60.0 > 5"#, &e));
+        assert!(holds(r#"int("totalCount") / 60 == 10"#, &e));
+        // Between constants Kapacitor refuses it when compiling.
+        let err = parse_err("1 + 1.5 > 2");
+        assert_eq!(err.pos, 2);
+        assert!(err.message.starts_with("mismatched type"), "{err}");
+    }
+
+    #[test]
+    fn integer_division_truncates_and_modulo_is_int_only() {
+        assert!(truth("7 / 2 == 3"));
+        assert!(truth("-7 / 2 == -3"));
+        assert!(truth("7 % 3 == 1"));
+        assert!(truth("-7 % 3 == -1"));
+        assert_eq!(value("7.0 / 2.0", &TestEnv::default()), Value::Float(3.5));
+        assert_eq!(
+            parse_err("7.0 % 2.0 > 0.0").message,
+            "invalid math operator % for type float"
+        );
+        let err = eval_err("1 / 0 == 0", &TestEnv::default());
+        assert_eq!(err.message(), "integer divide by zero");
+        assert_eq!(
+            value("1.0 / 0.0", &TestEnv::default()),
+            Value::Float(f64::INFINITY)
+        );
+    }
+
+    #[test]
+    fn integer_arithmetic_wraps_like_go() {
+        assert!(truth("9223372036854775807 + 1 == -9223372036854775807 - 1"));
+        assert_eq!(
+            parse_err("9223372036854775808 > 1").message,
+            "illegal number syntax: \"9223372036854775808\""
+        );
+    }
+
+    #[test]
+    fn integer_literals_with_leading_zero_are_octal() {
+        assert!(truth("010 == 8"));
+        assert!(truth("0 == 0"));
+        assert!(truth("010.5 == 10.5"));
+        assert_eq!(parse_err("09 > 1").message, "illegal number syntax: \"09\"");
+    }
+
+    #[test]
+    fn regex_match_on_tags() {
+        let e = env(&[], &[("host", "web-12"), ("path", "/api/v1")]);
+        assert!(holds(r#""host" =~ /^web-\d+$/"#, &e));
+        assert!(!holds(r#""host" !~ /^web-\d+$/"#, &e));
+        assert!(holds(r#""host" !~ /^db/"#, &e));
+        assert!(holds(r#""path" =~ /^\/api\//"#, &e));
+        assert!(holds(r#""host" =~ /(?i)^WEB/"#, &e));
+        // The regex is on the right only.
+        let err = parse_err(r#"/web/ =~ "host""#);
+        assert!(err.message.contains("after a regex"), "{err}");
+        let err = eval_err(r#""host" =~ "path""#, &e);
+        assert!(err.message().starts_with("mismatched type"), "{err}");
+    }
+
+    #[test]
+    fn regex_classes_are_ascii_as_in_go() {
+        let e = env(&[], &[("d", "\u{663}"), ("w", "é"), ("s", "\u{a0}")]);
+        assert!(!holds(r#""d" =~ /^\d$/"#, &e));
+        assert!(holds(r#""d" =~ /^\D$/"#, &e));
+        assert!(!holds(r#""w" =~ /^\w$/"#, &e));
+        assert!(!holds(r#""s" =~ /^\s$/"#, &e));
+        assert!(holds(r#""w" =~ /^[^\d]$/"#, &e));
+        assert_eq!(
+            go_regex_to_rust(r"\d[\d\W]\b"),
+            r"[0-9][0-9[^0-9A-Za-z_]](?-u:\b)"
+        );
+        assert_eq!(go_regex_to_rust(r"[]a[&&~]"), r"[\]a\[\&\&\~]");
+        assert_eq!(go_regex_to_rust(r"[[:alpha:]\\d]"), r"[[:alpha:]\\d]");
+        assert_eq!(go_regex_to_rust(r"\Q1.5\E."), r"1\.5.");
+    }
+
+    #[test]
+    fn operator_right_after_a_regex_is_a_syntax_error() {
+        let err = parse_err(r#""a" =~ /x/ == TRUE"#);
+        assert_eq!(err.pos, 11);
+        assert!(err.message.contains("parentheses"), "{err}");
+        let e = env(&[], &[("a", "x")]);
+        assert!(holds(r#"("a" =~ /x/) == TRUE"#, &e));
+        // Keywords are fine after a regex.
+        assert!(holds(r#""a" =~ /x/ AND "a" !~ /y/"#, &e));
+    }
+
+    #[test]
+    fn invalid_regex_is_a_parse_error() {
+        let err = parse_err(r#""a" =~ /(x/"#);
+        assert_eq!(err.pos, 7);
+        assert!(
+            err.message.starts_with("error parsing regexp /(x/:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_reference_names_it() {
+        let e = env(&[("totalCount", 5.0)], &[]);
+        let err = eval_err(r#""totlCount" > 5"#, &e);
+        assert_eq!(
+            err.message(),
+            "left reference value \"totlCount\" is missing value"
+        );
+        assert_eq!(err.missing_reference(), Some("totlCount"));
+        let err = eval_err(r#"5 < "totlCount""#, &e);
+        assert_eq!(
+            err.message(),
+            "right reference value \"totlCount\" is missing value"
+        );
+        let err = eval_err(r#"abs("nope") > 1.0 AND "totalCount" > 1"#, &e);
+        assert_eq!(
+            err.message(),
+            "Cannot call function \"abs\" argument \"nope\" is missing, values in scope are [\"totalCount\"]"
+        );
+        assert_eq!(err.missing_reference(), Some("nope"));
+        let err = parse(r#""nope""#).eval(&e).unwrap_err();
+        assert_eq!(err.message(), "reference \"nope\" is missing value");
+    }
+
+    #[test]
+    fn is_present_tests_for_missing_references() {
+        let e = env(&[("totalCount", 5.0)], &[("host", "a")]);
+        assert!(holds(
+            r#"isPresent("totalCount") AND isPresent("host")"#,
+            &e
+        ));
+        assert!(holds(r#"!isPresent("nope")"#, &e));
+        assert!(holds(r#"isPresent("nope") OR "totalCount" > 1"#, &e));
+    }
+
+    #[test]
+    fn logical_operators_short_circuit_after_type_checks() {
+        let e = env(&[("totalCount", 5.0)], &[]);
+        assert!(holds(r#"TRUE OR "nope" > 1"#, &e));
+        assert!(!holds(r#"FALSE AND "nope" > 1"#, &e));
+        assert!(eval_err(r#""nope" > 1 OR TRUE"#, &e)
+            .missing_reference()
+            .is_some());
+        // The operand types are checked even where evaluation stops early.
+        let err = eval_err(r#"TRUE OR "totalCount""#, &e);
+        assert_eq!(
+            err.message(),
+            "mismatched type to binary operator. got boolean OR float. see bool(), int(), float(), string(), duration()"
+        );
+        let err = eval_err(r#""totalCount" AND TRUE"#, &e);
+        assert_eq!(err.message(), "invalid logical operator AND for type float");
+    }
+
+    #[test]
+    fn field_and_tag_with_the_same_name_is_an_error() {
+        let e = env(&[("x", 1.0)], &[("x", "a")]);
+        let err = eval_err(r#"TRUE OR "x" > 0"#, &e);
+        assert_eq!(
+            err.message(),
+            "cannot have field and tags with same name \"x\""
+        );
+    }
+
+    #[test]
+    fn parse_error_positions() {
+        let e = parse_err(r#""totalCount" >"#);
+        assert_eq!(e.pos, 14);
+        assert_eq!(e.message, "unexpected end of expression, expected a value");
+        assert_eq!(
+            e.to_string(),
+            "at column 15: unexpected end of expression, expected a value"
+        );
+        let e = parse_err(r#""a" > > 1"#);
+        assert_eq!(e.pos, 6);
+        assert_eq!(e.message, "unexpected '>', expected a value");
+        let e = parse_err(r#""a" == 'abc"#);
+        assert_eq!((e.pos, e.message.as_str()), (7, "unterminated string"));
+        let e = parse_err(r#""a" =~ /abc"#);
+        assert_eq!((e.pos, e.message.as_str()), (7, "unterminated regex"));
+        let e = parse_err(r#""abc > 1"#);
+        assert_eq!(
+            (e.pos, e.message.as_str()),
+            (0, "unterminated field reference")
+        );
+        let e = parse_err("1.2.3 > 1");
+        assert_eq!(
+            (e.pos, e.message.as_str()),
+            (0, "multiple decimals in number")
+        );
+        let e = parse_err(r#"("a" > 1"#);
+        assert_eq!(e.pos, 8);
+        assert_eq!(e.message, "unexpected end of expression, expected ')'");
+        let e = parse_err(r#""a" > 1 "b""#);
+        assert_eq!(e.pos, 8);
+        assert_eq!(
+            e.message,
+            "unexpected reference \"b\", expected an operator or the end of the expression"
+        );
+        let e = parse_err("");
+        assert_eq!(e.pos, 0);
+        let e = parse_err(r#""a" > 1 && "b" > 2"#);
+        assert_eq!(e.pos, 8);
+        assert!(e.message.contains("AND and OR"), "{e}");
+        let e = parse_err(r#""a" > 1 and "b" > 2"#);
+        assert_eq!(e.pos, 8);
+        let e = parse_err(r#"totalCount > 1"#);
+        assert!(e.message.contains("\"totalCount\""), "{e}");
+        let e = parse_err(r#""a" == true"#);
+        assert!(e.message.contains("TRUE"), "{e}");
+    }
+
+    #[test]
+    fn stateful_and_time_functions_are_not_supported() {
+        let e = parse_err(r#""totalCount" > 5 AND sigma("totalCount") > 3"#);
+        assert_eq!(e.pos, 21);
+        assert!(
+            e.message.starts_with("function \"sigma\" is not supported"),
+            "{e}"
+        );
+        assert!(parse_err("count() > 1").message.contains("not supported"));
+        assert!(parse_err("spread(1.0) > 1.0")
+            .message
+            .contains("not supported"));
+        assert!(parse_err("hour(now()) > 1")
+            .message
+            .contains("not supported"));
+        let e = parse_err(r#""time" > 1"#);
+        assert!(e.message.contains("not supported"), "{e}");
+        let e = parse_err("round(1.5) == 2.0");
+        assert_eq!(e.message, "undefined function: \"round\"");
+    }
+
+    #[test]
+    fn function_signatures_follow_kapacitor() {
+        // Math functions take floats only.
+        let e = parse_err("abs(-5) == 5");
+        assert_eq!(
+            e.message,
+            "Cannot call function \"abs\" with args (-5: int), available signatures are [(float)]."
+        );
+        let e = parse_err("pow(2.0) > 1.0");
+        assert!(e.message.contains("with 1 argument(s)"), "{e}");
+        let env_ = env(&[("totalCount", 5.0)], &[("host", "web")]);
+        let err = eval_err(r#"abs("host") > 1.0"#, &env_);
+        assert_eq!(
+            err.message(),
+            "Cannot call function \"abs\" with args (\"host\": string), available signatures are [(float)]."
+        );
+        // duration() wants a unit even for a string.
+        assert!(parse_err("duration('5m') > 1s")
+            .message
+            .contains("(duration), (int,duration), (float,duration), (string,duration)"));
+    }
+
+    #[test]
+    fn math_functions() {
+        let e = env(&[("totalCount", -2.5)], &[]);
+        assert!(holds(r#"abs("totalCount") == 2.5"#, &e));
+        assert!(holds(r#"ceil("totalCount") == -2.0"#, &e));
+        assert!(holds(r#"floor("totalCount") == -3.0"#, &e));
+        assert!(holds(r#"trunc("totalCount") == -2.0"#, &e));
+        assert!(holds("sqrt(16.0) == 4.0", &e));
+        assert!(holds("pow(2.0, 10.0) == 1024.0", &e));
+        assert!(holds("exp(0.0) == 1.0 AND log(1.0) == 0.0", &e));
+        assert!(holds("log10(1000.0) == 3.0 AND log2(8.0) == 3.0", &e));
+        assert!(holds(
+            r#"max("totalCount", 1.0) == 1.0 AND min("totalCount", 1.0) == -2.5"#,
+            &e
+        ));
+        assert!(holds("mod(7.5, 2.0) == 1.5", &e));
+        assert!(holds("pow10(3) == 1000.0 AND pow10(-1) == 0.1", &e));
+        assert!(holds("logb(8.0) == 3.0 AND logb(0.1) == -4.0", &e));
+        assert!(go_max(1.0, f64::NAN).is_nan());
+        assert_eq!(go_max(f64::NAN, f64::INFINITY), f64::INFINITY);
+        assert_eq!(go_logb(f64::MIN_POSITIVE / 4.0), -1024.0);
+        assert_eq!(go_pow10(400), f64::INFINITY);
+        assert_eq!(go_pow10(-400), 0.0);
+    }
+
+    #[test]
+    fn conversion_functions() {
+        let e = env(&[("totalCount", 7.9)], &[("n", "42"), ("b", "T")]);
+        assert!(holds(r#"int("totalCount") == 7"#, &e));
+        assert!(holds(r#"int("n") + 1 == 43"#, &e));
+        assert!(holds(r#"float("n") == 42.0"#, &e));
+        assert!(holds(r#"bool("b")"#, &e));
+        assert!(holds("bool(1) AND !bool(0.0)", &e));
+        assert!(holds("int(TRUE) == 1 AND float(FALSE) == 0.0", &e));
+        assert!(holds(r#"string("totalCount") == '7.9'"#, &e));
+        assert!(holds("string(3) == '3' AND string(TRUE) == 'true'", &e));
+        assert!(holds("string(2.0) == '2' AND string(90m) == '90m'", &e));
+        assert!(holds(
+            "string(1500ms) == '1500ms' AND string(2w) == '2w'",
+            &e
+        ));
+        assert!(holds(
+            "duration(2, 1m) == 120s AND duration(1.5, 1s) == 1500ms",
+            &e
+        ));
+        assert!(holds("duration('1h30m', 1s) == 90m", &e));
+        let err = eval_err(r#"bool("n")"#, &e);
+        assert_eq!(
+            err.message(),
+            "error calling \"bool\": strconv.ParseBool: parsing \"42\": invalid syntax"
+        );
+        let err = eval_err("bool(2) OR TRUE", &e);
+        assert_eq!(
+            err.message(),
+            "error calling \"bool\": cannot convert 2 to boolean"
+        );
+        let err = eval_err("float('1e400') > 1.0", &e);
+        assert!(err.message().ends_with("value out of range"), "{err}");
+        let err = eval_err("int('x') > 1", &e);
+        assert_eq!(
+            err.message(),
+            "error calling \"int\": strconv.ParseInt: parsing \"x\": invalid syntax"
+        );
+        assert_eq!(go_f64_to_i64(f64::NAN), i64::MIN);
+        assert_eq!(go_f64_to_i64(1e19), i64::MIN);
+        assert_eq!(go_format_float(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(go_format_float(1e21), "1000000000000000000000");
+    }
+
+    #[test]
+    fn string_functions() {
+        let e = env(&[], &[("host", "Web-01.example.com")]);
+        assert!(holds(r#"strContains("host", 'example')"#, &e));
+        assert!(holds(
+            r#"strContainsAny("host", 'xyz') AND !strContainsAny("host", '')"#,
+            &e
+        ));
+        assert!(holds(
+            r#"strHasPrefix("host", 'Web') AND strHasSuffix("host", '.com')"#,
+            &e
+        ));
+        assert!(holds(
+            r#"strCount("host", 'e') == 3 AND strCount('abc', '') == 4"#,
+            &e
+        ));
+        assert!(holds(
+            r#"strIndex("host", '.') == 6 AND strLastIndex("host", '.') == 14"#,
+            &e
+        ));
+        assert!(holds(r#"strIndex("host", 'zz') == -1"#, &e));
+        assert!(holds(
+            r#"strIndexAny("host", '.-') == 3 AND strLastIndexAny("host", '.-') == 14"#,
+            &e
+        ));
+        assert!(holds(
+            r#"strLength("host") == 18 AND strLength('é') == 2"#,
+            &e
+        ));
+        assert!(holds(
+            r#"strReplace("host", '.', '_', 1) == 'Web-01_example.com'"#,
+            &e
+        ));
+        assert!(holds(
+            r#"strReplace("host", '.', '_', -1) == 'Web-01_example_com'"#,
+            &e
+        ));
+        assert!(holds(r#"strSubstring("host", 0, 3) == 'Web'"#, &e));
+        assert!(holds(r#"strToLower("host") == 'web-01.example.com'"#, &e));
+        assert!(holds(r#"strToUpper('straße') == 'STRAßE'"#, &e));
+        assert!(holds(r#"strTrimSpace('  a b  ') == 'a b'"#, &e));
+        assert!(holds(
+            r#"strTrim('xxaxx', 'x') == 'a' AND strTrimLeft('xxa', 'x') == 'a'"#,
+            &e
+        ));
+        assert!(holds(r#"strTrimRight('axx', 'x') == 'a'"#, &e));
+        assert!(holds(
+            r#"strTrimPrefix("host", 'Web-') == '01.example.com'"#,
+            &e
+        ));
+        assert!(holds(
+            r#"strTrimSuffix("host", '.com') == 'Web-01.example'"#,
+            &e
+        ));
+        assert!(holds(
+            r#"regexReplace(/(\d+)/, "host", 'n$1') == 'Web-n01.example.com'"#,
+            &e
+        ));
+        // strSubstring's stop must be below the length.
+        let err = eval_err(r#"strSubstring("host", 0, 18) == ''"#, &e);
+        assert_eq!(
+            err.message(),
+            "error calling \"strSubstring\": stop index too large for string in strSubstring: 18"
+        );
+    }
+
+    #[test]
+    fn if_function_picks_a_branch() {
+        let e = env(&[("totalCount", 10.0)], &[]);
+        assert!(holds(
+            r#"if("totalCount" > 5, 'big', 'small') == 'big'"#,
+            &e
+        ));
+        assert!(holds(r#"if("totalCount" > 50, 1, 2) == 2"#, &e));
+        assert!(parse_err("if(TRUE, 1, 'a') == 1")
+            .message
+            .contains("Cannot call function \"if\""));
+    }
+
+    #[test]
+    fn strings_concatenate_compare_and_escape() {
+        let e = env(&[], &[("host", "web")]);
+        assert!(holds(r#""host" + '.example' == 'web.example'"#, &e));
+        assert!(holds("'abc' < 'abd' AND 'b' > 'abc'", &e));
+        assert!(holds(r#"'it\'s' == '''it's'''"#, &e));
+        assert!(holds("'' == '' AND strLength('') == 0", &e));
+        // Only \' is an escape.
+        assert!(holds(r"strLength('a\nb') == 4", &e));
+        assert!(holds(r#"'''a\'b''' == 'a\\'b'"#, &e));
+        assert_eq!(value(r#"'x' + "host""#, &e), Value::Str("xweb".to_string()));
+        let e = env(&[("a\"b", 1.0)], &[]);
+        assert!(holds(r#""a\"b" == 1.0"#, &e));
+    }
+
+    #[test]
+    fn durations_as_kapacitor_lexes_them() {
+        assert!(truth("5m == 300s AND 1h > 59m AND 5ms < 1s"));
+        assert!(truth(
+            "1d == 24h AND 1w == 7d AND 1000u == 1ms AND 1µ == 1u"
+        ));
+        assert!(truth("2 * 5m == 10m AND 5m * 2 == 10m AND 10m / 5m == 2"));
+        assert!(truth("10m / 2 == 5m AND 1m * 1.5 == 90s AND -5m < 0s"));
+        assert!(truth("010s == 10s"));
+        assert_eq!(
+            value("90s", &TestEnv::default()),
+            Value::Duration(90 * NS_S)
+        );
+        // No `us`: `5u` then the identifier `s`.
+        let e = parse_err("5us > 1u");
+        assert_eq!(e.pos, 2);
+        // No decimal durations: the number 1.5 then the identifier `m`.
+        assert_eq!(parse_err("1.5m > 1m").pos, 3);
+        assert_eq!(
+            parse_err("5m + 1 > 1m").message,
+            "mismatched type to binary operator. got duration + int. see bool(), int(), float(), string(), duration()"
+        );
+        assert!(parse_influx_duration("2562048h").is_err());
+        assert_eq!(parse_influx_duration("-1h30m"), Ok(-(NS_H + 30 * NS_M)));
+        assert_eq!(
+            parse_influx_duration("5"),
+            Err("invalid duration".to_string())
+        );
+        assert_eq!(format_influx_duration(1500), "1u");
+    }
+
+    #[test]
+    fn unary_operators_follow_kapacitor() {
+        assert!(truth("-TRUE == FALSE"));
+        assert!(truth("!FALSE AND !!TRUE"));
+        assert!(truth("--3 == 3"));
+        assert_eq!(
+            parse_err("!5").message,
+            "invalid unary operator ! for type int"
+        );
+        assert_eq!(
+            parse_err("-'a' == 'a'").message,
+            "invalid unary operator - for type string"
+        );
+        let e = env(&[("totalCount", 3.0)], &[("host", "a")]);
+        assert!(holds(r#"-"totalCount" == -3.0"#, &e));
+        let err = eval_err(r#"-"host" == 'a'"#, &e);
+        assert_eq!(err.message(), "invalid unary operator - for type string");
+    }
+
+    #[test]
+    fn constant_type_errors_are_parse_errors() {
+        assert_eq!(
+            parse_err("TRUE + 1").message,
+            "invalid math operator + for type boolean"
+        );
+        assert_eq!(
+            parse_err(r#""a" > 1 AND 7"#).message,
+            "mismatched type to binary operator. got boolean AND int. see bool(), int(), float(), string(), duration()"
+        );
+        assert_eq!(
+            parse_err("'a' =~ 'a'").message,
+            "mismatched type to binary operator. got string =~ string. see bool(), int(), float(), string(), duration()"
+        );
+        assert_eq!(
+            parse_err("TRUE < FALSE").message,
+            "invalid comparison operator < for type boolean"
+        );
+    }
+
+    #[test]
+    fn type_errors_match_kapacitor_expr_test() {
+        // Expected messages from tick/stateful/expr_test.go (v1.5.7).
+        let see = "see bool(), int(), float(), string(), duration()";
+        for (src, want) in [
+            (
+                "5m OR 10m",
+                "invalid logical operator OR for type duration".to_string(),
+            ),
+            (
+                "5 OR 5m",
+                "invalid logical operator OR for type int".to_string(),
+            ),
+            (
+                "5m == 5",
+                format!("mismatched type to binary operator. got duration == int. {see}"),
+            ),
+            (
+                "5m <= 5",
+                format!("mismatched type to binary operator. got duration <= int. {see}"),
+            ),
+            (
+                "5m % 2",
+                "invalid math operator % for type duration".to_string(),
+            ),
+            (
+                "5m * 10m",
+                format!("mismatched type to binary operator. got duration * duration. {see}"),
+            ),
+            (
+                "5m - 1.5",
+                format!("mismatched type to binary operator. got duration - float. {see}"),
+            ),
+            (
+                "2 / 5m",
+                format!("mismatched type to binary operator. got int / duration. {see}"),
+            ),
+            (
+                "2 % 5m",
+                format!("mismatched type to binary operator. got int % duration. {see}"),
+            ),
+            (
+                "1.5 % 5m",
+                "invalid math operator % for type float".to_string(),
+            ),
+        ] {
+            assert_eq!(parse_err(src).message, want, "{src}");
+        }
+        // The same combinations fail at evaluation when they come from data.
+        let e = env(&[("totalCount", 1.5)], &[]);
+        assert_eq!(
+            eval_err(r#""totalCount" % 5m == 1m"#, &e).message(),
+            "invalid math operator % for type float"
+        );
+    }
+
+    #[test]
+    fn non_boolean_condition_is_an_eval_error() {
+        let e = env(&[("totalCount", 3.0)], &[]);
+        let err = eval_err(r#""totalCount" * 2.0"#, &e);
+        assert_eq!(
+            err.message(),
+            "TypeGuard: expression returned unexpected type float, expected boolean"
+        );
+        assert_eq!(value(r#""totalCount" * 2.0"#, &e), Value::Float(6.0));
+    }
+
+    #[test]
+    fn references_are_listed_once_in_order() {
+        let x = parse(r#""b" > 1 AND ("a" == 'x' OR strLength("b") > 2) AND isPresent("c")"#);
+        assert_eq!(x.references().collect::<Vec<_>>(), ["b", "a", "c"]);
+        assert_eq!(parse("1 > 0").references().count(), 0);
+    }
+
+    #[test]
+    fn tickscript_extras_are_accepted() {
+        let e = env(&[("totalCount", 3.0)], &[]);
+        assert!(holds(r#"lambda: "totalCount" > 1"#, &e));
+        assert!(holds("\"totalCount\" > 1 // over one\n AND TRUE", &e));
+        assert!(holds(r#"strContains('ab', 'a',)"#, &e));
+        assert!(holds("\t\"totalCount\"\n>\n1\n", &e));
+        // After a comment Kapacitor expects a value, not an operator.
+        assert!(parse_err("\"totalCount\" // c\n > 1")
+            .message
+            .contains("'>'"));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowing() {
+        let deep = format!("{}1{} > 0", "(".repeat(10_000), ")".repeat(10_000));
+        assert_eq!(parse_err(&deep).message, "expression nested too deeply");
+        let long = format!("1{} > 0", " + 1".repeat(10_000));
+        assert_eq!(parse_err(&long).message, "expression nested too deeply");
+        let neg = format!("{}1 > 0", "-".repeat(10_000));
+        assert_eq!(parse_err(&neg).message, "expression nested too deeply");
+        assert!(truth(&format!("1{} == 101", " + 1".repeat(100))));
+    }
+
+    #[test]
+    fn expr_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Expr>();
+        check::<ExprError>();
+        check::<EvalError>();
+        let x = parse(r#""a" =~ /x/"#);
+        assert_eq!(x.to_string(), r#""a" =~ /x/"#);
+        assert_eq!(x.source(), r#""a" =~ /x/"#);
+    }
+}

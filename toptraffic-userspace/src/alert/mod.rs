@@ -1,0 +1,8 @@
+//! Alerting with Kapacitor's semantics: per rule, alert blocks evaluate
+//! every key's window value after each rotation.
+
+pub mod engine;
+pub mod event;
+pub mod expr;
+pub mod state;
+pub mod template;

@@ -1,0 +1,6057 @@
+//! Go text/template (and html/template escaping) for alert ids, messages and details.
+//!
+//! Kapacitor 1.5.7 parses `id` and `message` with text/template and `details`
+//! with html/template plus one function, `json` (alert.go, newAlertNode), and
+//! was built with Go 1.13 (Dockerfile_build_ubuntu64). Users' templates must
+//! render byte for byte as they did there, so this module reproduces Go 1.13's
+//! behaviour: the lexer and parser of text/template/parse (lex.go, parse.go),
+//! the evaluation rules of text/template (exec.go, funcs.go), fmt's `%v` and
+//! printf verbs (fmt/print.go, fmt/format.go, strconv/ftoa.go), encoding/json
+//! (encode.go) and html/template's contextual escaping of HTML text and
+//! attributes (escape.go, transition.go, html.go, url.go, attr.go). Comments
+//! name the Go file each rule comes from.
+//!
+//! Usage: parse once at configuration load ([`Template::parse`],
+//! [`Template::parse_html`]); render per event with the data that
+//! [`AlertInfo`] builds, which mirrors Kapacitor's `idInfo`, `messageInfo` and
+//! `detailsInfo`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::{self, Write as _};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::event::Level;
+
+// ---------------------------------------------------------------------------
+// Data
+// ---------------------------------------------------------------------------
+
+/// A Go value as a template sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A nil interface (`<nil>` when printed).
+    Nil,
+    Bool(bool),
+    /// Go's `int` (and `int64`).
+    Int(i64),
+    /// Go's `float64`.
+    Float(f64),
+    Str(String),
+    /// `time.Time`, always in UTC as Kapacitor's point times are.
+    Time(SystemTime),
+    Duration(Duration),
+    /// `map[string]interface{}`: keys sorted as Go's fmt and json sort them;
+    /// a missing key indexes to nil.
+    Map(BTreeMap<String, Value>),
+    /// `map[string]string` (Kapacitor's `Tags`): a missing key indexes to "".
+    StrMap(BTreeMap<String, String>),
+    /// A struct: its Go type name (for error messages and `%T`) and its
+    /// fields in declaration order. A field with an empty name is an embedded
+    /// struct: its fields are promoted (found by `.Field`, written inline by
+    /// `json`) but `%v` prints it nested, as Go does.
+    Struct(String, Vec<(String, Value)>),
+}
+
+impl Value {
+    /// The Go type name, as `%T` and fmt's error forms print it.
+    fn type_name(&self) -> &str {
+        match self {
+            Value::Nil => "<nil>",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float64",
+            Value::Str(_) => "string",
+            Value::Time(_) => "time.Time",
+            Value::Duration(_) => "time.Duration",
+            Value::Map(_) => "map[string]interface {}",
+            Value::StrMap(_) => "map[string]string",
+            Value::Struct(name, _) => name,
+        }
+    }
+
+    /// text/template's truth (exec.go, isTrue): zero values are false,
+    /// structs are true.
+    fn truth(&self) -> bool {
+        match self {
+            Value::Nil => false,
+            Value::Bool(b) => *b,
+            Value::Int(i) => *i != 0,
+            Value::Float(f) => *f != 0.0,
+            Value::Str(s) => !s.is_empty(),
+            Value::Time(_) | Value::Struct(..) => true,
+            Value::Duration(d) => !d.is_zero(),
+            Value::Map(m) => !m.is_empty(),
+            Value::StrMap(m) => !m.is_empty(),
+        }
+    }
+}
+
+/// Kapacitor's `serverInfo`, part of every template's data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub hostname: String,
+    pub cluster_id: String,
+    pub server_id: String,
+}
+
+/// What an alert's templates can see. The three `*_data` methods build the
+/// structs Kapacitor 1.5.7 hands to its templates (alert.go: idInfo,
+/// messageInfo embedding idInfo, detailsInfo embedding messageInfo).
+#[derive(Debug, Clone, Copy)]
+pub struct AlertInfo<'a> {
+    /// The measurement (`.Name`).
+    pub name: &'a str,
+    /// The task, here the rule (`.TaskName`).
+    pub task_name: &'a str,
+    /// `name=value` of the group-by tags sorted by name, joined by `,`; Kapacitor
+    /// writes `nil` when there is no group by.
+    pub group: &'a str,
+    pub tags: &'a BTreeMap<String, String>,
+    pub server: &'a ServerInfo,
+    /// The point's fields; float64 in Go (sums of float fields).
+    pub fields: &'a BTreeMap<String, f64>,
+    pub level: Level,
+    pub time: SystemTime,
+    pub duration: Duration,
+}
+
+impl AlertInfo<'_> {
+    /// `idInfo`: the data of the `id` template.
+    pub fn id_data(&self) -> Value {
+        Value::Struct("kapacitor.idInfo".into(), self.id_fields())
+    }
+
+    /// `messageInfo`: the data of the `message` template, given the rendered id.
+    pub fn message_data(&self, id: &str) -> Value {
+        Value::Struct("kapacitor.messageInfo".into(), self.message_fields(id))
+    }
+
+    fn embedded_message(&self, id: &str) -> (String, Value) {
+        (String::new(), self.message_data(id))
+    }
+
+    /// `detailsInfo`: the data of the `details` template, given the rendered
+    /// id and message.
+    pub fn details_data(&self, id: &str, message: &str) -> Value {
+        let fields = vec![
+            self.embedded_message(id),
+            ("Message".into(), Value::Str(message.into())),
+        ];
+        Value::Struct("kapacitor.detailsInfo".into(), fields)
+    }
+
+    fn id_fields(&self) -> Vec<(String, Value)> {
+        let server = Value::Struct(
+            "kapacitor.serverInfo".into(),
+            vec![
+                ("Hostname".into(), Value::Str(self.server.hostname.clone())),
+                (
+                    "ClusterID".into(),
+                    Value::Str(self.server.cluster_id.clone()),
+                ),
+                ("ServerID".into(), Value::Str(self.server.server_id.clone())),
+            ],
+        );
+        vec![
+            ("Name".into(), Value::Str(self.name.into())),
+            ("TaskName".into(), Value::Str(self.task_name.into())),
+            ("Group".into(), Value::Str(self.group.into())),
+            ("Tags".into(), Value::StrMap(self.tags.clone())),
+            ("ServerInfo".into(), server),
+        ]
+    }
+
+    fn message_fields(&self, id: &str) -> Vec<(String, Value)> {
+        let mut fields = vec![(String::new(), self.id_data())];
+        let values = self
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::Float(*v)))
+            .collect();
+        fields.extend([
+            ("ID".into(), Value::Str(id.into())),
+            ("Fields".into(), Value::Map(values)),
+            ("Level".into(), Value::Str(self.level.as_str().into())),
+            ("Time".into(), Value::Time(self.time)),
+            ("Duration".into(), Value::Duration(self.duration)),
+        ]);
+        fields
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/// A template that does not parse (or, for html templates, cannot be escaped).
+/// `msg` is Go's message; `line` and `col` (1-based, col in bytes) locate
+/// `pos`, a byte offset into the source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{line}:{col}: {msg}")]
+pub struct TemplateError {
+    pub pos: usize,
+    pub line: usize,
+    pub col: usize,
+    pub msg: String,
+}
+
+/// A template that failed while rendering, as Go's exec errors read:
+/// the place, the node being evaluated and what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{line}:{col}: executing at <{node}>: {msg}")]
+pub struct RenderError {
+    pub pos: usize,
+    pub line: usize,
+    pub col: usize,
+    pub node: String,
+    pub msg: String,
+}
+
+fn line_col(src: &str, pos: usize) -> (usize, usize) {
+    let before = &src.as_bytes()[..pos.min(src.len())];
+    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+    let col = 1 + before.iter().rev().take_while(|&&b| b != b'\n').count();
+    (line, col)
+}
+
+fn template_error(src: &str, pos: usize, msg: impl Into<String>) -> TemplateError {
+    let (line, col) = line_col(src, pos);
+    TemplateError {
+        pos,
+        line,
+        col,
+        msg: msg.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Lexer: text/template/parse/lex.go (Go 1.13)
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tk {
+    Text,
+    LeftDelim,
+    RightDelim,
+    Space,
+    Assign,
+    Declare,
+    Pipe,
+    LeftParen,
+    RightParen,
+    Char,
+    String,
+    RawString,
+    CharConst,
+    Number,
+    Complex,
+    Bool,
+    Dot,
+    Nil,
+    Field,
+    Variable,
+    Identifier,
+    // Keywords.
+    Block,
+    Define,
+    Else,
+    End,
+    If,
+    Range,
+    Template,
+    With,
+    Error,
+    Eof,
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    kind: Tk,
+    pos: usize,
+    val: String,
+}
+
+impl Token {
+    fn is_keyword(&self) -> bool {
+        matches!(
+            self.kind,
+            Tk::Block
+                | Tk::Define
+                | Tk::Else
+                | Tk::End
+                | Tk::If
+                | Tk::Range
+                | Tk::Template
+                | Tk::With
+        ) || (self.kind == Tk::Dot && self.val == ".")
+            || self.kind == Tk::Nil
+    }
+}
+
+/// lex.go, item.String: how parse errors quote a token.
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            Tk::Eof => f.write_str("EOF"),
+            Tk::Error => f.write_str(&self.val),
+            _ if self.is_keyword() => write!(f, "<{}>", self.val),
+            _ if self.val.chars().count() > 10 => {
+                let head: String = self.val.chars().take(10).collect();
+                write!(f, "{}...", go_quote(&head, false))
+            }
+            _ => f.write_str(&go_quote(&self.val, false)),
+        }
+    }
+}
+
+const LEFT_DELIM: &str = "{{";
+const RIGHT_DELIM: &str = "}}";
+// Go 1.13 requires exactly one ASCII space between the marker and the delimiter.
+const LEFT_TRIM: &str = "- ";
+const RIGHT_TRIM: &str = " -";
+const SPACE_CHARS: &[char] = &[' ', '\t', '\r', '\n'];
+
+fn is_space(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+fn is_end_of_line(c: char) -> bool {
+    c == '\r' || c == '\n'
+}
+
+fn is_alphanumeric(c: char) -> bool {
+    c == '_' || c.is_alphabetic() || c.is_numeric()
+}
+
+struct Lexer<'a> {
+    src: &'a str,
+    pos: usize,
+    start: usize,
+    paren_depth: i32,
+    toks: Vec<Token>,
+}
+
+enum LexState {
+    Text,
+    InsideAction,
+    Done,
+}
+
+/// Lexes the whole input; the token list ends with Eof or Error.
+fn lex(src: &str) -> Vec<Token> {
+    let mut l = Lexer {
+        src,
+        pos: 0,
+        start: 0,
+        paren_depth: 0,
+        toks: Vec::new(),
+    };
+    let mut state = LexState::Text;
+    loop {
+        state = match state {
+            LexState::Text => l.lex_text(),
+            LexState::InsideAction => l.lex_inside_action(),
+            LexState::Done => return l.toks,
+        }
+    }
+}
+
+impl Lexer<'_> {
+    fn rest(&self) -> &str {
+        &self.src[self.pos..]
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.rest().chars().next()
+    }
+
+    fn next(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += c.len_utf8();
+        Some(c)
+    }
+
+    fn emit(&mut self, kind: Tk) {
+        self.toks.push(Token {
+            kind,
+            pos: self.start,
+            val: self.src[self.start..self.pos].to_string(),
+        });
+        self.start = self.pos;
+    }
+
+    fn error(&mut self, msg: String) -> LexState {
+        self.toks.push(Token {
+            kind: Tk::Error,
+            pos: self.start,
+            val: msg,
+        });
+        LexState::Done
+    }
+
+    fn accept(&mut self, valid: &str) -> bool {
+        match self.peek() {
+            Some(c) if valid.contains(c) => {
+                self.pos += c.len_utf8();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn accept_run(&mut self, valid: &str) {
+        while self.accept(valid) {}
+    }
+
+    fn lex_text(&mut self) -> LexState {
+        if let Some(x) = self.rest().find(LEFT_DELIM) {
+            let delim = self.pos + x;
+            let after = &self.src[delim + LEFT_DELIM.len()..];
+            let mut end = delim;
+            if after.starts_with(LEFT_TRIM) {
+                end = self.src[self.start..delim]
+                    .trim_end_matches(SPACE_CHARS)
+                    .len()
+                    + self.start;
+            }
+            if end > self.start {
+                self.pos = end;
+                self.emit(Tk::Text);
+            }
+            self.pos = delim;
+            self.start = delim;
+            return self.lex_left_delim();
+        }
+        self.pos = self.src.len();
+        if self.pos > self.start {
+            self.emit(Tk::Text);
+        }
+        self.emit(Tk::Eof);
+        LexState::Done
+    }
+
+    /// (delim, trim): whether a right delimiter, possibly trim-marked, is next.
+    fn at_right_delim(&self) -> (bool, bool) {
+        let r = self.rest();
+        if r.starts_with(RIGHT_TRIM) && r[RIGHT_TRIM.len()..].starts_with(RIGHT_DELIM) {
+            (true, true)
+        } else {
+            (r.starts_with(RIGHT_DELIM), false)
+        }
+    }
+
+    fn lex_left_delim(&mut self) -> LexState {
+        self.pos += LEFT_DELIM.len();
+        let trim = self.rest().starts_with(LEFT_TRIM);
+        let after = if trim { LEFT_TRIM.len() } else { 0 };
+        if self.rest()[after..].starts_with("/*") {
+            self.pos += after;
+            self.start = self.pos;
+            return self.lex_comment();
+        }
+        self.emit(Tk::LeftDelim);
+        self.pos += after;
+        self.start = self.pos;
+        self.paren_depth = 0;
+        LexState::InsideAction
+    }
+
+    fn lex_comment(&mut self) -> LexState {
+        self.pos += 2;
+        let Some(i) = self.rest().find("*/") else {
+            return self.error("unclosed comment".into());
+        };
+        self.pos += i + 2;
+        let (delim, trim) = self.at_right_delim();
+        if !delim {
+            return self.error("comment ends before closing delimiter".into());
+        }
+        if trim {
+            self.pos += RIGHT_TRIM.len();
+        }
+        self.pos += RIGHT_DELIM.len();
+        if trim {
+            self.pos += self.rest().len() - self.rest().trim_start_matches(SPACE_CHARS).len();
+        }
+        self.start = self.pos;
+        LexState::Text
+    }
+
+    fn lex_right_delim(&mut self) -> LexState {
+        let trim = self.rest().starts_with(RIGHT_TRIM);
+        if trim {
+            self.pos += RIGHT_TRIM.len();
+            self.start = self.pos;
+        }
+        self.pos += RIGHT_DELIM.len();
+        self.emit(Tk::RightDelim);
+        if trim {
+            self.pos += self.rest().len() - self.rest().trim_start_matches(SPACE_CHARS).len();
+            self.start = self.pos;
+        }
+        LexState::Text
+    }
+
+    fn lex_inside_action(&mut self) -> LexState {
+        if self.at_right_delim().0 {
+            if self.paren_depth == 0 {
+                return self.lex_right_delim();
+            }
+            return self.error("unclosed left paren".into());
+        }
+        let Some(r) = self.next() else {
+            return self.error("unclosed action".into());
+        };
+        match r {
+            _ if is_end_of_line(r) => return self.error("unclosed action".into()),
+            _ if is_space(r) => {
+                self.pos -= 1;
+                return self.lex_space();
+            }
+            '=' => self.emit(Tk::Assign),
+            ':' => {
+                if self.next() != Some('=') {
+                    return self.error("expected :=".into());
+                }
+                self.emit(Tk::Declare);
+            }
+            '|' => self.emit(Tk::Pipe),
+            '"' => return self.lex_quote(),
+            '`' => return self.lex_raw_quote(),
+            '$' => return self.lex_field_or_variable(Tk::Variable),
+            '\'' => return self.lex_char(),
+            '.' if !matches!(self.peek(), Some('0'..='9')) => {
+                return self.lex_field_or_variable(Tk::Field)
+            }
+            '.' | '+' | '-' | '0'..='9' => {
+                self.pos -= 1;
+                return self.lex_number();
+            }
+            _ if is_alphanumeric(r) => {
+                self.pos -= r.len_utf8();
+                return self.lex_identifier();
+            }
+            '(' => {
+                self.emit(Tk::LeftParen);
+                self.paren_depth += 1;
+            }
+            ')' => {
+                self.paren_depth -= 1;
+                if self.paren_depth < 0 {
+                    return self.error(format!("unexpected right paren {}", sharp_u(r)));
+                }
+                self.emit(Tk::RightParen);
+            }
+            _ if r.is_ascii() && !r.is_ascii_control() => self.emit(Tk::Char),
+            _ => return self.error(format!("unrecognized character in action: {}", sharp_u(r))),
+        }
+        LexState::InsideAction
+    }
+
+    fn lex_space(&mut self) -> LexState {
+        let mut n = 0;
+        while self.peek().is_some_and(is_space) {
+            self.pos += 1;
+            n += 1;
+        }
+        // A trim-marked right delimiter starts with a space: leave it whole.
+        let before = &self.src[self.pos - 1..];
+        if before.starts_with(RIGHT_TRIM) && before[RIGHT_TRIM.len()..].starts_with(RIGHT_DELIM) {
+            self.pos -= 1;
+            if n == 1 {
+                return self.lex_right_delim();
+            }
+        }
+        self.emit(Tk::Space);
+        LexState::InsideAction
+    }
+
+    fn at_terminator(&self) -> bool {
+        match self.peek() {
+            None => true,
+            Some(r) => {
+                is_space(r)
+                    || is_end_of_line(r)
+                    || matches!(r, '.' | ',' | '|' | ':' | ')' | '(')
+                    || RIGHT_DELIM.starts_with(r)
+            }
+        }
+    }
+
+    fn lex_field_or_variable(&mut self, kind: Tk) -> LexState {
+        if self.at_terminator() {
+            self.emit(if kind == Tk::Variable {
+                Tk::Variable
+            } else {
+                Tk::Dot
+            });
+            return LexState::InsideAction;
+        }
+        while self.peek().is_some_and(is_alphanumeric) {
+            self.next();
+        }
+        if !self.at_terminator() {
+            let r = self.peek().unwrap_or('\u{0}');
+            return self.error(format!("bad character {}", sharp_u(r)));
+        }
+        self.emit(kind);
+        LexState::InsideAction
+    }
+
+    fn lex_identifier(&mut self) -> LexState {
+        while self.peek().is_some_and(is_alphanumeric) {
+            self.next();
+        }
+        if !self.at_terminator() {
+            let r = self.peek().unwrap_or('\u{0}');
+            return self.error(format!("bad character {}", sharp_u(r)));
+        }
+        let kind = match &self.src[self.start..self.pos] {
+            "block" => Tk::Block,
+            "define" => Tk::Define,
+            "else" => Tk::Else,
+            "end" => Tk::End,
+            "if" => Tk::If,
+            "range" => Tk::Range,
+            "nil" => Tk::Nil,
+            "template" => Tk::Template,
+            "with" => Tk::With,
+            "true" | "false" => Tk::Bool,
+            _ => Tk::Identifier,
+        };
+        self.emit(kind);
+        LexState::InsideAction
+    }
+
+    fn lex_char(&mut self) -> LexState {
+        loop {
+            match self.next() {
+                Some('\\') => {
+                    if matches!(self.next(), None | Some('\n')) {
+                        return self.error("unterminated character constant".into());
+                    }
+                }
+                None | Some('\n') => return self.error("unterminated character constant".into()),
+                Some('\'') => break,
+                _ => {}
+            }
+        }
+        self.emit(Tk::CharConst);
+        LexState::InsideAction
+    }
+
+    fn lex_quote(&mut self) -> LexState {
+        loop {
+            match self.next() {
+                Some('\\') => {
+                    if matches!(self.next(), None | Some('\n')) {
+                        return self.error("unterminated quoted string".into());
+                    }
+                }
+                None | Some('\n') => return self.error("unterminated quoted string".into()),
+                Some('"') => break,
+                _ => {}
+            }
+        }
+        self.emit(Tk::String);
+        LexState::InsideAction
+    }
+
+    fn lex_raw_quote(&mut self) -> LexState {
+        match self.rest().find('`') {
+            Some(i) => self.pos += i + 1,
+            None => return self.error("unterminated raw quoted string".into()),
+        }
+        self.emit(Tk::RawString);
+        LexState::InsideAction
+    }
+
+    fn lex_number(&mut self) -> LexState {
+        if !self.scan_number() {
+            let text = self.src[self.start..self.pos].to_string();
+            return self.error(format!("bad number syntax: {}", go_quote(&text, false)));
+        }
+        if matches!(self.peek(), Some('+' | '-')) {
+            // Complex: 1+2i.
+            if !self.scan_number() || !self.src[..self.pos].ends_with('i') {
+                let text = self.src[self.start..self.pos].to_string();
+                return self.error(format!("bad number syntax: {}", go_quote(&text, false)));
+            }
+            self.emit(Tk::Complex);
+        } else {
+            self.emit(Tk::Number);
+        }
+        LexState::InsideAction
+    }
+
+    fn scan_number(&mut self) -> bool {
+        self.accept("+-");
+        let mut digits = "0123456789_";
+        if self.accept("0") {
+            if self.accept("xX") {
+                digits = "0123456789abcdefABCDEF_";
+            } else if self.accept("oO") {
+                digits = "01234567_";
+            } else if self.accept("bB") {
+                digits = "01_";
+            }
+        }
+        self.accept_run(digits);
+        if self.accept(".") {
+            self.accept_run(digits);
+        }
+        if digits.len() == 11 && self.accept("eE") {
+            self.accept("+-");
+            self.accept_run("0123456789_");
+        }
+        if digits.len() == 23 && self.accept("pP") {
+            self.accept("+-");
+            self.accept_run("0123456789_");
+        }
+        self.accept("i");
+        if self.peek().is_some_and(is_alphanumeric) {
+            self.next();
+            return false;
+        }
+        true
+    }
+}
+
+/// fmt's `%#U`: `U+0029 ')'`.
+fn sharp_u(r: char) -> String {
+    format!("U+{:04X} '{}'", r as u32, r)
+}
+
+// ---------------------------------------------------------------------------
+// Parse tree and parser: text/template/parse/{node,parse}.go (Go 1.13)
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    Text {
+        pos: usize,
+        text: String,
+    },
+    Action {
+        pos: usize,
+        pipe: Pipe,
+    },
+    If(Branch),
+    Range(Branch),
+    With(Branch),
+    Template {
+        pos: usize,
+        name: String,
+        pipe: Option<Pipe>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Branch {
+    pos: usize,
+    pipe: Pipe,
+    list: Vec<Node>,
+    else_list: Option<Vec<Node>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Pipe {
+    pos: usize,
+    is_assign: bool,
+    decl: Vec<String>,
+    cmds: Vec<Cmd>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Cmd {
+    pos: usize,
+    args: Vec<Arg>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Arg {
+    Dot(usize),
+    Nil(usize),
+    Bool(usize, bool),
+    /// The literal's text and its value as exec.go's idealConstant types it.
+    Number(usize, String, Value),
+    /// The quoted text and the unquoted string.
+    Str(usize, String, String),
+    /// `.A.B`.
+    Field(usize, Vec<String>),
+    /// `$x.A.B`: the variable name (with `$`) then the fields.
+    Variable(usize, Vec<String>),
+    Ident(usize, Func),
+    Pipe(Box<Pipe>),
+    /// `(pipeline).A.B`.
+    Chain(usize, Box<Arg>, Vec<String>),
+}
+
+impl Arg {
+    fn pos(&self) -> usize {
+        match self {
+            Arg::Dot(p)
+            | Arg::Nil(p)
+            | Arg::Bool(p, _)
+            | Arg::Number(p, ..)
+            | Arg::Str(p, ..)
+            | Arg::Field(p, _)
+            | Arg::Variable(p, _)
+            | Arg::Ident(p, _)
+            | Arg::Chain(p, ..) => *p,
+            Arg::Pipe(pipe) => pipe.pos,
+        }
+    }
+}
+
+/// node.go's String methods: how exec errors show the node they were at.
+impl fmt::Display for Arg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Arg::Dot(_) => f.write_str("."),
+            Arg::Nil(_) => f.write_str("nil"),
+            Arg::Bool(_, b) => write!(f, "{b}"),
+            Arg::Number(_, text, _) | Arg::Str(_, text, _) => f.write_str(text),
+            Arg::Field(_, idents) => idents.iter().try_for_each(|i| write!(f, ".{i}")),
+            Arg::Variable(_, idents) => f.write_str(&idents.join(".")),
+            Arg::Ident(_, func) => f.write_str(func.name()),
+            Arg::Pipe(p) => write!(f, "({p})"),
+            Arg::Chain(_, node, fields) => {
+                match **node {
+                    Arg::Pipe(_) => write!(f, "{node}")?,
+                    _ => write!(f, "({node})")?,
+                }
+                fields.iter().try_for_each(|i| write!(f, ".{i}"))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, a) in self.args.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{a}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Pipe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.decl.is_empty() {
+            f.write_str(&self.decl.join(", "))?;
+            f.write_str(if self.is_assign { " = " } else { " := " })?;
+        }
+        for (i, c) in self.cmds.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" | ")?;
+            }
+            write!(f, "{c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The functions a template may call: text/template's builtins (funcs.go),
+/// Kapacitor's `json`, and html/template's escapers, which only the escaper
+/// inserts (escape.go, funcMap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Func {
+    And,
+    Call,
+    Html,
+    Index,
+    Slice,
+    Js,
+    Len,
+    Not,
+    Or,
+    Print,
+    Printf,
+    Println,
+    Urlquery,
+    Eq,
+    Ge,
+    Gt,
+    Le,
+    Lt,
+    Ne,
+    Json,
+    EvalArgs,
+    AttrEscaper,
+    CommentEscaper,
+    HtmlEscaper,
+    HtmlNameFilter,
+    NospaceEscaper,
+    RcdataEscaper,
+    SrcsetEscaper,
+    UrlEscaper,
+    UrlFilter,
+    UrlNormalizer,
+}
+
+impl Func {
+    fn lookup(name: &str, html: bool) -> Option<Func> {
+        Some(match name {
+            "and" => Func::And,
+            "call" => Func::Call,
+            "html" => Func::Html,
+            "index" => Func::Index,
+            "slice" => Func::Slice,
+            "js" => Func::Js,
+            "len" => Func::Len,
+            "not" => Func::Not,
+            "or" => Func::Or,
+            "print" => Func::Print,
+            "printf" => Func::Printf,
+            "println" => Func::Println,
+            "urlquery" => Func::Urlquery,
+            "eq" => Func::Eq,
+            "ge" => Func::Ge,
+            "gt" => Func::Gt,
+            "le" => Func::Le,
+            "lt" => Func::Lt,
+            "ne" => Func::Ne,
+            // Kapacitor gives `json` to the details template only (alert.go).
+            "json" if html => Func::Json,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Func::And => "and",
+            Func::Call => "call",
+            Func::Html => "html",
+            Func::Index => "index",
+            Func::Slice => "slice",
+            Func::Js => "js",
+            Func::Len => "len",
+            Func::Not => "not",
+            Func::Or => "or",
+            Func::Print => "print",
+            Func::Printf => "printf",
+            Func::Println => "println",
+            Func::Urlquery => "urlquery",
+            Func::Eq => "eq",
+            Func::Ge => "ge",
+            Func::Gt => "gt",
+            Func::Le => "le",
+            Func::Lt => "lt",
+            Func::Ne => "ne",
+            Func::Json => "json",
+            Func::EvalArgs => "_eval_args_",
+            Func::AttrEscaper => "_html_template_attrescaper",
+            Func::CommentEscaper => "_html_template_commentescaper",
+            Func::HtmlEscaper => "_html_template_htmlescaper",
+            Func::HtmlNameFilter => "_html_template_htmlnamefilter",
+            Func::NospaceEscaper => "_html_template_nospaceescaper",
+            Func::RcdataEscaper => "_html_template_rcdataescaper",
+            Func::SrcsetEscaper => "_html_template_srcsetescaper",
+            Func::UrlEscaper => "_html_template_urlescaper",
+            Func::UrlFilter => "_html_template_urlfilter",
+            Func::UrlNormalizer => "_html_template_urlnormalizer",
+        }
+    }
+}
+
+/// A parse error, located at a byte offset.
+struct PErr(usize, String);
+
+type PResult<T> = Result<T, PErr>;
+
+struct Parser<'a> {
+    toks: &'a [Token],
+    i: usize,
+    html: bool,
+    vars: Vec<String>,
+    /// Templates named by `define` and `block`.
+    defs: &'a mut Vec<(String, Vec<Node>)>,
+    /// Nesting of blocks and parentheses, bounded by MAX_DEPTH.
+    depth: usize,
+}
+
+enum Item {
+    Node(Node),
+    End(usize),
+    Else(usize),
+}
+
+impl Parser<'_> {
+    fn next(&mut self) -> Token {
+        let t = self.toks[self.i.min(self.toks.len() - 1)].clone();
+        if self.i < self.toks.len() {
+            self.i += 1;
+        }
+        t
+    }
+
+    fn backup(&mut self) {
+        self.i -= 1;
+    }
+
+    fn peek(&mut self) -> Token {
+        let t = self.next();
+        self.backup();
+        t
+    }
+
+    fn next_non_space(&mut self) -> Token {
+        loop {
+            let t = self.next();
+            if t.kind != Tk::Space {
+                return t;
+            }
+        }
+    }
+
+    fn peek_non_space(&mut self) -> Token {
+        let t = self.next_non_space();
+        self.backup();
+        t
+    }
+
+    fn err<T>(&self, pos: usize, msg: impl Into<String>) -> PResult<T> {
+        Err(PErr(pos, msg.into()))
+    }
+
+    fn unexpected<T>(&self, t: &Token, context: &str) -> PResult<T> {
+        if t.kind == Tk::Error {
+            return self.err(t.pos, t.val.clone());
+        }
+        self.err(t.pos, format!("unexpected {t} in {context}"))
+    }
+
+    fn expect(&mut self, kind: Tk, context: &str) -> PResult<Token> {
+        let t = self.next_non_space();
+        if t.kind != kind {
+            return self.unexpected(&t, context);
+        }
+        Ok(t)
+    }
+
+    /// parse.go, parse: the top level, where `define` may appear.
+    fn parse_root(&mut self) -> PResult<Vec<Node>> {
+        let mut root = Vec::new();
+        while self.peek().kind != Tk::Eof {
+            if self.peek().kind == Tk::LeftDelim {
+                let mark = self.i;
+                self.next();
+                if self.next_non_space().kind == Tk::Define {
+                    self.parse_definition()?;
+                    continue;
+                }
+                self.i = mark;
+            }
+            match self.text_or_action()? {
+                Item::Node(n) => root.push(n),
+                Item::End(pos) => return self.err(pos, "unexpected {{end}}"),
+                Item::Else(pos) => return self.err(pos, "unexpected {{else}}"),
+            }
+        }
+        Ok(root)
+    }
+
+    fn parse_definition(&mut self) -> PResult<()> {
+        const CONTEXT: &str = "define clause";
+        let t = self.next_non_space();
+        if t.kind != Tk::String && t.kind != Tk::RawString {
+            return self.unexpected(&t, CONTEXT);
+        }
+        let name = unquote(&t.val).map_err(|e| PErr(t.pos, e))?;
+        self.expect(Tk::RightDelim, CONTEXT)?;
+        let saved = std::mem::replace(&mut self.vars, vec!["$".into()]);
+        let (list, end) = self.item_list()?;
+        self.vars = saved;
+        if let Item::Else(pos) = end {
+            return self.err(pos, format!("unexpected {{{{else}}}} in {CONTEXT}"));
+        }
+        self.add_def(t.pos, name, list)
+    }
+
+    /// parse.go, Tree.add: a redefinition is an error unless one is empty.
+    fn add_def(&mut self, pos: usize, name: String, list: Vec<Node>) -> PResult<()> {
+        let empty = |l: &[Node]| {
+            l.iter()
+                .all(|n| matches!(n, Node::Text { text, .. } if text.trim().is_empty()))
+        };
+        match self.defs.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, old)) if empty(old) => *old = list,
+            Some(_) if !empty(&list) => {
+                return self.err(
+                    pos,
+                    format!(
+                        "template: multiple definition of template {}",
+                        go_quote(&name, false)
+                    ),
+                )
+            }
+            Some(_) => {}
+            None => self.defs.push((name, list)),
+        }
+        Ok(())
+    }
+
+    fn item_list(&mut self) -> PResult<(Vec<Node>, Item)> {
+        let mut list = Vec::new();
+        while self.peek_non_space().kind != Tk::Eof {
+            match self.text_or_action()? {
+                Item::Node(n) => list.push(n),
+                end => return Ok((list, end)),
+            }
+        }
+        let t = self.peek_non_space();
+        self.err(t.pos, "unexpected EOF")
+    }
+
+    fn text_or_action(&mut self) -> PResult<Item> {
+        let t = self.next_non_space();
+        match t.kind {
+            Tk::Text => Ok(Item::Node(Node::Text {
+                pos: t.pos,
+                text: t.val,
+            })),
+            Tk::LeftDelim => self.action(),
+            _ => self.unexpected(&t, "input"),
+        }
+    }
+
+    fn action(&mut self) -> PResult<Item> {
+        let t = self.next_non_space();
+        match t.kind {
+            Tk::Block => return self.block_control(),
+            Tk::Else => return self.else_control(t.pos),
+            Tk::End => {
+                self.expect(Tk::RightDelim, "end")?;
+                return Ok(Item::End(t.pos));
+            }
+            Tk::If => return self.branch(true, "if").map(|b| Item::Node(Node::If(b))),
+            Tk::Range => {
+                return self
+                    .branch(false, "range")
+                    .map(|b| Item::Node(Node::Range(b)))
+            }
+            Tk::Template => return self.template_control(),
+            Tk::With => {
+                return self
+                    .branch(false, "with")
+                    .map(|b| Item::Node(Node::With(b)))
+            }
+            _ => {}
+        }
+        self.backup();
+        let pos = self.peek().pos;
+        // Variables declared here persist until the enclosing {{end}}.
+        let pipe = self.pipeline("command")?;
+        Ok(Item::Node(Node::Action { pos, pipe }))
+    }
+
+    fn enter(&mut self, pos: usize) -> PResult<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return self.err(
+                pos,
+                format!("template nested too deeply (more than {MAX_DEPTH} levels)"),
+            );
+        }
+        Ok(())
+    }
+
+    /// parse.go, parseControl.
+    fn branch(&mut self, allow_else_if: bool, context: &str) -> PResult<Branch> {
+        let pos = self.peek().pos;
+        self.enter(pos)?;
+        let b = self.branch_inner(allow_else_if, context);
+        self.depth -= 1;
+        b
+    }
+
+    fn branch_inner(&mut self, allow_else_if: bool, context: &str) -> PResult<Branch> {
+        let nvars = self.vars.len();
+        let pipe = self.pipeline(context)?;
+        let (list, next) = self.item_list()?;
+        let mut else_list = None;
+        if let Item::Else(_) = next {
+            if allow_else_if && self.peek().kind == Tk::If {
+                // {{else if b}} is {{else}}{{if b}}...{{end}}{{end}} with one {{end}}.
+                self.next();
+                else_list = Some(vec![Node::If(self.branch(true, "if")?)]);
+            } else {
+                let (list, next) = self.item_list()?;
+                match next {
+                    Item::End(_) => {}
+                    Item::Else(p) => return self.err(p, "expected end; found {{else}}"),
+                    Item::Node(_) => unreachable!("item_list returns at an end or else"),
+                }
+                else_list = Some(list);
+            }
+        }
+        self.vars.truncate(nvars);
+        Ok(Branch {
+            pos: pipe.pos,
+            pipe,
+            list,
+            else_list,
+        })
+    }
+
+    fn else_control(&mut self, pos: usize) -> PResult<Item> {
+        if self.peek_non_space().kind == Tk::If {
+            // {{else if ...: leave the "if" for the enclosing branch.
+            return Ok(Item::Else(pos));
+        }
+        self.expect(Tk::RightDelim, "else")?;
+        Ok(Item::Else(pos))
+    }
+
+    fn template_name(&mut self, t: &Token, context: &str) -> PResult<String> {
+        match t.kind {
+            Tk::String | Tk::RawString => unquote(&t.val).map_err(|e| PErr(t.pos, e)),
+            _ => self.unexpected(t, context),
+        }
+    }
+
+    fn template_control(&mut self) -> PResult<Item> {
+        const CONTEXT: &str = "template clause";
+        let t = self.next_non_space();
+        let name = self.template_name(&t, CONTEXT)?;
+        let mut pipe = None;
+        if self.next_non_space().kind != Tk::RightDelim {
+            self.backup();
+            pipe = Some(self.pipeline(CONTEXT)?);
+        }
+        Ok(Item::Node(Node::Template {
+            pos: t.pos,
+            name,
+            pipe,
+        }))
+    }
+
+    fn block_control(&mut self) -> PResult<Item> {
+        let t = self.next_non_space();
+        self.enter(t.pos)?;
+        let r = self.block_inner(t);
+        self.depth -= 1;
+        r
+    }
+
+    fn block_inner(&mut self, t: Token) -> PResult<Item> {
+        const CONTEXT: &str = "block clause";
+        let name = self.template_name(&t, CONTEXT)?;
+        let pipe = self.pipeline(CONTEXT)?;
+        let saved = std::mem::replace(&mut self.vars, vec!["$".into()]);
+        let (list, end) = self.item_list()?;
+        self.vars = saved;
+        if let Item::Else(pos) = end {
+            return self.err(pos, format!("unexpected {{{{else}}}} in {CONTEXT}"));
+        }
+        self.add_def(t.pos, name.clone(), list)?;
+        Ok(Item::Node(Node::Template {
+            pos: t.pos,
+            name,
+            pipe: Some(pipe),
+        }))
+    }
+
+    fn pipeline(&mut self, context: &str) -> PResult<Pipe> {
+        let start = self.peek_non_space();
+        let mut pipe = Pipe {
+            pos: start.pos,
+            is_assign: false,
+            decl: Vec::new(),
+            cmds: Vec::new(),
+        };
+        // Declarations or an assignment?
+        loop {
+            let v = self.peek_non_space();
+            if v.kind != Tk::Variable {
+                break;
+            }
+            let mark = self.i;
+            self.next();
+            let next = self.peek_non_space();
+            match next.kind {
+                Tk::Assign | Tk::Declare => {
+                    pipe.is_assign = next.kind == Tk::Assign;
+                    self.next_non_space();
+                    pipe.decl.push(v.val.clone());
+                    self.vars.push(v.val);
+                }
+                Tk::Char if next.val == "," => {
+                    self.next_non_space();
+                    pipe.decl.push(v.val.clone());
+                    self.vars.push(v.val);
+                    if context == "range" && pipe.decl.len() < 2 {
+                        let p = self.peek_non_space();
+                        if matches!(p.kind, Tk::Variable | Tk::RightDelim | Tk::RightParen) {
+                            continue;
+                        }
+                        return self.err(p.pos, "range can only initialize variables");
+                    }
+                    return self.err(next.pos, format!("too many declarations in {context}"));
+                }
+                _ => self.i = mark,
+            }
+            break;
+        }
+        loop {
+            let t = self.next_non_space();
+            match t.kind {
+                Tk::RightDelim | Tk::RightParen => {
+                    self.check_pipeline(&pipe, context, t.pos)?;
+                    if t.kind == Tk::RightParen {
+                        self.backup();
+                    }
+                    return Ok(pipe);
+                }
+                Tk::Bool
+                | Tk::CharConst
+                | Tk::Complex
+                | Tk::Dot
+                | Tk::Field
+                | Tk::Identifier
+                | Tk::Number
+                | Tk::Nil
+                | Tk::RawString
+                | Tk::String
+                | Tk::Variable
+                | Tk::LeftParen => {
+                    self.backup();
+                    let cmd = self.command()?;
+                    pipe.cmds.push(cmd);
+                }
+                _ => return self.unexpected(&t, context),
+            }
+        }
+    }
+
+    fn check_pipeline(&self, pipe: &Pipe, context: &str, pos: usize) -> PResult<()> {
+        if pipe.cmds.is_empty() {
+            return self.err(pos, format!("missing value for {context}"));
+        }
+        for (i, c) in pipe.cmds.iter().enumerate().skip(1) {
+            if matches!(
+                c.args[0],
+                Arg::Bool(..) | Arg::Dot(_) | Arg::Nil(_) | Arg::Number(..) | Arg::Str(..)
+            ) {
+                return self.err(
+                    c.pos,
+                    format!("non executable command in pipeline stage {}", i + 1),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn command(&mut self) -> PResult<Cmd> {
+        let pos = self.peek_non_space().pos;
+        let mut cmd = Cmd {
+            pos,
+            args: Vec::new(),
+        };
+        loop {
+            self.peek_non_space();
+            if let Some(a) = self.operand()? {
+                cmd.args.push(a);
+            }
+            let t = self.next();
+            match t.kind {
+                Tk::Space => continue,
+                Tk::Error => return self.err(t.pos, t.val),
+                Tk::RightDelim | Tk::RightParen => self.backup(),
+                Tk::Pipe => {}
+                _ => return self.err(t.pos, format!("unexpected {t} in operand")),
+            }
+            break;
+        }
+        if cmd.args.is_empty() {
+            return self.err(pos, "empty command");
+        }
+        Ok(cmd)
+    }
+
+    fn operand(&mut self) -> PResult<Option<Arg>> {
+        let Some(node) = self.term()? else {
+            return Ok(None);
+        };
+        if self.peek().kind != Tk::Field {
+            return Ok(Some(node));
+        }
+        let pos = self.peek().pos;
+        let mut fields = Vec::new();
+        while self.peek().kind == Tk::Field {
+            fields.push(self.next().val[1..].to_string());
+        }
+        // As Go does: more fields on a field or variable extend it, a literal
+        // cannot have fields, anything else becomes a chain.
+        Ok(Some(match node {
+            Arg::Field(p, mut idents) => {
+                idents.extend(fields);
+                Arg::Field(p, idents)
+            }
+            Arg::Variable(p, mut idents) => {
+                idents.extend(fields);
+                Arg::Variable(p, idents)
+            }
+            Arg::Bool(..) | Arg::Str(..) | Arg::Number(..) | Arg::Nil(_) | Arg::Dot(_) => {
+                return self.err(
+                    pos,
+                    format!(
+                        "unexpected . after term {}",
+                        go_quote(&node.to_string(), false)
+                    ),
+                )
+            }
+            node => Arg::Chain(pos, Box::new(node), fields),
+        }))
+    }
+
+    fn term(&mut self) -> PResult<Option<Arg>> {
+        let t = self.next_non_space();
+        Ok(Some(match t.kind {
+            Tk::Error => return self.err(t.pos, t.val),
+            Tk::Identifier => match Func::lookup(&t.val, self.html) {
+                Some(f) => Arg::Ident(t.pos, f),
+                None => {
+                    return self.err(
+                        t.pos,
+                        format!("function {} not defined", go_quote(&t.val, false)),
+                    )
+                }
+            },
+            Tk::Dot => Arg::Dot(t.pos),
+            Tk::Nil => Arg::Nil(t.pos),
+            Tk::Variable => {
+                let name = t.val.split('.').next().unwrap_or_default();
+                if !self.vars.iter().any(|v| v == name) {
+                    return self.err(
+                        t.pos,
+                        format!("undefined variable {}", go_quote(name, false)),
+                    );
+                }
+                Arg::Variable(t.pos, vec![t.val])
+            }
+            Tk::Field => Arg::Field(t.pos, vec![t.val[1..].to_string()]),
+            Tk::Bool => Arg::Bool(t.pos, t.val == "true"),
+            Tk::CharConst | Tk::Number | Tk::Complex => {
+                let v = number(&t).map_err(|e| PErr(t.pos, e))?;
+                Arg::Number(t.pos, t.val, v)
+            }
+            Tk::LeftParen => {
+                self.enter(t.pos)?;
+                let pipe = self.pipeline("parenthesized pipeline")?;
+                self.depth -= 1;
+                let close = self.next();
+                if close.kind != Tk::RightParen {
+                    return self.err(
+                        close.pos,
+                        format!("unclosed right paren: unexpected {close}"),
+                    );
+                }
+                Arg::Pipe(Box::new(pipe))
+            }
+            Tk::String | Tk::RawString => {
+                let s = unquote(&t.val).map_err(|e| PErr(t.pos, e))?;
+                Arg::Str(t.pos, t.val, s)
+            }
+            _ => {
+                self.backup();
+                return Ok(None);
+            }
+        }))
+    }
+}
+
+/// parse.go newNumber plus exec.go idealConstant: an integer literal is an
+/// `int`, one with `.`, `e` or `E` a `float64`, a character constant its rune.
+fn number(t: &Token) -> Result<Value, String> {
+    let text = t.val.as_str();
+    let bad = || format!("bad number syntax: {}", go_quote(text, false));
+    match t.kind {
+        Tk::CharConst => {
+            let s = unquote(text)?;
+            let mut cs = s.chars();
+            match (cs.next(), cs.next()) {
+                (Some(c), None) => Ok(Value::Int(c as i64)),
+                _ => Err(format!("malformed character constant: {text}")),
+            }
+        }
+        Tk::Complex => Err(format!("complex constants are not supported: {text}")),
+        _ if text.ends_with('i') => Err(format!("complex constants are not supported: {text}")),
+        _ => {
+            if let Some(i) = parse_go_int(text) {
+                return Ok(Value::Int(i));
+            }
+            let hex = {
+                let t = text.trim_start_matches(['+', '-']);
+                t.starts_with("0x") || t.starts_with("0X")
+            };
+            if hex {
+                return Err(format!(
+                    "hexadecimal floating-point constants are not supported: {text}"
+                ));
+            }
+            let clean: String = text.chars().filter(|&c| c != '_').collect();
+            match clean.parse::<f64>() {
+                Ok(f) if text.contains(['.', 'e', 'E']) && f.is_finite() => Ok(Value::Float(f)),
+                Ok(_) if !text.contains(['.', 'e', 'E']) => Err(format!("{text} overflows int")),
+                _ => Err(bad()),
+            }
+        }
+    }
+}
+
+/// strconv.ParseInt(s, 0, 64): sign, base prefix (0x, 0o, 0b, or a leading 0
+/// for octal) and underscores between digits.
+fn parse_go_int(s: &str) -> Option<i64> {
+    let (neg, body) = match s.as_bytes().first()? {
+        b'+' => (false, &s[1..]),
+        b'-' => (true, &s[1..]),
+        _ => (false, s),
+    };
+    let lower = body.to_ascii_lowercase();
+    let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
+        (16, d)
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (8, d)
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (2, d)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, &lower[1..])
+    } else {
+        (10, lower.as_str())
+    };
+    if digits.is_empty()
+        || digits.starts_with('_') && radix == 10
+        || digits.ends_with('_')
+        || digits.contains("__")
+    {
+        return None;
+    }
+    let clean: String = digits.chars().filter(|&c| c != '_').collect();
+    let mag = u64::from_str_radix(&clean, radix).ok()?;
+    if neg {
+        if mag <= i64::MAX as u64 + 1 {
+            Some((mag as i64).wrapping_neg())
+        } else {
+            None
+        }
+    } else {
+        i64::try_from(mag).ok()
+    }
+}
+
+/// strconv.Unquote for the three literal forms a template can hold.
+fn unquote(s: &str) -> Result<String, String> {
+    let bad = || "invalid syntax".to_string();
+    let (q, body) = match (s.chars().next(), s.chars().last()) {
+        (Some(a), Some(b)) if a == b && s.len() >= 2 => (a, &s[1..s.len() - 1]),
+        _ => return Err(bad()),
+    };
+    match q {
+        '`' => {
+            if body.contains('`') {
+                return Err(bad());
+            }
+            Ok(body.replace('\r', ""))
+        }
+        '"' | '\'' => {
+            let mut out: Vec<u8> = Vec::new();
+            let mut cs = body.chars().peekable();
+            let mut n = 0;
+            while let Some(c) = cs.next() {
+                n += 1;
+                if c == q && q == '"' || c == '\n' {
+                    return Err(bad());
+                }
+                if c != '\\' {
+                    let mut b = [0; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+                    continue;
+                }
+                let e = cs.next().ok_or_else(bad)?;
+                let mut hex = |k: usize| -> Result<u32, String> {
+                    let mut v = 0;
+                    for _ in 0..k {
+                        let d = cs.next().and_then(|c| c.to_digit(16)).ok_or_else(bad)?;
+                        v = v * 16 + d;
+                    }
+                    Ok(v)
+                };
+                let ch = |v: u32| char::from_u32(v).ok_or_else(bad);
+                let simple = match e {
+                    'a' => Some('\x07'),
+                    'b' => Some('\x08'),
+                    'f' => Some('\x0c'),
+                    'n' => Some('\n'),
+                    'r' => Some('\r'),
+                    't' => Some('\t'),
+                    'v' => Some('\x0b'),
+                    '\\' => Some('\\'),
+                    '\'' if q == '\'' => Some('\''),
+                    '"' if q == '"' => Some('"'),
+                    'u' => Some(ch(hex(4)?)?),
+                    'U' => Some(ch(hex(8)?)?),
+                    _ => None,
+                };
+                if let Some(c) = simple {
+                    let mut b = [0; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+                    continue;
+                }
+                match e {
+                    // \x and octal escapes are bytes in Go strings, runes in character constants.
+                    'x' => {
+                        let v = hex(2)?;
+                        if q == '\'' {
+                            let mut b = [0; 4];
+                            out.extend_from_slice(ch(v)?.encode_utf8(&mut b).as_bytes());
+                        } else {
+                            out.push(v as u8);
+                        }
+                    }
+                    '0'..='7' => {
+                        let mut v = e.to_digit(8).unwrap_or(0);
+                        for _ in 0..2 {
+                            v = v * 8 + cs.next().and_then(|c| c.to_digit(8)).ok_or_else(bad)?;
+                        }
+                        if v > 255 {
+                            return Err(bad());
+                        }
+                        if q == '\'' {
+                            let mut b = [0; 4];
+                            out.extend_from_slice(ch(v)?.encode_utf8(&mut b).as_bytes());
+                        } else {
+                            out.push(v as u8);
+                        }
+                    }
+                    _ => return Err(bad()),
+                }
+            }
+            if q == '\'' && n == 0 {
+                return Err(bad());
+            }
+            Ok(String::from_utf8_lossy(&out).into_owned())
+        }
+        _ => Err(bad()),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// html/template: contextual escaping (escape.go, transition.go, context.go)
+// ---------------------------------------------------------------------------
+//
+// Like Go, the escaper walks the parse tree once, tracking the HTML context
+// through text, and appends escaping functions to each action's pipeline.
+// Supported: HTML text, tags and attribute names, quoted and unquoted
+// attribute values (plain, URL, srcset), HTML comments, RCDATA (<title>,
+// <textarea>). Actions inside JavaScript or CSS (<script>, <style>, on*
+// and style attributes) are refused with an error rather than escaped
+// differently from Go, and so is raw text there that holds a comment (Go
+// strips those comments).
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum St {
+    Text,
+    Tag,
+    AttrName,
+    AfterName,
+    BeforeValue,
+    HtmlCmt,
+    Rcdata,
+    Attr,
+    Url,
+    Srcset,
+    Js,
+    Css,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Delim {
+    None,
+    DoubleQuote,
+    SingleQuote,
+    SpaceOrTagEnd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum UrlPart {
+    None,
+    PreQuery,
+    QueryOrFrag,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum AttrKind {
+    None,
+    Script,
+    ScriptType,
+    Style,
+    Url,
+    Srcset,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Element {
+    None,
+    Script,
+    Style,
+    Textarea,
+    Title,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Ctx {
+    state: St,
+    delim: Delim,
+    url_part: UrlPart,
+    attr: AttrKind,
+    element: Element,
+}
+
+impl Ctx {
+    const TEXT: Ctx = Ctx {
+        state: St::Text,
+        delim: Delim::None,
+        url_part: UrlPart::None,
+        attr: AttrKind::None,
+        element: Element::None,
+    };
+
+    fn with_state(state: St, element: Element) -> Ctx {
+        Ctx {
+            state,
+            element,
+            ..Ctx::TEXT
+        }
+    }
+}
+
+/// context.go's String, as Go's escaping errors print contexts.
+impl fmt::Display for Ctx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            St::Text => "stateText",
+            St::Tag => "stateTag",
+            St::AttrName => "stateAttrName",
+            St::AfterName => "stateAfterName",
+            St::BeforeValue => "stateBeforeValue",
+            St::HtmlCmt => "stateHTMLCmt",
+            St::Rcdata => "stateRCDATA",
+            St::Attr => "stateAttr",
+            St::Url => "stateURL",
+            St::Srcset => "stateSrcset",
+            St::Js => "stateJS",
+            St::Css => "stateCSS",
+        };
+        let delim = match self.delim {
+            Delim::None => "delimNone",
+            Delim::DoubleQuote => "delimDoubleQuote",
+            Delim::SingleQuote => "delimSingleQuote",
+            Delim::SpaceOrTagEnd => "delimSpaceOrTagEnd",
+        };
+        let url = match self.url_part {
+            UrlPart::None => "urlPartNone",
+            UrlPart::PreQuery => "urlPartPreQuery",
+            UrlPart::QueryOrFrag => "urlPartQueryOrFrag",
+            UrlPart::Unknown => "urlPartUnknown",
+        };
+        let attr = match self.attr {
+            AttrKind::None => "attrNone",
+            AttrKind::Script => "attrScript",
+            AttrKind::ScriptType => "attrScriptType",
+            AttrKind::Style => "attrStyle",
+            AttrKind::Url => "attrURL",
+            AttrKind::Srcset => "attrSrcset",
+        };
+        let element = match self.element {
+            Element::None => "elementNone",
+            Element::Script => "elementScript",
+            Element::Style => "elementStyle",
+            Element::Textarea => "elementTextarea",
+            Element::Title => "elementTitle",
+        };
+        write!(
+            f,
+            "{{{state} {delim} {url} jsCtxRegexp {attr} {element} <nil>}}"
+        )
+    }
+}
+
+type EResult<T> = Result<T, (usize, String)>;
+
+fn unsupported<T>(pos: usize, what: &str) -> EResult<T> {
+    Err((
+        pos,
+        format!("{what} inside JavaScript or CSS (<script>, <style>, on* or style attributes) is not supported"),
+    ))
+}
+
+fn is_html_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0c | b'\r')
+}
+
+fn eat_white_space(s: &[u8], i: usize) -> usize {
+    s[i..]
+        .iter()
+        .position(|&b| !is_html_space(b))
+        .map_or(s.len(), |j| i + j)
+}
+
+/// transition.go, eatTagName.
+fn eat_tag_name(s: &[u8], i: usize) -> (usize, Element) {
+    if i == s.len() || !s[i].is_ascii_alphabetic() {
+        return (i, Element::None);
+    }
+    let mut j = i + 1;
+    while j < s.len() {
+        let x = s[j];
+        if x.is_ascii_alphanumeric() {
+            j += 1;
+            continue;
+        }
+        // Allow "x-y" or "x:y" but not "x-", "-y", or "x--y".
+        if (x == b':' || x == b'-') && j + 1 < s.len() && s[j + 1].is_ascii_alphanumeric() {
+            j += 2;
+            continue;
+        }
+        break;
+    }
+    let e = match s[i..j].to_ascii_lowercase().as_slice() {
+        b"script" => Element::Script,
+        b"style" => Element::Style,
+        b"textarea" => Element::Textarea,
+        b"title" => Element::Title,
+        _ => Element::None,
+    };
+    (j, e)
+}
+
+/// transition.go, eatAttrName.
+fn eat_attr_name(s: &[u8], i: usize) -> EResult<usize> {
+    for j in i..s.len() {
+        match s[j] {
+            b' ' | b'\t' | b'\n' | 0x0c | b'\r' | b'=' | b'>' => return Ok(j),
+            b'\'' | b'"' | b'<' => {
+                let what = String::from_utf8_lossy(&s[j..j + 1]).into_owned();
+                let all: String = String::from_utf8_lossy(s).chars().take(32).collect();
+                return Err((
+                    0,
+                    format!(
+                        "{} in attribute name: {}",
+                        go_quote(&what, false),
+                        go_quote(&all, false)
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(s.len())
+}
+
+/// The content type of an attribute's value (attr.go, attrType), reduced to
+/// what the escaper distinguishes.
+#[derive(PartialEq, Eq)]
+enum AttrType {
+    Plain,
+    Unsafe,
+    Url,
+    Css,
+    Js,
+    Srcset,
+    Html,
+}
+
+fn attr_type(name: &str) -> AttrType {
+    let name = if let Some(rest) = name.strip_prefix("data-") {
+        rest
+    } else if let Some((prefix, short)) = name.split_once(':') {
+        if prefix == "xmlns" {
+            return AttrType::Url;
+        }
+        short
+    } else {
+        name
+    };
+    use AttrType::*;
+    match name {
+        "accept" | "alt" | "autocomplete" | "autofocus" | "autoplay" | "border" | "checked"
+        | "class" | "cols" | "colspan" | "contenteditable" | "contextmenu" | "controls"
+        | "coords" | "datetime" | "default" | "dir" | "dirname" | "disabled" | "draggable"
+        | "dropzone" | "for" | "formtarget" | "headers" | "height" | "hidden" | "high"
+        | "hreflang" | "id" | "ismap" | "kind" | "label" | "lang" | "list" | "loop" | "low"
+        | "max" | "maxlength" | "media" | "mediagroup" | "min" | "multiple" | "name" | "open"
+        | "optimum" | "placeholder" | "preload" | "pubdate" | "radiogroup" | "readonly"
+        | "required" | "reversed" | "rows" | "rowspan" | "spellcheck" | "scope" | "scoped"
+        | "seamless" | "selected" | "shape" | "size" | "sizes" | "span" | "srclang" | "start"
+        | "step" | "tabindex" | "target" | "title" | "width" | "wrap" => Plain,
+        "accept-charset" | "async" | "challenge" | "charset" | "content" | "crossorigin"
+        | "defer" | "enctype" | "form" | "formenctype" | "formmethod" | "formnovalidate"
+        | "http-equiv" | "keytype" | "language" | "method" | "novalidate" | "pattern" | "rel"
+        | "sandbox" | "type" | "value" => Unsafe,
+        "action" | "archive" | "background" | "cite" | "classid" | "codebase" | "data"
+        | "formaction" | "href" | "icon" | "longdesc" | "manifest" | "poster" | "profile"
+        | "src" | "usemap" | "xmlns" => Url,
+        "srcdoc" => Html,
+        "srcset" => Srcset,
+        "style" => Css,
+        _ if name.starts_with("on") => Js,
+        _ if name.contains("src") || name.contains("uri") || name.contains("url") => Url,
+        _ => Plain,
+    }
+}
+
+fn t_text(c: Ctx, s: &[u8]) -> (Ctx, usize) {
+    let mut k = 0;
+    loop {
+        let Some(off) = s[k..].iter().position(|&b| b == b'<') else {
+            return (c, s.len());
+        };
+        let mut i = k + off;
+        if i + 1 == s.len() {
+            return (c, s.len());
+        }
+        if s[i..].starts_with(b"<!--") {
+            return (Ctx::with_state(St::HtmlCmt, Element::None), i + 4);
+        }
+        i += 1;
+        let mut end = false;
+        if s[i] == b'/' {
+            if i + 1 == s.len() {
+                return (c, s.len());
+            }
+            end = true;
+            i += 1;
+        }
+        let (j, e) = eat_tag_name(s, i);
+        if j != i {
+            let e = if end { Element::None } else { e };
+            return (Ctx::with_state(St::Tag, e), j);
+        }
+        k = j;
+    }
+}
+
+fn t_tag(c: Ctx, s: &[u8]) -> EResult<(Ctx, usize)> {
+    let i = eat_white_space(s, 0);
+    if i == s.len() {
+        return Ok((c, s.len()));
+    }
+    if s[i] == b'>' {
+        let state = match c.element {
+            Element::None => St::Text,
+            Element::Script => St::Js,
+            Element::Style => St::Css,
+            Element::Textarea | Element::Title => St::Rcdata,
+        };
+        return Ok((Ctx::with_state(state, c.element), i + 1));
+    }
+    let j = eat_attr_name(s, i)?;
+    if i == j {
+        let rest = String::from_utf8_lossy(&s[i..]).into_owned();
+        return Err((
+            0,
+            format!(
+                "expected space, attr name, or end of tag, but got {}",
+                go_quote(&rest, false)
+            ),
+        ));
+    }
+    let name = String::from_utf8_lossy(&s[i..j]).to_lowercase();
+    let attr = if c.element == Element::Script && name == "type" {
+        AttrKind::ScriptType
+    } else {
+        match attr_type(&name) {
+            AttrType::Url => AttrKind::Url,
+            AttrType::Css => AttrKind::Style,
+            AttrType::Js => AttrKind::Script,
+            AttrType::Srcset => AttrKind::Srcset,
+            _ => AttrKind::None,
+        }
+    };
+    let state = if j == s.len() {
+        St::AttrName
+    } else {
+        St::AfterName
+    };
+    Ok((
+        Ctx {
+            state,
+            element: c.element,
+            attr,
+            ..Ctx::TEXT
+        },
+        j,
+    ))
+}
+
+fn attr_start_state(a: AttrKind) -> St {
+    match a {
+        AttrKind::None | AttrKind::ScriptType => St::Attr,
+        AttrKind::Script => St::Js,
+        AttrKind::Style => St::Css,
+        AttrKind::Url => St::Url,
+        AttrKind::Srcset => St::Srcset,
+    }
+}
+
+/// transitionFunc: one step of the context through template text.
+fn transition(mut c: Ctx, s: &[u8], pos: usize) -> EResult<(Ctx, usize)> {
+    Ok(match c.state {
+        St::Text => t_text(c, s),
+        St::Tag => t_tag(c, s).map_err(|(_, m)| (pos, m))?,
+        St::AttrName => {
+            let i = eat_attr_name(s, 0).map_err(|(_, m)| (pos, m))?;
+            if i != s.len() {
+                c.state = St::AfterName;
+            }
+            (c, i)
+        }
+        St::AfterName => {
+            let i = eat_white_space(s, 0);
+            if i == s.len() {
+                (c, s.len())
+            } else if s[i] != b'=' {
+                // A tag end or a valueless attribute.
+                c.state = St::Tag;
+                (c, i)
+            } else {
+                c.state = St::BeforeValue;
+                (c, i + 1)
+            }
+        }
+        St::BeforeValue => {
+            let mut i = eat_white_space(s, 0);
+            if i == s.len() {
+                return Ok((c, s.len()));
+            }
+            let mut delim = Delim::SpaceOrTagEnd;
+            match s[i] {
+                b'\'' => (delim, i) = (Delim::SingleQuote, i + 1),
+                b'"' => (delim, i) = (Delim::DoubleQuote, i + 1),
+                _ => {}
+            }
+            c.state = attr_start_state(c.attr);
+            c.delim = delim;
+            (c, i)
+        }
+        St::HtmlCmt => match find(s, b"-->") {
+            Some(i) => (Ctx::TEXT, i + 3),
+            None => (c, s.len()),
+        },
+        // tSpecialTagEnd already cut the text at the end tag.
+        St::Rcdata => (c, s.len()),
+        St::Attr => (c, s.len()),
+        St::Url | St::Srcset => {
+            if s.iter().any(|&b| b == b'#' || b == b'?') {
+                c.url_part = UrlPart::QueryOrFrag;
+            } else if s.len() != eat_white_space(s, 0) && c.url_part == UrlPart::None {
+                c.url_part = UrlPart::PreQuery;
+            }
+            (c, s.len())
+        }
+        St::Js | St::Css => {
+            // Text that Go would not alter: no comment to strip.
+            if find(s, b"/*").is_some() || find(s, b"//").is_some() || find(s, b"<!--").is_some() {
+                return unsupported(pos, "a comment");
+            }
+            (c, s.len())
+        }
+    })
+}
+
+fn find(s: &[u8], pat: &[u8]) -> Option<usize> {
+    s.windows(pat.len()).position(|w| w == pat)
+}
+
+/// transition.go, indexTagEnd: `</tag` followed by a separator, any case.
+fn index_tag_end(s: &[u8], tag: &[u8]) -> Option<usize> {
+    let mut res = 0;
+    let mut s = s;
+    while !s.is_empty() {
+        let i = find(s, b"</")?;
+        s = &s[i + 2..];
+        if tag.len() <= s.len() && s[..tag.len()].eq_ignore_ascii_case(tag) {
+            s = &s[tag.len()..];
+            if !s.is_empty() && b"> \t\n\x0c/".contains(&s[0]) {
+                return Some(res + i);
+            }
+            res += tag.len();
+        }
+        res += i + 2;
+    }
+    None
+}
+
+/// js.go, isJSType: a <script type> whose content is not JavaScript.
+fn is_js_type(mime: &str) -> bool {
+    let mime = mime.to_lowercase();
+    let mime = mime.split(';').next().unwrap_or_default().trim();
+    matches!(
+        mime,
+        "application/ecmascript"
+            | "application/javascript"
+            | "application/json"
+            | "application/ld+json"
+            | "application/x-ecmascript"
+            | "application/x-javascript"
+            | "module"
+            | "text/ecmascript"
+            | "text/javascript"
+            | "text/javascript1.0"
+            | "text/javascript1.1"
+            | "text/javascript1.2"
+            | "text/javascript1.3"
+            | "text/javascript1.4"
+            | "text/javascript1.5"
+            | "text/jscript"
+            | "text/livescript"
+            | "text/x-ecmascript"
+            | "text/x-javascript"
+    )
+}
+
+/// escape.go, contextAfterText.
+fn context_after_text(c: Ctx, s: &[u8], pos: usize) -> EResult<(Ctx, usize)> {
+    if c.delim == Delim::None {
+        let tag: &[u8] = match c.element {
+            Element::None => b"",
+            Element::Script => b"script",
+            Element::Style => b"style",
+            Element::Textarea => b"textarea",
+            Element::Title => b"title",
+        };
+        let mut i = s.len();
+        if c.element != Element::None {
+            if let Some(j) = index_tag_end(s, tag) {
+                if j == 0 {
+                    return Ok((Ctx::TEXT, 0));
+                }
+                i = j;
+            }
+        }
+        return transition(c, &s[..i], pos);
+    }
+    let ends: &[u8] = match c.delim {
+        Delim::DoubleQuote => b"\"",
+        Delim::SingleQuote => b"'",
+        _ => b" \t\n\x0c\r>",
+    };
+    let i = s.iter().position(|b| ends.contains(b)).unwrap_or(s.len());
+    if c.delim == Delim::SpaceOrTagEnd {
+        if let Some(j) = s[..i].iter().position(|b| b"\"'<=`".contains(b)) {
+            let what = String::from_utf8_lossy(&s[j..j + 1]).into_owned();
+            let val = String::from_utf8_lossy(&s[..i]).into_owned();
+            return Err((
+                pos,
+                format!(
+                    "{} in unquoted attr: {}",
+                    go_quote(&what, false),
+                    go_quote(&val, false)
+                ),
+            ));
+        }
+    }
+    if i == s.len() {
+        // The value goes on past this text: track its content, decoded.
+        if matches!(c.state, St::Js | St::Css) {
+            return unsupported(pos, "a template action or branch");
+        }
+        let u = html_unescape(&String::from_utf8_lossy(s));
+        let mut u = u.as_bytes();
+        let mut c = c;
+        while !u.is_empty() {
+            let (c1, n) = transition(c, u, pos)?;
+            c = c1;
+            u = &u[n..];
+        }
+        return Ok((c, s.len()));
+    }
+    let mut element = c.element;
+    if c.state == St::Attr
+        && c.element == Element::Script
+        && c.attr == AttrKind::ScriptType
+        && !is_js_type(&String::from_utf8_lossy(&s[..i]))
+    {
+        element = Element::None;
+    }
+    let consumed = if c.delim != Delim::SpaceOrTagEnd {
+        i + 1
+    } else {
+        i
+    };
+    // Leaving the attribute keeps only the element.
+    Ok((Ctx::with_state(St::Tag, element), consumed))
+}
+
+/// html.UnescapeString for what can change a URL's context: numeric
+/// references and the common named ones.
+fn html_unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let end = rest.find(';').filter(|&e| e <= 10);
+        let decoded = end.and_then(|e| {
+            let name = &rest[1..e];
+            let c = if let Some(num) = name.strip_prefix('#') {
+                let v = match num.strip_prefix(['x', 'X']) {
+                    Some(h) => u32::from_str_radix(h, 16).ok(),
+                    None => num.parse().ok(),
+                };
+                v.and_then(char::from_u32)
+            } else {
+                match name {
+                    "amp" => Some('&'),
+                    "lt" => Some('<'),
+                    "gt" => Some('>'),
+                    "quot" => Some('"'),
+                    "apos" => Some('\''),
+                    "nbsp" => Some('\u{a0}'),
+                    _ => None,
+                }
+            };
+            c.map(|c| (c, e + 1))
+        });
+        match decoded {
+            Some((c, n)) => {
+                out.push(c);
+                rest = &rest[n..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// escape.go, nudge: the context an action in a tag really is in.
+fn nudge(mut c: Ctx) -> Ctx {
+    match c.state {
+        St::Tag => c.state = St::AttrName,
+        St::BeforeValue => {
+            c.state = attr_start_state(c.attr);
+            c.delim = Delim::SpaceOrTagEnd;
+            c.attr = AttrKind::None;
+        }
+        St::AfterName => {
+            c.state = St::AttrName;
+            c.attr = AttrKind::None;
+        }
+        _ => {}
+    }
+    c
+}
+
+/// escape.go, join: the context after a branch.
+fn join(a: Ctx, b: Ctx, pos: usize, node: &str) -> EResult<Ctx> {
+    if a == b {
+        return Ok(a);
+    }
+    let mut c = a;
+    c.url_part = b.url_part;
+    if c == b {
+        c.url_part = UrlPart::Unknown;
+        return Ok(c);
+    }
+    let (na, nb) = (nudge(a), nudge(b));
+    if !(na == a && nb == b) {
+        if let Ok(e) = join(na, nb, pos, node) {
+            return Ok(e);
+        }
+    }
+    Err((
+        pos,
+        format!("{{{{{node}}}}} branches end in different contexts: {a}, {b}"),
+    ))
+}
+
+/// html.go/url.go: which escapers html/template's funcMap names are the
+/// same as text/template's predefined ones (escape.go, equivEscapers).
+fn normalize_esc(f: Func) -> Func {
+    match f {
+        Func::AttrEscaper | Func::HtmlEscaper | Func::RcdataEscaper => Func::Html,
+        Func::UrlEscaper | Func::UrlNormalizer => Func::Urlquery,
+        f => f,
+    }
+}
+
+struct Escaper<'a> {
+    defs: &'a HashMap<String, Vec<Node>>,
+    /// Output context of each (template, input context) escaped so far.
+    output: HashMap<String, Ctx>,
+    /// The escaped copies, by mangled name.
+    derived: HashMap<String, Vec<Node>>,
+    /// Mangled names entered, to tell recursion (escape.go, called).
+    called: Vec<String>,
+    /// Nesting of template calls being escaped, bounded by MAX_DEPTH.
+    depth: usize,
+}
+
+impl Escaper<'_> {
+    fn escape_list(&mut self, mut c: Ctx, list: &[Node]) -> EResult<(Ctx, Vec<Node>)> {
+        let mut out = Vec::with_capacity(list.len());
+        for n in list {
+            let (c1, n1) = self.escape(c, n)?;
+            c = c1;
+            out.push(n1);
+        }
+        Ok((c, out))
+    }
+
+    fn escape(&mut self, c: Ctx, n: &Node) -> EResult<(Ctx, Node)> {
+        Ok(match n {
+            Node::Text { pos, text } => {
+                let (c, text) = escape_text(c, *pos, text)?;
+                (c, Node::Text { pos: *pos, text })
+            }
+            Node::Action { pos, pipe } => {
+                let (c, pipe) = escape_action(c, *pos, pipe)?;
+                (c, Node::Action { pos: *pos, pipe })
+            }
+            Node::If(b) => {
+                let (c, b) = self.escape_branch(c, b, "if")?;
+                (c, Node::If(b))
+            }
+            Node::Range(b) => {
+                let (c, b) = self.escape_branch(c, b, "range")?;
+                (c, Node::Range(b))
+            }
+            Node::With(b) => {
+                let (c, b) = self.escape_branch(c, b, "with")?;
+                (c, Node::With(b))
+            }
+            Node::Template { pos, name, pipe } => {
+                let (c, dname) = self.escape_tree(c, *pos, name)?;
+                (
+                    c,
+                    Node::Template {
+                        pos: *pos,
+                        name: dname,
+                        pipe: pipe.clone(),
+                    },
+                )
+            }
+        })
+    }
+
+    fn escape_branch(&mut self, c: Ctx, b: &Branch, kind: &str) -> EResult<(Ctx, Branch)> {
+        let (mut c0, list) = self.escape_list(c, &b.list)?;
+        if kind == "range" {
+            // The body can run several times: it must end where it started.
+            let (c1, _) = self
+                .escape_list(c0, &b.list)
+                .map_err(|(p, m)| (p, format!("on range loop re-entry: {m}")))?;
+            c0 = join(c0, c1, b.pos, kind)
+                .map_err(|(p, m)| (p, format!("on range loop re-entry: {m}")))?;
+        }
+        let (c1, else_list) = match &b.else_list {
+            Some(l) => {
+                let (c1, l) = self.escape_list(c, l)?;
+                (c1, Some(l))
+            }
+            None => (c, None),
+        };
+        let c = join(c0, c1, b.pos, kind)?;
+        Ok((
+            c,
+            Branch {
+                pos: b.pos,
+                pipe: b.pipe.clone(),
+                list,
+                else_list,
+            },
+        ))
+    }
+
+    /// escape.go, escapeTree and computeOutCtx: a called template is escaped
+    /// once per input context, as a copy under a mangled name.
+    fn escape_tree(&mut self, c: Ctx, pos: usize, name: &str) -> EResult<(Ctx, String)> {
+        // Go names the copy after the context unless that is plain text.
+        let dname = if c.state == St::Text {
+            name.to_string()
+        } else {
+            format!("{name}$htmltemplate_{c}")
+        };
+        self.called.push(dname.clone());
+        if let Some(out) = self.output.get(&dname) {
+            return Ok((*out, dname));
+        }
+        let Some(body) = self.defs.get(name) else {
+            return Err((pos, format!("no such template {}", go_quote(name, false))));
+        };
+        if self.depth >= MAX_DEPTH {
+            return Err((
+                pos,
+                format!("templates call templates more than {MAX_DEPTH} deep"),
+            ));
+        }
+        self.depth += 1;
+        let r = self.escape_body(c, pos, body, dname);
+        self.depth -= 1;
+        r
+    }
+
+    fn escape_body(
+        &mut self,
+        c: Ctx,
+        pos: usize,
+        body: &[Node],
+        dname: String,
+    ) -> EResult<(Ctx, String)> {
+        // Assume the output context is the input one, so that recursive calls
+        // end; if the body says otherwise, try once more with what it said.
+        let mut assumed = c;
+        for _ in 0..2 {
+            self.output.insert(dname.clone(), assumed);
+            let mark = self.called.len();
+            let (c1, list) = self.escape_list(c, body)?;
+            let recursive = self.called[mark..].contains(&dname);
+            self.called.truncate(mark);
+            if !recursive || c1 == assumed {
+                self.output.insert(dname.clone(), c1);
+                self.derived.insert(dname.clone(), list);
+                return Ok((c1, dname));
+            }
+            assumed = c1;
+        }
+        Err((
+            pos,
+            format!("cannot compute output context for template {dname}"),
+        ))
+    }
+}
+
+/// escape.go, escapeText: rewrites text where Go does (a stray `<` in text
+/// becomes `&lt;`, HTML comments go) and tracks the context through it.
+fn escape_text(mut c: Ctx, pos: usize, text: &str) -> EResult<(Ctx, String)> {
+    let s = text.as_bytes();
+    let (mut written, mut i) = (0, 0);
+    let mut b = String::new();
+    while i != s.len() {
+        let (c1, nread) =
+            context_after_text(c, &s[i..], pos + i).map_err(|(p, m)| (p.max(pos), m))?;
+        let i1 = i + nread;
+        if c.state == St::Text || c.state == St::Rcdata {
+            let mut end = i1;
+            if c1.state != c.state {
+                if let Some(j) = s[i..end].iter().rposition(|&x| x == b'<') {
+                    end = i + j;
+                }
+            }
+            for j in i..end {
+                if s[j] == b'<' && !s[j..].to_ascii_uppercase().starts_with(b"<!DOCTYPE") {
+                    b.push_str(&text[written..j]);
+                    b.push_str("&lt;");
+                    written = j + 1;
+                }
+            }
+        } else if c.state == St::HtmlCmt && c.delim == Delim::None {
+            written = i1;
+        }
+        if c.state != c1.state && c1.state == St::HtmlCmt && c1.delim == Delim::None {
+            // Keep what precedes "<!--".
+            b.push_str(&text[written..i1 - 4]);
+            written = i1;
+        }
+        c = c1;
+        i = i1;
+    }
+    if written == 0 {
+        return Ok((c, text.to_string()));
+    }
+    if c.state != St::HtmlCmt || c.delim != Delim::None {
+        b.push_str(&text[written..]);
+    }
+    Ok((c, b))
+}
+
+/// escape.go, escapeAction: the escapers an action's output goes through.
+fn escape_action(c: Ctx, pos: usize, pipe: &Pipe) -> EResult<(Ctx, Pipe)> {
+    if !pipe.decl.is_empty() {
+        // An assignment prints nothing.
+        return Ok((c, pipe.clone()));
+    }
+    let mut c = nudge(c);
+    for (i, cmd) in pipe.cmds.iter().enumerate() {
+        if let Arg::Ident(p, f @ (Func::Html | Func::Urlquery)) = cmd.args[0] {
+            if i < pipe.cmds.len() - 1
+                || c.state == St::Attr && c.delim == Delim::SpaceOrTagEnd && f == Func::Html
+            {
+                return Err((
+                    p,
+                    format!(
+                        "predefined escaper {} disallowed in template",
+                        go_quote(f.name(), false)
+                    ),
+                ));
+            }
+        }
+    }
+    let mut s = Vec::with_capacity(3);
+    match c.state {
+        St::Url => match c.url_part {
+            UrlPart::None => s.extend([Func::UrlFilter, Func::UrlNormalizer]),
+            UrlPart::PreQuery => s.push(Func::UrlNormalizer),
+            UrlPart::QueryOrFrag => s.push(Func::UrlEscaper),
+            UrlPart::Unknown => {
+                return Err((
+                    pos,
+                    format!("{{{{{pipe}}}}} appears in an ambiguous context within a URL"),
+                ))
+            }
+        },
+        St::Js | St::Css => return unsupported(pos, "an action"),
+        St::Text => s.push(Func::HtmlEscaper),
+        St::Rcdata => s.push(Func::RcdataEscaper),
+        St::Attr => {}
+        St::AttrName | St::Tag => {
+            c.state = St::AttrName;
+            s.push(Func::HtmlNameFilter);
+        }
+        St::Srcset => s.push(Func::SrcsetEscaper),
+        St::HtmlCmt => s.push(Func::CommentEscaper),
+        St::AfterName | St::BeforeValue => unreachable!("nudged"),
+    }
+    match c.delim {
+        Delim::None => {}
+        Delim::SpaceOrTagEnd => s.push(Func::NospaceEscaper),
+        _ => s.push(Func::AttrEscaper),
+    }
+    Ok((c, ensure_pipeline_contains(pipe, s)))
+}
+
+/// escape.go, ensurePipelineContains: append the escapers, merging a final
+/// `html` or `urlquery` the template already has with its equivalent.
+fn ensure_pipeline_contains(p: &Pipe, mut s: Vec<Func>) -> Pipe {
+    let mut p = p.clone();
+    if s.is_empty() {
+        return p;
+    }
+    let mut keep = p.cmds.len();
+    if let Some(last) = p.cmds.last_mut() {
+        if let Arg::Ident(ipos, esc @ (Func::Html | Func::Urlquery)) = last.args[0] {
+            if keep == 1 && last.args.len() > 1 {
+                // {{html a b}} becomes {{_eval_args_ a b | html}}.
+                last.args[0] = Arg::Ident(ipos, Func::EvalArgs);
+                p.cmds.push(Cmd {
+                    pos: p.pos,
+                    args: vec![Arg::Ident(p.pos, esc)],
+                });
+                keep += 1;
+            }
+            let mut dup = false;
+            for f in s.iter_mut() {
+                if normalize_esc(*f) == normalize_esc(esc) {
+                    *f = esc;
+                    dup = true;
+                }
+            }
+            if dup {
+                keep -= 1;
+            }
+        }
+    }
+    p.cmds.truncate(keep);
+    let inserted: Vec<Func> = p
+        .cmds
+        .iter()
+        .filter_map(|c| match c.args[0] {
+            Arg::Ident(_, f) => Some(normalize_esc(f)),
+            _ => None,
+        })
+        .collect();
+    for f in s {
+        if !inserted.contains(&normalize_esc(f)) {
+            p.cmds.push(Cmd {
+                pos: p.pos,
+                args: vec![Arg::Ident(p.pos, f)],
+            });
+        }
+    }
+    p
+}
+
+// ---------------------------------------------------------------------------
+// Template
+// ---------------------------------------------------------------------------
+
+/// A parsed Go template, ready to render.
+#[derive(Debug, Clone)]
+pub struct Template {
+    src: String,
+    root: Vec<Node>,
+    /// Named templates (`define`, `block`); in html templates, their escaped
+    /// copies under mangled names.
+    defs: HashMap<String, Vec<Node>>,
+}
+
+impl Template {
+    /// Parses a text/template, as Kapacitor parses `id` and `message`.
+    pub fn parse(src: &str) -> Result<Template, TemplateError> {
+        let (root, defs) = parse_tree(src, false)?;
+        Ok(Template {
+            src: src.to_string(),
+            root,
+            defs: defs.into_iter().collect(),
+        })
+    }
+
+    /// Parses an html/template with Kapacitor's `json` function, as Kapacitor
+    /// parses `details`, and escapes it for its HTML contexts.
+    pub fn parse_html(src: &str) -> Result<Template, TemplateError> {
+        let (root, defs) = parse_tree(src, true)?;
+        let defs: HashMap<String, Vec<Node>> = defs.into_iter().collect();
+        let mut esc = Escaper {
+            defs: &defs,
+            output: HashMap::new(),
+            derived: HashMap::new(),
+            called: Vec::new(),
+            depth: 0,
+        };
+        let err = |(pos, msg): (usize, String)| template_error(src, pos, msg);
+        let (c, root) = esc.escape_list(Ctx::TEXT, &root).map_err(err)?;
+        if c.state != St::Text {
+            return Err(template_error(
+                src,
+                src.len(),
+                format!("ends in a non-text context: {c}"),
+            ));
+        }
+        let derived = esc.derived;
+        Ok(Template {
+            src: src.to_string(),
+            root,
+            defs: derived,
+        })
+    }
+
+    /// Executes the template on `data` (Go's `Execute`).
+    pub fn render(&self, data: &Value) -> Result<String, RenderError> {
+        let mut st = Exec {
+            src: &self.src,
+            defs: &self.defs,
+            vars: vec![("$".into(), Some(data.clone()))],
+            depth: 0,
+            out: String::new(),
+        };
+        st.walk(&Some(data.clone()), &self.root)?;
+        Ok(st.out)
+    }
+}
+
+/// The root list and the named templates.
+type Parsed = (Vec<Node>, Vec<(String, Vec<Node>)>);
+
+fn parse_tree(src: &str, html: bool) -> Result<Parsed, TemplateError> {
+    let toks = lex(src);
+    let mut defs = Vec::new();
+    let mut p = Parser {
+        toks: &toks,
+        i: 0,
+        html,
+        vars: vec!["$".into()],
+        defs: &mut defs,
+        depth: 0,
+    };
+    let root = p
+        .parse_root()
+        .map_err(|PErr(pos, msg)| template_error(src, pos, msg))?;
+    Ok((root, defs))
+}
+
+// ---------------------------------------------------------------------------
+// Execution: text/template/exec.go (Go 1.13)
+// ---------------------------------------------------------------------------
+
+/// A value during evaluation; `None` is Go's invalid reflect.Value, what a
+/// missing map key yields and what prints as `<no value>`.
+type Ev = Option<Value>;
+
+/// How deep templates may call templates, and blocks and parentheses nest.
+/// Go's maxExecDepth is 100000 on a growing stack; a fixed Rust stack (a
+/// tokio worker's 2 MiB) holds far fewer frames, and alert templates need few.
+const MAX_DEPTH: usize = 100;
+
+struct Exec<'a> {
+    src: &'a str,
+    defs: &'a HashMap<String, Vec<Node>>,
+    vars: Vec<(String, Ev)>,
+    depth: usize,
+    out: String,
+}
+
+/// How a function parameter receives its argument (exec.go, evalArg and
+/// validateType): a `reflect.Value` (and/or/not/index/len/eq...), an
+/// `interface{}` (print, html, json...) or a `string` (printf's format).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Param {
+    Val,
+    Iface,
+    Str,
+    Dur,
+}
+
+impl Param {
+    fn go_type(self) -> &'static str {
+        match self {
+            Param::Val => "reflect.Value",
+            Param::Iface => "interface {}",
+            Param::Str => "string",
+            Param::Dur => "time.Duration",
+        }
+    }
+}
+
+/// (fixed parameters, variadic parameter) of each function (funcs.go).
+fn signature(f: Func) -> (&'static [Param], Option<Param>) {
+    use Param::*;
+    match f {
+        Func::And | Func::Or | Func::Call | Func::Index | Func::Slice | Func::Eq => {
+            (&[Val], Some(Val))
+        }
+        Func::Len | Func::Not => (&[Val], None),
+        Func::Ne | Func::Lt | Func::Le | Func::Gt | Func::Ge => (&[Val, Val], None),
+        Func::Printf => (&[Str], Some(Iface)),
+        Func::Json => (&[Iface], None),
+        _ => (&[], Some(Iface)),
+    }
+}
+
+type XResult<T> = Result<T, RenderError>;
+
+impl Exec<'_> {
+    fn error(&self, pos: usize, node: &dyn fmt::Display, msg: impl Into<String>) -> RenderError {
+        let (line, col) = line_col(self.src, pos);
+        RenderError {
+            pos,
+            line,
+            col,
+            node: node.to_string(),
+            msg: msg.into(),
+        }
+    }
+
+    fn walk(&mut self, dot: &Ev, list: &[Node]) -> XResult<()> {
+        // Blocks and template calls nest; parsing bounds the first alone.
+        if self.depth >= 2 * MAX_DEPTH {
+            let pos = list.first().map_or(0, node_pos);
+            return Err(self.error(
+                pos,
+                &"template",
+                format!("exceeded maximum template depth ({})", 2 * MAX_DEPTH),
+            ));
+        }
+        self.depth += 1;
+        let r = list.iter().try_for_each(|n| self.walk_node(dot, n));
+        self.depth -= 1;
+        r
+    }
+
+    fn walk_node(&mut self, dot: &Ev, n: &Node) -> XResult<()> {
+        match n {
+            Node::Text { text, .. } => self.out.push_str(text),
+            Node::Action { pipe, .. } => {
+                // Variables declared here live until the enclosing {{end}}.
+                let v = self.eval_pipeline(dot, pipe)?;
+                if pipe.decl.is_empty() {
+                    match v {
+                        None => self.out.push_str("<no value>"),
+                        Some(v) => sprint_into(&mut self.out, &[v]),
+                    }
+                }
+            }
+            Node::If(b) | Node::With(b) => {
+                let mark = self.vars.len();
+                let v = self.eval_pipeline(dot, &b.pipe)?;
+                let truth = v.as_ref().is_some_and(Value::truth);
+                if truth {
+                    if matches!(n, Node::With(_)) {
+                        self.walk(&v, &b.list)?;
+                    } else {
+                        self.walk(dot, &b.list)?;
+                    }
+                } else if let Some(l) = &b.else_list {
+                    self.walk(dot, l)?;
+                }
+                self.vars.truncate(mark);
+            }
+            Node::Range(b) => self.walk_range(dot, b)?,
+            Node::Template { pos, name, pipe } => {
+                let Some(body) = self.defs.get(name) else {
+                    let shown = name.split('$').next().unwrap_or(name);
+                    return Err(self.error(
+                        *pos,
+                        &format!("template {shown}"),
+                        format!("template {} not defined", go_quote(shown, false)),
+                    ));
+                };
+                let v = match pipe {
+                    Some(p) => self.eval_pipeline(dot, p)?,
+                    None => None,
+                };
+                // No dynamic scoping: the called template sees only `$`.
+                let saved = std::mem::replace(&mut self.vars, vec![("$".into(), v.clone())]);
+                let r = self.walk(&v, body);
+                self.vars = saved;
+                r?;
+            }
+        }
+        Ok(())
+    }
+
+    fn walk_range(&mut self, dot: &Ev, b: &Branch) -> XResult<()> {
+        let outer = self.vars.len();
+        let v = self.eval_pipeline(dot, &b.pipe)?;
+        let mark = self.vars.len();
+        let mut items: Vec<(Value, Value)> = Vec::new();
+        match &v {
+            Some(Value::Map(m)) => {
+                items.extend(m.iter().map(|(k, v)| (Value::Str(k.clone()), v.clone())))
+            }
+            Some(Value::StrMap(m)) => items.extend(
+                m.iter()
+                    .map(|(k, v)| (Value::Str(k.clone()), Value::Str(v.clone()))),
+            ),
+            // A nil or missing value is no error: the else branch runs.
+            None | Some(Value::Nil) => {}
+            Some(other) => {
+                let mut shown = String::new();
+                sprint_into(&mut shown, std::slice::from_ref(other));
+                return Err(self.error(
+                    b.pos,
+                    &b.pipe,
+                    format!("range can't iterate over {shown}"),
+                ));
+            }
+        }
+        let ran = !items.is_empty();
+        for (k, elem) in items {
+            // The last declared variable gets the element, the one before it the key.
+            let n = b.pipe.decl.len();
+            if n > 0 {
+                self.vars[mark - 1].1 = Some(elem.clone());
+            }
+            if n > 1 {
+                self.vars[mark - 2].1 = Some(k);
+            }
+            self.walk(&Some(elem), &b.list)?;
+            self.vars.truncate(mark);
+        }
+        if !ran {
+            if let Some(l) = &b.else_list {
+                self.walk(dot, l)?;
+            }
+        }
+        self.vars.truncate(outer);
+        Ok(())
+    }
+
+    fn eval_pipeline(&mut self, dot: &Ev, pipe: &Pipe) -> XResult<Ev> {
+        let mut value: Option<Ev> = None;
+        for cmd in &pipe.cmds {
+            let mut v = self.eval_command(dot, cmd, value)?;
+            // An interface{} holding nil is dug out to an invalid value.
+            if v == Some(Value::Nil) {
+                v = None;
+            }
+            value = Some(v);
+        }
+        let value = value.unwrap_or(None);
+        for name in &pipe.decl {
+            if pipe.is_assign {
+                match self.vars.iter_mut().rev().find(|(n, _)| n == name) {
+                    Some(slot) => slot.1 = value.clone(),
+                    None => {
+                        return Err(self.error(
+                            pipe.pos,
+                            pipe,
+                            format!("undefined variable: {name}"),
+                        ))
+                    }
+                }
+            } else {
+                self.vars.push((name.clone(), value.clone()));
+            }
+        }
+        Ok(value)
+    }
+
+    fn eval_command(&mut self, dot: &Ev, cmd: &Cmd, fin: Option<Ev>) -> XResult<Ev> {
+        let first = &cmd.args[0];
+        match first {
+            Arg::Field(pos, idents) => {
+                return self.eval_field_chain(dot, dot.clone(), *pos, first, idents, &cmd.args, fin)
+            }
+            Arg::Chain(pos, node, fields) => {
+                if matches!(**node, Arg::Nil(_)) {
+                    return Err(self.error(
+                        *pos,
+                        first,
+                        format!("indirection through explicit nil in {first}"),
+                    ));
+                }
+                let recv = self.eval_arg_raw(dot, node)?;
+                return self.eval_field_chain(dot, recv, *pos, first, fields, &cmd.args, fin);
+            }
+            Arg::Ident(pos, f) => return self.eval_function(dot, *pos, *f, &cmd.args, fin),
+            // Go 1.13 ignores any arguments after a parenthesized first
+            // command ("{{(len .X) gt 0}}" prints the length); Go 1.14 made
+            // that an error (golang/go#35974).
+            Arg::Pipe(p) => return self.eval_pipeline(dot, p),
+            Arg::Variable(pos, idents) => {
+                let v = self.var_value(*pos, &idents[0])?;
+                if idents.len() == 1 {
+                    self.not_a_function(&cmd.args, &fin)?;
+                    return Ok(v);
+                }
+                return self.eval_field_chain(dot, v, *pos, first, &idents[1..], &cmd.args, fin);
+            }
+            _ => {}
+        }
+        self.not_a_function(&cmd.args, &fin)?;
+        Ok(match first {
+            Arg::Bool(_, b) => Some(Value::Bool(*b)),
+            Arg::Dot(_) => dot.clone(),
+            Arg::Nil(pos) => return Err(self.error(*pos, first, "nil is not a command")),
+            Arg::Number(_, _, v) => Some(v.clone()),
+            Arg::Str(_, _, s) => Some(Value::Str(s.clone())),
+            _ => unreachable!("handled above"),
+        })
+    }
+
+    fn not_a_function(&self, args: &[Arg], fin: &Option<Ev>) -> XResult<()> {
+        if args.len() > 1 || fin.is_some() {
+            return Err(self.error(
+                args[0].pos(),
+                &args[0],
+                format!("can't give argument to non-function {}", args[0]),
+            ));
+        }
+        Ok(())
+    }
+
+    fn var_value(&self, pos: usize, name: &str) -> XResult<Ev> {
+        match self.vars.iter().rev().find(|(n, _)| n == name) {
+            Some((_, v)) => Ok(v.clone()),
+            None => Err(self.error(pos, &name, format!("undefined variable: {name}"))),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn eval_field_chain(
+        &mut self,
+        dot: &Ev,
+        mut recv: Ev,
+        pos: usize,
+        node: &Arg,
+        idents: &[String],
+        args: &[Arg],
+        fin: Option<Ev>,
+    ) -> XResult<Ev> {
+        let n = idents.len();
+        for name in &idents[..n - 1] {
+            recv = self.eval_field(dot, pos, node, name, &[], None, recv)?;
+        }
+        self.eval_field(dot, pos, node, &idents[n - 1], args, fin, recv)
+    }
+
+    /// exec.go, evalField: a method, a struct field or a map key.
+    #[allow(clippy::too_many_arguments)]
+    fn eval_field(
+        &mut self,
+        dot: &Ev,
+        pos: usize,
+        node: &Arg,
+        name: &str,
+        args: &[Arg],
+        fin: Option<Ev>,
+        recv: Ev,
+    ) -> XResult<Ev> {
+        let Some(recv) = recv else {
+            return Ok(None);
+        };
+        if let Some(m) = method(&recv, name) {
+            return self.eval_method(dot, pos, node, &recv, m, args, fin);
+        }
+        let has_args = args.len() > 1 || fin.is_some();
+        match &recv {
+            Value::Struct(..) => {
+                if let Some(v) = struct_field(&recv, name) {
+                    if has_args {
+                        return Err(self.error(
+                            pos,
+                            node,
+                            format!("{name} has arguments but cannot be invoked as function"),
+                        ));
+                    }
+                    return Ok(Some(v.clone()));
+                }
+            }
+            Value::Map(m) => {
+                if has_args {
+                    return Err(self.error(
+                        pos,
+                        node,
+                        format!("{name} is not a method but has arguments"),
+                    ));
+                }
+                return Ok(m.get(name).cloned());
+            }
+            Value::StrMap(m) => {
+                if has_args {
+                    return Err(self.error(
+                        pos,
+                        node,
+                        format!("{name} is not a method but has arguments"),
+                    ));
+                }
+                return Ok(m.get(name).map(|s| Value::Str(s.clone())));
+            }
+            Value::Nil => {
+                return Err(self.error(
+                    pos,
+                    node,
+                    format!("nil pointer evaluating interface {{}}.{name}"),
+                ))
+            }
+            _ => {}
+        }
+        Err(self.error(
+            pos,
+            node,
+            format!("can't evaluate field {name} in type {}", recv.type_name()),
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn eval_method(
+        &mut self,
+        dot: &Ev,
+        pos: usize,
+        node: &Arg,
+        recv: &Value,
+        m: Method,
+        args: &[Arg],
+        fin: Option<Ev>,
+    ) -> XResult<Ev> {
+        let params = m.params();
+        let given = args.len().saturating_sub(1) + usize::from(fin.is_some());
+        if given != params.len() {
+            return Err(self.error(
+                pos,
+                node,
+                format!(
+                    "wrong number of args for {}: want {} got {given}",
+                    m.name(),
+                    params.len()
+                ),
+            ));
+        }
+        let mut argv = Vec::with_capacity(given);
+        for (a, p) in args.iter().skip(1).zip(params) {
+            argv.push(self.eval_arg(dot, *p, a)?);
+        }
+        if let Some(f) = fin {
+            argv.push(self.validate(pos, node, f, params[given - 1])?);
+        }
+        Ok(Some(call_method(recv, m, &argv)))
+    }
+
+    /// An argument evaluated with no type to meet (evalArg with a nil type).
+    fn eval_arg_raw(&mut self, dot: &Ev, n: &Arg) -> XResult<Ev> {
+        Ok(match n {
+            Arg::Pipe(p) => self.eval_pipeline(dot, p)?,
+            other => {
+                let v = self.eval_arg(dot, Param::Iface, other)?;
+                if v == Value::Nil {
+                    None
+                } else {
+                    Some(v)
+                }
+            }
+        })
+    }
+
+    /// exec.go, evalArg: evaluates an argument for a parameter.
+    fn eval_arg(&mut self, dot: &Ev, p: Param, n: &Arg) -> XResult<Value> {
+        let pos = n.pos();
+        let ev = match n {
+            Arg::Dot(_) => dot.clone(),
+            Arg::Nil(_) => {
+                if matches!(p, Param::Iface | Param::Val) {
+                    return Ok(Value::Nil);
+                }
+                return Err(self.error(pos, n, format!("cannot assign nil to {}", p.go_type())));
+            }
+            Arg::Field(_, idents) => self.eval_field_chain(
+                dot,
+                dot.clone(),
+                pos,
+                n,
+                idents,
+                std::slice::from_ref(n),
+                None,
+            )?,
+            Arg::Variable(_, idents) => {
+                let v = self.var_value(pos, &idents[0])?;
+                if idents.len() == 1 {
+                    v
+                } else {
+                    self.eval_field_chain(dot, v, pos, n, &idents[1..], &[], None)?
+                }
+            }
+            Arg::Pipe(pipe) => self.eval_pipeline(dot, pipe)?,
+            Arg::Ident(_, f) => self.eval_function(dot, pos, *f, std::slice::from_ref(n), None)?,
+            Arg::Chain(..) => {
+                let cmd = Cmd {
+                    pos,
+                    args: vec![n.clone()],
+                };
+                self.eval_command(dot, &cmd, None)?
+            }
+            Arg::Bool(_, b) => match p {
+                Param::Str | Param::Dur => {
+                    return Err(self.error(pos, n, format!("expected {}; found {n}", kind_word(p))))
+                }
+                _ => return Ok(Value::Bool(*b)),
+            },
+            Arg::Number(_, _, v) => match (p, v) {
+                (Param::Str, _) => {
+                    return Err(self.error(pos, n, format!("expected string; found {n}")))
+                }
+                (Param::Dur, Value::Int(i)) => {
+                    return Ok(Value::Duration(Duration::from_nanos((*i).max(0) as u64)))
+                }
+                (Param::Dur, _) => {
+                    return Err(self.error(pos, n, format!("expected integer; found {n}")))
+                }
+                _ => return Ok(v.clone()),
+            },
+            Arg::Str(_, _, s) => match p {
+                Param::Dur => {
+                    return Err(self.error(pos, n, format!("expected integer; found {n}")))
+                }
+                _ => return Ok(Value::Str(s.clone())),
+            },
+        };
+        self.validate(pos, n, ev, p)
+    }
+
+    /// exec.go, validateType.
+    fn validate(&self, pos: usize, node: &dyn fmt::Display, v: Ev, p: Param) -> XResult<Value> {
+        match (v, p) {
+            // A reflect.Value parameter can be nil too (exec.go, canBeNil).
+            (None, Param::Iface | Param::Val) => Ok(Value::Nil),
+            (None, _) => Err(self.error(
+                pos,
+                node,
+                format!("invalid value; expected {}", p.go_type()),
+            )),
+            (Some(v), Param::Iface | Param::Val) => Ok(v),
+            (Some(v @ Value::Str(_)), Param::Str) => Ok(v),
+            (Some(v @ Value::Duration(_)), Param::Dur) => Ok(v),
+            (Some(v), _) => {
+                let got = if v == Value::Nil {
+                    "interface {}"
+                } else {
+                    v.type_name()
+                };
+                Err(self.error(
+                    pos,
+                    node,
+                    format!("wrong type for value; expected {}; got {got}", p.go_type()),
+                ))
+            }
+        }
+    }
+
+    /// exec.go, evalFunction and evalCall.
+    fn eval_function(
+        &mut self,
+        dot: &Ev,
+        pos: usize,
+        f: Func,
+        args: &[Arg],
+        fin: Option<Ev>,
+    ) -> XResult<Ev> {
+        let node = &args[0];
+        let (fixed, variadic) = signature(f);
+        let nargs = args.len() - 1;
+        let num_in = nargs + usize::from(fin.is_some());
+        if variadic.is_some() {
+            if num_in < fixed.len() {
+                return Err(self.error(
+                    pos,
+                    node,
+                    format!(
+                        "wrong number of args for {}: want at least {} got {nargs}",
+                        f.name(),
+                        fixed.len()
+                    ),
+                ));
+            }
+        } else if num_in != fixed.len() {
+            return Err(self.error(
+                pos,
+                node,
+                format!(
+                    "wrong number of args for {}: want {} got {num_in}",
+                    f.name(),
+                    fixed.len()
+                ),
+            ));
+        }
+        let param = |i: usize| fixed.get(i).copied().or(variadic).unwrap_or(Param::Iface);
+        let mut argv = Vec::with_capacity(num_in);
+        for (i, a) in args[1..].iter().enumerate() {
+            argv.push(self.eval_arg(dot, param(i), a)?);
+        }
+        if let Some(v) = fin {
+            argv.push(self.validate(pos, node, v, param(nargs))?);
+        }
+        call_builtin(f, argv)
+            .map(Some)
+            .map_err(|e| self.error(pos, node, format!("error calling {}: {e}", f.name())))
+    }
+}
+
+fn node_pos(n: &Node) -> usize {
+    match n {
+        Node::Text { pos, .. } | Node::Action { pos, .. } | Node::Template { pos, .. } => *pos,
+        Node::If(b) | Node::Range(b) | Node::With(b) => b.pos,
+    }
+}
+
+fn kind_word(p: Param) -> &'static str {
+    match p {
+        Param::Dur => "integer",
+        _ => "string",
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Methods of time.Time and time.Duration (time/time.go, time/format.go)
+// ---------------------------------------------------------------------------
+
+/// A struct's field by name, promoted ones from embedded structs included.
+fn struct_field<'v>(v: &'v Value, name: &str) -> Option<&'v Value> {
+    let Value::Struct(_, fields) = v else {
+        return None;
+    };
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
+        .or_else(|| {
+            fields
+                .iter()
+                .filter(|(n, _)| n.is_empty())
+                .find_map(|(_, e)| struct_field(e, name))
+        })
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Method {
+    TimeFormat,
+    TimeUnix,
+    TimeUnixNano,
+    TimeYear,
+    TimeMonth,
+    TimeDay,
+    TimeHour,
+    TimeMinute,
+    TimeSecond,
+    TimeNanosecond,
+    TimeWeekday,
+    TimeYearDay,
+    TimeString,
+    TimeUtc,
+    DurHours,
+    DurMinutes,
+    DurSeconds,
+    DurMilliseconds,
+    DurMicroseconds,
+    DurNanoseconds,
+    DurString,
+    DurRound,
+    DurTruncate,
+}
+
+fn method(v: &Value, name: &str) -> Option<Method> {
+    use Method::*;
+    Some(match (v, name) {
+        (Value::Time(_), "Format") => TimeFormat,
+        (Value::Time(_), "Unix") => TimeUnix,
+        (Value::Time(_), "UnixNano") => TimeUnixNano,
+        (Value::Time(_), "Year") => TimeYear,
+        (Value::Time(_), "Month") => TimeMonth,
+        (Value::Time(_), "Day") => TimeDay,
+        (Value::Time(_), "Hour") => TimeHour,
+        (Value::Time(_), "Minute") => TimeMinute,
+        (Value::Time(_), "Second") => TimeSecond,
+        (Value::Time(_), "Nanosecond") => TimeNanosecond,
+        (Value::Time(_), "Weekday") => TimeWeekday,
+        (Value::Time(_), "YearDay") => TimeYearDay,
+        (Value::Time(_), "String") => TimeString,
+        (Value::Time(_), "UTC") => TimeUtc,
+        (Value::Duration(_), "Hours") => DurHours,
+        (Value::Duration(_), "Minutes") => DurMinutes,
+        (Value::Duration(_), "Seconds") => DurSeconds,
+        (Value::Duration(_), "Milliseconds") => DurMilliseconds,
+        (Value::Duration(_), "Microseconds") => DurMicroseconds,
+        (Value::Duration(_), "Nanoseconds") => DurNanoseconds,
+        (Value::Duration(_), "String") => DurString,
+        (Value::Duration(_), "Round") => DurRound,
+        (Value::Duration(_), "Truncate") => DurTruncate,
+        _ => return None,
+    })
+}
+
+impl Method {
+    fn name(self) -> String {
+        format!("{self:?}")
+            .trim_start_matches("Time")
+            .trim_start_matches("Dur")
+            .replace("Utc", "UTC")
+    }
+
+    fn params(self) -> &'static [Param] {
+        match self {
+            Method::TimeFormat => &[Param::Str],
+            Method::DurRound | Method::DurTruncate => &[Param::Dur],
+            _ => &[],
+        }
+    }
+}
+
+fn call_method(recv: &Value, m: Method, argv: &[Value]) -> Value {
+    use Method::*;
+    match recv {
+        Value::Time(t) => {
+            let c = Civil::of(*t);
+            match m {
+                TimeFormat => {
+                    let layout = match argv.first() {
+                        Some(Value::Str(s)) => s.as_str(),
+                        _ => "",
+                    };
+                    Value::Str(time_format(&c, layout))
+                }
+                TimeUnix => Value::Int(c.unix),
+                TimeUnixNano => Value::Int(
+                    c.unix
+                        .wrapping_mul(1_000_000_000)
+                        .wrapping_add(c.nano as i64),
+                ),
+                TimeYear => Value::Int(c.year),
+                TimeMonth => Value::Str(MONTHS[c.month as usize - 1].into()),
+                TimeDay => Value::Int(c.day as i64),
+                TimeHour => Value::Int(c.hour as i64),
+                TimeMinute => Value::Int(c.min as i64),
+                TimeSecond => Value::Int(c.sec as i64),
+                TimeNanosecond => Value::Int(c.nano as i64),
+                TimeWeekday => Value::Str(DAYS[c.weekday as usize].into()),
+                TimeYearDay => Value::Int(c.yday as i64),
+                TimeString => Value::Str(time_string(*t)),
+                _ => Value::Time(*t),
+            }
+        }
+        Value::Duration(d) => {
+            let ns = d.as_nanos() as i64;
+            let arg = match argv.first() {
+                Some(Value::Duration(m)) => m.as_nanos() as i64,
+                _ => 0,
+            };
+            match m {
+                DurHours => Value::Float(
+                    (ns / 3_600_000_000_000) as f64 + (ns % 3_600_000_000_000) as f64 / 3.6e12,
+                ),
+                DurMinutes => {
+                    Value::Float((ns / 60_000_000_000) as f64 + (ns % 60_000_000_000) as f64 / 6e10)
+                }
+                DurSeconds => {
+                    Value::Float((ns / 1_000_000_000) as f64 + (ns % 1_000_000_000) as f64 / 1e9)
+                }
+                DurMilliseconds => Value::Int(ns / 1_000_000),
+                DurMicroseconds => Value::Int(ns / 1_000),
+                DurNanoseconds => Value::Int(ns),
+                DurRound | DurTruncate => {
+                    if arg <= 0 {
+                        return Value::Duration(*d);
+                    }
+                    let r = ns % arg;
+                    let mut out = ns - r;
+                    // time.go, Duration.Round: halves round away from zero.
+                    if matches!(m, DurRound) && r + r >= arg {
+                        out = out.saturating_add(arg);
+                    }
+                    Value::Duration(Duration::from_nanos(out as u64))
+                }
+                _ => Value::Str(duration_string(*d)),
+            }
+        }
+        _ => Value::Nil,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Builtin functions: text/template/funcs.go (Go 1.13), Kapacitor's json,
+// html/template's escapers (html.go, url.go)
+// ---------------------------------------------------------------------------
+
+fn call_builtin(f: Func, mut a: Vec<Value>) -> Result<Value, String> {
+    Ok(match f {
+        // Go 1.13's and/or evaluate every argument, then pick one.
+        Func::And => {
+            let i = a.iter().position(|v| !v.truth()).unwrap_or(a.len() - 1);
+            a.swap_remove(i)
+        }
+        Func::Or => {
+            let i = a.iter().position(Value::truth).unwrap_or(a.len() - 1);
+            a.swap_remove(i)
+        }
+        Func::Not => Value::Bool(!a[0].truth()),
+        Func::Call => {
+            return Err(match &a[0] {
+                Value::Nil => "call of nil".into(),
+                v => format!("non-function of type {}", v.type_name()),
+            })
+        }
+        Func::Index => index(&a[0], &a[1..])?,
+        Func::Slice => slice(&a[0], &a[1..])?,
+        Func::Len => Value::Int(match &a[0] {
+            Value::Str(s) => s.len() as i64,
+            Value::Map(m) => m.len() as i64,
+            Value::StrMap(m) => m.len() as i64,
+            Value::Nil => return Err("len of nil pointer".into()),
+            v => return Err(format!("len of type {}", v.type_name())),
+        }),
+        Func::Eq => Value::Bool(eq(&a[0], &a[1..])?),
+        Func::Ne => Value::Bool(!eq(&a[0], &a[1..])?),
+        Func::Lt => Value::Bool(lt(&a[0], &a[1])?),
+        Func::Le => Value::Bool(lt(&a[0], &a[1])? || eq(&a[0], &a[1..])?),
+        Func::Gt => Value::Bool(!(lt(&a[0], &a[1])? || eq(&a[0], &a[1..])?)),
+        Func::Ge => Value::Bool(!lt(&a[0], &a[1])?),
+        Func::Print => Value::Str(sprint(&a)),
+        Func::Println => {
+            let mut s = String::new();
+            for (i, v) in a.iter().enumerate() {
+                if i > 0 {
+                    s.push(' ');
+                }
+                Printer::new(&mut s).print_arg(v, 'v');
+            }
+            s.push('\n');
+            Value::Str(s)
+        }
+        Func::Printf => {
+            let format = match a.first() {
+                Some(Value::Str(s)) => s.clone(),
+                _ => String::new(),
+            };
+            Value::Str(sprintf(&format, &a[1..]))
+        }
+        Func::Html => Value::Str(html_escape_string(&eval_args(&a))),
+        Func::Js => Value::Str(js_escape_string(&eval_args(&a))),
+        Func::Urlquery => Value::Str(query_escape(&eval_args(&a))),
+        // html/template's own evalArgs (escape.go): nil prints as <nil>.
+        Func::EvalArgs => Value::Str(sprint(&a)),
+        // alert.go: json.NewEncoder(buf).Encode(v), error ignored; Encode
+        // writes nothing when it fails and a newline after the value.
+        Func::Json => {
+            let mut s = String::new();
+            match json_encode(&mut s, &a[0]) {
+                Ok(()) => s.push('\n'),
+                Err(()) => s.clear(),
+            }
+            Value::Str(s)
+        }
+        Func::HtmlEscaper | Func::AttrEscaper | Func::RcdataEscaper => {
+            Value::Str(html_replace(&stringify(&a), HTML_TABLE, true))
+        }
+        Func::NospaceEscaper => Value::Str(html_replace(&stringify(&a), NOSPACE_TABLE, false)),
+        Func::CommentEscaper => Value::Str(String::new()),
+        Func::HtmlNameFilter => Value::Str(html_name_filter(&stringify(&a))),
+        Func::UrlFilter => {
+            let s = stringify(&a);
+            Value::Str(if is_safe_url(&s) {
+                s
+            } else {
+                format!("#{FILTER_FAILSAFE}")
+            })
+        }
+        Func::UrlNormalizer => Value::Str(process_url(&stringify(&a), true)),
+        Func::UrlEscaper => Value::Str(process_url(&stringify(&a), false)),
+        Func::SrcsetEscaper => Value::Str(srcset_escape(&stringify(&a))),
+    })
+}
+
+/// funcs.go, index (maps and strings; Go's slices do not occur here).
+fn index(item: &Value, idx: &[Value]) -> Result<Value, String> {
+    if *item == Value::Nil {
+        return Err("index of untyped nil".into());
+    }
+    let mut v = item.clone();
+    for i in idx {
+        v = match &v {
+            Value::Str(s) => {
+                let x = index_arg(i, s.len())?;
+                if x == s.len() {
+                    return Err(format!("index out of range: {x}"));
+                }
+                Value::Int(s.as_bytes()[x] as i64)
+            }
+            Value::Map(m) => m.get(map_key(i)?).cloned().unwrap_or(Value::Nil),
+            Value::StrMap(m) => Value::Str(m.get(map_key(i)?).cloned().unwrap_or_default()),
+            Value::Nil => return Err("index of nil pointer".into()),
+            other => return Err(format!("can't index item of type {}", other.type_name())),
+        };
+    }
+    Ok(v)
+}
+
+fn map_key(i: &Value) -> Result<&str, String> {
+    match i {
+        Value::Str(k) => Ok(k),
+        Value::Nil => Err("value is nil; should be of type string".into()),
+        other => Err(format!(
+            "value has type {}; should be string",
+            other.type_name()
+        )),
+    }
+}
+
+fn index_arg(i: &Value, cap: usize) -> Result<usize, String> {
+    let x = match i {
+        Value::Int(x) => *x,
+        Value::Duration(d) => d.as_nanos() as i64,
+        Value::Nil => return Err("cannot index slice/array with nil".into()),
+        other => {
+            return Err(format!(
+                "cannot index slice/array with type {}",
+                other.type_name()
+            ))
+        }
+    };
+    if x < 0 || x as u64 > cap as u64 {
+        return Err(format!("index out of range: {x}"));
+    }
+    Ok(x as usize)
+}
+
+/// funcs.go, slice (of strings).
+fn slice(item: &Value, idx: &[Value]) -> Result<Value, String> {
+    let s = match item {
+        Value::Str(s) => s,
+        Value::Nil => return Err("slice of untyped nil".into()),
+        other => return Err(format!("can't slice item of type {}", other.type_name())),
+    };
+    if idx.len() > 2 {
+        return Err(format!("too many slice indexes: {}", idx.len()));
+    }
+    let mut bounds = [0, s.len()];
+    for (k, i) in idx.iter().enumerate() {
+        bounds[k] = index_arg(i, s.len())?;
+    }
+    if bounds[0] > bounds[1] {
+        return Err(format!(
+            "invalid slice index: {} > {}",
+            bounds[0], bounds[1]
+        ));
+    }
+    Ok(Value::Str(
+        String::from_utf8_lossy(&s.as_bytes()[bounds[0]..bounds[1]]).into_owned(),
+    ))
+}
+
+#[derive(PartialEq, Eq)]
+enum Kind {
+    Bool,
+    Int,
+    Float,
+    Str,
+}
+
+fn basic_kind(v: &Value) -> Result<Kind, String> {
+    match v {
+        Value::Bool(_) => Ok(Kind::Bool),
+        Value::Int(_) | Value::Duration(_) => Ok(Kind::Int),
+        Value::Float(_) => Ok(Kind::Float),
+        Value::Str(_) => Ok(Kind::Str),
+        _ => Err("invalid type for comparison".into()),
+    }
+}
+
+fn as_int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        Value::Duration(d) => d.as_nanos() as i64,
+        _ => 0,
+    }
+}
+
+/// funcs.go, eq: arg1 == arg2 || arg1 == arg3 ...; only basic kinds, and
+/// both sides of the same kind.
+fn eq(a: &Value, others: &[Value]) -> Result<bool, String> {
+    let k1 = basic_kind(a)?;
+    if others.is_empty() {
+        return Err("missing argument for comparison".into());
+    }
+    for b in others {
+        let k2 = basic_kind(b)?;
+        if k1 != k2 {
+            return Err("incompatible types for comparison".into());
+        }
+        let truth = match (a, b) {
+            (Value::Bool(x), Value::Bool(y)) => x == y,
+            (Value::Float(x), Value::Float(y)) => x == y,
+            (Value::Str(x), Value::Str(y)) => x == y,
+            _ => as_int(a) == as_int(b),
+        };
+        if truth {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn lt(a: &Value, b: &Value) -> Result<bool, String> {
+    let k1 = basic_kind(a)?;
+    let k2 = basic_kind(b)?;
+    if k1 != k2 {
+        return Err("incompatible types for comparison".into());
+    }
+    Ok(match (a, b) {
+        (Value::Bool(_), _) => return Err("invalid type for comparison".into()),
+        (Value::Float(x), Value::Float(y)) => x < y,
+        (Value::Str(x), Value::Str(y)) => x < y,
+        _ => as_int(a) < as_int(b),
+    })
+}
+
+/// funcs.go, evalArgs: the arguments of html, js and urlquery as one string;
+/// a nil argument reads `<no value>`.
+fn eval_args(a: &[Value]) -> String {
+    if let [Value::Str(s)] = a {
+        return s.clone();
+    }
+    let args: Vec<Value> = a
+        .iter()
+        .map(|v| match v {
+            Value::Nil => Value::Str("<no value>".into()),
+            v => v.clone(),
+        })
+        .collect();
+    sprint(&args)
+}
+
+/// html/template's content.go, stringify: nil arguments are skipped.
+fn stringify(a: &[Value]) -> String {
+    if let [Value::Str(s)] = a {
+        return s.clone();
+    }
+    let args: Vec<Value> = a.iter().filter(|v| **v != Value::Nil).cloned().collect();
+    sprint(&args)
+}
+
+/// template.HTMLEscapeString (text/template/funcs.go).
+fn html_escape_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("&#34;"),
+            '\'' => out.push_str("&#39;"),
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\0' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// template.JSEscapeString as of Go 1.13 (`<` and `>` as \x3C and \x3E).
+fn js_escape_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '"' => out.push_str("\\\""),
+            '<' => out.push_str("\\x3C"),
+            '>' => out.push_str("\\x3E"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u00{:02X}", c as u32);
+            }
+            c if c.is_ascii() || go_is_print(c) => out.push(c),
+            c => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+        }
+    }
+    out
+}
+
+/// url.QueryEscape.
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+const FILTER_FAILSAFE: &str = "ZgotmplZ";
+
+/// html.go, htmlReplacementTable: what html/template escapes in text and
+/// quoted attributes.
+const HTML_TABLE: &[(char, &str)] = &[
+    ('\0', "\u{FFFD}"),
+    ('"', "&#34;"),
+    ('&', "&amp;"),
+    ('\'', "&#39;"),
+    ('+', "&#43;"),
+    ('<', "&lt;"),
+    ('>', "&gt;"),
+];
+
+/// html.go, htmlNospaceReplacementTable: unquoted attribute values.
+const NOSPACE_TABLE: &[(char, &str)] = &[
+    ('\0', "&#xfffd;"),
+    ('\t', "&#9;"),
+    ('\n', "&#10;"),
+    ('\x0b', "&#11;"),
+    ('\x0c', "&#12;"),
+    ('\r', "&#13;"),
+    (' ', "&#32;"),
+    ('"', "&#34;"),
+    ('&', "&amp;"),
+    ('\'', "&#39;"),
+    ('+', "&#43;"),
+    ('<', "&lt;"),
+    ('=', "&#61;"),
+    ('>', "&gt;"),
+    ('`', "&#96;"),
+];
+
+/// html.go, htmlReplacer.
+fn html_replace(s: &str, table: &[(char, &str)], bad_runes: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if let Some((_, r)) = table.iter().find(|(k, _)| *k == c) {
+            out.push_str(r);
+        } else if !bad_runes
+            && (('\u{fdd0}'..='\u{fdef}').contains(&c) || ('\u{fff0}'..='\u{ffff}').contains(&c))
+        {
+            let _ = write!(out, "&#x{:x};", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// html.go, htmlNameFilter: an action that writes an attribute name.
+fn html_name_filter(s: &str) -> String {
+    if s.is_empty() {
+        return FILTER_FAILSAFE.into();
+    }
+    let s = s.to_lowercase();
+    if attr_type(&s) != AttrType::Plain
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+    {
+        return FILTER_FAILSAFE.into();
+    }
+    s
+}
+
+/// url.go, isSafeURL: only http, https and mailto, or no scheme.
+fn is_safe_url(s: &str) -> bool {
+    match s.split_once(':') {
+        Some((proto, _)) if !proto.contains('/') => {
+            proto.eq_ignore_ascii_case("http")
+                || proto.eq_ignore_ascii_case("https")
+                || proto.eq_ignore_ascii_case("mailto")
+        }
+        _ => true,
+    }
+}
+
+/// url.go, processURLOnto: percent-encodes what may not stand in a URL
+/// (lowercase hex, as Go writes it); when normalizing, reserved characters
+/// and existing escapes stay.
+fn process_url(s: &str, norm: bool) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len() + 16);
+    for (i, &c) in b.iter().enumerate() {
+        let keep = match c {
+            b'!' | b'#' | b'$' | b'&' | b'*' | b'+' | b',' | b'/' | b':' | b';' | b'=' | b'?'
+            | b'@' | b'[' | b']' => norm,
+            b'-' | b'.' | b'_' | b'~' => true,
+            b'%' => {
+                norm && i + 2 < b.len()
+                    && b[i + 1].is_ascii_hexdigit()
+                    && b[i + 2].is_ascii_hexdigit()
+            }
+            c => c.is_ascii_alphanumeric(),
+        };
+        if keep {
+            out.push(c as char);
+        } else {
+            let _ = write!(out, "%{c:02x}");
+        }
+    }
+    out
+}
+
+/// url.go, srcsetFilterAndEscaper for plain strings.
+fn srcset_escape(s: &str) -> String {
+    let mut out = String::new();
+    let mut written = 0;
+    let b = s.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        if c == b',' {
+            filter_srcset_element(s, written, i, &mut out);
+            out.push(',');
+            written = i + 1;
+        }
+    }
+    filter_srcset_element(s, written, b.len(), &mut out);
+    out
+}
+
+fn filter_srcset_element(s: &str, left: usize, right: usize, out: &mut String) {
+    let b = s.as_bytes();
+    let mut start = left;
+    while start < right && is_html_space(b[start]) {
+        start += 1;
+    }
+    let end = (start..right)
+        .find(|&i| is_html_space(b[i]))
+        .unwrap_or(right);
+    let url = &s[start..end];
+    if is_safe_url(url)
+        && b[end..right]
+            .iter()
+            .all(|&c| is_html_space(c) || c.is_ascii_alphanumeric())
+    {
+        out.push_str(&s[left..start]);
+        out.push_str(&process_url(url, true));
+        out.push_str(&s[end..right]);
+        return;
+    }
+    out.push('#');
+    out.push_str(FILTER_FAILSAFE);
+}
+
+// ---------------------------------------------------------------------------
+// fmt: Sprint, Sprintf (fmt/print.go, fmt/format.go)
+// ---------------------------------------------------------------------------
+
+/// fmt.Sprint: spaces between operands when neither is a string.
+fn sprint(a: &[Value]) -> String {
+    let mut s = String::new();
+    sprint_into(&mut s, a);
+    s
+}
+
+fn sprint_into(out: &mut String, a: &[Value]) {
+    let mut prev_string = false;
+    for (i, v) in a.iter().enumerate() {
+        let is_string = matches!(v, Value::Str(_));
+        if i > 0 && !is_string && !prev_string {
+            out.push(' ');
+        }
+        Printer::new(out).print_arg(v, 'v');
+        prev_string = is_string;
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Flags {
+    plus: bool,
+    minus: bool,
+    sharp: bool,
+    space: bool,
+    zero: bool,
+    plus_v: bool,
+    sharp_v: bool,
+    wid: Option<usize>,
+    prec: Option<usize>,
+}
+
+struct Printer<'a> {
+    buf: &'a mut String,
+    f: Flags,
+    /// fmt's `erroring`: inside a bad-verb report, Stringers are not called.
+    erroring: bool,
+}
+
+const LDIGITS: &[u8] = b"0123456789abcdefx";
+const UDIGITS: &[u8] = b"0123456789ABCDEFX";
+
+/// fmt.Sprintf.
+fn sprintf(format: &str, a: &[Value]) -> String {
+    let mut out = String::new();
+    let mut p = Printer::new(&mut out);
+    p.do_printf(format, a);
+    out
+}
+
+/// fmt's parsenum: digits at `s[start..end]`, none over 1e6.
+fn parsenum(s: &[u8], start: usize, end: usize) -> (Option<usize>, usize) {
+    if start >= end {
+        return (None, end);
+    }
+    let mut num = 0usize;
+    let mut i = start;
+    while i < end && s[i].is_ascii_digit() {
+        if num > 1_000_000 {
+            return (None, end);
+        }
+        num = num * 10 + (s[i] - b'0') as usize;
+        i += 1;
+    }
+    if i == start {
+        (None, i)
+    } else {
+        (Some(num), i)
+    }
+}
+
+impl<'a> Printer<'a> {
+    fn new(buf: &'a mut String) -> Self {
+        Printer {
+            buf,
+            f: Flags::default(),
+            erroring: false,
+        }
+    }
+
+    /// print.go, doPrintf.
+    fn do_printf(&mut self, format: &str, a: &[Value]) {
+        let s = format.as_bytes();
+        let end = s.len();
+        let mut arg_num = 0usize;
+        let mut after_index;
+        let mut reordered = false;
+        let mut i = 0;
+        'outer: while i < end {
+            let mut good_arg_num = true;
+            let lasti = i;
+            while i < end && s[i] != b'%' {
+                i += 1;
+            }
+            if i > lasti {
+                self.buf.push_str(&format[lasti..i]);
+            }
+            if i >= end {
+                break;
+            }
+            i += 1;
+            self.f = Flags::default();
+            while i < end {
+                let c = s[i];
+                match c {
+                    b'#' => self.f.sharp = true,
+                    b'0' => self.f.zero = !self.f.minus,
+                    b'+' => self.f.plus = true,
+                    b'-' => {
+                        self.f.minus = true;
+                        self.f.zero = false;
+                    }
+                    b' ' => self.f.space = true,
+                    _ => {
+                        // Fast path: a lowercase verb right after the flags.
+                        if c.is_ascii_lowercase() && arg_num < a.len() {
+                            if c == b'v' {
+                                self.f.sharp_v = self.f.sharp;
+                                self.f.sharp = false;
+                                self.f.plus_v = self.f.plus;
+                                self.f.plus = false;
+                            }
+                            self.print_arg(&a[arg_num], c as char);
+                            arg_num += 1;
+                            i += 1;
+                            continue 'outer;
+                        }
+                        break;
+                    }
+                }
+                i += 1;
+            }
+            // An explicit argument index?
+            (arg_num, i, after_index) =
+                self.arg_number(arg_num, s, i, a.len(), &mut good_arg_num, &mut reordered);
+            if i < end && s[i] == b'*' {
+                i += 1;
+                let (w, ok, n) = int_from_arg(a, arg_num);
+                arg_num = n;
+                if !ok {
+                    self.buf.push_str("%!(BADWIDTH)");
+                    self.f.wid = None;
+                } else if w < 0 {
+                    self.f.wid = Some(w.unsigned_abs() as usize);
+                    self.f.minus = true;
+                    self.f.zero = false;
+                } else {
+                    self.f.wid = Some(w as usize);
+                }
+                after_index = false;
+            } else {
+                let (w, ni) = parsenum(s, i, end);
+                self.f.wid = w;
+                i = ni;
+                if after_index && w.is_some() {
+                    good_arg_num = false;
+                }
+            }
+            if i + 1 < end && s[i] == b'.' {
+                i += 1;
+                if after_index {
+                    good_arg_num = false;
+                }
+                (arg_num, i, after_index) =
+                    self.arg_number(arg_num, s, i, a.len(), &mut good_arg_num, &mut reordered);
+                if i < end && s[i] == b'*' {
+                    i += 1;
+                    let (p, ok, n) = int_from_arg(a, arg_num);
+                    arg_num = n;
+                    self.f.prec = if ok && p >= 0 { Some(p as usize) } else { None };
+                    if !ok {
+                        self.buf.push_str("%!(BADPREC)");
+                    }
+                    after_index = false;
+                } else {
+                    let (p, ni) = parsenum(s, i, end);
+                    i = ni;
+                    self.f.prec = Some(p.unwrap_or(0));
+                }
+            }
+            if !after_index {
+                (arg_num, i, _) =
+                    self.arg_number(arg_num, s, i, a.len(), &mut good_arg_num, &mut reordered);
+            }
+            if i >= end {
+                self.buf.push_str("%!(NOVERB)");
+                break;
+            }
+            let verb = format[i..].chars().next().unwrap_or('?');
+            i += verb.len_utf8();
+            match verb {
+                '%' => self.buf.push('%'),
+                _ if !good_arg_num => {
+                    let _ = write!(self.buf, "%!{verb}(BADINDEX)");
+                }
+                _ if arg_num >= a.len() => {
+                    let _ = write!(self.buf, "%!{verb}(MISSING)");
+                }
+                _ => {
+                    if verb == 'v' {
+                        self.f.sharp_v = self.f.sharp;
+                        self.f.sharp = false;
+                        self.f.plus_v = self.f.plus;
+                        self.f.plus = false;
+                    }
+                    self.print_arg(&a[arg_num], verb);
+                    arg_num += 1;
+                }
+            }
+        }
+        if !reordered && arg_num < a.len() {
+            self.f = Flags::default();
+            self.buf.push_str("%!(EXTRA ");
+            for (k, v) in a[arg_num..].iter().enumerate() {
+                if k > 0 {
+                    self.buf.push_str(", ");
+                }
+                if *v == Value::Nil {
+                    self.buf.push_str("<nil>");
+                } else {
+                    self.buf.push_str(v.type_name());
+                    self.buf.push('=');
+                    self.print_arg(v, 'v');
+                }
+            }
+            self.buf.push(')');
+        }
+    }
+
+    /// print.go, argNumber: `[n]` before a verb, width or precision.
+    fn arg_number(
+        &mut self,
+        arg_num: usize,
+        s: &[u8],
+        i: usize,
+        num_args: usize,
+        good: &mut bool,
+        reordered: &mut bool,
+    ) -> (usize, usize, bool) {
+        if s.len() <= i || s[i] != b'[' {
+            return (arg_num, i, false);
+        }
+        *reordered = true;
+        let rest = &s[i..];
+        let (index, wid, ok) = match rest.iter().position(|&b| b == b']') {
+            Some(close) if rest.len() >= 3 => match parsenum(rest, 1, close) {
+                (Some(n), ni) if ni == close => (n as i64 - 1, close + 1, true),
+                _ => (0, close + 1, false),
+            },
+            _ => (0, 1, false),
+        };
+        if ok && 0 <= index && (index as usize) < num_args {
+            return (index as usize, i + wid, true);
+        }
+        *good = false;
+        (arg_num, i + wid, ok)
+    }
+
+    fn write_padding(&mut self, n: usize) {
+        let pad = if self.f.zero { '0' } else { ' ' };
+        self.buf.extend(std::iter::repeat_n(pad, n));
+    }
+
+    /// format.go, pad: width counts runes.
+    fn pad(&mut self, s: &str) {
+        let Some(wid) = self.f.wid.filter(|&w| w > 0) else {
+            self.buf.push_str(s);
+            return;
+        };
+        let n = wid.saturating_sub(s.chars().count());
+        if !self.f.minus {
+            self.write_padding(n);
+            self.buf.push_str(s);
+        } else {
+            self.buf.push_str(s);
+            self.write_padding(n);
+        }
+    }
+
+    /// print.go, printArg, for the values a template can hold.
+    fn print_arg(&mut self, v: &Value, verb: char) {
+        if *v == Value::Nil {
+            match verb {
+                'T' | 'v' => self.pad("<nil>"),
+                _ => self.bad_verb(verb, v),
+            }
+            return;
+        }
+        match verb {
+            'T' => {
+                let t = v.type_name().to_string();
+                self.fmt_s(&t);
+                return;
+            }
+            'p' => {
+                self.bad_verb(verb, v);
+                return;
+            }
+            _ => {}
+        }
+        self.print_value(v, verb, 0);
+    }
+
+    fn print_value(&mut self, v: &Value, verb: char, depth: usize) {
+        // handleMethods: Stringers print as their String() for these verbs.
+        if !self.erroring && !self.f.sharp_v && matches!(verb, 'v' | 's' | 'x' | 'X' | 'q') {
+            match v {
+                Value::Time(t) => return self.fmt_string(&time_string(*t), verb),
+                Value::Duration(d) => return self.fmt_string(&duration_string(*d), verb),
+                _ => {}
+            }
+        }
+        match v {
+            Value::Nil => {
+                if depth == 0 {
+                    self.bad_verb(verb, v);
+                } else {
+                    self.buf.push_str("<nil>");
+                }
+            }
+            Value::Bool(b) => match verb {
+                't' | 'v' => self.pad(if *b { "true" } else { "false" }),
+                _ => self.bad_verb(verb, v),
+            },
+            Value::Int(i) => self.fmt_integer(*i as u64, true, verb, v),
+            Value::Duration(d) => self.fmt_integer(d.as_nanos() as u64, true, verb, v),
+            Value::Float(f) => self.fmt_float_verb(*f, verb, v),
+            Value::Str(s) => self.fmt_string(s, verb),
+            Value::Time(_) => {
+                // Go would print time.Time's unexported fields; not reproduced.
+                self.bad_verb(verb, v)
+            }
+            Value::Map(m) => {
+                self.buf.push_str("map[");
+                for (k, (key, val)) in m.iter().enumerate() {
+                    if k > 0 {
+                        self.buf.push(' ');
+                    }
+                    self.print_value(&Value::Str(key.clone()), verb, depth + 1);
+                    self.buf.push(':');
+                    self.print_value(val, verb, depth + 1);
+                }
+                self.buf.push(']');
+            }
+            Value::StrMap(m) => {
+                self.buf.push_str("map[");
+                for (k, (key, val)) in m.iter().enumerate() {
+                    if k > 0 {
+                        self.buf.push(' ');
+                    }
+                    self.fmt_string(key, verb);
+                    self.buf.push(':');
+                    self.fmt_string(val, verb);
+                }
+                self.buf.push(']');
+            }
+            Value::Struct(_, fields) => {
+                self.buf.push('{');
+                for (k, (name, val)) in fields.iter().enumerate() {
+                    if k > 0 {
+                        self.buf.push(' ');
+                    }
+                    if self.f.plus_v {
+                        // An embedded field is named after its type.
+                        let name = match (name.as_str(), val) {
+                            ("", Value::Struct(t, _)) => t.rsplit('.').next().unwrap_or(t),
+                            _ => name,
+                        };
+                        self.buf.push_str(name);
+                        self.buf.push(':');
+                    }
+                    self.print_value(val, verb, depth + 1);
+                }
+                self.buf.push('}');
+            }
+        }
+    }
+
+    /// print.go, badVerb: `%!d(string=hi)`.
+    fn bad_verb(&mut self, verb: char, v: &Value) {
+        self.erroring = true;
+        let _ = write!(self.buf, "%!{verb}(");
+        if *v == Value::Nil {
+            self.buf.push_str("<nil>");
+        } else {
+            self.buf.push_str(v.type_name());
+            self.buf.push('=');
+            match v {
+                Value::Time(t) => {
+                    let s = time_string(*t);
+                    self.pad(&s)
+                }
+                _ => self.print_arg(v, 'v'),
+            }
+        }
+        self.buf.push(')');
+        self.erroring = false;
+    }
+
+    fn fmt_string(&mut self, s: &str, verb: char) {
+        match verb {
+            'v' if self.f.sharp_v => self.fmt_q(s),
+            'v' | 's' => self.fmt_s(s),
+            'x' => self.fmt_sx(s, LDIGITS),
+            'X' => self.fmt_sx(s, UDIGITS),
+            'q' => self.fmt_q(s),
+            _ => self.bad_verb(verb, &Value::Str(s.to_string())),
+        }
+    }
+
+    fn truncate<'s>(&self, s: &'s str) -> &'s str {
+        match self.f.prec {
+            Some(n) => match s.char_indices().nth(n) {
+                Some((i, _)) => &s[..i],
+                None => s,
+            },
+            None => s,
+        }
+    }
+
+    fn fmt_s(&mut self, s: &str) {
+        let s = self.truncate(s);
+        self.pad(s)
+    }
+
+    fn fmt_q(&mut self, s: &str) {
+        let s = self.truncate(s);
+        if self.f.sharp && can_backquote(s) {
+            let q = format!("`{s}`");
+            return self.pad(&q);
+        }
+        let q = go_quote(s, self.f.plus);
+        self.pad(&q)
+    }
+
+    /// format.go, fmtSbx: hex of a string's bytes.
+    fn fmt_sx(&mut self, s: &str, digits: &[u8]) {
+        let b = s.as_bytes();
+        let length = self.f.prec.map_or(b.len(), |p| p.min(b.len()));
+        let mut width = 2 * length;
+        if width > 0 {
+            if self.f.space {
+                if self.f.sharp {
+                    width *= 2;
+                }
+                width += length - 1;
+            } else if self.f.sharp {
+                width += 2;
+            }
+        } else {
+            if let Some(w) = self.f.wid {
+                self.write_padding(w);
+            }
+            return;
+        }
+        let wid = self.f.wid.unwrap_or(0);
+        if wid > width && !self.f.minus {
+            self.write_padding(wid - width);
+        }
+        if self.f.sharp {
+            self.buf.push('0');
+            self.buf.push(digits[16] as char);
+        }
+        for (i, &c) in b[..length].iter().enumerate() {
+            if self.f.space && i > 0 {
+                self.buf.push(' ');
+                if self.f.sharp {
+                    self.buf.push('0');
+                    self.buf.push(digits[16] as char);
+                }
+            }
+            self.buf.push(digits[(c >> 4) as usize] as char);
+            self.buf.push(digits[(c & 0xf) as usize] as char);
+        }
+        if wid > width && self.f.minus {
+            self.write_padding(wid - width);
+        }
+    }
+
+    /// print.go fmtInteger and format.go fmtInteger.
+    fn fmt_integer(&mut self, u: u64, signed: bool, verb: char, v: &Value) {
+        let (base, digits) = match verb {
+            'v' | 'd' => (10, LDIGITS),
+            'b' => (2, LDIGITS),
+            'o' | 'O' => (8, LDIGITS),
+            'x' => (16, LDIGITS),
+            'X' => (16, UDIGITS),
+            'c' => {
+                let c = char::from_u32(u as u32)
+                    .filter(|_| u <= 0x10FFFF)
+                    .unwrap_or('\u{FFFD}');
+                return self.pad(&c.to_string());
+            }
+            'q' => {
+                if u > 0x10FFFF {
+                    return self.bad_verb(verb, v);
+                }
+                let c = char::from_u32(u as u32).unwrap_or('\u{FFFD}');
+                let q = go_quote_rune(c, self.f.plus);
+                return self.pad(&q);
+            }
+            'U' => return self.fmt_unicode(u),
+            _ => return self.bad_verb(verb, v),
+        };
+        let negative = signed && (u as i64) < 0;
+        let mut u = if negative {
+            (u as i64).unsigned_abs()
+        } else {
+            u
+        };
+        let mut prec = 0;
+        if let Some(p) = self.f.prec {
+            prec = p;
+            if p == 0 && u == 0 {
+                let old = self.f.zero;
+                self.f.zero = false;
+                self.write_padding(self.f.wid.unwrap_or(0));
+                self.f.zero = old;
+                return;
+            }
+        } else if self.f.zero && self.f.wid.is_some() {
+            prec = self.f.wid.unwrap_or(0);
+            if negative || self.f.plus || self.f.space {
+                prec = prec.saturating_sub(1);
+            }
+        }
+        let mut buf: Vec<u8> = Vec::with_capacity(24);
+        loop {
+            buf.push(digits[(u % base) as usize]);
+            u /= base;
+            if u == 0 {
+                break;
+            }
+        }
+        while buf.len() < prec {
+            buf.push(b'0');
+        }
+        if self.f.sharp {
+            match base {
+                2 => buf.extend_from_slice(b"b0"),
+                8 if buf.last() != Some(&b'0') => buf.push(b'0'),
+                16 => {
+                    buf.push(digits[16]);
+                    buf.push(b'0');
+                }
+                _ => {}
+            }
+        }
+        if verb == 'O' {
+            buf.extend_from_slice(b"o0");
+        }
+        if negative {
+            buf.push(b'-');
+        } else if self.f.plus {
+            buf.push(b'+');
+        } else if self.f.space {
+            buf.push(b' ');
+        }
+        buf.reverse();
+        let s = String::from_utf8(buf).unwrap_or_default();
+        let old = self.f.zero;
+        self.f.zero = false;
+        self.pad(&s);
+        self.f.zero = old;
+    }
+
+    fn fmt_unicode(&mut self, u: u64) {
+        let mut prec = 4;
+        if let Some(p) = self.f.prec.filter(|&p| p > 4) {
+            prec = p;
+        }
+        let mut s = format!("U+{u:0prec$X}");
+        if self.f.sharp {
+            if let Some(c) = char::from_u32(u as u32).filter(|&c| u <= 0x10FFFF && go_is_print(c)) {
+                let _ = write!(s, " '{c}'");
+            }
+        }
+        let old = self.f.zero;
+        self.f.zero = false;
+        self.pad(&s);
+        self.f.zero = old;
+    }
+
+    /// print.go fmtFloat: the verb's default precision.
+    fn fmt_float_verb(&mut self, v: f64, verb: char, val: &Value) {
+        match verb {
+            'v' => self.fmt_float(v, 'g', -1),
+            'g' | 'G' => self.fmt_float(v, verb, -1),
+            'f' | 'F' => self.fmt_float(v, 'f', 6),
+            'e' | 'E' => self.fmt_float(v, verb, 6),
+            // %b and %x of floats (binary and hex mantissas) are not reproduced.
+            _ => self.bad_verb(verb, val),
+        }
+    }
+
+    /// format.go, fmtFloat.
+    fn fmt_float(&mut self, v: f64, verb: char, prec: i32) {
+        let prec = self.f.prec.map_or(prec, |p| p as i32);
+        let mut num = format_float(v, verb as u8, prec).into_bytes();
+        if num[0] != b'-' && num[0] != b'+' {
+            num.insert(0, b'+');
+        }
+        if self.f.space && num[0] == b'+' && !self.f.plus {
+            num[0] = b' ';
+        }
+        // Infinities and NaN are not padded with zeros.
+        if num[1] == b'I' || num[1] == b'N' {
+            let old = self.f.zero;
+            self.f.zero = false;
+            if num[1] == b'N' && !self.f.space && !self.f.plus {
+                num.remove(0);
+            }
+            let s = String::from_utf8(num).unwrap_or_default();
+            self.pad(&s);
+            self.f.zero = old;
+            return;
+        }
+        // '#' keeps the decimal point and, for %g, trailing zeros.
+        if self.f.sharp && verb != 'b' {
+            let mut digits = 0i32;
+            if matches!(verb, 'v' | 'g' | 'G' | 'x') {
+                digits = if prec == -1 { 6 } else { prec };
+            }
+            let mut tail = Vec::new();
+            let mut has_point = false;
+            let mut saw_nonzero = false;
+            let mut i = 1;
+            while i < num.len() {
+                match num[i] {
+                    b'.' => has_point = true,
+                    b'p' | b'P' | b'e' | b'E' => {
+                        tail = num.split_off(i);
+                        break;
+                    }
+                    c => {
+                        if c != b'0' {
+                            saw_nonzero = true;
+                        }
+                        if saw_nonzero {
+                            digits -= 1;
+                        }
+                    }
+                }
+                i += 1;
+            }
+            if !has_point {
+                if num.len() == 2 && num[1] == b'0' {
+                    digits -= 1;
+                }
+                num.push(b'.');
+            }
+            while digits > 0 {
+                num.push(b'0');
+                digits -= 1;
+            }
+            num.extend(tail);
+        }
+        let s = String::from_utf8(num).unwrap_or_default();
+        if self.f.plus || !s.starts_with('+') {
+            if self.f.zero && self.f.wid.is_some_and(|w| w > s.len()) {
+                self.buf.push_str(&s[..1]);
+                self.write_padding(self.f.wid.unwrap_or(0) - s.len());
+                self.buf.push_str(&s[1..]);
+                return;
+            }
+            return self.pad(&s);
+        }
+        self.pad(&s[1..]);
+    }
+}
+
+/// print.go, intFromArg: a `*` width or precision.
+fn int_from_arg(a: &[Value], arg_num: usize) -> (i64, bool, usize) {
+    if arg_num >= a.len() {
+        return (0, false, arg_num);
+    }
+    let (n, ok) = match &a[arg_num] {
+        Value::Int(i) => (*i, true),
+        Value::Duration(d) => (d.as_nanos() as i64, true),
+        _ => (0, false),
+    };
+    if n.unsigned_abs() > 1_000_000 {
+        return (0, false, arg_num + 1);
+    }
+    (n, ok, arg_num + 1)
+}
+
+// ---------------------------------------------------------------------------
+// strconv: FormatFloat, Quote (strconv/ftoa.go, strconv/quote.go)
+// ---------------------------------------------------------------------------
+
+/// Decimal digits of |v| (no leading or trailing zeros) and the position of
+/// the decimal point: v = 0.d1d2... × 10^dp.
+struct Digits {
+    d: Vec<u8>,
+    dp: i32,
+}
+
+impl Digits {
+    /// The shortest digits that read back as v. Of two equally short
+    /// candidates Go takes the nearer, and on an exact tie the even one
+    /// (strconv/ftoa.go roundShortest, decimal.go shouldRoundUp); Rust's
+    /// formatter may take the other, so round the exact value to the same
+    /// length and keep that when it reads back as v.
+    fn shortest(v: f64) -> Digits {
+        let rust = Digits::from_exp_format(&format!("{:e}", v.abs()));
+        let mut nearest = Digits::exact(v);
+        nearest.round(rust.d.len() as i32);
+        let digits = String::from_utf8_lossy(&nearest.d).into_owned();
+        match format!("0.{digits}e{}", nearest.dp).parse::<f64>() {
+            Ok(back) if back == v.abs() => nearest,
+            _ => rust,
+        }
+    }
+
+    /// The exact decimal expansion of v (a double has at most 767 significant digits).
+    fn exact(v: f64) -> Digits {
+        Digits::from_exp_format(&format!("{:.800e}", v.abs()))
+    }
+
+    fn from_exp_format(s: &str) -> Digits {
+        let (mant, exp) = s.split_once('e').unwrap_or((s, "0"));
+        let exp: i32 = exp.parse().unwrap_or(0);
+        let mut d: Vec<u8> = mant.bytes().filter(u8::is_ascii_digit).collect();
+        while d.last() == Some(&b'0') {
+            d.pop();
+        }
+        if d.is_empty() {
+            return Digits { d, dp: 0 };
+        }
+        Digits { d, dp: exp + 1 }
+    }
+
+    /// strconv's decimal.Round: to nd digits, halves to even.
+    fn round(&mut self, nd: i32) {
+        if nd < 0 || nd as usize >= self.d.len() {
+            return;
+        }
+        let nd = nd as usize;
+        let up = if self.d[nd] == b'5' && nd + 1 == self.d.len() {
+            nd > 0 && (self.d[nd - 1] - b'0') % 2 == 1
+        } else {
+            self.d[nd] >= b'5'
+        };
+        if up {
+            let mut i = nd;
+            loop {
+                if i == 0 {
+                    // All nines: 1 followed by zeros, one place up.
+                    self.d = vec![b'1'];
+                    self.dp += 1;
+                    return;
+                }
+                i -= 1;
+                if self.d[i] < b'9' {
+                    self.d[i] += 1;
+                    self.d.truncate(i + 1);
+                    return;
+                }
+            }
+        }
+        self.d.truncate(nd);
+        while self.d.last() == Some(&b'0') {
+            self.d.pop();
+        }
+        if self.d.is_empty() {
+            self.dp = 0;
+        }
+    }
+}
+
+/// strconv.FormatFloat(v, fmt, prec, 64) for fmt in e, E, f, g, G.
+fn format_float(v: f64, fmt: u8, prec: i32) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    let neg = v.is_sign_negative();
+    let shortest = prec < 0;
+    let mut prec = prec;
+    let digs = if shortest {
+        let d = Digits::shortest(v);
+        let nd = d.d.len() as i32;
+        prec = match fmt {
+            b'e' | b'E' => (nd - 1).max(0),
+            b'f' => (nd - d.dp).max(0),
+            _ => nd,
+        };
+        d
+    } else {
+        let mut d = Digits::exact(v);
+        match fmt {
+            b'e' | b'E' => d.round(prec + 1),
+            b'f' => d.round(d.dp + prec),
+            _ => {
+                if prec == 0 {
+                    prec = 1;
+                }
+                d.round(prec)
+            }
+        }
+        d
+    };
+    let mut out = String::new();
+    if neg {
+        out.push('-');
+    }
+    let nd = digs.d.len() as i32;
+    match fmt {
+        b'e' | b'E' => fmt_e(&mut out, &digs, prec, fmt),
+        b'f' => fmt_f(&mut out, &digs, prec),
+        _ => {
+            // %e is used if the exponent from the conversion is less than -4
+            // or greater than or equal to the precision; if precision was the
+            // shortest possible, use precision 6 for this decision
+            // (strconv/ftoa.go, formatDigits). So %v prints 123456 but 1.234567e+06.
+            let mut eprec = prec;
+            if eprec > nd && nd >= digs.dp {
+                eprec = nd;
+            }
+            if shortest {
+                eprec = 6;
+            }
+            let exp = digs.dp - 1;
+            let e = if fmt == b'G' { b'E' } else { b'e' };
+            if exp < -4 || exp >= eprec {
+                if prec > nd {
+                    prec = nd;
+                }
+                fmt_e(&mut out, &digs, prec - 1, e);
+            } else {
+                if prec > digs.dp {
+                    prec = nd;
+                }
+                fmt_f(&mut out, &digs, (prec - digs.dp).max(0));
+            }
+        }
+    }
+    out
+}
+
+fn fmt_e(out: &mut String, d: &Digits, prec: i32, e: u8) {
+    out.push(d.d.first().map_or('0', |&c| c as char));
+    if prec > 0 {
+        out.push('.');
+        for i in 1..=prec as usize {
+            out.push(d.d.get(i).map_or('0', |&c| c as char));
+        }
+    }
+    out.push(e as char);
+    let exp = if d.d.is_empty() { 0 } else { d.dp - 1 };
+    out.push(if exp < 0 { '-' } else { '+' });
+    let _ = write!(out, "{:02}", exp.unsigned_abs());
+}
+
+fn fmt_f(out: &mut String, d: &Digits, prec: i32) {
+    if d.dp > 0 {
+        let m = (d.dp as usize).min(d.d.len());
+        out.extend(d.d[..m].iter().map(|&c| c as char));
+        for _ in m..d.dp as usize {
+            out.push('0');
+        }
+    } else {
+        out.push('0');
+    }
+    if prec > 0 {
+        out.push('.');
+        for i in 1..=prec {
+            let j = d.dp + i - 1;
+            out.push(if 0 <= j && (j as usize) < d.d.len() {
+                d.d[j as usize] as char
+            } else {
+                '0'
+            });
+        }
+    }
+}
+
+/// unicode.IsPrint, exact for ASCII; for other characters an approximation
+/// (letters, marks, numbers, punctuation and symbols are printable; controls,
+/// format characters, spaces other than U+0020 and private use are not).
+fn go_is_print(c: char) -> bool {
+    if c.is_ascii() {
+        return (' '..='~').contains(&c);
+    }
+    !(c.is_control()
+        || c.is_whitespace()
+        || matches!(c, '\u{a0}' | '\u{ad}' | '\u{600}'..='\u{605}' | '\u{61c}' | '\u{6dd}' | '\u{70f}' | '\u{180e}'
+            | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}' | '\u{e000}'..='\u{f8ff}' | '\u{f0000}'..='\u{10ffff}'))
+}
+
+/// strconv.Quote (or QuoteToASCII).
+fn go_quote(s: &str, ascii: bool) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        escape_rune(&mut out, c, '"', ascii);
+    }
+    out.push('"');
+    out
+}
+
+/// strconv.QuoteRune (or QuoteRuneToASCII).
+fn go_quote_rune(c: char, ascii: bool) -> String {
+    let mut out = String::from("'");
+    escape_rune(&mut out, c, '\'', ascii);
+    out.push('\'');
+    out
+}
+
+/// strconv.appendEscapedRune.
+fn escape_rune(out: &mut String, c: char, quote: char, ascii: bool) {
+    if c == quote || c == '\\' {
+        out.push('\\');
+        out.push(c);
+        return;
+    }
+    if if ascii {
+        c.is_ascii() && go_is_print(c)
+    } else {
+        go_is_print(c)
+    } {
+        out.push(c);
+        return;
+    }
+    let _ = match c {
+        '\x07' => write!(out, "\\a"),
+        '\x08' => write!(out, "\\b"),
+        '\x0c' => write!(out, "\\f"),
+        '\n' => write!(out, "\\n"),
+        '\r' => write!(out, "\\r"),
+        '\t' => write!(out, "\\t"),
+        '\x0b' => write!(out, "\\v"),
+        c if (c as u32) < 0x20 || c == '\x7f' => write!(out, "\\x{:02x}", c as u32),
+        c if (c as u32) < 0x10000 => write!(out, "\\u{:04x}", c as u32),
+        c => write!(out, "\\U{:08x}", c as u32),
+    };
+}
+
+/// strconv.CanBackquote.
+fn can_backquote(s: &str) -> bool {
+    s.chars().all(|c| {
+        c != '`'
+            && c != '\u{FEFF}'
+            && (c == '\t' || !c.is_control() || !c.is_ascii())
+            && c != '\x7f'
+    })
+}
+
+// ---------------------------------------------------------------------------
+// encoding/json (encode.go, Go 1.13), as json.Encoder writes it: HTML
+// characters escaped
+// ---------------------------------------------------------------------------
+
+fn json_encode(out: &mut String, v: &Value) -> Result<(), ()> {
+    match v {
+        Value::Nil => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Duration(d) => {
+            let _ = write!(out, "{}", d.as_nanos() as i64);
+        }
+        Value::Float(f) => out.push_str(&json_float(*f).ok_or(())?),
+        Value::Str(s) => json_string(out, s),
+        Value::Time(t) => {
+            out.push('"');
+            out.push_str(&super::event::rfc3339_nano(*t));
+            out.push('"');
+        }
+        Value::Map(m) => {
+            out.push('{');
+            for (i, (k, v)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                json_string(out, k);
+                out.push(':');
+                json_encode(out, v)?;
+            }
+            out.push('}');
+        }
+        Value::StrMap(m) => {
+            out.push('{');
+            for (i, (k, v)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                json_string(out, k);
+                out.push(':');
+                json_string(out, v);
+            }
+            out.push('}');
+        }
+        Value::Struct(..) => {
+            out.push('{');
+            json_fields(out, v, &mut true)?;
+            out.push('}');
+        }
+    }
+    Ok(())
+}
+
+/// A struct's fields, embedded structs' inline (encode.go, typeFields).
+fn json_fields(out: &mut String, v: &Value, first: &mut bool) -> Result<(), ()> {
+    let Value::Struct(_, fields) = v else {
+        return Ok(());
+    };
+    for (k, v) in fields {
+        if k.is_empty() {
+            json_fields(out, v, first)?;
+            continue;
+        }
+        if !*first {
+            out.push(',');
+        }
+        *first = false;
+        json_string(out, k);
+        out.push(':');
+        json_encode(out, v)?;
+    }
+    Ok(())
+}
+
+/// encode.go, floatEncoder: like ES6, exponent form only below 1e-6 or from
+/// 1e21 on, with `e-07` cleaned to `e-7`. NaN and infinities are errors.
+fn json_float(f: f64) -> Option<String> {
+    if !f.is_finite() {
+        return None;
+    }
+    let abs = f.abs();
+    let fmt = if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        b'e'
+    } else {
+        b'f'
+    };
+    let mut s = format_float(f, fmt, -1);
+    if fmt == b'e' {
+        let n = s.len();
+        let b = s.as_bytes();
+        if n >= 4 && b[n - 4] == b'e' && b[n - 3] == b'-' && b[n - 2] == b'0' {
+            s.remove(n - 2);
+        }
+    }
+    Some(s)
+}
+
+/// encode.go, encodeState.string with escapeHTML.
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' | '>' | '&' => {
+                let _ = write!(out, "\\u00{:02x}", c as u32);
+            }
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u00{:02x}", c as u32);
+            }
+            '\u{2028}' | '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+// ---------------------------------------------------------------------------
+// time: Time.String, Time.Format, Duration.String (time/format.go, time/time.go)
+// ---------------------------------------------------------------------------
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const DAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
+
+/// A UTC time broken down.
+struct Civil {
+    unix: i64,
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    min: u32,
+    sec: u32,
+    nano: u32,
+    weekday: u32,
+    yday: u32,
+}
+
+impl Civil {
+    fn of(t: SystemTime) -> Civil {
+        let (unix, nano) = match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+            Err(e) => {
+                let d = e.duration();
+                let (s, n) = (d.as_secs() as i64, d.subsec_nanos());
+                if n == 0 {
+                    (-s, 0)
+                } else {
+                    (-s - 1, 1_000_000_000 - n)
+                }
+            }
+        };
+        let days = unix.div_euclid(86_400);
+        let secs = unix.rem_euclid(86_400) as u32;
+        // Days to civil date (H. Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+        const CUM: [u32; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+        let yday = CUM[month as usize - 1] + day + u32::from(leap && month > 2);
+        Civil {
+            unix,
+            year,
+            month,
+            day,
+            hour: secs / 3600,
+            min: secs / 60 % 60,
+            sec: secs % 60,
+            nano,
+            weekday: (days + 4).rem_euclid(7) as u32,
+            yday,
+        }
+    }
+}
+
+/// Time.String: "2006-01-02 15:04:05.999999999 -0700 MST", in UTC.
+fn time_string(t: SystemTime) -> String {
+    time_format(&Civil::of(t), "2006-01-02 15:04:05.999999999 -0700 MST")
+}
+
+/// Time.Format for a UTC time (time/format.go, nextStdChunk and AppendFormat).
+fn time_format(c: &Civil, layout: &str) -> String {
+    let mut out = String::new();
+    let mut rest = layout;
+    while !rest.is_empty() {
+        let Some((prefix, std, suffix)) = next_std_chunk(rest) else {
+            out.push_str(rest);
+            break;
+        };
+        out.push_str(prefix);
+        rest = suffix;
+        let hour12 = match c.hour % 12 {
+            0 => 12,
+            h => h,
+        };
+        let _ = match std {
+            Std::LongMonth => write!(out, "{}", MONTHS[c.month as usize - 1]),
+            Std::Month => write!(out, "{}", &MONTHS[c.month as usize - 1][..3]),
+            Std::NumMonth => write!(out, "{}", c.month),
+            Std::ZeroMonth => write!(out, "{:02}", c.month),
+            Std::LongWeekDay => write!(out, "{}", DAYS[c.weekday as usize]),
+            Std::WeekDay => write!(out, "{}", &DAYS[c.weekday as usize][..3]),
+            Std::Day => write!(out, "{}", c.day),
+            Std::UnderDay => write!(out, "{:>2}", c.day),
+            Std::ZeroDay => write!(out, "{:02}", c.day),
+            Std::Hour => write!(out, "{:02}", c.hour),
+            Std::Hour12 => write!(out, "{hour12}"),
+            Std::ZeroHour12 => write!(out, "{hour12:02}"),
+            Std::Minute => write!(out, "{}", c.min),
+            Std::ZeroMinute => write!(out, "{:02}", c.min),
+            Std::Second => write!(out, "{}", c.sec),
+            Std::ZeroSecond => write!(out, "{:02}", c.sec),
+            Std::LongYear => {
+                if c.year < 0 {
+                    write!(out, "-{:04}", -c.year)
+                } else {
+                    write!(out, "{:04}", c.year)
+                }
+            }
+            Std::Year => write!(out, "{:02}", c.year.rem_euclid(100)),
+            Std::PM => write!(out, "{}", if c.hour >= 12 { "PM" } else { "AM" }),
+            Std::Pm => write!(out, "{}", if c.hour >= 12 { "pm" } else { "am" }),
+            Std::Tz => write!(out, "UTC"),
+            Std::Iso8601 => write!(out, "Z"),
+            Std::NumTz(s) => write!(out, "{s}"),
+            Std::Frac0(n) => write!(out, ".{}", &format!("{:09}", c.nano)[..n.min(9)]),
+            Std::Frac9(n) => {
+                let digits = format!("{:09}", c.nano);
+                let d = digits[..n.min(9)].trim_end_matches('0');
+                if d.is_empty() {
+                    Ok(())
+                } else {
+                    write!(out, ".{d}")
+                }
+            }
+        };
+    }
+    out
+}
+
+enum Std {
+    LongMonth,
+    Month,
+    NumMonth,
+    ZeroMonth,
+    LongWeekDay,
+    WeekDay,
+    Day,
+    UnderDay,
+    ZeroDay,
+    Hour,
+    Hour12,
+    ZeroHour12,
+    Minute,
+    ZeroMinute,
+    Second,
+    ZeroSecond,
+    LongYear,
+    Year,
+    PM,
+    Pm,
+    Tz,
+    /// Z07:00 and friends: "Z" at UTC.
+    Iso8601,
+    /// -0700 and friends at UTC.
+    NumTz(&'static str),
+    Frac0(usize),
+    Frac9(usize),
+}
+
+/// time/format.go, nextStdChunk (Go 1.13's layout elements).
+fn next_std_chunk(layout: &str) -> Option<(&str, Std, &str)> {
+    let b = layout.as_bytes();
+    let lower_follows = |j: usize| b.get(j).is_some_and(u8::is_ascii_lowercase);
+    for i in 0..b.len() {
+        let r = &layout[i..];
+        let cut = |n: usize, s: Std| Some((&layout[..i], s, &layout[i + n..]));
+        match b[i] {
+            b'J' if r.starts_with("Jan") => {
+                if r.starts_with("January") {
+                    return cut(7, Std::LongMonth);
+                }
+                if !lower_follows(i + 3) {
+                    return cut(3, Std::Month);
+                }
+            }
+            b'M' => {
+                if r.starts_with("Mon") {
+                    if r.starts_with("Monday") {
+                        return cut(6, Std::LongWeekDay);
+                    }
+                    if !lower_follows(i + 3) {
+                        return cut(3, Std::WeekDay);
+                    }
+                }
+                if r.starts_with("MST") {
+                    return cut(3, Std::Tz);
+                }
+            }
+            b'0' if b.get(i + 1).is_some_and(|c| (b'1'..=b'6').contains(c)) => {
+                let s = match b[i + 1] {
+                    b'1' => Std::ZeroMonth,
+                    b'2' => Std::ZeroDay,
+                    b'3' => Std::ZeroHour12,
+                    b'4' => Std::ZeroMinute,
+                    b'5' => Std::ZeroSecond,
+                    _ => Std::Year,
+                };
+                return cut(2, s);
+            }
+            b'1' => {
+                if r.starts_with("15") {
+                    return cut(2, Std::Hour);
+                }
+                return cut(1, Std::NumMonth);
+            }
+            b'2' => {
+                if r.starts_with("2006") {
+                    return cut(4, Std::LongYear);
+                }
+                return cut(1, Std::Day);
+            }
+            b'_' if r.starts_with("_2") => {
+                if r.starts_with("_2006") {
+                    return Some((&layout[..i + 1], Std::LongYear, &layout[i + 5..]));
+                }
+                return cut(2, Std::UnderDay);
+            }
+            b'3' => return cut(1, Std::Hour12),
+            b'4' => return cut(1, Std::Minute),
+            b'5' => return cut(1, Std::Second),
+            b'P' if r.starts_with("PM") => return cut(2, Std::PM),
+            b'p' if r.starts_with("pm") => return cut(2, Std::Pm),
+            b'-' => {
+                for (pat, out) in [
+                    ("-070000", "+000000"),
+                    ("-07:00:00", "+00:00:00"),
+                    ("-0700", "+0000"),
+                    ("-07:00", "+00:00"),
+                    ("-07", "+00"),
+                ] {
+                    if r.starts_with(pat) {
+                        return cut(pat.len(), Std::NumTz(out));
+                    }
+                }
+            }
+            b'Z' => {
+                for pat in ["Z070000", "Z07:00:00", "Z0700", "Z07:00", "Z07"] {
+                    if r.starts_with(pat) {
+                        return cut(pat.len(), Std::Iso8601);
+                    }
+                }
+            }
+            b'.' if matches!(b.get(i + 1), Some(b'0' | b'9')) => {
+                let ch = b[i + 1];
+                let mut j = i + 1;
+                while j < b.len() && b[j] == ch {
+                    j += 1;
+                }
+                // Only a fractional second if the digits end here.
+                if !b.get(j).is_some_and(u8::is_ascii_digit) {
+                    let n = j - (i + 1);
+                    let s = if ch == b'0' {
+                        Std::Frac0(n)
+                    } else {
+                        Std::Frac9(n)
+                    };
+                    return Some((&layout[..i], s, &layout[j..]));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Duration.String (time/time.go): `1h2m3.5s`, `1.5ms`, `0s`.
+fn duration_string(d: Duration) -> String {
+    let u = d.as_nanos().min(i64::MAX as u128) as u64;
+    if u == 0 {
+        return "0s".into();
+    }
+    if u < 1_000_000_000 {
+        // Below a second: smaller units, like 1.2ms.
+        let (prec, unit) = match u {
+            _ if u < 1_000 => (0, "ns"),
+            _ if u < 1_000_000 => (3, "µs"),
+            _ => (6, "ms"),
+        };
+        let (frac, int) = fmt_frac(u, prec);
+        return format!("{int}{frac}{unit}");
+    }
+    let (frac, secs) = fmt_frac(u, 9);
+    let mut s = format!("{}{frac}s", secs % 60);
+    let mins = secs / 60;
+    if mins > 0 {
+        s = format!("{}m{s}", mins % 60);
+        let hours = mins / 60;
+        if hours > 0 {
+            s = format!("{hours}h{s}");
+        }
+    }
+    s
+}
+
+/// time.go, fmtFrac: the fraction of v/10^prec without trailing zeros (and
+/// no point when it is zero), and the integer part.
+fn fmt_frac(v: u64, prec: u32) -> (String, u64) {
+    let p = 10u64.pow(prec);
+    let (int, frac) = (v / p, v % p);
+    if frac == 0 {
+        return (String::new(), int);
+    }
+    let digits = format!("{frac:0width$}", width = prec as usize);
+    (format!(".{}", digits.trim_end_matches('0')), int)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Golden outputs in the tables below were produced by Go's own
+    //! text/template and html/template (with Kapacitor's `json` function)
+    //! on the same data; where Go 1.13, which built Kapacitor 1.5.7, differs
+    //! from later Go, the test says so.
+
+    use super::*;
+
+    fn tags() -> BTreeMap<String, String> {
+        [("ip", "192.0.2.2"), ("id", "900002")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn fields() -> BTreeMap<String, f64> {
+        [
+            ("totalCount", 18630.0),
+            ("big", 2e6),
+            ("small", 0.000012),
+            ("frac", 1234.5678),
+            ("neg", -3.5),
+            ("million", 1234567.0),
+            ("zero", 0.0),
+            ("huge", 1e21),
+            ("tiny", 1e-7),
+            ("third", 1.0 / 3.0),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    const TIME: u64 = 1_795_564_660; // 2026-11-24T23:57:40Z
+    const ID: &str = "combined:id=900002,ip=192.0.2.2";
+    const MESSAGE: &str = "Observed <b>\"x\"</b> & 'y' +1";
+
+    /// Renders with Kapacitor's detailsInfo for the sample alert.
+    fn render_with(
+        src: &str,
+        html: bool,
+        fields: &BTreeMap<String, f64>,
+    ) -> Result<String, String> {
+        let tags = tags();
+        let server = ServerInfo {
+            hostname: "host1".into(),
+            cluster_id: "c-1".into(),
+            server_id: "s-1".into(),
+        };
+        let info = AlertInfo {
+            name: "combined",
+            task_name: "top_combined",
+            group: "id=900002,ip=192.0.2.2",
+            tags: &tags,
+            server: &server,
+            fields,
+            level: Level::Warning,
+            time: UNIX_EPOCH + Duration::from_secs(TIME),
+            duration: Duration::from_secs(90),
+        };
+        let t = if html {
+            Template::parse_html(src)
+        } else {
+            Template::parse(src)
+        };
+        let t = t.map_err(|e| format!("parse: {e}"))?;
+        t.render(&info.details_data(ID, MESSAGE))
+            .map_err(|e| format!("render: {e}"))
+    }
+
+    fn render(src: &str) -> Result<String, String> {
+        render_with(src, false, &fields())
+    }
+
+    fn render_html(src: &str) -> Result<String, String> {
+        render_with(src, true, &fields())
+    }
+
+    fn check_table(table: &[(&str, &str)], html: bool) {
+        for (src, want) in table {
+            let got = render_with(src, html, &fields());
+            assert_eq!(got.as_deref(), Ok(*want), "template {src:?}");
+        }
+    }
+
+    fn parse_err(src: &str) -> TemplateError {
+        Template::parse(src).expect_err(src)
+    }
+
+    // --- Kapacitor's defaults and the seed's templates (KAPACITOR.md) ---
+
+    #[test]
+    fn default_id_is_name_and_group() {
+        assert_eq!(
+            render("{{ .Name }}:{{ .Group }}").unwrap(),
+            "combined:id=900002,ip=192.0.2.2"
+        );
+    }
+
+    #[test]
+    fn default_message_is_id_and_level() {
+        assert_eq!(
+            render("{{ .ID }} is {{ .Level }}").unwrap(),
+            "combined:id=900002,ip=192.0.2.2 is WARNING"
+        );
+    }
+
+    #[test]
+    fn seed_message_renders_as_kapacitor_recorded_it() {
+        let src = r#"Observed {{ index .Fields "totalCount" }} requests to Production Store ID {{ index .Tags "id" }} for IP {{ index .Tags "ip" }} within the last minute."#;
+        let fields = [("totalCount".to_string(), 18630.0)].into_iter().collect();
+        assert_eq!(
+            render_with(src, false, &fields).unwrap(),
+            "Observed 18630 requests to Production Store ID 900002 for IP 192.0.2.2 within the last minute."
+        );
+    }
+
+    #[test]
+    fn default_details_is_html_escaped_json_of_details_info() {
+        // Embedded structs' fields inline, map keys sorted, quotes as &#34;,
+        // `+` as &#43;, and json.Encoder's trailing newline.
+        let got = render_html("{{ json . }}").unwrap();
+        assert!(got.starts_with(
+            "{&#34;Name&#34;:&#34;combined&#34;,&#34;TaskName&#34;:&#34;top_combined&#34;,"
+        ));
+        assert!(got.ends_with("&#34;Message&#34;:&#34;Observed \\u003cb\\u003e\\&#34;x\\&#34;\\u003c/b\\u003e \\u0026 &#39;y&#39; &#43;1&#34;}\n"));
+        check_table(JSON, true);
+    }
+
+    #[test]
+    fn each_template_gets_its_own_struct() {
+        let (tags, fields) = (tags(), fields());
+        let server = ServerInfo::default();
+        let info = AlertInfo {
+            name: "m",
+            task_name: "t",
+            group: "nil",
+            tags: &tags,
+            server: &server,
+            fields: &fields,
+            level: Level::Critical,
+            time: UNIX_EPOCH,
+            duration: Duration::ZERO,
+        };
+        let id = Template::parse("{{ .Group }}|{{ .ID }}").unwrap();
+        assert!(id
+            .render(&info.id_data())
+            .unwrap_err()
+            .msg
+            .contains("can't evaluate field ID in type kapacitor.idInfo"));
+        let msg = Template::parse("{{ .ID }} {{ .Level }} {{ .Name }}").unwrap();
+        assert_eq!(msg.render(&info.message_data("x")).unwrap(), "x CRITICAL m");
+        let details = Template::parse("{{ .Message }} {{ .ID }} {{ .TaskName }}").unwrap();
+        assert_eq!(
+            details.render(&info.details_data("x", "msg")).unwrap(),
+            "msg x t"
+        );
+    }
+
+    // --- Values and formatting ---
+
+    #[test]
+    fn fields_maps_and_structs_print_as_fmt_does() {
+        check_table(FIELDS_AND_VALUES, false);
+    }
+
+    #[test]
+    fn floats_print_like_percent_v_with_exponent_from_1e21_no_from_1e6() {
+        // fmt's %v is %g with the shortest digits, which switches to %e when
+        // the exponent is < -4 or >= 6 (strconv/ftoa.go): 999999 but 1e+06.
+        check_table(FLOATS, false);
+        assert_eq!(render("{{ 18630.0 }}").unwrap(), "18630");
+    }
+
+    #[test]
+    fn float_formatting_rounds_halves_to_even_on_the_exact_value() {
+        assert_eq!(format_float(0.125, b'f', 2), "0.12");
+        assert_eq!(format_float(0.375, b'f', 2), "0.38");
+        assert_eq!(format_float(2.675, b'f', 2), "2.67"); // 2.67499999...
+        assert_eq!(format_float(9.5, b'f', 0), "10");
+        assert_eq!(format_float(0.5, b'f', 0), "0");
+        assert_eq!(format_float(99.96, b'e', 2), "1.00e+02");
+        assert_eq!(format_float(1e100, b'g', -1), "1e+100");
+        assert_eq!(format_float(f64::NAN, b'g', -1), "NaN");
+        assert_eq!(format_float(f64::NEG_INFINITY, b'f', 2), "-Inf");
+    }
+
+    #[test]
+    fn printf_verbs_flags_and_widths_match_go() {
+        check_table(PRINTF, false);
+    }
+
+    #[test]
+    fn printf_mistakes_are_written_into_the_output_as_go_does() {
+        check_table(PRINTF_ERRORS, false);
+    }
+
+    #[test]
+    fn print_and_text_escapers_match_go() {
+        check_table(PRINT_AND_ESCAPERS, false);
+    }
+
+    #[test]
+    fn js_escapes_as_go_1_13() {
+        // Go 1.14 also escaped & and = (CL 207637), Go 1.15 moved to \u003C.
+        assert_eq!(
+            render(r#"{{ js "it's <b>\"q\"\\ \n&=" }}"#).unwrap(),
+            r#"it\'s \x3Cb\x3E\"q\"\\ \u000A&="#
+        );
+    }
+
+    #[test]
+    fn time_and_duration_print_and_have_their_methods() {
+        check_table(TIME_METHODS, false);
+        for (d, s) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(1), "1ns"),
+            (Duration::from_nanos(1_500), "1.5µs"),
+            (Duration::from_micros(1_200), "1.2ms"),
+            (Duration::from_millis(1_500), "1.5s"),
+            (Duration::from_secs(10), "10s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(7200), "2h0m0s"),
+            (Duration::from_nanos(3_723_000_000_001), "1h2m3.000000001s"),
+        ] {
+            assert_eq!(duration_string(d), s);
+        }
+        let t = UNIX_EPOCH + Duration::new(TIME, 500_000_000);
+        assert_eq!(time_string(t), "2026-11-24 23:57:40.5 +0000 UTC");
+        assert_eq!(
+            super::super::event::rfc3339_nano(t),
+            "2026-11-24T23:57:40.5Z"
+        );
+    }
+
+    #[test]
+    fn json_writes_numbers_strings_and_times_as_encoding_json() {
+        let mut s = String::new();
+        let v = Value::Map(
+            [
+                ("b".to_string(), Value::Float(1e21)),
+                ("a".to_string(), Value::Float(123456789.0)),
+                ("c".to_string(), Value::Float(1e-7)),
+                ("d".to_string(), Value::Str("<&>\u{2028}\"\\\n\u{1}".into())),
+                ("e".to_string(), Value::Duration(Duration::from_secs(10))),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        json_encode(&mut s, &v).unwrap();
+        assert_eq!(
+            s,
+            r#"{"a":123456789,"b":1e+21,"c":1e-7,"d":"\u003c\u0026\u003e\u2028\"\\\n\u0001","e":10000000000}"#
+        );
+        // Go's Encoder writes nothing for NaN; Kapacitor ignores the error.
+        assert_eq!(
+            call_builtin(Func::Json, vec![Value::Float(f64::NAN)]).unwrap(),
+            Value::Str(String::new())
+        );
+    }
+
+    // --- Templates: actions, control flow, variables ---
+
+    #[test]
+    fn control_flow_pipelines_and_variables_match_go() {
+        check_table(CONTROL, false);
+    }
+
+    #[test]
+    fn comparing_an_int_literal_with_a_float_field_is_an_error() {
+        // A plain number literal is an int; Kapacitor's field values are float64.
+        let e =
+            render(r#"{{ if gt (index .Fields "totalCount") 20000 }}big{{ end }}"#).unwrap_err();
+        assert!(
+            e.ends_with("error calling gt: incompatible types for comparison"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn comparing_a_missing_value_is_an_error_in_go_1_13() {
+        // Later Go compares nil without error; Go 1.13's eq rejects it.
+        let e = render(r#"{{ eq .Tags.missing "x" }}"#).unwrap_err();
+        assert!(
+            e.ends_with("error calling eq: invalid type for comparison"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn arguments_after_a_parenthesized_command_are_ignored_as_in_go_1_13() {
+        // golang/go#35974: Go 1.2 to 1.13 printed the length here.
+        assert_eq!(render("{{ (len .Name) gt 0 }}").unwrap(), "8");
+    }
+
+    #[test]
+    fn missing_struct_field_is_a_render_error_with_its_place() {
+        let e = Template::parse("ok {{ .Foo }}")
+            .unwrap()
+            .render(&Value::Struct("kapacitor.idInfo".into(), vec![]));
+        let e = e.unwrap_err();
+        assert_eq!((e.line, e.col, e.node.as_str()), (1, 7, ".Foo"));
+        assert_eq!(e.msg, "can't evaluate field Foo in type kapacitor.idInfo");
+        assert_eq!(
+            e.to_string(),
+            "1:7: executing at <.Foo>: can't evaluate field Foo in type kapacitor.idInfo"
+        );
+    }
+
+    #[test]
+    fn other_render_errors_match_go() {
+        for (src, want) in [
+            ("{{ .Name.Foo }}", "can't evaluate field Foo in type string"),
+            ("{{ .Tags.id 1 }}", "id is not a method but has arguments"),
+            ("{{ nil }}", "nil is not a command"),
+            (
+                r#"{{ "x" 1 }}"#,
+                r#"can't give argument to non-function "x""#,
+            ),
+            (
+                "{{ index .Tags 1 }}",
+                "error calling index: value has type int; should be string",
+            ),
+            (
+                "{{ index nil 1 }}",
+                "error calling index: index of untyped nil",
+            ),
+            ("{{ len 3 }}", "error calling len: len of type int"),
+            (
+                "{{ range .Level }}x{{ end }}",
+                "range can't iterate over WARNING",
+            ),
+            (r#"{{ template "nope" }}"#, r#"template "nope" not defined"#),
+            (
+                "{{ .Time.Format }}",
+                "wrong number of args for Format: want 1 got 0",
+            ),
+            (
+                "{{ printf }}",
+                "wrong number of args for printf: want at least 1 got 0",
+            ),
+            ("{{ printf 1 }}", "expected string; found 1"),
+        ] {
+            let e = render(src).unwrap_err();
+            assert!(e.ends_with(want), "{src}: {e}");
+        }
+    }
+
+    // --- Parse errors ---
+
+    #[test]
+    fn parse_errors_say_what_and_where() {
+        for (src, pos, msg) in [
+            ("{{ .Foo ", 8, "unclosed action"),
+            ("{{ end }}", 3, "unexpected {{end}}"),
+            ("{{ foo }}", 3, r#"function "foo" not defined"#),
+            ("{{ if .X }}", 11, "unexpected EOF"),
+            ("x{{ else }}", 4, "unexpected {{else}}"),
+            ("{{ $x }}", 3, r#"undefined variable "$x""#),
+            (
+                "{{ .X | 3 }}",
+                8,
+                "non executable command in pipeline stage 2",
+            ),
+            ("{{ ( .X }}", 8, "unclosed left paren"),
+            (r#"{{ "abc }}"#, 3, "unterminated quoted string"),
+            ("{{ 1x }}", 3, r#"bad number syntax: "1x""#),
+            ("{{/* x ", 2, "unclosed comment"),
+            ("{{/* x */ y }}", 2, "comment ends before closing delimiter"),
+            ("{{ }}", 3, "missing value for command"),
+            ("{{ .X\n}}", 5, "unclosed action"),
+            (
+                "{{ range $a, $b, $c := . }}{{ end }}",
+                15,
+                "too many declarations in range",
+            ),
+            (
+                r#"{{ define "a" }}x{{ end }}{{ define "a" }}y{{ end }}"#,
+                36,
+                r#"template: multiple definition of template "a""#,
+            ),
+        ] {
+            let e = parse_err(src);
+            assert_eq!((e.pos, e.msg.as_str()), (pos, msg), "{src:?}");
+        }
+        let e = parse_err("line one\n  {{ .X }} {{ bad }}");
+        assert_eq!((e.line, e.col), (2, 15));
+        assert_eq!(e.to_string(), r#"2:15: function "bad" not defined"#);
+    }
+
+    #[test]
+    fn json_is_kapacitors_details_function_only() {
+        // alert.go registers `json` on the details (html) template alone.
+        assert_eq!(
+            parse_err("{{ json . }}").msg,
+            r#"function "json" not defined"#
+        );
+        assert!(Template::parse_html("{{ json . }}").is_ok());
+    }
+
+    // --- html/template ---
+
+    #[test]
+    fn html_templates_escape_by_context_as_go_does() {
+        check_table(HTML, true);
+    }
+
+    #[test]
+    fn html_templates_refuse_what_they_cannot_escape_like_go() {
+        for (src, msg) in [
+            (
+                "{{ .X | html | printf }}",
+                r#"predefined escaper "html" disallowed in template"#,
+            ),
+            (
+                "<p title={{ .X | html }}>",
+                r#"predefined escaper "html" disallowed in template"#,
+            ),
+            (
+                "{{ if .X }}<a href=\"{{ end }}",
+                "{{if}} branches end in different contexts",
+            ),
+            (
+                "<a href=\"x",
+                "ends in a non-text context: {stateURL delimDoubleQuote urlPartPreQuery",
+            ),
+            ("<a b=x\"y>", r#""\"" in unquoted attr: "x\"y""#),
+            (
+                "<a href=\"{{ if .N }}?{{ end }}{{ .N }}\">",
+                "appears in an ambiguous context within a URL",
+            ),
+        ] {
+            let e = Template::parse_html(src).expect_err(src);
+            assert!(e.msg.contains(msg), "{src}: {e}");
+        }
+    }
+
+    #[test]
+    fn html_actions_in_javascript_or_css_are_refused_not_misescaped() {
+        for src in [
+            "<script>var x = {{ .Name }};</script>",
+            "<style>p { color: {{ .Level }} }</style>",
+            "<a onclick=\"f({{ .Name }})\">",
+            "<p style=\"color: {{ .Level }}\">",
+            "<script>/* a comment Go would strip */</script>",
+        ] {
+            let e = Template::parse_html(src).expect_err(src);
+            assert!(e.msg.contains("not supported"), "{src}: {e}");
+        }
+        // Without actions or comments inside, Go leaves such text alone.
+        assert_eq!(
+            render_html("<style>p { color: red }</style>{{ .Level }}").unwrap(),
+            "<style>p { color: red }</style>WARNING"
+        );
+    }
+
+    #[test]
+    fn html_escaper_handles_control_and_special_characters() {
+        assert_eq!(
+            html_replace("a\0<b>&\"'+\u{fdd0}", HTML_TABLE, true),
+            "a\u{FFFD}&lt;b&gt;&amp;&#34;&#39;&#43;\u{fdd0}"
+        );
+        assert_eq!(
+            html_replace("a b=\u{fdd0}", NOSPACE_TABLE, false),
+            "a&#32;b&#61;&#xfdd0;"
+        );
+        assert_eq!(process_url("/a b?c=d&é", true), "/a%20b?c=d&%c3%a9");
+        assert_eq!(process_url("/a b?c=d", false), "%2fa%20b%3fc%3dd");
+    }
+
+    // --- Robustness ---
+
+    #[test]
+    fn arbitrary_input_never_panics() {
+        let pieces = [
+            "{{", "}}", "{{-", "-}}", " ", ".", "$", "$x", ":=", "=", "|", "(", ")", "\"", "`",
+            "'", "if", "else", "end", "range", "with", "define", "template", "block", "nil", "1",
+            "-1.5e3", ".A", ".Tags", "index", "printf", "\"%v\"", "/*", "*/", "\n", "<", ">", "a",
+            "=\"", "<script>", "<!--", "-->", "json", "é",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..3000 {
+            let mut src = String::new();
+            for _ in 0..(seed % 12) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                src.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            for html in [false, true] {
+                let _ = render_with(&src, html, &fields());
+            }
+        }
+    }
+
+    #[test]
+    fn recursion_is_bounded() {
+        let e =
+            render(r#"{{ define "r" }}{{ template "r" }}{{ end }}{{ template "r" }}"#).unwrap_err();
+        assert!(e.ends_with("exceeded maximum template depth (200)"), "{e}");
+        let deep = format!("{{{{ {}1{} }}}}", "(".repeat(201), ")".repeat(201));
+        assert!(parse_err(&deep).msg.contains("nested too deeply"));
+        let deep = format!("{}x{}", "{{ if 1 }}".repeat(200), "{{ end }}".repeat(200));
+        assert!(parse_err(&deep).msg.contains("nested too deeply"));
+        let ok = format!("{}x{}", "{{ if 1 }}".repeat(50), "{{ end }}".repeat(50));
+        assert_eq!(render(&ok).unwrap(), "x");
+    }
+
+    // --- Golden tables, generated by Go from the same templates and data ---
+
+    const FIELDS_AND_VALUES: &[(&str, &str)] = &[
+        (
+            r#"{{ .Name }}|{{ .TaskName }}|{{ .Group }}|{{ .ID }}|{{ .Level }}|{{ .ServerInfo.Hostname }}"#,
+            r#"combined|top_combined|id=900002,ip=192.0.2.2|combined:id=900002,ip=192.0.2.2|WARNING|host1"#,
+        ),
+        (
+            r#"{{ .Time }}|{{ .Duration }}|{{ .Tags }}|{{ .Fields }}|{{ .ServerInfo }}"#,
+            r#"2026-11-24 23:57:40 +0000 UTC|1m30s|map[id:900002 ip:192.0.2.2]|map[big:2e+06 frac:1234.5678 huge:1e+21 million:1.234567e+06 neg:-3.5 small:1.2e-05 third:0.3333333333333333 tiny:1e-07 totalCount:18630 zero:0]|{host1 c-1 s-1}"#,
+        ),
+        (
+            r#"{{ .Tags.missing }}|{{ index .Tags "missing" }}|{{ index .Fields "missing" }}|{{ .Fields.missing }}|{{ print .Tags.missing }}|{{ print (index .Fields "x") }}"#,
+            r#"<no value>||<no value>|<no value>|<nil>|<nil>"#,
+        ),
+        (
+            r#"{{ .Tags.missing.deeper }}|{{ $.Tags.id }}|{{ (.Tags).ip }}|{{ len .Tags }} {{ len "héllo" }}"#,
+            r#"<no value>|900002|192.0.2.2|2 6"#,
+        ),
+        (
+            r#"{{ printf "%+v" .ServerInfo }}"#,
+            r#"{Hostname:host1 ClusterID:c-1 ServerID:s-1}"#,
+        ),
+        (
+            r#"{{ . }}"#,
+            r#"{{{combined top_combined id=900002,ip=192.0.2.2 map[id:900002 ip:192.0.2.2] {host1 c-1 s-1}} combined:id=900002,ip=192.0.2.2 map[big:2e+06 frac:1234.5678 huge:1e+21 million:1.234567e+06 neg:-3.5 small:1.2e-05 third:0.3333333333333333 tiny:1e-07 totalCount:18630 zero:0] WARNING 2026-11-24 23:57:40 +0000 UTC 1m30s} Observed <b>"x"</b> & 'y' +1}"#,
+        ),
+    ];
+
+    const FLOATS: &[(&str, &str)] = &[
+        (
+            r#"{{ .Fields.big }} {{ .Fields.small }} {{ .Fields.frac }} {{ .Fields.neg }} {{ .Fields.million }} {{ .Fields.zero }} {{ .Fields.huge }} {{ .Fields.tiny }} {{ .Fields.third }}"#,
+            r#"2e+06 1.2e-05 1234.5678 -3.5 1.234567e+06 0 1e+21 1e-07 0.3333333333333333"#,
+        ),
+        (
+            r#"{{ 999999.0 }} {{ 1000000.0 }} {{ 123456.0 }} {{ 1234567.0 }} {{ 0.0001 }} {{ 0.00001 }} {{ 1e20 }} {{ 1e21 }} {{ -0.0 }} {{ 771937908402.03125 }}"#,
+            r#"999999 1e+06 123456 1.234567e+06 0.0001 1e-05 1e+20 1e+21 -0 7.719379084020312e+11"#,
+        ),
+        (
+            r#"{{ 3 }} {{ -5 }} {{ 0x1F }} {{ 017 }} {{ 1_000 }} {{ 'a' }} {{ 1e3 }} {{ 2.50 }}"#,
+            r#"3 -5 31 15 1000 97 1000 2.5"#,
+        ),
+    ];
+
+    const PRINTF: &[(&str, &str)] = &[
+        (
+            r#"{{ printf "%d" (index .Fields "totalCount") }}"#,
+            r#"%!d(float64=18630)"#,
+        ),
+        (
+            r#"{{ printf "%.2f|%.0f|%v|%s" (index .Fields "totalCount") 2.5 .Fields.frac .Fields.frac }}"#,
+            r#"18630.00|2|1234.5678|%!s(float64=1234.5678)"#,
+        ),
+        (
+            r#"{{ printf "%v %s %q %x %X %t %%" "a" "b" "c\n" "hi" "hi" true }}"#,
+            r#"a b "c\n" 6869 6869 true %"#,
+        ),
+        (
+            r#"{{ printf "%5d|%-5d|%05d|%+d|% d|%x|%X|%o|%b|%#x|%#o|%c|%q|%U|%#U" 42 42 42 42 42 255 255 8 5 255 8 65 65 65 65 }}"#,
+            r#"   42|42   |00042|+42| 42|ff|FF|10|101|0xff|010|A|'A'|U+0041|U+0041 'A'"#,
+        ),
+        (
+            r#"{{ printf "%e %E %g %G %f %.3e %.3g %10.2f %-10.2f| %+.1f %08.3f" 1234.5678 1234.5678 1234.5678 0.000012345 1234.5678 1234.5678 1234.5678 3.14159 3.14159 2.5 -3.14159 }}"#,
+            r#"1.234568e+03 1.234568E+03 1234.5678 1.2345E-05 1234.567800 1.235e+03 1.23e+03       3.14 3.14      | +2.5 -003.142"#,
+        ),
+        (
+            r#"{{ printf "%.0f %.0f %.0f %.1f %.2f %.1f" 0.5 1.5 2.5 0.25 1.005 0.05 }}"#,
+            r#"0 2 2 0.2 1.00 0.1"#,
+        ),
+        (
+            r#"{{ printf "%e|%g|%.0e|%#g|%#.3g|%#v" 0.0 0.0 5.5 1.0 2.0 1.5 }}"#,
+            r#"0.000000e+00|0|6e+00|1.00000|2.00|1.5"#,
+        ),
+        (
+            r#"{{ printf "%6.2s|%-6s|%06s|%5.1s|%.0s" "abcdef" "ab" "ab" "日本語" "abc" }}"#,
+            r#"    ab|ab    |0000ab|    日|"#,
+        ),
+        (
+            r#"{{ printf "%q|%+q|%#q|%#q|%x" "é\x01" "é" "a`b" "ab" "日" }}"#,
+            r#""é\x01"|"\u00e9"|"a`b"|`ab`|e697a5"#,
+        ),
+        (
+            r#"{{ printf "%08d|%-08d|%+08d|% 08d|%.3d|%8.3d|%x|%X|%#b" -42 42 42 42 7 7 -255 -255 5 }}"#,
+            r#"-0000042|42      |+0000042| 0000042|007|     007|-ff|-FF|0b101"#,
+        ),
+        (
+            r#"{{ printf "%[2]d %[1]d|%*d|%.*f" 1 2 5 42 2 3.14159 }}"#,
+            r#"2 1| 5|%!f(int=000000000000000000000000000000000000000002)"#,
+        ),
+        (
+            r#"{{ printf "%v|%d|%s" .Tags .Tags .Fields }}"#,
+            r#"map[id:900002 ip:192.0.2.2]|map[%!d(string=id):%!d(string=900002) %!d(string=ip):%!d(string=192.0.2.2)]|map[big:%!s(float64=2e+06) frac:%!s(float64=1234.5678) huge:%!s(float64=1e+21) million:%!s(float64=1.234567e+06) neg:%!s(float64=-3.5) small:%!s(float64=1.2e-05) third:%!s(float64=0.3333333333333333) tiny:%!s(float64=1e-07) totalCount:%!s(float64=18630) zero:%!s(float64=0)]"#,
+        ),
+        (
+            r#"{{ printf "%v|%s|%d|%q" .Duration .Duration .Duration .Duration }}"#,
+            r#"1m30s|1m30s|90000000000|"1m30s""#,
+        ),
+        (
+            r#"{{ printf "%T %T %T %T %T %T" 1 1.5 "s" .Tags .Fields .Duration }}"#,
+            r#"int float64 string map[string]string map[string]interface {} time.Duration"#,
+        ),
+    ];
+
+    const PRINTF_ERRORS: &[(&str, &str)] = &[
+        (r#"{{ printf "%d %d" 1 }}"#, r#"1 %!d(MISSING)"#),
+        (r#"{{ printf "%d" 1 2 }}"#, r#"1%!(EXTRA int=2)"#),
+        (r#"{{ printf "%!" }}"#, r#"%!!(MISSING)"#),
+        (r#"{{ printf "%z" 3 }}"#, r#"%!z(int=3)"#),
+        (r#"{{ printf "%s" 3.5 }}"#, r#"%!s(float64=3.5)"#),
+        (r#"{{ printf "%d" "x" }}"#, r#"%!d(string=x)"#),
+        (
+            r#"{{ printf "%f" .Duration }}"#,
+            r#"%!f(time.Duration=90000000000)"#,
+        ),
+        (r#"{{ printf "%[5]d" 1 2 }}"#, r#"%!d(BADINDEX)"#),
+        (r#"{{ printf "%d" nil }}"#, r#"%!d(<nil>)"#),
+        (r#"{{ printf "%" }}"#, r#"%!(NOVERB)"#),
+        (r#"{{ printf "%5t|%v" true nil }}"#, r#" true|<nil>"#),
+    ];
+
+    const PRINT_AND_ESCAPERS: &[(&str, &str)] = &[
+        (
+            r#"{{ print 1 2 "a" "b" 3 nil }}|{{ println 1 "a" 2 }}|{{ print }}"#,
+            "1 2ab3 <nil>|1 a 2\n|",
+        ),
+        (
+            r#"{{ html "<a href=\"x\">&'" }}|{{ urlquery "a b&c=d/é" }}|{{ html .Tags.missing }}|{{ urlquery 1 2 }}"#,
+            r#"&lt;a href=&#34;x&#34;&gt;&amp;&#39;|a+b%26c%3Dd%2F%C3%A9|&lt;no value&gt;|1+2"#,
+        ),
+    ];
+
+    const CONTROL: &[(&str, &str)] = &[
+        (
+            r#"{{ if eq .Level "WARNING" }}warn{{ else if eq .Level "CRITICAL" }}crit{{ else }}other{{ end }}"#,
+            r#"warn"#,
+        ),
+        (
+            r#"{{ if gt (index .Fields "totalCount") 20000.0 }}big{{ else }}small{{ end }}"#,
+            r#"small"#,
+        ),
+        (
+            r#"{{ if eq 1 2 3 1 }}yes{{ end }}{{ if ne "a" "b" }}ne{{ end }}{{ if lt 1 2 }}lt{{ end }}{{ if le 2 2 }}le{{ end }}{{ if ge "b" "a" }}ge{{ end }}{{ if eq .Duration 90000000000 }}dur{{ end }}"#,
+            r#"yesneltlegedur"#,
+        ),
+        (
+            r#"{{ and 1 0 2 }}|{{ or 0 "" "x" }}|{{ and 1 2 }}|{{ or 0 "" }}|{{ not 0 }}|{{ not .Tags }}"#,
+            r#"0|x|2||true|false"#,
+        ),
+        (
+            r#"{{ range $k, $v := .Tags }}{{ $k }}={{ $v }};{{ end }}|{{ range .Fields }}{{ . }},{{ end }}|{{ range .Tags.missing }}x{{ else }}empty{{ end }}"#,
+            r#"id=900002;ip=192.0.2.2;|2e+06,1234.5678,1e+21,1.234567e+06,-3.5,1.2e-05,0.3333333333333333,1e-07,18630,0,|empty"#,
+        ),
+        (
+            r#"{{ with .Tags.id }}id={{ . }}{{ end }}{{ with .Tags.nope }}x{{ else }}no{{ end }}"#,
+            r#"id=900002no"#,
+        ),
+        (
+            r#"{{ $x := 5 }}{{ $x }}{{ $x = 6 }}{{ $x }}{{ range .Tags }}{{ $x = . }}{{ end }}{{ $x }}{{ with .Name }}{{ $x := 2 }}{{ $x }}{{ end }}{{ $x }}"#,
+            r#"56192.0.2.22192.0.2.2"#,
+        ),
+        (
+            "  {{- .Name -}}  \n {{- \"x\" }} {{/* comment */}} {{- /* c2 */ -}}  y{{-3}}",
+            r#"combinedx y-3"#,
+        ),
+        (
+            r#"{{ "a" | printf "%s-%s" "b" }}|{{ .Name | len }}|{{ .Fields.totalCount | printf "%.1f" }}|{{ (index .Fields "totalCount") }}"#,
+            r#"b-a|8|18630.0|18630"#,
+        ),
+        (
+            r#"{{ `raw\n` }}|{{ "esc\t\u00e9\x41" }}|{{ true }}"#,
+            "raw\\n|esc\téA|true",
+        ),
+        (
+            r#"{{ define "t" }}[{{ . }}]{{ end }}{{ template "t" .Name }}{{ template "t" }}{{ block "b" .Level }}<{{ . }}>{{ end }}"#,
+            r#"[combined][<no value>]<WARNING>"#,
+        ),
+        (
+            r#"{{ define "r" }}{{ if gt (len .) 0 }}{{ slice . 1 }}|{{ template "r" (slice . 1) }}{{ end }}{{ end }}{{ template "r" "abcd" }}"#,
+            r#"bcd|cd|d||"#,
+        ),
+    ];
+
+    const TIME_METHODS: &[(&str, &str)] = &[
+        (
+            r#"{{ .Time.Unix }}|{{ .Time.Format "2006-01-02T15:04:05Z07:00" }}|{{ .Time.Format "Jan _2 3:04PM MST Mon Monday January 06 .000 .999 -0700" }}|{{ .Time.Year }}|{{ .Time.Month }}|{{ .Time.Weekday }}|{{ .Time.YearDay }}"#,
+            r#"1795564660|2026-11-24T23:57:40Z|Nov 24 11:57PM UTC Tue Tuesday November 26 .000  +0000|2026|November|Tuesday|328"#,
+        ),
+        (
+            r#"{{ .Duration.Seconds }}|{{ .Duration.Minutes }}|{{ .Duration.Hours }}|{{ .Duration.Nanoseconds }}|{{ .Duration.Round 60000000000 }}|{{ .Duration.Truncate 60000000000 }}"#,
+            r#"90|1.5|0.025|90000000000|2m0s|1m0s"#,
+        ),
+    ];
+
+    const HTML: &[(&str, &str)] = &[
+        (
+            r#"<h1>{{ .ID }}</h1><b>{{ .Message }}</b>"#,
+            r#"<h1>combined:id=900002,ip=192.0.2.2</h1><b>Observed &lt;b&gt;&#34;x&#34;&lt;/b&gt; &amp; &#39;y&#39; &#43;1</b>"#,
+        ),
+        (
+            r#"<a href="http://grafana/d?var-ip={{ index .Tags "ip" }}&x={{ .Message }}">{{ .Level }}</a>"#,
+            r#"<a href="http://grafana/d?var-ip=192.0.2.2&x=Observed%20%3cb%3e%22x%22%3c%2fb%3e%20%26%20%27y%27%20%2b1">WARNING</a>"#,
+        ),
+        (
+            r#"<a href="{{ .Message }}">x</a><a href="{{ "javascript:alert(1)" }}">"#,
+            r##"<a href="Observed%20%3cb%3e%22x%22%3c/b%3e%20&amp;%20%27y%27%20&#43;1">x</a><a href="#ZgotmplZ">"##,
+        ),
+        (
+            r#"<a href="/p/{{ .Message }}?q={{ .Message }}">"#,
+            r#"<a href="/p/Observed%20%3cb%3e%22x%22%3c/b%3e%20&amp;%20%27y%27%20&#43;1?q=Observed%20%3cb%3e%22x%22%3c%2fb%3e%20%26%20%27y%27%20%2b1">"#,
+        ),
+        (
+            r#"<p title={{ .Message }}>x</p><p title='{{ .Message }}'>"#,
+            r#"<p title=Observed&#32;&lt;b&gt;&#34;x&#34;&lt;/b&gt;&#32;&amp;&#32;&#39;y&#39;&#32;&#43;1>x</p><p title='Observed &lt;b&gt;&#34;x&#34;&lt;/b&gt; &amp; &#39;y&#39; &#43;1'>"#,
+        ),
+        (
+            r#"<input {{ .Name }}><input {{ "onclick" }}="x">"#,
+            r#"<input combined><input ZgotmplZ="x">"#,
+        ),
+        (
+            r#"<!-- hidden {{ .Name }} -->visible {{ .Level }}"#,
+            r#"visible WARNING"#,
+        ),
+        (
+            r#"1 < 2 and <3 <!DOCTYPE html>"#,
+            r#"1 &lt; 2 and &lt;3 <!DOCTYPE html>"#,
+        ),
+        (
+            r#"<title>{{ .Message }}</title><textarea>{{ .Message }}</textarea>"#,
+            r#"<title>Observed &lt;b&gt;&#34;x&#34;&lt;/b&gt; &amp; &#39;y&#39; &#43;1</title><textarea>Observed &lt;b&gt;&#34;x&#34;&lt;/b&gt; &amp; &#39;y&#39; &#43;1</textarea>"#,
+        ),
+        (
+            r#"{{ .Message | html }}|{{ html .Message .Level }}|{{ print .Tags.nope 1 }}|{{ html .Tags.nope }}"#,
+            r#"Observed &lt;b&gt;&#34;x&#34;&lt;/b&gt; &amp; &#39;y&#39; +1|Observed &lt;b&gt;&#34;x&#34;&lt;/b&gt; &amp; &#39;y&#39; +1WARNING|&lt;nil&gt; 1|&lt;nil&gt;"#,
+        ),
+        (
+            r#"<a href="{{ .Message | urlquery }}">"#,
+            r#"<a href="Observed&#43;%3Cb%3E%22x%22%3C%2Fb%3E&#43;%26&#43;%27y%27&#43;%2B1">"#,
+        ),
+        (
+            r#"{{ .Fields.totalCount }} {{ .Time }} {{ .Duration }} {{ .Fields }} {{ .Tags.missing }}|{{ index .Fields "missing" }}"#,
+            r#"18630 2026-11-24 23:57:40 &#43;0000 UTC 1m30s map[big:2e&#43;06 frac:1234.5678 huge:1e&#43;21 million:1.234567e&#43;06 neg:-3.5 small:1.2e-05 third:0.3333333333333333 tiny:1e-07 totalCount:18630 zero:0] |"#,
+        ),
+        (
+            r#"{{ if .Name }}<b>{{ else }}<i>{{ end }}x{{ range .Tags }}<li>{{ . }}</li>{{ end }}"#,
+            r#"<b>x<li>900002</li><li>192.0.2.2</li>"#,
+        ),
+        (
+            r#"<img srcset="{{ .Name }} 2x, {{ "javascript:x" }} 1x">"#,
+            r#"<img srcset="combined 2x, #ZgotmplZ 1x">"#,
+        ),
+        (
+            r#"<a onclick="f()">{{ .Name }}</a><p style="color: red">{{ .Level }}</p>"#,
+            r#"<a onclick="f()">combined</a><p style="color: red">WARNING</p>"#,
+        ),
+        (
+            r#"{{ define "row" }}<td>{{ . }}</td>{{ end }}<tr>{{ template "row" .Name }}</tr><a title="{{ template "row" .Level }}">"#,
+            r#"<tr><td>combined</td></tr><a title="<td>WARNING</td>">"#,
+        ),
+        (
+            r#"<a title={{ if .Name }}{{ .Name }}{{ end }}>"#,
+            r#"<a title=combined>"#,
+        ),
+    ];
+
+    const JSON: &[(&str, &str)] = &[
+        (r#"{{ json . }}"#, "{&#34;Name&#34;:&#34;combined&#34;,&#34;TaskName&#34;:&#34;top_combined&#34;,&#34;Group&#34;:&#34;id=900002,ip=192.0.2.2&#34;,&#34;Tags&#34;:{&#34;id&#34;:&#34;900002&#34;,&#34;ip&#34;:&#34;192.0.2.2&#34;},&#34;ServerInfo&#34;:{&#34;Hostname&#34;:&#34;host1&#34;,&#34;ClusterID&#34;:&#34;c-1&#34;,&#34;ServerID&#34;:&#34;s-1&#34;},&#34;ID&#34;:&#34;combined:id=900002,ip=192.0.2.2&#34;,&#34;Fields&#34;:{&#34;big&#34;:2000000,&#34;frac&#34;:1234.5678,&#34;huge&#34;:1e&#43;21,&#34;million&#34;:1234567,&#34;neg&#34;:-3.5,&#34;small&#34;:0.000012,&#34;third&#34;:0.3333333333333333,&#34;tiny&#34;:1e-7,&#34;totalCount&#34;:18630,&#34;zero&#34;:0},&#34;Level&#34;:&#34;WARNING&#34;,&#34;Time&#34;:&#34;2026-11-24T23:57:40Z&#34;,&#34;Duration&#34;:90000000000,&#34;Message&#34;:&#34;Observed \\u003cb\\u003e\\&#34;x\\&#34;\\u003c/b\\u003e \\u0026 &#39;y&#39; &#43;1&#34;}\n"),
+        (r#"{{ json .Fields }}{{ json .Tags }}{{ json .Time }}{{ json .Duration }}{{ json .Message }}{{ json 1e21 }}{{ json 1e-7 }}{{ json 0.000001 }}{{ json 123456789.0 }}{{ json nil }}{{ json .Fields.missing }}"#, "{&#34;big&#34;:2000000,&#34;frac&#34;:1234.5678,&#34;huge&#34;:1e&#43;21,&#34;million&#34;:1234567,&#34;neg&#34;:-3.5,&#34;small&#34;:0.000012,&#34;third&#34;:0.3333333333333333,&#34;tiny&#34;:1e-7,&#34;totalCount&#34;:18630,&#34;zero&#34;:0}\n{&#34;id&#34;:&#34;900002&#34;,&#34;ip&#34;:&#34;192.0.2.2&#34;}\n&#34;2026-11-24T23:57:40Z&#34;\n90000000000\n&#34;Observed \\u003cb\\u003e\\&#34;x\\&#34;\\u003c/b\\u003e \\u0026 &#39;y&#39; &#43;1&#34;\n1e&#43;21\n1e-7\n0.000001\n123456789\nnull\nnull\n"),
+    ];
+}
