@@ -186,3 +186,67 @@ pub fn with_max_keys(config: &str, max_keys: usize) -> String {
 pub fn pin_dir(name: &str) -> String {
     format!("/sys/fs/bpf/toptraffic-test-{}-{name}", std::process::id())
 }
+
+/// An HTTP receiver on 127.0.0.1 that records request bodies and answers
+/// 200, or never answers at all (`silent`).
+pub struct Receiver {
+    pub addr: SocketAddr,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Receiver {
+    pub fn start(silent: bool) -> Receiver {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let b = bodies.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { break };
+                if silent {
+                    // Keep the connection open and say nothing.
+                    held.push(conn);
+                    continue;
+                }
+                let b = b.clone();
+                std::thread::spawn(move || loop {
+                    // One request: headers, then Content-Length bytes.
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match conn.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    let mut body = vec![0u8; len];
+                    if conn.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    b.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&body).into_owned());
+                    if conn
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .is_err()
+                    {
+                        return;
+                    }
+                });
+            }
+        });
+        Receiver { addr, bodies }
+    }
+
+    pub fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().unwrap().clone()
+    }
+}

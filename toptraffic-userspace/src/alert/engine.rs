@@ -405,3 +405,204 @@ pub struct BlockView {
     pub block: String,
     pub alerts: Vec<KeyAlertView>,
 }
+
+#[cfg(test)]
+mod tests {
+    //! The engine on simulated time against what kapacitord 1.5.7 emitted
+    //! for the seed's TICKscript without its barrier (../shared/KAPACITOR.md,
+    //! "Recorded from kapacitord 1.5.7 without the barrier"): three keys at
+    //! 21,000, 30,000 and 12,000 lines a minute for 7 minutes, then silence.
+    //! The recorded first alerts (WARNING at 18,300 then CRITICAL at 23,300
+    //! ten seconds later for 30k/min; WARNING at 18,060 for 21k/min) match a
+    //! first, partial interval of 1.6 s, which the test reproduces. Levels
+    //! follow alert.go (determineLevel, alertState); re-sends follow
+    //! stateChangesOnly(5m) counted from the last event sent.
+    use super::*;
+    use crate::config::Config;
+    use crate::key::from_values;
+    use crate::snapshot::{Cell, IntervalSnapshot};
+    use crate::window::WindowEngine;
+    use std::time::UNIX_EPOCH;
+    use tokio::sync::mpsc;
+
+    const SEED: &str = r##"
+[[rule]]
+name = "top_combined"
+measurement = "combined"
+group_by = ["ip", "id"]
+field = "count"
+as = "totalCount"
+
+[[rule.alert]]
+name = "slack"
+warn = '"totalCount" > 17500'
+crit = '"totalCount" > 22500'
+flapping = [0.25, 0.5]
+history = 21
+message = 'Observed {{ index .Fields "totalCount" }} requests to Production Store ID {{ index .Tags "id" }} for IP {{ index .Tags "ip" }} within the last minute.'
+no_recoveries = true
+state_changes_only = "5m"
+[rule.alert.slack]
+url = "http://127.0.0.1:9/unused"
+channel = "#ops-noise"
+
+[[rule.alert]]
+name = "pubsub"
+warn = '"totalCount" > 17500'
+crit = '"totalCount" > 22500'
+flapping = [0.25, 0.5]
+history = 21
+message = 'Observed {{ index .Fields "totalCount" }} requests to Production Store ID {{ index .Tags "id" }} for IP {{ index .Tags "ip" }} within the last minute.'
+state_changes_only = "5m"
+[rule.alert.exec]
+command = ["/usr/bin/kapacitor_pubsub_stdin_invoker.sh"]
+[rule.alert.log]
+path = "/var/log/kapacitor/alerts.log"
+"##;
+
+    type Captured = (String, mpsc::Receiver<Arc<AlertEvent>>);
+
+    fn engine() -> (RuleAlerts, Vec<Captured>) {
+        let c = Config::parse(SEED, "seed.toml").unwrap();
+        let mut rx = Vec::new();
+        let ra = compile_rule(&c.rules[0], "seed.toml", SEED, |b, name| {
+            crate::sink::SinkConfig::of_block(b)
+                .into_iter()
+                .map(|s| {
+                    let label = format!("{name}/{}", s.kind());
+                    let (h, r) = SinkHandle::capture(&label, s.kind());
+                    rx.push((label, r));
+                    h
+                })
+                .collect()
+        })
+        .unwrap();
+        (ra, rx)
+    }
+
+    /// (seconds after the first boundary, sink, ip, level, value, message,
+    /// duration in seconds).
+    type Seen = (u64, String, String, Level, f64, String, u64);
+
+    #[test]
+    fn seed_tickscript_without_barrier_matches_kapacitor() {
+        let (mut ra, mut sinks) = engine();
+        let keys = [
+            ("192.0.2.1", "900001", 21_000u64),
+            ("192.0.2.2", "900002", 30_000),
+            ("192.0.2.3", "900003", 12_000),
+        ];
+        let mut window = WindowEngine::new(12, [1000]);
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_795_564_660);
+        // Interval 0 is the partial first one (1.6 s of traffic), 1..=84
+        // are full, then silence until every key has left the window.
+        for i in 0..=110u64 {
+            let mut snap = IntervalSnapshot::empty(i, [1000]);
+            for (ip, id, per_min) in keys {
+                let lines = match i {
+                    0 => per_min * 16 / 600,
+                    1..=84 => per_min / 12,
+                    _ => 0,
+                };
+                if lines > 0 {
+                    let cell = Cell {
+                        value: lines as f64,
+                        lines,
+                    };
+                    snap.rules[0].add(&from_values(&[ip, id]), cell);
+                }
+            }
+            window.apply(snap);
+            ra.evaluate(window.rule(0), t0 + Duration::from_secs(5 * i));
+        }
+        let mut seen: Vec<Seen> = Vec::new();
+        for (label, rx) in &mut sinks {
+            while let Ok(e) = rx.try_recv() {
+                let at = e.time.duration_since(t0).unwrap().as_secs();
+                let ip = e.tags["ip"].clone();
+                let dur = e.duration.as_secs();
+                seen.push((
+                    at,
+                    label.clone(),
+                    ip,
+                    e.level,
+                    e.value,
+                    e.message.clone(),
+                    dur,
+                ));
+            }
+        }
+        seen.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let msg = |v: u64, id: &str, ip: &str| {
+            format!("Observed {v} requests to Production Store ID {id} for IP {ip} within the last minute.")
+        };
+        let mut want: Vec<Seen> = Vec::new();
+        let mut push = |at: u64, ip: &str, id: &str, level: Level, v: u64, dur: u64| {
+            let sinks: &[&str] = if level == Level::Ok {
+                // noRecoveries: Slack never hears of an OK.
+                &["pubsub/exec", "pubsub/log"]
+            } else {
+                &["pubsub/exec", "pubsub/log", "slack/slack"]
+            };
+            for s in sinks {
+                want.push((
+                    at,
+                    s.to_string(),
+                    ip.into(),
+                    level,
+                    v as f64,
+                    msg(v, id, ip),
+                    dur,
+                ));
+            }
+        };
+        // 30k/min: WARNING at 18,300, CRITICAL at 23,300 ten seconds later,
+        // re-sent 300 s after that at the steady 30,000.
+        push(35, "192.0.2.2", "900002", Level::Warning, 18_300, 0);
+        push(45, "192.0.2.2", "900002", Level::Critical, 23_300, 10);
+        // 21k/min: WARNING at 18,060, re-sent 300 s later at 21,000.
+        push(50, "192.0.2.1", "900001", Level::Warning, 18_060, 0);
+        push(345, "192.0.2.2", "900002", Level::Critical, 30_000, 310);
+        push(350, "192.0.2.1", "900001", Level::Warning, 21_000, 300);
+        // Silence from interval 85: the sliding sums fall. Kapacitor, whose
+        // stream window waits for the next point, sent nothing here;
+        // toptraffic re-evaluates every interval and recovers.
+        push(430, "192.0.2.1", "900001", Level::Ok, 17_500, 380);
+        push(435, "192.0.2.2", "900002", Level::Warning, 22_500, 400);
+        push(445, "192.0.2.2", "900002", Level::Ok, 17_500, 410);
+        want.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        assert_eq!(seen, want);
+        // Every key left the window: no state is held.
+        assert_eq!(ra.states(), 0);
+    }
+
+    #[test]
+    fn a_key_that_leaves_while_not_ok_recovers_and_its_state_is_dropped() {
+        let (mut ra, mut sinks) = engine();
+        let mut window = WindowEngine::new(12, [10]);
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_795_564_660);
+        // 30,000 lines in one interval, then nothing: CRITICAL, which holds
+        // until the interval leaves the window 60 s later, then OK.
+        let mut snap = IntervalSnapshot::empty(0, [10]);
+        let cell = Cell {
+            value: 30_000.0,
+            lines: 30_000,
+        };
+        snap.rules[0].add(&from_values(&["10.0.0.1", "1"]), cell);
+        window.apply(snap);
+        ra.evaluate(window.rule(0), t0);
+        assert_eq!(ra.states(), 2, "one state per block");
+        assert_eq!(ra.view()[1].alerts[0].level, Level::Critical);
+        for i in 1..=12u64 {
+            window.apply(IntervalSnapshot::empty(i, [10]));
+            ra.evaluate(window.rule(0), t0 + Duration::from_secs(5 * i));
+        }
+        assert!(window.rule(0).is_empty());
+        assert_eq!(ra.states(), 0);
+        let (_, exec) = sinks.iter_mut().find(|(l, _)| l == "pubsub/exec").unwrap();
+        let levels: Vec<(Level, f64)> = std::iter::from_fn(|| exec.try_recv().ok())
+            .map(|e| (e.level, e.value))
+            .collect();
+        assert_eq!(levels, [(Level::Critical, 30_000.0), (Level::Ok, 0.0)]);
+    }
+}

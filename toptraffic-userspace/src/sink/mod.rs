@@ -216,6 +216,34 @@ impl SinkHandle {
     }
 }
 
+#[cfg(test)]
+impl SinkHandle {
+    /// A handle without a worker: what is offered waits in the returned
+    /// receiver (tests of what the alert engine sends).
+    pub(crate) fn capture(
+        name: &str,
+        kind: &'static str,
+    ) -> (SinkHandle, mpsc::Receiver<Arc<AlertEvent>>) {
+        let capacity = 4096;
+        let (tx, rx) = mpsc::channel(capacity);
+        let inner = Inner {
+            tx,
+            stats: Arc::default(),
+            name: name.to_string(),
+            kind,
+            capacity,
+            close: CancellationToken::new(),
+            done: CancellationToken::new(),
+        };
+        (
+            SinkHandle {
+                inner: Arc::new(inner),
+            },
+            rx,
+        )
+    }
+}
+
 /// Starts a sink's worker on `rt` and returns the handle that feeds it.
 /// `name` identifies the sink in logs and metrics (e.g. `top_ips/#1/http`).
 pub fn spawn_sink(cfg: SinkConfig, name: String, rt: &tokio::runtime::Handle) -> SinkHandle {
