@@ -249,6 +249,20 @@ mod programs {
         parse_and_commit(s, len, counter::SF_DATAGRAMS)
     }
 
+    /// The benchmarks' floor: counts and drops every datagram without
+    /// looking at it, so the receive path's own cost can be measured.
+    #[btf_map]
+    static FLOOR: PerCpuArray<u64, 1> = PerCpuArray::new();
+
+    #[socket_filter]
+    pub fn toptraffic_floor(_ctx: SkBuffContext) -> i64 {
+        if let Some(c) = FLOOR.get_ptr_mut(0) {
+            // SAFETY: this CPU's slot.
+            unsafe { *c += 1 };
+        }
+        0
+    }
+
     #[xdp]
     pub fn toptraffic_xdp(ctx: XdpContext) -> u32 {
         match try_xdp(&ctx) {

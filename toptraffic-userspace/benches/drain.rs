@@ -42,8 +42,14 @@ fn main() {
         eprintln!("SKIPPED drain benchmark: the kernel path cannot run here: {e}");
         return;
     }
+    // `cargo test` runs benches too (without --bench): a small smoke run.
+    let default = if std::env::args().any(|a| a == "--bench") {
+        "10000,100000,1000000"
+    } else {
+        "1000"
+    };
     let sizes: Vec<usize> = std::env::var("TOPTRAFFIC_BENCH_SIZES")
-        .unwrap_or_else(|_| "10000,100000,1000000".into())
+        .unwrap_or_else(|_| default.into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();

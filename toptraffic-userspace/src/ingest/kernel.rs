@@ -40,6 +40,7 @@ pub const BUILT: bool = cfg!(toptraffic_ebpf);
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/toptraffic";
 
 const SOCK_PROG: &str = "toptraffic_sock";
+const FLOOR_PROG: &str = "toptraffic_floor";
 const XDP_PROG: &str = "toptraffic_xdp";
 
 /// Where the programs attach.
@@ -57,6 +58,9 @@ pub enum Attach {
     },
     /// Load and verify only (tests).
     None,
+    /// The benchmarks' floor on these sockets: a filter that drops every
+    /// datagram without parsing it (see [`KernelPath::floor_datagrams`]).
+    Floor(Vec<RawFd>),
 }
 
 /// How to load the kernel path.
@@ -469,6 +473,9 @@ impl KernelPath {
         if want_xdp {
             path.load_program(XDP_PROG)?;
         }
+        if let Attach::Floor(_) = opts.attach {
+            path.load_program(FLOOR_PROG)?;
+        }
         match opts.attach {
             Attach::Sockets(fds) => {
                 let prog: &SocketFilter = path
@@ -504,6 +511,22 @@ impl KernelPath {
                 })?;
                 path.xdp = Some(link);
             }
+            Attach::Floor(fds) => {
+                let prog: &SocketFilter = path
+                    .ebpf
+                    .program(FLOOR_PROG)
+                    .expect("loaded above")
+                    .try_into()
+                    .map_err(|e: aya::programs::ProgramError| KernelError::Other(e.to_string()))?;
+                for fd in &fds {
+                    // SAFETY: as for Attach::Sockets.
+                    let sock = unsafe { BorrowedFd::borrow_raw(*fd) };
+                    prog.attach(sock).map_err(|e| {
+                        classify(format!("attaching the floor filter: {e}"), io_source(&e))
+                    })?;
+                }
+                path.sockets = fds;
+            }
             Attach::None => {}
         }
         Ok(path)
@@ -515,7 +538,7 @@ impl KernelPath {
             .program_mut(name)
             .ok_or_else(|| KernelError::Other(format!("the object has no program {name}")))?;
         let res = match name {
-            SOCK_PROG => <&mut SocketFilter>::try_from(prog).and_then(|p| p.load()),
+            SOCK_PROG | FLOOR_PROG => <&mut SocketFilter>::try_from(prog).and_then(|p| p.load()),
             _ => <&mut Xdp>::try_from(prog).and_then(|p| p.load()),
         };
         match res {
@@ -544,6 +567,15 @@ impl KernelPath {
 
     pub fn counters(&self) -> Arc<KernelCounters> {
         self.counters.clone()
+    }
+
+    /// Datagrams the floor filter dropped, summed over CPUs.
+    pub fn floor_datagrams(&self) -> u64 {
+        self.ebpf
+            .map("FLOOR")
+            .and_then(|m| PerCpuArray::<&MapData, u64>::try_from(m).ok())
+            .and_then(|a| a.get(&0, 0).ok())
+            .map_or(0, |v| v.iter().sum())
     }
 
     /// Writes entries into the generation the programs write now, as if
