@@ -28,6 +28,15 @@ pub struct AppState {
     pub listen: String,
 }
 
+/// Only what Prometheus and the kubelet need, for a listener on a
+/// non-loopback address.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/top", get(top))

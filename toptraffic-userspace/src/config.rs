@@ -95,6 +95,7 @@ pub struct Config {
     pub ingest: Ingest,
     pub http: Http,
     pub window: Window,
+    pub state: State,
     pub rules: Vec<Rule>,
     /// Where the config came from (file name or DEFAULT_CONFIG_NAME) and its
     /// text, so that later stages (alert compilation) can name lines too.
@@ -134,7 +135,21 @@ pub enum XdpMode {
 
 #[derive(Debug, Clone)]
 pub struct Http {
+    /// The API, /metrics and /healthz.
     pub listen: SocketAddr,
+    /// Also serve /metrics and /healthz (only) here, e.g. on the node's
+    /// address for Prometheus and the kubelet, while the API stays on
+    /// loopback.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Accept POST /api/v1/reload (SIGHUP always reloads).
+    pub reload: bool,
+}
+
+/// Where the window and alert states survive a restart.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// Written on SIGTERM, read at start when younger than the window.
+    pub path: Option<std::path::PathBuf>,
 }
 
 /// The sliding window: `period` long, re-evaluated every `every`.
@@ -393,6 +408,8 @@ struct RawConfig {
     http: RawHttp,
     #[serde(default)]
     window: RawWindow,
+    #[serde(default)]
+    state: RawState,
     #[serde(default, rename = "rule")]
     rules: Vec<RawRule>,
 }
@@ -419,6 +436,15 @@ fn de_opt_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: Option<Spanned<String>>,
+    metrics_listen: Option<Spanned<String>>,
+    #[serde(default)]
+    reload: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    path: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -570,6 +596,14 @@ fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
             Some(v) => socket_addr(src, "http.listen", v)?,
             None => defaults::HTTP_LISTEN.parse().expect("valid default"),
         },
+        metrics_listen: match &raw.http.metrics_listen {
+            Some(v) if !v.get_ref().is_empty() => Some(socket_addr(src, "http.metrics_listen", v)?),
+            _ => None,
+        },
+        reload: raw.http.reload,
+    };
+    let state = State {
+        path: raw.state.path.filter(|p| !p.is_empty()).map(Into::into),
     };
     let period = match &raw.window.period {
         Some(v) => duration(src, "window.period", v)?,
@@ -619,6 +653,7 @@ fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
         ingest,
         http,
         window,
+        state,
         rules,
         source: src.name.to_string(),
         text: src.text.to_string(),

@@ -484,6 +484,20 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>, shutdown: CancellationTo
         every: config.window.every,
         listen: listen.to_string(),
     };
+    if let Some(addr) = config.http.metrics_listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        info!(metrics = %l.local_addr()?, "serving /metrics and /healthz");
+        let token = shutdown.clone();
+        let server = axum::serve(l, api::metrics_router(state.clone()))
+            .with_graceful_shutdown(async move { token.cancelled().await });
+        tokio::spawn(async move {
+            if let Err(e) = server.await {
+                warn!(error = %e, "metrics server failed");
+            }
+        });
+    }
     let token = shutdown.clone();
     let server = axum::serve(http, api::router(state))
         .with_graceful_shutdown(async move { token.cancelled().await });
