@@ -130,11 +130,13 @@ impl Daemon {
         }
     }
 
-    /// Waits until a rotation after the current one has published a window.
+    /// Waits until a window that closed after this call has been published.
+    /// Two rotations: the first may have drained before the call and only
+    /// published after it.
     pub fn wait_next_window(&self, timeout: Duration) -> Value {
         let now = self.stats()["rotations"].as_u64().unwrap();
         self.wait_stats(timeout, "the next rotation", |s| {
-            s["rotations"].as_u64().unwrap() > now
+            s["rotations"].as_u64().unwrap() >= now + 2
         })
     }
 

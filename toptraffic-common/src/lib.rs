@@ -154,6 +154,11 @@ pub struct RuleSpec {
     pub group: [u32; MAX_GROUP],
     /// Indices into `KernelConfig::names` of the filtered tags.
     pub filter_name: [u32; MAX_FILTERS],
+    /// What the kernel writes as `GroupKey::rule`: an id the daemon keeps
+    /// for the rule across reloads (while its grouping stays the same), so
+    /// a drain after a reload attributes counts by id, not by position.
+    pub id: u32,
+    pub _pad: u32,
     pub filter_value: [Name; MAX_FILTERS],
 }
 
@@ -166,6 +171,8 @@ impl RuleSpec {
             n_filters: 0,
             group: [0; MAX_GROUP],
             filter_name: [0; MAX_FILTERS],
+            id: 0,
+            _pad: 0,
             filter_value: [Name::empty(); MAX_FILTERS],
         }
     }
@@ -289,13 +296,14 @@ mod tests {
         assert_eq!(size_of::<Cell>(), 16);
         assert_eq!(size_of::<Name>(), 48);
         assert_eq!(offset_of!(Name, bytes), 16);
-        assert_eq!(size_of::<RuleSpec>(), 16 + 16 + 8 + 96);
-        assert_eq!(offset_of!(RuleSpec, filter_value), 40);
+        assert_eq!(size_of::<RuleSpec>(), 16 + 16 + 8 + 8 + 96);
+        assert_eq!(offset_of!(RuleSpec, id), 40);
+        assert_eq!(offset_of!(RuleSpec, filter_value), 48);
         assert_eq!(offset_of!(KernelConfig, measurements), 24);
         assert_eq!(align_of::<KernelConfig>(), 8);
         assert_eq!(
             size_of::<KernelConfig>(),
-            24 + 8 * 48 + 8 * 4 + 8 * 4 + 8 * 48 + 4 * 48 + 8 * 136
+            24 + 8 * 48 + 8 * 4 + 8 * 4 + 8 * 48 + 4 * 48 + 8 * 144
         );
     }
 

@@ -39,8 +39,13 @@ mod programs {
 
     type GenMap = LruPerCpuHashMap<GroupKey, Cell, 1>;
 
+    /// Two slots, and `CONFIG_SEL` says which one is live: a reload writes
+    /// the other slot whole and then flips the selector, so no program
+    /// reads a half-written config.
     #[btf_map]
-    static CONFIG: Array<KernelConfig, 1> = Array::new();
+    static CONFIG: Array<KernelConfig, 2> = Array::new();
+    #[btf_map]
+    static CONFIG_SEL: Array<u32, 1> = Array::new();
     #[btf_map]
     static COUNTERS: PerCpuArray<u64, { counter::COUNT as usize }> = PerCpuArray::new();
     #[btf_map]
@@ -51,6 +56,13 @@ mod programs {
     static GEN_A: LruPerCpuHashMap<GroupKey, Cell, 65536> = LruPerCpuHashMap::new();
     #[btf_map]
     static GEN_B: LruPerCpuHashMap<GroupKey, Cell, 65536> = LruPerCpuHashMap::new();
+
+    /// The config slot the selector names.
+    #[inline(always)]
+    fn live_config() -> Option<*const KernelConfig> {
+        let sel = CONFIG_SEL.get(0).copied().unwrap_or(0) & 1;
+        CONFIG.get_ptr(sel)
+    }
 
     /// What the parse decided for a datagram.
     enum Verdict {
@@ -152,7 +164,7 @@ mod programs {
     /// Parses the payload already in the scratch buffer and commits it.
     #[inline(always)]
     fn parse_and_commit(s: *mut Scratch, len: u32, datagram_counter: u32) -> Verdict {
-        let Some(cfg) = CONFIG.get_ptr(0) else {
+        let Some(cfg) = live_config() else {
             add(counter::PASS_INTERNAL, 1);
             return Verdict::Pass;
         };
@@ -289,7 +301,8 @@ mod programs {
     /// Counts IPv4 UDP to the daemon's port; None (pass) for anything else.
     #[inline(always)]
     fn try_xdp(ctx: &XdpContext) -> Option<Verdict> {
-        let cfg = CONFIG.get(0)?;
+        // SAFETY: a map value valid for the run.
+        let cfg = unsafe { &*live_config()? };
         // SAFETY: at() checked each read against data_end.
         let proto = u16::from_be(unsafe { *at::<u16>(ctx, 12)? });
         if proto != ETH_P_IP {

@@ -574,7 +574,7 @@ pub fn eval_line(s: &mut Scratch, cfg: &KernelConfig, l: u32) -> bool {
                 return bail(st, counter::PASS_TOO_MANY_LINES);
             }
             let item = &mut s.items[idx];
-            item.rule = r as u32;
+            item.rule = spec.id;
             item.value = value;
             let mut key_len = 0u32;
             let mut g = 0usize;

@@ -34,6 +34,7 @@ fn config() -> KernelConfig {
     r.group[1] = 1;
     c.rules[0] = r;
     let mut r = RuleSpec::empty();
+    r.id = 1;
     r.flags = RULE_ENABLED;
     r.n_group = 1;
     r.group[0] = 0;

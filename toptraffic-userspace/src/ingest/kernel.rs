@@ -286,6 +286,12 @@ pub struct KernelPath {
     last_clear: Duration,
     /// Keys per rule at the last drain, to size the next tables.
     last_keys: Vec<usize>,
+    /// The live CONFIG slot.
+    config_slot: u32,
+    /// XDP's port and address, kept in every config written.
+    xdp_target: (u32, u32),
+    /// Rule id (as in the kernel's keys) to rule index.
+    id_index: std::collections::HashMap<u32, usize>,
 }
 
 impl fmt::Debug for KernelPath {
@@ -352,7 +358,46 @@ fn unpin_all(dir: &Path) {
     let _ = std::fs::remove_dir(dir);
 }
 
-const MAP_NAMES: [&str; 5] = ["CONFIG", "COUNTERS", "GENERATION", "GEN_A", "GEN_B"];
+const MAP_NAMES: [&str; 6] = [
+    "CONFIG",
+    "CONFIG_SEL",
+    "COUNTERS",
+    "GENERATION",
+    "GEN_A",
+    "GEN_B",
+];
+
+/// Writes `config` into CONFIG slot `slot` and makes it the live one.
+fn write_config(
+    ebpf: &mut Ebpf,
+    slot: u32,
+    config: &KernelConfig,
+    (port, addr): (u32, u32),
+) -> Result<(), String> {
+    let mut config = *config;
+    config.port = port;
+    config.addr = addr;
+    {
+        let map = ebpf
+            .map_mut("CONFIG")
+            .ok_or("the object has no map CONFIG")?;
+        let mut arr: aya::maps::Array<&mut MapData, KernelConfig> =
+            aya::maps::Array::try_from(map).map_err(|e| e.to_string())?;
+        arr.set(slot, config, 0)
+            .map_err(|e| format!("writing the rules: {e}"))?;
+    }
+    let map = ebpf
+        .map_mut("CONFIG_SEL")
+        .ok_or("the object has no map CONFIG_SEL")?;
+    let mut sel: aya::maps::Array<&mut MapData, u32> =
+        aya::maps::Array::try_from(map).map_err(|e| e.to_string())?;
+    sel.set(0, slot, 0)
+        .map_err(|e| format!("selecting the rules: {e}"))
+}
+
+fn index_ids(ids: &[u32]) -> std::collections::HashMap<u32, usize> {
+    ids.iter().enumerate().map(|(i, id)| (*id, i)).collect()
+}
 
 /// Pins every map under `dir` (lower-case names), replacing stale pins of an
 /// earlier run.
@@ -413,20 +458,11 @@ impl KernelPath {
             }
             None => None,
         };
-        let mut config = plan.config;
-        if let Attach::Xdp { port, addr, .. } = &opts.attach {
-            config.port = *port as u32;
-            config.addr = u32::from_ne_bytes(addr.octets());
-        }
-        {
-            let map = ebpf
-                .map_mut("CONFIG")
-                .ok_or_else(|| KernelError::Other("the object has no map CONFIG".into()))?;
-            let mut arr: aya::maps::Array<&mut MapData, KernelConfig> =
-                aya::maps::Array::try_from(map).map_err(|e| KernelError::Other(e.to_string()))?;
-            arr.set(0, config, 0)
-                .map_err(|e| KernelError::Other(format!("writing the rules: {e}")))?;
-        }
+        let xdp_target = match &opts.attach {
+            Attach::Xdp { port, addr, .. } => (*port as u32, u32::from_ne_bytes(addr.octets())),
+            _ => (0, 0),
+        };
+        write_config(&mut ebpf, 0, &plan.config, xdp_target).map_err(KernelError::Other)?;
 
         let gen_a = gen_data(take(&mut ebpf, "GEN_A")?, "GEN_A")?;
         let gen_b = gen_data(take(&mut ebpf, "GEN_B")?, "GEN_B")?;
@@ -463,7 +499,11 @@ impl KernelPath {
             clearing: None,
             last_clear: Duration::ZERO,
             last_keys: Vec::new(),
+            config_slot: 0,
+            xdp_target,
+            id_index: Default::default(),
         };
+        path.id_index = index_ids(&path.plan.ids);
         path.last_keys = vec![0; path.max_keys.len()];
         let want_sock = matches!(opts.attach, Attach::Sockets(_)) || opts.load_all;
         let want_xdp = matches!(opts.attach, Attach::Xdp { .. }) || opts.load_all;
@@ -569,6 +609,29 @@ impl KernelPath {
         self.counters.clone()
     }
 
+    /// Hands the programs new rules without reloading them: the other
+    /// CONFIG slot is written whole, then the selector flips. A slot is
+    /// rewritten only a reload later, and a generation swap (which waits
+    /// for every running program) happens in between, so no program reads
+    /// a slot while it is written. Counts already in the maps carry rule
+    /// ids: those of rules that kept their id go on counting for them.
+    pub fn set_rules(&mut self, plan: KernelPlan, max_keys: Vec<usize>) -> Result<(), String> {
+        let slot = 1 - self.config_slot;
+        write_config(&mut self.ebpf, slot, &plan.config, self.xdp_target)?;
+        self.config_slot = slot;
+        self.id_index = index_ids(&plan.ids);
+        let mut last = vec![0; max_keys.len()];
+        for (i, id) in plan.ids.iter().enumerate() {
+            if let Some(old) = self.plan.ids.iter().position(|o| o == id) {
+                last[i] = self.last_keys.get(old).copied().unwrap_or(0);
+            }
+        }
+        self.last_keys = last;
+        self.max_keys = max_keys;
+        self.plan = plan;
+        Ok(())
+    }
+
     /// Datagrams the floor filter dropped, summed over CPUs.
     pub fn floor_datagrams(&self) -> u64 {
         self.ebpf
@@ -656,6 +719,7 @@ impl KernelPath {
             .collect();
         let (mut lines, mut keys) = (0u64, 0u64);
         let mut totals = KCell::default();
+        let id_index = &self.id_index;
         let mut seen: Vec<GroupKey> = Vec::with_capacity(self.last_keys.iter().sum::<usize>() + 1);
         let ncpus = self.ncpus;
         batch_walk(
@@ -676,7 +740,9 @@ impl KernelPath {
                 }
                 lines += sum.lines;
                 keys += 1;
-                if let Some(t) = tables.get_mut(key.rule as usize) {
+                // Counts of a rule a reload removed or regrouped are gone
+                // with it.
+                if let Some(t) = id_index.get(&key.rule).and_then(|i| tables.get_mut(*i)) {
                     t.add(
                         key.bytes(),
                         Cell {

@@ -15,6 +15,8 @@ use toptraffic_common::{
 #[derive(Debug, Clone)]
 pub struct KernelPlan {
     pub config: KernelConfig,
+    /// Per rule (config order): the id its kernel counts carry.
+    pub ids: Vec<u32>,
     /// Per rule (config order): None when the kernel evaluates it, else why
     /// it runs in userspace.
     pub userspace_only: Vec<Option<String>>,
@@ -82,6 +84,17 @@ fn inexpressible(index: usize, r: &crate::config::Rule) -> Option<String> {
 /// at all without miscounting (its measurement table cannot hold even the
 /// measurements it must hand to userspace).
 pub fn plan(config_rules: &[crate::config::Rule]) -> Result<KernelPlan, String> {
+    let ids: Vec<u32> = (0..config_rules.len() as u32).collect();
+    plan_with_ids(config_rules, &ids)
+}
+
+/// As [`plan`], with the id each rule's counts carry in the kernel's keys
+/// (see `RuleSpec::id`).
+pub fn plan_with_ids(
+    config_rules: &[crate::config::Rule],
+    ids: &[u32],
+) -> Result<KernelPlan, String> {
+    assert_eq!(ids.len(), config_rules.len());
     let mut c = KernelConfig::empty();
     let mut userspace_only = Vec::with_capacity(config_rules.len());
     // Measurements first, so that every rule's measurement is known to the
@@ -144,6 +157,7 @@ pub fn plan(config_rules: &[crate::config::Rule]) -> Result<KernelPlan, String> 
                 c.n_names = n_names;
                 c.fields = fields;
                 c.n_fields = n_fields;
+                spec.id = ids[i];
                 c.rules[i] = spec;
                 c.measurement_rules[m] |= 1 << i;
             } else {
@@ -160,6 +174,7 @@ pub fn plan(config_rules: &[crate::config::Rule]) -> Result<KernelPlan, String> 
     c.n_rules = config_rules.len().min(MAX_RULES) as u32;
     Ok(KernelPlan {
         config: c,
+        ids: ids.to_vec(),
         userspace_only,
     })
 }

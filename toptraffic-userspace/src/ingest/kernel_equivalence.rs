@@ -126,14 +126,14 @@ fn kernel(cfg: &KernelConfig, data: &[u8]) -> Result<KernelCount, u32> {
 
 /// Counts the datagram with the userspace `Counter`.
 fn userspace(rules: &Arc<RuleSet>, data: &[u8]) -> UserCount {
-    let mut counter = Counter::new(rules.clone());
+    let mut counter = Counter::new();
     let mut tables: Vec<CountTable> = rules
         .rules()
         .iter()
         .map(|r| CountTable::new(r.max_keys))
         .collect();
     let mut local = LocalCounters::default();
-    counter.datagram(data, &mut tables, &mut local);
+    counter.datagram(data, rules, &mut tables, &mut local);
     let mut flat = Tables::new();
     for (ri, t) in tables.iter().enumerate() {
         for (k, c) in t.iter() {

@@ -42,30 +42,38 @@ pub struct UdpSettings {
 
 /// Parses and counts whole datagrams into per-rule tables.
 pub struct Counter {
-    rules: Arc<RuleSet>,
     scratch: Vec<u8>,
 }
 
+impl Default for Counter {
+    fn default() -> Self {
+        Counter::new()
+    }
+}
+
 impl Counter {
-    pub fn new(rules: Arc<RuleSet>) -> Counter {
+    pub fn new() -> Counter {
         Counter {
-            rules,
             scratch: Vec::with_capacity(256),
         }
     }
 
-    /// Counts every line of one datagram.
+    /// Counts every line of one datagram by `rules` into their `tables`.
     #[inline]
-    pub fn datagram(&mut self, data: &[u8], tables: &mut [CountTable], local: &mut LocalCounters) {
+    pub fn datagram(
+        &mut self,
+        data: &[u8],
+        rules: &RuleSet,
+        tables: &mut [CountTable],
+        local: &mut LocalCounters,
+    ) {
         local.datagrams += 1;
         for line in Lines::new(data) {
             match line {
                 Ok(line) => {
-                    let outcome = self
-                        .rules
-                        .apply(&line, &mut self.scratch, |ri, key, value| {
-                            tables[ri].add(key, Cell { value, lines: 1 })
-                        });
+                    let outcome = rules.apply(&line, &mut self.scratch, |ri, key, value| {
+                        tables[ri].add(key, Cell { value, lines: 1 })
+                    });
                     match outcome {
                         Outcome::Counted => local.points += 1,
                         Outcome::Dropped(reason) => local.drop(reason),
@@ -77,13 +85,28 @@ impl Counter {
     }
 }
 
-/// One receive thread's tables for the current interval.
-type Tables = Arc<Mutex<Vec<CountTable>>>;
+/// What a receive thread counts with, and into: swapped together, under
+/// one lock, so that every line is counted by one rule set into tables of
+/// that set's shape.
+pub struct Counting {
+    pub rules: Arc<RuleSet>,
+    /// Per rule, the current interval.
+    pub tables: Vec<CountTable>,
+}
+
+impl Counting {
+    fn new(rules: Arc<RuleSet>) -> Counting {
+        let tables = new_tables(&rules);
+        Counting { rules, tables }
+    }
+}
+
+type Shared = Arc<Mutex<Counting>>;
 
 /// The running receive threads.
 pub struct UdpIngest {
     sockets: Vec<Arc<Socket>>,
-    tables: Vec<Tables>,
+    counting: Vec<Shared>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     recv_buffer: usize,
@@ -91,7 +114,7 @@ pub struct UdpIngest {
 
 impl UdpIngest {
     /// Binds the sockets; receiving starts with [`UdpIngest::start`].
-    pub fn bind(settings: &UdpSettings, rules: &RuleSet) -> io::Result<UdpIngest> {
+    pub fn bind(settings: &UdpSettings, rules: Arc<RuleSet>) -> io::Result<UdpIngest> {
         let n = match settings.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -114,12 +137,12 @@ impl UdpIngest {
                 "receive buffer capped by net.core.rmem_max; raise it (sysctl -w net.core.rmem_max=...) or run with CAP_NET_ADMIN"
             );
         }
-        let tables = (0..n)
-            .map(|_| Arc::new(Mutex::new(new_tables(rules))))
+        let counting = (0..n)
+            .map(|_| Arc::new(Mutex::new(Counting::new(rules.clone()))))
             .collect();
         Ok(UdpIngest {
             sockets,
-            tables,
+            counting,
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
             recv_buffer,
@@ -146,18 +169,13 @@ impl UdpIngest {
     }
 
     /// Starts one receive thread per socket.
-    pub fn start(
-        &mut self,
-        rules: Arc<RuleSet>,
-        max_datagram: usize,
-        counters: Arc<PathCounters>,
-    ) -> io::Result<()> {
-        for (i, (sock, tables)) in self.sockets.iter().zip(&self.tables).enumerate() {
+    pub fn start(&mut self, max_datagram: usize, counters: Arc<PathCounters>) -> io::Result<()> {
+        for (i, (sock, tables)) in self.sockets.iter().zip(&self.counting).enumerate() {
             let sock = sock.clone();
             let tables = tables.clone();
             let stop = self.stop.clone();
             let counters = counters.clone();
-            let counter = Counter::new(rules.clone());
+            let counter = Counter::new();
             let t = std::thread::Builder::new()
                 .name(format!("toptraffic-rx{i}"))
                 .spawn(move || {
@@ -170,11 +188,23 @@ impl UdpIngest {
 
     /// Takes every thread's tables for the interval that just closed.
     pub fn take_interval(&self) -> Vec<Vec<CountTable>> {
-        self.tables
+        self.counting
             .iter()
-            .map(|t| {
-                let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
-                t.iter_mut().map(CountTable::take).collect()
+            .map(|c| {
+                let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
+                c.tables.iter_mut().map(CountTable::take).collect()
+            })
+            .collect()
+    }
+
+    /// Switches every thread to `rules`; returns what each counted so far
+    /// in this interval, with the rules it counted it by.
+    pub fn set_rules(&self, rules: Arc<RuleSet>) -> Vec<Counting> {
+        self.counting
+            .iter()
+            .map(|c| {
+                let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
+                std::mem::replace(&mut *c, Counting::new(rules.clone()))
             })
             .collect()
     }
@@ -328,7 +358,7 @@ impl Batch {
 
 fn receive_loop(
     sock: &Socket,
-    tables: &Mutex<Vec<CountTable>>,
+    counting: &Mutex<Counting>,
     mut counter: Counter,
     max_datagram: usize,
     counters: &PathCounters,
@@ -354,10 +384,11 @@ fn receive_loop(
             }
         };
         {
-            let mut tables = tables.lock().unwrap_or_else(|e| e.into_inner());
+            let mut c = counting.lock().unwrap_or_else(|e| e.into_inner());
+            let Counting { rules, tables } = &mut *c;
             for i in 0..n {
                 match batch.datagram(i) {
-                    Some(data) => counter.datagram(data, &mut tables, &mut local),
+                    Some(data) => counter.datagram(data, rules, tables, &mut local),
                     None => local.drop(DropReason::Oversize),
                 }
             }
@@ -373,19 +404,19 @@ mod tests {
     use crate::config::Config;
     use crate::key;
 
-    fn counter() -> (Counter, Vec<CountTable>) {
+    fn counter() -> (Counter, Arc<RuleSet>, Vec<CountTable>) {
         let c = Config::embedded_default();
         let rules = Arc::new(RuleSet::new(&c.rules));
         let tables = new_tables(&rules);
-        (Counter::new(rules), tables)
+        (Counter::new(), rules, tables)
     }
 
     #[test]
     fn counts_each_valid_line_of_a_datagram_once() {
-        let (mut c, mut tables) = counter();
+        let (mut c, rules, mut tables) = counter();
         let mut local = LocalCounters::default();
         let d = b"combined,ip=1.2.3.4,id=7 count=1\ncombined,ip=1.2.3.4,id=7,role=x count=1\nnot a line\nips,ip=1.2.3.4 count=2\nother f=1\n";
-        c.datagram(d, &mut tables, &mut local);
+        c.datagram(d, &rules, &mut tables, &mut local);
         assert_eq!(local.datagrams, 1);
         assert_eq!(local.points, 3);
         assert_eq!(local.dropped[DropReason::ParseError as usize], 1);
@@ -412,9 +443,9 @@ mod tests {
             max_datagram: 128,
             threads: 2,
         };
-        let mut ingest = UdpIngest::bind(&settings, &rules).unwrap();
+        let mut ingest = UdpIngest::bind(&settings, rules).unwrap();
         let counters = Arc::new(PathCounters::default());
-        ingest.start(rules, 128, counters.clone()).unwrap();
+        ingest.start(128, counters.clone()).unwrap();
         let to = ingest.local_addr();
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         for _ in 0..100 {
