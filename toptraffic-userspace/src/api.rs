@@ -26,6 +26,8 @@ pub struct AppState {
     pub every: Duration,
     /// Receive socket address, for /api/v1/stats.
     pub listen: String,
+    /// Set when POST /api/v1/reload is enabled (http.reload).
+    pub reloader: Option<Arc<crate::rotation::Reloader>>,
 }
 
 /// Only what Prometheus and the kubelet need, for a listener on a
@@ -42,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/top", get(top))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/reload", axum::routing::post(reload))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -127,12 +130,11 @@ async fn stats(State(st): State<AppState>) -> Json<Value> {
     let rules: Vec<Value> = view
         .rules
         .iter()
-        .zip(&s.rule_overflow)
-        .map(|(r, o)| {
+        .map(|r| {
             json!({
                 "name": r.name,
                 "keys": r.keys(),
-                "overflow_lines": o.load(Relaxed),
+                "overflow_lines": r.overflow_lines,
             })
         })
         .collect();
@@ -151,11 +153,8 @@ async fn stats(State(st): State<AppState>) -> Json<Value> {
             "last_drain_keys": drain.map(|d| d.1),
         })
     });
-    let alert_blocks: Vec<Value> = s
-        .blocks
-        .get()
-        .map(|b| b.as_slice())
-        .unwrap_or(&[])
+    let blocks = s.blocks();
+    let alert_blocks: Vec<Value> = blocks
         .iter()
         .map(|(rule, block, st)| {
             let ev = |i: usize| st.events[i].load(Relaxed);
@@ -168,11 +167,8 @@ async fn stats(State(st): State<AppState>) -> Json<Value> {
             })
         })
         .collect();
-    let sinks: Vec<Value> = s
-        .sinks
-        .get()
-        .map(|v| v.as_slice())
-        .unwrap_or(&[])
+    let sink_list = s.sinks();
+    let sinks: Vec<Value> = sink_list
         .iter()
         .map(|h| {
             let c = h.stats().snapshot();
@@ -188,7 +184,16 @@ async fn stats(State(st): State<AppState>) -> Json<Value> {
             })
         })
         .collect();
+    let last_reload = s.last_reload().map(|(t, r)| match r {
+        Ok(m) => json!({"time": rfc3339(t), "ok": true, "message": m}),
+        Err(e) => json!({"time": rfc3339(t), "ok": false, "message": e}),
+    });
     Json(json!({
+        "reloads": {
+            "ok": s.reloads_ok.load(Relaxed),
+            "failed": s.reloads_failed.load(Relaxed),
+            "last": last_reload,
+        },
         "alerts": alert_blocks,
         "sinks": sinks,
         "mode": mode.active,
@@ -207,6 +212,24 @@ async fn stats(State(st): State<AppState>) -> Json<Value> {
         "window_end": view.window_end.map(rfc3339),
         "uptime_s": s.started.elapsed().unwrap_or_default().as_secs(),
     }))
+}
+
+/// Reloads the config file, as SIGHUP does, when http.reload allows it.
+async fn reload(State(st): State<AppState>) -> Response {
+    let Some(r) = st.reloader.clone() else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "reload over HTTP is disabled (set http.reload = true, or send SIGHUP)".into(),
+        );
+    };
+    let result = tokio::task::spawn_blocking(move || r.reload())
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    st.shared.record_reload(&result);
+    match result {
+        Ok(m) => Json(json!({"status": "reloaded", "message": m})).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
 }
 
 /// Keys not OK, per alert block.

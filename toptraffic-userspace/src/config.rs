@@ -182,6 +182,18 @@ pub struct Rule {
     pub alerts: Vec<AlertBlock>,
 }
 
+impl Rule {
+    /// What the rule counts and how it groups: two rules with the same
+    /// grouping produce the same keys from the same lines, so a reload or a
+    /// restart may carry one's counts over to the other.
+    pub fn grouping(&self) -> String {
+        format!(
+            "{:?}|{:?}|{:?}|{:?}",
+            self.measurement, self.filters, self.group_by, self.aggregate
+        )
+    }
+}
+
 /// One alert node of a rule. Parsed and checked for shape here; expressions
 /// and templates are compiled by the alert engine.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -10,13 +10,12 @@ use std::os::fd::RawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, info_span, warn};
+use tracing::{info, warn};
 
-use crate::alert::engine::{compile_rule, RuleAlerts};
 use crate::api::{self, AppState};
 use crate::clock::Clock;
 use crate::config::{Config, Mode, XdpMode};
@@ -24,18 +23,11 @@ use crate::ingest::kernel::{Attach, KernelError, KernelPath, Options as KernelOp
 use crate::ingest::kernel_config::{self, KernelPlan};
 use crate::ingest::udp::{UdpIngest, UdpSettings};
 use crate::metrics::Metrics;
+use crate::rotation::{compile_alerts, Control, IntervalSource, Reload, Reloader, Rotator};
 use crate::rules::RuleSet;
-use crate::sink::{spawn_sink, SinkConfig, SinkHandle};
-use crate::snapshot::{IntervalSnapshot, Intervals};
+use crate::snapshot::IntervalSnapshot;
 use crate::stats::DropReason;
-use crate::view::{KernelInfo, ModeInfo, Shared, WindowView};
-use crate::window::WindowEngine;
-
-/// Where a closed interval's counts come from.
-pub trait IntervalSource: Send {
-    /// Moves everything counted since the last call into `snap`.
-    fn drain_into(&mut self, snap: &mut IntervalSnapshot);
-}
+use crate::view::{KernelInfo, ModeInfo, Shared};
 
 impl IntervalSource for Arc<UdpIngest> {
     fn drain_into(&mut self, snap: &mut IntervalSnapshot) {
@@ -43,106 +35,12 @@ impl IntervalSource for Arc<UdpIngest> {
             snap.merge(tables);
         }
     }
-}
 
-/// Closes intervals: drains the sources, slides the window, publishes.
-pub struct Rotator {
-    rules: Arc<RuleSet>,
-    window: WindowEngine,
-    intervals: Intervals,
-    period_s: f64,
-    shared: Arc<Shared>,
-    metrics: Arc<Metrics>,
-    sources: Vec<Box<dyn IntervalSource>>,
-    /// Per rule (config order).
-    alerts: Vec<RuleAlerts>,
-}
-
-impl Rotator {
-    pub fn new(
-        config: &Config,
-        rules: Arc<RuleSet>,
-        shared: Arc<Shared>,
-        metrics: Arc<Metrics>,
-        sources: Vec<Box<dyn IntervalSource>>,
-        alerts: Vec<RuleAlerts>,
-    ) -> Rotator {
-        Rotator {
-            alerts,
-            window: WindowEngine::new(
-                config.window.intervals(),
-                rules.rules().iter().map(|r| r.max_keys),
-            ),
-            rules,
-            intervals: Intervals::new(config.window.every),
-            period_s: config.window.period.as_secs_f64(),
-            shared,
-            metrics,
-            sources,
+    fn reload(&mut self, r: &mut Reload<'_>) -> Result<(), String> {
+        for c in self.set_rules(r.rules.clone()) {
+            r.carry.extend(c.tables.into_iter().enumerate());
         }
-    }
-
-    pub fn intervals(&self) -> Intervals {
-        self.intervals
-    }
-
-    /// Closes interval `index`: its counts enter the window, which then ends
-    /// at the interval's end.
-    pub fn rotate(&mut self, index: u64) {
-        let span = info_span!("rotation", interval = index);
-        let _g = span.enter();
-        let started = Instant::now();
-        let mut snap =
-            IntervalSnapshot::empty(index, self.rules.rules().iter().map(|r| r.max_keys));
-        for s in &mut self.sources {
-            s.drain_into(&mut snap);
-        }
-        for (o, t) in self.shared.rule_overflow.iter().zip(&snap.rules) {
-            o.fetch_add(t.overflow_lines, Relaxed);
-        }
-        let lines: u64 = snap.rules.iter().map(|t| t.lines()).sum();
-        let report = self.window.apply(snap);
-        for (o, n) in self.shared.rule_overflow.iter().zip(&report.overflow_lines) {
-            o.fetch_add(*n, Relaxed);
-        }
-        let end = self.intervals.end(self.window.current().unwrap_or(index));
-        // Alerts see the window the API is about to publish.
-        for (i, ra) in self.alerts.iter_mut().enumerate() {
-            ra.evaluate(self.window.rule(i), end);
-        }
-        if !self.alerts.is_empty() {
-            self.shared
-                .publish_alerts(self.alerts.iter().flat_map(|a| a.view()).collect());
-        }
-        let view = WindowView::capture(&self.rules, &self.window, end, self.period_s);
-        let keys: Vec<usize> = view.rules.iter().map(|r| r.keys()).collect();
-        let elapsed = started.elapsed().as_secs_f64();
-        self.shared.publish(view, elapsed);
-        self.metrics.rotation_seconds.observe(elapsed);
-        tracing::debug!(lines, ?keys, seconds = elapsed, "rotated");
-    }
-
-    /// Rotates at every interval boundary of `clock` until `stop` fires.
-    pub fn run(mut self, clock: Arc<dyn Clock>, stop: mpsc::Receiver<()>) {
-        loop {
-            let closing = self.intervals.index_at(clock.now());
-            let boundary = self.intervals.end(closing);
-            loop {
-                let now = clock.now();
-                let Ok(wait) = boundary.duration_since(now) else {
-                    break;
-                };
-                if wait.is_zero() {
-                    break;
-                }
-                // Re-read the clock at least every 200 ms: it may be stepped.
-                match stop.recv_timeout(wait.min(Duration::from_millis(200))) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    _ => return,
-                }
-            }
-            self.rotate(closing);
-        }
+        Ok(())
     }
 }
 
@@ -168,47 +66,6 @@ impl IntervalSource for SocketDrops {
         let total = drops.saturating_sub(self.base).saturating_sub(consumed);
         self.shared.receive_queue_drops.store(total, Relaxed);
     }
-}
-
-/// Compiles every rule's alert blocks and starts their sinks on the
-/// current runtime.
-fn compile_alerts(config: &Config, shared: &Shared) -> Result<Vec<RuleAlerts>> {
-    let rt = tokio::runtime::Handle::current();
-    let mut sinks: Vec<SinkHandle> = Vec::new();
-    let mut alerts = Vec::with_capacity(config.rules.len());
-    for r in &config.rules {
-        let ra = compile_rule(r, &config.source, &config.text, |block, name| {
-            SinkConfig::of_block(block)
-                .into_iter()
-                .map(|c| {
-                    let sink_name = format!("{}/{}/{}", r.name, name, c.kind());
-                    let h = spawn_sink(c, sink_name, &rt);
-                    sinks.push(h.clone());
-                    h
-                })
-                .collect()
-        })?;
-        for b in &ra.blocks {
-            info!(
-                rule = %r.name,
-                block = %b.name,
-                sinks = ?b.sinks.iter().map(|s| s.name().to_string()).collect::<Vec<_>>(),
-                "alert block"
-            );
-        }
-        alerts.push(ra);
-    }
-    let blocks = alerts
-        .iter()
-        .flat_map(|a| {
-            a.blocks
-                .iter()
-                .map(|b| (a.rule.clone(), b.name.clone(), b.stats.clone()))
-        })
-        .collect();
-    let _ = shared.blocks.set(blocks);
-    let _ = shared.sinks.set(sinks);
-    Ok(alerts)
 }
 
 /// Options from the command line that override the config.
@@ -256,6 +113,33 @@ impl IntervalSource for KernelSource {
             // The generation stays in the map and is read at the next drain.
             Err(e) => warn!(error = %e, "draining the kernel's generation map failed"),
         }
+    }
+
+    fn check_reload(&self, config: &Config) -> Result<(), String> {
+        kernel_config::plan(&config.rules).map(|_| ()).map_err(|e| {
+            format!("the kernel path cannot take the new rules ({e}); restart with --mode userspace to use them")
+        })
+    }
+
+    fn reload(&mut self, r: &mut Reload<'_>) -> Result<(), String> {
+        let plan = kernel_config::plan_with_ids(&r.config.rules, r.ids)?;
+        let userspace_rules: Vec<(String, String)> = r
+            .config
+            .rules
+            .iter()
+            .zip(&plan.userspace_only)
+            .filter_map(|(rule, u)| u.clone().map(|why| (rule.name.clone(), why)))
+            .collect();
+        for (rule, why) in &userspace_rules {
+            warn!(rule = %rule, reason = %why, "rule runs in userspace: datagrams with its measurement are handed over whole");
+        }
+        let max_keys = r.config.rules.iter().map(|x| x.max_keys).collect();
+        self.path.set_rules(plan, max_keys)?;
+        let mut mode = self.shared.mode.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = &mut mode.kernel {
+            k.userspace_rules = userspace_rules;
+        }
+        Ok(())
     }
 }
 
@@ -377,8 +261,50 @@ fn choose_mode(
     }
 }
 
+/// What `run` needs besides the config: where it came from, to reload it.
+#[derive(Debug, Default, Clone)]
+pub struct RunOptions {
+    /// The config file (None: the embedded default).
+    pub config_path: Option<std::path::PathBuf>,
+    /// Command-line options, applied again to every reloaded config.
+    pub overrides: Overrides,
+}
+
+/// Reloads the config on SIGHUP until `shutdown`.
+async fn reload_on_sighup(
+    reloader: Arc<Reloader>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot watch SIGHUP: no reload by signal");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        info!("SIGHUP: reloading the config");
+        let r = reloader.clone();
+        let result = tokio::task::spawn_blocking(move || r.reload())
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        shared.record_reload(&result);
+    }
+}
+
 /// Runs until `shutdown` is cancelled.
-pub async fn run(config: Config, clock: Arc<dyn Clock>, shutdown: CancellationToken) -> Result<()> {
+pub async fn run(
+    config: Config,
+    opts: RunOptions,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let rules = Arc::new(RuleSet::new(&config.rules));
     let settings = UdpSettings {
         listen: config.ingest.listen,
@@ -386,7 +312,7 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>, shutdown: CancellationTo
         max_datagram: config.ingest.max_datagram,
         threads: config.ingest.threads,
     };
-    let mut udp = UdpIngest::bind(&settings, &rules).context("opening the UDP sockets")?;
+    let mut udp = UdpIngest::bind(&settings, rules.clone()).context("opening the UDP sockets")?;
     let listen = udp.local_addr();
     // The kernel path attaches before the sockets are read, but a datagram
     // that arrives first is simply counted in userspace: whole, once.
@@ -397,12 +323,8 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>, shutdown: CancellationTo
         mode.clone(),
     ));
     let metrics = Arc::new(Metrics::new(shared.clone()));
-    udp.start(
-        rules.clone(),
-        config.ingest.max_datagram,
-        shared.userspace.clone(),
-    )
-    .context("starting receive threads")?;
+    udp.start(config.ingest.max_datagram, shared.userspace.clone())
+        .context("starting receive threads")?;
     let udp = Arc::new(udp);
 
     let http = tokio::net::TcpListener::bind(config.http.listen)
@@ -464,25 +386,38 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>, shutdown: CancellationTo
         udp: udp.clone(),
         shared: shared.clone(),
     }));
-    let alerts = compile_alerts(&config, &shared)?;
-    let rotator = Rotator::new(
-        &config,
-        rules.clone(),
+    let rt = tokio::runtime::Handle::current();
+    let alerts = compile_alerts(&config, &shared, &rt)?;
+    let mut rotator = Rotator::new(
+        config.clone(),
         shared.clone(),
         metrics.clone(),
         sources,
         alerts,
+        Some(rt),
     );
-    let (stop_tx, stop_rx) = mpsc::channel();
+    rotator.restore(std::time::SystemTime::now());
+    let (control_tx, control_rx) = mpsc::channel();
     let rotation = std::thread::Builder::new()
         .name("toptraffic-rotate".into())
-        .spawn(move || rotator.run(clock, stop_rx))?;
+        .spawn(move || rotator.run(clock, control_rx))?;
+    let reloader = Arc::new(Reloader {
+        path: opts.config_path.clone(),
+        overrides: opts.overrides.clone(),
+        control: std::sync::Mutex::new(control_tx.clone()),
+    });
+    tokio::spawn(reload_on_sighup(
+        reloader.clone(),
+        shared.clone(),
+        shutdown.clone(),
+    ));
 
     let state = AppState {
         shared: shared.clone(),
         metrics,
         every: config.window.every,
         listen: listen.to_string(),
+        reloader: config.http.reload.then(|| reloader.clone()),
     };
     if let Some(addr) = config.http.metrics_listen {
         let l = tokio::net::TcpListener::bind(addr)
@@ -508,21 +443,21 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>, shutdown: CancellationTo
     shutdown.cancelled().await;
 
     info!("shutting down");
-    let _ = stop_tx.send(());
-    let _ = rotation.join();
+    let _ = control_tx.send(Control::Stop);
+    drop(reloader);
+    let _ = tokio::task::spawn_blocking(move || rotation.join()).await;
     // Give queued alerts their chance, within each sink's timeout.
-    if let Some(sinks) = shared.sinks.get() {
-        for s in sinks {
-            s.close();
+    let sinks = shared.sinks();
+    for s in sinks.iter() {
+        s.close();
+    }
+    let wait = async {
+        for s in sinks.iter() {
+            s.closed().await;
         }
-        let wait = async {
-            for s in sinks {
-                s.closed().await;
-            }
-        };
-        if tokio::time::timeout(SHUTDOWN_GRACE, wait).await.is_err() {
-            warn!("some alert sinks did not finish before shutdown");
-        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, wait).await.is_err() {
+        warn!("some alert sinks did not finish before shutdown");
     }
     match Arc::try_unwrap(udp) {
         Ok(mut udp) => udp.stop(),
@@ -561,120 +496,3 @@ pub async fn cancel_on_signal(token: CancellationToken) {
 
 /// How long a clean shutdown may take before the process exits anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::key;
-    use crate::snapshot::{Cell, CountTable};
-    use std::sync::Mutex;
-
-    /// (key, value) pairs for the next interval.
-    type Pending = Arc<Mutex<Vec<(Vec<u8>, f64)>>>;
-
-    /// A source fed by the test: what it holds goes into the next interval.
-    struct Feed(Pending);
-
-    impl IntervalSource for Feed {
-        fn drain_into(&mut self, snap: &mut IntervalSnapshot) {
-            let mut t = CountTable::new(1000);
-            for (k, v) in self.0.lock().unwrap().drain(..) {
-                t.add(&k, Cell { value: v, lines: 1 });
-            }
-            snap.merge(vec![t, CountTable::new(1000), CountTable::new(1000)]);
-        }
-    }
-
-    fn rotator() -> (Rotator, Pending, Arc<Shared>) {
-        let config = Config::embedded_default();
-        let rules = Arc::new(RuleSet::new(&config.rules));
-        let shared = Arc::new(Shared::new(
-            &rules,
-            60.0,
-            ModeInfo {
-                active: "userspace",
-                requested: Mode::Userspace,
-                reason: "test".into(),
-                kernel: None,
-            },
-        ));
-        let metrics = Arc::new(Metrics::new(shared.clone()));
-        let feed = Arc::new(Mutex::new(Vec::new()));
-        let r = Rotator::new(
-            &config,
-            rules,
-            shared.clone(),
-            metrics,
-            vec![Box::new(Feed(feed.clone()))],
-            Vec::new(),
-        );
-        (r, feed, shared)
-    }
-
-    #[test]
-    fn a_steady_key_reaches_its_per_minute_rate_and_leaves_75s_after_silence() {
-        // 20,000 lines a minute on simulated time: 1,666.67 per 5 s interval.
-        let (mut r, feed, shared) = rotator();
-        let k = key::from_values(&["192.0.2.2", "900002"]);
-        let start = 340_000_000u64;
-        for i in 0..24 {
-            feed.lock().unwrap().push((k.to_vec(), 20_000.0 / 12.0));
-            r.rotate(start + i);
-        }
-        let view = shared.view();
-        let (_, v) = view.rule("top_combined").unwrap().top(1).next().unwrap();
-        assert!((v - 20_000.0).abs() < 1e-6, "{v}");
-        // 75 s of silence: 15 rotations.
-        for i in 24..39 {
-            r.rotate(start + i);
-        }
-        assert_eq!(shared.view().rule("top_combined").unwrap().keys(), 0);
-        assert_eq!(shared.rotations.load(Relaxed), 39);
-    }
-
-    #[test]
-    fn rotation_thread_closes_each_interval_once_on_simulated_time() {
-        use crate::clock::ManualClock;
-        use std::time::UNIX_EPOCH;
-        let (r, feed, shared) = rotator();
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let clock = Arc::new(ManualClock::new(t0));
-        let (stop_tx, stop_rx) = mpsc::channel();
-        let c: Arc<dyn Clock> = clock.clone();
-        let th = std::thread::spawn(move || r.run(c, stop_rx));
-        feed.lock()
-            .unwrap()
-            .push((key::from_values(&["a", "b"]).to_vec(), 1.0));
-        // Advance only once the thread has read the clock since the last
-        // rotation, so that it waits for the boundary this test then passes.
-        let wait_for_read = |after: u64| {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while clock.reads() <= after {
-                assert!(
-                    Instant::now() < deadline,
-                    "rotation thread never read the clock"
-                );
-                std::thread::yield_now();
-            }
-        };
-        wait_for_read(0);
-        for n in 1..=3u64 {
-            clock.advance(Duration::from_secs(5));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while shared.rotations.load(Relaxed) < n {
-                assert!(Instant::now() < deadline, "rotation {n} did not happen");
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            wait_for_read(clock.reads());
-        }
-        stop_tx.send(()).unwrap();
-        th.join().unwrap();
-        let view = shared.view();
-        assert_eq!(
-            view.window_end,
-            Some(t0 + Duration::from_secs(15)),
-            "the window ends at the last boundary passed"
-        );
-        assert_eq!(view.rule("top_combined").unwrap().keys(), 1);
-    }
-}

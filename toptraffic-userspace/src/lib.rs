@@ -15,6 +15,8 @@ pub mod key;
 pub mod lineproto;
 pub mod loadgen;
 pub mod metrics;
+pub mod persist;
+pub mod rotation;
 pub mod rules;
 pub mod sink;
 pub mod snapshot;

@@ -379,7 +379,8 @@ impl Generator {
             self.datagram(&mut buf);
             p.data.extend_from_slice(&buf);
             p.ends.push(p.data.len());
-            p.keys.extend(self.record.as_mut().expect("set above").drain(..));
+            p.keys
+                .extend(self.record.as_mut().expect("set above").drain(..));
             p.key_ends.push(p.keys.len());
             p.valid.push((self.valid_lines - v0) as u32);
             p.malformed.push((self.malformed_lines - m0) as u32);
@@ -1141,5 +1142,155 @@ mod tests {
         assert_eq!(set.len(), 1000);
         let ips: std::collections::HashSet<_> = g.keys().iter().map(|k| &k.0).collect();
         assert_eq!(ips.len(), 400);
+    }
+
+    fn parsed_truth(datagrams: &[Vec<u8>], measurement: &str) -> Truth {
+        let mut t: Truth = HashMap::new();
+        for d in datagrams {
+            for l in Lines::new(d) {
+                let l = l.unwrap();
+                if l.measurement.eq_bytes(measurement.as_bytes()) {
+                    let ip = l.tag(b"ip").unwrap().to_string_lossy();
+                    let id = l.tag(b"id").unwrap().to_string_lossy();
+                    *t.entry((ip, id)).or_default() += 1;
+                }
+            }
+        }
+        t
+    }
+
+    fn small() -> Shape {
+        Shape {
+            keys: 500,
+            ips: 300,
+            ids: 200,
+            lines_per_datagram: (1, 5),
+            skew: 1.5,
+            ..Shape::default()
+        }
+    }
+
+    #[test]
+    fn forks_share_the_keys_and_differ_in_their_draws_deterministically() {
+        let base = Generator::new(small());
+        let (mut a, mut b, mut a2) = (base.fork(1), base.fork(2), base.fork(1));
+        assert_eq!(a.keys(), base.keys());
+        let (mut x, mut y, mut z) = (Vec::new(), Vec::new(), Vec::new());
+        a.datagram(&mut x);
+        b.datagram(&mut y);
+        a2.datagram(&mut z);
+        assert_eq!(x, z);
+        assert_ne!(x, y);
+    }
+
+    #[test]
+    fn a_pool_sent_past_its_end_keeps_the_truth_exact() {
+        let mut g = Generator::new(small());
+        g.use_pool(37);
+        assert_eq!((g.valid_lines, g.datagrams), (0, 0));
+        assert!(g.truth().is_empty());
+        let mut sent = Vec::new();
+        for _ in 0..100 {
+            let mut buf = Vec::new();
+            g.datagram(&mut buf);
+            sent.push(buf);
+        }
+        assert_eq!(sent[0], sent[37]);
+        assert_eq!(g.datagrams, 100);
+        let lines: usize = sent.iter().map(|d| Lines::new(d).count()).sum();
+        assert_eq!(g.valid_lines, lines as u64);
+        assert_eq!(g.truth(), parsed_truth(&sent, "combined"));
+    }
+
+    #[test]
+    fn churn_replaces_keys_the_same_way_in_every_fork_and_keeps_their_truth() {
+        let mut a = Generator::new(small());
+        let mut b = a.fork(1);
+        let mut sent = Vec::new();
+        for round in 1..=5u64 {
+            a.churn_to(round * 120);
+            b.churn_to(round * 120);
+            for _ in 0..200 {
+                let mut buf = Vec::new();
+                a.datagram(&mut buf);
+                sent.push(buf);
+            }
+        }
+        assert_eq!(a.churned(), 600);
+        assert_eq!(a.keys(), b.keys());
+        let set: std::collections::HashSet<_> = a.keys().iter().collect();
+        assert_eq!(set.len(), 500, "keys stay distinct");
+        // Slot 0 was replaced twice (600 replacements over 500 slots).
+        assert!(!Generator::new(small()).keys().contains(&a.keys()[0]));
+        assert_eq!(a.truth(), parsed_truth(&sent, "combined"));
+        assert!(a.truth().len() > 500, "retired keys stay in the truth");
+    }
+
+    #[test]
+    fn all_measurements_with_distinct_ids_fill_every_default_rule() {
+        let mut g = Generator::new(Shape {
+            keys: 300,
+            ips: 300,
+            ids: 300,
+            all_measurements: true,
+            distinct_ids: true,
+            ..Shape::default()
+        });
+        let ids: std::collections::HashSet<_> = g.keys().iter().map(|k| &k.1).collect();
+        assert_eq!(ids.len(), 300);
+        let mut sent = Vec::new();
+        for _ in 0..3000 {
+            let mut buf = Vec::new();
+            g.datagram(&mut buf);
+            sent.push(buf);
+        }
+        for m in ["combined", "ips", "stores"] {
+            assert_eq!(parsed_truth(&sent, m).values().sum::<u64>(), 1000, "{m}");
+        }
+        assert_eq!(g.valid_lines, 3000);
+        assert_eq!(g.truth(), parsed_truth(&sent, "combined"));
+    }
+
+    #[test]
+    fn parallel_senders_send_their_share_and_their_truths_add_up() {
+        let rx = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .unwrap();
+        rx.set_recv_buffer_size(8 << 20).unwrap();
+        rx.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let rx: UdpSocket = rx.into();
+        rx.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let to = rx.local_addr().unwrap();
+        let plan = Plan {
+            to,
+            lines: 20_001,
+            rate: 100_000,
+            max_time: Duration::from_secs(20),
+            flows: 3,
+            churn_per_minute: 0.0,
+        };
+        let gens = senders(Generator::new(small()), 2);
+        let (sent, gens) = run_parallel(gens, &plan, |_| {}).unwrap();
+        assert!(sent.valid_lines >= 20_001, "{sent:?}");
+        assert_eq!(
+            sent.valid_lines,
+            gens.iter().map(|g| g.valid_lines).sum::<u64>()
+        );
+        let truth = merge_truth(&gens);
+        assert_eq!(truth.values().sum::<u64>(), sent.valid_lines);
+        let mut got = 0u64;
+        let mut buf = [0u8; 2048];
+        while got < sent.datagrams {
+            match rx.recv(&mut buf) {
+                Ok(_) => got += 1,
+                Err(_) => break,
+            }
+        }
+        assert_eq!(got, sent.datagrams);
     }
 }

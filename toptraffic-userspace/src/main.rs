@@ -109,6 +109,32 @@ struct LoadgenArgs {
     verify_http: Option<SocketAddr>,
     #[arg(long, default_value = "top_combined")]
     rule: String,
+    /// The seed report's shape: 94k keys over 50k ips and 25k ids, skew 2.
+    #[arg(long, conflicts_with_all = ["keys", "ips", "ids", "skew"])]
+    seed_shape: bool,
+    /// Lines take the measurements combined, ips and stores in turn, so
+    /// that every default rule holds the keys.
+    #[arg(long)]
+    all_measurements: bool,
+    /// Key i gets ip i and id i (needs ips and ids >= keys).
+    #[arg(long)]
+    distinct_ids: bool,
+    /// Sender threads; each has its own source ports and random stream.
+    #[arg(long, default_value_t = 1)]
+    senders: usize,
+    /// Source ports per sender, used in turn (SO_REUSEPORT spreads flows).
+    #[arg(long, default_value_t = 1)]
+    flows: usize,
+    /// Datagrams generated ahead per sender and sent in turn (0: none).
+    #[arg(long, default_value_t = 0)]
+    pool: usize,
+    /// Share of the keys replaced by new ones per minute (0.1 = 10%).
+    #[arg(long, default_value_t = 0.0)]
+    churn_per_minute: f64,
+    /// Show the daemon's counted and lost lines from its stats at this
+    /// HTTP address (implied by --verify-http).
+    #[arg(long)]
+    stats_http: Option<SocketAddr>,
 }
 
 fn parse_range(s: &str) -> Result<(usize, usize), String> {
@@ -135,23 +161,38 @@ fn load(path: Option<&PathBuf>) -> Result<Config, config::ConfigError> {
 }
 
 fn loadgen_options(a: LoadgenArgs) -> toptraffic::loadgen::Options {
-    toptraffic::loadgen::Options {
-        shape: toptraffic::loadgen::Shape {
+    use toptraffic::loadgen::Shape;
+    let base = if a.seed_shape {
+        Shape::seed_like()
+    } else {
+        Shape {
             keys: a.keys,
             ips: a.ips.unwrap_or(a.keys),
             ids: a.ids,
+            skew: a.skew,
+            ..Default::default()
+        }
+    };
+    toptraffic::loadgen::Options {
+        shape: Shape {
             lines_per_datagram: a.per_datagram,
             malformed_per_mille: a.malformed_per_mille,
             escaped_per_mille: a.escaped_per_mille,
             long_ids_per_mille: a.long_ids_per_mille,
-            skew: a.skew,
+            all_measurements: a.all_measurements,
+            distinct_ids: a.distinct_ids,
             seed: a.seed,
-            ..Default::default()
+            ..base
         },
         to: a.to,
         lines: a.lines,
         rate: a.rate,
         max_time: a.max_time,
+        senders: a.senders.max(1),
+        flows: a.flows.max(1),
+        pool: a.pool,
+        churn_per_minute: a.churn_per_minute,
+        stats_http: a.stats_http,
         verify_http: a.verify_http,
         rule: a.rule,
     }
@@ -223,7 +264,12 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            Overrides { mode, listen, http }.apply(&mut c);
+            let overrides = Overrides { mode, listen, http };
+            overrides.apply(&mut c);
+            let opts = daemon::RunOptions {
+                config_path: config.clone(),
+                overrides,
+            };
             init_tracing();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -233,7 +279,7 @@ fn main() -> ExitCode {
                 .expect("a tokio runtime");
             let token = CancellationToken::new();
             rt.spawn(daemon::cancel_on_signal(token.clone()));
-            let result = rt.block_on(daemon::run(c, Arc::new(SystemClock), token));
+            let result = rt.block_on(daemon::run(c, opts, Arc::new(SystemClock), token));
             rt.shutdown_timeout(daemon::SHUTDOWN_GRACE);
             match result {
                 Ok(()) => ExitCode::SUCCESS,

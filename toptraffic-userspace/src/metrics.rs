@@ -128,8 +128,8 @@ impl Collector for SharedCollector {
             .collect();
         let overflow: Vec<(&[(&str, &str)], u64)> = names
             .iter()
-            .zip(&s.rule_overflow)
-            .map(|(l, o)| (&l[..], o.load(Relaxed)))
+            .zip(&view.rules)
+            .map(|(l, r)| (&l[..], r.overflow_lines))
             .collect();
         counter(
             &mut enc,
@@ -180,14 +180,15 @@ impl Collector for SharedCollector {
                 &labels,
             )?;
         }
-        if let Some(blocks) = s.blocks.get() {
+        let blocks = s.blocks();
+        if !blocks.is_empty() {
             let mut m = enc.encode_descriptor(
                 "alert_events",
                 "Alert events handed to the sinks, by rule, block and level",
                 None,
                 prometheus_client::metrics::MetricType::Counter,
             )?;
-            for (rule, block, st) in blocks {
+            for (rule, block, st) in blocks.iter() {
                 for (i, level) in ["OK", "INFO", "WARNING", "CRITICAL"].iter().enumerate() {
                     let labels = [
                         ("rule", rule.as_str()),
@@ -204,20 +205,21 @@ impl Collector for SharedCollector {
                 None,
                 prometheus_client::metrics::MetricType::Counter,
             )?;
-            for (rule, block, st) in blocks {
+            for (rule, block, st) in blocks.iter() {
                 let labels = [("rule", rule.as_str()), ("block", block.as_str())];
                 ConstCounter::new(st.eval_errors.load(Relaxed))
                     .encode(m.encode_family(&labels)?)?;
             }
         }
-        if let Some(sinks) = s.sinks.get() {
+        let sinks = s.sinks();
+        if !sinks.is_empty() {
             let mut m = enc.encode_descriptor(
                 "sink_events",
                 "Alert events per sink: sent, failed (after retries) or dropped (queue full)",
                 None,
                 prometheus_client::metrics::MetricType::Counter,
             )?;
-            for h in sinks {
+            for h in sinks.iter() {
                 let c = h.stats().snapshot();
                 for (outcome, n) in [
                     ("sent", c.sent),
@@ -234,12 +236,21 @@ impl Collector for SharedCollector {
                 None,
                 prometheus_client::metrics::MetricType::Counter,
             )?;
-            for h in sinks {
+            for h in sinks.iter() {
                 let labels = [("sink", h.name()), ("kind", h.kind())];
                 ConstCounter::new(h.stats().snapshot().retries)
                     .encode(m.encode_family(&labels)?)?;
             }
         }
+        counter(
+            &mut enc,
+            "reloads",
+            "Config reloads, applied or refused",
+            &[
+                (&[("outcome", "ok")], s.reloads_ok.load(Relaxed)),
+                (&[("outcome", "failed")], s.reloads_failed.load(Relaxed)),
+            ],
+        )?;
         let mode = s.mode();
         let mut m = enc.encode_descriptor(
             "mode",

@@ -25,6 +25,9 @@ pub struct RuleView {
     pub name: String,
     pub as_name: String,
     pub group_by: Vec<String>,
+    /// Lines the rule refused because a table of it held max_keys keys
+    /// (whether or not another rule counted them), since the rule began.
+    pub overflow_lines: u64,
     entries: Vec<(Key, f64)>,
     /// Entry indices by value descending, computed on the first request.
     order: OnceLock<Vec<u32>>,
@@ -84,6 +87,7 @@ impl WindowView {
                     name: r.name.clone(),
                     as_name: r.as_name.clone(),
                     group_by: r.group_by.clone(),
+                    overflow_lines: 0,
                     entries: Vec::new(),
                     order: OnceLock::new(),
                 })
@@ -102,6 +106,7 @@ impl WindowView {
         view.window_end = Some(window_end);
         for (rv, rw) in view.rules.iter_mut().zip(window.rules()) {
             rv.entries = rw.iter().map(|(k, v)| (k.clone(), v)).collect();
+            rv.overflow_lines = rw.overflow_lines;
         }
         view
     }
@@ -148,9 +153,6 @@ pub struct Shared {
     /// Per drain: seconds to swap and read the generation map, keys drained.
     pub last_drain: RwLock<Option<(f64, usize)>>,
     view: RwLock<Arc<WindowView>>,
-    /// Per rule: lines it refused because its key table (interval or window)
-    /// was full, whether or not another rule counted them.
-    pub rule_overflow: Vec<AtomicU64>,
     /// Datagrams the sockets' receive queues dropped.
     pub receive_queue_drops: AtomicU64,
     pub rotations: AtomicU64,
@@ -159,9 +161,19 @@ pub struct Shared {
     pub started: SystemTime,
     /// Keys not OK, per alert block, as of the last rotation.
     alerts: RwLock<Arc<Vec<BlockView>>>,
-    /// Every alert block's counters, and every sink.
-    pub blocks: OnceLock<Vec<(String, String, Arc<BlockStats>)>>,
-    pub sinks: OnceLock<Vec<SinkHandle>>,
+    /// Every alert block's counters, and every sink (replaced on reload).
+    alerting: RwLock<Alerting>,
+    /// Reloads applied and refused, and the last outcome.
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    last_reload: RwLock<Option<(SystemTime, Result<String, String>)>>,
+}
+
+/// The alert blocks' counters and the sinks, as the API lists them.
+#[derive(Debug, Default, Clone)]
+struct Alerting {
+    blocks: Arc<Vec<(String, String, Arc<BlockStats>)>>,
+    sinks: Arc<Vec<SinkHandle>>,
 }
 
 impl Shared {
@@ -172,14 +184,15 @@ impl Shared {
             kernel: OnceLock::new(),
             last_drain: RwLock::new(None),
             view: RwLock::new(Arc::new(WindowView::empty(rules, period_s))),
-            rule_overflow: (0..rules.len()).map(|_| AtomicU64::new(0)).collect(),
             receive_queue_drops: AtomicU64::new(0),
             rotations: AtomicU64::new(0),
             last_rotation_s: AtomicU64::new(0f64.to_bits()),
             started: SystemTime::now(),
             alerts: RwLock::new(Arc::new(Vec::new())),
-            blocks: OnceLock::new(),
-            sinks: OnceLock::new(),
+            alerting: RwLock::default(),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            last_reload: RwLock::new(None),
         }
     }
 
@@ -191,6 +204,57 @@ impl Shared {
         *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
         self.last_rotation_s.store(rotation_s.to_bits(), Relaxed);
         self.rotations.fetch_add(1, Relaxed);
+    }
+
+    pub fn set_alerting(
+        &self,
+        blocks: Vec<(String, String, Arc<BlockStats>)>,
+        sinks: Vec<SinkHandle>,
+    ) {
+        *self.alerting.write().unwrap_or_else(|e| e.into_inner()) = Alerting {
+            blocks: Arc::new(blocks),
+            sinks: Arc::new(sinks),
+        };
+    }
+
+    /// (rule, block, counters) of every alert block.
+    pub fn blocks(&self) -> Arc<Vec<(String, String, Arc<BlockStats>)>> {
+        self.alerting
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .blocks
+            .clone()
+    }
+
+    pub fn sinks(&self) -> Arc<Vec<SinkHandle>> {
+        self.alerting
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .sinks
+            .clone()
+    }
+
+    /// Counts a reload's outcome and logs it.
+    pub fn record_reload(&self, result: &Result<String, String>) {
+        match result {
+            Ok(msg) => {
+                self.reloads_ok.fetch_add(1, Relaxed);
+                tracing::info!("{msg}");
+            }
+            Err(e) => {
+                self.reloads_failed.fetch_add(1, Relaxed);
+                tracing::error!("reload refused, the running config stays: {e}");
+            }
+        }
+        *self.last_reload.write().unwrap_or_else(|e| e.into_inner()) =
+            Some((SystemTime::now(), result.clone()));
+    }
+
+    pub fn last_reload(&self) -> Option<(SystemTime, Result<String, String>)> {
+        self.last_reload
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn alerts(&self) -> Arc<Vec<BlockView>> {
@@ -219,7 +283,7 @@ impl Shared {
 
     /// Lines no rule counted (datagrams, for oversize and receive_queue), by
     /// reason, over both paths. Lines that one rule refused while another
-    /// counted them are in `rule_overflow`, not here.
+    /// counted them are in each rule's `overflow_lines`, not here.
     pub fn dropped(&self) -> Vec<(DropReason, u64)> {
         let u = self.userspace.snapshot();
         let k = self.kernel_snapshot();

@@ -56,8 +56,19 @@ impl KeyState {
 pub struct RuleWindow {
     keys: Map,
     max_keys: usize,
-    /// Lines of keys refused because the window held max_keys keys (total).
+    /// Lines of keys refused because a table of this rule held max_keys
+    /// keys: the window's own refusals, and those of the interval tables
+    /// reported with each snapshot (total since the rule began).
     pub overflow_lines: u64,
+}
+
+/// One key's slots, as a state file holds them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRing {
+    pub key: Key,
+    pub cursor: u64,
+    pub last_seen: u64,
+    pub ring: Vec<f64>,
 }
 
 impl RuleWindow {
@@ -77,6 +88,24 @@ impl RuleWindow {
 
     pub fn value(&self, key: &[u8]) -> Option<f64> {
         self.keys.get(key).map(|s| s.sum)
+    }
+
+    fn empty(max_keys: usize) -> RuleWindow {
+        RuleWindow {
+            keys: Map::default(),
+            max_keys,
+            overflow_lines: 0,
+        }
+    }
+
+    /// Every key's slots, for a state file.
+    pub fn export(&self) -> impl Iterator<Item = KeyRing> + '_ {
+        self.keys.iter().map(|(k, st)| KeyRing {
+            key: k.clone(),
+            cursor: st.cursor,
+            last_seen: st.last_seen,
+            ring: st.ring.to_vec(),
+        })
     }
 }
 
@@ -103,14 +132,7 @@ impl WindowEngine {
         assert!(intervals > 0);
         WindowEngine {
             n: intervals,
-            rules: max_keys
-                .into_iter()
-                .map(|m| RuleWindow {
-                    keys: Map::default(),
-                    max_keys: m,
-                    overflow_lines: 0,
-                })
-                .collect(),
+            rules: max_keys.into_iter().map(RuleWindow::empty).collect(),
             current: None,
         }
     }
@@ -132,6 +154,60 @@ impl WindowEngine {
         &self.rules
     }
 
+    /// Rearranges the rules after a reload: new rule `j` takes over the
+    /// window of old rule `keep[j]` (its counts go on), or starts empty.
+    pub fn remap(&mut self, keep: &[Option<usize>], max_keys: &[usize]) {
+        let mut old: Vec<Option<RuleWindow>> = std::mem::take(&mut self.rules)
+            .into_iter()
+            .map(Some)
+            .collect();
+        self.rules = keep
+            .iter()
+            .zip(max_keys)
+            .map(|(k, &m)| {
+                let mut w = k
+                    .and_then(|i| old.get_mut(i).and_then(Option::take))
+                    .unwrap_or_else(|| RuleWindow::empty(m));
+                w.max_keys = m;
+                w
+            })
+            .collect();
+    }
+
+    /// Puts keys back into rule `rule` (from a state file) and sets the
+    /// current interval. Keys beyond max_keys, or with a ring of another
+    /// length, are skipped; returns how many were restored.
+    pub fn import(&mut self, rule: usize, current: u64, keys: Vec<KeyRing>) -> usize {
+        let n = self.n;
+        self.current = Some(self.current.map_or(current, |c| c.max(current)));
+        let Some(r) = self.rules.get_mut(rule) else {
+            return 0;
+        };
+        let mut restored = 0;
+        for k in keys {
+            if k.ring.len() != n || r.keys.len() >= r.max_keys || k.last_seen > current {
+                continue;
+            }
+            let mut st = KeyState {
+                ring: k.ring.into_boxed_slice(),
+                cursor: k.cursor.min(current),
+                last_seen: k.last_seen,
+                sum: 0.0,
+            };
+            st.sum = st.ring.iter().sum();
+            r.keys.insert(k.key, st);
+            restored += 1;
+        }
+        restored
+    }
+
+    /// Adds lines refused by an interval table to rule `rule`'s count.
+    pub fn add_overflow(&mut self, rule: usize, lines: u64) {
+        if let Some(r) = self.rules.get_mut(rule) {
+            r.overflow_lines += lines;
+        }
+    }
+
     /// Adds a closed interval and slides every rule's window to end with it.
     /// A snapshot older than the current interval (the clock stepped back) is
     /// folded into the current one rather than rewriting the past.
@@ -143,6 +219,7 @@ impl WindowEngine {
         let n = self.n;
         let mut report = ApplyReport::default();
         for (rule, table) in self.rules.iter_mut().zip(snap.rules) {
+            rule.overflow_lines += table.overflow_lines;
             let mut overflow = 0;
             for (key, cell) in table {
                 if let Some(st) = rule.keys.get_mut(&key) {
@@ -270,6 +347,47 @@ mod tests {
         w.apply(snap(49, &[("a", 2.0)]));
         assert_eq!(w.current(), Some(50));
         assert_eq!(value(&w, "a"), Some(3.0));
+    }
+
+    #[test]
+    fn remap_keeps_the_windows_of_rules_that_stay() {
+        let mut w = WindowEngine::new(N, [100, 100]);
+        let mut s = snap(1, &[("a", 5.0)]);
+        s.rules.push(crate::snapshot::CountTable::new(100));
+        s.rules[1].add(
+            &from_values(&["b"]),
+            Cell {
+                value: 7.0,
+                lines: 1,
+            },
+        );
+        w.apply(s);
+        // Old rule 1 becomes rule 0; rule 1 is new.
+        w.remap(&[Some(1), None], &[50, 100]);
+        assert_eq!(w.rule(0).value(&from_values(&["b"])), Some(7.0));
+        assert!(w.rule(1).is_empty());
+        assert_eq!(w.current(), Some(1));
+    }
+
+    #[test]
+    fn export_and_import_restore_values_and_expiry() {
+        let mut w = WindowEngine::new(N, [100]);
+        w.apply(snap(10, &[("a", 1.0)]));
+        w.apply(snap(11, &[("a", 2.0), ("b", 4.0)]));
+        let keys: Vec<KeyRing> = w.rule(0).export().collect();
+        let mut back = WindowEngine::new(N, [100]);
+        assert_eq!(back.import(0, 11, keys), 2);
+        assert_eq!(value(&back, "a"), Some(3.0));
+        assert_eq!(back.current(), Some(11));
+        // Restored slots slide out on time: interval 10 leaves first, and
+        // the keys leave N intervals after their last point (11).
+        for i in 12..=10 + N as u64 {
+            back.apply(snap(i, &[]));
+        }
+        assert_eq!(value(&back, "a"), Some(2.0));
+        assert_eq!(value(&back, "b"), Some(4.0));
+        back.apply(snap(11 + N as u64, &[]));
+        assert!(back.rule(0).is_empty());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tracing::warn;
 
 use super::event::{AlertEvent, Level};
 use super::expr::{Env, Expr};
-use super::state::{AlertState, Settings, DEFAULT_HISTORY};
+use super::state::{AlertState, Settings, StateParts, DEFAULT_HISTORY};
 use super::template::{AlertInfo, ServerInfo, Template};
 use crate::config::{AlertBlock, ConfigError, Rule, StateChangesOnly};
 use crate::key::{self, Key};
@@ -378,6 +378,51 @@ impl RuleAlerts {
                 }
             })
             .collect()
+    }
+
+    /// Takes over the key states of `old`'s blocks of the same name and
+    /// history length (a reload that kept the rule's grouping).
+    pub fn adopt(&mut self, mut old: RuleAlerts) {
+        for b in &mut self.blocks {
+            if let Some(ob) = old.blocks.iter_mut().find(|o| o.name == b.name) {
+                if ob.settings.history.max(super::state::MIN_HISTORY)
+                    == b.settings.history.max(super::state::MIN_HISTORY)
+                {
+                    b.states = std::mem::take(&mut ob.states);
+                }
+            }
+        }
+    }
+
+    /// Every block's key states, for a state file: (block, key, state,
+    /// last value).
+    pub fn export_states(&self) -> Vec<(String, Key, StateParts, f64)> {
+        self.blocks
+            .iter()
+            .flat_map(|b| {
+                b.states
+                    .iter()
+                    .map(|(k, ka)| (b.name.clone(), k.clone(), ka.state.to_parts(), ka.value))
+            })
+            .collect()
+    }
+
+    /// Restores one key's state into block `block` (from a state file);
+    /// false when no such block, or the history length differs.
+    pub fn import_state(&mut self, block: &str, key: Key, parts: StateParts, value: f64) -> bool {
+        let Some(b) = self.blocks.iter_mut().find(|b| b.name == block) else {
+            return false;
+        };
+        if parts.history.len() != b.settings.history.max(super::state::MIN_HISTORY) {
+            return false;
+        }
+        match AlertState::from_parts(parts) {
+            Some(state) => {
+                b.states.insert(key, KeyAlert { state, value });
+                true
+            }
+            None => false,
+        }
     }
 
     /// Keys with state, over all blocks (for the memory bound's metrics).

@@ -69,6 +69,19 @@ pub struct Decision {
     pub time: SystemTime,
 }
 
+/// An [`AlertState`] taken apart, as a state file holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateParts {
+    pub history: Vec<Level>,
+    pub idx: usize,
+    pub flapping: bool,
+    pub changed: bool,
+    pub expired: bool,
+    pub first_triggered: Option<SystemTime>,
+    pub last_triggered: Option<SystemTime>,
+    pub last_sent: Level,
+}
+
 /// One key's state in one block.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertState {
@@ -97,6 +110,41 @@ impl AlertState {
             last_triggered: None,
             last_sent: Level::Ok,
         }
+    }
+
+    pub fn to_parts(&self) -> StateParts {
+        StateParts {
+            history: self.history.to_vec(),
+            idx: self.idx,
+            flapping: self.flapping,
+            changed: self.changed,
+            expired: self.expired,
+            first_triggered: self.first_triggered,
+            last_triggered: self.last_triggered,
+            last_sent: self.last_sent,
+        }
+    }
+
+    /// None when the parts cannot be a state (a state file not to trust).
+    pub fn from_parts(p: StateParts) -> Option<AlertState> {
+        if p.history.len() < MIN_HISTORY || p.idx >= p.history.len() {
+            return None;
+        }
+        Some(AlertState {
+            history: p.history.into_boxed_slice(),
+            idx: p.idx,
+            flapping: p.flapping,
+            changed: p.changed,
+            expired: p.expired,
+            first_triggered: p.first_triggered,
+            last_triggered: p.last_triggered,
+            last_sent: p.last_sent,
+        })
+    }
+
+    /// Ring length (`history`).
+    pub fn history_len(&self) -> usize {
+        self.history.len()
     }
 
     /// The newest level (`currentLevel`).

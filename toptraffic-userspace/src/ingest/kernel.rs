@@ -111,6 +111,10 @@ impl fmt::Display for KernelError {
                 "bpf() was refused ({detail}): the process lacks {}; run as root or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON",
                 missing.join(", ")
             ),
+            KernelError::Permission { detail, .. } if seccomp_filtered() => write!(
+                f,
+                "bpf() was refused ({detail}) although the process holds CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON: it runs under a seccomp filter, and the default profiles of podman and CRI-O (and of containerd and Docker before late 2022) allow bpf() only with CAP_SYS_ADMIN; use a profile that allows bpf() with CAP_BPF (see docs/OPERATIONS.md) or run privileged"
+            ),
             KernelError::Permission { detail, .. } => write!(
                 f,
                 "bpf() was refused ({detail}) although the process holds CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (unprivileged BPF or an LSM may forbid it)"
@@ -128,6 +132,16 @@ impl fmt::Display for KernelError {
 }
 
 impl std::error::Error for KernelError {}
+
+/// Whether a seccomp filter confines this process (`Seccomp: 2`): in a
+/// container it, not the capabilities, is what usually refuses bpf().
+fn seccomp_filtered() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Seccomp:"))
+            .is_some_and(|v| v.trim() == "2")
+    })
+}
 
 /// Linux capability numbers (include/uapi/linux/capability.h).
 const CAPS: [(&str, u32); 3] = [("CAP_NET_ADMIN", 12), ("CAP_PERFMON", 38), ("CAP_BPF", 39)];

@@ -334,7 +334,8 @@ impl Batch {
                 fd,
                 self.headers.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                // glibc declares the flags c_int, musl c_uint.
+                libc::MSG_WAITFORONE as _,
                 std::ptr::null_mut(),
             )
         };

@@ -1,0 +1,735 @@
+//! The load benchmark: the same traffic, one path after the other in one
+//! run, against the floor (a socket filter that drops every datagram
+//! without parsing: what receiving costs here), the kernel socket-filter
+//! path, the kernel XDP path and the userspace path. For each path and each
+//! lines-per-datagram count, a bounded search finds the highest rate
+//! sustained with under 0.1% loss, and reports the machine's CPU time per
+//! line and the ratio to the floor measured in this same run.
+//!
+//! `cargo xtask bench load [-- --trial 3s --paths floor,socket,xdp,userspace
+//! --lines 1,20 --senders 2 --flows 4 --profile]` (root; needs the kernel
+//! path). Writes target/bench/load.md and, with --profile, perf reports in
+//! target/bench/perf-*.txt.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use socket2::{Domain, Protocol, Socket, Type};
+use toptraffic::config::Config;
+use toptraffic::ingest::kernel::{self, Attach, KernelPath, Options};
+use toptraffic::ingest::kernel_config;
+use toptraffic::loadgen::{self, Generator, Plan, Shape, Tally};
+
+const BIN: &str = env!("CARGO_BIN_EXE_toptraffic");
+/// A trial passes under this share of lines lost...
+const MAX_LOSS: f64 = 0.001;
+/// ...and with at most this share still queued when sending stops: a
+/// receiver that falls behind would lose them in a longer run.
+const MAX_BACKLOG: f64 = 0.01;
+/// A trial that reaches less than this share of its target rate found the
+/// sender's limit: asking for more would not send more.
+const SATURATED: f64 = 0.9;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Floor,
+    Socket,
+    Xdp,
+    Userspace,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Floor => "floor",
+            Kind::Socket => "socket",
+            Kind::Xdp => "xdp",
+            Kind::Userspace => "userspace",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Kind::Floor => "floor (drop-all socket filter)",
+            Kind::Socket => "kernel, socket filter",
+            Kind::Xdp => "kernel, XDP generic on lo",
+            Kind::Userspace => "userspace",
+        }
+    }
+
+    fn parse(s: &str) -> Kind {
+        match s {
+            "floor" => Kind::Floor,
+            "socket" => Kind::Socket,
+            "xdp" => Kind::Xdp,
+            "userspace" => Kind::Userspace,
+            _ => panic!("unknown path {s:?}: floor, socket, xdp or userspace"),
+        }
+    }
+}
+
+struct Args {
+    paths: Vec<Kind>,
+    per: Vec<usize>,
+    trial: Duration,
+    senders: usize,
+    flows: usize,
+    /// Bisection steps after the doubling.
+    bisect: usize,
+    profile: bool,
+    out: PathBuf,
+    smoke: bool,
+}
+
+fn parse_args() -> Args {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let smoke = !argv.iter().any(|a| a == "--bench");
+    let get = |name: &str| {
+        argv.iter()
+            .position(|a| a == name)
+            .and_then(|i| argv.get(i + 1).cloned())
+    };
+    let list = |name: &str, default: &str| -> Vec<String> {
+        get(name)
+            .unwrap_or_else(|| default.into())
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Args {
+        paths: list("--paths", "floor,socket,xdp,userspace")
+            .iter()
+            .map(|s| Kind::parse(s))
+            .collect(),
+        per: list("--lines", "1,20")
+            .iter()
+            .map(|s| s.parse().expect("--lines: numbers"))
+            .collect(),
+        trial: get("--trial")
+            .map(|s| toptraffic::config::parse_duration(&s).expect("--trial: a duration"))
+            .unwrap_or(Duration::from_secs(3)),
+        senders: get("--senders").map_or(cpus, |s| s.parse().expect("--senders")),
+        flows: get("--flows").map_or(4, |s| s.parse().expect("--flows")),
+        bisect: get("--bisect").map_or(4, |s| s.parse().expect("--bisect")),
+        profile: argv.iter().any(|a| a == "--profile"),
+        out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench"),
+        smoke,
+    }
+}
+
+/// Busy and total jiffies of the whole machine, from /proc/stat.
+fn machine_jiffies() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = s
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is in user).
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
+    (busy, busy + at(3) + at(4))
+}
+
+/// utime + stime of a process, all its threads, in jiffies.
+fn process_jiffies(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// Where the load goes and how its count is read.
+enum Target {
+    Floor {
+        path: KernelPath,
+        _socks: Vec<Socket>,
+        udp: SocketAddr,
+    },
+    Daemon(Daemon),
+}
+
+/// Counted lines and per-line drops so far (absolute, for deltas).
+#[derive(Clone, Copy, Default)]
+struct Count {
+    counted: u64,
+    dropped: u64,
+}
+
+impl Target {
+    fn udp(&self) -> SocketAddr {
+        match self {
+            Target::Floor { udp, .. } => *udp,
+            Target::Daemon(d) => d.udp,
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Target::Floor { .. } => None,
+            Target::Daemon(d) => Some(d.child.id()),
+        }
+    }
+
+    /// What has been counted so far; the floor counts datagrams, each of
+    /// `per` lines.
+    fn count(&self, per: usize) -> Count {
+        match self {
+            Target::Floor { path, .. } => Count {
+                counted: path.floor_datagrams() * per as u64,
+                dropped: 0,
+            },
+            Target::Daemon(d) => {
+                let s = d.stats();
+                let t = Tally::between(&Value::Null, &s);
+                Count {
+                    counted: t.counted(),
+                    dropped: t.line_drops,
+                }
+            }
+        }
+    }
+}
+
+fn floor() -> Target {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut socks = Vec::new();
+    let mut addr: SocketAddr = "127.0.0.1:0".parse().expect("valid");
+    // As the daemon: one SO_REUSEPORT socket per CPU.
+    for _ in 0..cpus {
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).expect("a socket");
+        s.set_reuse_port(true).expect("SO_REUSEPORT");
+        s.bind(&addr.into()).expect("bind the floor's socket");
+        addr = s.local_addr().unwrap().as_socket().unwrap();
+        socks.push(s);
+    }
+    let c = Config::embedded_default();
+    let plan = kernel_config::plan(&c.rules).expect("the default rules fit the kernel");
+    let path = KernelPath::load(
+        plan,
+        vec![1024; c.rules.len()],
+        Options {
+            attach: Attach::Floor(socks.iter().map(|s| s.as_raw_fd()).collect()),
+            map_entries: 4096,
+            pin_dir: None,
+            load_all: false,
+        },
+    )
+    .expect("load the floor filter");
+    Target::Floor {
+        path,
+        _socks: socks,
+        udp: addr,
+    }
+}
+
+/// The release daemon on free loopback ports, stopped on drop.
+struct Daemon {
+    child: Child,
+    http: SocketAddr,
+    udp: SocketAddr,
+}
+
+impl Daemon {
+    fn start(kind: Kind, dir: &Path) -> Daemon {
+        let pins = format!(
+            "/sys/fs/bpf/toptraffic-bench-{}-{}",
+            std::process::id(),
+            kind.name()
+        );
+        let mut ingest = format!("pin_dir = \"{pins}\"\n");
+        if kind == Kind::Xdp {
+            ingest += "xdp_interface = \"lo\"\nxdp_mode = \"skb\"\n";
+        }
+        let config = toptraffic::config::DEFAULT_CONFIG.replacen(
+            "[ingest]\n",
+            &format!("[ingest]\n{ingest}"),
+            1,
+        );
+        let file = dir.join(format!("{}.toml", kind.name()));
+        std::fs::write(&file, config).expect("write the daemon's config");
+        let http = free_port();
+        let mode = if kind == Kind::Userspace {
+            "userspace"
+        } else {
+            "kernel"
+        };
+        let log = |ext: &str| {
+            Stdio::from(
+                std::fs::File::create(dir.join(format!("{}.{ext}", kind.name())))
+                    .expect("a log file"),
+            )
+        };
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&file)
+            .args(["--mode", mode, "--listen", "127.0.0.1:0"])
+            .args(["--http", &http.to_string()])
+            .stdout(log("out"))
+            .stderr(log("log"))
+            .spawn()
+            .expect("start the daemon");
+        let mut d = Daemon {
+            child,
+            http,
+            udp: "0.0.0.0:0".parse().expect("valid"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(s) = loadgen::get_json(http, "/api/v1/stats") {
+                d.udp = s["listen"].as_str().unwrap().parse().unwrap();
+                assert_eq!(s["mode"], mode, "{s}");
+                if kind != Kind::Userspace {
+                    let attach = if kind == Kind::Xdp {
+                        "xdp"
+                    } else {
+                        "socket_filter"
+                    };
+                    assert_eq!(s["kernel"]["setup"]["attach"], attach, "{s}");
+                }
+                return d;
+            }
+            if let Ok(Some(st)) = d.child.try_wait() {
+                panic!(
+                    "the daemon exited with {st}; see {}",
+                    dir.join(format!("{}.log", kind.name())).display()
+                );
+            }
+            assert!(Instant::now() < deadline, "the daemon did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stats(&self) -> Value {
+        loadgen::get_json(self.http, "/api/v1/stats").expect("read the daemon's stats")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SIGTERM first, so that the daemon removes its pins.
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+/// One trial at one rate.
+#[derive(Debug, Clone, Copy, Default)]
+struct Trial {
+    target: u64,
+    /// Lines per second actually sent.
+    achieved: f64,
+    sent: u64,
+    lost: u64,
+    /// Lines not yet counted when sending stopped.
+    backlog: u64,
+    /// Whole machine, busy CPU seconds over the trial.
+    cpu: f64,
+    /// The daemon's own CPU seconds.
+    daemon_cpu: Option<f64>,
+}
+
+impl Trial {
+    fn loss(&self) -> f64 {
+        self.lost as f64 / self.sent.max(1) as f64
+    }
+
+    fn passed(&self) -> bool {
+        self.sent > 0
+            && self.loss() < MAX_LOSS
+            && (self.backlog as f64) <= MAX_BACKLOG * self.sent as f64
+    }
+
+    fn saturated(&self) -> bool {
+        self.achieved < SATURATED * self.target as f64
+    }
+
+    fn cpu_us_per_line(&self) -> f64 {
+        self.cpu * 1e6 / (self.sent - self.lost).max(1) as f64
+    }
+}
+
+fn trial(
+    t: &Target,
+    gens: &mut Vec<Generator>,
+    per: usize,
+    rate: u64,
+    a: &Args,
+    label: &str,
+) -> Trial {
+    let ticks = clock_ticks();
+    let before = t.count(per);
+    let (busy0, _) = machine_jiffies();
+    let d0 = t.pid().map(process_jiffies);
+    let plan = Plan {
+        to: t.udp(),
+        lines: (rate as f64 * a.trial.as_secs_f64()) as u64,
+        rate,
+        max_time: a.trial + Duration::from_secs(2),
+        flows: a.flows,
+        churn_per_minute: 0.0,
+    };
+    let (sent, back) =
+        loadgen::run_parallel(std::mem::take(gens), &plan, |_| {}).expect("send the load");
+    *gens = back;
+    let at_end = t.count(per);
+    let lines = sent.lines();
+    let delta = |c: Count| (c.counted + c.dropped).saturating_sub(before.counted + before.dropped);
+    let backlog = lines.saturating_sub(delta(at_end));
+    // Let what is queued be counted: until all is, or the count stops.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = delta(at_end);
+    let mut still = Instant::now();
+    while last < lines && Instant::now() < deadline && still.elapsed() < Duration::from_millis(600)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = delta(t.count(per));
+        if now != last {
+            still = Instant::now();
+            last = now;
+        }
+    }
+    let (busy1, _) = machine_jiffies();
+    let r = Trial {
+        target: rate,
+        achieved: sent.valid_lines as f64 / sent.elapsed.as_secs_f64(),
+        sent: lines,
+        lost: lines.saturating_sub(last),
+        backlog,
+        cpu: (busy1 - busy0) as f64 / ticks,
+        daemon_cpu: t
+            .pid()
+            .zip(d0)
+            .map(|(p, d0)| (process_jiffies(p) - d0) as f64 / ticks),
+    };
+    eprintln!(
+        "  [{label}] target {:>10} lines/s: sent {:>10.0} lines/s, lost {} ({:.3}%), queued at end {:.2}%, CPU {:.3} us/line{}: {}",
+        rate,
+        r.achieved,
+        r.lost,
+        r.loss() * 100.0,
+        r.backlog as f64 * 100.0 / r.sent.max(1) as f64,
+        r.cpu_us_per_line(),
+        r.daemon_cpu
+            .map(|c| format!(" (daemon {:.3})", c * 1e6 / (r.sent - r.lost).max(1) as f64))
+            .unwrap_or_default(),
+        if r.passed() {
+            if r.saturated() {
+                "pass (sender saturated)"
+            } else {
+                "pass"
+            }
+        } else {
+            "FAIL"
+        }
+    );
+    r
+}
+
+/// The best of one path at one lines-per-datagram count.
+#[derive(Debug, Clone)]
+struct Found {
+    kind: Kind,
+    per: usize,
+    best: Option<Trial>,
+    /// "loss" when a faster trial lost lines, "sender" when the sender could
+    /// not send faster.
+    limit: &'static str,
+    trials: usize,
+}
+
+/// Doubling from `start` until a trial fails or the sender saturates, then
+/// bisection between the last pass and the first failure.
+fn search(t: &Target, gens: &mut Vec<Generator>, kind: Kind, per: usize, a: &Args) -> Found {
+    let label = format!("{} x{per}", kind.name());
+    let start: u64 = if a.smoke {
+        20_000
+    } else {
+        100_000 * per.min(4) as u64
+    };
+    let mut best: Option<Trial> = None;
+    let keep = |r: Trial, best: &mut Option<Trial>| {
+        if r.passed() && best.is_none_or(|b| r.achieved > b.achieved) {
+            *best = Some(r);
+        }
+    };
+    let (mut lo, mut hi) = (None::<u64>, None::<u64>);
+    let mut trials = 0;
+    let mut limit = "sender";
+    let mut rate = start;
+    // Doubling, at most 8 steps (x256).
+    for _ in 0..if a.smoke { 1 } else { 8 } {
+        let r = trial(t, gens, per, rate, a, &label);
+        trials += 1;
+        keep(r, &mut best);
+        if !r.passed() {
+            hi = Some(rate);
+            limit = "loss";
+            break;
+        }
+        lo = Some(rate);
+        if r.saturated() {
+            break;
+        }
+        rate *= 2;
+    }
+    // Nothing passed: halve, at most 4 times.
+    if lo.is_none() && !a.smoke {
+        let mut rate = start / 2;
+        for _ in 0..4 {
+            let r = trial(t, gens, per, rate, a, &label);
+            trials += 1;
+            keep(r, &mut best);
+            if r.passed() {
+                lo = Some(rate);
+                break;
+            }
+            hi = Some(rate);
+            rate /= 2;
+        }
+    }
+    if let (Some(mut l), Some(mut h)) = (lo, hi) {
+        for _ in 0..a.bisect {
+            if (h as f64) < l as f64 * 1.08 {
+                break;
+            }
+            let mid = (l + h) / 2;
+            let r = trial(t, gens, per, mid, a, &label);
+            trials += 1;
+            keep(r, &mut best);
+            if r.passed() {
+                l = mid;
+            } else {
+                h = mid;
+            }
+        }
+    }
+    Found {
+        kind,
+        per,
+        best,
+        limit,
+        trials,
+    }
+}
+
+/// perf over the whole machine (the receive path runs in the sender's
+/// softirq on loopback) during one more trial at `rate`.
+fn profile(t: &Target, gens: &mut Vec<Generator>, kind: Kind, per: usize, rate: u64, a: &Args) {
+    let data = a.out.join(format!("perf-{}-x{per}.data", kind.name()));
+    let report = a.out.join(format!("perf-{}-x{per}.txt", kind.name()));
+    let secs = a.trial.as_secs().max(2);
+    let rec = Command::new("perf")
+        .args(["record", "-a", "-g", "-o"])
+        .arg(&data)
+        .args(["--", "sleep", &secs.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut rec) = rec else {
+        eprintln!("  perf is not available: no profile");
+        return;
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    trial(
+        t,
+        gens,
+        per,
+        rate,
+        a,
+        &format!("{} x{per} perf", kind.name()),
+    );
+    let _ = rec.wait();
+    let out = Command::new("perf")
+        .args(["report", "--stdio", "--no-children", "--sort", "sym"])
+        .args(["--percent-limit", "1", "-g", "none", "-i"])
+        .arg(&data)
+        .output();
+    match out {
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            let _ = std::fs::write(&report, text.as_bytes());
+            eprintln!("  profile of {} x{per}: {}", kind.name(), report.display());
+            for l in text
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                .take(15)
+            {
+                eprintln!("    {}", l.trim_end());
+            }
+        }
+        Err(e) => eprintln!("  perf report failed: {e}"),
+    }
+    let _ = std::fs::remove_file(&data);
+}
+
+fn pools(a: &Args) -> Vec<(usize, Vec<Generator>)> {
+    a.per
+        .iter()
+        .map(|&per| {
+            let shape = Shape {
+                lines_per_datagram: (per, per),
+                ..Shape::seed_like()
+            };
+            let mut gens = loadgen::senders(Generator::new(shape), a.senders);
+            // About 400k lines per sender: every key recurs, and the
+            // sender formats nothing while it sends.
+            let datagrams = if a.smoke {
+                1000
+            } else {
+                (400_000 / per).max(1000)
+            };
+            for g in &mut gens {
+                g.use_pool(datagrams);
+            }
+            (per, gens)
+        })
+        .collect()
+}
+
+fn table(found: &[Found], a: &Args) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| path | lines/datagram | max rate, < 0.1% loss (lines/s) | datagrams/s | vs floor | limited by | CPU/line, machine (us) | CPU/line, daemon (us) | trials |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---|---:|---:|---:|");
+    for f in found {
+        let floor = found
+            .iter()
+            .find(|g| g.kind == Kind::Floor && g.per == f.per)
+            .and_then(|g| g.best);
+        let Some(b) = f.best else {
+            let _ = writeln!(
+                s,
+                "| {} | {} | none passed | | | {} | | | {} |",
+                f.kind.title(),
+                f.per,
+                f.limit,
+                f.trials
+            );
+            continue;
+        };
+        let ratio = floor.map_or("-".to_string(), |fl| {
+            format!("{:.0}%", b.achieved * 100.0 / fl.achieved)
+        });
+        let daemon = b.daemon_cpu.map_or("-".to_string(), |c| {
+            format!("{:.3}", c * 1e6 / (b.sent - b.lost).max(1) as f64)
+        });
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.0} | {:.0} | {} | {} | {:.3} | {} | {} |",
+            f.kind.title(),
+            f.per,
+            b.achieved,
+            b.achieved / f.per as f64,
+            ratio,
+            f.limit,
+            b.cpu_us_per_line(),
+            daemon,
+            f.trials
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n{} sender thread(s) x {} source ports, {:?} trials, seed-like shape (94k keys, 50k ips, 25k ids, skew 2); CPU/line is the whole machine's busy time (senders and their softirq included) over counted lines.",
+        a.senders, a.flows, a.trial
+    );
+    s
+}
+
+fn main() {
+    if let Err(e) = kernel::probe() {
+        eprintln!("SKIPPED load benchmark: the kernel path cannot run here: {e}");
+        return;
+    }
+    let mut a = parse_args();
+    if a.smoke {
+        // `cargo test` runs benches too (without --bench): one short trial
+        // on the floor, to show that the harness counts.
+        a.paths = vec![Kind::Floor];
+        a.per = vec![1];
+        a.trial = Duration::from_millis(500);
+    }
+    std::fs::create_dir_all(&a.out).expect("create target/bench");
+    let logs = a.out.join("load-logs");
+    std::fs::create_dir_all(&logs).expect("create the log folder");
+    let started = Instant::now();
+    eprintln!("generating the load ({} senders)", a.senders);
+    let mut pools = pools(&a);
+    let mut found = Vec::new();
+    for &kind in &a.paths {
+        eprintln!(
+            "{} ({:.0} s into the run)",
+            kind.title(),
+            started.elapsed().as_secs_f64()
+        );
+        let target = match kind {
+            Kind::Floor => floor(),
+            k => Target::Daemon(Daemon::start(k, &logs)),
+        };
+        for (per, gens) in &mut pools {
+            let f = search(&target, gens, kind, *per, &a);
+            if a.profile {
+                if let Some(b) = f.best {
+                    profile(&target, gens, kind, *per, b.target, &a);
+                }
+            }
+            found.push(f);
+        }
+    }
+    if a.smoke {
+        let b = found[0].best.expect("the floor counted the smoke trial");
+        assert!(b.passed());
+        eprintln!("load benchmark smoke run: ok");
+        return;
+    }
+    let t = table(&found, &a);
+    println!("{t}");
+    let _ = std::fs::write(a.out.join("load.md"), &t);
+    eprintln!(
+        "load benchmark done in {:.0} s; table in {}",
+        started.elapsed().as_secs_f64(),
+        a.out.join("load.md").display()
+    );
+}

@@ -1,0 +1,727 @@
+//! The rotation thread: closes an interval at every multiple of `every`
+//! (drain the sources, slide the window, evaluate alerts, publish), applies
+//! reloads between rotations, and saves and restores the state file.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tracing::{error, info, info_span, warn};
+
+use crate::alert::engine::{compile_rule, RuleAlerts};
+use crate::clock::Clock;
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::persist::{self, SavedRule, SavedState};
+use crate::rules::RuleSet;
+use crate::sink::{spawn_sink, SinkConfig, SinkHandle};
+use crate::snapshot::{CountTable, IntervalSnapshot, Intervals};
+use crate::view::{Shared, WindowView};
+use crate::window::WindowEngine;
+
+/// What a reload hands each source.
+pub struct Reload<'a> {
+    pub rules: &'a Arc<RuleSet>,
+    pub config: &'a Config,
+    /// Per new rule: the id its counts carry (kept for rules whose grouping
+    /// did not change).
+    pub ids: &'a [u32],
+    /// Counts made before the switch, by old rule index: the rotator moves
+    /// them to the rules that keep their grouping.
+    pub carry: Vec<(usize, CountTable)>,
+}
+
+/// Where a closed interval's counts come from.
+pub trait IntervalSource: Send {
+    /// Moves everything counted since the last call into `snap`.
+    fn drain_into(&mut self, snap: &mut IntervalSnapshot);
+
+    /// Switches to new rules. Called after `check_reload` said yes.
+    fn reload(&mut self, _r: &mut Reload<'_>) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Whether this source can take the new rules (before anything changes).
+    fn check_reload(&self, _config: &Config) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Messages to the rotation thread.
+pub enum Control {
+    /// Save the state file (if configured) and stop.
+    Stop,
+    /// Apply a validated config; the result (a summary, or why not) goes
+    /// back on the channel.
+    Reload(Box<Config>, mpsc::Sender<Result<String, String>>),
+}
+
+/// Compiles every rule's alert blocks and starts their sinks on `rt`;
+/// publishes the blocks and sinks for the API and metrics.
+pub fn compile_alerts(
+    config: &Config,
+    shared: &Shared,
+    rt: &tokio::runtime::Handle,
+) -> Result<Vec<RuleAlerts>, ConfigError> {
+    let mut sinks: Vec<SinkHandle> = Vec::new();
+    let mut alerts = Vec::with_capacity(config.rules.len());
+    for r in &config.rules {
+        let ra = compile_rule(r, &config.source, &config.text, |block, name| {
+            SinkConfig::of_block(block)
+                .into_iter()
+                .map(|c| {
+                    let sink_name = format!("{}/{}/{}", r.name, name, c.kind());
+                    let h = spawn_sink(c, sink_name, rt);
+                    sinks.push(h.clone());
+                    h
+                })
+                .collect()
+        });
+        let ra = match ra {
+            Ok(ra) => ra,
+            Err(e) => {
+                for s in &sinks {
+                    s.close();
+                }
+                return Err(e);
+            }
+        };
+        for b in &ra.blocks {
+            info!(
+                rule = %r.name,
+                block = %b.name,
+                sinks = ?b.sinks.iter().map(|s| s.name().to_string()).collect::<Vec<_>>(),
+                "alert block"
+            );
+        }
+        alerts.push(ra);
+    }
+    let blocks = alerts
+        .iter()
+        .flat_map(|a| {
+            a.blocks
+                .iter()
+                .map(|b| (a.rule.clone(), b.name.clone(), b.stats.clone()))
+        })
+        .collect();
+    shared.set_alerting(blocks, sinks);
+    Ok(alerts)
+}
+
+/// Closes intervals: drains the sources, slides the window, publishes.
+pub struct Rotator {
+    config: Config,
+    rules: Arc<RuleSet>,
+    /// Per rule: the id its kernel counts carry.
+    ids: Vec<u32>,
+    next_id: u32,
+    window: WindowEngine,
+    intervals: Intervals,
+    period_s: f64,
+    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
+    sources: Vec<Box<dyn IntervalSource>>,
+    /// Per rule (config order).
+    alerts: Vec<RuleAlerts>,
+    /// Counts of rules that survived a reload, made before the switch; they
+    /// join the next interval.
+    carry: Vec<CountTable>,
+    rt: Option<tokio::runtime::Handle>,
+}
+
+impl Rotator {
+    pub fn new(
+        config: Config,
+        shared: Arc<Shared>,
+        metrics: Arc<Metrics>,
+        sources: Vec<Box<dyn IntervalSource>>,
+        alerts: Vec<RuleAlerts>,
+        rt: Option<tokio::runtime::Handle>,
+    ) -> Rotator {
+        let rules = Arc::new(RuleSet::new(&config.rules));
+        let n = config.rules.len();
+        Rotator {
+            alerts,
+            window: WindowEngine::new(
+                config.window.intervals(),
+                config.rules.iter().map(|r| r.max_keys),
+            ),
+            ids: (0..n as u32).collect(),
+            next_id: n as u32,
+            rules,
+            intervals: Intervals::new(config.window.every),
+            period_s: config.window.period.as_secs_f64(),
+            carry: Vec::new(),
+            config,
+            shared,
+            metrics,
+            sources,
+            rt,
+        }
+    }
+
+    pub fn intervals(&self) -> Intervals {
+        self.intervals
+    }
+
+    pub fn rules(&self) -> &Arc<RuleSet> {
+        &self.rules
+    }
+
+    /// Rule ids as the kernel path must be configured with them.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// Drains every source into a snapshot of interval `index`, with what
+    /// a reload carried over.
+    fn collect(&mut self, index: u64) -> IntervalSnapshot {
+        let mut snap =
+            IntervalSnapshot::empty(index, self.rules.rules().iter().map(|r| r.max_keys));
+        if !self.carry.is_empty() {
+            snap.merge(std::mem::take(&mut self.carry));
+        }
+        for s in &mut self.sources {
+            s.drain_into(&mut snap);
+        }
+        snap
+    }
+
+    /// Closes interval `index`: its counts enter the window, which then ends
+    /// at the interval's end.
+    pub fn rotate(&mut self, index: u64) {
+        let span = info_span!("rotation", interval = index);
+        let _g = span.enter();
+        let started = Instant::now();
+        let snap = self.collect(index);
+        let lines: u64 = snap.rules.iter().map(|t| t.lines()).sum();
+        self.window.apply(snap);
+        let end = self.intervals.end(self.window.current().unwrap_or(index));
+        // Alerts see the window the API is about to publish.
+        for (i, ra) in self.alerts.iter_mut().enumerate() {
+            ra.evaluate(self.window.rule(i), end);
+        }
+        self.publish(end, started);
+        tracing::debug!(lines, "rotated");
+    }
+
+    fn publish(&mut self, end: SystemTime, started: Instant) {
+        self.shared
+            .publish_alerts(self.alerts.iter().flat_map(|a| a.view()).collect());
+        let view = WindowView::capture(&self.rules, &self.window, end, self.period_s);
+        let elapsed = started.elapsed().as_secs_f64();
+        self.shared.publish(view, elapsed);
+        self.metrics.rotation_seconds.observe(elapsed);
+    }
+
+    /// Applies a new config: rules whose grouping did not change keep their
+    /// window and alert states; the others start fresh. Window, ingest, HTTP
+    /// and state settings take a restart (a window change is refused; the
+    /// others are reported and kept as they were).
+    pub fn reload(&mut self, mut new: Config) -> Result<String, String> {
+        let old = &self.config;
+        if new.window != old.window {
+            return Err(format!(
+                "{}: window.period and window.every cannot change while running; restart to apply (the config was not reloaded)",
+                new.source
+            ));
+        }
+        let mut restart = Vec::new();
+        let ingest_same = format!("{:?}", new.ingest) == format!("{:?}", old.ingest);
+        if !ingest_same {
+            restart.push("[ingest]");
+        }
+        if format!("{:?}", new.http) != format!("{:?}", old.http) {
+            restart.push("[http]");
+        }
+        if format!("{:?}", new.state) != format!("{:?}", old.state) {
+            restart.push("[state]");
+        }
+        // What cannot change now stays as it was.
+        new.ingest = old.ingest.clone();
+        new.http = old.http.clone();
+        new.state = old.state.clone();
+
+        for s in &self.sources {
+            s.check_reload(&new)?;
+        }
+        let keep: Vec<Option<usize>> = new
+            .rules
+            .iter()
+            .map(|n| {
+                old.rules
+                    .iter()
+                    .position(|o| o.name == n.name && o.grouping() == n.grouping())
+            })
+            .collect();
+        let old_sinks = self.shared.sinks();
+        let mut alerts = match &self.rt {
+            Some(rt) => compile_alerts(&new, &self.shared, rt).map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        };
+        let ids: Vec<u32> = keep
+            .iter()
+            .map(|k| match k {
+                Some(i) => self.ids[*i],
+                None => {
+                    self.next_id += 1;
+                    self.next_id - 1
+                }
+            })
+            .collect();
+        let rules = Arc::new(RuleSet::new(&new.rules));
+        let mut r = Reload {
+            rules: &rules,
+            config: &new,
+            ids: &ids,
+            carry: Vec::new(),
+        };
+        for s in &mut self.sources {
+            if let Err(e) = s.reload(&mut r) {
+                // check_reload said yes; a failure here is the kernel's.
+                error!(error = %e, "a source could not take the new rules");
+            }
+        }
+        // Counts made before the switch go to the rules that kept their
+        // grouping, with what was carried before.
+        let mut carry: Vec<CountTable> = new
+            .rules
+            .iter()
+            .map(|x| CountTable::new(x.max_keys))
+            .collect();
+        let old_carry = std::mem::take(&mut self.carry);
+        for (i, t) in r.carry.into_iter().chain(old_carry.into_iter().enumerate()) {
+            if let Some(j) = keep.iter().position(|k| *k == Some(i)) {
+                carry[j].merge(t);
+            }
+        }
+        self.carry = carry;
+        let max_keys: Vec<usize> = new.rules.iter().map(|x| x.max_keys).collect();
+        self.window.remap(&keep, &max_keys);
+        let mut old_alerts: Vec<Option<RuleAlerts>> = std::mem::take(&mut self.alerts)
+            .into_iter()
+            .map(Some)
+            .collect();
+        for (j, a) in alerts.iter_mut().enumerate() {
+            if let Some(old) = keep[j].and_then(|i| old_alerts.get_mut(i).and_then(Option::take)) {
+                a.adopt(old);
+            }
+        }
+        // Sinks of the old blocks finish what they hold, then stop.
+        for s in old_sinks.iter() {
+            s.close();
+        }
+        let kept = keep.iter().filter(|k| k.is_some()).count();
+        let fresh = keep.len() - kept;
+        let removed = old.rules.len() - kept;
+        self.alerts = alerts;
+        self.rules = rules;
+        self.ids = ids;
+        self.config = new;
+        let end = self
+            .window
+            .current()
+            .map_or(SystemTime::now(), |c| self.intervals.end(c));
+        self.publish(end, Instant::now());
+        let mut msg = format!(
+            "reloaded {}: {kept} rules kept their counts, {fresh} started fresh, {removed} removed",
+            self.config.source
+        );
+        if !restart.is_empty() {
+            msg.push_str(&format!(
+                "; {} changed and take a restart to apply",
+                restart.join(", ")
+            ));
+        }
+        Ok(msg)
+    }
+
+    /// Writes the state file: the open interval's counts enter the window
+    /// first, so nothing counted is lost.
+    pub fn save(&mut self, now: SystemTime) {
+        let Some(path) = self.config.state.path.clone() else {
+            return;
+        };
+        let index = self.intervals.index_at(now);
+        let snap = self.collect(index);
+        self.window.apply(snap);
+        let state = SavedState {
+            saved_at: now,
+            every: self.config.window.every,
+            intervals: self.window.intervals(),
+            current: self.window.current(),
+            rules: self
+                .config
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| SavedRule {
+                    name: r.name.clone(),
+                    grouping: r.grouping(),
+                    overflow_lines: self.window.rule(i).overflow_lines,
+                    keys: self.window.rule(i).export().collect(),
+                    alerts: self
+                        .alerts
+                        .get(i)
+                        .map(|a| a.export_states())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        };
+        let keys: usize = state.rules.iter().map(|r| r.keys.len()).sum();
+        match persist::write(&path, &state) {
+            Ok(()) => info!(path = %path.display(), keys, "saved the window and alert states"),
+            Err(e) => error!(path = %path.display(), error = %e, "could not save the state file"),
+        }
+    }
+
+    /// Restores the state file when it fits this config and is younger
+    /// than the window; reports and ignores it otherwise.
+    pub fn restore(&mut self, now: SystemTime) {
+        let Some(path) = self.config.state.path.clone() else {
+            return;
+        };
+        let state = match persist::read(&path) {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "ignoring the state file");
+                return;
+            }
+        };
+        if let Err(e) = self.restore_from(state, now) {
+            warn!(path = %path.display(), reason = %e, "ignoring the state file");
+        }
+        // Used once: a crash later must not restore this old state again.
+        let _ = std::fs::remove_file(&path);
+    }
+
+    fn restore_from(&mut self, state: SavedState, now: SystemTime) -> Result<(), String> {
+        let w = self.config.window;
+        if state.every != w.every || state.intervals != w.intervals() {
+            return Err("it was saved for another window".into());
+        }
+        let age = now.duration_since(state.saved_at).unwrap_or(Duration::MAX);
+        if age >= w.period {
+            return Err(format!(
+                "it is {} old, older than the window",
+                humantime::format_duration(Duration::from_secs(age.as_secs().min(u32::MAX as u64)))
+            ));
+        }
+        let Some(current) = state.current else {
+            return Err("it holds no interval".into());
+        };
+        let (mut keys, mut alerts) = (0, 0);
+        for saved in state.rules {
+            let Some(i) = self
+                .config
+                .rules
+                .iter()
+                .position(|r| r.name == saved.name && r.grouping() == saved.grouping)
+            else {
+                continue;
+            };
+            keys += self.window.import(i, current, saved.keys);
+            self.window.add_overflow(i, saved.overflow_lines);
+            if let Some(a) = self.alerts.get_mut(i) {
+                for (block, key, parts, value) in saved.alerts {
+                    alerts += a.import_state(&block, key, parts, value) as usize;
+                }
+            }
+        }
+        info!(keys, alerts, "restored the window and alert states");
+        self.publish(self.intervals.end(current), Instant::now());
+        Ok(())
+    }
+
+    /// Rotates at every interval boundary of `clock`, applies reloads, and
+    /// on Stop (or when every sender is gone) saves the state and returns.
+    pub fn run(mut self, clock: Arc<dyn Clock>, control: mpsc::Receiver<Control>) {
+        loop {
+            let closing = self.intervals.index_at(clock.now());
+            let boundary = self.intervals.end(closing);
+            loop {
+                let now = clock.now();
+                let Ok(wait) = boundary.duration_since(now) else {
+                    break;
+                };
+                if wait.is_zero() {
+                    break;
+                }
+                // Re-read the clock at least every 200 ms: it may be stepped.
+                match control.recv_timeout(wait.min(Duration::from_millis(200))) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Ok(Control::Reload(config, reply)) => {
+                        let r = self.reload(*config);
+                        let _ = reply.send(r);
+                    }
+                    Ok(Control::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        self.save(clock.now());
+                        return;
+                    }
+                }
+            }
+            self.rotate(closing);
+        }
+    }
+}
+
+/// Loads the config again and hands it to the rotation thread.
+pub struct Reloader {
+    pub path: Option<PathBuf>,
+    pub overrides: crate::daemon::Overrides,
+    pub control: std::sync::Mutex<mpsc::Sender<Control>>,
+}
+
+impl Reloader {
+    /// Blocking: reads and validates the config, then waits for the
+    /// rotation thread to apply it. Errors name the file, line and field.
+    pub fn reload(&self) -> Result<String, String> {
+        let mut config = match &self.path {
+            Some(p) => Config::load(p),
+            None => Config::parse(
+                crate::config::DEFAULT_CONFIG,
+                crate::config::DEFAULT_CONFIG_NAME,
+            ),
+        }
+        .map_err(|e| e.to_string())?;
+        self.overrides.apply(&mut config);
+        let (tx, rx) = mpsc::channel();
+        self.control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(Control::Reload(Box::new(config), tx))
+            .map_err(|_| "the daemon is stopping".to_string())?;
+        rx.recv_timeout(Duration::from_secs(30))
+            .map_err(|_| "the rotation thread did not answer".to_string())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Mode;
+    use crate::key;
+    use crate::snapshot::Cell;
+    use crate::view::ModeInfo;
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::sync::Mutex;
+
+    /// (rule index, key, value) for the next interval.
+    type Pending = Arc<Mutex<Vec<(usize, Vec<u8>, f64)>>>;
+
+    /// A source fed by the test: what it holds goes into the next interval.
+    struct Feed(Pending, usize);
+
+    impl IntervalSource for Feed {
+        fn drain_into(&mut self, snap: &mut IntervalSnapshot) {
+            let mut tables: Vec<CountTable> = (0..self.1).map(|_| CountTable::new(1000)).collect();
+            for (r, k, v) in self.0.lock().unwrap().drain(..) {
+                tables[r].add(&k, Cell { value: v, lines: 1 });
+            }
+            snap.merge(tables);
+        }
+
+        fn reload(&mut self, r: &mut Reload<'_>) -> Result<(), String> {
+            self.1 = r.config.rules.len();
+            Ok(())
+        }
+    }
+
+    fn rotator_with(config: Config) -> (Rotator, Pending, Arc<Shared>) {
+        let rules = RuleSet::new(&config.rules);
+        let shared = Arc::new(Shared::new(
+            &rules,
+            60.0,
+            ModeInfo {
+                active: "userspace",
+                requested: Mode::Userspace,
+                reason: "test".into(),
+                kernel: None,
+            },
+        ));
+        let metrics = Arc::new(Metrics::new(shared.clone()));
+        let feed = Arc::new(Mutex::new(Vec::new()));
+        let n = config.rules.len();
+        let r = Rotator::new(
+            config,
+            shared.clone(),
+            metrics,
+            vec![Box::new(Feed(feed.clone(), n))],
+            Vec::new(),
+            None,
+        );
+        (r, feed, shared)
+    }
+
+    fn rotator() -> (Rotator, Pending, Arc<Shared>) {
+        rotator_with(Config::embedded_default())
+    }
+
+    #[test]
+    fn a_steady_key_reaches_its_per_minute_rate_and_leaves_75s_after_silence() {
+        // 20,000 lines a minute on simulated time: 1,666.67 per 5 s interval.
+        let (mut r, feed, shared) = rotator();
+        let k = key::from_values(&["192.0.2.2", "900002"]);
+        let start = 340_000_000u64;
+        for i in 0..24 {
+            feed.lock().unwrap().push((0, k.to_vec(), 20_000.0 / 12.0));
+            r.rotate(start + i);
+        }
+        let view = shared.view();
+        let (_, v) = view.rule("top_combined").unwrap().top(1).next().unwrap();
+        assert!((v - 20_000.0).abs() < 1e-6, "{v}");
+        // 75 s of silence: 15 rotations.
+        for i in 24..39 {
+            r.rotate(start + i);
+        }
+        assert_eq!(shared.view().rule("top_combined").unwrap().keys(), 0);
+        assert_eq!(shared.rotations.load(Relaxed), 39);
+    }
+
+    #[test]
+    fn rotation_thread_closes_each_interval_once_on_simulated_time() {
+        use crate::clock::ManualClock;
+        use std::time::UNIX_EPOCH;
+        let (r, feed, shared) = rotator();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let clock = Arc::new(ManualClock::new(t0));
+        let (tx, rx) = mpsc::channel();
+        let c: Arc<dyn Clock> = clock.clone();
+        let th = std::thread::spawn(move || r.run(c, rx));
+        feed.lock()
+            .unwrap()
+            .push((0, key::from_values(&["a", "b"]).to_vec(), 1.0));
+        // Advance only once the thread has read the clock since the last
+        // rotation, so that it waits for the boundary this test then passes.
+        let wait_for_read = |after: u64| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while clock.reads() <= after {
+                assert!(
+                    Instant::now() < deadline,
+                    "rotation thread never read the clock"
+                );
+                std::thread::yield_now();
+            }
+        };
+        wait_for_read(0);
+        for n in 1..=3u64 {
+            clock.advance(Duration::from_secs(5));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while shared.rotations.load(Relaxed) < n {
+                assert!(Instant::now() < deadline, "rotation {n} did not happen");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            wait_for_read(clock.reads());
+        }
+        tx.send(Control::Stop).unwrap();
+        th.join().unwrap();
+        let view = shared.view();
+        assert_eq!(
+            view.window_end,
+            Some(t0 + Duration::from_secs(15)),
+            "the window ends at the last boundary passed"
+        );
+        assert_eq!(view.rule("top_combined").unwrap().keys(), 1);
+    }
+
+    const TWO: &str = "[[rule]]\nname = \"a\"\nmeasurement = \"m\"\ngroup_by = [\"ip\"]\n\
+                       [[rule]]\nname = \"b\"\nmeasurement = \"m\"\ngroup_by = [\"id\"]\n";
+
+    #[test]
+    fn reload_keeps_counts_of_unchanged_rules_and_restarts_regrouped_ones() {
+        let (mut r, feed, shared) = rotator_with(Config::parse(TWO, "t.toml").unwrap());
+        feed.lock()
+            .unwrap()
+            .push((0, key::from_values(&["1.1.1.1"]).to_vec(), 3.0));
+        feed.lock()
+            .unwrap()
+            .push((1, key::from_values(&["42"]).to_vec(), 5.0));
+        r.rotate(100);
+        // b now groups by ip: fresh. A new rule c. a unchanged (its max_keys
+        // changes, which is not grouping), and moves to the end.
+        let text = "[[rule]]\nname = \"b\"\nmeasurement = \"m\"\ngroup_by = [\"ip\"]\n\
+                    [[rule]]\nname = \"c\"\nmeasurement = \"n\"\ngroup_by = [\"ip\"]\n\
+                    [[rule]]\nname = \"a\"\nmeasurement = \"m\"\ngroup_by = [\"ip\"]\nmax_keys = 10\n";
+        let msg = r.reload(Config::parse(text, "t.toml").unwrap()).unwrap();
+        assert!(
+            msg.contains("1 rules kept their counts, 2 started fresh, 1 removed"),
+            "{msg}"
+        );
+        let view = shared.view();
+        assert_eq!(view.rule("a").unwrap().keys(), 1);
+        assert_eq!(view.rule("b").unwrap().keys(), 0);
+        assert_eq!(view.rule("c").unwrap().keys(), 0);
+        // a's id is kept, b and c get new ones.
+        assert_eq!(r.ids(), [2, 3, 0]);
+        feed.lock()
+            .unwrap()
+            .push((2, key::from_values(&["1.1.1.1"]).to_vec(), 1.0));
+        r.rotate(101);
+        let (_, v) = shared
+            .view()
+            .rule("a")
+            .unwrap()
+            .top(1)
+            .next()
+            .map(|(k, v)| (k.clone(), v))
+            .unwrap();
+        assert_eq!(v, 4.0);
+    }
+
+    #[test]
+    fn reload_refuses_a_window_change() {
+        let (mut r, _, _) = rotator_with(Config::parse(TWO, "t.toml").unwrap());
+        let text = format!("[window]\nperiod = \"2m\"\n{TWO}");
+        let e = r
+            .reload(Config::parse(&text, "t.toml").unwrap())
+            .unwrap_err();
+        assert!(e.contains("cannot change while running"), "{e}");
+    }
+
+    #[test]
+    fn state_survives_a_restart_and_a_stale_or_foreign_file_is_ignored() {
+        let dir = std::env::temp_dir().join(format!("tt-state-{}", std::process::id()));
+        let path = dir.join("state");
+        let text = format!("[state]\npath = \"{}\"\n{TWO}", path.display());
+        let (mut r, feed, _) = rotator_with(Config::parse(&text, "t.toml").unwrap());
+        let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let iv = r.intervals();
+        feed.lock()
+            .unwrap()
+            .push((0, key::from_values(&["1.1.1.1"]).to_vec(), 3.0));
+        r.rotate(iv.index_at(t0));
+        // Counted in the open interval, then SIGTERM: saved too.
+        feed.lock()
+            .unwrap()
+            .push((0, key::from_values(&["1.1.1.1"]).to_vec(), 2.0));
+        r.save(t0 + Duration::from_secs(7));
+
+        let (mut back, _, shared) = rotator_with(Config::parse(&text, "t.toml").unwrap());
+        back.restore(t0 + Duration::from_secs(9));
+        let (_, v) = shared
+            .view()
+            .rule("a")
+            .unwrap()
+            .top(1)
+            .next()
+            .map(|(k, v)| (k.clone(), v))
+            .unwrap();
+        assert_eq!(v, 5.0);
+        assert!(!path.exists(), "a state file is used once");
+
+        // Older than the window: ignored.
+        r.save(t0 + Duration::from_secs(7));
+        let (mut late, _, shared) = rotator_with(Config::parse(&text, "t.toml").unwrap());
+        late.restore(t0 + Duration::from_secs(7 + 61));
+        assert_eq!(shared.view().rule("a").unwrap().keys(), 0);
+
+        // Not a state file: ignored.
+        std::fs::write(&path, b"garbage").unwrap();
+        let (mut bad, _, shared) = rotator_with(Config::parse(&text, "t.toml").unwrap());
+        bad.restore(t0 + Duration::from_secs(8));
+        assert_eq!(shared.view().rule("a").unwrap().keys(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
