@@ -13,6 +13,15 @@ use toptraffic::loadgen;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_toptraffic");
 
+/// A UDP port that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A port that was free a moment ago.
 pub fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -59,6 +68,17 @@ impl Daemon {
     /// As [`Daemon::start`], receiving UDP on `listen`.
     pub fn start_on(config: &str, listen: &str, args: &[&str]) -> Daemon {
         let path = temp_file("config.toml", config);
+        Daemon::start_from_file_on(&path, listen, args)
+    }
+
+    /// Starts with the config in `path` (which the test may rewrite and
+    /// reload), on a free UDP port.
+    pub fn start_from_file(path: &std::path::Path, args: &[&str]) -> Daemon {
+        Daemon::start_from_file_on(path, "127.0.0.1:0", args)
+    }
+
+    pub fn start_from_file_on(path: &std::path::Path, listen: &str, args: &[&str]) -> Daemon {
+        let path = path.to_path_buf();
         let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
         let log = path.with_file_name("daemon.log");
         let child = Command::new(BIN)
