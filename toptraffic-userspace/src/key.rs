@@ -3,10 +3,99 @@
 //! The encoding is shared with the kernel programs (see `toptraffic-common`):
 //! per group-by tag, a little-endian `u16` length and the unescaped value.
 
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+
 use toptraffic_common::KEY_LEN_PREFIX;
 
-/// An owned group key, as held in interval snapshots and the window.
-pub type Key = Box<[u8]>;
+/// Bytes a key holds without a heap allocation: an IPv6 address and a long
+/// store id, with their length prefixes, fit.
+const INLINE: usize = 62;
+
+/// An owned group key, as held in interval snapshots and the window. Small
+/// keys (all the seed's) live inline: no allocation when a key is first
+/// counted, drained or copied into a view.
+#[derive(Clone)]
+pub enum Key {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl Key {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Key::Inline { len, bytes } => &bytes[..*len as usize],
+            Key::Heap(b) => b,
+        }
+    }
+}
+
+impl From<&[u8]> for Key {
+    #[inline]
+    fn from(v: &[u8]) -> Key {
+        if v.len() <= INLINE {
+            let mut bytes = [0u8; INLINE];
+            bytes[..v.len()].copy_from_slice(v);
+            Key::Inline {
+                len: v.len() as u8,
+                bytes,
+            }
+        } else {
+            Key::Heap(v.into())
+        }
+    }
+}
+
+impl Deref for Key {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl Borrow<[u8]> for Key {
+    #[inline]
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+// Hashes as the byte slice does, so maps keyed by Key are searched by &[u8].
+impl Hash for Key {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state)
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Key {}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Key) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Key) -> std::cmp::Ordering {
+        self.as_slice().cmp(other.as_slice())
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", to_strings(self))
+    }
+}
 
 /// Appends one tag value to a key being built.
 #[inline]
@@ -47,7 +136,7 @@ pub fn from_values<S: AsRef<[u8]>>(vals: &[S]) -> Key {
     for v in vals {
         push_value(&mut k, v.as_ref());
     }
-    k.into_boxed_slice()
+    Key::from(&k[..])
 }
 
 /// A key's values as text, lossy for invalid UTF-8 (for the API and logs).
@@ -75,6 +164,27 @@ mod tests {
         let mut b = Vec::new();
         push_value_iter(&mut b, b"abc".iter().copied());
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn small_keys_are_inline_and_large_ones_on_the_heap_with_one_hash() {
+        use std::collections::hash_map::DefaultHasher;
+        let small = from_values(&["203.0.113.7", "123456789"]);
+        assert!(matches!(small, Key::Inline { .. }));
+        let big = from_values(&["x".repeat(100)]);
+        assert!(matches!(big, Key::Heap(_)));
+        let h = |v: &dyn Fn(&mut DefaultHasher)| {
+            let mut s = DefaultHasher::new();
+            v(&mut s);
+            s.finish()
+        };
+        for k in [&small, &big] {
+            assert_eq!(h(&|s| k.hash(s)), h(&|s| k.as_slice().hash(s)));
+        }
+        let mut m = std::collections::HashMap::new();
+        m.insert(small.clone(), 1);
+        assert_eq!(m.get(&small[..]), Some(&1));
+        assert_eq!(std::mem::size_of::<Key>(), 64);
     }
 
     #[test]
