@@ -163,7 +163,10 @@ fn window(c: &mut Criterion) {
 }
 
 fn config() -> Criterion {
+    // No HTML plots: the numbers are what docs/BENCHMARKS.md takes, and
+    // criterion's plotters would need a font registered (see soak.rs).
     Criterion::default()
+        .without_plots()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
 }

@@ -57,6 +57,9 @@ fn parse_args() -> Args {
     }
 }
 
+/// A plotted curve: its name and how to read it off a sample.
+type Series<'a> = (&'a str, Box<dyn Fn(&Sample) -> f64>);
+
 /// One sample.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Sample {
@@ -224,9 +227,24 @@ impl Drop for Daemon {
     }
 }
 
-/// Per series after the warm-up: (name, mean, largest deviation in %).
+/// When the sender stopped: the first sample with everything sent (keys
+/// leave the window after it).
+fn sending_until(samples: &[Sample]) -> f64 {
+    let last = samples.last().map_or(0, |s| s.sent);
+    samples
+        .iter()
+        .find(|s| s.sent >= last)
+        .map_or(f64::INFINITY, |s| s.t)
+}
+
+/// Per series between the warm-up and the end of sending: (name, mean,
+/// largest deviation in %).
 fn flatness(samples: &[Sample], warmup: f64) -> Vec<(String, f64, f64)> {
-    let after: Vec<&Sample> = samples.iter().filter(|s| s.t >= warmup).collect();
+    let until = sending_until(samples);
+    let after: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.t >= warmup && s.t <= until)
+        .collect();
     let series: Vec<(String, Vec<f64>)> = vec![
         (
             "RSS (MiB)".into(),
@@ -304,7 +322,7 @@ fn plot(samples: &[Sample], warmup: f64, title: &str, png: &Path) -> Result<(), 
         .draw()
         .map_err(err)?;
     let colors = [BLUE, RED, RGBColor(0, 150, 0), MAGENTA];
-    let lines: [(&str, Box<dyn Fn(&Sample) -> f64>); 2] = [
+    let lines: [Series; 2] = [
         ("daemon RSS", Box::new(move |s: &Sample| mib(s.rss_kib))),
         (
             "kernel maps (memlock)",
@@ -321,13 +339,14 @@ fn plot(samples: &[Sample], warmup: f64, title: &str, png: &Path) -> Result<(), 
         .label(*name)
         .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
     }
+    let marker = RGBColor(255, 140, 0);
     c.draw_series(LineSeries::new(
         [(warmup / 60.0, 0.0), (warmup / 60.0, mem_max)],
-        BLACK.mix(0.3),
+        marker.stroke_width(2),
     ))
     .map_err(err)?
     .label("end of warm-up")
-    .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.mix(0.3)));
+    .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], marker.stroke_width(2)));
     c.configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.8))
@@ -380,7 +399,8 @@ fn summary(samples: &[Sample], warmup: f64) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| series (after {warmup:.0} s of warm-up) | mean | largest deviation from the mean |"
+        "| series (from {warmup:.0} s, after the warm-up, to {:.0} s, the end of sending) | mean | largest deviation from the mean |",
+        sending_until(samples)
     );
     let _ = writeln!(s, "|---|---:|---:|");
     for (name, mean, pct) in flatness(samples, warmup) {
@@ -568,6 +588,13 @@ fn main() {
         }
     }
     let sent = sender.join().expect("the sender panicked").expect("send");
+    if let Ok(s) = loadgen::get_json(d.http, "/api/v1/stats") {
+        println!("daemon's drops at the end: {}", s["dropped"]);
+        println!(
+            "kernel passed to userspace: {}",
+            s["kernel"]["passed_to_userspace"]
+        );
+    }
     drop(d);
     let text: String = std::iter::once(HEADER.to_string())
         .chain(samples.iter().map(Sample::csv))

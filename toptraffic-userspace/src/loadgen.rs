@@ -379,8 +379,7 @@ impl Generator {
             self.datagram(&mut buf);
             p.data.extend_from_slice(&buf);
             p.ends.push(p.data.len());
-            p.keys
-                .extend(self.record.as_mut().expect("set above").drain(..));
+            p.keys.append(self.record.as_mut().expect("set above"));
             p.key_ends.push(p.keys.len());
             p.valid.push((self.valid_lines - v0) as u32);
             p.malformed.push((self.malformed_lines - m0) as u32);
@@ -1058,15 +1057,22 @@ pub fn cli(o: Options) -> anyhow::Result<bool> {
     if got < want {
         println!("lost: {} lines not accounted for", want - got);
     }
-    // The window that holds everything sent closes at the next boundary.
-    let counted_at = stats["window_end"].as_str().map(String::from);
+    // Everything sent was counted by now, so the first window that ends at
+    // or after now holds it. (Waiting for the window after the one current
+    // at `stats` is not enough: a rotation that drained before the last
+    // lines but published after `stats` was read ends too early.)
+    let counted_by = std::time::SystemTime::now();
     let deadline = Instant::now() + Duration::from_secs(120);
     let top = loop {
         let top = get_json(
             http,
             &format!("/api/v1/top?rule={}&limit={}", o.rule, truth.len() * 2 + 10),
         )?;
-        if top["window_end"].as_str().map(String::from) != counted_at || Instant::now() > deadline {
+        let ends_after = top["window_end"]
+            .as_str()
+            .and_then(|t| humantime::parse_rfc3339(t).ok())
+            .is_some_and(|end| end >= counted_by);
+        if ends_after || Instant::now() > deadline {
             break top;
         }
         std::thread::sleep(Duration::from_millis(100));

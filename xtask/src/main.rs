@@ -12,6 +12,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod image;
+
 /// The nightly that builds the BPF target. It must carry the LLVM that
 /// bpf-linker links against (22); newer nightlies fail at link time. Same
 /// value as in toptraffic-userspace/build.rs.
@@ -52,6 +55,24 @@ enum Task {
     /// Run every test of the workspace, end-to-end tests included.
     Test {
         /// Extra arguments for `cargo test`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build a static (musl) toptraffic into an image FROM scratch with
+    /// podman (storage under target/image), save it as an OCI archive and
+    /// print its size.
+    Image {
+        /// Then run the image tests (tests/ops.rs, `image_*`).
+        #[arg(long)]
+        test: bool,
+        /// Only remove target/image and its podman storage.
+        #[arg(long)]
+        clean: bool,
+    },
+    /// Run a benchmark of docs/BENCHMARKS.md: load, micro, drain, soak or
+    /// all (arguments after the name go to the bench program).
+    Bench {
+        name: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -336,6 +357,8 @@ fn main() -> ExitCode {
         Task::Setup { dry_run } => setup(dry_run),
         Task::Run { args } => run(args),
         Task::Test { args } => test(args),
+        Task::Image { test, clean } => image::image(test, clean),
+        Task::Bench { name, args } => bench::bench(&name, args),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
