@@ -558,9 +558,19 @@ impl KernelPath {
                     .try_into()
                     .map_err(|e: aya::programs::ProgramError| KernelError::Other(e.to_string()))?;
                 let link = prog.attach(&interface, mode).map_err(|e| {
+                    let io = io_source(&e);
+                    let why = match io.and_then(|io| io.raw_os_error()) {
+                        Some(libc::EBUSY) | Some(libc::EEXIST) => {
+                            " (another XDP program is attached to it)".to_string()
+                        }
+                        Some(libc::EOPNOTSUPP) => {
+                            " (its driver has no native XDP; use xdp_mode = \"skb\")".to_string()
+                        }
+                        _ => io.map(|io| format!(" ({io})")).unwrap_or_default(),
+                    };
                     classify(
-                        format!("attaching XDP to {interface} ({mode:?}): {e}"),
-                        io_source(&e),
+                        format!("attaching XDP to {interface} ({mode:?}): {e}{why}"),
+                        io,
                     )
                 })?;
                 path.xdp = Some(link);
