@@ -531,23 +531,7 @@ impl KernelPath {
             path.load_program(FLOOR_PROG)?;
         }
         match opts.attach {
-            Attach::Sockets(fds) => {
-                let prog: &SocketFilter = path
-                    .ebpf
-                    .program(SOCK_PROG)
-                    .expect("loaded above")
-                    .try_into()
-                    .map_err(|e: aya::programs::ProgramError| KernelError::Other(e.to_string()))?;
-                for fd in &fds {
-                    // SAFETY: the daemon's sockets outlive the kernel path
-                    // (it is dropped first) and the filter is detached on drop.
-                    let sock = unsafe { BorrowedFd::borrow_raw(*fd) };
-                    prog.attach(sock).map_err(|e| {
-                        classify(format!("attaching the socket filter: {e}"), io_source(&e))
-                    })?;
-                }
-                path.sockets = fds;
-            }
+            Attach::Sockets(fds) => path.attach_sockets(SOCK_PROG, fds)?,
             Attach::Xdp {
                 interface, mode, ..
             } => {
@@ -575,25 +559,31 @@ impl KernelPath {
                 })?;
                 path.xdp = Some(link);
             }
-            Attach::Floor(fds) => {
-                let prog: &SocketFilter = path
-                    .ebpf
-                    .program(FLOOR_PROG)
-                    .expect("loaded above")
-                    .try_into()
-                    .map_err(|e: aya::programs::ProgramError| KernelError::Other(e.to_string()))?;
-                for fd in &fds {
-                    // SAFETY: as for Attach::Sockets.
-                    let sock = unsafe { BorrowedFd::borrow_raw(*fd) };
-                    prog.attach(sock).map_err(|e| {
-                        classify(format!("attaching the floor filter: {e}"), io_source(&e))
-                    })?;
-                }
-                path.sockets = fds;
-            }
+            Attach::Floor(fds) => path.attach_sockets(FLOOR_PROG, fds)?,
             Attach::None => {}
         }
         Ok(path)
+    }
+
+    /// Attaches the loaded socket filter `name` to every socket in `fds`;
+    /// they are detached on drop.
+    fn attach_sockets(&mut self, name: &str, fds: Vec<RawFd>) -> Result<(), KernelError> {
+        let prog: &SocketFilter = self
+            .ebpf
+            .program(name)
+            .expect("loaded before attaching")
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| KernelError::Other(e.to_string()))?;
+        for fd in &fds {
+            // SAFETY: the daemon's sockets outlive the kernel path (it is
+            // dropped first) and the filter is detached on drop.
+            let sock = unsafe { BorrowedFd::borrow_raw(*fd) };
+            prog.attach(sock).map_err(|e| {
+                classify(format!("attaching {name} to a socket: {e}"), io_source(&e))
+            })?;
+        }
+        self.sockets = fds;
+        Ok(())
     }
 
     fn load_program(&mut self, name: &'static str) -> Result<(), KernelError> {
