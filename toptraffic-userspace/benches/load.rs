@@ -542,6 +542,13 @@ fn search(t: &Target, gens: &mut Vec<Generator>, kind: Kind, per: usize, a: &Arg
         }
         lo = Some(rate);
         if r.saturated() {
+            // Flat out: other work on the machine only ever lowers what a
+            // trial reaches, so the best of three is the path's rate.
+            for _ in 0..2 {
+                let r = trial(t, gens, per, rate, a, &label);
+                trials += 1;
+                keep(r, &mut best);
+            }
             break;
         }
         rate *= 2;
@@ -586,14 +593,21 @@ fn search(t: &Target, gens: &mut Vec<Generator>, kind: Kind, per: usize, a: &Arg
     }
 }
 
-/// perf over the whole machine (the receive path runs in the sender's
-/// softirq on loopback) during one more trial at `rate`.
+/// perf on this process and the daemon during one more trial at `rate`:
+/// on loopback the receive path (and the kernel programs) runs in the
+/// senders' softirqs, and the senders' threads inherit the recording.
+/// Not machine-wide: other work here would fill the report.
 fn profile(t: &Target, gens: &mut Vec<Generator>, kind: Kind, per: usize, rate: u64, a: &Args) {
     let data = a.out.join(format!("perf-{}-x{per}.data", kind.name()));
     let report = a.out.join(format!("perf-{}-x{per}.txt", kind.name()));
     let secs = a.trial.as_secs().max(2);
+    let pids = std::iter::once(std::process::id())
+        .chain(t.pid())
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let rec = Command::new("perf")
-        .args(["record", "-a", "-g", "-o"])
+        .args(["record", "-g", "-p", &pids, "-o"])
         .arg(&data)
         .args(["--", "sleep", &secs.to_string()])
         .stdout(Stdio::null())
