@@ -88,6 +88,9 @@ mod programs {
     struct LoopCtx {
         s: *mut Scratch,
         cfg: *const KernelConfig,
+        /// The generation this run writes, looked up once: a swap during
+        /// the run must not split its counts (or its totals) over two maps.
+        gen: *const GenMap,
         /// Items committed and keys inserted (for the totals entry).
         committed: u64,
         inserted: u64,
@@ -126,7 +129,10 @@ mod programs {
         };
         let mut key = GroupKey::zeroed();
         parse::build_key(&s.buf, item, &mut key);
-        match bump(&key, 1, item.value) {
+        // SAFETY: the inner map stays alive while a program that looked it
+        // up runs (the swap waits for an RCU grace period).
+        let gen = unsafe { &*c.gen };
+        match bump(gen, &key, 1, item.value) {
             Some(inserted) => {
                 c.committed += 1;
                 c.inserted += inserted;
@@ -139,8 +145,7 @@ mod programs {
     /// Adds to `key` in the current generation; Some(1) when it inserted
     /// the key, None when the map refused.
     #[inline(always)]
-    fn bump(key: &GroupKey, lines: u64, sum: i64) -> Option<u64> {
-        let gen = GENERATION.get(0)?;
+    fn bump(gen: &GenMap, key: &GroupKey, lines: u64, sum: i64) -> Option<u64> {
         let mut inserted = 0;
         let cell = match gen.get_ptr_mut(key) {
             Some(p) => p,
@@ -164,7 +169,7 @@ mod programs {
     /// Parses the payload already in the scratch buffer and commits it.
     #[inline(always)]
     fn parse_and_commit(s: *mut Scratch, len: u32, datagram_counter: u32) -> Verdict {
-        let Some(cfg) = live_config() else {
+        let (Some(cfg), Some(gen)) = (live_config(), GENERATION.get(0)) else {
             add(counter::PASS_INTERNAL, 1);
             return Verdict::Pass;
         };
@@ -173,6 +178,7 @@ mod programs {
         let mut ctx = LoopCtx {
             s,
             cfg,
+            gen,
             committed: 0,
             inserted: 0,
             lost: 0,
@@ -196,7 +202,7 @@ mod programs {
             unsafe { bpf_loop(n_items, commit_cb as *mut c_void, ctx_ptr, 0) };
             let mut totals = GroupKey::zeroed();
             totals.rule = TOTALS_RULE;
-            let _ = bump(&totals, ctx.committed, ctx.inserted as i64);
+            let _ = bump(gen, &totals, ctx.committed, ctx.inserted as i64);
         }
         add(datagram_counter, 1);
         add(counter::POINTS, points as u64);

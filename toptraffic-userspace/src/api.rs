@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::metrics::Metrics;
+use crate::rotation::Control;
 use crate::view::Shared;
 
 /// Default and largest `limit` of `/api/v1/top`.
@@ -28,6 +29,8 @@ pub struct AppState {
     pub listen: String,
     /// Set when POST /api/v1/reload is enabled (http.reload).
     pub reloader: Option<Arc<crate::rotation::Reloader>>,
+    /// To the rotation thread, which holds the window's keys.
+    pub control: Arc<std::sync::Mutex<std::sync::mpsc::Sender<Control>>>,
 }
 
 /// Only what Prometheus and the kubelet need, for a listener on a
@@ -95,12 +98,41 @@ async fn top(State(st): State<AppState>, Query(q): Query<TopQuery>) -> Response 
         );
     };
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    let top: Vec<Value> = rule
-        .top(limit)
-        .map(|(k, v)| {
-            let tags: Map<String, Value> = rule
-                .tags(k)
-                .map(|(n, v)| (n.to_string(), Value::String(v)))
+    // The keys live in the window engine: ask the rotation thread, which
+    // answers between rotations.
+    let control = st.control.clone();
+    let rule_name = rule.name.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sent = control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(Control::Top {
+                rule: rule_name,
+                limit,
+                reply: tx,
+            });
+        sent.ok()?;
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .ok()
+            .flatten()
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some(answer) = answer else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the rotation thread did not answer (stopping?)".into(),
+        );
+    };
+    let top: Vec<Value> = answer
+        .top
+        .into_iter()
+        .map(|(tags, v)| {
+            let tags: Map<String, Value> = tags
+                .into_iter()
+                .map(|(n, v)| (n, Value::String(v)))
                 .collect();
             json!({ "tags": tags, "value": number(v) })
         })
@@ -109,9 +141,9 @@ async fn top(State(st): State<AppState>, Query(q): Query<TopQuery>) -> Response 
         "rule": rule.name,
         "as": rule.as_name,
         "group_by": rule.group_by,
-        "window_end": view.window_end.map(rfc3339),
+        "window_end": answer.window_end.map(rfc3339),
         "period_s": number(view.period_s),
-        "keys": rule.keys(),
+        "keys": answer.keys,
         "top": top,
     }))
     .into_response()

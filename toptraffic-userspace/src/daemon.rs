@@ -401,10 +401,11 @@ pub async fn run(
     let rotation = std::thread::Builder::new()
         .name("toptraffic-rotate".into())
         .spawn(move || rotator.run(clock, control_rx))?;
+    let control = Arc::new(std::sync::Mutex::new(control_tx.clone()));
     let reloader = Arc::new(Reloader {
         path: opts.config_path.clone(),
         overrides: opts.overrides.clone(),
-        control: std::sync::Mutex::new(control_tx.clone()),
+        control: control.clone(),
     });
     tokio::spawn(reload_on_sighup(
         reloader.clone(),
@@ -418,6 +419,7 @@ pub async fn run(
         every: config.window.every,
         listen: listen.to_string(),
         reloader: config.http.reload.then(|| reloader.clone()),
+        control,
     };
     if let Some(addr) = config.http.metrics_listen {
         let l = tokio::net::TcpListener::bind(addr)

@@ -10,6 +10,10 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use toptraffic::clock::SystemClock;
+
+/// See Cargo.toml: flat RSS under churn, and speed in the musl build.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use toptraffic::config::{self, Config, Mode};
 use toptraffic::daemon::{self, Overrides};
 

@@ -48,10 +48,26 @@ pub trait IntervalSource: Send {
     }
 }
 
+/// A rule's top keys, as the API serves them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopAnswer {
+    pub window_end: Option<SystemTime>,
+    /// Keys in the window (all of them, not only those returned).
+    pub keys: usize,
+    /// (tags in group_by order, value), by value descending.
+    pub top: Vec<(Vec<(String, String)>, f64)>,
+}
+
 /// Messages to the rotation thread.
 pub enum Control {
     /// Save the state file (if configured) and stop.
     Stop,
+    /// A rule's top `limit` keys; None when there is no such rule.
+    Top {
+        rule: String,
+        limit: usize,
+        reply: mpsc::Sender<Option<TopAnswer>>,
+    },
     /// Apply a validated config; the result (a summary, or why not) goes
     /// back on the channel.
     Reload(Box<Config>, mpsc::Sender<Result<String, String>>),
@@ -172,6 +188,27 @@ impl Rotator {
     /// Rule ids as the kernel path must be configured with them.
     pub fn ids(&self) -> &[u32] {
         &self.ids
+    }
+
+    /// Rule `rule`'s `limit` largest keys in the window.
+    pub fn top(&self, rule: &str, limit: usize) -> Option<TopAnswer> {
+        let i = self.config.rules.iter().position(|r| r.name == rule)?;
+        let group_by = &self.config.rules[i].group_by;
+        let w = self.window.rule(i);
+        Some(TopAnswer {
+            window_end: self.window.current().map(|c| self.intervals.end(c)),
+            keys: w.len(),
+            top: w
+                .top(limit)
+                .into_iter()
+                .map(|(k, v)| {
+                    let tags = crate::view::tags(group_by, k)
+                        .map(|(n, v)| (n.to_string(), v))
+                        .collect();
+                    (tags, v)
+                })
+                .collect(),
+        })
     }
 
     /// Drains every source into a snapshot of interval `index`, with what
@@ -456,6 +493,9 @@ impl Rotator {
                         let r = self.reload(*config);
                         let _ = reply.send(r);
                     }
+                    Ok(Control::Top { rule, limit, reply }) => {
+                        let _ = reply.send(self.top(&rule, limit));
+                    }
                     Ok(Control::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                         self.save(clock.now());
                         return;
@@ -471,7 +511,7 @@ impl Rotator {
 pub struct Reloader {
     pub path: Option<PathBuf>,
     pub overrides: crate::daemon::Overrides,
-    pub control: std::sync::Mutex<mpsc::Sender<Control>>,
+    pub control: Arc<std::sync::Mutex<mpsc::Sender<Control>>>,
 }
 
 impl Reloader {
@@ -569,8 +609,7 @@ mod tests {
             feed.lock().unwrap().push((0, k.to_vec(), 20_000.0 / 12.0));
             r.rotate(start + i);
         }
-        let view = shared.view();
-        let (_, v) = view.rule("top_combined").unwrap().top(1).next().unwrap();
+        let v = r.top("top_combined", 1).unwrap().top[0].1;
         assert!((v - 20_000.0).abs() < 1e-6, "{v}");
         // 75 s of silence: 15 rotations.
         for i in 24..39 {
@@ -659,15 +698,8 @@ mod tests {
             .unwrap()
             .push((2, key::from_values(&["1.1.1.1"]).to_vec(), 1.0));
         r.rotate(101);
-        let (_, v) = shared
-            .view()
-            .rule("a")
-            .unwrap()
-            .top(1)
-            .next()
-            .map(|(k, v)| (k.clone(), v))
-            .unwrap();
-        assert_eq!(v, 4.0);
+        assert_eq!(r.top("a", 1).unwrap().top[0].1, 4.0);
+        assert_eq!(shared.view().rule("a").unwrap().keys(), 1);
     }
 
     #[test]
@@ -700,15 +732,8 @@ mod tests {
 
         let (mut back, _, shared) = rotator_with(Config::parse(&text, "t.toml").unwrap());
         back.restore(t0 + Duration::from_secs(9));
-        let (_, v) = shared
-            .view()
-            .rule("a")
-            .unwrap()
-            .top(1)
-            .next()
-            .map(|(k, v)| (k.clone(), v))
-            .unwrap();
-        assert_eq!(v, 5.0);
+        assert_eq!(back.top("a", 1).unwrap().top[0].1, 5.0);
+        assert_eq!(shared.view().rule("a").unwrap().keys(), 1);
         assert!(!path.exists(), "a state file is used once");
 
         // Older than the window: ignored.

@@ -1,8 +1,11 @@
 //! What the API reads: the daemon's published state.
 //!
-//! After each rotation the window's values are copied into an immutable
-//! [`WindowView`] and swapped in, so requests never lock the window engine and
-//! always see one closed interval's window whole.
+//! After each rotation a small [`WindowView`] (per rule: keys, overflow) is
+//! swapped in. The keys themselves stay in the window engine, which only
+//! the rotation thread touches: `/api/v1/top` asks that thread (see
+//! `rotation::Control::Top`), which answers between rotations, so every
+//! answer is one closed interval's window whole and no copy of the keys is
+//! kept for the API.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -13,7 +16,7 @@ use serde::Serialize;
 use crate::alert::engine::{BlockStats, BlockView};
 use crate::config::Mode;
 use crate::ingest::kernel::KernelCounters;
-use crate::key::{self, Key};
+use crate::key;
 use crate::rules::RuleSet;
 use crate::sink::SinkHandle;
 use crate::stats::{CountersSnapshot, DropReason, PathCounters};
@@ -28,41 +31,25 @@ pub struct RuleView {
     /// Lines the rule refused because a table of it held max_keys keys
     /// (whether or not another rule counted them), since the rule began.
     pub overflow_lines: u64,
-    entries: Vec<(Key, f64)>,
-    /// Entry indices by value descending, computed on the first request.
-    order: OnceLock<Vec<u32>>,
+    keys: usize,
 }
 
 impl RuleView {
     /// Keys with something in the window.
     pub fn keys(&self) -> usize {
-        self.entries.len()
+        self.keys
     }
+}
 
-    /// The `limit` largest values, descending (ties by key, for stable output).
-    pub fn top(&self, limit: usize) -> impl Iterator<Item = (&Key, f64)> {
-        let order = self.order.get_or_init(|| {
-            let mut idx: Vec<u32> = (0..self.entries.len() as u32).collect();
-            idx.sort_unstable_by(|&a, &b| {
-                let (ka, va) = &self.entries[a as usize];
-                let (kb, vb) = &self.entries[b as usize];
-                vb.total_cmp(va).then_with(|| ka.cmp(kb))
-            });
-            idx
-        });
-        order.iter().take(limit).map(|&i| {
-            let (k, v) = &self.entries[i as usize];
-            (k, *v)
-        })
-    }
-
-    /// A key's tags as (name, value) pairs in group_by order.
-    pub fn tags<'a>(&'a self, key: &'a [u8]) -> impl Iterator<Item = (&'a str, String)> + 'a {
-        self.group_by
-            .iter()
-            .map(String::as_str)
-            .zip(key::values(key).map(|v| String::from_utf8_lossy(v).into_owned()))
-    }
+/// A key's tags as (name, value) pairs in group_by order.
+pub fn tags<'a>(
+    group_by: &'a [String],
+    key: &'a [u8],
+) -> impl Iterator<Item = (&'a str, String)> + 'a {
+    group_by
+        .iter()
+        .map(String::as_str)
+        .zip(key::values(key).map(|v| String::from_utf8_lossy(v).into_owned()))
 }
 
 /// All rules' windows as of the last rotation.
@@ -88,8 +75,7 @@ impl WindowView {
                     as_name: r.as_name.clone(),
                     group_by: r.group_by.clone(),
                     overflow_lines: 0,
-                    entries: Vec::new(),
-                    order: OnceLock::new(),
+                    keys: 0,
                 })
                 .collect(),
         }
@@ -105,7 +91,7 @@ impl WindowView {
         let mut view = WindowView::empty(rules, period_s);
         view.window_end = Some(window_end);
         for (rv, rw) in view.rules.iter_mut().zip(window.rules()) {
-            rv.entries = rw.iter().map(|(k, v)| (k.clone(), v)).collect();
+            rv.keys = rw.len();
             rv.overflow_lines = rw.overflow_lines;
         }
         view

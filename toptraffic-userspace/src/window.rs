@@ -10,51 +10,34 @@
 use crate::key::Key;
 use crate::snapshot::IntervalSnapshot;
 
-type Map = hashbrown::HashMap<Key, KeyState, ahash::RandomState>;
-
-#[derive(Debug)]
-struct KeyState {
-    /// Values per interval, at `index % n`.
-    ring: Box<[f64]>,
+/// A key's bookkeeping besides its slots.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
     /// Slots are current up to this interval.
     cursor: u64,
     /// The last interval that added to this key.
     last_seen: u64,
-    /// Sum of the ring, recomputed (not adjusted) after each rotation so that
-    /// float error cannot build up.
+    /// Sum of the slots, recomputed (not adjusted) after each rotation so
+    /// that float error cannot build up.
     sum: f64,
 }
 
-impl KeyState {
-    fn new(n: usize, index: u64) -> KeyState {
-        KeyState {
-            ring: vec![0.0; n].into_boxed_slice(),
-            cursor: index,
-            last_seen: index,
-            sum: 0.0,
-        }
-    }
-
-    /// Clears the slots of intervals after the cursor up to `index`: they
-    /// still hold values from one ring turn earlier.
-    fn advance(&mut self, index: u64) {
-        let n = self.ring.len() as u64;
-        if index <= self.cursor {
-            return;
-        }
-        let from = self.cursor + 1;
-        let to = index.min(self.cursor + n);
-        for j in from..=to {
-            self.ring[(j % n) as usize] = 0.0;
-        }
-        self.cursor = index;
-    }
-}
-
 /// One rule's keys over the window.
+///
+/// Keys, their bookkeeping and their slots live in dense arrays (a key and
+/// its `n` slots at the same position), found through a table of 4-byte
+/// positions: no allocation per key, and a key's removal moves the last one
+/// into its place. A hash map of whole entries would double its memory when
+/// churn fills it with tombstones; this table is 5 bytes a bucket.
 #[derive(Debug)]
 pub struct RuleWindow {
-    keys: Map,
+    index: hashbrown::HashTable<u32>,
+    hasher: ahash::RandomState,
+    keys: Vec<Key>,
+    meta: Vec<Meta>,
+    /// Key i's slots at `i * n .. (i + 1) * n`; interval j's at `j % n`.
+    slots: Vec<f64>,
+    n: usize,
     max_keys: usize,
     /// Lines of keys refused because a table of this rule held max_keys
     /// keys: the window's own refusals, and those of the interval tables
@@ -72,6 +55,19 @@ pub struct KeyRing {
 }
 
 impl RuleWindow {
+    fn empty(n: usize, max_keys: usize) -> RuleWindow {
+        RuleWindow {
+            index: hashbrown::HashTable::new(),
+            hasher: ahash::RandomState::new(),
+            keys: Vec::new(),
+            meta: Vec::new(),
+            slots: Vec::new(),
+            n,
+            max_keys,
+            overflow_lines: 0,
+        }
+    }
+
     /// Keys with something in the window.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -83,29 +79,117 @@ impl RuleWindow {
 
     /// Each key's value over the window.
     pub fn iter(&self) -> impl Iterator<Item = (&Key, f64)> {
-        self.keys.iter().map(|(k, s)| (k, s.sum))
+        self.keys.iter().zip(&self.meta).map(|(k, m)| (k, m.sum))
     }
 
     pub fn value(&self, key: &[u8]) -> Option<f64> {
-        self.keys.get(key).map(|s| s.sum)
+        self.find(key).map(|i| self.meta[i].sum)
     }
 
-    fn empty(max_keys: usize) -> RuleWindow {
-        RuleWindow {
-            keys: Map::default(),
-            max_keys,
-            overflow_lines: 0,
+    /// The `limit` largest values, descending (ties by key, for stable
+    /// output).
+    pub fn top(&self, limit: usize) -> Vec<(&Key, f64)> {
+        let mut all: Vec<(&Key, f64)> = self.iter().collect();
+        let order =
+            |a: &(&Key, f64), b: &(&Key, f64)| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0));
+        if limit < all.len() {
+            if limit == 0 {
+                return Vec::new();
+            }
+            all.select_nth_unstable_by(limit - 1, order);
+            all.truncate(limit);
         }
+        all.sort_unstable_by(order);
+        all
     }
 
     /// Every key's slots, for a state file.
     pub fn export(&self) -> impl Iterator<Item = KeyRing> + '_ {
-        self.keys.iter().map(|(k, st)| KeyRing {
-            key: k.clone(),
-            cursor: st.cursor,
-            last_seen: st.last_seen,
-            ring: st.ring.to_vec(),
+        (0..self.keys.len()).map(|i| KeyRing {
+            key: self.keys[i].clone(),
+            cursor: self.meta[i].cursor,
+            last_seen: self.meta[i].last_seen,
+            ring: self.slots(i).to_vec(),
         })
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn find(&self, key: &[u8]) -> Option<usize> {
+        let keys = &self.keys;
+        self.index
+            .find(self.hash(key), |&i| keys[i as usize].as_slice() == key)
+            .map(|&i| i as usize)
+    }
+
+    fn slots(&self, i: usize) -> &[f64] {
+        &self.slots[i * self.n..(i + 1) * self.n]
+    }
+
+    /// Appends a key with empty slots current at `index`; its position.
+    fn push(&mut self, key: Key, meta: Meta) -> usize {
+        let i = self.keys.len();
+        let h = self.hash(&key);
+        self.keys.push(key);
+        self.meta.push(meta);
+        self.slots.resize(self.slots.len() + self.n, 0.0);
+        let (keys, hasher) = (&self.keys, &self.hasher);
+        self.index.insert_unique(h, i as u32, |&j| {
+            hasher.hash_one(keys[j as usize].as_slice())
+        });
+        i
+    }
+
+    /// Removes key `i`; the last key takes its position.
+    fn remove(&mut self, i: usize) {
+        let last = self.keys.len() - 1;
+        let h = self.hash(&self.keys[i]);
+        if let Ok(e) = self.index.find_entry(h, |&j| j as usize == i) {
+            e.remove();
+        }
+        if i != last {
+            let h = self.hash(&self.keys[last]);
+            if let Some(p) = self.index.find_mut(h, |&j| j as usize == last) {
+                *p = i as u32;
+            }
+            let n = self.n;
+            self.slots.copy_within(last * n..(last + 1) * n, i * n);
+        }
+        self.keys.swap_remove(i);
+        self.meta.swap_remove(i);
+        self.slots.truncate(last * self.n);
+    }
+
+    /// Clears key `i`'s slots of intervals after its cursor up to `index`:
+    /// they still hold values from one ring turn earlier.
+    fn advance(&mut self, i: usize, index: u64) {
+        let n = self.n as u64;
+        let m = &mut self.meta[i];
+        if index <= m.cursor {
+            return;
+        }
+        let from = m.cursor + 1;
+        let to = index.min(m.cursor + n);
+        m.cursor = index;
+        let base = i * self.n;
+        for j in from..=to {
+            self.slots[base + (j % n) as usize] = 0.0;
+        }
+    }
+
+    /// Gives memory back after a burst of keys has left.
+    fn shrink(&mut self) {
+        if self.keys.capacity() > 1024 && self.keys.len() < self.keys.capacity() / 4 {
+            let keep = self.keys.len() * 2;
+            self.keys.shrink_to(keep);
+            self.meta.shrink_to(keep);
+            self.slots.shrink_to(keep * self.n);
+            let (keys, hasher) = (&self.keys, &self.hasher);
+            self.index
+                .shrink_to(keep, |&j| hasher.hash_one(keys[j as usize].as_slice()));
+        }
     }
 }
 
@@ -132,7 +216,10 @@ impl WindowEngine {
         assert!(intervals > 0);
         WindowEngine {
             n: intervals,
-            rules: max_keys.into_iter().map(RuleWindow::empty).collect(),
+            rules: max_keys
+                .into_iter()
+                .map(|m| RuleWindow::empty(intervals, m))
+                .collect(),
             current: None,
         }
     }
@@ -161,13 +248,14 @@ impl WindowEngine {
             .into_iter()
             .map(Some)
             .collect();
+        let n = self.n;
         self.rules = keep
             .iter()
             .zip(max_keys)
             .map(|(k, &m)| {
                 let mut w = k
                     .and_then(|i| old.get_mut(i).and_then(Option::take))
-                    .unwrap_or_else(|| RuleWindow::empty(m));
+                    .unwrap_or_else(|| RuleWindow::empty(n, m));
                 w.max_keys = m;
                 w
             })
@@ -185,17 +273,20 @@ impl WindowEngine {
         };
         let mut restored = 0;
         for k in keys {
-            if k.ring.len() != n || r.keys.len() >= r.max_keys || k.last_seen > current {
+            if k.ring.len() != n
+                || r.len() >= r.max_keys
+                || k.last_seen > current
+                || r.find(&k.key).is_some()
+            {
                 continue;
             }
-            let mut st = KeyState {
-                ring: k.ring.into_boxed_slice(),
+            let meta = Meta {
                 cursor: k.cursor.min(current),
                 last_seen: k.last_seen,
-                sum: 0.0,
+                sum: k.ring.iter().sum(),
             };
-            st.sum = st.ring.iter().sum();
-            r.keys.insert(k.key, st);
+            let i = r.push(k.key, meta);
+            r.slots[i * n..(i + 1) * n].copy_from_slice(&k.ring);
             restored += 1;
         }
         restored
@@ -218,31 +309,43 @@ impl WindowEngine {
         };
         let n = self.n;
         let mut report = ApplyReport::default();
+        let slot = (index % n as u64) as usize;
         for (rule, table) in self.rules.iter_mut().zip(snap.rules) {
             rule.overflow_lines += table.overflow_lines;
             let mut overflow = 0;
             for (key, cell) in table {
-                if let Some(st) = rule.keys.get_mut(&key) {
-                    st.advance(index);
-                    st.ring[(index % n as u64) as usize] += cell.value;
-                    st.last_seen = index;
-                } else if rule.keys.len() < rule.max_keys {
-                    let mut st = KeyState::new(n, index);
-                    st.ring[(index % n as u64) as usize] = cell.value;
-                    rule.keys.insert(key, st);
+                if let Some(i) = rule.find(&key) {
+                    rule.advance(i, index);
+                    rule.slots[i * n + slot] += cell.value;
+                    rule.meta[i].last_seen = index;
+                } else if rule.len() < rule.max_keys {
+                    let meta = Meta {
+                        cursor: index,
+                        last_seen: index,
+                        sum: 0.0,
+                    };
+                    let i = rule.push(key, meta);
+                    rule.slots[i * n + slot] = cell.value;
                 } else {
                     overflow += cell.lines;
                 }
             }
             rule.overflow_lines += overflow;
             report.overflow_lines.push(overflow);
-            let before = rule.keys.len();
-            rule.keys.retain(|_, st| {
-                st.advance(index);
-                st.sum = st.ring.iter().sum();
-                index - st.last_seen < n as u64
-            });
-            report.expired_keys.push((before - rule.keys.len()) as u64);
+            let before = rule.len();
+            let mut i = 0;
+            while i < rule.len() {
+                rule.advance(i, index);
+                if index - rule.meta[i].last_seen >= n as u64 {
+                    // The last key moves here: look at position i again.
+                    rule.remove(i);
+                    continue;
+                }
+                rule.meta[i].sum = rule.slots(i).iter().sum();
+                i += 1;
+            }
+            rule.shrink();
+            report.expired_keys.push((before - rule.len()) as u64);
         }
         self.current = Some(index);
         report
@@ -388,6 +491,60 @@ mod tests {
         assert_eq!(value(&back, "b"), Some(4.0));
         back.apply(snap(11 + N as u64, &[]));
         assert!(back.rule(0).is_empty());
+    }
+
+    #[test]
+    fn top_is_sorted_by_value_then_key_and_limited() {
+        let mut w = WindowEngine::new(N, [100]);
+        w.apply(snap(1, &[("a", 1.0), ("b", 5.0), ("c", 5.0), ("d", 3.0)]));
+        let top: Vec<(Vec<String>, f64)> = w
+            .rule(0)
+            .top(3)
+            .into_iter()
+            .map(|(k, v)| (crate::key::to_strings(k), v))
+            .collect();
+        let s = |x: &str| vec![x.to_string()];
+        assert_eq!(top, [(s("b"), 5.0), (s("c"), 5.0), (s("d"), 3.0)]);
+        assert_eq!(w.rule(0).top(10).len(), 4);
+        assert!(w.rule(0).top(0).is_empty());
+    }
+
+    #[test]
+    fn matches_a_naive_model_under_random_churn() {
+        // Random keys appear and go silent over 400 intervals with gaps; every
+        // key's value must equal the plain sum of what it got in the last N
+        // intervals, and no other key may be held.
+        let mut w = WindowEngine::new(N, [10_000]);
+        let mut rng = crate::loadgen::Rng::new(42);
+        let mut history: Vec<(u64, String, f64)> = Vec::new();
+        let mut index = 1000u64;
+        for _ in 0..400 {
+            index += 1 + rng.below(3) as u64;
+            let mut entries = Vec::new();
+            for _ in 0..rng.below(40) {
+                let k = format!("k{}", rng.below(120));
+                let v = (1 + rng.below(9)) as f64;
+                entries.push((k.clone(), v));
+                history.push((index, k, v));
+            }
+            let refs: Vec<(&str, f64)> = entries.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            w.apply(snap(index, &refs));
+            let mut want: std::collections::BTreeMap<String, f64> = Default::default();
+            for (i, k, v) in &history {
+                if index - i < N as u64 {
+                    *want.entry(k.clone()).or_default() += v;
+                }
+            }
+            let got: std::collections::BTreeMap<String, f64> = w
+                .rule(0)
+                .iter()
+                .map(|(k, v)| (crate::key::to_strings(k)[0].clone(), v))
+                .collect();
+            assert_eq!(got, want, "at interval {index}");
+            for (k, v) in &want {
+                assert_eq!(value(&w, k), Some(*v));
+            }
+        }
     }
 
     #[test]

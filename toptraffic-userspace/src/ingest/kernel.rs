@@ -734,14 +734,12 @@ impl KernelPath {
         let (mut lines, mut keys) = (0u64, 0u64);
         let mut totals = KCell::default();
         let id_index = &self.id_index;
-        let mut seen: Vec<GroupKey> = Vec::with_capacity(self.last_keys.iter().sum::<usize>() + 1);
         let ncpus = self.ncpus;
         batch_walk(
             self.gens[old].fd().as_fd(),
             ncpus,
             aya_obj::generated::bpf_cmd::BPF_MAP_LOOKUP_BATCH,
             |key, cells| {
-                seen.push(*key);
                 let mut sum = KCell::default();
                 for c in cells {
                     sum.lines += c.lines;
@@ -771,23 +769,22 @@ impl KernelPath {
             *n = t.len();
         }
         let drain = started.elapsed() - swap;
-        // Deleting is as slow as reading: do it on the side. The map is not
-        // used until the next drain, which waits for this.
+        // Deleting is as slow as reading: do it on the side, with a walk that
+        // deletes as it reads (a list of the keys would cost as much memory
+        // as the keys). The map is not used until the next drain, which
+        // waits for this.
         let fd = self.gens[old].fd().as_fd().as_raw_fd();
         self.clearing = Some(std::thread::spawn(move || {
             let t = Instant::now();
             // SAFETY: the map outlives this thread: it is joined before the
             // map is swapped in again and before the KernelPath drops.
             let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-            if delete_batch(fd, &seen).is_err() {
-                // Whatever is left, one walk that deletes as it reads.
-                batch_walk(
-                    fd,
-                    ncpus,
-                    aya_obj::generated::bpf_cmd::BPF_MAP_LOOKUP_AND_DELETE_BATCH,
-                    |_, _| {},
-                )?;
-            }
+            batch_walk(
+                fd,
+                ncpus,
+                aya_obj::generated::bpf_cmd::BPF_MAP_LOOKUP_AND_DELETE_BATCH,
+                |_, _| {},
+            )?;
             Ok(t.elapsed())
         }));
         let evicted_lines = totals.lines.saturating_sub(lines);
@@ -882,31 +879,6 @@ fn bpf_elem(
     } else {
         Err(e)
     }
-}
-
-/// BPF_MAP_DELETE_BATCH of `keys`.
-fn delete_batch(fd: BorrowedFd<'_>, keys: &[GroupKey]) -> io::Result<()> {
-    use aya_obj::generated::{bpf_attr, bpf_cmd};
-    for chunk in keys.chunks(65536) {
-        // SAFETY: bpf_attr is plain data; zero is its empty value.
-        let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
-        attr.batch.keys = chunk.as_ptr() as u64;
-        attr.batch.count = chunk.len() as u32;
-        attr.batch.map_fd = fd.as_raw_fd() as u32;
-        // SAFETY: the buffer holds `count` keys.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                bpf_cmd::BPF_MAP_DELETE_BATCH as libc::c_long,
-                &mut attr as *mut bpf_attr,
-                std::mem::size_of::<bpf_attr>(),
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 /// BPF_MAP_UPDATE_BATCH of `keys` with per-CPU `values`.
