@@ -227,14 +227,16 @@ impl Drop for Daemon {
     }
 }
 
-/// When the sender stopped: the first sample with everything sent (keys
-/// leave the window after it).
+/// The last sample taken while the sender still sent: by the first sample
+/// with everything sent, traffic may have stopped up to a sampling period
+/// earlier and keys have begun to leave the window.
 fn sending_until(samples: &[Sample]) -> f64 {
     let last = samples.last().map_or(0, |s| s.sent);
-    samples
-        .iter()
-        .find(|s| s.sent >= last)
-        .map_or(f64::INFINITY, |s| s.t)
+    match samples.iter().position(|s| s.sent >= last) {
+        Some(i) if i > 0 => samples[i - 1].t,
+        Some(i) => samples[i].t,
+        None => f64::INFINITY,
+    }
 }
 
 /// Per series between the warm-up and the end of sending: (name, mean,
