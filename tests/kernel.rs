@@ -40,6 +40,28 @@ fn settle(d: &Daemon, sent: &Sent) -> Value {
     d.stats()
 }
 
+/// Sends `lines` valid lines of `shape` at `rate` (at most 30 s), then
+/// settles: the generator (for the truth), what was sent, and the stats.
+fn send(d: &Daemon, shape: Shape, lines: u64, rate: u64) -> (Generator, Sent, Value) {
+    let mut gen = Generator::new(shape);
+    let sent = loadgen::run(
+        &mut gen,
+        d.udp,
+        lines,
+        rate,
+        Duration::from_secs(30),
+        |_, _| {},
+    )
+    .expect("send");
+    let s = settle(d, &sent);
+    (gen, sent, s)
+}
+
+/// Lines counted by either path.
+fn points(s: &Value) -> u64 {
+    s["points_kernel"].as_u64().unwrap() + s["points_userspace"].as_u64().unwrap()
+}
+
 fn assert_exact(d: &Daemon, gen: &Generator) {
     let truth = gen.truth();
     let top = d.get(&format!(
@@ -59,24 +81,19 @@ fn kernel_mode_counts_plain_traffic_in_the_kernel_exactly() {
     let stats = d.stats();
     assert_eq!(stats["mode"], "kernel", "{stats}");
     assert_eq!(stats["kernel"]["setup"]["attach"], "socket_filter");
-    let mut gen = Generator::new(Shape {
-        keys: 20_000,
-        ips: 15_000,
-        ids: 8_000,
-        lines_per_datagram: (1, 6),
-        seed: 11,
-        ..Shape::default()
-    });
-    let sent = loadgen::run(
-        &mut gen,
-        d.udp,
+    let (gen, sent, s) = send(
+        &d,
+        Shape {
+            keys: 20_000,
+            ips: 15_000,
+            ids: 8_000,
+            lines_per_datagram: (1, 6),
+            seed: 11,
+            ..Shape::default()
+        },
         60_000,
         60_000,
-        Duration::from_secs(20),
-        |_, _| {},
-    )
-    .unwrap();
-    let s = settle(&d, &sent);
+    );
     assert_eq!(s["points_kernel"], sent.valid_lines, "{s}");
     assert_eq!(s["datagrams_kernel"], sent.datagrams, "{s}");
     assert_eq!(s["points_userspace"], 0, "{s}");
@@ -103,29 +120,23 @@ fn datagrams_the_kernel_does_not_take_are_counted_in_userspace_exactly_once() {
         return;
     }
     let d = Daemon::start(&config("4s", "500ms", "mixed"), &["--mode", "kernel"]);
-    let mut gen = Generator::new(Shape {
-        keys: 10_000,
-        ips: 8_000,
-        ids: 5_000,
-        lines_per_datagram: (1, 4),
-        malformed_per_mille: 5,
-        escaped_per_mille: 20,
-        long_ids_per_mille: 20,
-        seed: 12,
-        ..Shape::default()
-    });
-    let sent = loadgen::run(
-        &mut gen,
-        d.udp,
+    let (gen, sent, s) = send(
+        &d,
+        Shape {
+            keys: 10_000,
+            ips: 8_000,
+            ids: 5_000,
+            lines_per_datagram: (1, 4),
+            malformed_per_mille: 5,
+            escaped_per_mille: 20,
+            long_ids_per_mille: 20,
+            seed: 12,
+            ..Shape::default()
+        },
         40_000,
         40_000,
-        Duration::from_secs(20),
-        |_, _| {},
-    )
-    .unwrap();
-    let s = settle(&d, &sent);
-    let points = s["points_kernel"].as_u64().unwrap() + s["points_userspace"].as_u64().unwrap();
-    assert_eq!(points, sent.valid_lines, "{s}");
+    );
+    assert_eq!(points(&s), sent.valid_lines, "{s}");
     assert_eq!(s["dropped"]["parse_error"], sent.malformed_lines, "{s}");
     assert_eq!(
         s["datagrams_kernel"].as_u64().unwrap() + s["datagrams_userspace"].as_u64().unwrap(),
@@ -153,31 +164,25 @@ fn no_line_is_lost_or_counted_twice_across_many_rotations() {
     // intervals drained from alternating generations.
     let d = Daemon::start(&config("60s", "200ms", "rotations"), &["--mode", "kernel"]);
     let before = d.stats()["rotations"].as_u64().unwrap();
-    let mut gen = Generator::new(Shape {
-        keys: 5_000,
-        ips: 5_000,
-        ids: 1_000,
-        lines_per_datagram: (1, 3),
-        malformed_per_mille: 2,
-        escaped_per_mille: 5,
-        skew: 2.0,
-        seed: 13,
-        ..Shape::default()
-    });
-    let sent = loadgen::run(
-        &mut gen,
-        d.udp,
+    let (gen, sent, s) = send(
+        &d,
+        Shape {
+            keys: 5_000,
+            ips: 5_000,
+            ids: 1_000,
+            lines_per_datagram: (1, 3),
+            malformed_per_mille: 2,
+            escaped_per_mille: 5,
+            skew: 2.0,
+            seed: 13,
+            ..Shape::default()
+        },
         100_000,
         25_000,
-        Duration::from_secs(30),
-        |_, _| {},
-    )
-    .unwrap();
-    let s = settle(&d, &sent);
+    );
     let rotations = s["rotations"].as_u64().unwrap() - before;
     assert!(rotations >= 15, "only {rotations} rotations: {s}");
-    let points = s["points_kernel"].as_u64().unwrap() + s["points_userspace"].as_u64().unwrap();
-    assert_eq!(points, sent.valid_lines, "{s}");
+    assert_eq!(points(&s), sent.valid_lines, "{s}");
     assert_eq!(s["dropped"]["evicted"], 0, "{s}");
     assert_exact(&d, &gen);
 }
@@ -194,27 +199,21 @@ fn xdp_in_generic_mode_on_loopback_counts_exactly() {
     let d = Daemon::start(&c, &["--mode", "kernel"]);
     let stats = d.stats();
     assert_eq!(stats["kernel"]["setup"]["attach"], "xdp", "{stats}");
-    let mut gen = Generator::new(Shape {
-        keys: 10_000,
-        ips: 10_000,
-        ids: 3_000,
-        lines_per_datagram: (1, 5),
-        malformed_per_mille: 3,
-        seed: 14,
-        ..Shape::default()
-    });
-    let sent = loadgen::run(
-        &mut gen,
-        d.udp,
+    let (gen, sent, s) = send(
+        &d,
+        Shape {
+            keys: 10_000,
+            ips: 10_000,
+            ids: 3_000,
+            lines_per_datagram: (1, 5),
+            malformed_per_mille: 3,
+            seed: 14,
+            ..Shape::default()
+        },
         40_000,
         40_000,
-        Duration::from_secs(20),
-        |_, _| {},
-    )
-    .unwrap();
-    let s = settle(&d, &sent);
-    let points = s["points_kernel"].as_u64().unwrap() + s["points_userspace"].as_u64().unwrap();
-    assert_eq!(points, sent.valid_lines, "{s}");
+    );
+    assert_eq!(points(&s), sent.valid_lines, "{s}");
     assert!(
         s["points_kernel"].as_u64().unwrap() > sent.valid_lines / 2,
         "{s}"
@@ -335,8 +334,7 @@ fn xdp_in_native_mode_on_a_veth_counts_traffic_from_another_namespace() {
         elapsed: Duration::ZERO,
     };
     let s = settle(&d, &sent);
-    let points = s["points_kernel"].as_u64().unwrap() + s["points_userspace"].as_u64().unwrap();
-    assert_eq!(points, sent.valid_lines, "{s}");
+    assert_eq!(points(&s), sent.valid_lines, "{s}");
     assert!(
         s["points_kernel"].as_u64().unwrap() > sent.valid_lines / 2,
         "{s}"

@@ -1,9 +1,11 @@
-//! Runs the daemon: receive threads, the rotation thread and the HTTP API,
-//! until SIGINT or SIGTERM.
+//! Runs the daemon: receive threads, the kernel path, the rotation thread,
+//! the alert sinks and the HTTP API, until SIGINT or SIGTERM; SIGHUP
+//! reloads the config.
 //!
 //! One job per thread or task: receive threads count, the rotation thread
-//! closes an interval at every multiple of `every` and publishes the window,
-//! the HTTP server reads what was published.
+//! (rotation.rs) owns the window and the alert engine, closes an interval at
+//! every multiple of `every` and publishes a summary, the HTTP server reads
+//! that and asks the rotation thread for top keys, sinks deliver alerts.
 
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
