@@ -248,25 +248,29 @@ fn quantity_bytes(q: &str) -> u64 {
 
 /// The memory bound of docs/OPERATIONS.md (capacity planning) for `cfg` on
 /// a node with `cpus` possible CPUs: the base, every rule's keys at the
-/// per-key cost (window, published view, and either the interval tables of
-/// every receive thread and the merged snapshot or the state file being
-/// written), and the kernel's two generation maps.
+/// per-key cost (window, and either the interval tables of every receive
+/// thread and the merged snapshot or the state file being written), and
+/// the kernel's two generation maps.
 fn memory_bound(cfg: &Config, cpus: u64) -> u64 {
     // Key bytes with their 2-byte length prefixes: an IPv4 address and a
-    // store id of up to 10 digits.
-    const KEY: u64 = 32;
+    // store id of up to 10 digits, held inline in a 40-byte key.
+    const L: u64 = 32;
+    const K: u64 = 40;
     let n = cfg.window.intervals() as u64;
     let threads = match cfg.ingest.threads {
         0 => cpus,
         t => t as u64,
     };
-    let window = 131 + (KEY + 16) + (8 * n + 16);
-    let view = 28 + (KEY + 16);
-    let table = 76 + KEY + 16;
+    // Dense arrays (key, 24 bytes of bookkeeping, n slots) that may have
+    // doubled, and the 4-byte index with its control byte at 2.29 buckets
+    // a key.
+    let window = 2 * (K + 24 + 8 * n) + 12;
+    // A hash table slot (key, 16-byte cell, control byte) at 2.29 slots a key.
+    let table = (K + 17) * 229 / 100 + 1;
     // At SIGTERM: every key's ring copied out, and encoded into a buffer
     // that may have doubled once, next to the open interval's table.
-    let state = 56 + (KEY + 16) + (8 * n + 16) + 2 * (KEY + 8 * n + 24);
-    let per_key = window + view + ((threads + 1) * table).max(state + table);
+    let state = K + 40 + (8 * n + 16) + 2 * (L + 8 * n + 24);
+    let per_key = window + ((threads + 1) * table).max(state + table);
     let keys: u64 = cfg.rules.iter().map(|r| r.max_keys as u64).sum();
     let base = (32 << 20) + threads * 64 * cfg.ingest.max_datagram as u64;
     // Every rule counted in the kernel: the upper bound.
@@ -504,7 +508,7 @@ fn memory_bound_matches_the_documented_example() {
     for (r, k) in cfg.rules.iter_mut().zip([200_000, 100_000, 50_000]) {
         r.max_keys = k;
     }
-    assert_eq!(memory_bound(&cfg, 16), 682_156_688);
+    assert_eq!(memory_bound(&cfg, 16), 673_756_688);
 }
 
 // ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 //!
 //! `toptraffic_sock` is a socket filter on the daemon's own UDP sockets and
 //! `toptraffic_xdp` an XDP program for a named interface. Both copy the
-//! payload into a per-CPU scratch area, parse it with `parse::step` over
+//! payload into a per-CPU scratch area, parse it with `parse::advance` over
 //! `bpf_loop`, and then either commit every count to the current generation
 //! map and consume the datagram, or leave it whole for the socket (userspace).
 //!
@@ -97,12 +97,12 @@ mod programs {
         lost: u64,
     }
 
-    extern "C" fn parse_cb(i: u32, ctx: *mut c_void) -> i64 {
+    extern "C" fn parse_cb(_: u32, ctx: *mut c_void) -> i64 {
         // SAFETY: ctx is the LoopCtx on the caller's stack; s and cfg are
         // map values valid for the whole program run.
         let c = unsafe { &mut *(ctx as *mut LoopCtx) };
         let (s, cfg) = unsafe { (&mut *c.s, &*c.cfg) };
-        if parse::step(s, cfg, i) {
+        if parse::advance(s, cfg) {
             0
         } else {
             1
@@ -186,7 +186,12 @@ mod programs {
         let ctx_ptr = &mut ctx as *mut LoopCtx as *mut c_void;
         // One step per byte plus the virtual newline that ends the last line.
         // SAFETY: a static callback and a stack context, as bpf_loop wants.
+        // Each call takes one byte or more, the virtual newline past the
+        // end included: len + 1 calls finish.
         unsafe { bpf_loop(len + 1, parse_cb as *mut c_void, ctx_ptr, 0) };
+        if unsafe { (*s).st.bail == 0 && (*s).st.pos <= len } {
+            unsafe { (*s).st.bail = counter::PASS_INTERNAL };
+        }
         let lines = unsafe { (*s).st.lines };
         if unsafe { (*s).st.bail } == 0 && lines > 0 {
             unsafe { bpf_loop(lines, line_cb as *mut c_void, ctx_ptr, 0) };

@@ -6,9 +6,11 @@
 //! - `micro`: criterion benches of the parser, the count path and the
 //!   window engine, summed up as a table of lines (or keys) per second.
 //! - `drain`: the kernel map drain at rotation, 10k to 1M keys.
+//! - `parse`: the kernel programs alone (BPF_PROG_TEST_RUN) per datagram
+//!   and per line, against the userspace count path.
 //! - `soak [--minutes 30]`: the kernel path at 50,000 lines/s with churn;
 //!   target/bench/soak.csv and docs/soak.png.
-//! - `all`: drain, micro and load, one after the other.
+//! - `all`: drain, parse, micro and load, one after the other.
 //!
 //! Each first runs `setup` and builds with the kernel path required, as
 //! `test` does; arguments after the name go to the bench program.
@@ -19,7 +21,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::{cargo_ebpf, mount_bpffs, setup, status, workspace_root};
 
-pub const NAMES: &[&str] = &["load", "micro", "drain", "soak", "all"];
+pub const NAMES: &[&str] = &["load", "micro", "drain", "parse", "soak", "all"];
 
 pub fn bench(name: &str, args: Vec<String>) -> Result<()> {
     if !NAMES.contains(&name) {
@@ -32,6 +34,7 @@ pub fn bench(name: &str, args: Vec<String>) -> Result<()> {
         "micro" => micro(&args),
         "all" => {
             cargo_bench("drain", &args)?;
+            cargo_bench("parse", &args)?;
             micro(&args)?;
             cargo_bench("load", &args)
         }

@@ -66,8 +66,8 @@ fn run(cfg: &KernelConfig, data: &[u8]) -> Result<(State, Vec<Counted>), u32> {
     }
     s.buf[..data.len()].copy_from_slice(data);
     s.st.start(data.len() as u32);
-    for i in 0..=data.len() as u32 {
-        if !step(&mut s, cfg, i) {
+    for _ in 0..=data.len() {
+        if !advance(&mut s, cfg) {
             break;
         }
     }

@@ -84,8 +84,8 @@ fn kernel(cfg: &KernelConfig, data: &[u8]) -> Result<KernelCount, u32> {
     s.buf[..data.len()].copy_from_slice(data);
     s.st.start(data.len() as u32);
     // Pass 1: every byte and the virtual newline past the end.
-    for i in 0..=data.len() as u32 {
-        if !parse::step(&mut s, cfg, i) {
+    for _ in 0..=data.len() {
+        if !parse::advance(&mut s, cfg) {
             break;
         }
     }
