@@ -29,9 +29,18 @@ impl Cell {
 type Map = hashbrown::HashMap<Key, Cell, ahash::RandomState>;
 
 /// One rule's counts for one interval, holding at most `max_keys` keys.
+///
+/// Counts arrive two ways: added line by line (the receive threads), which
+/// needs a hash table to find a key's cell, or whole from a source that
+/// yields each key once (the kernel drain), which needs no table: those go
+/// into a plain list, at a third of a table's memory and without hashing.
+/// A key may then appear in both, or in two merged lists (and takes room
+/// toward `max_keys` in each); its cells add up, which is how every reader
+/// (the window) takes them.
 #[derive(Debug, Clone)]
 pub struct CountTable {
     map: Map,
+    list: Vec<(Key, Cell)>,
     max_keys: usize,
     /// Lines of keys refused because the table was full.
     pub overflow_lines: u64,
@@ -41,6 +50,7 @@ impl CountTable {
     pub fn new(max_keys: usize) -> CountTable {
         CountTable {
             map: Map::default(),
+            list: Vec::new(),
             max_keys,
             overflow_lines: 0,
         }
@@ -50,6 +60,18 @@ impl CountTable {
     pub fn with_capacity(max_keys: usize, capacity: usize) -> CountTable {
         CountTable {
             map: Map::with_capacity_and_hasher(capacity.min(max_keys), Default::default()),
+            list: Vec::new(),
+            max_keys,
+            overflow_lines: 0,
+        }
+    }
+
+    /// An empty table for a source that yields each key once, with room
+    /// for `capacity` of them (see [`CountTable::push_unique`]).
+    pub fn unique_with_capacity(max_keys: usize, capacity: usize) -> CountTable {
+        CountTable {
+            map: Map::default(),
+            list: Vec::with_capacity(capacity.min(max_keys)),
             max_keys,
             overflow_lines: 0,
         }
@@ -62,7 +84,7 @@ impl CountTable {
             c.add(cell);
             return true;
         }
-        if self.map.len() >= self.max_keys {
+        if self.len() >= self.max_keys {
             self.overflow_lines += cell.lines;
             return false;
         }
@@ -76,7 +98,7 @@ impl CountTable {
             c.add(cell);
             return true;
         }
-        if self.map.len() >= self.max_keys {
+        if self.len() >= self.max_keys {
             self.overflow_lines += cell.lines;
             return false;
         }
@@ -84,37 +106,70 @@ impl CountTable {
         true
     }
 
+    /// Appends a key that this source has not given before, without
+    /// looking it up; false when the table is full.
+    #[inline]
+    pub fn push_unique(&mut self, key: &[u8], cell: Cell) -> bool {
+        if self.len() >= self.max_keys {
+            self.overflow_lines += cell.lines;
+            return false;
+        }
+        self.list.push((key.into(), cell));
+        true
+    }
+
     /// Moves every cell of `other` into this table.
     pub fn merge(&mut self, other: CountTable) {
         self.overflow_lines += other.overflow_lines;
-        if self.map.is_empty() && other.map.len() <= self.max_keys {
+        if self.is_empty() && other.len() <= self.max_keys {
             self.map = other.map;
+            self.list = other.list;
             return;
         }
         for (k, c) in other.map {
             self.add_owned(k, c);
         }
+        if self.list.is_empty() && self.len() + other.list.len() <= self.max_keys {
+            self.list = other.list;
+            return;
+        }
+        for (k, c) in other.list {
+            if self.len() >= self.max_keys {
+                self.overflow_lines += c.lines;
+            } else {
+                self.list.push((k, c));
+            }
+        }
     }
 
+    /// Entries held: the keys, or more when a key came from two sources.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.map.len() + self.list.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.map.is_empty() && self.list.is_empty()
     }
 
+    /// A key's cells added up (a walk of the list: for tests and tools).
     pub fn get(&self, key: &[u8]) -> Option<Cell> {
-        self.map.get(key).copied()
+        let mut found = self.map.get(key).copied();
+        for (k, c) in &self.list {
+            if k.as_slice() == key {
+                found.get_or_insert_with(Cell::default).add(*c);
+            }
+        }
+        found
     }
 
+    /// Every entry; a key may come twice (see the type).
     pub fn iter(&self) -> impl Iterator<Item = (&Key, &Cell)> {
-        self.map.iter()
+        self.map.iter().chain(self.list.iter().map(|(k, c)| (k, c)))
     }
 
     /// Lines held in the table.
     pub fn lines(&self) -> u64 {
-        self.map.values().map(|c| c.lines).sum()
+        self.iter().map(|(_, c)| c.lines).sum()
     }
 
     /// Empties the table, keeping its allocation for the next interval.
@@ -127,6 +182,7 @@ impl CountTable {
         let overflow = std::mem::take(&mut self.overflow_lines);
         CountTable {
             map: full,
+            list: std::mem::take(&mut self.list),
             max_keys: self.max_keys,
             overflow_lines: overflow,
         }
@@ -135,9 +191,12 @@ impl CountTable {
 
 impl IntoIterator for CountTable {
     type Item = (Key, Cell);
-    type IntoIter = hashbrown::hash_map::IntoIter<Key, Cell>;
+    type IntoIter = std::iter::Chain<
+        hashbrown::hash_map::IntoIter<Key, Cell>,
+        std::vec::IntoIter<(Key, Cell)>,
+    >;
     fn into_iter(self) -> Self::IntoIter {
-        self.map.into_iter()
+        self.map.into_iter().chain(self.list)
     }
 }
 
@@ -233,6 +292,31 @@ mod tests {
         assert_eq!(a.rules[0].get(&from_values(&["x"])).unwrap().value, 3.0);
         assert_eq!(a.rules[0].get(&from_values(&["x"])).unwrap().lines, 2);
         assert_eq!(a.rules[0].lines(), 3);
+    }
+
+    #[test]
+    fn unique_entries_and_looked_up_ones_add_up() {
+        let (x, y) = (from_values(&["x"]), from_values(&["y"]));
+        let mut kernel = CountTable::unique_with_capacity(3, 2);
+        assert!(kernel.push_unique(&x, cell(1.0)));
+        assert!(kernel.push_unique(&y, cell(2.0)));
+        let mut thread = CountTable::new(3);
+        thread.add(&x, cell(4.0));
+        thread.add(&from_values(&["z"]), cell(8.0));
+        let mut s = IntervalSnapshot::empty(1, [3]);
+        s.merge(vec![kernel]);
+        s.merge(vec![thread]);
+        let t = &s.rules[0];
+        assert_eq!(t.get(&x).unwrap().value, 5.0);
+        assert_eq!(t.get(&x).unwrap().lines, 2);
+        // x twice and y: z would have been a fourth entry, over max_keys.
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.lines(), 3);
+        assert_eq!(t.overflow_lines, 1);
+        let mut full = CountTable::unique_with_capacity(1, 1);
+        assert!(full.push_unique(&x, cell(1.0)));
+        assert!(!full.push_unique(&y, cell(1.0)));
+        assert_eq!(full.overflow_lines, 1);
     }
 
     #[test]

@@ -296,7 +296,9 @@ pub struct KernelPath {
     sockets: Vec<RawFd>,
     /// Empties the generation drained last, off the rotation's path; joined
     /// before that map becomes the active one again.
-    clearing: Option<std::thread::JoinHandle<io::Result<Duration>>>,
+    clearer: Clearer,
+    /// A generation handed to the clearer and not yet waited for.
+    clearing: bool,
     last_clear: Duration,
     /// Keys per rule at the last drain, to size the next tables.
     last_keys: Vec<usize>,
@@ -510,7 +512,8 @@ impl KernelPath {
             xdp: None,
             plan,
             sockets: Vec::new(),
-            clearing: None,
+            clearer: Clearer::start(ncpus)?,
+            clearing: false,
             last_clear: Duration::ZERO,
             last_keys: Vec::new(),
             config_slot: 0,
@@ -777,12 +780,13 @@ impl KernelPath {
         let swap = started.elapsed();
         let old = self.active;
         self.active = spare;
-        // Sized like the last drain: growing a table rehashes it.
+        // The walk yields each key once: lists, not hash tables, sized
+        // like the last drain.
         let mut tables: Vec<CountTable> = self
             .max_keys
             .iter()
             .zip(&self.last_keys)
-            .map(|(m, n)| CountTable::with_capacity(*m, n + n / 8))
+            .map(|(m, n)| CountTable::unique_with_capacity(*m, n + n / 8))
             .collect();
         let (mut lines, mut keys) = (0u64, 0u64);
         let mut totals = KCell::default();
@@ -808,7 +812,7 @@ impl KernelPath {
                 // Counts of a rule a reload removed or regrouped are gone
                 // with it.
                 if let Some(t) = id_index.get(&key.rule).and_then(|i| tables.get_mut(*i)) {
-                    t.add(
+                    t.push_unique(
                         key.bytes(),
                         Cell {
                             value: sum.sum as f64,
@@ -826,20 +830,11 @@ impl KernelPath {
         // deletes as it reads (a list of the keys would cost as much memory
         // as the keys). The map is not used until the next drain, which
         // waits for this.
-        let fd = self.gens[old].fd().as_fd().as_raw_fd();
-        self.clearing = Some(std::thread::spawn(move || {
-            let t = Instant::now();
-            // SAFETY: the map outlives this thread: it is joined before the
-            // map is swapped in again and before the KernelPath drops.
-            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-            batch_walk(
-                fd,
-                ncpus,
-                aya_obj::generated::bpf_cmd::BPF_MAP_LOOKUP_AND_DELETE_BATCH,
-                |_, _| {},
-            )?;
-            Ok(t.elapsed())
-        }));
+        self.clearer
+            .jobs
+            .send(self.gens[old].fd().as_fd().as_raw_fd())
+            .map_err(|_| io::Error::other("the clearing thread stopped"))?;
+        self.clearing = true;
         let evicted_lines = totals.lines.saturating_sub(lines);
         let evicted_keys = (totals.sum.max(0) as u64).saturating_sub(keys);
         if evicted_lines > 0 {
@@ -864,10 +859,12 @@ impl KernelPath {
 
     /// Waits for the previous generation to be emptied.
     pub fn finish_clearing(&mut self) -> io::Result<()> {
-        if let Some(t) = self.clearing.take() {
-            self.last_clear = t
-                .join()
-                .map_err(|_| io::Error::other("the clearing thread panicked"))??;
+        if std::mem::take(&mut self.clearing) {
+            self.last_clear = self
+                .clearer
+                .done
+                .recv()
+                .map_err(|_| io::Error::other("the clearing thread stopped"))??;
         }
         Ok(())
     }
@@ -875,6 +872,46 @@ impl KernelPath {
     /// How long emptying the last drained generation took.
     pub fn last_clear(&self) -> Duration {
         self.last_clear
+    }
+}
+
+/// The thread that empties drained generations, off the rotation's path:
+/// deleting is as slow as reading. It walks with a batch command that
+/// deletes as it reads (a list of the keys would cost as much memory as
+/// the keys). One thread for the daemon's life, so that its buffers are
+/// allocated once.
+struct Clearer {
+    jobs: std::sync::mpsc::Sender<RawFd>,
+    done: std::sync::mpsc::Receiver<io::Result<Duration>>,
+}
+
+impl Clearer {
+    fn start(ncpus: usize) -> Result<Clearer, KernelError> {
+        let (jobs, rx) = std::sync::mpsc::channel::<RawFd>();
+        let (tx, done) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("kernel-clear".into())
+            .spawn(move || {
+                // Ends when the KernelPath drops its sender.
+                for fd in rx {
+                    let t = Instant::now();
+                    // SAFETY: the map outlives the job: the KernelPath waits
+                    // for the result before it swaps the map in again and
+                    // before it drops.
+                    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+                    let r = batch_walk(
+                        fd,
+                        ncpus,
+                        aya_obj::generated::bpf_cmd::BPF_MAP_LOOKUP_AND_DELETE_BATCH,
+                        |_, _| {},
+                    );
+                    if tx.send(r.map(|()| t.elapsed())).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| KernelError::Other(format!("starting the clearing thread: {e}")))?;
+        Ok(Clearer { jobs, done })
     }
 }
 
