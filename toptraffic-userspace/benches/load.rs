@@ -11,11 +11,13 @@
 //! path). Writes target/bench/load.md and, with --profile, perf reports in
 //! target/bench/perf-*.txt.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -25,7 +27,8 @@ use toptraffic::ingest::kernel::{self, Attach, KernelPath, Options};
 use toptraffic::ingest::kernel_config;
 use toptraffic::loadgen::{self, Generator, Plan, Shape, Tally};
 
-const BIN: &str = env!("CARGO_BIN_EXE_toptraffic");
+use common::Daemon;
+
 /// A trial passes under this share of lines lost...
 const MAX_LOSS: f64 = 0.001;
 /// ...and with at most this share still queued when sending stops: a
@@ -219,7 +222,7 @@ impl Target {
     fn pid(&self) -> Option<u32> {
         match self {
             Target::Floor { .. } => None,
-            Target::Daemon(d) => Some(d.child.id()),
+            Target::Daemon(d) => Some(d.pid()),
         }
     }
 
@@ -273,111 +276,6 @@ fn floor() -> Target {
         _socks: socks,
         udp: addr,
     }
-}
-
-/// The release daemon on free loopback ports, stopped on drop.
-struct Daemon {
-    child: Child,
-    http: SocketAddr,
-    udp: SocketAddr,
-}
-
-impl Daemon {
-    fn start(kind: Kind, dir: &Path) -> Daemon {
-        let pins = format!(
-            "/sys/fs/bpf/toptraffic-bench-{}-{}",
-            std::process::id(),
-            kind.name()
-        );
-        let mut ingest = format!("pin_dir = \"{pins}\"\n");
-        if kind == Kind::Xdp {
-            ingest += "xdp_interface = \"lo\"\nxdp_mode = \"skb\"\n";
-        }
-        let config = toptraffic::config::DEFAULT_CONFIG.replacen(
-            "[ingest]\n",
-            &format!("[ingest]\n{ingest}"),
-            1,
-        );
-        let file = dir.join(format!("{}.toml", kind.name()));
-        std::fs::write(&file, config).expect("write the daemon's config");
-        let http = free_port();
-        let mode = if kind == Kind::Userspace {
-            "userspace"
-        } else {
-            "kernel"
-        };
-        let log = |ext: &str| {
-            Stdio::from(
-                std::fs::File::create(dir.join(format!("{}.{ext}", kind.name())))
-                    .expect("a log file"),
-            )
-        };
-        let child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&file)
-            .args(["--mode", mode, "--listen", "127.0.0.1:0"])
-            .args(["--http", &http.to_string()])
-            .stdout(log("out"))
-            .stderr(log("log"))
-            .spawn()
-            .expect("start the daemon");
-        let mut d = Daemon {
-            child,
-            http,
-            udp: "0.0.0.0:0".parse().expect("valid"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(s) = loadgen::get_json(http, "/api/v1/stats") {
-                d.udp = s["listen"].as_str().unwrap().parse().unwrap();
-                assert_eq!(s["mode"], mode, "{s}");
-                if kind != Kind::Userspace {
-                    let attach = if kind == Kind::Xdp {
-                        "xdp"
-                    } else {
-                        "socket_filter"
-                    };
-                    assert_eq!(s["kernel"]["setup"]["attach"], attach, "{s}");
-                }
-                return d;
-            }
-            if let Ok(Some(st)) = d.child.try_wait() {
-                panic!(
-                    "the daemon exited with {st}; see {}",
-                    dir.join(format!("{}.log", kind.name())).display()
-                );
-            }
-            assert!(Instant::now() < deadline, "the daemon did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stats(&self) -> Value {
-        loadgen::get_json(self.http, "/api/v1/stats").expect("read the daemon's stats")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SIGTERM first, so that the daemon removes its pins.
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
 }
 
 /// One trial at one rate.
@@ -777,7 +675,19 @@ fn main() {
         );
         let target = match kind {
             Kind::Floor => floor(),
-            k => Target::Daemon(Daemon::start(k, &logs)),
+            k => {
+                let (mode, ingest, attach) = match k {
+                    Kind::Userspace => ("userspace", "", None),
+                    Kind::Xdp => (
+                        "kernel",
+                        "xdp_interface = \"lo\"\nxdp_mode = \"skb\"\n",
+                        Some("xdp"),
+                    ),
+                    _ => ("kernel", "", Some("socket_filter")),
+                };
+                let name = format!("bench-{}", k.name());
+                Target::Daemon(Daemon::start(&logs, &name, mode, ingest, attach))
+            }
         };
         for (per, gens) in &mut pools {
             let f = search(&target, gens, kind, *per, &a);

@@ -8,11 +8,11 @@
 //! Writes target/bench/soak.csv and docs/soak.png and prints how flat each
 //! curve is after the warm-up. `-- --plot-only FILE.csv` redraws the plot.
 
+mod common;
+
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +21,8 @@ use serde_json::Value;
 use toptraffic::ingest::kernel;
 use toptraffic::loadgen::{self, Generator, Plan, Shape, Tally};
 
-const BIN: &str = env!("CARGO_BIN_EXE_toptraffic");
+use common::Daemon;
+
 const RULES: [&str; 3] = ["top_combined", "top_ips", "top_stores"];
 
 struct Args {
@@ -160,73 +161,6 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 /// The release daemon in kernel mode on free loopback ports, stopped on drop.
-struct Daemon {
-    child: Child,
-    http: SocketAddr,
-    udp: SocketAddr,
-}
-
-impl Daemon {
-    fn start(dir: &Path) -> Daemon {
-        let pins = format!("/sys/fs/bpf/toptraffic-soak-{}", std::process::id());
-        let config = toptraffic::config::DEFAULT_CONFIG.replacen(
-            "[ingest]\n",
-            &format!("[ingest]\npin_dir = \"{pins}\"\n"),
-            1,
-        );
-        let file = dir.join("soak.toml");
-        std::fs::write(&file, config).expect("write the daemon's config");
-        let http = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port");
-        let log =
-            |name: &str| Stdio::from(std::fs::File::create(dir.join(name)).expect("a log file"));
-        let child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&file)
-            .args(["--mode", "kernel", "--listen", "127.0.0.1:0"])
-            .args(["--http", &http.to_string()])
-            .stdout(log("soak.out"))
-            .stderr(log("soak.log"))
-            .spawn()
-            .expect("start the daemon");
-        let mut d = Daemon {
-            child,
-            http,
-            udp: "0.0.0.0:0".parse().expect("valid"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(s) = loadgen::get_json(http, "/api/v1/stats") {
-                assert_eq!(s["kernel"]["setup"]["attach"], "socket_filter", "{s}");
-                d.udp = s["listen"].as_str().unwrap().parse().unwrap();
-                return d;
-            }
-            if let Ok(Some(st)) = d.child.try_wait() {
-                panic!("the daemon exited with {st}; see {}", dir.display());
-            }
-            assert!(Instant::now() < deadline, "the daemon did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child; SIGTERM so that it unpins.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The last sample taken while the sender still sent: by the first sample
 /// with everything sent, traffic may have stopped up to a sampling period
 /// earlier and keys have begun to leave the window.
@@ -487,9 +421,9 @@ fn main() {
         .unwrap_or_else(|| (total.as_secs_f64() / 3.0).min(120.0));
     let dir = a.csv.parent().unwrap_or(Path::new(".")).join("soak-logs");
     std::fs::create_dir_all(&dir).expect("create the log folder");
-    let d = Daemon::start(&dir);
-    let pid = d.child.id();
-    let base = loadgen::get_json(d.http, "/api/v1/stats").expect("stats");
+    let d = Daemon::start(&dir, "soak", "kernel", "", Some("socket_filter"));
+    let pid = d.pid();
+    let base = d.stats();
     eprintln!(
         "soak: {:.0} min at {} lines/s, {} keys in each of 3 rules, {:.0}% replaced a minute; daemon pid {pid}, sampling every {:?}",
         a.minutes,

@@ -191,10 +191,8 @@ impl CountTable {
 
 impl IntoIterator for CountTable {
     type Item = (Key, Cell);
-    type IntoIter = std::iter::Chain<
-        hashbrown::hash_map::IntoIter<Key, Cell>,
-        std::vec::IntoIter<(Key, Cell)>,
-    >;
+    type IntoIter =
+        std::iter::Chain<hashbrown::hash_map::IntoIter<Key, Cell>, std::vec::IntoIter<(Key, Cell)>>;
     fn into_iter(self) -> Self::IntoIter {
         self.map.into_iter().chain(self.list)
     }

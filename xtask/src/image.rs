@@ -12,7 +12,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::{cargo_ebpf, deb_installed, is_root, setup, status, workspace_root};
+use crate::{apt_install, cargo_ebpf, is_root, missing_debs, setup, status, workspace_root};
 
 /// A static target: the image has no libc to link against.
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
@@ -90,16 +90,7 @@ fn package_version(manifest: &str) -> Option<String> {
 }
 
 fn ensure_debs() -> Result<()> {
-    let mut missing = Vec::new();
-    for deb in DEBS {
-        let out = Command::new("dpkg")
-            .args(["-s", deb])
-            .output()
-            .context("running dpkg: the image build installs Debian packages")?;
-        if !(out.status.success() && deb_installed(&String::from_utf8_lossy(&out.stdout))) {
-            missing.push(*deb);
-        }
-    }
+    let missing = missing_debs(DEBS)?;
     if missing.is_empty() {
         return Ok(());
     }
@@ -110,20 +101,7 @@ fn ensure_debs() -> Result<()> {
             missing.join(" ")
         );
     }
-    let mut update = Command::new("apt-get");
-    update
-        .arg("update")
-        .env("DEBIAN_FRONTEND", "noninteractive");
-    // As in setup: a broken third-party source must not stop the install.
-    if let Err(e) = status(update) {
-        eprintln!("xtask: warning: {e:#}; trying the install anyway");
-    }
-    let mut install = Command::new("apt-get");
-    install
-        .args(["install", "-y", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive");
-    status(install)
+    apt_install(&missing)
 }
 
 fn ensure_musl_target() -> Result<()> {

@@ -214,13 +214,14 @@ fn deb_installed(dpkg_status: &str) -> bool {
     })
 }
 
-fn missing_debs() -> Result<Vec<&'static str>> {
+/// Which of `debs` dpkg does not show installed.
+fn missing_debs(debs: &[&'static str]) -> Result<Vec<&'static str>> {
     let mut missing = Vec::new();
-    for deb in DEBS {
+    for deb in debs {
         let out = Command::new("dpkg")
             .args(["-s", deb])
             .output()
-            .context("running dpkg: setup installs Debian packages and needs Debian or Ubuntu")?;
+            .context("running dpkg: xtask installs Debian packages and needs Debian or Ubuntu")?;
         if !(out.status.success() && deb_installed(&String::from_utf8_lossy(&out.stdout))) {
             missing.push(*deb);
         }
@@ -238,7 +239,7 @@ fn is_root() -> bool {
 fn setup_debs(dry_run: bool) -> Result<()> {
     let started = Instant::now();
     let step = format!("Debian packages {}", DEBS.join(" "));
-    let missing = missing_debs()?;
+    let missing = missing_debs(DEBS)?;
     if missing.is_empty() {
         done(&step, "installed, skipped", started);
         return Ok(());
@@ -258,6 +259,13 @@ fn setup_debs(dry_run: bool) -> Result<()> {
             missing.join(" ")
         );
     }
+    apt_install(&missing)?;
+    done(&step, &format!("installed {}", missing.join(" ")), started);
+    Ok(())
+}
+
+/// apt-get update, then install `debs` (as root).
+fn apt_install(debs: &[&str]) -> Result<()> {
     let mut update = Command::new("apt-get");
     update
         .arg("update")
@@ -270,11 +278,9 @@ fn setup_debs(dry_run: bool) -> Result<()> {
     let mut install = Command::new("apt-get");
     install
         .args(["install", "-y", "--no-install-recommends"])
-        .args(&missing)
+        .args(debs)
         .env("DEBIAN_FRONTEND", "noninteractive");
-    status(install)?;
-    done(&step, &format!("installed {}", missing.join(" ")), started);
-    Ok(())
+    status(install)
 }
 
 /// Whether `bpf-linker --version` output (`bpf-linker 0.13.0`) is the pin.
