@@ -1098,6 +1098,26 @@ mod tests {
     }
 
     #[test]
+    fn test_run_counts_a_plain_datagram_and_passes_an_escaped_one_whole() {
+        let Some(mut k) = load_or_skip(Attach::None) else {
+            return;
+        };
+        // Tag values longer than a word, so the word-at-a-time scan runs.
+        let plain = b"combined,uri=/a/rather/long/path,id=123456789,ip=203.0.113.7,role=ingresstype count=1";
+        let (verdict, _) = k.test_run(false, plain, 3).unwrap();
+        assert_eq!(verdict, 0, "counted and dropped");
+        let escaped = b"combined,uri=/a\\ b,id=1,ip=203.0.113.7 count=1";
+        let (verdict, _) = k.test_run(false, escaped, 1).unwrap();
+        assert_eq!(verdict as usize, 8 + escaped.len(), "passed whole");
+        let (verdict, _) = k.test_run(true, plain, 1).unwrap();
+        assert_eq!(verdict, 0, "the floor drops everything");
+        let d = k.drain().unwrap();
+        let key = crate::key::from_values(&["203.0.113.7", "123456789"]);
+        assert_eq!(d.tables[0].get(&key).unwrap().lines, 3);
+        assert_eq!(k.counters().passed()[1], ("escape", 1));
+    }
+
+    #[test]
     fn socket_filter_counts_plain_datagrams_and_passes_the_rest_whole() {
         let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
