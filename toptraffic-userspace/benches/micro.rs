@@ -29,13 +29,7 @@ fn datagrams(per: usize, n: usize, escaped_per_mille: u32) -> Vec<Vec<u8>> {
         escaped_per_mille,
         ..Shape::seed_like()
     });
-    (0..n)
-        .map(|_| {
-            let mut b = Vec::new();
-            g.datagram(&mut b);
-            b
-        })
-        .collect()
+    g.datagrams(n)
 }
 
 /// What a rule needs from a line: parse it, find two tags and the field.
@@ -73,11 +67,7 @@ fn counter(c: &mut Criterion) {
         // as a receive thread's do after a few seconds.
         let pool = datagrams(per, 200_000 / per, 0);
         let mut counter = Counter::new();
-        let mut tables: Vec<CountTable> = rules
-            .rules()
-            .iter()
-            .map(|r| CountTable::new(r.max_keys))
-            .collect();
+        let mut tables = rules.new_tables();
         let mut local = LocalCounters::default();
         for d in &pool {
             counter.datagram(d, &rules, &mut tables, &mut local);

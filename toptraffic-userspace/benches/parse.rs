@@ -17,7 +17,6 @@ use toptraffic::ingest::kernel_config;
 use toptraffic::ingest::udp::Counter;
 use toptraffic::loadgen::{Generator, Shape};
 use toptraffic::rules::RuleSet;
-use toptraffic::snapshot::CountTable;
 use toptraffic::stats::LocalCounters;
 
 fn datagrams(per: usize, n: usize) -> Vec<Vec<u8>> {
@@ -25,13 +24,7 @@ fn datagrams(per: usize, n: usize) -> Vec<Vec<u8>> {
         lines_per_datagram: (per, per),
         ..Shape::seed_like()
     });
-    (0..n)
-        .map(|_| {
-            let mut b = Vec::new();
-            g.datagram(&mut b);
-            b
-        })
-        .collect()
+    g.datagrams(n)
 }
 
 /// Mean time per datagram of one program over the pool, each datagram
@@ -49,11 +42,7 @@ fn kernel_ns(k: &KernelPath, floor: bool, pool: &[Vec<u8>], repeat: u32) -> f64 
 fn userspace_ns(config: &Config, pool: &[Vec<u8>], repeat: u32) -> f64 {
     let rules = RuleSet::new(&config.rules);
     let mut counter = Counter::new();
-    let mut tables: Vec<CountTable> = rules
-        .rules()
-        .iter()
-        .map(|r| CountTable::new(r.max_keys))
-        .collect();
+    let mut tables = rules.new_tables();
     let mut local = LocalCounters::default();
     let t = Instant::now();
     for d in pool {

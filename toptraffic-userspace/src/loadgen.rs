@@ -328,6 +328,17 @@ impl Generator {
         self.malformed_lines += 1;
     }
 
+    /// The next `n` datagrams, each its own buffer (benchmarks' pools).
+    pub fn datagrams(&mut self, n: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|_| {
+                let mut b = Vec::new();
+                self.datagram(&mut b);
+                b
+            })
+            .collect()
+    }
+
     /// Fills `buf` with the next datagram.
     pub fn datagram(&mut self, buf: &mut Vec<u8>) {
         buf.clear();

@@ -95,6 +95,14 @@ impl RuleSet {
         &self.rules
     }
 
+    /// An empty count table per rule, in rule order.
+    pub fn new_tables(&self) -> Vec<crate::snapshot::CountTable> {
+        self.rules
+            .iter()
+            .map(|r| crate::snapshot::CountTable::new(r.max_keys))
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.rules.len()
     }

@@ -31,7 +31,6 @@ use crate::config::Config;
 use crate::ingest::kernel_config::plan;
 use crate::ingest::udp::Counter;
 use crate::rules::RuleSet;
-use crate::snapshot::CountTable;
 use crate::stats::{DropReason, LocalCounters};
 
 // ---------------------------------------------------------------------------
@@ -127,11 +126,7 @@ fn kernel(cfg: &KernelConfig, data: &[u8]) -> Result<KernelCount, u32> {
 /// Counts the datagram with the userspace `Counter`.
 fn userspace(rules: &Arc<RuleSet>, data: &[u8]) -> UserCount {
     let mut counter = Counter::new();
-    let mut tables: Vec<CountTable> = rules
-        .rules()
-        .iter()
-        .map(|r| CountTable::new(r.max_keys))
-        .collect();
+    let mut tables = rules.new_tables();
     let mut local = LocalCounters::default();
     counter.datagram(data, rules, &mut tables, &mut local);
     let mut flat = Tables::new();

@@ -96,7 +96,7 @@ pub struct Counting {
 
 impl Counting {
     fn new(rules: Arc<RuleSet>) -> Counting {
-        let tables = new_tables(&rules);
+        let tables = rules.new_tables();
         Counting { rules, tables }
     }
 }
@@ -231,14 +231,6 @@ impl Drop for UdpIngest {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn new_tables(rules: &RuleSet) -> Vec<CountTable> {
-    rules
-        .rules()
-        .iter()
-        .map(|r| CountTable::new(r.max_keys))
-        .collect()
 }
 
 fn bind_socket(addr: SocketAddr, recv_buffer: usize) -> io::Result<Socket> {
@@ -408,7 +400,7 @@ mod tests {
     fn counter() -> (Counter, Arc<RuleSet>, Vec<CountTable>) {
         let c = Config::embedded_default();
         let rules = Arc::new(RuleSet::new(&c.rules));
-        let tables = new_tables(&rules);
+        let tables = rules.new_tables();
         (Counter::new(), rules, tables)
     }
 
