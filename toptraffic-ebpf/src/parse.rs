@@ -257,11 +257,12 @@ fn find<const N: usize>(
     NONE
 }
 
-/// One call of pass 1: skips the plain bytes of a tag value (or comment)
-/// eight at a time, then [`step`]s over the next byte. Returns false when
-/// the walk is over: the virtual newline past the end was taken, or the
-/// datagram goes to userspace (see `st.bail`). Each call takes at least one
-/// byte, so `len + 1` calls always finish.
+/// One call of pass 1: skips the plain bytes of a name (measurement, tag
+/// key, field key: hashing them) or of a tag value or comment eight at a
+/// time, then [`step`]s over the next byte. Returns false when the walk is
+/// over: the virtual newline past the end was taken, or the datagram goes
+/// to userspace (see `st.bail`). Each call takes at least one byte, so
+/// `len + 1` calls always finish.
 #[inline(always)]
 pub fn advance(s: &mut Scratch, cfg: &KernelConfig) -> bool {
     let mut pos = s.st.pos;
@@ -270,8 +271,11 @@ pub fn advance(s: &mut Scratch, cfg: &KernelConfig) -> bool {
     }
     // SAFETY: a plain read of an initialised field (volatile: see step).
     let state = unsafe { core::ptr::read_volatile(&s.st.state) };
-    if state == TAG_VALUE || state == COMMENT {
-        pos = skip_plain(&s.buf, pos, s.st.len);
+    let name = state == MEAS || state == TAG_KEY || state == FIELD_KEY;
+    if name || state == TAG_VALUE || state == COMMENT {
+        let mut hash = s.st.hash;
+        pos = skip_plain(&s.buf, pos, s.st.len, name, &mut hash);
+        s.st.hash = hash;
     }
     if !step(s, cfg, pos) {
         return false;
@@ -284,13 +288,15 @@ pub fn advance(s: &mut Scratch, cfg: &KernelConfig) -> bool {
 /// which walks straight-line code cheaply.
 const SKIP_WORDS: u32 = 4;
 
-/// The first byte at or after `pos` that may end or break a tag value
-/// (`,` ` ` `\n` `\t` `\r` `\` `"`), looking at whole 8-byte words below
-/// `len` only: where it stops (a word past `len`, or SKIP_WORDS words
-/// looked at), the byte there is handed to [`step`], which decides. Every
-/// byte it skips is one `step` would have passed over without effect.
+/// The first byte at or after `pos` that may end or break a token (`,`
+/// ` ` `\n` `\t` `\r` `\` `"`, and for a `name` also `=` and NUL),
+/// looking at whole 8-byte words below `len` only: where it stops (a word
+/// past `len`, or SKIP_WORDS words looked at), the byte there is handed to
+/// [`step`], which decides. Every byte it skips is one `step` would have
+/// passed over without effect but, in a name, adding it to the hash: so it
+/// adds the skipped bytes of a name to `hash` itself.
 #[inline(always)]
-fn skip_plain(buf: &[u8; BUF_LEN], pos: u32, len: u32) -> u32 {
+fn skip_plain(buf: &[u8; BUF_LEN], pos: u32, len: u32, name: bool, hash: &mut u64) -> u32 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     // The high bit of each byte of `w` that equals `c` (exact for the
@@ -320,14 +326,34 @@ fn skip_plain(buf: &[u8; BUF_LEN], pos: u32, len: u32) -> u32 {
             | eq(w, b'\r')
             | eq(w, b'\\')
             | eq(w, b'"');
+        if name {
+            m |= eq(w, b'=') | eq(w, 0);
+        }
         // Bytes before `p` were taken already.
-        m &= !0u64 << ((p & 7) * 8);
-        if m != 0 {
-            // The lowest flagged byte's index: its bit, shifted to the
-            // byte's low bit, times a multiplier whose top byte then reads
-            // the index.
+        let from = p & 7;
+        m &= !0u64 << (from * 8);
+        // The lowest flagged byte's index (8: none): its bit, shifted to
+        // the byte's low bit, times a multiplier whose top byte then reads
+        // the index.
+        let to = if m != 0 {
             let low = (m & m.wrapping_neg()) >> 7;
-            return at + (low.wrapping_mul(0x0001_0203_0405_0607) >> 56) as u32;
+            (low.wrapping_mul(0x0001_0203_0405_0607) >> 56) as u32
+        } else {
+            8
+        };
+        if name {
+            let mut h = *hash;
+            let mut j = 0u32;
+            while j < 8 {
+                if j >= from && j < to {
+                    h = fnv1a_step(h, (w >> (j * 8)) as u8);
+                }
+                j += 1;
+            }
+            *hash = h;
+        }
+        if to < 8 {
+            return at + to;
         }
         p = at + 8;
         k += 1;

@@ -295,22 +295,22 @@ mod tests {
     #[test]
     fn unique_entries_and_looked_up_ones_add_up() {
         let (x, y) = (from_values(&["x"]), from_values(&["y"]));
-        let mut kernel = CountTable::unique_with_capacity(3, 2);
+        let mut kernel = CountTable::unique_with_capacity(4, 2);
         assert!(kernel.push_unique(&x, cell(1.0)));
         assert!(kernel.push_unique(&y, cell(2.0)));
-        let mut thread = CountTable::new(3);
+        let mut thread = CountTable::new(4);
         thread.add(&x, cell(4.0));
         thread.add(&from_values(&["z"]), cell(8.0));
-        let mut s = IntervalSnapshot::empty(1, [3]);
+        let mut s = IntervalSnapshot::empty(1, [4]);
         s.merge(vec![kernel]);
         s.merge(vec![thread]);
         let t = &s.rules[0];
         assert_eq!(t.get(&x).unwrap().value, 5.0);
         assert_eq!(t.get(&x).unwrap().lines, 2);
-        // x twice and y: z would have been a fourth entry, over max_keys.
-        assert_eq!(t.len(), 3);
-        assert_eq!(t.lines(), 3);
-        assert_eq!(t.overflow_lines, 1);
+        // x once from each source, y and z.
+        assert_eq!(t.len(), 4);
+        assert_eq!(t.lines(), 4);
+        assert_eq!(t.overflow_lines, 0);
         let mut full = CountTable::unique_with_capacity(1, 1);
         assert!(full.push_unique(&x, cell(1.0)));
         assert!(!full.push_unique(&y, cell(1.0)));
