@@ -152,6 +152,54 @@ pub struct Scratch {
     pub items: [Item; MAX_ITEMS],
 }
 
+impl Scratch {
+    /// An empty parse area, for the host tests (the programs use the
+    /// per-CPU map's).
+    pub const EMPTY: Scratch = Scratch {
+        buf: [0; BUF_LEN],
+        st: State::new(),
+        lines: [LineRec::EMPTY; MAX_LINES as usize],
+        items: [Item {
+            rule: 0,
+            n_group: 0,
+            value: 0,
+            slots: [Cap::UNSEEN; MAX_GROUP],
+        }; MAX_ITEMS],
+    };
+}
+
+/// Passes 1 and 2 over `data` as the programs run them, with plain loops
+/// instead of `bpf_loop` (host tests): Err is the `counter::PASS_*` reason
+/// the datagram goes to userspace whole; on Ok the items to count are
+/// `s.items[..s.st.n_items]`.
+#[cfg(not(target_arch = "bpf"))]
+pub fn parse_lines(s: &mut Scratch, cfg: &KernelConfig, data: &[u8]) -> Result<(), u32> {
+    if data.len() > BUF_LEN {
+        return Err(counter::PASS_TOO_LONG);
+    }
+    s.buf[..data.len()].copy_from_slice(data);
+    s.st.start(data.len() as u32);
+    // Pass 1: every byte and the virtual newline past the end.
+    for _ in 0..=data.len() {
+        if !advance(s, cfg) {
+            break;
+        }
+    }
+    if s.st.bail != 0 {
+        return Err(s.st.bail);
+    }
+    // Pass 2: the lines.
+    for l in 0..s.st.lines {
+        if !eval_line(s, cfg, l) {
+            break;
+        }
+    }
+    if s.st.bail != 0 {
+        return Err(s.st.bail);
+    }
+    Ok(())
+}
+
 impl State {
     pub const fn new() -> State {
         State {

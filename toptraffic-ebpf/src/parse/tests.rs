@@ -50,38 +50,8 @@ type Counted = (u32, Vec<Vec<u8>>, i64);
 
 /// What the three passes count, or the reason the datagram goes to userspace.
 fn run(cfg: &KernelConfig, data: &[u8]) -> Result<(State, Vec<Counted>), u32> {
-    let mut s: Box<Scratch> = Box::new(Scratch {
-        buf: [0; BUF_LEN],
-        st: State::new(),
-        lines: [LineRec::EMPTY; MAX_LINES as usize],
-        items: [Item {
-            rule: 0,
-            n_group: 0,
-            value: 0,
-            slots: [Cap::UNSEEN; MAX_GROUP],
-        }; MAX_ITEMS],
-    });
-    if data.len() > BUF_LEN {
-        return Err(counter::PASS_TOO_LONG);
-    }
-    s.buf[..data.len()].copy_from_slice(data);
-    s.st.start(data.len() as u32);
-    for _ in 0..=data.len() {
-        if !advance(&mut s, cfg) {
-            break;
-        }
-    }
-    if s.st.bail != 0 {
-        return Err(s.st.bail);
-    }
-    for l in 0..s.st.lines {
-        if !eval_line(&mut s, cfg, l) {
-            break;
-        }
-    }
-    if s.st.bail != 0 {
-        return Err(s.st.bail);
-    }
+    let mut s = Box::new(Scratch::EMPTY);
+    parse_lines(&mut s, cfg, data)?;
     let mut out = Vec::new();
     for item in &s.items[..s.st.n_items as usize] {
         let mut key = GroupKey::zeroed();

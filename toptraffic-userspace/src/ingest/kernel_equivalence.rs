@@ -20,12 +20,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use proptest::test_runner::Config as ProptestConfig;
-use toptraffic_common::{
-    counter, GroupKey, KernelConfig, BUF_LEN, KEY_LEN_PREFIX, MAX_GROUP, MAX_ITEMS, MAX_LINES,
-};
-use toptraffic_ebpf::parse::{
-    self, Cap, Item, LineRec, Scratch, State, DROP_FILTERED, DROP_MISSING_FIELD, DROP_UNKNOWN,
-};
+use toptraffic_common::{counter, GroupKey, KernelConfig, BUF_LEN, KEY_LEN_PREFIX, MAX_LINES};
+use toptraffic_ebpf::parse::{self, Scratch, DROP_FILTERED, DROP_MISSING_FIELD, DROP_UNKNOWN};
 
 use crate::config::Config;
 use crate::ingest::kernel_config::plan;
@@ -59,47 +55,11 @@ struct UserCount {
     other_drops: Vec<(DropReason, u64)>,
 }
 
-fn new_scratch() -> Box<Scratch> {
-    Box::new(Scratch {
-        buf: [0; BUF_LEN],
-        st: State::new(),
-        lines: [LineRec::EMPTY; MAX_LINES as usize],
-        items: [Item {
-            rule: 0,
-            n_group: 0,
-            value: 0,
-            slots: [Cap::UNSEEN; MAX_GROUP],
-        }; MAX_ITEMS],
-    })
-}
-
 /// Runs the kernel's three passes as the programs do: Err is the
 /// `counter::PASS_*` reason the datagram goes to userspace whole.
 fn kernel(cfg: &KernelConfig, data: &[u8]) -> Result<KernelCount, u32> {
-    if data.len() > BUF_LEN {
-        return Err(counter::PASS_TOO_LONG);
-    }
-    let mut s = new_scratch();
-    s.buf[..data.len()].copy_from_slice(data);
-    s.st.start(data.len() as u32);
-    // Pass 1: every byte and the virtual newline past the end.
-    for _ in 0..=data.len() {
-        if !parse::advance(&mut s, cfg) {
-            break;
-        }
-    }
-    if s.st.bail != 0 {
-        return Err(s.st.bail);
-    }
-    // Pass 2: the lines.
-    for l in 0..s.st.lines {
-        if !parse::eval_line(&mut s, cfg, l) {
-            break;
-        }
-    }
-    if s.st.bail != 0 {
-        return Err(s.st.bail);
-    }
+    let mut s = Box::new(Scratch::EMPTY);
+    parse::parse_lines(&mut s, cfg, data)?;
     // Pass 3: the items, into keys.
     let mut tables = Tables::new();
     for item in &s.items[..s.st.n_items as usize] {
