@@ -933,4 +933,4 @@ mod tests {
 
 #[cfg(test)]
 #[path = "lineproto_proptests.rs"]
-mod proptests;
+pub(crate) mod proptests;

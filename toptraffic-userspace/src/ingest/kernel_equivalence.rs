@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::sample::{select, Index};
+use proptest::sample::select;
 use proptest::test_runner::Config as ProptestConfig;
 use toptraffic_common::{counter, GroupKey, KernelConfig, BUF_LEN, KEY_LEN_PREFIX, MAX_LINES};
 use toptraffic_ebpf::parse::{self, Scratch, DROP_FILTERED, DROP_MISSING_FIELD, DROP_UNKNOWN};
@@ -26,6 +26,7 @@ use toptraffic_ebpf::parse::{self, Scratch, DROP_FILTERED, DROP_MISSING_FIELD, D
 use crate::config::Config;
 use crate::ingest::kernel_config::plan;
 use crate::ingest::udp::Counter;
+use crate::lineproto::proptests::edit;
 use crate::rules::RuleSet;
 use crate::stats::{DropReason, LocalCounters};
 
@@ -383,36 +384,11 @@ fn plain_datagram() -> impl Strategy<Value = Vec<u8>> {
 /// The line protocol's special bytes and common ones.
 const ALPHABET: &[u8] = b", =\"\\\n\r\t#-.0123456789iuteEabcdfmnoprsTFN\0\x80";
 
-#[derive(Debug, Clone)]
-enum Edit {
-    Delete(Index),
-    Insert(Index, u8),
-    Replace(Index, u8),
-}
-
-fn edit() -> impl Strategy<Value = Edit> {
-    prop_oneof![
-        any::<Index>().prop_map(Edit::Delete),
-        (any::<Index>(), select(ALPHABET)).prop_map(|(i, c)| Edit::Insert(i, c)),
-        (any::<Index>(), select(ALPHABET)).prop_map(|(i, c)| Edit::Replace(i, c)),
-    ]
-}
-
 /// A plain datagram with a few bytes deleted, inserted or replaced.
 fn mutated_datagram() -> impl Strategy<Value = Vec<u8>> {
-    (plain_datagram(), vec(edit(), 1..5)).prop_map(|(mut d, edits)| {
-        for e in edits {
-            match e {
-                Edit::Delete(i) if !d.is_empty() => {
-                    d.remove(i.index(d.len()));
-                }
-                Edit::Insert(i, c) => d.insert(i.index(d.len() + 1), c),
-                Edit::Replace(i, c) if !d.is_empty() => {
-                    let i = i.index(d.len());
-                    d[i] = c;
-                }
-                _ => {}
-            }
+    (plain_datagram(), vec(edit(ALPHABET.to_vec()), 1..5)).prop_map(|(mut d, edits)| {
+        for e in &edits {
+            e.apply(&mut d);
         }
         d
     })
