@@ -164,28 +164,14 @@ impl Serialize for KapacitorData<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::UNIX_EPOCH;
 
-    pub(crate) fn sample() -> AlertEvent {
+    /// The recorded WARNING, with the message and details its JSON test
+    /// expects.
+    fn sample() -> AlertEvent {
         AlertEvent {
-            id: "combined:id=900002,ip=192.0.2.2".into(),
             message: "Observed 18630 requests to Production Store ID 900002 for IP 192.0.2.2 within the last minute.".into(),
             details: "d".into(),
-            // 2026-11-24T23:57:40Z
-            time: UNIX_EPOCH + Duration::from_secs(1_795_564_660),
-            duration: Duration::ZERO,
-            level: Level::Warning,
-            previous_level: Level::Ok,
-            recoverable: true,
-            name: "combined".into(),
-            task: "top_combined".into(),
-            block: "#1".into(),
-            tags: [("ip", "192.0.2.2"), ("id", "900002")]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            field: "totalCount".into(),
-            value: 18630.0,
+            ..crate::sink::test_support::event(Level::Warning)
         }
     }
 
