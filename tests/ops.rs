@@ -911,6 +911,39 @@ fn image_config(pins: &Path) -> (String, SocketAddr, SocketAddr) {
     (c, udp, http)
 }
 
+/// `podman run` arguments for the image's daemon in kernel mode on
+/// `config` (mounted where the image looks), with bpffs and `opts`.
+fn daemon_args<'a>(image: &'a str, mount: &'a str, opts: &[&'a str]) -> Vec<&'a str> {
+    let mut args: Vec<&str> = RUN.to_vec();
+    args.extend(opts);
+    args.extend(["-v", "/sys/fs/bpf:/sys/fs/bpf", "-v", mount]);
+    args.extend([
+        image,
+        "run",
+        "--config",
+        "/etc/toptraffic/config.toml",
+        "--mode",
+        "kernel",
+    ]);
+    args
+}
+
+/// The volume option that mounts `config` where the image looks for it.
+fn config_mount(config: &Path) -> String {
+    format!("{}:/etc/toptraffic/config.toml:ro", config.display())
+}
+
+/// Runs the image's daemon with `config` and `opts`, in kernel mode, and
+/// fails (with what it said) unless it refuses to start saying `why`.
+fn image_refuses(p: &Podman, image: &str, config: &Path, opts: &[&str], why: &str) {
+    let mount = config_mount(config);
+    let args = daemon_args(image, &mount, opts);
+    let out = p.cmd().args(&args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(why), "{err}");
+}
+
 /// Runs the daemon's image with `opts` and waits for its API; returns the
 /// container's name.
 fn start_image(
@@ -921,26 +954,10 @@ fn start_image(
     config: &Path,
     http: SocketAddr,
 ) -> String {
-    let mount = format!("{}:/etc/toptraffic/config.toml:ro", config.display());
-    let mut args: Vec<&str> = RUN.to_vec();
-    args.extend([
-        "--detach",
-        "--name",
-        name,
-        "-v",
-        "/sys/fs/bpf:/sys/fs/bpf",
-        "-v",
-        &mount,
-    ]);
-    args.extend(opts);
-    args.extend([
-        image,
-        "run",
-        "--config",
-        "/etc/toptraffic/config.toml",
-        "--mode",
-        "kernel",
-    ]);
+    let mount = config_mount(config);
+    let mut detached = vec!["--detach", "--name", name];
+    detached.extend(opts);
+    let args = daemon_args(image, &mount, &detached);
     p.ok(&args);
     let deadline = Instant::now() + Duration::from_secs(30);
     while loadgen::get_json(http, "/api/v1/stats").is_err() {
@@ -1055,42 +1072,20 @@ fn image_counts_exactly_with_three_capabilities_and_names_what_is_missing() {
     let pins = Pins::new("image-nobpf", 0);
     let (text, _, _) = image_config(&pins.dir());
     let config = temp_file("config.toml", &text);
-    let mount = format!("{}:/etc/toptraffic/config.toml:ro", config.display());
-    let mut args: Vec<&str> = RUN.to_vec();
-    args.extend([
-        "--rm",
-        "--cap-add=CAP_NET_ADMIN,CAP_PERFMON",
-        "--security-opt",
-        &profile,
-    ]);
-    args.extend(["-v", "/sys/fs/bpf:/sys/fs/bpf", "-v", &mount]);
-    args.extend([
+    image_refuses(
+        &p,
         &image,
-        "run",
-        "--config",
-        "/etc/toptraffic/config.toml",
-        "--mode",
-        "kernel",
-    ]);
-    let out = p.cmd().args(&args).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
-    assert!(err.contains("lacks CAP_BPF"), "{err}");
+        &config,
+        &[
+            "--rm",
+            "--cap-add=CAP_NET_ADMIN,CAP_PERFMON",
+            "--security-opt",
+            &profile,
+        ],
+        "lacks CAP_BPF",
+    );
 
     // 4. The three capabilities under podman's default seccomp profile,
     // which allows bpf() only with CAP_SYS_ADMIN: the error says so.
-    let mut args: Vec<&str> = RUN.to_vec();
-    args.extend(["--rm", caps, "-v", "/sys/fs/bpf:/sys/fs/bpf", "-v", &mount]);
-    args.extend([
-        &image,
-        "run",
-        "--config",
-        "/etc/toptraffic/config.toml",
-        "--mode",
-        "kernel",
-    ]);
-    let out = p.cmd().args(&args).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
-    assert!(err.contains("seccomp"), "{err}");
+    image_refuses(&p, &image, &config, &["--rm", caps], "seccomp");
 }
