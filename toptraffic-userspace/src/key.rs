@@ -16,7 +16,7 @@ use toptraffic_common::KEY_LEN_PREFIX;
 /// is a trade: longer keys (a full IPv6 address and an id) cost a heap
 /// block besides, and every shorter one saves 24 bytes against room for
 /// both.
-pub const INLINE: usize = 38;
+const INLINE: usize = 38;
 
 /// An owned group key, as held in interval snapshots and the window. Small
 /// keys (all the seed's) live inline: no allocation when a key is first

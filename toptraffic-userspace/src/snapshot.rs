@@ -84,8 +84,7 @@ impl CountTable {
             c.add(cell);
             return true;
         }
-        if self.len() >= self.max_keys {
-            self.overflow_lines += cell.lines;
+        if !self.room_for(cell) {
             return false;
         }
         self.map.insert(key.into(), cell);
@@ -98,8 +97,7 @@ impl CountTable {
             c.add(cell);
             return true;
         }
-        if self.len() >= self.max_keys {
-            self.overflow_lines += cell.lines;
+        if !self.room_for(cell) {
             return false;
         }
         self.map.insert(key, cell);
@@ -110,8 +108,7 @@ impl CountTable {
     /// looking it up; false when the table is full.
     #[inline]
     pub fn push_unique(&mut self, key: &[u8], cell: Cell) -> bool {
-        if self.len() >= self.max_keys {
-            self.overflow_lines += cell.lines;
+        if !self.room_for(cell) {
             return false;
         }
         self.list.push((key.into(), cell));
@@ -134,12 +131,19 @@ impl CountTable {
             return;
         }
         for (k, c) in other.list {
-            if self.len() >= self.max_keys {
-                self.overflow_lines += c.lines;
-            } else {
+            if self.room_for(c) {
                 self.list.push((k, c));
             }
         }
+    }
+
+    /// Whether a new entry fits; if not, its lines are counted as refused.
+    fn room_for(&mut self, cell: Cell) -> bool {
+        if self.len() >= self.max_keys {
+            self.overflow_lines += cell.lines;
+            return false;
+        }
+        true
     }
 
     /// Entries held: the keys, or more when a key came from two sources.

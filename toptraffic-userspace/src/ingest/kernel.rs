@@ -294,8 +294,8 @@ pub struct KernelPath {
     xdp: Option<aya::programs::xdp::XdpLinkId>,
     pub plan: KernelPlan,
     sockets: Vec<RawFd>,
-    /// Empties the generation drained last, off the rotation's path; joined
-    /// before that map becomes the active one again.
+    /// Empties the generation drained last, off the rotation's path; waited
+    /// for before that map becomes the active one again.
     clearer: Clearer,
     /// A generation handed to the clearer and not yet waited for.
     clearing: bool,
@@ -826,10 +826,8 @@ impl KernelPath {
             *n = t.len();
         }
         let drain = started.elapsed() - swap;
-        // Deleting is as slow as reading: do it on the side, with a walk that
-        // deletes as it reads (a list of the keys would cost as much memory
-        // as the keys). The map is not used until the next drain, which
-        // waits for this.
+        // Emptied on the side (see Clearer); the map is not used until the
+        // next drain, which waits for this.
         self.clearer
             .jobs
             .send(self.gens[old].fd().as_fd().as_raw_fd())
@@ -878,8 +876,8 @@ impl KernelPath {
 /// The thread that empties drained generations, off the rotation's path:
 /// deleting is as slow as reading. It walks with a batch command that
 /// deletes as it reads (a list of the keys would cost as much memory as
-/// the keys). One thread for the daemon's life, so that its buffers are
-/// allocated once.
+/// the keys). One thread for the daemon's life rather than one started
+/// every interval.
 struct Clearer {
     jobs: std::sync::mpsc::Sender<RawFd>,
     done: std::sync::mpsc::Receiver<io::Result<Duration>>,
