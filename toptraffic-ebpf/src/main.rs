@@ -184,10 +184,9 @@ mod programs {
             lost: 0,
         };
         let ctx_ptr = &mut ctx as *mut LoopCtx as *mut c_void;
-        // One step per byte plus the virtual newline that ends the last line.
-        // SAFETY: a static callback and a stack context, as bpf_loop wants.
         // Each call takes one byte or more, the virtual newline past the
         // end included: len + 1 calls finish.
+        // SAFETY: a static callback and a stack context, as bpf_loop wants.
         unsafe { bpf_loop(len + 1, parse_cb as *mut c_void, ctx_ptr, 0) };
         if unsafe { (*s).st.bail == 0 && (*s).st.pos <= len } {
             unsafe { (*s).st.bail = counter::PASS_INTERNAL };

@@ -1,9 +1,11 @@
-//! The kernel's line protocol parser, one byte per step.
+//! The kernel's line protocol parser: a state machine over bytes, with
+//! plain runs skipped a word at a time.
 //!
 //! Both programs (socket filter and XDP) copy the datagram's payload into a
 //! per-CPU [`Scratch`] and make three passes, each a `bpf_loop` (the host
 //! tests use plain loops):
-//! 1. [`step`] over every byte, plus one virtual `\n` past the end: validates
+//! 1. [`advance`] over the bytes, plus one virtual `\n` past the end (it
+//!    skips plain runs and hands every other byte to [`step`]): validates
 //!    the line protocol and records per line its measurement, the positions
 //!    of the tag values the rules name, and the summed fields' values;
 //! 2. [`eval_line`] over the lines: which rules take each line, as [`Item`]s;
@@ -179,7 +181,7 @@ pub fn parse_lines(s: &mut Scratch, cfg: &KernelConfig, data: &[u8]) -> Result<(
     }
     s.buf[..data.len()].copy_from_slice(data);
     s.st.start(data.len() as u32);
-    // Pass 1: every byte and the virtual newline past the end.
+    // Pass 1: a call or fewer per byte and the virtual newline past the end.
     for _ in 0..=data.len() {
         if !advance(s, cfg) {
             break;
