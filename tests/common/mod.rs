@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod stop;
+
 use serde_json::Value;
 use toptraffic::loadgen;
 
@@ -162,34 +164,16 @@ impl Daemon {
 
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(mut self) -> ExitStatus {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(Instant::now() < deadline, "no exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        stop::sigterm_and_wait(&mut self.child, Duration::from_secs(20))
+            .expect("no exit after SIGTERM")
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        // SIGTERM first, so that the daemon removes its pins; kill it if it
+        // SIGTERM first, so that the daemon removes its pins; killed if it
         // does not stop in time.
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop::stop(&mut self.child, Duration::from_secs(10));
     }
 }
 

@@ -1,0 +1,31 @@
+//! Stopping a daemon a test or benchmark started (the benches include this
+//! file too).
+
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+/// Sends SIGTERM (so that the daemon removes its pins) and waits up to
+/// `grace` for the exit: None if it has not exited by then.
+pub fn sigterm_and_wait(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Stops a daemon for good: SIGTERM, and SIGKILL if it has not exited
+/// within `grace`.
+pub fn stop(child: &mut Child, grace: Duration) {
+    if sigterm_and_wait(child, grace).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
