@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::goformat::{json_number, rfc3339};
 use crate::metrics::Metrics;
 use crate::rotation::Control;
 use crate::view::Shared;
@@ -51,19 +52,6 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(state)
-}
-
-/// A number as JSON: integral values without a fraction (`1234`, not `1234.0`).
-pub fn number(v: f64) -> Value {
-    if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
-        json!(v as i64)
-    } else {
-        json!(v)
-    }
-}
-
-pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 fn error(status: StatusCode, message: String) -> Response {
@@ -134,7 +122,7 @@ async fn top(State(st): State<AppState>, Query(q): Query<TopQuery>) -> Response 
                 .into_iter()
                 .map(|(n, v)| (n, Value::String(v)))
                 .collect();
-            json!({ "tags": tags, "value": number(v) })
+            json!({ "tags": tags, "value": json_number(v) })
         })
         .collect();
     Json(json!({
@@ -142,7 +130,7 @@ async fn top(State(st): State<AppState>, Query(q): Query<TopQuery>) -> Response 
         "as": rule.as_name,
         "group_by": rule.group_by,
         "window_end": answer.window_end.map(rfc3339),
-        "period_s": number(view.period_s),
+        "period_s": json_number(view.period_s),
         "keys": answer.keys,
         "top": top,
     }))
@@ -310,17 +298,4 @@ async fn metrics(State(st): State<AppState>) -> Response {
         st.metrics.encode(),
     )
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn integral_numbers_have_no_fraction() {
-        assert_eq!(number(1234.0).to_string(), "1234");
-        assert_eq!(number(-3.0).to_string(), "-3");
-        assert_eq!(number(1.5).to_string(), "1.5");
-        assert_eq!(number(1e300).to_string(), "1e+300");
-    }
 }

@@ -10,6 +10,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+mod goformat;
 pub mod ingest;
 pub mod key;
 pub mod lineproto;

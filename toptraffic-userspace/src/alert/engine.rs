@@ -365,8 +365,8 @@ impl RuleAlerts {
                     .map(|(k, ka)| KeyAlertView {
                         tags: tags_and_group(&self.group_by, k).0,
                         level: ka.state.level(),
-                        since: ka.state.since().map(crate::api::rfc3339),
-                        value: crate::api::number(ka.value),
+                        since: ka.state.since().map(crate::goformat::rfc3339),
+                        value: crate::goformat::json_number(ka.value),
                         flapping: ka.state.flapping(),
                     })
                     .collect();

@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
+use crate::goformat::{json_number, rfc3339_nano, to_json};
+
 /// Alert levels, ordered as Kapacitor orders them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Level {
@@ -42,24 +44,6 @@ impl Serialize for Level {
     }
 }
 
-/// RFC 3339 with nanoseconds trimmed as Go's time.RFC3339Nano prints them
-/// (`2026-11-24T23:57:40Z`, `2026-11-24T23:57:40.5Z`).
-pub fn rfc3339_nano(t: SystemTime) -> String {
-    let s = humantime::format_rfc3339_nanos(t).to_string();
-    // humantime prints 9 fraction digits; Go trims trailing zeros and the dot.
-    match s.split_once('.') {
-        Some((head, frac)) => {
-            let frac = frac.trim_end_matches('Z').trim_end_matches('0');
-            if frac.is_empty() {
-                format!("{head}Z")
-            } else {
-                format!("{head}.{frac}Z")
-            }
-        }
-        None => s,
-    }
-}
-
 /// One alert event: what every sink gets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertEvent {
@@ -90,35 +74,8 @@ pub struct AlertEvent {
 impl AlertEvent {
     /// Kapacitor's alert JSON, one object, no trailing newline.
     pub fn to_json(&self) -> String {
-        go_json(&serde_json::to_string(&KapacitorData(self)).expect("serializing cannot fail"))
+        to_json(&KapacitorData(self))
     }
-}
-
-/// Escapes JSON text as Go's encoding/json does by default (it escapes
-/// `<`, `>` and `&` for HTML, and U+2028/U+2029 for JavaScript). These
-/// characters only occur inside strings, so a plain replace is exact.
-pub fn go_json(json: &str) -> String {
-    if !json.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
-        return json.to_string();
-    }
-    let mut out = String::with_capacity(json.len() + 16);
-    for c in json.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A number as Go's encoding/json writes a float64 that holds an integer:
-/// without a fraction.
-pub(crate) fn json_number(v: f64) -> serde_json::Value {
-    crate::api::number(v)
 }
 
 struct KapacitorData<'a>(&'a AlertEvent);

@@ -21,6 +21,7 @@ use std::fmt::{self, Write as _};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::event::Level;
+use crate::goformat::json_string;
 
 // ---------------------------------------------------------------------------
 // Data
@@ -4844,7 +4845,7 @@ fn json_encode(out: &mut String, v: &Value) -> Result<(), ()> {
         Value::Str(s) => json_string(out, s),
         Value::Time(t) => {
             out.push('"');
-            out.push_str(&super::event::rfc3339_nano(*t));
+            out.push_str(&crate::goformat::rfc3339_nano(*t));
             out.push('"');
         }
         Value::Map(m) => {
@@ -4922,31 +4923,6 @@ fn json_float(f: f64) -> Option<String> {
         }
     }
     Some(s)
-}
-
-/// encode.go, encodeState.string with escapeHTML.
-fn json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' => {
-                let _ = write!(out, "\\u00{:02x}", c as u32);
-            }
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u00{:02x}", c as u32);
-            }
-            '\u{2028}' | '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 // ---------------------------------------------------------------------------
@@ -5507,10 +5483,7 @@ mod tests {
         }
         let t = UNIX_EPOCH + Duration::new(TIME, 500_000_000);
         assert_eq!(time_string(t), "2026-11-24 23:57:40.5 +0000 UTC");
-        assert_eq!(
-            super::super::event::rfc3339_nano(t),
-            "2026-11-24T23:57:40.5Z"
-        );
+        assert_eq!(crate::goformat::rfc3339_nano(t), "2026-11-24T23:57:40.5Z");
     }
 
     #[test]

@@ -35,8 +35,9 @@ use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use serde::Serialize;
 
 use super::{http_client, post, Deliver, DeliveryError};
-use crate::alert::event::{json_number, rfc3339_nano, AlertEvent, Level};
+use crate::alert::event::{AlertEvent, Level};
 use crate::config::AlertmanagerSink;
+use crate::goformat::{json_number, rfc3339_nano};
 
 pub(super) struct Alertmanager {
     client: reqwest::Client,

@@ -70,9 +70,7 @@ fn payload(cfg: &SlackSink, ev: &AlertEvent) -> String {
             mrkdwn_in: ["text"],
         }],
     };
-    let mut json = crate::alert::event::go_json(
-        &serde_json::to_string(&body).expect("serializing strings cannot fail"),
-    );
+    let mut json = crate::goformat::to_json(&body);
     json.push('\n');
     json
 }
