@@ -13,9 +13,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::control::{Control, Reloader};
 use crate::goformat::{json_number, rfc3339};
 use crate::metrics::Metrics;
-use crate::rotation::Control;
 use crate::view::Shared;
 
 /// Default and largest `limit` of `/api/v1/top`.
@@ -29,7 +29,7 @@ pub struct AppState {
     /// Receive socket address, for /api/v1/stats.
     pub listen: String,
     /// Set when POST /api/v1/reload is enabled (http.reload).
-    pub reloader: Option<Arc<crate::rotation::Reloader>>,
+    pub reloader: Option<Arc<Reloader>>,
     /// To the rotation thread, which holds the window's keys.
     pub control: Arc<std::sync::Mutex<std::sync::mpsc::Sender<Control>>>,
 }

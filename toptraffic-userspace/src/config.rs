@@ -320,6 +320,29 @@ pub struct AlertmanagerSink {
     pub options: Option<SinkOptions>,
 }
 
+/// Options from the command line that override the config.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub mode: Option<Mode>,
+    pub listen: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+}
+
+impl Overrides {
+    /// Writes the overrides into `config`.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(m) = self.mode {
+            config.ingest.mode = m;
+        }
+        if let Some(a) = self.listen {
+            config.ingest.listen = a;
+        }
+        if let Some(a) = self.http {
+            config.http.listen = a;
+        }
+    }
+}
+
 /// Defaults, written once.
 pub mod defaults {
     use std::time::Duration;

@@ -20,12 +20,13 @@ use tracing::{info, warn};
 
 use crate::api::{self, AppState};
 use crate::clock::Clock;
-use crate::config::{Config, Mode, XdpMode};
+use crate::config::{Config, Mode, Overrides, XdpMode};
+use crate::control::{Control, Reloader};
 use crate::ingest::kernel::{Attach, KernelError, KernelPath, Options as KernelOptions};
 use crate::ingest::kernel_config::{self, KernelPlan};
 use crate::ingest::udp::{UdpIngest, UdpSettings};
 use crate::metrics::Metrics;
-use crate::rotation::{compile_alerts, Control, IntervalSource, Reload, Reloader, Rotator};
+use crate::rotation::{compile_alerts, IntervalSource, Reload, Rotator};
 use crate::rules::RuleSet;
 use crate::snapshot::IntervalSnapshot;
 use crate::stats::DropReason;
@@ -67,28 +68,6 @@ impl IntervalSource for SocketDrops {
             .map_or(0, |k| k.socket_filter_datagrams());
         let total = drops.saturating_sub(self.base).saturating_sub(consumed);
         self.shared.receive_queue_drops.store(total, Relaxed);
-    }
-}
-
-/// Options from the command line that override the config.
-#[derive(Debug, Default, Clone)]
-pub struct Overrides {
-    pub mode: Option<Mode>,
-    pub listen: Option<SocketAddr>,
-    pub http: Option<SocketAddr>,
-}
-
-impl Overrides {
-    pub fn apply(&self, config: &mut Config) {
-        if let Some(m) = self.mode {
-            config.ingest.mode = m;
-        }
-        if let Some(a) = self.listen {
-            config.ingest.listen = a;
-        }
-        if let Some(a) = self.http {
-            config.http.listen = a;
-        }
     }
 }
 

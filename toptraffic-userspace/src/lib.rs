@@ -9,6 +9,7 @@ pub mod alert;
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod daemon;
 mod goformat;
 pub mod ingest;

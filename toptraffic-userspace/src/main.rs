@@ -14,8 +14,9 @@ use toptraffic::clock::SystemClock;
 /// See Cargo.toml: flat RSS under churn, and speed in the musl build.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use toptraffic::config::Overrides;
 use toptraffic::config::{self, Config, Mode};
-use toptraffic::daemon::{self, Overrides};
+use toptraffic::daemon;
 
 #[derive(Parser)]
 #[command(

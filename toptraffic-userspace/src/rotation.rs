@@ -2,7 +2,6 @@
 //! (drain the sources, slide the window, evaluate alerts, publish), applies
 //! reloads between rotations, and saves and restores the state file.
 
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -12,6 +11,7 @@ use tracing::{error, info, info_span, warn};
 use crate::alert::engine::{compile_rule, RuleAlerts};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
+use crate::control::{Control, TopAnswer};
 use crate::metrics::Metrics;
 use crate::persist::{self, SavedRule, SavedState};
 use crate::rules::RuleSet;
@@ -46,31 +46,6 @@ pub trait IntervalSource: Send {
     fn check_reload(&self, _config: &Config) -> Result<(), String> {
         Ok(())
     }
-}
-
-/// A rule's top keys, as the API serves them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TopAnswer {
-    pub window_end: Option<SystemTime>,
-    /// Keys in the window (all of them, not only those returned).
-    pub keys: usize,
-    /// (tags in group_by order, value), by value descending.
-    pub top: Vec<(Vec<(String, String)>, f64)>,
-}
-
-/// Messages to the rotation thread.
-pub enum Control {
-    /// Save the state file (if configured) and stop.
-    Stop,
-    /// A rule's top `limit` keys; None when there is no such rule.
-    Top {
-        rule: String,
-        limit: usize,
-        reply: mpsc::Sender<Option<TopAnswer>>,
-    },
-    /// Apply a validated config; the result (a summary, or why not) goes
-    /// back on the channel.
-    Reload(Box<Config>, mpsc::Sender<Result<String, String>>),
 }
 
 /// Compiles every rule's alert blocks and starts their sinks on `rt`;
@@ -504,37 +479,6 @@ impl Rotator {
             }
             self.rotate(closing);
         }
-    }
-}
-
-/// Loads the config again and hands it to the rotation thread.
-pub struct Reloader {
-    pub path: Option<PathBuf>,
-    pub overrides: crate::daemon::Overrides,
-    pub control: Arc<std::sync::Mutex<mpsc::Sender<Control>>>,
-}
-
-impl Reloader {
-    /// Blocking: reads and validates the config, then waits for the
-    /// rotation thread to apply it. Errors name the file, line and field.
-    pub fn reload(&self) -> Result<String, String> {
-        let mut config = match &self.path {
-            Some(p) => Config::load(p),
-            None => Config::parse(
-                crate::config::DEFAULT_CONFIG,
-                crate::config::DEFAULT_CONFIG_NAME,
-            ),
-        }
-        .map_err(|e| e.to_string())?;
-        self.overrides.apply(&mut config);
-        let (tx, rx) = mpsc::channel();
-        self.control
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(Control::Reload(Box::new(config), tx))
-            .map_err(|_| "the daemon is stopping".to_string())?;
-        rx.recv_timeout(Duration::from_secs(30))
-            .map_err(|_| "the rotation thread did not answer".to_string())?
     }
 }
 

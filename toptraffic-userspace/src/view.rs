@@ -3,7 +3,7 @@
 //! After each rotation a small [`WindowView`] (per rule: keys, overflow) is
 //! swapped in. The keys themselves stay in the window engine, which only
 //! the rotation thread touches: `/api/v1/top` asks that thread (see
-//! `rotation::Control::Top`), which answers between rotations, so every
+//! `control::Control::Top`), which answers between rotations, so every
 //! answer is one closed interval's window whole and no copy of the keys is
 //! kept for the API.
 

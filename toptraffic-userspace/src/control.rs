@@ -1,0 +1,65 @@
+//! Messages to the rotation thread: what the HTTP layer and the daemon may ask of it.
+//!
+//! The rotation thread owns the window and the alert states; everything
+//! else talks to it through [`Control`] on a channel, and it answers between
+//! rotations. The HTTP layer depends on this protocol, not on the thread.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use crate::config::{Config, Overrides, DEFAULT_CONFIG, DEFAULT_CONFIG_NAME};
+
+/// A rule's top keys, as the API serves them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopAnswer {
+    pub window_end: Option<SystemTime>,
+    /// Keys in the window (all of them, not only those returned).
+    pub keys: usize,
+    /// (tags in group_by order, value), by value descending.
+    pub top: Vec<(Vec<(String, String)>, f64)>,
+}
+
+/// Messages to the rotation thread.
+pub enum Control {
+    /// Save the state file (if configured) and stop.
+    Stop,
+    /// A rule's top `limit` keys; None when there is no such rule.
+    Top {
+        rule: String,
+        limit: usize,
+        reply: mpsc::Sender<Option<TopAnswer>>,
+    },
+    /// Apply a validated config; the result (a summary, or why not) goes
+    /// back on the channel.
+    Reload(Box<Config>, mpsc::Sender<Result<String, String>>),
+}
+
+/// Loads the config again and hands it to the rotation thread.
+pub struct Reloader {
+    pub path: Option<PathBuf>,
+    pub overrides: Overrides,
+    pub control: Arc<Mutex<mpsc::Sender<Control>>>,
+}
+
+impl Reloader {
+    /// Blocking: reads and validates the config, then waits for the
+    /// rotation thread to apply it. Errors name the file, line and field.
+    pub fn reload(&self) -> Result<String, String> {
+        let mut config = match &self.path {
+            Some(p) => Config::load(p),
+            None => Config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME),
+        }
+        .map_err(|e| e.to_string())?;
+        self.overrides.apply(&mut config);
+        let (tx, rx) = mpsc::channel();
+        self.control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(Control::Reload(Box::new(config), tx))
+            .map_err(|_| "the daemon is stopping".to_string())?;
+        rx.recv_timeout(Duration::from_secs(30))
+            .map_err(|_| "the rotation thread did not answer".to_string())?
+    }
+}
