@@ -221,11 +221,14 @@ fn container(docs: &[Yaml]) -> &Yaml {
 }
 
 /// The config the ConfigMap carries, parsed by the daemon's own parser.
-fn configmap_config(docs: &[Yaml]) -> Config {
-    let text = object(docs, "ConfigMap")["data"]["config.toml"]
+fn configmap_text(docs: &[Yaml]) -> &str {
+    object(docs, "ConfigMap")["data"]["config.toml"]
         .as_str()
-        .expect("the ConfigMap holds config.toml");
-    Config::parse(text, "ConfigMap config.toml").unwrap_or_else(|e| panic!("{e}"))
+        .expect("the ConfigMap holds config.toml")
+}
+
+fn configmap_config(docs: &[Yaml]) -> Config {
+    Config::parse(configmap_text(docs), "ConfigMap config.toml").unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A Kubernetes quantity in bytes (the suffixes these manifests use).
@@ -299,10 +302,7 @@ fn kustomize_renders_the_base_and_the_privileged_variant() {
     assert_eq!(psc["privileged"].as_bool(), Some(true), "{psc:?}");
     // The same objects otherwise.
     assert_eq!(base.docs.len(), privileged.docs.len());
-    assert_eq!(
-        configmap_config(&base.docs).text,
-        configmap_config(&privileged.docs).text
-    );
+    assert_eq!(configmap_text(&base.docs), configmap_text(&privileged.docs));
 }
 
 /// kubernetes-validate in a virtualenv of the tests' own under target/,

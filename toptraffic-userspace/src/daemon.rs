@@ -26,7 +26,7 @@ use crate::ingest::kernel::{Attach, KernelError, KernelPath, Options as KernelOp
 use crate::ingest::kernel_config::{self, KernelPlan};
 use crate::ingest::udp::{UdpIngest, UdpSettings};
 use crate::metrics::Metrics;
-use crate::rotation::{compile_alerts, IntervalSource, Reload, Rotator};
+use crate::rotation::{start_alerts, IntervalSource, Reload, Rotator};
 use crate::rules::RuleSet;
 use crate::snapshot::IntervalSnapshot;
 use crate::stats::DropReason;
@@ -368,7 +368,7 @@ pub async fn run(
         shared: shared.clone(),
     }));
     let rt = tokio::runtime::Handle::current();
-    let alerts = compile_alerts(&config, &shared, &rt)?;
+    let alerts = start_alerts(&config, &shared, &rt);
     let mut rotator = Rotator::new(
         config.clone(),
         shared.clone(),

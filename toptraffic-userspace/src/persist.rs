@@ -27,7 +27,7 @@ const MAX_BYTES: u64 = 1 << 20;
 #[derive(Debug, Clone, PartialEq)]
 pub struct SavedRule {
     pub name: String,
-    /// What the rule counts and how it groups (`config::Rule::grouping`):
+    /// What the rule counts and how it groups (`config::Grouping::key`):
     /// a rule is restored only into one that groups the same way.
     pub grouping: String,
     pub overflow_lines: u64,

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{error, info, info_span, warn};
 
-use crate::alert::engine::{compile_rule, RuleAlerts};
+use crate::alert::engine::RuleAlerts;
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::control::{Control, TopAnswer};
 use crate::metrics::Metrics;
 use crate::persist::{self, SavedRule, SavedState};
 use crate::rules::RuleSet;
-use crate::sink::{spawn_sink, SinkConfig, SinkHandle};
+use crate::sink::{spawn_sink, SinkHandle};
 use crate::snapshot::{CountTable, IntervalSnapshot, Intervals};
 use crate::view::{Shared, WindowView};
 use crate::window::WindowEngine;
@@ -48,36 +48,28 @@ pub trait IntervalSource: Send {
     }
 }
 
-/// Compiles every rule's alert blocks and starts their sinks on `rt`;
-/// publishes the blocks and sinks for the API and metrics.
-pub fn compile_alerts(
+/// Starts the sinks of every rule's alert blocks on `rt`; publishes the
+/// blocks and sinks for the API and metrics.
+pub fn start_alerts(
     config: &Config,
     shared: &Shared,
     rt: &tokio::runtime::Handle,
-) -> Result<Vec<RuleAlerts>, ConfigError> {
+) -> Vec<RuleAlerts> {
     let mut sinks: Vec<SinkHandle> = Vec::new();
     let mut alerts = Vec::with_capacity(config.rules.len());
     for r in &config.rules {
-        let ra = compile_rule(r, &config.source, &config.text, |block, name| {
-            SinkConfig::of_block(block)
-                .into_iter()
+        let ra = RuleAlerts::new(r, |block| {
+            block
+                .sinks
+                .iter()
                 .map(|c| {
-                    let sink_name = format!("{}/{}/{}", r.name, name, c.kind());
-                    let h = spawn_sink(c, sink_name, rt);
+                    let sink_name = format!("{}/{}/{}", r.name, block.name, c.kind());
+                    let h = spawn_sink(c.clone(), sink_name, rt);
                     sinks.push(h.clone());
                     h
                 })
                 .collect()
         });
-        let ra = match ra {
-            Ok(ra) => ra,
-            Err(e) => {
-                for s in &sinks {
-                    s.close();
-                }
-                return Err(e);
-            }
-        };
         for b in &ra.blocks {
             info!(
                 rule = %r.name,
@@ -97,7 +89,7 @@ pub fn compile_alerts(
         })
         .collect();
     shared.set_alerting(blocks, sinks);
-    Ok(alerts)
+    alerts
 }
 
 /// Closes intervals: drains the sources, slides the window, publishes.
@@ -240,14 +232,13 @@ impl Rotator {
             ));
         }
         let mut restart = Vec::new();
-        let ingest_same = format!("{:?}", new.ingest) == format!("{:?}", old.ingest);
-        if !ingest_same {
+        if new.ingest != old.ingest {
             restart.push("[ingest]");
         }
-        if format!("{:?}", new.http) != format!("{:?}", old.http) {
+        if new.http != old.http {
             restart.push("[http]");
         }
-        if format!("{:?}", new.state) != format!("{:?}", old.state) {
+        if new.state != old.state {
             restart.push("[state]");
         }
         // What cannot change now stays as it was.
@@ -269,7 +260,7 @@ impl Rotator {
             .collect();
         let old_sinks = self.shared.sinks();
         let mut alerts = match &self.rt {
-            Some(rt) => compile_alerts(&new, &self.shared, rt).map_err(|e| e.to_string())?,
+            Some(rt) => start_alerts(&new, &self.shared, rt),
             None => Vec::new(),
         };
         let ids: Vec<u32> = keep
@@ -370,7 +361,7 @@ impl Rotator {
                 .enumerate()
                 .map(|(i, r)| SavedRule {
                     name: r.name.clone(),
-                    grouping: r.grouping(),
+                    grouping: r.grouping().key(),
                     overflow_lines: self.window.rule(i).overflow_lines,
                     keys: self.window.rule(i).export().collect(),
                     alerts: self
@@ -430,7 +421,7 @@ impl Rotator {
                 .config
                 .rules
                 .iter()
-                .position(|r| r.name == saved.name && r.grouping() == saved.grouping)
+                .position(|r| r.name == saved.name && r.grouping().key() == saved.grouping)
             else {
                 continue;
             };

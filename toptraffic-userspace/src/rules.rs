@@ -5,13 +5,10 @@
 //! the line's tags per matching rule, the key built into a reused buffer, no
 //! allocation.
 
-use crate::config::{Aggregate, Rule};
+use crate::config::{Aggregate, Rule, MAX_RULE_TAGS};
 use crate::key;
 use crate::lineproto::{Escaped, FieldValue, Line};
 use crate::stats::DropReason;
-
-/// Most group-by tags, and most filters, one rule may name.
-pub const MAX_RULE_TAGS: usize = 16;
 
 /// A name as bytes, for comparing with what the parser hands out.
 type Name = Box<[u8]>;

@@ -12,24 +12,19 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::Serialize;
 use tracing::warn;
 
 use super::event::{AlertEvent, Level};
-use super::expr::{Env, Expr};
-use super::state::{AlertState, Settings, StateParts, DEFAULT_HISTORY};
-use super::template::{AlertInfo, ServerInfo, Template};
-use crate::config::{AlertBlock, ConfigError, Rule, StateChangesOnly};
+use super::expr::Env;
+use super::state::{AlertState, StateParts};
+use super::template::{AlertInfo, ServerInfo};
+use crate::config::{AlertBlock, Rule};
 use crate::key::{self, Key};
 use crate::sink::SinkHandle;
 use crate::window::RuleWindow;
-
-/// Kapacitor's default templates (pipeline/alert.go).
-pub const DEFAULT_ID: &str = "{{ .Name }}:{{ .Group }}";
-pub const DEFAULT_MESSAGE: &str = "{{ .ID }} is {{ .Level }}";
-pub const DEFAULT_DETAILS: &str = "{{ json . }}";
 
 /// Counters of one block.
 #[derive(Debug, Default)]
@@ -42,15 +37,10 @@ pub struct BlockStats {
     pub template_errors: AtomicU64,
 }
 
-/// One alert block, compiled.
+/// One alert block at work: its compiled spec, its sinks and its keys' states.
 pub struct Block {
     pub name: String,
-    /// info, warn, crit.
-    levels: [Option<Expr>; 3],
-    settings: Settings,
-    id: Template,
-    message: Template,
-    details: Template,
+    spec: Arc<AlertBlock>,
     pub sinks: Vec<SinkHandle>,
     pub stats: Arc<BlockStats>,
     states: hashbrown::HashMap<Key, KeyAlert, ahash::RandomState>,
@@ -105,115 +95,33 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// A block's position in the config, for errors.
-fn block_name(b: &AlertBlock, index: usize) -> String {
-    b.name.clone().unwrap_or_else(|| format!("#{}", index + 1))
-}
-
-/// Compiles a rule's alert blocks; errors name the rule, the block, the
-/// field and the position.
-pub fn compile_rule(
-    rule: &Rule,
-    source: &str,
-    text: &str,
-    mut sinks: impl FnMut(&AlertBlock, &str) -> Vec<SinkHandle>,
-) -> Result<RuleAlerts, ConfigError> {
-    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-    let mut blocks = Vec::with_capacity(rule.alerts.len());
-    for (i, b) in rule.alerts.iter().enumerate() {
-        let name = block_name(b, i);
-        let err = |field: &str, span_start: usize, pos: usize, msg: &str| ConfigError {
-            source: source.to_string(),
-            line: Some(line_of(span_start)),
-            message: format!(
-                "rule {:?} alert {name:?}: {field}: {msg} (at character {})",
-                rule.name,
-                pos + 1
-            ),
-        };
-        let mut levels: [Option<Expr>; 3] = [None, None, None];
-        for (slot, field, src) in [
-            (0, "info", &b.info),
-            (1, "warn", &b.warn),
-            (2, "crit", &b.crit),
-        ] {
-            if let Some(src) = src {
-                // The TOML string's span starts at its quote.
-                let e = Expr::parse(src.get_ref())
-                    .map_err(|e| err(field, src.span().start, e.pos, &e.message))?;
-                for r in e.references() {
-                    if r != rule.as_name && !rule.group_by.iter().any(|g| g == r) {
-                        return Err(err(
-                            field,
-                            src.span().start,
-                            0,
-                            &format!(
-                                "\"{r}\" is neither the rule's value ({:?}) nor one of its group_by tags {:?}",
-                                rule.as_name, rule.group_by
-                            ),
-                        ));
-                    }
-                }
-                levels[slot] = Some(e);
-            }
+impl RuleAlerts {
+    /// The rule's alert blocks, as the config compiled them, each with the
+    /// sinks `sinks` starts for it.
+    pub fn new(rule: &Rule, mut sinks: impl FnMut(&AlertBlock) -> Vec<SinkHandle>) -> RuleAlerts {
+        let blocks = rule
+            .alerts
+            .iter()
+            .map(|spec| Block {
+                name: spec.name.clone(),
+                sinks: sinks(spec),
+                spec: spec.clone(),
+                stats: Arc::default(),
+                states: Default::default(),
+            })
+            .collect();
+        RuleAlerts {
+            rule: rule.name.clone(),
+            measurement: rule.measurement.clone(),
+            as_name: rule.as_name.clone(),
+            group_by: rule.group_by.clone(),
+            server: ServerInfo {
+                hostname: hostname(),
+                ..ServerInfo::default()
+            },
+            blocks,
         }
-        let tmpl = |field: &str, v: &Option<toml::Spanned<String>>, default: &str, html: bool| {
-            let (src, start) = match v {
-                Some(s) => (s.get_ref().as_str(), s.span().start),
-                None => (default, 0),
-            };
-            let parsed = if html {
-                Template::parse_html(src)
-            } else {
-                Template::parse(src)
-            };
-            parsed.map_err(|e| err(field, start, e.pos, &e.msg))
-        };
-        let id = tmpl("id", &b.id, DEFAULT_ID, false)?;
-        let message = tmpl("message", &b.message, DEFAULT_MESSAGE, false)?;
-        // Kapacitor renders details with html/template.
-        let details = tmpl("details", &b.details, DEFAULT_DETAILS, true)?;
-        let (state_changes_only, every) = match b.state_changes_only.as_ref().map(|s| s.get_ref()) {
-            None | Some(StateChangesOnly::Enabled(false)) => (false, Duration::ZERO),
-            Some(StateChangesOnly::Enabled(true)) => (true, Duration::ZERO),
-            Some(StateChangesOnly::Every(d)) => (
-                true,
-                crate::config::parse_duration(d).expect("validated with the config"),
-            ),
-        };
-        let settings = Settings {
-            flapping: b.flapping.as_ref().map(|f| {
-                let [lo, hi] = *f.get_ref();
-                (lo, hi)
-            }),
-            history: b.history.as_ref().map_or(DEFAULT_HISTORY, |h| *h.get_ref()),
-            state_changes_only,
-            state_changes_every: every,
-            no_recoveries: b.no_recoveries,
-        };
-        blocks.push(Block {
-            sinks: sinks(b, &name),
-            name,
-            levels,
-            settings,
-            id,
-            message,
-            details,
-            stats: Arc::default(),
-            states: Default::default(),
-        });
     }
-    Ok(RuleAlerts {
-        rule: rule.name.clone(),
-        measurement: rule.measurement.clone(),
-        as_name: rule.as_name.clone(),
-        group_by: rule.group_by.clone(),
-        server: ServerInfo {
-            hostname: hostname(),
-            ..ServerInfo::default()
-        },
-        blocks,
-    })
 }
 
 impl Block {
@@ -221,7 +129,7 @@ impl Block {
     /// whose expression holds. A failing expression counts as false.
     fn level(&self, env: &KeyEnv<'_>) -> Level {
         for (slot, level) in [(2, Level::Critical), (1, Level::Warning), (0, Level::Info)] {
-            if let Some(e) = &self.levels[slot] {
+            if let Some(e) = &self.spec.levels[slot] {
                 match e.eval_bool(env) {
                     Ok(true) => return level,
                     Ok(false) => {}
@@ -286,8 +194,8 @@ impl RuleAlerts {
         let decision = match block.states.get_mut(k) {
             None if level == Level::Ok => return,
             None => {
-                let mut st = AlertState::new(block.settings.history);
-                let d = st.update(&block.settings, end, level);
+                let mut st = AlertState::new(block.spec.settings.history);
+                let d = st.update(&block.spec.settings, end, level);
                 block
                     .states
                     .insert(k.clone(), KeyAlert { state: st, value });
@@ -295,7 +203,7 @@ impl RuleAlerts {
             }
             Some(ka) => {
                 ka.value = value;
-                let d = ka.state.update(&block.settings, end, level);
+                let d = ka.state.update(&block.spec.settings, end, level);
                 if !in_window || (level == Level::Ok && ka.state.is_quiet()) {
                     block.states.remove(k);
                 }
@@ -318,9 +226,12 @@ impl RuleAlerts {
             time: d.time,
             duration: d.duration,
         };
-        let rendered = block.id.render(&info.id_data()).and_then(|id| {
-            let message = block.message.render(&info.message_data(&id))?;
-            let details = block.details.render(&info.details_data(&id, &message))?;
+        let rendered = block.spec.id.render(&info.id_data()).and_then(|id| {
+            let message = block.spec.message.render(&info.message_data(&id))?;
+            let details = block
+                .spec
+                .details
+                .render(&info.details_data(&id, &message))?;
             Ok((id, message, details))
         });
         let (id, message, details) = match rendered {
@@ -340,7 +251,7 @@ impl RuleAlerts {
             duration: d.duration,
             level: d.level,
             previous_level: d.previous_level,
-            recoverable: !block.settings.no_recoveries,
+            recoverable: !block.spec.settings.no_recoveries,
             name: self.measurement.clone(),
             task: self.rule.clone(),
             block: block.name.clone(),
@@ -385,8 +296,8 @@ impl RuleAlerts {
     pub fn adopt(&mut self, mut old: RuleAlerts) {
         for b in &mut self.blocks {
             if let Some(ob) = old.blocks.iter_mut().find(|o| o.name == b.name) {
-                if ob.settings.history.max(super::state::MIN_HISTORY)
-                    == b.settings.history.max(super::state::MIN_HISTORY)
+                if ob.spec.settings.history.max(super::state::MIN_HISTORY)
+                    == b.spec.settings.history.max(super::state::MIN_HISTORY)
                 {
                     b.states = std::mem::take(&mut ob.states);
                 }
@@ -413,7 +324,7 @@ impl RuleAlerts {
         let Some(b) = self.blocks.iter_mut().find(|b| b.name == block) else {
             return false;
         };
-        if parts.history.len() != b.settings.history.max(super::state::MIN_HISTORY) {
+        if parts.history.len() != b.spec.settings.history.max(super::state::MIN_HISTORY) {
             return false;
         }
         match AlertState::from_parts(parts) {
@@ -467,7 +378,7 @@ mod tests {
     use crate::key::from_values;
     use crate::snapshot::{Cell, IntervalSnapshot};
     use crate::window::WindowEngine;
-    use std::time::UNIX_EPOCH;
+    use std::time::{Duration, UNIX_EPOCH};
     use tokio::sync::mpsc;
 
     const SEED: &str = r##"
@@ -510,18 +421,17 @@ path = "/var/log/kapacitor/alerts.log"
     fn engine() -> (RuleAlerts, Vec<Captured>) {
         let c = Config::parse(SEED, "seed.toml").unwrap();
         let mut rx = Vec::new();
-        let ra = compile_rule(&c.rules[0], "seed.toml", SEED, |b, name| {
-            crate::sink::SinkConfig::of_block(b)
-                .into_iter()
+        let ra = RuleAlerts::new(&c.rules[0], |b| {
+            b.sinks
+                .iter()
                 .map(|s| {
-                    let label = format!("{name}/{}", s.kind());
+                    let label = format!("{}/{}", b.name, s.kind());
                     let (h, r) = SinkHandle::capture(&label, s.kind());
                     rx.push((label, r));
                     h
                 })
                 .collect()
-        })
-        .unwrap();
+        });
         (ra, rx)
     }
 

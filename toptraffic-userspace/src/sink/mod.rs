@@ -31,55 +31,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, warn};
 
 use crate::alert::event::AlertEvent;
-use crate::config::{
-    AlertBlock, AlertmanagerSink, ExecSink, HttpSink, LogSink, SinkOptions, SlackSink,
-};
-
-/// One sink's configuration, whichever kind it is.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SinkConfig {
-    Log(LogSink),
-    Exec(ExecSink),
-    Slack(SlackSink),
-    Http(HttpSink),
-    Alertmanager(AlertmanagerSink),
-}
-
-impl SinkConfig {
-    /// Every sink an alert block names: log, exec, slack, each http, alertmanager.
-    pub fn of_block(block: &AlertBlock) -> Vec<SinkConfig> {
-        let mut sinks = Vec::new();
-        sinks.extend(block.log.clone().map(SinkConfig::Log));
-        sinks.extend(block.exec.clone().map(SinkConfig::Exec));
-        sinks.extend(block.slack.clone().map(SinkConfig::Slack));
-        sinks.extend(block.http.iter().cloned().map(SinkConfig::Http));
-        sinks.extend(block.alertmanager.clone().map(SinkConfig::Alertmanager));
-        sinks
-    }
-
-    /// `log`, `exec`, `slack`, `http` or `alertmanager`: the metrics' `kind` label.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SinkConfig::Log(_) => "log",
-            SinkConfig::Exec(_) => "exec",
-            SinkConfig::Slack(_) => "slack",
-            SinkConfig::Http(_) => "http",
-            SinkConfig::Alertmanager(_) => "alertmanager",
-        }
-    }
-
-    /// The delivery options, or the defaults when the sink sets none.
-    pub fn options(&self) -> SinkOptions {
-        let options = match self {
-            SinkConfig::Log(c) => &c.options,
-            SinkConfig::Exec(c) => &c.options,
-            SinkConfig::Slack(c) => &c.options,
-            SinkConfig::Http(c) => &c.options,
-            SinkConfig::Alertmanager(c) => &c.options,
-        };
-        options.clone().unwrap_or_default()
-    }
-}
+use crate::config::{SinkConfig, SinkOptions};
 
 /// A sink's counters, for the API and `/metrics`.
 #[derive(Debug, Default)]
@@ -886,27 +838,5 @@ mod tests {
         healthy.next_within(Duration::from_secs(1)).await;
         eventually(|| a.stats().snapshot().sent == 1 && b.stats().snapshot().sent == 1).await;
         assert_eq!(a.stats().snapshot().failed, 0);
-    }
-
-    #[test]
-    fn block_lists_its_sinks_and_their_options() {
-        let block: AlertBlock = toml::from_str(
-            r#"
-            warn = '"x" > 1'
-            [log]
-            path = "-"
-            [[http]]
-            url = "http://a"
-            options = { retries = 7 }
-            [[http]]
-            url = "http://b"
-            "#,
-        )
-        .unwrap();
-        let sinks = SinkConfig::of_block(&block);
-        let kinds: Vec<_> = sinks.iter().map(SinkConfig::kind).collect();
-        assert_eq!(kinds, ["log", "http", "http"]);
-        assert_eq!(sinks[0].options(), SinkOptions::default());
-        assert_eq!(sinks[1].options().retries, 7);
     }
 }

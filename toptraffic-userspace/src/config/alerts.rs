@@ -1,0 +1,144 @@
+//! Alert blocks: checked and compiled once, at validation, so that `check`
+//! and a reload report a bad lambda or template with its line, and the
+//! engine runs what was compiled here.
+
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::raw::{RawAlertBlock, StateChangesOnly};
+use super::schema::{AlertBlock, ConfigError};
+use super::units::parse_duration;
+use super::validate::Source;
+use crate::alert::expr::Expr;
+use crate::alert::state::{Settings, DEFAULT_HISTORY};
+use crate::alert::template::Template;
+
+/// Kapacitor's default templates (pipeline/alert.go).
+const DEFAULT_ID: &str = "{{ .Name }}:{{ .Group }}";
+const DEFAULT_MESSAGE: &str = "{{ .ID }} is {{ .Level }}";
+const DEFAULT_DETAILS: &str = "{{ json . }}";
+
+/// The rule's names an alert expression may refer to.
+pub(super) struct RuleNames<'a> {
+    pub(super) rule: &'a str,
+    pub(super) as_name: &'a str,
+    pub(super) group_by: &'a [String],
+}
+
+/// A block's name in messages: its `name`, or its position (`#1`).
+fn block_name(b: &RawAlertBlock, index: usize) -> String {
+    b.name.clone().unwrap_or_else(|| format!("#{}", index + 1))
+}
+
+/// Checks and compiles one alert block; errors name the rule, the block,
+/// the field and the position.
+pub(super) fn compile_block(
+    b: &RawAlertBlock,
+    index: usize,
+    rule: &RuleNames<'_>,
+    src: &Source<'_>,
+) -> Result<AlertBlock, ConfigError> {
+    let name = block_name(b, index);
+    let ctx = |msg: &str| format!("rule {:?} alert {name:?}: {msg}", rule.rule);
+    // An error inside a lambda or template: the TOML string's span starts
+    // at its quote, `pos` is the offset within the string.
+    let at = |field: &str, span_start: usize, pos: usize, msg: &str| {
+        src.at(
+            span_start..span_start,
+            ctx(&format!("{field}: {msg} (at character {})", pos + 1)),
+        )
+    };
+    if b.info.is_none() && b.warn.is_none() && b.crit.is_none() {
+        return Err(src.nowhere(ctx("needs at least one of info, warn, crit")));
+    }
+    let flapping = match &b.flapping {
+        Some(f) => {
+            let [low, high] = *f.get_ref();
+            if !(0.0..=1.0).contains(&low) || !(0.0..=1.0).contains(&high) || low > high {
+                return Err(src.at(
+                    f.span(),
+                    ctx("flapping = [low, high] needs 0 <= low <= high <= 1"),
+                ));
+            }
+            Some((low, high))
+        }
+        None => None,
+    };
+    let history = match &b.history {
+        Some(h) if *h.get_ref() < 2 => {
+            return Err(src.at(h.span(), ctx("history must be at least 2")))
+        }
+        Some(h) => *h.get_ref(),
+        None => DEFAULT_HISTORY,
+    };
+    let (state_changes_only, state_changes_every) = match &b.state_changes_only {
+        None => (false, Duration::ZERO),
+        Some(s) => match s.get_ref() {
+            StateChangesOnly::Enabled(on) => (*on, Duration::ZERO),
+            StateChangesOnly::Every(d) => (
+                true,
+                parse_duration(d)
+                    .map_err(|e| src.at(s.span(), ctx(&format!("state_changes_only: {e}"))))?,
+            ),
+        },
+    };
+    if let Some(e) = &b.exec {
+        if e.command.is_empty() || e.command[0].is_empty() {
+            return Err(src.nowhere(ctx("exec.command needs a program")));
+        }
+    }
+
+    let mut levels: [Option<Expr>; 3] = [None, None, None];
+    for (slot, field, lambda) in [
+        (0, "info", &b.info),
+        (1, "warn", &b.warn),
+        (2, "crit", &b.crit),
+    ] {
+        let Some(lambda) = lambda else { continue };
+        let start = lambda.span().start;
+        let e = Expr::parse(lambda.get_ref()).map_err(|e| at(field, start, e.pos, &e.message))?;
+        for r in e.references() {
+            if r != rule.as_name && !rule.group_by.iter().any(|g| g == r) {
+                return Err(at(
+                    field,
+                    start,
+                    0,
+                    &format!(
+                        "\"{r}\" is neither the rule's value ({:?}) nor one of its group_by tags {:?}",
+                        rule.as_name, rule.group_by
+                    ),
+                ));
+            }
+        }
+        levels[slot] = Some(e);
+    }
+    let template = |field: &str, v: &Option<Spanned<String>>, default: &str, html: bool| {
+        let (text, start) = match v {
+            Some(s) => (s.get_ref().as_str(), s.span().start),
+            None => (default, 0),
+        };
+        let parsed = if html {
+            Template::parse_html(text)
+        } else {
+            Template::parse(text)
+        };
+        parsed.map_err(|e| at(field, start, e.pos, &e.msg))
+    };
+    Ok(AlertBlock {
+        id: template("id", &b.id, DEFAULT_ID, false)?,
+        message: template("message", &b.message, DEFAULT_MESSAGE, false)?,
+        // Kapacitor renders details with html/template.
+        details: template("details", &b.details, DEFAULT_DETAILS, true)?,
+        name,
+        levels,
+        settings: Settings {
+            flapping,
+            history,
+            state_changes_only,
+            state_changes_every,
+            no_recoveries: b.no_recoveries,
+        },
+        sinks: b.sinks(),
+    })
+}

@@ -1,0 +1,165 @@
+//! Validation as a user meets it: each error names the line and the field.
+
+use std::time::Duration;
+
+use super::raw::RawAlertBlock;
+use super::*;
+
+fn err(text: &str) -> String {
+    Config::parse(text, "t.toml").unwrap_err().to_string()
+}
+
+const RULE: &str = "[[rule]]\nname = \"r\"\nmeasurement = \"m\"\ngroup_by = [\"ip\"]\n";
+
+#[test]
+fn embedded_default_runs_the_seed_tasks() {
+    let c = Config::embedded_default();
+    let names: Vec<_> = c.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["top_combined", "top_ips", "top_stores"]);
+    let combined = &c.rules[0];
+    assert_eq!(combined.measurement, "combined");
+    assert_eq!(combined.group_by, ["ip", "id"]);
+    assert_eq!(
+        combined.aggregate,
+        Aggregate::Sum {
+            field: "count".into()
+        }
+    );
+    assert_eq!(combined.as_name, "totalCount");
+    assert_eq!(c.rules[1].group_by, ["ip"]);
+    assert_eq!(c.rules[2].group_by, ["id"]);
+    assert_eq!(c.window.period, Duration::from_secs(60));
+    assert_eq!(c.window.every, Duration::from_secs(5));
+    assert_eq!(c.window.intervals(), 12);
+    assert_eq!(c.ingest.listen.to_string(), "127.0.0.1:9100");
+    assert_eq!(c.http.listen.to_string(), "127.0.0.1:9101");
+    assert_eq!(c.ingest.mode, Mode::Auto);
+    for r in &c.rules {
+        assert!(!r.alerts.is_empty(), "{} has an alert block", r.name);
+    }
+}
+
+#[test]
+fn example_config_is_valid() {
+    let text = include_str!("../../config/example.toml");
+    let c = Config::parse(text, "example.toml").unwrap();
+    assert!(!c.rules.is_empty());
+}
+
+#[test]
+fn unknown_key_names_line_and_field() {
+    let e = err("[window]\nperiod = \"1m\"\nevry = \"5s\"\n");
+    assert!(e.starts_with("t.toml:3: "), "{e}");
+    assert!(e.contains("evry"), "{e}");
+}
+
+#[test]
+fn bad_duration_names_the_field() {
+    let e = err(&format!("[window]\nperiod = \"1 fortnight\"\n{RULE}"));
+    assert!(
+        e.starts_with("t.toml:2: window.period: bad duration"),
+        "{e}"
+    );
+}
+
+#[test]
+fn period_must_be_a_multiple_of_every() {
+    let e = err(&format!(
+        "[window]\nperiod = \"1m\"\nevery = \"7s\"\n{RULE}"
+    ));
+    assert!(
+        e.starts_with("t.toml:3: window.every = \"7s\" does not divide"),
+        "{e}"
+    );
+}
+
+#[test]
+fn empty_group_by_is_refused() {
+    let e = err("[[rule]]\nname = \"r\"\nmeasurement = \"m\"\ngroup_by = []\n");
+    assert!(
+        e.starts_with("t.toml:4: rule \"r\": group_by is empty"),
+        "{e}"
+    );
+}
+
+#[test]
+fn duplicate_rule_names_are_refused() {
+    let e = err(&format!("{RULE}\n{RULE}"));
+    assert!(e.starts_with("t.toml:7: duplicate rule name \"r\""), "{e}");
+}
+
+#[test]
+fn sum_needs_a_field_and_count_takes_none() {
+    let e = err(&format!("{RULE}aggregate = \"sum\"\n"));
+    assert!(e.contains("needs field"), "{e}");
+    let e = err(&format!("{RULE}aggregate = \"count\"\nfield = \"x\"\n"));
+    assert!(e.starts_with("t.toml:6: "), "{e}");
+    let e = err(&format!("{RULE}aggregate = \"avg\"\n"));
+    assert!(e.contains("accepted: \"count\", \"sum\""), "{e}");
+    let c = Config::parse(&format!("{RULE}field = \"count\"\n"), "t").unwrap();
+    assert_eq!(c.rules[0].as_name, "sum");
+    let c = Config::parse(RULE, "t").unwrap();
+    assert_eq!(c.rules[0].aggregate, Aggregate::Count);
+    assert_eq!(c.rules[0].as_name, "count");
+}
+
+#[test]
+fn syntax_errors_have_a_line() {
+    let e = err("[window]\nperiod = \"1m\n");
+    assert!(e.starts_with("t.toml:2: "), "{e}");
+}
+
+#[test]
+fn sizes_and_addresses() {
+    let c = Config::parse(
+        &format!("[ingest]\nrecv_buffer = \"8MiB\"\nlisten = \"0.0.0.0:1\"\n{RULE}"),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.ingest.recv_buffer, 8 << 20);
+    let e = err(&format!("[ingest]\nlisten = \"localhost\"\n{RULE}"));
+    assert!(e.starts_with("t.toml:2: ingest.listen"), "{e}");
+    assert_eq!(parse_bytes("65536").unwrap(), 65536);
+    assert!(parse_bytes("12XB").is_err());
+}
+
+#[test]
+fn alert_block_shape_is_checked() {
+    let e = err(&format!(
+        "{RULE}[[rule.alert]]\nwarn = '\"x\" > 1'\nflapping = [0.5, 0.25]\n"
+    ));
+    assert!(
+        e.starts_with("t.toml:7: rule \"r\" alert \"#1\": flapping"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{RULE}[[rule.alert]]\nwarn = '\"x\" > 1'\nstate_changes_only = \"soon\"\n"
+    ));
+    assert!(e.contains("state_changes_only: bad duration"), "{e}");
+    let e = err(&format!(
+        "{RULE}[[rule.alert]]\nwarn = '\"x\" > 1'\n[rule.alert.slak]\n"
+    ));
+    assert!(e.contains("slak"), "{e}");
+}
+
+#[test]
+fn block_lists_its_sinks_and_their_options() {
+    let block: RawAlertBlock = toml::from_str(
+        r#"
+        warn = '"x" > 1'
+        [log]
+        path = "-"
+        [[http]]
+        url = "http://a"
+        options = { retries = 7 }
+        [[http]]
+        url = "http://b"
+        "#,
+    )
+    .unwrap();
+    let sinks = block.sinks();
+    let kinds: Vec<_> = sinks.iter().map(SinkConfig::kind).collect();
+    assert_eq!(kinds, ["log", "http", "http"]);
+    assert_eq!(sinks[0].options(), SinkOptions::default());
+    assert_eq!(sinks[1].options().retries, 7);
+}
