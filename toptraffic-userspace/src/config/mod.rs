@@ -10,6 +10,7 @@ pub mod defaults;
 mod raw;
 mod schema;
 mod sinks;
+mod source;
 mod units;
 mod validate;
 

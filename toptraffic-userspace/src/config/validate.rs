@@ -2,7 +2,6 @@
 //! the line and the field, and says what would be accepted.
 
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +9,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::alerts::{compile_block, RuleNames};
+use super::source::Source;
 use super::defaults::{
     self, DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, MAX_INTERVALS, MAX_KEYS_LIMIT, MAX_RULE_TAGS,
     MAX_UDP_PAYLOAD,
@@ -17,39 +17,6 @@ use super::defaults::{
 use super::raw::{RawConfig, RawRule};
 use super::schema::{Aggregate, Config, ConfigError, Http, Ingest, Rule, State, Window};
 use super::units::parse_duration;
-
-/// Maps byte offsets to 1-based lines.
-pub(super) struct Source<'a> {
-    pub(super) name: &'a str,
-    pub(super) text: &'a str,
-}
-
-impl Source<'_> {
-    pub(super) fn line(&self, span: &Range<usize>) -> usize {
-        let end = span.start.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&c| c == b'\n')
-            .count()
-            + 1
-    }
-
-    pub(super) fn at(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            source: self.name.to_string(),
-            line: Some(self.line(&span)),
-            message: message.into(),
-        }
-    }
-
-    pub(super) fn nowhere(&self, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            source: self.name.to_string(),
-            line: None,
-            message: message.into(),
-        }
-    }
-}
 
 impl Config {
     /// The embedded default configuration.
