@@ -8,8 +8,8 @@ use toml::Spanned;
 
 use super::raw::{RawAlertBlock, StateChangesOnly};
 use super::schema::{AlertBlock, ConfigError};
-use super::units::parse_duration;
 use super::source::Source;
+use super::units::parse_duration;
 use crate::alert::expr::Expr;
 use crate::alert::state::{Settings, DEFAULT_HISTORY};
 use crate::alert::template::Template;

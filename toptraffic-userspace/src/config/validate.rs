@@ -9,13 +9,13 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::alerts::{compile_block, RuleNames};
-use super::source::Source;
 use super::defaults::{
     self, DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, MAX_INTERVALS, MAX_KEYS_LIMIT, MAX_RULE_TAGS,
     MAX_UDP_PAYLOAD,
 };
 use super::raw::{RawConfig, RawRule};
 use super::schema::{Aggregate, Config, ConfigError, Http, Ingest, Rule, State, Window};
+use super::source::Source;
 use super::units::parse_duration;
 
 impl Config {

@@ -34,7 +34,8 @@ use std::collections::BTreeMap;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use serde::Serialize;
 
-use super::{http_client, post, Deliver, DeliveryError};
+use super::deliver::{Deliver, DeliveryError};
+use super::http_util::{http_client, post};
 use crate::alert::event::{AlertEvent, Level};
 use crate::config::AlertmanagerSink;
 use crate::goformat::{json_number, rfc3339_nano};
@@ -128,9 +129,9 @@ fn label_name(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SinkConfig;
     use crate::sink::test_support::spawn_fast;
     use crate::sink::test_support::{event, eventually, Receiver, Reply};
-    use crate::sink::SinkConfig;
     use std::sync::Arc;
     use std::time::Duration;
 

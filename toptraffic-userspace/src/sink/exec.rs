@@ -7,7 +7,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{ChildStdin, Command};
 
-use super::{excerpt, Deliver, DeliveryError};
+use super::deliver::{Deliver, DeliveryError};
+use super::http_util::excerpt;
 use crate::alert::event::AlertEvent;
 use crate::config::ExecSink;
 
@@ -137,9 +138,9 @@ impl Drop for GroupKill {
 mod tests {
     use super::*;
     use crate::alert::event::Level;
+    use crate::config::SinkConfig;
     use crate::sink::test_support::spawn_fast;
     use crate::sink::test_support::{event, eventually, TempDir};
-    use crate::sink::SinkConfig;
     use std::path::Path;
     use std::sync::Arc;
 

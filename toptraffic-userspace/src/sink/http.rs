@@ -2,7 +2,8 @@
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
-use super::{http_client, post, Deliver, DeliveryError};
+use super::deliver::{Deliver, DeliveryError};
+use super::http_util::{http_client, post};
 use crate::alert::event::AlertEvent;
 use crate::config::HttpSink;
 
@@ -51,9 +52,9 @@ impl Deliver for HttpPost {
 mod tests {
     use super::*;
     use crate::alert::event::Level;
+    use crate::config::SinkConfig;
     use crate::sink::test_support::spawn_fast;
     use crate::sink::test_support::{event, eventually, Receiver, Reply};
-    use crate::sink::SinkConfig;
     use std::sync::Arc;
     use std::time::Duration;
 

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{Deliver, DeliveryError};
+use super::deliver::{Deliver, DeliveryError};
 use crate::alert::event::AlertEvent;
 use crate::config::LogSink;
 
@@ -144,8 +144,9 @@ fn ignore_missing(r: io::Result<()>) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::alert::event::Level;
+    use crate::config::SinkConfig;
+    use crate::sink::spawn_sink;
     use crate::sink::test_support::{event, eventually, TempDir};
-    use crate::sink::{spawn_sink, SinkConfig};
     use std::time::Duration;
 
     fn lines(path: &Path) -> Vec<String> {

@@ -4,7 +4,8 @@
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use serde::Serialize;
 
-use super::{http_client, post, Deliver, DeliveryError};
+use super::deliver::{Deliver, DeliveryError};
+use super::http_util::{http_client, post};
 use crate::alert::event::{AlertEvent, Level};
 use crate::config::SlackSink;
 
@@ -78,9 +79,9 @@ fn payload(cfg: &SlackSink, ev: &AlertEvent) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SinkConfig;
     use crate::sink::test_support::spawn_fast;
     use crate::sink::test_support::{event, Receiver, Reply};
-    use crate::sink::SinkConfig;
     use std::sync::Arc;
     use std::time::Duration;
 

@@ -11,8 +11,12 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::Router;
 use tokio::sync::mpsc;
 
-use super::{spawn_config, Backoff, Policy, SinkConfig, SinkHandle};
+use super::backoff::Backoff;
+use super::handle::SinkHandle;
+use super::spawn::spawn_config;
+use super::worker::Policy;
 use crate::alert::event::{AlertEvent, Level};
+use crate::config::SinkConfig;
 
 /// The event recorded from kapacitord 1.5.7 (shared/KAPACITOR.md), at `level`.
 pub(crate) fn event(level: Level) -> AlertEvent {
