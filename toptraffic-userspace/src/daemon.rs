@@ -171,7 +171,7 @@ fn load_kernel(
                     addr,
                 },
                 "xdp",
-                Some(format!("{iface} ({:?})", config.ingest.xdp_mode).to_lowercase()),
+                Some(format!("{iface} ({})", config.ingest.xdp_mode.as_str())),
             )
         }
     };

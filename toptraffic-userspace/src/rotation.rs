@@ -200,14 +200,19 @@ impl Rotator {
         let started = Instant::now();
         let snap = self.collect(index);
         let lines: u64 = snap.rules.iter().map(|t| t.lines()).sum();
-        self.window.apply(snap);
+        let report = self.window.apply(snap);
         let end = self.intervals.end(self.window.current().unwrap_or(index));
         // Alerts see the window the API is about to publish.
         for (i, ra) in self.alerts.iter_mut().enumerate() {
             ra.evaluate(self.window.rule(i), end);
         }
         self.publish(end, started);
-        tracing::debug!(lines, "rotated");
+        tracing::debug!(
+            lines,
+            expired_keys = report.expired_keys.iter().sum::<u64>(),
+            overflow_lines = report.overflow_lines.iter().sum::<u64>(),
+            "rotated"
+        );
     }
 
     fn publish(&mut self, end: SystemTime, started: Instant) {

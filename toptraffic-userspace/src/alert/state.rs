@@ -142,11 +142,6 @@ impl AlertState {
         })
     }
 
-    /// Ring length (`history`).
-    pub fn history_len(&self) -> usize {
-        self.history.len()
-    }
-
     /// The newest level (`currentLevel`).
     pub fn level(&self) -> Level {
         self.history[self.idx]

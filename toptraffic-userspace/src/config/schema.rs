@@ -122,6 +122,17 @@ pub enum XdpMode {
     Driver,
 }
 
+impl XdpMode {
+    /// The name a config writes (`auto`, `skb`, `driver`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XdpMode::Auto => "auto",
+            XdpMode::Skb => "skb",
+            XdpMode::Driver => "driver",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Http {
     /// The API, /metrics and /healthz.
