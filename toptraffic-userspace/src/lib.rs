@@ -5,26 +5,26 @@
 //! counts) → `window` (the sliding sum per key) → `view` (what the `api`
 //! serves). `daemon` wires the threads together.
 
-pub mod alert;
-pub mod api;
+pub(crate) mod alert;
+pub(crate) mod api;
 pub mod clock;
 pub mod config;
-pub mod control;
+pub(crate) mod control;
 pub mod daemon;
 mod goformat;
 pub mod ingest;
 pub mod key;
 pub mod lineproto;
 pub mod loadgen;
-pub mod metrics;
-pub mod persist;
-pub mod rotation;
+pub(crate) mod metrics;
+pub(crate) mod persist;
+pub(crate) mod rotation;
 pub mod rules;
-pub mod sink;
+pub(crate) mod sink;
 pub mod snapshot;
 pub mod stats;
 pub mod top;
-pub mod view;
+pub(crate) mod view;
 pub mod window;
 
 /// An HTTP client builder with TLS (rustls over ring), installing the

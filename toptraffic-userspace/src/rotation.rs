@@ -144,15 +144,13 @@ impl Rotator {
         }
     }
 
+    #[cfg(test)]
     pub fn intervals(&self) -> Intervals {
         self.intervals
     }
 
-    pub fn rules(&self) -> &Arc<RuleSet> {
-        &self.rules
-    }
-
     /// Rule ids as the kernel path must be configured with them.
+    #[cfg(test)]
     pub fn ids(&self) -> &[u32] {
         &self.ids
     }

@@ -336,7 +336,8 @@ impl RuleAlerts {
         }
     }
 
-    /// Keys with state, over all blocks (for the memory bound's metrics).
+    /// Keys with state, over all blocks (the tests of the memory bound).
+    #[cfg(test)]
     pub fn states(&self) -> usize {
         self.blocks.iter().map(|b| b.states.len()).sum()
     }

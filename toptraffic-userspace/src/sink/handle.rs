@@ -112,6 +112,7 @@ impl SinkHandle {
     }
 
     /// [`close`](Self::close), then [`closed`](Self::closed).
+    #[cfg(test)]
     pub async fn shutdown(&self) {
         self.close();
         self.closed().await;

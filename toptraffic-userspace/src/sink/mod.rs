@@ -30,4 +30,3 @@ mod tests;
 
 pub use handle::SinkHandle;
 pub use spawn::spawn_sink;
-pub use stats::{SinkCounts, SinkStats};
