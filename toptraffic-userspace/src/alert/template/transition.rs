@@ -1,0 +1,458 @@
+//! How the HTML context moves through template text:
+//! html/template/transition.go, attr.go (attrType) and escape.go
+//! (contextAfterText).
+
+use super::context::{AttrKind, Ctx, Delim, Element, St, UrlPart};
+use super::strconv::go_quote;
+
+pub(super) type EResult<T> = Result<T, (usize, String)>;
+
+pub(super) fn unsupported<T>(pos: usize, what: &str) -> EResult<T> {
+    Err((
+        pos,
+        format!("{what} inside JavaScript or CSS (<script>, <style>, on* or style attributes) is not supported"),
+    ))
+}
+
+pub(super) fn is_html_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0c | b'\r')
+}
+
+fn eat_white_space(s: &[u8], i: usize) -> usize {
+    s[i..]
+        .iter()
+        .position(|&b| !is_html_space(b))
+        .map_or(s.len(), |j| i + j)
+}
+
+/// transition.go, eatTagName.
+fn eat_tag_name(s: &[u8], i: usize) -> (usize, Element) {
+    if i == s.len() || !s[i].is_ascii_alphabetic() {
+        return (i, Element::None);
+    }
+    let mut j = i + 1;
+    while j < s.len() {
+        let x = s[j];
+        if x.is_ascii_alphanumeric() {
+            j += 1;
+            continue;
+        }
+        // Allow "x-y" or "x:y" but not "x-", "-y", or "x--y".
+        if (x == b':' || x == b'-') && j + 1 < s.len() && s[j + 1].is_ascii_alphanumeric() {
+            j += 2;
+            continue;
+        }
+        break;
+    }
+    let e = match s[i..j].to_ascii_lowercase().as_slice() {
+        b"script" => Element::Script,
+        b"style" => Element::Style,
+        b"textarea" => Element::Textarea,
+        b"title" => Element::Title,
+        _ => Element::None,
+    };
+    (j, e)
+}
+
+/// transition.go, eatAttrName.
+fn eat_attr_name(s: &[u8], i: usize) -> EResult<usize> {
+    for j in i..s.len() {
+        match s[j] {
+            b' ' | b'\t' | b'\n' | 0x0c | b'\r' | b'=' | b'>' => return Ok(j),
+            b'\'' | b'"' | b'<' => {
+                let what = String::from_utf8_lossy(&s[j..j + 1]).into_owned();
+                let all: String = String::from_utf8_lossy(s).chars().take(32).collect();
+                return Err((
+                    0,
+                    format!(
+                        "{} in attribute name: {}",
+                        go_quote(&what, false),
+                        go_quote(&all, false)
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(s.len())
+}
+
+/// The content type of an attribute's value (attr.go, attrType), reduced to
+/// what the escaper distinguishes.
+#[derive(PartialEq, Eq)]
+pub(super) enum AttrType {
+    Plain,
+    Unsafe,
+    Url,
+    Css,
+    Js,
+    Srcset,
+    Html,
+}
+
+pub(super) fn attr_type(name: &str) -> AttrType {
+    let name = if let Some(rest) = name.strip_prefix("data-") {
+        rest
+    } else if let Some((prefix, short)) = name.split_once(':') {
+        if prefix == "xmlns" {
+            return AttrType::Url;
+        }
+        short
+    } else {
+        name
+    };
+    use AttrType::*;
+    match name {
+        "accept" | "alt" | "autocomplete" | "autofocus" | "autoplay" | "border" | "checked"
+        | "class" | "cols" | "colspan" | "contenteditable" | "contextmenu" | "controls"
+        | "coords" | "datetime" | "default" | "dir" | "dirname" | "disabled" | "draggable"
+        | "dropzone" | "for" | "formtarget" | "headers" | "height" | "hidden" | "high"
+        | "hreflang" | "id" | "ismap" | "kind" | "label" | "lang" | "list" | "loop" | "low"
+        | "max" | "maxlength" | "media" | "mediagroup" | "min" | "multiple" | "name" | "open"
+        | "optimum" | "placeholder" | "preload" | "pubdate" | "radiogroup" | "readonly"
+        | "required" | "reversed" | "rows" | "rowspan" | "spellcheck" | "scope" | "scoped"
+        | "seamless" | "selected" | "shape" | "size" | "sizes" | "span" | "srclang" | "start"
+        | "step" | "tabindex" | "target" | "title" | "width" | "wrap" => Plain,
+        "accept-charset" | "async" | "challenge" | "charset" | "content" | "crossorigin"
+        | "defer" | "enctype" | "form" | "formenctype" | "formmethod" | "formnovalidate"
+        | "http-equiv" | "keytype" | "language" | "method" | "novalidate" | "pattern" | "rel"
+        | "sandbox" | "type" | "value" => Unsafe,
+        "action" | "archive" | "background" | "cite" | "classid" | "codebase" | "data"
+        | "formaction" | "href" | "icon" | "longdesc" | "manifest" | "poster" | "profile"
+        | "src" | "usemap" | "xmlns" => Url,
+        "srcdoc" => Html,
+        "srcset" => Srcset,
+        "style" => Css,
+        _ if name.starts_with("on") => Js,
+        _ if name.contains("src") || name.contains("uri") || name.contains("url") => Url,
+        _ => Plain,
+    }
+}
+
+fn t_text(c: Ctx, s: &[u8]) -> (Ctx, usize) {
+    let mut k = 0;
+    loop {
+        let Some(off) = s[k..].iter().position(|&b| b == b'<') else {
+            return (c, s.len());
+        };
+        let mut i = k + off;
+        if i + 1 == s.len() {
+            return (c, s.len());
+        }
+        if s[i..].starts_with(b"<!--") {
+            return (Ctx::with_state(St::HtmlCmt, Element::None), i + 4);
+        }
+        i += 1;
+        let mut end = false;
+        if s[i] == b'/' {
+            if i + 1 == s.len() {
+                return (c, s.len());
+            }
+            end = true;
+            i += 1;
+        }
+        let (j, e) = eat_tag_name(s, i);
+        if j != i {
+            let e = if end { Element::None } else { e };
+            return (Ctx::with_state(St::Tag, e), j);
+        }
+        k = j;
+    }
+}
+
+fn t_tag(c: Ctx, s: &[u8]) -> EResult<(Ctx, usize)> {
+    let i = eat_white_space(s, 0);
+    if i == s.len() {
+        return Ok((c, s.len()));
+    }
+    if s[i] == b'>' {
+        let state = match c.element {
+            Element::None => St::Text,
+            Element::Script => St::Js,
+            Element::Style => St::Css,
+            Element::Textarea | Element::Title => St::Rcdata,
+        };
+        return Ok((Ctx::with_state(state, c.element), i + 1));
+    }
+    let j = eat_attr_name(s, i)?;
+    if i == j {
+        let rest = String::from_utf8_lossy(&s[i..]).into_owned();
+        return Err((
+            0,
+            format!(
+                "expected space, attr name, or end of tag, but got {}",
+                go_quote(&rest, false)
+            ),
+        ));
+    }
+    let name = String::from_utf8_lossy(&s[i..j]).to_lowercase();
+    let attr = if c.element == Element::Script && name == "type" {
+        AttrKind::ScriptType
+    } else {
+        match attr_type(&name) {
+            AttrType::Url => AttrKind::Url,
+            AttrType::Css => AttrKind::Style,
+            AttrType::Js => AttrKind::Script,
+            AttrType::Srcset => AttrKind::Srcset,
+            _ => AttrKind::None,
+        }
+    };
+    let state = if j == s.len() {
+        St::AttrName
+    } else {
+        St::AfterName
+    };
+    Ok((
+        Ctx {
+            state,
+            element: c.element,
+            attr,
+            ..Ctx::TEXT
+        },
+        j,
+    ))
+}
+
+pub(super) fn attr_start_state(a: AttrKind) -> St {
+    match a {
+        AttrKind::None | AttrKind::ScriptType => St::Attr,
+        AttrKind::Script => St::Js,
+        AttrKind::Style => St::Css,
+        AttrKind::Url => St::Url,
+        AttrKind::Srcset => St::Srcset,
+    }
+}
+
+/// transitionFunc: one step of the context through template text.
+fn transition(mut c: Ctx, s: &[u8], pos: usize) -> EResult<(Ctx, usize)> {
+    Ok(match c.state {
+        St::Text => t_text(c, s),
+        St::Tag => t_tag(c, s).map_err(|(_, m)| (pos, m))?,
+        St::AttrName => {
+            let i = eat_attr_name(s, 0).map_err(|(_, m)| (pos, m))?;
+            if i != s.len() {
+                c.state = St::AfterName;
+            }
+            (c, i)
+        }
+        St::AfterName => {
+            let i = eat_white_space(s, 0);
+            if i == s.len() {
+                (c, s.len())
+            } else if s[i] != b'=' {
+                // A tag end or a valueless attribute.
+                c.state = St::Tag;
+                (c, i)
+            } else {
+                c.state = St::BeforeValue;
+                (c, i + 1)
+            }
+        }
+        St::BeforeValue => {
+            let mut i = eat_white_space(s, 0);
+            if i == s.len() {
+                return Ok((c, s.len()));
+            }
+            let mut delim = Delim::SpaceOrTagEnd;
+            match s[i] {
+                b'\'' => (delim, i) = (Delim::SingleQuote, i + 1),
+                b'"' => (delim, i) = (Delim::DoubleQuote, i + 1),
+                _ => {}
+            }
+            c.state = attr_start_state(c.attr);
+            c.delim = delim;
+            (c, i)
+        }
+        St::HtmlCmt => match find(s, b"-->") {
+            Some(i) => (Ctx::TEXT, i + 3),
+            None => (c, s.len()),
+        },
+        // tSpecialTagEnd already cut the text at the end tag.
+        St::Rcdata => (c, s.len()),
+        St::Attr => (c, s.len()),
+        St::Url | St::Srcset => {
+            if s.iter().any(|&b| b == b'#' || b == b'?') {
+                c.url_part = UrlPart::QueryOrFrag;
+            } else if s.len() != eat_white_space(s, 0) && c.url_part == UrlPart::None {
+                c.url_part = UrlPart::PreQuery;
+            }
+            (c, s.len())
+        }
+        St::Js | St::Css => {
+            // Text that Go would not alter: no comment to strip.
+            if find(s, b"/*").is_some() || find(s, b"//").is_some() || find(s, b"<!--").is_some() {
+                return unsupported(pos, "a comment");
+            }
+            (c, s.len())
+        }
+    })
+}
+
+fn find(s: &[u8], pat: &[u8]) -> Option<usize> {
+    s.windows(pat.len()).position(|w| w == pat)
+}
+
+/// transition.go, indexTagEnd: `</tag` followed by a separator, any case.
+fn index_tag_end(s: &[u8], tag: &[u8]) -> Option<usize> {
+    let mut res = 0;
+    let mut s = s;
+    while !s.is_empty() {
+        let i = find(s, b"</")?;
+        s = &s[i + 2..];
+        if tag.len() <= s.len() && s[..tag.len()].eq_ignore_ascii_case(tag) {
+            s = &s[tag.len()..];
+            if !s.is_empty() && b"> \t\n\x0c/".contains(&s[0]) {
+                return Some(res + i);
+            }
+            res += tag.len();
+        }
+        res += i + 2;
+    }
+    None
+}
+
+/// js.go, isJSType: a <script type> whose content is not JavaScript.
+fn is_js_type(mime: &str) -> bool {
+    let mime = mime.to_lowercase();
+    let mime = mime.split(';').next().unwrap_or_default().trim();
+    matches!(
+        mime,
+        "application/ecmascript"
+            | "application/javascript"
+            | "application/json"
+            | "application/ld+json"
+            | "application/x-ecmascript"
+            | "application/x-javascript"
+            | "module"
+            | "text/ecmascript"
+            | "text/javascript"
+            | "text/javascript1.0"
+            | "text/javascript1.1"
+            | "text/javascript1.2"
+            | "text/javascript1.3"
+            | "text/javascript1.4"
+            | "text/javascript1.5"
+            | "text/jscript"
+            | "text/livescript"
+            | "text/x-ecmascript"
+            | "text/x-javascript"
+    )
+}
+
+/// escape.go, contextAfterText.
+pub(super) fn context_after_text(c: Ctx, s: &[u8], pos: usize) -> EResult<(Ctx, usize)> {
+    if c.delim == Delim::None {
+        let tag: &[u8] = match c.element {
+            Element::None => b"",
+            Element::Script => b"script",
+            Element::Style => b"style",
+            Element::Textarea => b"textarea",
+            Element::Title => b"title",
+        };
+        let mut i = s.len();
+        if c.element != Element::None {
+            if let Some(j) = index_tag_end(s, tag) {
+                if j == 0 {
+                    return Ok((Ctx::TEXT, 0));
+                }
+                i = j;
+            }
+        }
+        return transition(c, &s[..i], pos);
+    }
+    let ends: &[u8] = match c.delim {
+        Delim::DoubleQuote => b"\"",
+        Delim::SingleQuote => b"'",
+        _ => b" \t\n\x0c\r>",
+    };
+    let i = s.iter().position(|b| ends.contains(b)).unwrap_or(s.len());
+    if c.delim == Delim::SpaceOrTagEnd {
+        if let Some(j) = s[..i].iter().position(|b| b"\"'<=`".contains(b)) {
+            let what = String::from_utf8_lossy(&s[j..j + 1]).into_owned();
+            let val = String::from_utf8_lossy(&s[..i]).into_owned();
+            return Err((
+                pos,
+                format!(
+                    "{} in unquoted attr: {}",
+                    go_quote(&what, false),
+                    go_quote(&val, false)
+                ),
+            ));
+        }
+    }
+    if i == s.len() {
+        // The value goes on past this text: track its content, decoded.
+        if matches!(c.state, St::Js | St::Css) {
+            return unsupported(pos, "a template action or branch");
+        }
+        let u = html_unescape(&String::from_utf8_lossy(s));
+        let mut u = u.as_bytes();
+        let mut c = c;
+        while !u.is_empty() {
+            let (c1, n) = transition(c, u, pos)?;
+            c = c1;
+            u = &u[n..];
+        }
+        return Ok((c, s.len()));
+    }
+    let mut element = c.element;
+    if c.state == St::Attr
+        && c.element == Element::Script
+        && c.attr == AttrKind::ScriptType
+        && !is_js_type(&String::from_utf8_lossy(&s[..i]))
+    {
+        element = Element::None;
+    }
+    let consumed = if c.delim != Delim::SpaceOrTagEnd {
+        i + 1
+    } else {
+        i
+    };
+    // Leaving the attribute keeps only the element.
+    Ok((Ctx::with_state(St::Tag, element), consumed))
+}
+
+/// html.UnescapeString for what can change a URL's context: numeric
+/// references and the common named ones.
+fn html_unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let end = rest.find(';').filter(|&e| e <= 10);
+        let decoded = end.and_then(|e| {
+            let name = &rest[1..e];
+            let c = if let Some(num) = name.strip_prefix('#') {
+                let v = match num.strip_prefix(['x', 'X']) {
+                    Some(h) => u32::from_str_radix(h, 16).ok(),
+                    None => num.parse().ok(),
+                };
+                v.and_then(char::from_u32)
+            } else {
+                match name {
+                    "amp" => Some('&'),
+                    "lt" => Some('<'),
+                    "gt" => Some('>'),
+                    "quot" => Some('"'),
+                    "apos" => Some('\''),
+                    "nbsp" => Some('\u{a0}'),
+                    _ => None,
+                }
+            };
+            c.map(|c| (c, e + 1))
+        });
+        match decoded {
+            Some((c, n)) => {
+                out.push(c);
+                rest = &rest[n..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
