@@ -1,5 +1,5 @@
 //! Builds the kernel programs (`toptraffic-ebpf`) for the BPF target and lets
-//! `src/ingest/kernel.rs` embed the object.
+//! `src/ingest/kernel/path.rs` embed the object.
 //!
 //! Cargo cannot build one crate of a workspace for another target with
 //! `-Z build-std` as a dependency (rust-lang/cargo#12375), so this script runs

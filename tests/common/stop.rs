@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 /// Sends SIGTERM (so that the daemon removes its pins) and waits up to
 /// `grace` for the exit: None if it has not exited by then.
 pub fn sigterm_and_wait(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
-    // SAFETY: kill(2) on our own child's pid.
+    // SAFETY: kill(2) takes no pointers, so it touches no memory of ours;
+    // the pid is our child's, not reaped yet (only try_wait below reaps
+    // it), so it names no other process.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + grace;
     loop {

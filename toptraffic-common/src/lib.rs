@@ -277,9 +277,19 @@ pub mod counter {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: plain #[repr(C)] data with explicit padding, any bit pattern valid.
+    // aya copies these to and from the kernel as bytes: sound for Copy
+    // types with no padding (no uninitialised byte is read) whose fields
+    // take any bit pattern (integers and arrays of them). The sizes that
+    // prove there is no padding are pinned by `layouts_are_the_wire_format`.
+
+    // SAFETY: #[repr(C)] u32, u32, [u8; 64]: 72 bytes, no padding.
     unsafe impl aya::Pod for super::GroupKey {}
+    // SAFETY: #[repr(C)] u64, i64: 16 bytes, no padding.
     unsafe impl aya::Pod for super::Cell {}
+    // SAFETY: #[repr(C)] u32 counts, then arrays of Name (u64, u32, u32,
+    // [u8; 32]), of u32 and of RuleSpec (u32s, with `_pad` filling to the
+    // 8-byte alignment of its Names): every field starts where the one
+    // before ends, so no padding anywhere.
     unsafe impl aya::Pod for super::KernelConfig {}
 }
 

@@ -78,7 +78,9 @@ mod programs {
             return;
         }
         if let Some(c) = COUNTERS.get_ptr_mut(index) {
-            // SAFETY: this CPU's slot; programs do not nest on one CPU here.
+            // SAFETY: get_ptr_mut gave a non-null pointer to this CPU's u64
+            // in COUNTERS (index checked by the map), valid for the run; the
+            // programs do not nest on one CPU here, so no one else writes it.
             unsafe { *c += n };
         }
     }
@@ -98,9 +100,15 @@ mod programs {
     }
 
     extern "C" fn parse_cb(_: u32, ctx: *mut c_void) -> i64 {
-        // SAFETY: ctx is the LoopCtx on the caller's stack; s and cfg are
-        // map values valid for the whole program run.
+        // SAFETY: ctx is what parse_and_commit handed bpf_loop: its LoopCtx,
+        // on its stack, alive until bpf_loop returns and not touched by it
+        // meanwhile; the callbacks run one at a time, so this borrow is the
+        // only one.
         let c = unsafe { &mut *(ctx as *mut LoopCtx) };
+        // SAFETY: s is this CPU's SCRATCH value and cfg the live CONFIG
+        // slot, both non-null (checked before the loop) and valid for the
+        // whole run; parse_and_commit holds no reference to the scratch
+        // during the loop, and the daemon never writes the live slot.
         let (s, cfg) = unsafe { (&mut *c.s, &*c.cfg) };
         if parse::advance(s, cfg) {
             0
@@ -110,8 +118,10 @@ mod programs {
     }
 
     extern "C" fn line_cb(l: u32, ctx: *mut c_void) -> i64 {
-        // SAFETY: as in parse_cb.
+        // SAFETY: as in parse_cb: the caller's LoopCtx, borrowed once.
         let c = unsafe { &mut *(ctx as *mut LoopCtx) };
+        // SAFETY: as in parse_cb: this CPU's scratch and the live config,
+        // valid for the run, no other reference to them meanwhile.
         let (s, cfg) = unsafe { (&mut *c.s, &*c.cfg) };
         if parse::eval_line(s, cfg, l) {
             0
@@ -121,16 +131,19 @@ mod programs {
     }
 
     extern "C" fn commit_cb(i: u32, ctx: *mut c_void) -> i64 {
-        // SAFETY: as in parse_cb.
+        // SAFETY: as in parse_cb: the caller's LoopCtx, borrowed once.
         let c = unsafe { &mut *(ctx as *mut LoopCtx) };
+        // SAFETY: as in parse_cb: this CPU's scratch, valid for the run and
+        // not written during this loop.
         let s = unsafe { &*c.s };
         let Some(item) = s.items.get((i as usize) & (MAX_ITEMS - 1)) else {
             return 1;
         };
         let mut key = GroupKey::zeroed();
         parse::build_key(&s.buf, item, &mut key);
-        // SAFETY: the inner map stays alive while a program that looked it
-        // up runs (the swap waits for an RCU grace period).
+        // SAFETY: gen is the non-null inner map GENERATION gave before the
+        // loop; it stays alive while a program that looked it up runs (the
+        // swap waits for an RCU grace period).
         let gen = unsafe { &*c.gen };
         match bump(gen, &key, 1, item.value) {
             Some(inserted) => {
@@ -158,7 +171,9 @@ mod programs {
                 gen.get_ptr_mut(key)?
             }
         };
-        // SAFETY: this CPU's value of a per-CPU map.
+        // SAFETY: cell is non-null (get_ptr_mut returned it) and points at
+        // this CPU's Cell of a per-CPU map, valid for the run; the programs
+        // do not nest on one CPU, so no one else writes it.
         unsafe {
             (*cell).lines += lines;
             (*cell).sum += sum;
@@ -173,7 +188,8 @@ mod programs {
             add(counter::PASS_INTERNAL, 1);
             return Verdict::Pass;
         };
-        // SAFETY: the per-CPU scratch value, valid for the run.
+        // SAFETY: s is this CPU's SCRATCH value, non-null (the callers
+        // checked) and valid for the run, and no reference to it is alive.
         unsafe { (*s).st.start(len) };
         let mut ctx = LoopCtx {
             s,
@@ -186,15 +202,25 @@ mod programs {
         let ctx_ptr = &mut ctx as *mut LoopCtx as *mut c_void;
         // Each call takes one byte or more, the virtual newline past the
         // end included: len + 1 calls finish.
-        // SAFETY: a static callback and a stack context, as bpf_loop wants.
+        // SAFETY: bpf_loop calls parse_cb, an extern "C" fn(u32, *mut
+        // c_void) -> i64 as it wants, with ctx_ptr, which points at `ctx`
+        // on this stack frame, alive across the call; flags must be 0.
         unsafe { bpf_loop(len + 1, parse_cb as *mut c_void, ctx_ptr, 0) };
+        // SAFETY: reads through s, valid as above; parse_cb's borrows of
+        // the scratch ended when bpf_loop returned.
         if unsafe { (*s).st.bail == 0 && (*s).st.pos <= len } {
+            // SAFETY: writes through s, valid as above; no borrow is alive.
             unsafe { (*s).st.bail = counter::PASS_INTERNAL };
         }
+        // SAFETY: reads through s, valid as above; no borrow is alive.
         let lines = unsafe { (*s).st.lines };
+        // SAFETY: reads through s, valid as above; no borrow is alive.
         if unsafe { (*s).st.bail } == 0 && lines > 0 {
+            // SAFETY: as the first bpf_loop, with line_cb.
             unsafe { bpf_loop(lines, line_cb as *mut c_void, ctx_ptr, 0) };
         }
+        // SAFETY: s valid as above; line_cb's borrows ended when bpf_loop
+        // returned, and commit_cb below only reads the scratch, as `st` does.
         let st = unsafe { &(*s).st };
         if st.bail != 0 {
             add(st.bail, 1);
@@ -203,6 +229,7 @@ mod programs {
         let n_items = st.n_items;
         let (points, drops) = (st.points, st.drops);
         if n_items > 0 {
+            // SAFETY: as the first bpf_loop, with commit_cb.
             unsafe { bpf_loop(n_items, commit_cb as *mut c_void, ctx_ptr, 0) };
             let mut totals = GroupKey::zeroed();
             totals.rule = TOTALS_RULE;
@@ -254,7 +281,10 @@ mod programs {
             // Equal to len (1..=BUF_LEN), written so that the verifier sees
             // the bounds: without it, it lost them and refused a zero size.
             let n = ((len - 1) & (BUF_LEN as u32 - 1)) + 1;
-            // SAFETY: the buffer holds BUF_LEN bytes and 0 < n <= BUF_LEN.
+            // SAFETY: the helper writes n bytes into the scratch buffer, of
+            // BUF_LEN bytes in this CPU's non-null SCRATCH value, and
+            // 0 < n <= BUF_LEN; it checks the offset and n against the skb
+            // itself, and ctx.skb.skb is this run's context.
             let rc = unsafe {
                 bpf_skb_load_bytes(
                     ctx.skb.skb as *const c_void,
@@ -279,7 +309,9 @@ mod programs {
     #[socket_filter]
     pub fn toptraffic_floor(_ctx: SkBuffContext) -> i64 {
         if let Some(c) = FLOOR.get_ptr_mut(0) {
-            // SAFETY: this CPU's slot.
+            // SAFETY: get_ptr_mut gave a non-null pointer to this CPU's u64
+            // in FLOOR, valid for the run; the programs do not nest on one
+            // CPU here, so no one else writes it.
             unsafe { *c += 1 };
         }
         0
@@ -311,35 +343,49 @@ mod programs {
     /// Counts IPv4 UDP to the daemon's port; None (pass) for anything else.
     #[inline(always)]
     fn try_xdp(ctx: &XdpContext) -> Option<Verdict> {
-        // SAFETY: a map value valid for the run.
+        // SAFETY: live_config gave a non-null pointer to the live CONFIG
+        // slot, valid for the run; the daemon writes only the other slot.
         let cfg = unsafe { &*live_config()? };
-        // SAFETY: at() checked each read against data_end.
+        // The packet reads: at() returns a pointer only when the whole value
+        // lies in [data, data_end), the packet's readable bytes (which the
+        // verifier checks again). They may be unaligned (the address at 30),
+        // which a plain `*` on the host would not allow: on the BPF target a
+        // load from packet memory need not be aligned, and where the kernel
+        // wants it aligned (strict alignment) the verifier refuses the
+        // program instead of running it.
+        // SAFETY: in bounds, see above.
         let proto = u16::from_be(unsafe { *at::<u16>(ctx, 12)? });
         if proto != ETH_P_IP {
             return None;
         }
+        // SAFETY: in bounds, see the first read.
         let vihl = unsafe { *at::<u8>(ctx, ETH_HLEN)? };
         let ihl = ((vihl & 0x0f) as usize) * 4;
         if vihl >> 4 != 4 || ihl < 20 {
             return None;
         }
+        // SAFETY: in bounds, see the first read.
         if unsafe { *at::<u8>(ctx, ETH_HLEN + 9)? } != IPPROTO_UDP {
             return None;
         }
         // Fragments are left to the stack, which reassembles them.
+        // SAFETY: in bounds, see the first read.
         let frag = u16::from_be(unsafe { *at::<u16>(ctx, ETH_HLEN + 6)? });
         if frag & 0x3fff != 0 {
             return None;
         }
+        // SAFETY: in bounds, see the first read.
         let daddr = unsafe { *at::<u32>(ctx, ETH_HLEN + 16)? };
         if cfg.addr != 0 && daddr != cfg.addr {
             return None;
         }
         let udp = ETH_HLEN + (ihl & 0x3c);
+        // SAFETY: in bounds, see the first read.
         let dport = u16::from_be(unsafe { *at::<u16>(ctx, udp + 2)? });
         if dport as u32 != cfg.port {
             return None;
         }
+        // SAFETY: in bounds, see the first read.
         let ulen = u16::from_be(unsafe { *at::<u16>(ctx, udp + 4)? }) as u32;
         if ulen < 8 {
             return None;
@@ -353,7 +399,10 @@ mod programs {
         if len > 0 {
             // As in try_sock: len, with bounds the verifier can see.
             let n = ((len - 1) & (BUF_LEN as u32 - 1)) + 1;
-            // SAFETY: the buffer holds BUF_LEN bytes and 0 < n <= BUF_LEN.
+            // SAFETY: as in try_sock: n bytes, 0 < n <= BUF_LEN, into the
+            // BUF_LEN-byte buffer of this CPU's non-null SCRATCH value; the
+            // helper checks the offset and n against the packet, and ctx.ctx
+            // is this run's context.
             let rc = unsafe {
                 bpf_xdp_load_bytes(
                     ctx.ctx,

@@ -319,7 +319,9 @@ pub fn advance(s: &mut Scratch, cfg: &KernelConfig) -> bool {
     if pos > s.st.len {
         return false;
     }
-    // SAFETY: a plain read of an initialised field (volatile: see step).
+    // SAFETY: the pointer comes from a reference to a u32 field, so it is
+    // valid, aligned and initialised; volatile only keeps the compiler from
+    // carrying the value over (see step).
     let state = unsafe { core::ptr::read_volatile(&s.st.state) };
     let name = state == MEAS || state == TAG_KEY || state == FIELD_KEY;
     if name || state == TAG_VALUE || state == COMMENT {
@@ -366,8 +368,11 @@ fn skip_plain(buf: &[u8; BUF_LEN], pos: u32, len: u32, name: bool, hash: &mut u6
         // An aligned load inside the buffer: `at` is a multiple of 8 and
         // at most BUF_LEN - 8 after the mask.
         let off = (at & MASK) as usize & !7;
-        // SAFETY: off + 8 <= BUF_LEN and off is 8-aligned in an 8-aligned
-        // map value (the buffer is Scratch's first field).
+        // SAFETY: off = (at & MASK) & !7 is at most BUF_LEN - 8, so the 8
+        // bytes read are inside `buf`. The only caller passes `&s.buf`, the
+        // first field of a Scratch, which its u64 fields make 8-aligned on
+        // the host, and which is a map value, 8-aligned, in the kernel: so
+        // buf + off is 8-aligned. Any 8 bytes are a valid u64.
         let w = u64::from_le(unsafe { *(buf.as_ptr().add(off) as *const u64) });
         let mut m = eq(w, b',')
             | eq(w, b' ')
@@ -424,7 +429,8 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
     // Read from memory each step: a state the compiler carried in a register
     // from the previous step would be a known constant to the verifier,
     // which would then walk every path of a chunk of steps separately.
-    // SAFETY: a plain read of an initialised field.
+    // SAFETY: the pointer comes from a reference to a u32 field, so it is
+    // valid, aligned and initialised.
     let state = unsafe { core::ptr::read_volatile(&st.state) };
     match state {
         LINE_START => match c {

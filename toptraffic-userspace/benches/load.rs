@@ -184,7 +184,8 @@ fn own_jiffies(daemon: Option<u32>, softirqd: &[u32]) -> u64 {
 }
 
 fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
+    // SAFETY: sysconf(3) takes an integer and returns one: no pointers,
+    // no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 {
         t as f64

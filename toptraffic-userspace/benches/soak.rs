@@ -155,7 +155,8 @@ fn cpu_seconds(pid: u32) -> f64 {
         .split_whitespace()
         .map(|x| x.parse().unwrap_or(0))
         .collect();
-    // SAFETY: sysconf has no preconditions.
+    // SAFETY: sysconf(3) takes an integer and returns one: no pointers,
+    // no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / ticks
 }

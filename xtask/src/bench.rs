@@ -43,10 +43,11 @@ pub fn bench(name: &str, args: Vec<String>) -> Result<()> {
 }
 
 /// `cargo bench` of one bench target of the daemon's crate, release build
-/// with the kernel programs.
+/// with the kernel programs and the code only the benchmarks use.
 fn cargo_bench(bench: &str, args: &[String]) -> Result<()> {
     let mut c = cargo_ebpf();
-    c.args(["bench", "-p", "toptraffic", "--bench", bench, "--"])
+    c.args(["bench", "-p", "toptraffic", "--features", "bench"])
+        .args(["--bench", bench, "--"])
         .args(args);
     status(c)
 }

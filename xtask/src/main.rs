@@ -112,7 +112,10 @@ fn test(args: Vec<String>) -> Result<()> {
     setup(false)?;
     mount_bpffs();
     let mut t = cargo_ebpf();
-    t.args(["test", "--workspace", "--all-targets"]).args(&args);
+    // The benches' smoke checks run too, with the code they need.
+    t.args(["test", "--workspace", "--all-targets"])
+        .args(["--features", "toptraffic/bench"])
+        .args(&args);
     status(t)?;
     // Doc tests are not part of --all-targets.
     let mut d = cargo_ebpf();

@@ -249,7 +249,9 @@ fn bind_socket(addr: SocketAddr, recv_buffer: usize) -> io::Result<Socket> {
 }
 
 fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> bool {
-    // SAFETY: a valid fd and a c_int option value of the right length.
+    // SAFETY: setsockopt(2) reads optlen = size_of::<c_int>() bytes from
+    // `value`, a c_int alive for the call, and writes nothing of ours (a
+    // bad fd is an error, EBADF or ENOTSOCK).
     unsafe {
         libc::setsockopt(
             fd,
@@ -265,7 +267,8 @@ fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc:
 fn socket_drops(fd: RawFd) -> u64 {
     let mut info = [0u32; 16];
     let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
-    // SAFETY: the buffer is as long as `len` says.
+    // SAFETY: getsockopt(2) writes at most `len` bytes into `info`, which
+    // is that long, and the length it wrote into `len`, a socklen_t.
     let rc = unsafe {
         libc::getsockopt(
             fd,
@@ -304,7 +307,8 @@ impl Batch {
             });
         }
         for i in 0..BATCH {
-            // SAFETY: mmsghdr is plain data; zero is its empty value.
+            // SAFETY: mmsghdr is integers and raw pointers, for all of which
+            // zero bytes are a valid value (null pointers, empty lengths).
             let mut h: libc::mmsghdr = unsafe { MaybeUninit::zeroed().assume_init() };
             h.msg_hdr.msg_iov = &mut b.iovecs[i];
             h.msg_hdr.msg_iovlen = 1;
@@ -319,8 +323,12 @@ impl Batch {
             h.msg_len = 0;
             h.msg_hdr.msg_flags = 0;
         }
-        // SAFETY: headers point at iovecs that point into `bufs`, all owned by
-        // self and not moved while the call runs.
+        // SAFETY: the kernel fills at most BATCH headers, the number there
+        // are; each points at its iovec, and each iovec at its own `size`
+        // bytes of `bufs` (BATCH * size long). All three are heap buffers
+        // of self, filled in `new` and never grown since, so the pointers
+        // stay valid when the Batch moves, and `&mut self` keeps anything
+        // else from touching them during the call.
         let n = unsafe {
             libc::recvmmsg(
                 fd,

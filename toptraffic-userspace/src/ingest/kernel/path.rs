@@ -1,0 +1,378 @@
+//! The loaded kernel path: loads the eBPF programs, writes the rules into
+//! their config map, attaches them (socket filter on the daemon's sockets,
+//! or XDP on an interface), and rotates the generation maps.
+
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+use std::{fmt, io};
+
+use aya::maps::{ArrayOfMaps, Map, MapData, PerCpuArray};
+use aya::programs::{SocketFilter, Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+use toptraffic_common::KernelConfig;
+
+use super::counters::KernelCounters;
+use super::drain::{Drained, Generations};
+use super::pins::{pin_maps, unpin_all};
+use super::probe::{classify, io_source, missing_capabilities, KernelError, BUILT};
+use super::sys;
+use crate::ingest::kernel_config::KernelPlan;
+
+#[cfg(toptraffic_ebpf)]
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/toptraffic-ebpf"));
+#[cfg(not(toptraffic_ebpf))]
+static OBJECT: &[u8] = &[];
+
+pub(super) const SOCK_PROG: &str = "toptraffic_sock";
+#[cfg(any(test, feature = "bench"))]
+pub(super) const FLOOR_PROG: &str = "toptraffic_floor";
+pub(super) const XDP_PROG: &str = "toptraffic_xdp";
+
+/// Where the programs attach.
+#[derive(Debug, Clone)]
+pub enum Attach {
+    /// A socket filter on each of these (the daemon's UDP sockets).
+    Sockets(Vec<RawFd>),
+    /// XDP on an interface, counting UDP to `port` (and `addr`, when not
+    /// 0.0.0.0).
+    Xdp {
+        interface: String,
+        mode: XdpMode,
+        port: u16,
+        addr: std::net::Ipv4Addr,
+    },
+    /// Load and verify only (tests).
+    None,
+    /// The benchmarks' floor on these sockets: a filter that drops every
+    /// datagram without parsing it (see [`KernelPath::floor_datagrams`]).
+    #[cfg(any(test, feature = "bench"))]
+    Floor(Vec<RawFd>),
+}
+
+/// How to load the kernel path.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub attach: Attach,
+    /// Entries of each generation map.
+    pub map_entries: u32,
+    /// Pin the maps here (None: no pins).
+    pub pin_dir: Option<PathBuf>,
+    /// Load both programs even if one is attached (tests: the verifier
+    /// accepts both).
+    pub load_all: bool,
+}
+
+/// The loaded and attached kernel path.
+pub struct KernelPath {
+    pub(super) ebpf: Ebpf,
+    /// The generation maps and their rotation.
+    pub(super) gens: Generations,
+    counters: Arc<KernelCounters>,
+    max_keys: Vec<usize>,
+    pin_dir: Option<PathBuf>,
+    xdp: Option<aya::programs::xdp::XdpLinkId>,
+    pub plan: KernelPlan,
+    sockets: Vec<RawFd>,
+    /// The live CONFIG slot.
+    config_slot: u32,
+    /// XDP's port and address, kept in every config written.
+    xdp_target: (u32, u32),
+    /// Rule id (as in the kernel's keys) to rule index.
+    id_index: std::collections::HashMap<u32, usize>,
+}
+
+impl fmt::Debug for KernelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KernelPath")
+            .field("active", &self.gens.active)
+            .field("pin_dir", &self.pin_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Writes `config` into CONFIG slot `slot` and makes it the live one.
+fn write_config(
+    ebpf: &mut Ebpf,
+    slot: u32,
+    config: &KernelConfig,
+    (port, addr): (u32, u32),
+) -> Result<(), String> {
+    let mut config = *config;
+    config.port = port;
+    config.addr = addr;
+    {
+        let map = ebpf
+            .map_mut("CONFIG")
+            .ok_or("the object has no map CONFIG")?;
+        let mut arr: aya::maps::Array<&mut MapData, KernelConfig> =
+            aya::maps::Array::try_from(map).map_err(|e| e.to_string())?;
+        arr.set(slot, config, 0)
+            .map_err(|e| format!("writing the rules: {e}"))?;
+    }
+    let map = ebpf
+        .map_mut("CONFIG_SEL")
+        .ok_or("the object has no map CONFIG_SEL")?;
+    let mut sel: aya::maps::Array<&mut MapData, u32> =
+        aya::maps::Array::try_from(map).map_err(|e| e.to_string())?;
+    sel.set(0, slot, 0)
+        .map_err(|e| format!("selecting the rules: {e}"))
+}
+
+fn index_ids(ids: &[u32]) -> std::collections::HashMap<u32, usize> {
+    ids.iter().enumerate().map(|(i, id)| (*id, i)).collect()
+}
+
+fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map, KernelError> {
+    ebpf.take_map(name)
+        .ok_or_else(|| KernelError::Other(format!("the object has no map {name}")))
+}
+
+fn gen_data(m: Map, name: &str) -> Result<MapData, KernelError> {
+    match m {
+        Map::PerCpuLruHashMap(d) => Ok(d),
+        _ => Err(KernelError::Other(format!(
+            "{name} is not an LRU per-CPU hash"
+        ))),
+    }
+}
+
+impl KernelPath {
+    /// Loads, configures and attaches the programs.
+    pub fn load(
+        plan: KernelPlan,
+        max_keys: Vec<usize>,
+        opts: Options,
+    ) -> Result<KernelPath, KernelError> {
+        if !BUILT {
+            return Err(KernelError::NotBuilt);
+        }
+        if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+            return Err(KernelError::NoBtf);
+        }
+        let mut loader = EbpfLoader::new();
+        loader
+            .map_max_entries("GEN_A", opts.map_entries)
+            .map_max_entries("GEN_B", opts.map_entries);
+        let mut ebpf = loader.load(OBJECT).map_err(|e| {
+            let io = io_source(&e);
+            classify(format!("loading the eBPF object: {e}"), io)
+        })?;
+
+        let pin_dir = match &opts.pin_dir {
+            Some(dir) => {
+                pin_maps(&ebpf, dir).map_err(KernelError::Other)?;
+                Some(dir.clone())
+            }
+            None => None,
+        };
+        let xdp_target = match &opts.attach {
+            Attach::Xdp { port, addr, .. } => (*port as u32, u32::from_ne_bytes(addr.octets())),
+            _ => (0, 0),
+        };
+        write_config(&mut ebpf, 0, &plan.config, xdp_target).map_err(KernelError::Other)?;
+
+        let gen_a = gen_data(take(&mut ebpf, "GEN_A")?, "GEN_A")?;
+        let gen_b = gen_data(take(&mut ebpf, "GEN_B")?, "GEN_B")?;
+        let mut outer = take(&mut ebpf, "GENERATION")?;
+        {
+            let mut arr: ArrayOfMaps<&mut MapData, MapData> =
+                ArrayOfMaps::try_from(&mut outer).map_err(|e| KernelError::Other(e.to_string()))?;
+            arr.set(0, &gen_a, 0)
+                .map_err(|e| KernelError::Other(format!("installing the first generation: {e}")))?;
+        }
+        let counters = match take(&mut ebpf, "COUNTERS")? {
+            m @ Map::PerCpuArray(_) => {
+                PerCpuArray::try_from(m).map_err(|e| KernelError::Other(e.to_string()))?
+            }
+            _ => return Err(KernelError::Other("COUNTERS is not a per-CPU array".into())),
+        };
+        let ncpus = aya::util::nr_cpus().map_err(|(_, e)| KernelError::Other(e.to_string()))?;
+
+        let gens = Generations::new(outer, [gen_a, gen_b], ncpus, max_keys.len())?;
+
+        let mut path = KernelPath {
+            ebpf,
+            gens,
+            counters: Arc::new(KernelCounters {
+                map: counters,
+                evicted_lines: AtomicU64::new(0),
+            }),
+            max_keys,
+            pin_dir,
+            xdp: None,
+            plan,
+            sockets: Vec::new(),
+            config_slot: 0,
+            xdp_target,
+            id_index: Default::default(),
+        };
+        path.id_index = index_ids(&path.plan.ids);
+        let want_sock = matches!(opts.attach, Attach::Sockets(_)) || opts.load_all;
+        let want_xdp = matches!(opts.attach, Attach::Xdp { .. }) || opts.load_all;
+        if want_sock {
+            path.load_program(SOCK_PROG)?;
+        }
+        if want_xdp {
+            path.load_program(XDP_PROG)?;
+        }
+        #[cfg(any(test, feature = "bench"))]
+        if matches!(opts.attach, Attach::Floor(_)) || opts.load_all {
+            path.load_program(FLOOR_PROG)?;
+        }
+        match opts.attach {
+            Attach::Sockets(fds) => path.attach_sockets(SOCK_PROG, fds)?,
+            Attach::Xdp {
+                interface, mode, ..
+            } => {
+                let prog: &mut Xdp = path
+                    .ebpf
+                    .program_mut(XDP_PROG)
+                    .expect("loaded above")
+                    .try_into()
+                    .map_err(|e: aya::programs::ProgramError| KernelError::Other(e.to_string()))?;
+                let link = prog.attach(&interface, mode).map_err(|e| {
+                    let io = io_source(&e);
+                    let why = match io.and_then(|io| io.raw_os_error()) {
+                        Some(libc::EBUSY) | Some(libc::EEXIST) => {
+                            " (another XDP program is attached to it)".to_string()
+                        }
+                        Some(libc::EOPNOTSUPP) => {
+                            " (its driver has no native XDP; use xdp_mode = \"skb\")".to_string()
+                        }
+                        _ => io.map(|io| format!(" ({io})")).unwrap_or_default(),
+                    };
+                    classify(
+                        format!("attaching XDP to {interface} ({mode:?}): {e}{why}"),
+                        io,
+                    )
+                })?;
+                path.xdp = Some(link);
+            }
+            #[cfg(any(test, feature = "bench"))]
+            Attach::Floor(fds) => path.attach_sockets(FLOOR_PROG, fds)?,
+            Attach::None => {}
+        }
+        Ok(path)
+    }
+
+    /// Attaches the loaded socket filter `name` to every socket in `fds`;
+    /// they are detached on drop.
+    fn attach_sockets(&mut self, name: &str, fds: Vec<RawFd>) -> Result<(), KernelError> {
+        let prog: &SocketFilter = self
+            .ebpf
+            .program(name)
+            .expect("loaded before attaching")
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| KernelError::Other(e.to_string()))?;
+        for fd in &fds {
+            // The daemon's sockets outlive the kernel path (it is dropped
+            // first) and the filter is detached on drop.
+            sys::attach_socket_filter(prog, *fd).map_err(|e| {
+                classify(format!("attaching {name} to a socket: {e}"), io_source(&e))
+            })?;
+        }
+        self.sockets = fds;
+        Ok(())
+    }
+
+    fn load_program(&mut self, name: &'static str) -> Result<(), KernelError> {
+        let prog = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| KernelError::Other(format!("the object has no program {name}")))?;
+        let res = match name {
+            XDP_PROG => <&mut Xdp>::try_from(prog).and_then(|p| p.load()),
+            _ => <&mut SocketFilter>::try_from(prog).and_then(|p| p.load()),
+        };
+        match res {
+            Ok(()) => Ok(()),
+            Err(aya::programs::ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            }) => {
+                if matches!(io_error.raw_os_error(), Some(libc::EPERM)) {
+                    return Err(KernelError::Permission {
+                        missing: missing_capabilities(),
+                        detail: format!("loading {name}: {io_error}"),
+                    });
+                }
+                let log = std::env::temp_dir().join(format!("toptraffic-verifier-{name}.log"));
+                let _ = std::fs::write(&log, verifier_log.to_string());
+                Err(KernelError::Verifier {
+                    program: name,
+                    log,
+                    detail: io_error.to_string(),
+                })
+            }
+            Err(e) => Err(classify(format!("loading {name}: {e}"), io_source(&e))),
+        }
+    }
+
+    pub fn counters(&self) -> Arc<KernelCounters> {
+        self.counters.clone()
+    }
+
+    /// Hands the programs new rules without reloading them: the other
+    /// CONFIG slot is written whole, then the selector flips. A slot is
+    /// rewritten only a reload later, and a generation swap (which waits
+    /// for every running program) happens in between, so no program reads
+    /// a slot while it is written. Counts already in the maps carry rule
+    /// ids: those of rules that kept their id go on counting for them.
+    pub fn set_rules(&mut self, plan: KernelPlan, max_keys: Vec<usize>) -> Result<(), String> {
+        let slot = 1 - self.config_slot;
+        write_config(&mut self.ebpf, slot, &plan.config, self.xdp_target)?;
+        self.config_slot = slot;
+        self.id_index = index_ids(&plan.ids);
+        let mut last = vec![0; max_keys.len()];
+        for (i, id) in plan.ids.iter().enumerate() {
+            if let Some(old) = self.plan.ids.iter().position(|o| o == id) {
+                last[i] = self.gens.last_keys.get(old).copied().unwrap_or(0);
+            }
+        }
+        self.gens.last_keys = last;
+        self.max_keys = max_keys;
+        self.plan = plan;
+        Ok(())
+    }
+
+    /// Swaps in the spare generation, then reads and empties the old one
+    /// into per-rule tables.
+    pub fn drain(&mut self) -> io::Result<Drained> {
+        self.gens
+            .drain(&self.max_keys, &self.id_index, &self.counters)
+    }
+
+    /// Waits for the previous generation to be emptied.
+    pub fn finish_clearing(&mut self) -> io::Result<()> {
+        self.gens.finish_clearing()
+    }
+
+    /// How long emptying the last drained generation took.
+    pub fn last_clear(&self) -> Duration {
+        self.gens.last_clear()
+    }
+}
+
+impl Drop for KernelPath {
+    fn drop(&mut self) {
+        let _ = self.finish_clearing();
+        for fd in &self.sockets {
+            // The sockets are still open (the daemon drops the kernel path
+            // before them).
+            sys::detach_socket_filter(*fd);
+        }
+        if let Some(link) = self.xdp.take() {
+            if let Some(p) = self.ebpf.program_mut(XDP_PROG) {
+                if let Ok(x) = <&mut Xdp>::try_from(p) {
+                    let _ = x.detach(link);
+                }
+            }
+        }
+        if let Some(dir) = self.pin_dir.take() {
+            unpin_all(&dir);
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The kernel path loaded for real: the verifier accepts the programs,
+//! and what they count comes out of a drain.
+
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use super::path::{Attach, KernelPath, Options};
+use super::probe::KernelError;
+use crate::config::Config;
+
+/// Loads both programs, or says why the kernel path cannot run here.
+fn load_or_skip(attach: Attach) -> Option<KernelPath> {
+    let c = Config::embedded_default();
+    let plan = crate::ingest::kernel_config::plan(&c.rules).unwrap();
+    let max_keys = c.rules.iter().map(|r| r.max_keys).collect();
+    let opts = Options {
+        attach,
+        map_entries: 4096,
+        pin_dir: None,
+        load_all: true,
+    };
+    match KernelPath::load(plan, max_keys, opts) {
+        Ok(k) => Some(k),
+        Err(e @ (KernelError::NotBuilt | KernelError::Permission { .. } | KernelError::NoBtf)) => {
+            eprintln!("SKIPPED: the kernel path cannot load here: {e}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn verifier_accepts_both_programs() {
+    let Some(k) = load_or_skip(Attach::None) else {
+        return;
+    };
+    let c = k.counters().read();
+    assert!(c.iter().all(|&v| v == 0));
+    for (name, n) in k.verified_insns() {
+        eprintln!("{name}: the verifier processed {n} instructions (limit 1000000)");
+    }
+}
+
+#[test]
+fn test_run_counts_a_plain_datagram_and_passes_an_escaped_one_whole() {
+    let Some(mut k) = load_or_skip(Attach::None) else {
+        return;
+    };
+    // Tag values longer than a word, so the word-at-a-time scan runs.
+    let plain =
+        b"combined,uri=/a/rather/long/path,id=123456789,ip=203.0.113.7,role=ingresstype count=1";
+    let (verdict, _) = k.test_run(false, plain, 3).unwrap();
+    assert_eq!(verdict, 0, "counted and dropped");
+    let escaped = b"combined,uri=/a\\ b,id=1,ip=203.0.113.7 count=1";
+    let (verdict, _) = k.test_run(false, escaped, 1).unwrap();
+    assert_eq!(verdict as usize, 8 + escaped.len(), "passed whole");
+    let (verdict, _) = k.test_run(true, plain, 1).unwrap();
+    assert_eq!(verdict, 0, "the floor drops everything");
+    let d = k.drain().unwrap();
+    let key = crate::key::from_values(&["203.0.113.7", "123456789"]);
+    assert_eq!(d.tables[0].get(&key).unwrap().lines, 3);
+    assert_eq!(k.counters().passed()[1], ("escape", 1));
+}
+
+#[test]
+fn socket_filter_counts_plain_datagrams_and_passes_the_rest_whole() {
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let Some(mut k) = load_or_skip(Attach::Sockets(vec![rx.as_raw_fd()])) else {
+        return;
+    };
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = rx.local_addr().unwrap();
+    for i in 0..1000 {
+        let d = format!(
+            "combined,uri=/p,id=7,ip=10.0.0.{},role=r count=1\nips,ip=10.0.0.{} count=2i",
+            i % 2,
+            i % 2
+        );
+        tx.send_to(d.as_bytes(), to).unwrap();
+    }
+    let escaped = b"combined,id=7,ip=a\\ b count=1";
+    tx.send_to(escaped, to).unwrap();
+    let mut buf = [0u8; 256];
+    let n = rx.recv(&mut buf).unwrap();
+    assert_eq!(
+        &buf[..n],
+        escaped,
+        "only the escaped datagram reaches the socket"
+    );
+    let c = k.counters().snapshot();
+    assert_eq!(c.datagrams, 1000);
+    assert_eq!(c.points, 2000);
+    assert_eq!(k.counters().passed()[1], ("escape", 1));
+    let d = k.drain().unwrap();
+    let key = |v: &[&str]| crate::key::from_values(v);
+    let combined = &d.tables[0];
+    assert_eq!(combined.get(&key(&["10.0.0.0", "7"])).unwrap().value, 500.0);
+    assert_eq!(combined.get(&key(&["10.0.0.1", "7"])).unwrap().lines, 500);
+    assert_eq!(d.tables[1].get(&key(&["10.0.0.1"])).unwrap().value, 1000.0);
+    assert_eq!(d.keys, 4);
+    assert_eq!(d.evicted_lines, 0);
+    // The next drain reads the other generation, empty.
+    let d = k.drain().unwrap();
+    assert_eq!(d.keys, 0);
+    assert!(d.tables.iter().all(|t| t.is_empty()));
+}
