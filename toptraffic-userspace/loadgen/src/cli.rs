@@ -3,10 +3,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use toptraffic_api::{Stats, Top, MAX_LIMIT};
+
 use crate::generate::{merge_truth, Generator, Shape};
-use crate::http::get_json;
+use crate::http::get;
 use crate::send::{run_parallel, senders, Plan};
-use crate::verify::{compare, lines_accounted, Tally};
+use crate::verify::{accounted, compare_top, Tally};
 
 /// What `toptraffic loadgen` was asked to do.
 #[derive(Debug, Clone)]
@@ -41,7 +43,7 @@ pub fn cli(o: Options) -> anyhow::Result<bool> {
     let stats_http = o.stats_http.or(o.verify_http);
     let baseline = match stats_http {
         Some(http) => Some(
-            get_json(http, "/api/v1/stats")
+            get::<Stats>(http, "/api/v1/stats")
                 .with_context(|| format!("reading the daemon's stats at {http}"))?,
         ),
         None => None,
@@ -97,9 +99,9 @@ pub fn cli(o: Options) -> anyhow::Result<bool> {
         );
         if let (Some(http), Some(base)) = (stats_http, &baseline) {
             // Lines still in flight show as behind for a moment.
-            match get_json(http, "/api/v1/stats") {
+            match get::<Stats>(http, "/api/v1/stats") {
                 Ok(now) => {
-                    let t = Tally::between(base, &now);
+                    let t = Tally::of(base, &now);
                     line += &format!(
                         "  | daemon: counted {} (kernel {}, userspace {}), dropped {}, behind {}",
                         t.counted(),
@@ -128,10 +130,10 @@ pub fn cli(o: Options) -> anyhow::Result<bool> {
     };
     // Wait until every line is accounted for, or the count stops moving.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut stats = get_json(http, "/api/v1/stats")?;
+    let mut stats: Stats = get(http, "/api/v1/stats")?;
     let mut still = Instant::now();
     loop {
-        let t = Tally::between(&baseline, &stats);
+        let t = Tally::of(&baseline, &stats);
         if t.lost(sent.lines()) == 0
             || Instant::now() > deadline
             || still.elapsed() > Duration::from_secs(3)
@@ -139,27 +141,26 @@ pub fn cli(o: Options) -> anyhow::Result<bool> {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
-        let next = get_json(http, "/api/v1/stats")?;
-        if Tally::between(&baseline, &next) != t {
+        let next: Stats = get(http, "/api/v1/stats")?;
+        if Tally::of(&baseline, &next) != t {
             still = Instant::now();
         }
         stats = next;
     }
-    let t = Tally::between(&baseline, &stats);
-    let n =
-        |k: &str| stats[k].as_u64().unwrap_or(0) as i64 - baseline[k].as_u64().unwrap_or(0) as i64;
-    let parse = stats["dropped"]["parse_error"].as_u64().unwrap_or(0) as i64
-        - baseline["dropped"]["parse_error"].as_u64().unwrap_or(0) as i64;
-    let rq = stats["dropped"]["receive_queue"].as_u64().unwrap_or(0) as i64
-        - baseline["dropped"]["receive_queue"].as_u64().unwrap_or(0) as i64;
+    let t = Tally::of(&baseline, &stats);
+    let n = |f: fn(&Stats) -> u64| f(&stats) as i64 - f(&baseline) as i64;
+    let dropped = |r: &str| {
+        let of = |s: &Stats| s.dropped.get(r).copied().unwrap_or(0) as i64;
+        of(&stats) - of(&baseline)
+    };
     println!(
         "daemon: points_kernel +{} points_userspace +{} datagrams_kernel +{} datagrams_userspace +{} parse_error +{} receive_queue +{}",
-        n("points_kernel"),
-        n("points_userspace"),
-        n("datagrams_kernel"),
-        n("datagrams_userspace"),
-        parse,
-        rq
+        n(|s| s.points_kernel),
+        n(|s| s.points_userspace),
+        n(|s| s.datagrams_kernel),
+        n(|s| s.datagrams_userspace),
+        dropped("parse_error"),
+        dropped("receive_queue")
     );
     let lost = t.lost(sent.lines());
     println!(
@@ -173,8 +174,8 @@ pub fn cli(o: Options) -> anyhow::Result<bool> {
         return Ok(true);
     };
     let truth = merge_truth(&gens);
-    let want = lines_accounted(&baseline) + sent.lines();
-    let got = lines_accounted(&stats);
+    let want = accounted(&baseline) + sent.lines();
+    let got = accounted(&stats);
     if got < want {
         println!("lost: {} lines not accounted for", want - got);
     }
@@ -185,12 +186,11 @@ pub fn cli(o: Options) -> anyhow::Result<bool> {
     let counted_by = std::time::SystemTime::now();
     let deadline = Instant::now() + Duration::from_secs(120);
     let top = loop {
-        let top = get_json(
-            http,
-            &format!("/api/v1/top?rule={}&limit={}", o.rule, truth.len() * 2 + 10),
-        )?;
-        let ends_after = top["window_end"]
-            .as_str()
+        let limit = (truth.len() * 2 + 10).min(MAX_LIMIT);
+        let top: Top = get(http, &format!("/api/v1/top?rule={}&limit={limit}", o.rule))?;
+        let ends_after = top
+            .window_end
+            .as_deref()
             .and_then(|t| humantime::parse_rfc3339(t).ok())
             .is_some_and(|end| end >= counted_by);
         if ends_after || Instant::now() > deadline {
@@ -198,11 +198,11 @@ pub fn cli(o: Options) -> anyhow::Result<bool> {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let verdict = compare(&top, &truth);
+    let verdict = compare_top(&top, &truth);
     println!(
         "rule {}: window ending {} holds {} keys, {} sent; {} wrong, {} extra",
         o.rule,
-        top["window_end"].as_str().unwrap_or("?"),
+        top.window_end.as_deref().unwrap_or("?"),
         verdict.keys_reported,
         verdict.keys_sent,
         verdict.wrong,
