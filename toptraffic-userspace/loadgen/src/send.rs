@@ -86,8 +86,11 @@ impl Sender {
                 .collect();
             let mut off = 0;
             while off < hdrs.len() {
-                // SAFETY: headers point at iovecs pointing into `chunk`, all
-                // alive for the call.
+                // SAFETY: `fd` is an open socket that `self` owns; the
+                // count is the number of headers from `off`; the headers
+                // point at iovecs pointing into `chunk`, all alive and
+                // unmoved for the call, which reads the data and writes
+                // only the headers' msg_len.
                 let n = unsafe {
                     libc::sendmmsg(
                         fd,
