@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{pin_dir, short_window_config, with_ingest, with_max_keys, Daemon, BIN};
 use serde_json::Value;
 use toptraffic::ingest::kernel;
-use toptraffic::loadgen::{self, Generator, Sent, Shape};
+use toptraffic_loadgen::{self as loadgen, Generator, Sent, Shape};
 
 fn kernel_available(test: &str) -> bool {
     match kernel::probe() {

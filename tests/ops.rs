@@ -20,7 +20,7 @@ use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;
 use toptraffic::config::Config;
 use toptraffic::ingest::kernel;
-use toptraffic::loadgen::{self, Generator, Sent, Shape};
+use toptraffic_loadgen::{self as loadgen, Generator, Sent, Shape};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

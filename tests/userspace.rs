@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{short_window_config, Daemon, BIN};
-use toptraffic::loadgen::{self, Generator, Shape};
+use toptraffic_loadgen::{self as loadgen, Generator, Shape};
 
 #[test]
 fn counts_every_key_exactly_and_forgets_them_after_the_window() {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 pub mod stop;
 
 use serde_json::Value;
-use toptraffic::loadgen;
+use toptraffic_loadgen as loadgen;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_toptraffic");
 

@@ -25,7 +25,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use toptraffic::config::Config;
 use toptraffic::ingest::kernel::{self, Attach, KernelPath, Options};
 use toptraffic::ingest::kernel_config;
-use toptraffic::loadgen::{self, Generator, Plan, Shape, Tally};
+use toptraffic_loadgen::{self as loadgen, Generator, Plan, Shape, Tally};
 
 use common::Daemon;
 

@@ -13,11 +13,11 @@ use toptraffic::config::Config;
 use toptraffic::ingest::udp::Counter;
 use toptraffic::key;
 use toptraffic::lineproto::Lines;
-use toptraffic::loadgen::{Generator, Shape};
 use toptraffic::rules::RuleSet;
 use toptraffic::snapshot::{Cell, CountTable, IntervalSnapshot};
 use toptraffic::stats::LocalCounters;
 use toptraffic::window::WindowEngine;
+use toptraffic_loadgen::{Generator, Shape};
 
 const SEED_LINE: &[u8] =
     b"combined,uri=/path/to/product,id=123456789,ip=203.0.113.7,role=ingresstype count=1";

@@ -15,9 +15,9 @@ use toptraffic::config::Config;
 use toptraffic::ingest::kernel::{self, Attach, KernelPath, Options};
 use toptraffic::ingest::kernel_config;
 use toptraffic::ingest::udp::Counter;
-use toptraffic::loadgen::{Generator, Shape};
 use toptraffic::rules::RuleSet;
 use toptraffic::stats::LocalCounters;
+use toptraffic_loadgen::{Generator, Shape};
 
 fn datagrams(per: usize, n: usize) -> Vec<Vec<u8>> {
     let mut g = Generator::new(Shape {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use toptraffic::ingest::kernel;
-use toptraffic::loadgen::{self, Generator, Plan, Shape, Tally};
+use toptraffic_loadgen::{self as loadgen, Generator, Plan, Shape, Tally};
 
 use common::Daemon;
 

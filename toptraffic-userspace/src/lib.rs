@@ -15,7 +15,6 @@ mod goformat;
 pub mod ingest;
 pub mod key;
 pub mod lineproto;
-pub mod loadgen;
 pub(crate) mod metrics;
 pub(crate) mod persist;
 pub(crate) mod rotation;

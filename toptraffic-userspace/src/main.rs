@@ -165,8 +165,8 @@ fn load(path: Option<&PathBuf>) -> Result<Config, config::ConfigError> {
     }
 }
 
-fn loadgen_options(a: LoadgenArgs) -> toptraffic::loadgen::Options {
-    use toptraffic::loadgen::Shape;
+fn loadgen_options(a: LoadgenArgs) -> toptraffic_loadgen::Options {
+    use toptraffic_loadgen::Shape;
     let base = if a.seed_shape {
         Shape::seed_like()
     } else {
@@ -178,7 +178,7 @@ fn loadgen_options(a: LoadgenArgs) -> toptraffic::loadgen::Options {
             ..Default::default()
         }
     };
-    toptraffic::loadgen::Options {
+    toptraffic_loadgen::Options {
         shape: Shape {
             lines_per_datagram: a.per_datagram,
             malformed_per_mille: a.malformed_per_mille,
@@ -248,7 +248,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Loadgen(args) => match toptraffic::loadgen::cli(loadgen_options(args)) {
+        Command::Loadgen(args) => match toptraffic_loadgen::cli(loadgen_options(args)) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
             Err(e) => {

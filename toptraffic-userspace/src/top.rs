@@ -4,54 +4,52 @@
 use std::net::SocketAddr;
 
 use anyhow::{bail, Context, Result};
-use serde_json::Value;
+use toptraffic_api::{ErrorAnswer, Top, TopQuery};
 
 /// Fetches `/api/v1/top` from the daemon at `http`.
-pub async fn fetch(http: SocketAddr, rule: &str, limit: usize) -> Result<Value> {
+pub async fn fetch(http: SocketAddr, rule: &str, limit: usize) -> Result<Top> {
     let url = format!("http://{http}/api/v1/top");
+    let query = TopQuery {
+        rule: Some(rule.to_string()),
+        limit: Some(limit),
+    };
     let resp = crate::http_client()
         .build()?
         .get(&url)
-        .query(&[("rule", rule), ("limit", &limit.to_string())])
+        .query(&query)
         .send()
         .await
         .with_context(|| format!("cannot reach the daemon at {url} (is `toptraffic run` up? --http sets the address)"))?;
     let status = resp.status();
-    let body: Value = resp
-        .json()
-        .await
-        .context("the daemon's answer is not JSON")?;
+    let body = resp.bytes().await.context("reading the daemon's answer")?;
     if !status.is_success() {
-        let msg = body["error"].as_str().unwrap_or("unknown error");
+        let msg = match serde_json::from_slice::<ErrorAnswer>(&body) {
+            Ok(e) => e.error,
+            Err(e) if e.is_data() => "unknown error".into(),
+            Err(e) => return Err(e).context("the daemon's answer is not JSON"),
+        };
         bail!("{status}: {msg}");
     }
-    Ok(body)
+    serde_json::from_slice(&body).context("the daemon's answer is not a top list")
 }
 
 /// Renders a `/api/v1/top` answer as an aligned text table.
-pub fn render(top: &Value) -> String {
-    let rule = top["rule"].as_str().unwrap_or("?");
-    let as_name = top["as"].as_str().unwrap_or("value");
-    let rows = top["top"].as_array().cloned().unwrap_or_default();
+pub fn render(top: &Top) -> String {
+    let rule = &top.rule;
+    let as_name = &top.as_name;
+    let rows = &top.top;
     // Tag columns in the rule's group_by order.
-    let tag_names: Vec<String> = top["group_by"]
-        .as_array()
-        .map(|g| {
-            g.iter()
-                .filter_map(|t| t.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let tag_names = &top.group_by;
     let mut header: Vec<String> = vec!["RANK".into()];
     header.extend(tag_names.iter().map(|t| t.to_uppercase()));
     header.push(as_name.to_uppercase());
     let mut table: Vec<Vec<String>> = vec![header];
     for (i, r) in rows.iter().enumerate() {
         let mut line = vec![(i + 1).to_string()];
-        for t in &tag_names {
-            line.push(r["tags"][t].as_str().unwrap_or("").to_string());
+        for t in tag_names {
+            line.push(r.tags.get(t).cloned().unwrap_or_default());
         }
-        line.push(r["value"].to_string());
+        line.push(r.value.to_string());
         table.push(line);
     }
     let widths: Vec<usize> = (0..table[0].len())
@@ -65,11 +63,11 @@ pub fn render(top: &Value) -> String {
         .collect();
     let mut out = format!(
         "{rule}: {as_name} over {}s ending {}, {} keys\n",
-        top["period_s"],
-        top["window_end"]
-            .as_str()
+        top.period_s,
+        top.window_end
+            .as_deref()
             .unwrap_or("(no interval closed yet)"),
-        top["keys"]
+        top.keys
     );
     for l in &table {
         let last = l.len() - 1;
@@ -96,14 +94,15 @@ mod tests {
 
     #[test]
     fn renders_an_aligned_table() {
-        let v = json!({
+        let v: Top = serde_json::from_value(json!({
             "rule": "top_combined", "as": "totalCount", "window_end": "2026-11-25T10:00:05Z",
             "period_s": 60, "keys": 2, "group_by": ["ip", "id"],
             "top": [
                 {"tags": {"ip": "10.0.0.1", "id": "42"}, "value": 1234},
                 {"tags": {"ip": "10.0.0.22", "id": "7"}, "value": 5}
             ]
-        });
+        }))
+        .unwrap();
         let s = render(&v);
         let lines: Vec<&str> = s.lines().collect();
         assert_eq!(

@@ -515,7 +515,7 @@ mod tests {
         // key's value must equal the plain sum of what it got in the last N
         // intervals, and no other key may be held.
         let mut w = WindowEngine::new(N, [10_000]);
-        let mut rng = crate::loadgen::Rng::new(42);
+        let mut rng = toptraffic_loadgen::Rng::new(42);
         let mut history: Vec<(u64, String, f64)> = Vec::new();
         let mut index = 1000u64;
         for _ in 0..400 {

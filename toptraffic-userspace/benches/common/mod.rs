@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 mod stop;
 
 use serde_json::Value;
-use toptraffic::loadgen;
+use toptraffic_loadgen as loadgen;
 
 const BIN: &str = env!("CARGO_BIN_EXE_toptraffic");
 

@@ -1,0 +1,74 @@
+//! `GET /api/v1/alerts`: per alert block, the keys that are not OK.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::number::Number;
+
+/// Every alert block's keys that are not OK, as of the last rotation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Alerts {
+    pub blocks: Vec<AlertBlock>,
+    /// End of the last closed interval; null before the first.
+    pub window_end: Option<String>,
+}
+
+/// One block's keys that are not OK.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertBlock {
+    pub alerts: Vec<KeyAlert>,
+    pub block: String,
+    pub rule: String,
+}
+
+/// A key that is not OK.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyAlert {
+    pub flapping: bool,
+    /// "INFO", "WARNING" or "CRITICAL".
+    pub level: String,
+    /// When the current non-OK run was first sent.
+    pub since: Option<String>,
+    /// Tag name to value.
+    pub tags: BTreeMap<String, String>,
+    /// The window value at the last evaluation.
+    pub value: Number,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_blocks_and_their_keys() {
+        let alerts = Alerts {
+            blocks: vec![AlertBlock {
+                alerts: vec![KeyAlert {
+                    flapping: false,
+                    level: "CRITICAL".into(),
+                    since: Some("2026-11-25T10:00:00Z".into()),
+                    tags: [("ip".to_string(), "10.0.0.1".to_string())].into(),
+                    value: Number(30000.0),
+                }],
+                block: "ops".into(),
+                rule: "top_combined".into(),
+            }],
+            window_end: Some("2026-11-25T10:00:05Z".into()),
+        };
+        let text = serde_json::to_string(&alerts).unwrap();
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"blocks":[{"alerts":[{"flapping":false,"level":"CRITICAL","#,
+                r#""since":"2026-11-25T10:00:00Z","tags":{"ip":"10.0.0.1"},"value":30000}],"#,
+                r#""block":"ops","rule":"top_combined"}],"window_end":"2026-11-25T10:00:05Z"}"#
+            )
+        );
+        assert_eq!(serde_json::from_str::<Alerts>(&text).unwrap(), alerts);
+        assert_eq!(
+            serde_json::to_string(&Alerts::default()).unwrap(),
+            r#"{"blocks":[],"window_end":null}"#
+        );
+    }
+}
