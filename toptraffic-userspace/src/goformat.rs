@@ -13,13 +13,10 @@ use serde::Serialize;
 use serde_json::ser::{CharEscape, Formatter, Serializer};
 
 /// A number as JSON, as encoding/json writes a float64 that holds an
-/// integer: without a fraction (`1234`, not `1234.0`).
+/// integer: without a fraction (`1234`, not `1234.0`). The API's
+/// [`Number`](toptraffic_api::Number) is the one implementation.
 pub(crate) fn json_number(v: f64) -> serde_json::Value {
-    if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
-        serde_json::Value::from(v as i64)
-    } else {
-        serde_json::Value::from(v)
-    }
+    serde_json::to_value(toptraffic_api::Number(v)).expect("a number serializes")
 }
 
 /// RFC 3339 to the second, as the API prints window ends.
