@@ -1,4 +1,4 @@
-//! Developer tasks: `cargo xtask setup`, `cargo xtask run`, `cargo xtask test`.
+//! Developer tasks: `cargo xtask setup`, `run`, `test`, `lint`, `image`, `bench`.
 //!
 //! `setup` installs what building the kernel (eBPF) path needs; `run` and
 //! `test` call it and then run plain cargo with that path required, so a
@@ -58,6 +58,10 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// rustfmt's check and clippy with warnings denied: the host crates (the
+    /// benches' code included) and the kernel programs, which only the BPF
+    /// target compiles, with the pinned nightly's clippy.
+    Lint,
     /// Build a static (musl) toptraffic into an image FROM scratch with
     /// podman (storage under target/image), save it as an OCI archive and
     /// print its size.
@@ -121,6 +125,42 @@ fn test(args: Vec<String>) -> Result<()> {
     let mut d = cargo_ebpf();
     d.args(["test", "--workspace", "--doc"]);
     status(d)
+}
+
+fn lint() -> Result<()> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    status(fmt)?;
+    // clippy runs build.rs, which builds the kernel programs.
+    setup(false)?;
+    let mut host = cargo_ebpf();
+    host.args(["clippy", "--workspace", "--all-targets"]).args([
+        "--features",
+        "toptraffic/bench",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    status(host)?;
+    // A minimal profile has no clippy; a component of the pinned nightly
+    // leaves the machine's other toolchains as they are.
+    let mut component = Command::new("rustup");
+    component.args(["component", "add", "clippy", "--toolchain", NIGHTLY]);
+    status(component)?;
+    // Through rustup, not $CARGO: that is the stable toolchain's cargo.
+    let mut kernel = Command::new("rustup");
+    kernel
+        .current_dir(workspace_root().join("toptraffic-ebpf"))
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTC")
+        .env(
+            "CARGO_TARGET_DIR",
+            workspace_root().join("target/ebpf-clippy"),
+        )
+        .args(["run", NIGHTLY, "cargo", "clippy", "--release"])
+        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .args(["--", "-D", "warnings"]);
+    status(kernel)
 }
 
 fn workspace_root() -> PathBuf {
@@ -366,6 +406,7 @@ fn main() -> ExitCode {
         Task::Setup { dry_run } => setup(dry_run),
         Task::Run { args } => run(args),
         Task::Test { args } => test(args),
+        Task::Lint => lint(),
         Task::Image { test, clean } => image::image(test, clean),
         Task::Bench { name, args } => bench::bench(&name, args),
     };
