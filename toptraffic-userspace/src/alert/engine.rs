@@ -18,9 +18,9 @@ use serde::Serialize;
 use tracing::warn;
 
 use super::event::{AlertEvent, Level};
-use super::expr::Env;
 use super::state::{AlertState, StateParts};
 use super::template::{AlertInfo, ServerInfo};
+use super::tick::Env;
 use crate::config::{AlertBlock, Rule};
 use crate::key::{self, Key};
 use crate::sink::SinkHandle;

@@ -3,6 +3,6 @@
 
 pub mod engine;
 pub mod event;
-pub mod expr;
 pub mod state;
 pub mod template;
+pub mod tick;

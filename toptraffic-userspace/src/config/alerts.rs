@@ -10,9 +10,9 @@ use super::raw::{RawAlertBlock, StateChangesOnly};
 use super::schema::{AlertBlock, ConfigError};
 use super::source::Source;
 use super::units::parse_duration;
-use crate::alert::expr::Expr;
 use crate::alert::state::{Settings, DEFAULT_HISTORY};
 use crate::alert::template::Template;
+use crate::alert::tick::Expr;
 
 /// Kapacitor's default templates (pipeline/alert.go).
 const DEFAULT_ID: &str = "{{ .Name }}:{{ .Group }}";

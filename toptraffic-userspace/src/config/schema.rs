@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::sinks::SinkConfig;
-use crate::alert::expr::Expr;
 use crate::alert::state::Settings;
 use crate::alert::template::Template;
+use crate::alert::tick::Expr;
 
 /// A configuration error, positioned in its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
