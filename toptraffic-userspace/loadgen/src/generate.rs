@@ -417,6 +417,21 @@ pub fn merge_truth<'a>(gens: impl IntoIterator<Item = &'a Generator>) -> Truth {
 }
 
 #[cfg(test)]
+impl Shape {
+    /// A few hundred keys: enough for the tests' draws to mean something.
+    pub(crate) fn small() -> Shape {
+        Shape {
+            keys: 500,
+            ips: 300,
+            ids: 200,
+            lines_per_datagram: (1, 5),
+            skew: 1.5,
+            ..Shape::default()
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use toptraffic::lineproto::Lines;
@@ -486,20 +501,9 @@ mod tests {
         t
     }
 
-    fn small() -> Shape {
-        Shape {
-            keys: 500,
-            ips: 300,
-            ids: 200,
-            lines_per_datagram: (1, 5),
-            skew: 1.5,
-            ..Shape::default()
-        }
-    }
-
     #[test]
     fn forks_share_the_keys_and_differ_in_their_draws_deterministically() {
-        let base = Generator::new(small());
+        let base = Generator::new(Shape::small());
         let (mut a, mut b, mut a2) = (base.fork(1), base.fork(2), base.fork(1));
         assert_eq!(a.keys(), base.keys());
         let (mut x, mut y, mut z) = (Vec::new(), Vec::new(), Vec::new());
@@ -512,7 +516,7 @@ mod tests {
 
     #[test]
     fn a_pool_sent_past_its_end_keeps_the_truth_exact() {
-        let mut g = Generator::new(small());
+        let mut g = Generator::new(Shape::small());
         g.use_pool(37);
         assert_eq!((g.valid_lines, g.datagrams), (0, 0));
         assert!(g.truth().is_empty());
@@ -531,7 +535,7 @@ mod tests {
 
     #[test]
     fn churn_replaces_keys_the_same_way_in_every_fork_and_keeps_their_truth() {
-        let mut a = Generator::new(small());
+        let mut a = Generator::new(Shape::small());
         let mut b = a.fork(1);
         let mut sent = Vec::new();
         for round in 1..=5u64 {
@@ -548,7 +552,7 @@ mod tests {
         let set: std::collections::HashSet<_> = a.keys().iter().collect();
         assert_eq!(set.len(), 500, "keys stay distinct");
         // Slot 0 was replaced twice (600 replacements over 500 slots).
-        assert!(!Generator::new(small()).keys().contains(&a.keys()[0]));
+        assert!(!Generator::new(Shape::small()).keys().contains(&a.keys()[0]));
         assert_eq!(a.truth(), parsed_truth(&sent, "combined"));
         assert!(a.truth().len() > 500, "retired keys stay in the truth");
     }

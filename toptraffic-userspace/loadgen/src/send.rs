@@ -303,17 +303,6 @@ mod tests {
     use super::*;
     use crate::generate::{merge_truth, Shape};
 
-    fn small() -> Shape {
-        Shape {
-            keys: 500,
-            ips: 300,
-            ids: 200,
-            lines_per_datagram: (1, 5),
-            skew: 1.5,
-            ..Shape::default()
-        }
-    }
-
     #[test]
     fn parallel_senders_send_their_share_and_their_truths_add_up() {
         let rx = socket2::Socket::new(
@@ -337,7 +326,7 @@ mod tests {
             flows: 3,
             churn_per_minute: 0.0,
         };
-        let gens = senders(Generator::new(small()), 2);
+        let gens = senders(Generator::new(Shape::small()), 2);
         let (sent, gens) = run_parallel(gens, &plan, |_| {}).unwrap();
         assert!(sent.valid_lines >= 20_001, "{sent:?}");
         assert_eq!(

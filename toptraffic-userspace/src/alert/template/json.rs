@@ -24,36 +24,36 @@ pub(super) fn json_encode(out: &mut String, v: &Value) -> Result<(), ()> {
             out.push_str(&crate::goformat::rfc3339_nano(*t));
             out.push('"');
         }
-        Value::Map(m) => {
-            out.push('{');
-            for (i, (k, v)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                json_string(out, k);
-                out.push(':');
-                json_encode(out, v)?;
-            }
-            out.push('}');
-        }
-        Value::StrMap(m) => {
-            out.push('{');
-            for (i, (k, v)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                json_string(out, k);
-                out.push(':');
-                json_string(out, v);
-            }
-            out.push('}');
-        }
+        Value::Map(m) => json_object(out, m.iter(), json_encode)?,
+        Value::StrMap(m) => json_object(out, m.iter(), |out, v| {
+            json_string(out, v);
+            Ok(())
+        })?,
         Value::Struct(..) => {
             out.push('{');
             json_fields(out, v, &mut true)?;
             out.push('}');
         }
     }
+    Ok(())
+}
+
+/// `{"key":value,…}` in the map's order, each value written by `value`.
+fn json_object<'a, K: AsRef<str> + 'a, V: 'a>(
+    out: &mut String,
+    entries: impl Iterator<Item = (&'a K, &'a V)>,
+    mut value: impl FnMut(&mut String, &V) -> Result<(), ()>,
+) -> Result<(), ()> {
+    out.push('{');
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json_string(out, k.as_ref());
+        out.push(':');
+        value(out, v)?;
+    }
+    out.push('}');
     Ok(())
 }
 

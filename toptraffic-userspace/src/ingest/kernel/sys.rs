@@ -119,14 +119,7 @@ pub(super) fn batch_walk(
         // cells); a hash map's batch tokens are one u32, read from
         // `in_token` and written to `out_token`. All of them outlive the
         // call, and `attr` is as large as the size passed.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                cmd as libc::c_long,
-                &mut attr as *mut bpf_attr,
-                std::mem::size_of::<bpf_attr>(),
-            )
-        };
+        let rc = unsafe { bpf(cmd, &mut attr) };
         let err = (rc < 0).then(io::Error::last_os_error);
         // SAFETY: the `batch` member is the one written above (the kernel
         // writes back how many entries it returned), and any u32 is valid.
@@ -168,14 +161,7 @@ pub(super) fn update_batch(
         // from `keys[done..]`, and ncpus cells for each from
         // `values[done * ncpus..]`, which hold that many (asserted above);
         // `attr` is as large as the size passed.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                bpf_cmd::BPF_MAP_UPDATE_BATCH as libc::c_long,
-                &mut attr as *mut bpf_attr,
-                std::mem::size_of::<bpf_attr>(),
-            )
-        };
+        let rc = unsafe { bpf(bpf_cmd::BPF_MAP_UPDATE_BATCH, &mut attr) };
         // SAFETY: the `batch` member is the one written above (the kernel
         // writes back how many it updated), and any u32 is valid.
         let n = unsafe { attr.batch.count } as usize;
@@ -259,14 +245,7 @@ unsafe fn bpf_elem(
     // from `key` (alive for the call) and writes only into `value_or_next`,
     // which the caller guarantees is large enough; `attr` is as large as
     // the size passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd as libc::c_long,
-            &mut attr as *mut bpf_attr,
-            std::mem::size_of::<bpf_attr>(),
-        )
-    };
+    let rc = unsafe { bpf(cmd, &mut attr) };
     if rc == 0 {
         return Ok(true);
     }
@@ -275,5 +254,25 @@ unsafe fn bpf_elem(
         Ok(false)
     } else {
         Err(e)
+    }
+}
+
+/// bpf(2): runs `cmd` with `attr`; the raw return value (negative with errno
+/// set on failure).
+///
+/// # Safety
+///
+/// Every address `attr` holds must be valid, for the whole call, for what
+/// `cmd` makes the kernel read or write there.
+unsafe fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> libc::c_long {
+    // SAFETY: `attr` is a live bpf_attr of the size passed; what its
+    // addresses reach is the caller's promise.
+    unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            attr as *mut bpf_attr,
+            std::mem::size_of::<bpf_attr>(),
+        )
     }
 }
