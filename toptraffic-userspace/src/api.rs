@@ -24,6 +24,9 @@ use crate::goformat::rfc3339;
 use crate::metrics::Metrics;
 use crate::view::{KernelInfo, Shared};
 
+// The API's largest `limit` is the most keys a rule may hold.
+const _: () = assert!(MAX_LIMIT == crate::config::defaults::MAX_KEYS_LIMIT);
+
 #[derive(Clone)]
 pub struct AppState {
     pub shared: Arc<Shared>,
