@@ -8,20 +8,11 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{pin_dir, short_window_config, with_ingest, with_max_keys, Daemon, BIN};
+use common::{
+    kernel_available, pin_dir, short_window_config, skip, with_ingest, with_max_keys, Daemon, BIN,
+};
 use serde_json::Value;
-use toptraffic::ingest::kernel;
 use toptraffic_loadgen::{self as loadgen, Generator, Sent, Shape};
-
-fn kernel_available(test: &str) -> bool {
-    match kernel::probe() {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("SKIPPED {test}: the kernel path cannot run here: {e}");
-            false
-        }
-    }
-}
 
 /// The default rules on a short window, kernel mode, small maps, own pins.
 fn config(period: &str, every: &str, name: &str) -> String {
@@ -254,15 +245,19 @@ impl Netns {
             match out {
                 Ok(o) if o.status.success() => {}
                 Ok(o) => {
-                    eprintln!(
-                        "SKIPPED: ip {}: {}",
+                    let why = format!(
+                        "ip {}: {}",
                         args.join(" "),
                         String::from_utf8_lossy(&o.stderr)
                     );
+                    skip("a network namespace", &why);
                     return None;
                 }
                 Err(e) => {
-                    eprintln!("SKIPPED: cannot run ip (iproute2): {e}");
+                    skip(
+                        "a network namespace",
+                        &format!("cannot run ip (iproute2): {e}"),
+                    );
                     return None;
                 }
             }
@@ -354,7 +349,7 @@ fn kernel_mode_without_privileges_names_the_missing_capabilities() {
         .args(["--http", "127.0.0.1:0"])
         .output();
     let Ok(out) = out else {
-        eprintln!("SKIPPED: setpriv is not available");
+        skip("the unprivileged start", "setpriv is not available");
         return;
     };
     assert!(!out.status.success());

@@ -15,11 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_tcp_port, short_window_config, temp_file, with_ingest, with_max_keys, BIN};
+use common::{
+    free_tcp_port, kernel_available, short_window_config, skip, temp_file, with_ingest,
+    with_max_keys, BIN,
+};
 use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;
 use toptraffic::config::Config;
-use toptraffic::ingest::kernel;
 use toptraffic_loadgen::{self as loadgen, Generator, Sent, Shape};
 
 fn workspace() -> PathBuf {
@@ -41,16 +43,6 @@ fn runs(name: &str, args: &[&str]) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-fn kernel_available(test: &str) -> bool {
-    match kernel::probe() {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("SKIPPED {test}: the kernel path cannot run here: {e}");
-            false
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -356,7 +348,7 @@ fn manifests_pass_kubernetes_validate_strict() {
     let validate = match kubernetes_validate() {
         Ok(b) => b,
         Err(why) => {
-            eprintln!("SKIPPED manifests_pass_kubernetes_validate_strict: {why}");
+            skip("manifests_pass_kubernetes_validate_strict", &why);
             return;
         }
     };
@@ -538,7 +530,10 @@ fn systemd_unit_verifies_without_a_word() {
     assert!(exec[0].starts_with("/usr/local/bin/toptraffic run"));
 
     if !has_tool("systemd-analyze") {
-        eprintln!("SKIPPED systemd_unit_verifies_without_a_word: systemd-analyze is not installed");
+        skip(
+            "systemd_unit_verifies_without_a_word",
+            "systemd-analyze is not installed",
+        );
         return;
     }
     // verify checks that ExecStart's binary exists: point it at the one
@@ -677,7 +672,7 @@ fn setpriv_available(test: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        eprintln!("SKIPPED {test}: setpriv is not installed");
+        skip(test, "setpriv is not installed");
     }
     ok
 }
@@ -997,8 +992,9 @@ fn image_counts_exactly_with_three_capabilities_and_names_what_is_missing() {
         return;
     }
     if !has_tool("podman") || !has_tool("runc") {
-        eprintln!(
-            "SKIPPED {test}: podman and runc are not installed (cargo xtask image installs them)"
+        skip(
+            test,
+            "podman and runc are not installed (cargo xtask image installs them)",
         );
         return;
     }

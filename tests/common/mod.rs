@@ -16,6 +16,29 @@ use toptraffic_loadgen as loadgen;
 pub const BIN: &str = env!("CARGO_BIN_EXE_toptraffic");
 
 /// A UDP port that was free a moment ago.
+/// Skips `test` for `why`, or fails it under CI (`CI=true`): CI installs
+/// everything the tests need and runs as root on a real kernel, so a skip
+/// there would hide a failure behind a passing run.
+#[allow(dead_code)] // Not every test binary skips.
+pub fn skip(test: &str, why: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} cannot run under CI: {why}");
+    }
+    eprintln!("SKIPPED {test}: {why}");
+}
+
+/// Whether the kernel path can load here; when it cannot, [`skip`]s `test`.
+#[allow(dead_code)] // Not every test binary needs the kernel.
+pub fn kernel_available(test: &str) -> bool {
+    match toptraffic::ingest::kernel::probe() {
+        Ok(()) => true,
+        Err(e) => {
+            skip(test, &format!("the kernel path cannot run here: {e}"));
+            false
+        }
+    }
+}
+
 pub fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()

@@ -17,6 +17,8 @@ pub mod key;
 pub mod lineproto;
 pub(crate) mod metrics;
 pub(crate) mod persist;
+#[cfg(test)]
+mod proptest_config;
 pub(crate) mod rotation;
 pub mod rules;
 pub(crate) mod sink;

@@ -10,30 +10,17 @@
 //! the same lines and for slightly corrupted ones; where it is known to
 //! deviate from InfluxDB's own Go parser the comparison says so and skips.
 //!
-//! Failures are not persisted to a regressions file: a shrunk failing case
-//! belongs in `lineproto.rs`'s unit tests instead.
+//! A failure is persisted under `proptest-regressions/` and replayed first on
+//! every later run (commit the file); its shrunk case also belongs in
+//! `lineproto.rs`'s unit tests.
 
 use super::{EscapeSet, Escaped, FieldValue, Line, Lines};
 use influxdb_line_protocol as oracle;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
-use proptest::test_runner::Config;
 
-/// `cases` per test unless `PROPTEST_CASES` asks for another number (for a
-/// longer hunt); failures are not persisted (see above).
-fn config(cases: u32) -> Config {
-    let default = Config::default();
-    Config {
-        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
-            default.cases
-        } else {
-            cases
-        },
-        failure_persistence: None,
-        ..default
-    }
-}
+use crate::proptest_config::config;
 
 // ---------------------------------------------------------------------------
 // The comparable form of a parsed line.

@@ -19,7 +19,6 @@ use std::sync::{Arc, OnceLock};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
-use proptest::test_runner::Config as ProptestConfig;
 use toptraffic_common::{counter, GroupKey, KernelConfig, BUF_LEN, KEY_LEN_PREFIX, MAX_LINES};
 use toptraffic_ebpf::parse::{self, Scratch, DROP_FILTERED, DROP_MISSING_FIELD, DROP_UNKNOWN};
 
@@ -27,6 +26,7 @@ use crate::config::Config;
 use crate::ingest::kernel_config::plan;
 use crate::ingest::udp::Counter;
 use crate::lineproto::proptests::edit;
+use crate::proptest_config::config;
 use crate::rules::RuleSet;
 use crate::stats::{DropReason, LocalCounters};
 
@@ -502,21 +502,6 @@ fn numeric_datagram() -> impl Strategy<Value = Vec<u8>> {
             s
         });
     vec(line, 1..6).prop_map(|lines| lines.join("\n").into_bytes())
-}
-
-/// `cases` per test unless `PROPTEST_CASES` asks for another number (for a
-/// longer hunt).
-fn config(cases: u32) -> ProptestConfig {
-    let default = ProptestConfig::default();
-    ProptestConfig {
-        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
-            default.cases
-        } else {
-            cases
-        },
-        failure_persistence: None,
-        ..default
-    }
 }
 
 // ---------------------------------------------------------------------------
