@@ -357,3 +357,105 @@ fn kernel_mode_without_privileges_names_the_missing_capabilities() {
     assert!(err.contains("--mode kernel: bpf() was refused"), "{err}");
     assert!(err.contains("CAP_BPF"), "{err}");
 }
+
+/// Runs `toptraffic run` with `config` until it exits (at most 30 s): its
+/// status and stderr.
+fn run_to_exit(config: &str) -> (std::process::ExitStatus, String) {
+    let path = common::temp_file("config.toml", config);
+    let log = path.with_file_name("daemon.log");
+    let mut child = Command::new(BIN)
+        .args(["run", "--mode", "kernel", "--config"])
+        .arg(&path)
+        .args(["--http", "127.0.0.1:0", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running: {}", std::fs::read_to_string(&log).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, std::fs::read_to_string(&log).unwrap())
+}
+
+const PINS: [&str; 5] = ["config", "counters", "generation", "gen_a", "gen_b"];
+
+#[test]
+fn a_second_daemon_on_the_same_pin_dir_is_refused_and_the_first_keeps_its_pins() {
+    if !kernel_available(
+        "a_second_daemon_on_the_same_pin_dir_is_refused_and_the_first_keeps_its_pins",
+    ) {
+        return;
+    }
+    let cfg = config("4s", "500ms", "held");
+    let pins = std::path::PathBuf::from(pin_dir("held"));
+    let d = Daemon::start(&cfg, &["--mode", "kernel"]);
+    // Another program's pin beside ours: a map of the first daemon's
+    // pinned again under a name of its own.
+    std::fs::hard_link(pins.join("counters"), pins.join("foreign"))
+        .or_else(|_| std::fs::create_dir(pins.join("foreign")))
+        .unwrap();
+
+    let (status, err) = run_to_exit(&cfg);
+    assert!(!status.success());
+    let want = format!(
+        "pin_dir {} is held by toptraffic pid {}",
+        pins.display(),
+        d.child.id()
+    );
+    assert!(err.contains(&want), "{err}");
+    for m in PINS {
+        assert!(pins.join(m).exists(), "{m} lost to the refused daemon");
+    }
+    let (_, sent, s) = send(&d, Shape::default(), 5_000, 20_000);
+    assert_eq!(s["points_kernel"], sent.valid_lines, "{s}");
+
+    assert!(d.terminate().success());
+    for m in PINS {
+        assert!(!pins.join(m).exists(), "{m} left behind");
+    }
+    assert!(
+        pins.join("foreign").exists(),
+        "the foreign entry was removed"
+    );
+    let _ = std::fs::remove_file(pins.join("foreign"));
+    let _ = std::fs::remove_dir(pins.join("foreign"));
+    let _ = std::fs::remove_dir(&pins);
+}
+
+#[test]
+fn pins_left_by_a_killed_daemon_are_replaced_by_the_next() {
+    if !kernel_available("pins_left_by_a_killed_daemon_are_replaced_by_the_next") {
+        return;
+    }
+    let cfg = config("4s", "500ms", "stale");
+    let pins = std::path::PathBuf::from(pin_dir("stale"));
+    let mut first = Daemon::start(&cfg, &["--mode", "kernel"]);
+    let inode = |m: &str| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(pins.join(m)).unwrap().ino()
+    };
+    let old = inode("counters");
+    first.child.kill().unwrap(); // SIGKILL: no unpinning
+    first.child.wait().unwrap();
+    assert!(pins.join("counters").exists());
+
+    let d = Daemon::start(&cfg, &["--mode", "kernel"]);
+    assert_ne!(inode("counters"), old, "the stale pin was not replaced");
+    let (_, sent, s) = send(&d, Shape::default(), 5_000, 20_000);
+    assert_eq!(s["points_kernel"], sent.valid_lines, "{s}");
+    assert!(d.terminate().success());
+    for m in PINS {
+        assert!(!pins.join(m).exists(), "{m} left behind");
+    }
+    // The dir was the killed daemon's: left, empty.
+    let _ = std::fs::remove_dir(&pins);
+}

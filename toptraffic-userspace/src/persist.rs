@@ -8,8 +8,9 @@
 //! is foreign, truncated, corrupt or from another window shape is reported
 //! and ignored, never trusted in part.
 
-use std::io::{self, Write};
-use std::path::Path;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::alert::event::Level;
@@ -288,27 +289,72 @@ pub fn decode(buf: &[u8]) -> R<SavedState> {
     })
 }
 
-/// Writes the state file atomically (a temporary file, then a rename).
-pub fn write(path: &Path, s: &SavedState) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&encode(s))?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
+/// The largest state file read: a dozen rules of a million keys each over
+/// 60 intervals write about 6.5 GB; the cap keeps a wrong path (a disk
+/// image, a log) from exhausting memory.
+pub const MAX_FILE: u64 = 8 << 30;
+
+/// The temporary file a write goes through: beside `path` (the rename must
+/// stay on its filesystem), never `path` itself, and of this process.
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.tmp.{}", std::process::id()))
 }
 
-/// Reads the state file; Ok(None) when there is none.
-pub fn read(path: &Path) -> R<Option<SavedState>> {
-    match std::fs::read(path) {
-        Ok(buf) => decode(&buf).map(Some),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read: {e}")),
+/// Writes the state file atomically: a temporary file of mode 0600 (the
+/// state names the traffic's keys), written and fsync()ed, renamed over
+/// `path`, then the directory fsync()ed so that the rename survives a
+/// crash. A failed write leaves the file that was there untouched.
+pub fn write(path: &Path, s: &SavedState) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let tmp = temp_path(path);
+    let written = (|| {
+        // A leftover of an earlier run of the same pid goes: create_new
+        // then makes a file of our mode, whatever that one had.
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&encode(s))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return written;
     }
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Reads the state file; Ok(None) when there is none. A file larger than
+/// [`MAX_FILE`] is refused unread.
+pub fn read(path: &Path) -> R<Option<SavedState>> {
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read: {e}")),
+    };
+    let len = f.metadata().map_err(|e| format!("cannot read: {e}"))?.len();
+    let too_large =
+        |n: u64| format!("the file is {n} bytes, more than the {MAX_FILE} a state file may have");
+    if len > MAX_FILE {
+        return Err(too_large(len));
+    }
+    let mut buf = Vec::with_capacity(len as usize);
+    // It may grow while read: never past the cap.
+    f.take(MAX_FILE + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if buf.len() as u64 > MAX_FILE {
+        return Err(too_large(buf.len() as u64));
+    }
+    decode(&buf).map(Some)
 }
 
 #[cfg(test)]
@@ -374,5 +420,60 @@ mod tests {
         let mut b = bytes.clone();
         b[MAGIC.len()] = 9;
         assert!(decode(&b).unwrap_err().contains("version 9"));
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("toptraffic-persist-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn the_file_is_written_with_mode_0600_and_read_back() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("mode");
+        let path = dir.join("state");
+        write(&path, &sample()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        assert_eq!(read(&path).unwrap(), Some(sample()));
+        // Only the file is left: the temporary one was renamed.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_previous_file_whole() {
+        let dir = temp_dir("atomic");
+        let path = dir.join("state");
+        let tmp = temp_path(&path);
+        assert_ne!(tmp, path);
+        assert_eq!(tmp.parent(), path.parent(), "renamed on one filesystem");
+        write(&path, &sample()).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        // The temporary file cannot be made: the write fails before the
+        // rename, and the state that was there is untouched.
+        std::fs::create_dir(&tmp).unwrap();
+        std::fs::write(tmp.join("x"), b"x").unwrap();
+        let mut other = sample();
+        other.rules.clear();
+        assert!(write(&path, &other).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_oversized_file_is_refused_unread() {
+        let dir = temp_dir("huge");
+        let path = dir.join("state");
+        // Sparse: it takes no disk.
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(MAX_FILE + 1).unwrap();
+        let err = read(&path).unwrap_err();
+        assert!(err.contains("more than the"), "{err}");
+        assert!(err.contains(&(MAX_FILE + 1).to_string()), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

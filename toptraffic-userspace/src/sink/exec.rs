@@ -1,5 +1,11 @@
 //! The exec sink: runs a command per alert with Kapacitor's alert JSON and a
 //! newline on its stdin; a non-zero exit is a failure.
+//!
+//! The command runs with none of the daemon's privileges: no capabilities
+//! (its ambient, inheritable, permitted and effective sets are emptied and,
+//! when the daemon holds CAP_SETPCAP, its bounding set too, so that not even
+//! a root or set-uid program regains them), and an environment of `PATH`
+//! alone ([`CHILD_PATH`]): a command needing more sets it itself.
 
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -17,6 +23,8 @@ const STDERR_KEPT: usize = 512;
 /// How long stderr may stay open after the command exits: a background
 /// child of its own may hold it forever.
 const STDERR_GRACE: Duration = Duration::from_millis(100);
+/// The command's whole environment is `PATH` with this value.
+const CHILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub(super) struct Exec {
     program: String,
@@ -37,8 +45,17 @@ impl Deliver for Exec {
     async fn deliver(&self, ev: &AlertEvent) -> Result<(), DeliveryError> {
         let mut input = ev.to_json();
         input.push('\n');
-        let mut child = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        // SAFETY: the hook runs in the forked child before exec, where only
+        // async-signal-safe calls are allowed: drop_capabilities makes raw
+        // system calls only, and allocates nothing.
+        unsafe {
+            command.pre_exec(drop_capabilities);
+        }
+        let mut child = command
             .args(&self.args)
+            .env_clear()
+            .env("PATH", CHILD_PATH)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -110,6 +127,91 @@ fn check(
         )),
         _ => Ok(()),
     }
+}
+
+/// struct __user_cap_header_struct (linux/capability.h).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// struct __user_cap_data_struct; version 3 takes two (capabilities 0-31
+/// and 32-63).
+#[repr(C)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+/// Above any capability the kernel knows (cap_last_cap is 40 in 6.x).
+const CAP_CEILING: libc::c_ulong = 64;
+
+/// Runs in the child between fork and exec: empties the ambient set, the
+/// bounding set (with CAP_SETPCAP, which the daemon may lack: a service
+/// manager then bounded it already) and the permitted, effective and
+/// inheritable sets. Raw system calls only: nothing here may allocate or
+/// lock.
+fn drop_capabilities() -> std::io::Result<()> {
+    // SAFETY: prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL) takes integers
+    // only; a kernel without ambient capabilities (before 4.3) says EINVAL,
+    // and there is then nothing to clear.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
+    if rc != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+        return Err(std::io::Error::last_os_error());
+    }
+    for cap in 0..CAP_CEILING {
+        // SAFETY: prctl(PR_CAPBSET_DROP, cap) takes integers only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
+            match std::io::Error::last_os_error().raw_os_error() {
+                // Past the last capability of this kernel: done.
+                Some(libc::EINVAL) => break,
+                // No CAP_SETPCAP: the bounding set is the service's.
+                Some(libc::EPERM) => break,
+                _ => return Err(std::io::Error::last_os_error()),
+            }
+        }
+    }
+    let header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let empty = [
+        CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        },
+        CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        },
+    ];
+    // SAFETY: capset(2) reads one header and, for version 3, two data
+    // structs, both alive for the call; pid 0 is this (child) process.
+    // Lowering one's own sets is always allowed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &header as *const CapHeader,
+            empty.as_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Kills the command's process group when dropped before it is disarmed,
@@ -225,6 +327,44 @@ mod tests {
             options: None,
         });
         exec.deliver(&event(Level::Warning)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn command_runs_without_capabilities_and_with_only_path() {
+        let dir = TempDir::new("exec-privileges");
+        let out = dir.path().join("got");
+        let sink = spawn_fast(
+            sh(&format!(
+                "grep Cap /proc/self/status > '{0}'; echo ENV >> '{0}'; env >> '{0}'",
+                out.display()
+            )),
+            0,
+            Duration::from_secs(5),
+        );
+        sink.offer(Arc::new(event(Level::Warning)));
+        eventually(|| sink.stats().snapshot().sent == 1).await;
+        let got = std::fs::read_to_string(&out).unwrap();
+        let (caps, env) = got.split_once("ENV\n").unwrap();
+        let mut seen = Vec::new();
+        for line in caps.lines() {
+            let (name, mask) = line.split_once(':').unwrap();
+            let mask = u64::from_str_radix(mask.trim(), 16).unwrap();
+            assert_eq!(mask, 0, "{name} is not empty: {got}");
+            seen.push(name);
+        }
+        assert_eq!(
+            seen,
+            ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"],
+            "{got}"
+        );
+        // sh adds PWD (and some add SHLVL and _) to what it was given.
+        let vars: Vec<&str> = env
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+            .filter(|k| !["PWD", "SHLVL", "_", "OLDPWD"].contains(k))
+            .collect();
+        assert_eq!(vars, ["PATH"], "{env}");
+        assert!(env.contains(&format!("PATH={CHILD_PATH}\n")), "{env}");
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@ use toptraffic_common::KernelConfig;
 
 use super::counters::KernelCounters;
 use super::drain::{Drained, Generations};
-use super::pins::{pin_maps, unpin_all};
+use super::pins::Pins;
 use super::probe::{classify, io_source, missing_capabilities, KernelError, BUILT};
 use super::sys;
 use crate::ingest::kernel_config::KernelPlan;
@@ -72,7 +72,8 @@ pub struct KernelPath {
     pub(super) gens: Generations,
     counters: Arc<KernelCounters>,
     max_keys: Vec<usize>,
-    pin_dir: Option<PathBuf>,
+    /// The claimed pin dir and the pins made there (removed on drop).
+    pins: Option<Pins>,
     xdp: Option<aya::programs::xdp::XdpLinkId>,
     pub plan: KernelPlan,
     sockets: Vec<RawFd>,
@@ -88,7 +89,7 @@ impl fmt::Debug for KernelPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KernelPath")
             .field("active", &self.gens.active)
-            .field("pin_dir", &self.pin_dir)
+            .field("pin_dir", &self.pins.as_ref().map(Pins::dir))
             .finish_non_exhaustive()
     }
 }
@@ -161,10 +162,11 @@ impl KernelPath {
             classify(format!("loading the eBPF object: {e}"), io)
         })?;
 
-        let pin_dir = match &opts.pin_dir {
+        let pins = match &opts.pin_dir {
             Some(dir) => {
-                pin_maps(&ebpf, dir).map_err(KernelError::Other)?;
-                Some(dir.clone())
+                let mut pins = Pins::claim(dir).map_err(KernelError::Other)?;
+                pins.pin_maps(&ebpf).map_err(KernelError::Other)?;
+                Some(pins)
             }
             None => None,
         };
@@ -201,7 +203,7 @@ impl KernelPath {
                 evicted_lines: AtomicU64::new(0),
             }),
             max_keys,
-            pin_dir,
+            pins,
             xdp: None,
             plan,
             sockets: Vec::new(),
@@ -371,8 +373,6 @@ impl Drop for KernelPath {
                 }
             }
         }
-        if let Some(dir) = self.pin_dir.take() {
-            unpin_all(&dir);
-        }
+        drop(self.pins.take());
     }
 }

@@ -2,6 +2,7 @@
 //! and what they count comes out of a drain.
 
 use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::path::{Attach, KernelPath, Options};
@@ -10,23 +11,101 @@ use crate::config::Config;
 
 /// Loads both programs, or says why the kernel path cannot run here.
 fn load_or_skip(attach: Attach) -> Option<KernelPath> {
+    load_pinned(attach, None).map(|r| r.unwrap())
+}
+
+/// As load_or_skip, pinning under `pin_dir`: None when the kernel path
+/// cannot run here, else what loading said.
+fn load_pinned(attach: Attach, pin_dir: Option<&Path>) -> Option<Result<KernelPath, String>> {
     let c = Config::embedded_default();
     let plan = crate::ingest::kernel_config::plan(&c.rules).unwrap();
     let max_keys = c.rules.iter().map(|r| r.max_keys).collect();
     let opts = Options {
         attach,
         map_entries: 4096,
-        pin_dir: None,
+        pin_dir: pin_dir.map(Path::to_path_buf),
         load_all: true,
     };
     match KernelPath::load(plan, max_keys, opts) {
-        Ok(k) => Some(k),
+        Ok(k) => Some(Ok(k)),
         Err(e @ (KernelError::NotBuilt | KernelError::Permission { .. } | KernelError::NoBtf)) => {
             eprintln!("SKIPPED: the kernel path cannot load here: {e}");
             None
         }
-        Err(e) => panic!("{e}"),
+        Err(e) => Some(Err(e.to_string())),
     }
+}
+
+/// A pin dir of this test process, absent.
+fn fresh_pin_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(format!(
+        "/sys/fs/bpf/toptraffic-unit-{}-{name}",
+        std::process::id()
+    ));
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_file(e.path());
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(&dir);
+    dir
+}
+
+const PINS: [&str; 5] = ["config", "counters", "generation", "gen_a", "gen_b"];
+
+#[test]
+fn a_second_path_on_a_held_pin_dir_is_refused_and_the_first_keeps_its_pins() {
+    let dir = fresh_pin_dir("held");
+    let Some(first) = load_pinned(Attach::None, Some(&dir)) else {
+        return;
+    };
+    let first = first.unwrap();
+    let err = load_pinned(Attach::None, Some(&dir)).unwrap().unwrap_err();
+    let want = format!(
+        "pin_dir {} is held by toptraffic pid {}",
+        dir.display(),
+        std::process::id()
+    );
+    assert!(err.contains(&want), "{err}");
+    for p in PINS {
+        assert!(dir.join(p).exists(), "{p} lost to the refused second path");
+    }
+    drop(first);
+    assert!(!dir.exists(), "the dir it created is removed");
+}
+
+#[test]
+fn foreign_pins_and_dirs_in_the_pin_dir_survive_and_stale_pins_are_replaced() {
+    let dir = fresh_pin_dir("shared");
+    std::fs::create_dir(&dir).unwrap();
+    // Another program's pin and dir, and a pin under one of our names that
+    // no live daemon claims (as a daemon killed before it unpinned leaves).
+    let Some(other) = load_pinned(Attach::None, None) else {
+        return;
+    };
+    let other = other.unwrap();
+    let config = other.ebpf.map("CONFIG").unwrap();
+    config.pin(dir.join("foreign")).unwrap();
+    config.pin(dir.join("counters")).unwrap();
+    std::fs::create_dir(dir.join("foreign_dir")).unwrap();
+
+    let k = load_pinned(Attach::None, Some(&dir)).unwrap().unwrap();
+    for p in PINS {
+        assert!(dir.join(p).exists(), "{p} not pinned");
+    }
+    drop(k);
+    for p in PINS {
+        assert!(!dir.join(p).exists(), "{p} left behind");
+    }
+    assert!(dir.join("foreign").exists(), "a foreign pin was removed");
+    assert!(
+        dir.join("foreign_dir").is_dir(),
+        "a foreign dir was removed"
+    );
+    std::fs::remove_file(dir.join("foreign")).unwrap();
+    std::fs::remove_dir(dir.join("foreign_dir")).unwrap();
+    std::fs::remove_dir(&dir).unwrap();
 }
 
 #[test]
