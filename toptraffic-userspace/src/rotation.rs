@@ -497,9 +497,10 @@ const WALL_TOLERANCE: Duration = Duration::from_millis(100);
 /// - **Out of step** (the wall clock was stepped or jumped, a VM resumed, or
 ///   the rotation ran an interval or more late): the rotation closes the
 ///   interval the wall clock was in half an interval ago (where most of the
-///   lines it drains arrived), and the next is aligned as at start; every
-///   rotation is still at least half an interval after the one before, so
-///   there is never a burst of them.
+///   lines it drains arrived), and the next is aligned as at start, at
+///   least half an interval later: one rotation, never a burst of them. (A
+///   rotation late by less than an interval keeps the schedule: the next is
+///   due `every` after the time it was due.)
 ///
 /// The window ([`WindowEngine::apply`]) slides by one interval at least at
 /// each rotation: after a step back the wall clock names intervals it named
