@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
@@ -330,32 +330,32 @@ fn alert_block(b: &BlockView) -> AlertBlock {
     }
 }
 
-/// Healthy while rotations keep coming: the last window closed within three
-/// intervals (or the daemon started less than three intervals ago).
-async fn healthz(State(st): State<AppState>) -> Response {
-    let view = st.shared.view();
-    let now = SystemTime::now();
-    let grace = st.every * 3;
-    let since = view.window_end.unwrap_or(st.shared.started);
-    let lag = now.duration_since(since).unwrap_or_default();
-    let mode = st.shared.mode();
-    if lag > grace {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Stalled {
-                mode: mode.active.to_string(),
-                seconds_since_rotation: lag.as_secs_f64(),
-                status: "stalled".into(),
-            }),
-        )
-            .into_response();
+/// Healthy while intervals keep closing: the last closed less than three
+/// intervals ago on the rotation thread's monotonic clock (or the thread
+/// started less than three intervals ago). A wall clock stepped either way
+/// changes nothing here.
+fn health(shared: &Shared, every: Duration) -> Result<Health, Stalled> {
+    let mode = shared.mode().active.to_string();
+    let since = shared.since_last_close().unwrap_or_default();
+    if since > every * 3 {
+        return Err(Stalled {
+            mode,
+            seconds_since_rotation: since.as_secs_f64(),
+            status: "stalled".into(),
+        });
     }
-    Json(Health {
-        mode: mode.active.to_string(),
+    Ok(Health {
+        mode,
         status: "ok".into(),
-        window_end: view.window_end.map(rfc3339),
+        window_end: shared.view().window_end.map(rfc3339),
     })
-    .into_response()
+}
+
+async fn healthz(State(st): State<AppState>) -> Response {
+    match health(&st.shared, st.every) {
+        Ok(h) => Json(h).into_response(),
+        Err(s) => (StatusCode::SERVICE_UNAVAILABLE, Json(s)).into_response(),
+    }
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
@@ -410,6 +410,158 @@ mod tests {
             serde_json::to_string(&top_answer("r", "count", &[], 2.5, none)).unwrap(),
             r#"{"as":"count","group_by":[],"keys":0,"period_s":2.5,"rule":"r","top":[],"window_end":null}"#
         );
+    }
+
+    fn shared() -> Arc<Shared> {
+        let c = crate::config::Config::embedded_default();
+        Arc::new(Shared::new(
+            &crate::rules::RuleSet::new(&c.rules),
+            60.0,
+            crate::view::ModeInfo {
+                active: "userspace",
+                requested: crate::config::Mode::Userspace,
+                reason: "test".into(),
+                kernel: None,
+            },
+        ))
+    }
+
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn t0() -> std::time::SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    #[test]
+    fn health_is_stalled_once_no_interval_closed_for_three_on_the_monotonic_clock() {
+        use crate::clock::{Clock, ManualClock};
+        let shared = shared();
+        let clock = Arc::new(ManualClock::new(t0()));
+        assert!(health(&shared, EVERY).is_ok(), "no rotation thread yet");
+        shared.watch_rotations(clock.clone());
+        clock.advance(EVERY * 3);
+        assert!(health(&shared, EVERY).is_ok(), "started 15 s ago");
+        clock.advance(Duration::from_millis(1));
+        let s = health(&shared, EVERY).unwrap_err();
+        assert_eq!(
+            (s.status.as_str(), s.mode.as_str()),
+            ("stalled", "userspace")
+        );
+        assert!((s.seconds_since_rotation - 15.001).abs() < 1e-9, "{s:?}");
+        shared.interval_closed(clock.monotonic());
+        assert_eq!(health(&shared, EVERY).unwrap().status, "ok");
+        // The wall clock moving either way changes nothing.
+        clock.step_forward(Duration::from_secs(3600));
+        assert!(health(&shared, EVERY).is_ok());
+        clock.step_back(Duration::from_secs(7200));
+        clock.advance(EVERY * 3 + Duration::from_millis(1));
+        let s = health(&shared, EVERY).unwrap_err();
+        assert!((s.seconds_since_rotation - 15.001).abs() < 1e-9, "{s:?}");
+    }
+
+    /// A source whose drain blocks while its gate is shut, as a kernel
+    /// drain stuck in a syscall would.
+    struct Gate(Arc<(std::sync::Mutex<(bool, u64)>, std::sync::Condvar)>);
+
+    impl crate::rotation::IntervalSource for Gate {
+        fn drain_into(&mut self, _snap: &mut crate::snapshot::IntervalSnapshot) {
+            let (lock, cv) = &*self.0;
+            let mut g = lock.lock().unwrap();
+            g.1 += 1;
+            cv.notify_all();
+            // Bounded: a test that fails must not leave the thread behind.
+            let _ = cv
+                .wait_timeout_while(g, Duration::from_secs(30), |g| !g.0)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn healthz_answers_503_while_the_rotation_thread_is_stuck_in_a_drain() {
+        use crate::clock::{Clock, ManualClock};
+        use toptraffic_loadgen::http_get;
+        let shared = shared();
+        let metrics = Arc::new(Metrics::new(shared.clone()));
+        let gate = Arc::new((
+            std::sync::Mutex::new((true, 0u64)),
+            std::sync::Condvar::new(),
+        ));
+        let config = crate::config::Config::embedded_default();
+        assert_eq!(config.window.every, EVERY);
+        let rotator = crate::rotation::Rotator::new(
+            config,
+            shared.clone(),
+            metrics.clone(),
+            vec![Box::new(Gate(gate.clone()))],
+            Vec::new(),
+            None,
+        );
+        let clock = Arc::new(ManualClock::new(t0()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let c: Arc<dyn Clock> = clock.clone();
+        let rotation = std::thread::spawn(move || rotator.run(c, rx));
+        let state = AppState {
+            shared: shared.clone(),
+            metrics,
+            every: EVERY,
+            listen: "127.0.0.1:0".into(),
+            reloader: None,
+            control: Arc::new(std::sync::Mutex::new(tx.clone())),
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        rt.spawn(async move { axum::serve(listener, router(state)).await });
+
+        let wait_until = |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !done() {
+                assert!(std::time::Instant::now() < deadline, "{what}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        let drains = || gate.0.lock().unwrap().1;
+        wait_until("the rotation thread started", &|| {
+            shared.since_last_close().is_some()
+        });
+        clock.advance(EVERY);
+        wait_until("rotation 1", &|| shared.rotations.load(Relaxed) == 1);
+        wait_until("rotation 1 recorded", &|| {
+            shared.since_last_close() == Some(Duration::ZERO)
+        });
+        assert_eq!(http_get(addr, "/healthz").unwrap().0, 200);
+
+        // The next drain blocks.
+        gate.0.lock().unwrap().0 = false;
+        clock.advance(EVERY);
+        wait_until("the second drain began", &|| drains() == 2);
+        clock.advance(EVERY * 2);
+        let (status, body) = http_get(addr, "/healthz").unwrap();
+        assert_eq!(status, 200, "{body}");
+        clock.advance(Duration::from_millis(500));
+        let (status, body) = http_get(addr, "/healthz").unwrap();
+        assert_eq!(status, 503, "{body}");
+        let s: Stalled = serde_json::from_str(&body).unwrap();
+        assert_eq!(s.status, "stalled");
+        assert!((s.seconds_since_rotation - 15.5).abs() < 1e-9, "{body}");
+
+        // The drain returns: intervals close again, and healthz says so.
+        let (lock, cv) = &*gate;
+        lock.lock().unwrap().0 = true;
+        cv.notify_all();
+        wait_until("rotation 2", &|| shared.rotations.load(Relaxed) >= 2);
+        wait_until("healthy again", &|| {
+            http_get(addr, "/healthz").map(|r| r.0).unwrap_or(0) == 200
+        });
+        tx.send(Control::Stop).unwrap();
+        rotation.join().unwrap();
+        rt.shutdown_timeout(Duration::from_secs(1));
     }
 
     #[test]

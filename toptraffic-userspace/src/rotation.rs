@@ -101,6 +101,9 @@ pub struct Rotator {
     next_id: u32,
     window: WindowEngine,
     intervals: Intervals,
+    /// End of the last closed interval as the wall clock named it (the
+    /// window's own index runs ahead of it after a step back).
+    window_end: Option<SystemTime>,
     period_s: f64,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
@@ -134,6 +137,7 @@ impl Rotator {
             next_id: n as u32,
             rules,
             intervals: Intervals::new(config.window.every),
+            window_end: None,
             period_s: config.window.period.as_secs_f64(),
             carry: Vec::new(),
             config,
@@ -161,7 +165,7 @@ impl Rotator {
         let group_by = &self.config.rules[i].group_by;
         let w = self.window.rule(i);
         Some(TopAnswer {
-            window_end: self.window.current().map(|c| self.intervals.end(c)),
+            window_end: self.window_end,
             keys: w.len(),
             top: w
                 .top(limit)
@@ -190,8 +194,8 @@ impl Rotator {
         snap
     }
 
-    /// Closes interval `index`: its counts enter the window, which then ends
-    /// at the interval's end.
+    /// Closes interval `index`: its counts enter the window, which slides by
+    /// one interval at least and then ends at the interval's end.
     pub fn rotate(&mut self, index: u64) {
         let span = info_span!("rotation", interval = index);
         let _g = span.enter();
@@ -199,12 +203,13 @@ impl Rotator {
         let snap = self.collect(index);
         let lines: u64 = snap.rules.iter().map(|t| t.lines()).sum();
         let report = self.window.apply(snap);
-        let end = self.intervals.end(self.window.current().unwrap_or(index));
+        let end = self.intervals.end(index);
+        self.window_end = Some(end);
         // Alerts see the window the API is about to publish.
         for (i, ra) in self.alerts.iter_mut().enumerate() {
             ra.evaluate(self.window.rule(i), end);
         }
-        self.publish(end, started);
+        self.publish(Some(end), started);
         tracing::debug!(
             lines,
             expired_keys = report.expired_keys.iter().sum::<u64>(),
@@ -213,7 +218,7 @@ impl Rotator {
         );
     }
 
-    fn publish(&mut self, end: SystemTime, started: Instant) {
+    fn publish(&mut self, end: Option<SystemTime>, started: Instant) {
         self.shared
             .publish_alerts(self.alerts.iter().flat_map(|a| a.view()).collect());
         let view = WindowView::capture(&self.rules, &self.window, end, self.period_s);
@@ -325,11 +330,7 @@ impl Rotator {
         self.rules = rules;
         self.ids = ids;
         self.config = new;
-        let end = self
-            .window
-            .current()
-            .map_or(SystemTime::now(), |c| self.intervals.end(c));
-        self.publish(end, Instant::now());
+        self.publish(self.window_end, Instant::now());
         let mut msg = format!(
             "reloaded {}: {kept} rules kept their counts, {fresh} started fresh, {removed} removed",
             self.config.source
@@ -437,25 +438,25 @@ impl Rotator {
             }
         }
         info!(keys, alerts, "restored the window and alert states");
-        self.publish(self.intervals.end(current), Instant::now());
+        self.window_end = Some(self.intervals.end(current));
+        self.publish(self.window_end, Instant::now());
         Ok(())
     }
 
-    /// Rotates at every interval boundary of `clock`, applies reloads, and
-    /// on Stop (or when every sender is gone) saves the state and returns.
+    /// Rotates every `every` of `clock`'s monotonic time, at the wall
+    /// clock's interval boundaries (see [`Pacer`]), applies reloads, and on
+    /// Stop (or when every sender is gone) saves the state and returns.
     pub fn run(mut self, clock: Arc<dyn Clock>, control: mpsc::Receiver<Control>) {
+        let mut pacer = Pacer::start(self.config.window.every, clock.now(), clock.monotonic());
+        self.shared.watch_rotations(clock.clone());
         loop {
-            let closing = self.intervals.index_at(clock.now());
-            let boundary = self.intervals.end(closing);
             loop {
-                let now = clock.now();
-                let Ok(wait) = boundary.duration_since(now) else {
-                    break;
-                };
+                let wait = pacer.wait(clock.monotonic());
                 if wait.is_zero() {
                     break;
                 }
-                // Re-read the clock at least every 200 ms: it may be stepped.
+                // A simulated clock moves without waking anyone: look again
+                // at least every 200 ms.
                 match control.recv_timeout(wait.min(Duration::from_millis(200))) {
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     Ok(Control::Reload(config, reply)) => {
@@ -471,8 +472,103 @@ impl Rotator {
                     }
                 }
             }
+            let closing = pacer.close(clock.now(), clock.monotonic());
             self.rotate(closing);
+            self.shared.interval_closed(clock.monotonic());
         }
+    }
+}
+
+/// How far the wall clock may move from the monotonic one between two
+/// rotations (NTP slewing, at most 0.5 ms a second) before the rotations are
+/// aligned to its boundaries again; at most a quarter interval.
+const WALL_TOLERANCE: Duration = Duration::from_millis(100);
+
+/// When the next rotation is due and which interval it closes: paced by the
+/// monotonic clock, named by the wall clock.
+///
+/// - **Start.** The first rotation is due at the first wall-clock boundary
+///   at least half an interval away; it closes the interval that boundary
+///   ends.
+/// - **In step.** Each next rotation is due `every` after the previous one
+///   on the monotonic clock and closes the next interval, as long as the
+///   wall clock, when it is due, reads the boundary within
+///   [`WALL_TOLERANCE`] (plus however late the rotation runs).
+/// - **Out of step** (the wall clock was stepped or jumped, a VM resumed, or
+///   the rotation ran an interval or more late): the rotation closes the
+///   interval the wall clock was in half an interval ago (where most of the
+///   lines it drains arrived), and the next is aligned as at start, at
+///   least half an interval later: one rotation, never a burst of them. (A
+///   rotation late by less than an interval keeps the schedule: the next is
+///   due `every` after the time it was due.)
+///
+/// The window ([`WindowEngine::apply`]) slides by one interval at least at
+/// each rotation: after a step back the wall clock names intervals it named
+/// before, and keys still leave one period after their last line on the
+/// monotonic clock. A jump forward by k intervals closes the k - 1 skipped
+/// ones as empty in that one rotation: after a jump of a period or more the
+/// window holds only what the last interval counted.
+#[derive(Debug, Clone, Copy)]
+struct Pacer {
+    intervals: Intervals,
+    every: Duration,
+    tolerance: Duration,
+    /// The interval the next rotation closes.
+    next: u64,
+    /// When it is due, on the monotonic clock.
+    due: Instant,
+}
+
+impl Pacer {
+    fn start(every: Duration, wall: SystemTime, mono: Instant) -> Pacer {
+        let mut p = Pacer {
+            intervals: Intervals::new(every),
+            every,
+            tolerance: WALL_TOLERANCE.min(every / 4),
+            next: 0,
+            due: mono,
+        };
+        p.align(wall, mono);
+        p
+    }
+
+    /// Aims at the first wall-clock boundary at least half an interval away.
+    fn align(&mut self, wall: SystemTime, mono: Instant) {
+        self.next = self.intervals.index_at(wall + self.every / 2);
+        let wait = self.intervals.end(self.next).duration_since(wall);
+        self.due = mono + wait.unwrap_or_default();
+    }
+
+    /// How long until the next rotation is due.
+    fn wait(&self, mono: Instant) -> Duration {
+        self.due.saturating_duration_since(mono)
+    }
+
+    /// The interval the rotation due now closes; plans the next one.
+    fn close(&mut self, wall: SystemTime, mono: Instant) -> u64 {
+        let late = mono.saturating_duration_since(self.due);
+        let expected = self.intervals.end(self.next) + late;
+        let drift = match wall.duration_since(expected) {
+            Ok(ahead) => ahead,
+            Err(behind) => behind.duration(),
+        };
+        if late < self.every && drift <= self.tolerance {
+            let closing = self.next;
+            self.next += 1;
+            self.due += self.every;
+            return closing;
+        }
+        let middle = wall.checked_sub(self.every / 2).unwrap_or(wall);
+        let closing = self.intervals.index_at(middle);
+        self.align(wall, mono);
+        warn!(
+            drift_ms = drift.as_millis() as u64,
+            wall_ahead = wall >= expected,
+            late_ms = late.as_millis() as u64,
+            interval = closing,
+            "the wall clock moved or the rotation ran late: rotations are aligned to the wall clock again"
+        );
+        closing
     }
 }
 
@@ -582,7 +678,12 @@ mod tests {
                 std::thread::yield_now();
             }
         };
-        wait_for_read(0);
+        // The thread has read both clocks once it watches its rotations.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while shared.since_last_close().is_none() {
+            assert!(Instant::now() < deadline, "rotation thread never started");
+            std::thread::yield_now();
+        }
         for n in 1..=3u64 {
             clock.advance(Duration::from_secs(5));
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -601,6 +702,133 @@ mod tests {
             "the window ends at the last boundary passed"
         );
         assert_eq!(view.rule("top_combined").unwrap().keys(), 1);
+    }
+
+    /// Lets simulated time pass until the pacer's next rotation is due,
+    /// runs it, and returns how long that was and the interval it closed.
+    fn next_rotation(
+        clock: &crate::clock::ManualClock,
+        pacer: &mut Pacer,
+        r: &mut Rotator,
+    ) -> (Duration, u64) {
+        let wait = pacer.wait(clock.monotonic());
+        clock.advance(wait);
+        let closing = pacer.close(clock.now(), clock.monotonic());
+        r.rotate(closing);
+        (wait, closing)
+    }
+
+    fn t0() -> SystemTime {
+        // A multiple of 5 s: intervals start on the second.
+        std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    const EVERY: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn a_step_back_of_30s_mid_window_leaves_rotations_every_5s_and_expiry_one_period_after_the_last_line(
+    ) {
+        use crate::clock::ManualClock;
+        let (mut r, feed, shared) = rotator();
+        let clock = ManualClock::new(t0());
+        let mut pacer = Pacer::start(EVERY, clock.now(), clock.monotonic());
+        let keys = || shared.view().rule("top_combined").unwrap().keys();
+        feed.lock()
+            .unwrap()
+            .push((0, key::from_values(&["a", "b"]).to_vec(), 1.0));
+        let (_, first) = next_rotation(&clock, &mut pacer, &mut r);
+        let last_line = clock.monotonic();
+        for _ in 2..=6 {
+            assert_eq!(next_rotation(&clock, &mut pacer, &mut r).0, EVERY);
+        }
+        // Two seconds into the seventh interval, NTP steps the clock back
+        // 30 s: the rotation is still due 3 s later.
+        clock.advance(Duration::from_secs(2));
+        clock.step_back(Duration::from_secs(30));
+        assert_eq!(pacer.wait(clock.monotonic()), Duration::from_secs(3));
+        let (_, seventh) = next_rotation(&clock, &mut pacer, &mut r);
+        // The wall clock names it: the first interval again.
+        assert_eq!(seventh, first);
+        assert_eq!(shared.view().window_end, Some(clock.now()));
+        for n in 8..=12 {
+            assert_eq!(
+                next_rotation(&clock, &mut pacer, &mut r).0,
+                EVERY,
+                "rotation {n}"
+            );
+            assert_eq!(keys(), 1, "still in the window after rotation {n}");
+        }
+        let (wait, _) = next_rotation(&clock, &mut pacer, &mut r);
+        assert_eq!(wait, EVERY);
+        assert_eq!(keys(), 0, "gone after rotation 13");
+        assert_eq!(clock.monotonic() - last_line, Duration::from_secs(60));
+        assert_eq!(shared.view().window_end, Some(clock.now()));
+        assert_eq!(shared.rotations.load(Relaxed), 13);
+    }
+
+    #[test]
+    fn a_jump_forward_of_10_minutes_empties_the_window_without_a_burst_of_rotations() {
+        use crate::clock::ManualClock;
+        let (mut r, feed, shared) = rotator();
+        let clock = ManualClock::new(t0());
+        let mut pacer = Pacer::start(EVERY, clock.now(), clock.monotonic());
+        let push = |k: &str| {
+            feed.lock()
+                .unwrap()
+                .push((0, key::from_values(&[k, "1"]).to_vec(), 1.0));
+        };
+        for k in ["a", "b", "c"] {
+            push(k);
+            next_rotation(&clock, &mut pacer, &mut r);
+        }
+        assert_eq!(shared.view().rule("top_combined").unwrap().keys(), 3);
+        // A VM resumes 10 minutes later, two seconds into an interval in
+        // which a line arrives.
+        clock.advance(Duration::from_secs(2));
+        clock.step_forward(Duration::from_secs(600));
+        push("d");
+        let (_, closed) = next_rotation(&clock, &mut pacer, &mut r);
+        assert_eq!(closed, r.intervals().index_at(clock.now()) - 1);
+        assert_eq!(shared.view().window_end, Some(clock.now()));
+        let top = r.top("top_combined", 10).unwrap();
+        assert_eq!(top.keys, 1, "only the last interval's line is left");
+        assert_eq!(top.window_end, Some(clock.now()));
+        // One rotation closed the 120 skipped intervals; the next minute of
+        // monotonic time has one every 5 s, on the wall clock's boundaries.
+        let rotations = shared.rotations.load(Relaxed);
+        let start = clock.monotonic();
+        while clock.monotonic() - start < Duration::from_secs(60) {
+            let (wait, _) = next_rotation(&clock, &mut pacer, &mut r);
+            assert_eq!(wait, EVERY);
+            let end = shared.view().window_end.unwrap();
+            assert_eq!(end, clock.now());
+        }
+        assert_eq!(shared.rotations.load(Relaxed) - rotations, 12);
+        assert_eq!(shared.view().rule("top_combined").unwrap().keys(), 0);
+    }
+
+    #[test]
+    fn a_rotation_late_by_several_intervals_is_not_followed_by_a_burst() {
+        let clock = crate::clock::ManualClock::new(t0() + Duration::from_millis(4_990));
+        let mut pacer = Pacer::start(EVERY, clock.now(), clock.monotonic());
+        // Started 10 ms before a boundary: the first rotation closes the
+        // next interval, not a 10 ms one.
+        assert_eq!(pacer.wait(clock.monotonic()), Duration::from_millis(5_010));
+        let first = pacer.next;
+        // The rotation thread was held up (a slow drain) for 20 s.
+        clock.advance(Duration::from_millis(25_010));
+        let closed = pacer.close(clock.now(), clock.monotonic());
+        assert_eq!(
+            closed,
+            first + 4,
+            "the interval the lines mostly arrived in"
+        );
+        assert_eq!(pacer.wait(clock.monotonic()), EVERY);
+        // A slightly late wake-up and NTP slewing stay in step.
+        clock.advance(EVERY + Duration::from_millis(30));
+        clock.step_back(Duration::from_millis(20));
+        assert_eq!(pacer.close(clock.now(), clock.monotonic()), closed + 1);
+        assert_eq!(pacer.wait(clock.monotonic()), Duration::from_millis(4_970));
     }
 
     const TWO: &str = "[[rule]]\nname = \"a\"\nmeasurement = \"m\"\ngroup_by = [\"ip\"]\n\

@@ -8,12 +8,13 @@
 //! kept for the API.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock, RwLock};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
 use crate::alert::engine::{BlockStats, BlockView};
+use crate::clock::Clock;
 use crate::config::Mode;
 use crate::ingest::kernel::KernelCounters;
 use crate::key;
@@ -85,11 +86,11 @@ impl WindowView {
     pub fn capture(
         rules: &RuleSet,
         window: &WindowEngine,
-        window_end: SystemTime,
+        window_end: Option<SystemTime>,
         period_s: f64,
     ) -> WindowView {
         let mut view = WindowView::empty(rules, period_s);
-        view.window_end = Some(window_end);
+        view.window_end = window_end;
         for (rv, rw) in view.rules.iter_mut().zip(window.rules()) {
             rv.keys = rw.len();
             rv.overflow_lines = rw.overflow_lines;
@@ -145,6 +146,8 @@ pub struct Shared {
     /// Wall-clock seconds of the last rotation, as f64 bits.
     last_rotation_s: AtomicU64,
     pub started: SystemTime,
+    /// When an interval last closed, on the rotation's monotonic clock.
+    liveness: Mutex<Option<Liveness>>,
     /// Keys not OK, per alert block, as of the last rotation.
     alerts: RwLock<Arc<Vec<BlockView>>>,
     /// Every alert block's counters, and every sink (replaced on reload).
@@ -153,6 +156,21 @@ pub struct Shared {
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
     last_reload: RwLock<Option<(SystemTime, Result<String, String>)>>,
+}
+
+/// The rotation thread's clock, and the monotonic time of the last closed
+/// interval (of the thread's start, before the first).
+struct Liveness {
+    clock: Arc<dyn Clock>,
+    last_close: Instant,
+}
+
+impl std::fmt::Debug for Liveness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Liveness")
+            .field("last_close", &self.last_close)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The alert blocks' counters and the sinks, as the API lists them.
@@ -174,6 +192,7 @@ impl Shared {
             rotations: AtomicU64::new(0),
             last_rotation_s: AtomicU64::new(0f64.to_bits()),
             started: SystemTime::now(),
+            liveness: Mutex::new(None),
             alerts: RwLock::new(Arc::new(Vec::new())),
             alerting: RwLock::default(),
             reloads_ok: AtomicU64::new(0),
@@ -190,6 +209,34 @@ impl Shared {
         *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
         self.last_rotation_s.store(rotation_s.to_bits(), Relaxed);
         self.rotations.fetch_add(1, Relaxed);
+    }
+
+    /// The rotation thread starts on `clock`: from now on an interval must
+    /// close every `every` of its monotonic time.
+    pub fn watch_rotations(&self, clock: Arc<dyn Clock>) {
+        let last_close = clock.monotonic();
+        *self.liveness.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Liveness { clock, last_close });
+    }
+
+    /// An interval closed at `at` (the rotation thread's monotonic clock).
+    pub fn interval_closed(&self, at: Instant) {
+        if let Some(l) = self
+            .liveness
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            l.last_close = at;
+        }
+    }
+
+    /// Monotonic time since an interval last closed (since the rotation
+    /// thread started, before the first); None before it starts.
+    pub fn since_last_close(&self) -> Option<Duration> {
+        let l = self.liveness.lock().unwrap_or_else(|e| e.into_inner());
+        let l = l.as_ref()?;
+        Some(l.clock.monotonic().saturating_duration_since(l.last_close))
     }
 
     pub fn set_alerting(

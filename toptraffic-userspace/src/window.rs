@@ -300,11 +300,16 @@ impl WindowEngine {
     }
 
     /// Adds a closed interval and slides every rule's window to end with it.
-    /// A snapshot older than the current interval (the clock stepped back) is
-    /// folded into the current one rather than rewriting the past.
+    ///
+    /// Every apply slides the window by one interval at least: a snapshot at
+    /// or before the current interval (the wall clock stepped back) becomes
+    /// the interval after it, so a key leaves `n` applies after its last
+    /// line whatever the wall clock did. A snapshot further ahead (the wall
+    /// clock jumped) closes the intervals in between as empty, at the cost
+    /// of at most `n` of them.
     pub fn apply(&mut self, snap: IntervalSnapshot) -> ApplyReport {
         let index = match self.current {
-            Some(cur) if snap.index <= cur => cur,
+            Some(cur) if snap.index <= cur => cur + 1,
             _ => snap.index,
         };
         let n = self.n;
@@ -444,12 +449,43 @@ mod tests {
     }
 
     #[test]
-    fn late_snapshot_is_folded_into_the_current_interval() {
+    fn a_late_snapshot_still_slides_the_window_by_one() {
         let mut w = WindowEngine::new(N, [100]);
         w.apply(snap(50, &[("a", 1.0)]));
+        // The wall clock stepped back: intervals 49, 40, 45... come next.
         w.apply(snap(49, &[("a", 2.0)]));
-        assert_eq!(w.current(), Some(50));
+        assert_eq!(w.current(), Some(51));
         assert_eq!(value(&w, "a"), Some(3.0));
+        for i in 0..N as u64 - 2 {
+            w.apply(snap(40 + i % 3, &[]));
+        }
+        assert_eq!(w.current(), Some(50 + N as u64 - 1));
+        assert_eq!(
+            value(&w, "a"),
+            Some(3.0),
+            "interval 50 is still in the window"
+        );
+        w.apply(snap(0, &[]));
+        assert_eq!(value(&w, "a"), Some(2.0), "interval 50 left, 51 is in");
+        let r = w.apply(snap(1, &[]));
+        assert_eq!(r.expired_keys, [1], "gone N applies after its last line");
+        assert!(w.rule(0).is_empty());
+    }
+
+    #[test]
+    fn a_jump_forward_closes_the_skipped_intervals_as_empty() {
+        let mut w = WindowEngine::new(N, [100]);
+        w.apply(snap(50, &[("a", 1.0)]));
+        w.apply(snap(51, &[("b", 1.0)]));
+        // N - 1 intervals skipped: b's line is still in the window, a's not.
+        w.apply(snap(51 + N as u64 - 1, &[("c", 1.0)]));
+        assert_eq!(value(&w, "a"), None);
+        assert_eq!(value(&w, "b"), Some(1.0));
+        // Ten minutes skipped: only what the snapshot brought is left.
+        let r = w.apply(snap(51 + N as u64 - 1 + 120, &[("d", 4.0)]));
+        assert_eq!(r.expired_keys, [2]);
+        assert_eq!(w.rule(0).len(), 1);
+        assert_eq!(value(&w, "d"), Some(4.0));
     }
 
     #[test]
