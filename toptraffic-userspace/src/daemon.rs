@@ -319,6 +319,12 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
     let http_addr = http.local_addr()?;
+    if exposes_api(http_addr) {
+        warn!(
+            http = %http_addr,
+            "the API listens beyond this host: /api/v1/top shows client IPs and store ids to anyone who can reach it; keep http.listen on 127.0.0.1 and serve /metrics and /healthz on the node address with http.metrics_listen"
+        );
+    }
 
     info!(
         mode = mode.active,
@@ -498,6 +504,11 @@ pub async fn run(
     Ok(())
 }
 
+/// Whether `addr` is reachable from beyond this host.
+fn exposes_api(addr: SocketAddr) -> bool {
+    !addr.ip().is_loopback()
+}
+
 /// Waits for SIGINT or SIGTERM (or another cause of shutdown), then cancels
 /// `token`. From then on the shutdown has [`SHUTDOWN_BOUND`] before the
 /// process exits anyway, and a second SIGINT or SIGTERM exits at once with
@@ -565,3 +576,21 @@ pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(15);
 
 /// Exit code when the shutdown overran [`SHUTDOWN_BOUND`].
 pub const SHUTDOWN_OVERRUN_EXIT: i32 = 3;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_loopback_api_is_private() {
+        for (addr, exposed) in [
+            ("127.0.0.1:9090", false),
+            ("[::1]:9090", false),
+            ("0.0.0.0:9090", true),
+            ("[::]:9090", true),
+            ("10.1.2.3:9090", true),
+        ] {
+            assert_eq!(exposes_api(addr.parse().unwrap()), exposed, "{addr}");
+        }
+    }
+}
