@@ -497,7 +497,7 @@ pub async fn run(
         datagrams_userspace = u.datagrams,
         parse_errors = u.dropped(DropReason::ParseError),
         uncounted_lines,
-        log_lines_lost = logging::stderr().map_or(0, |p| p.lost()),
+        log_lines_lost = logging::stderr_lost(),
         seconds = started.elapsed().as_secs_f64(),
         "stopped"
     );

@@ -141,6 +141,11 @@ pub fn flush_stderr(timeout: Duration) {
     }
 }
 
+/// Log lines lost on the way to stderr so far.
+pub fn stderr_lost() -> u64 {
+    STDERR.get().map_or(0, LogPipe::lost)
+}
+
 /// Writes `msg` to stderr now, ignoring errors (`eprintln!` panics on a
 /// closed stderr).
 pub fn say(msg: &str) {
