@@ -2,6 +2,12 @@
 //! the alert sinks and the HTTP API, until SIGINT or SIGTERM; SIGHUP
 //! reloads the config.
 //!
+//! Shutdown loses nothing it could count, in this order: stop receiving
+//! (the sockets refuse new datagrams, the threads count what was queued),
+//! fold the open interval into the window and save the state file, then
+//! give the sinks their queued alerts. It takes at most [`SHUTDOWN_BOUND`];
+//! a second SIGINT or SIGTERM ends it at once.
+//!
 //! One job per thread or task: receive threads count, the rotation thread
 //! (rotation.rs) owns the window and the alert engine, closes an interval at
 //! every multiple of `every` and publishes a summary, the HTTP server reads
@@ -12,11 +18,11 @@ use std::os::fd::RawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::api::{self, AppState};
 use crate::clock::Clock;
@@ -25,6 +31,7 @@ use crate::control::{Control, Reloader};
 use crate::ingest::kernel::{Attach, KernelError, KernelPath, Options as KernelOptions};
 use crate::ingest::kernel_config::{self, KernelPlan};
 use crate::ingest::udp::{UdpIngest, UdpSettings};
+use crate::logging;
 use crate::metrics::Metrics;
 use crate::rotation::{start_alerts, IntervalSource, Reload, Rotator};
 use crate::rules::RuleSet;
@@ -312,6 +319,12 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
     let http_addr = http.local_addr()?;
+    if exposes_api(http_addr) {
+        warn!(
+            http = %http_addr,
+            "the API listens beyond this host: /api/v1/top shows client IPs and store ids to anyone who can reach it; keep http.listen on 127.0.0.1 and serve /metrics and /healthz on the node address with http.metrics_listen"
+        );
+    }
 
     info!(
         mode = mode.active,
@@ -419,17 +432,40 @@ pub async fn run(
     let token = shutdown.clone();
     let server = axum::serve(http, api::router(state))
         .with_graceful_shutdown(async move { token.cancelled().await });
-    if let Err(e) = server.await {
-        warn!(error = %e, "HTTP server failed");
-        shutdown.cancel();
-    }
+    // Served beside the shutdown, which never waits for a slow client.
+    let failed = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = server.await {
+            warn!(error = %e, "HTTP server failed");
+            failed.cancel();
+        }
+    });
     shutdown.cancelled().await;
 
-    info!("shutting down");
+    let started = Instant::now();
+    info!(
+        bound = %humantime::format_duration(SHUTDOWN_BOUND),
+        "shutting down: stop receiving, save the state, drain the sinks"
+    );
+    // Nothing new is received from here; what was is counted.
+    let receiving = udp.clone();
+    let _ = tokio::task::spawn_blocking(move || receiving.stop_receiving()).await;
+    // The rotation thread folds it into the window and saves.
     let _ = control_tx.send(Control::Stop);
     drop(reloader);
-    let _ = tokio::task::spawn_blocking(move || rotation.join()).await;
-    // Give queued alerts their chance, within each sink's timeout.
+    let uncounted_lines = tokio::task::spawn_blocking(move || rotation.join())
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or(0);
+    if uncounted_lines > 0 {
+        warn!(
+            uncounted_lines,
+            "lines received after the state was saved were not counted"
+        );
+    }
+    // Give queued alerts their chance, within each sink's timeout and the
+    // shutdown's bound.
     let sinks = shared.sinks();
     for s in sinks.iter() {
         s.close();
@@ -439,13 +475,19 @@ pub async fn run(
             s.closed().await;
         }
     };
-    if tokio::time::timeout(SHUTDOWN_GRACE, wait).await.is_err() {
+    let grace = SHUTDOWN_GRACE.min(
+        SHUTDOWN_BOUND
+            .saturating_sub(started.elapsed())
+            .saturating_sub(Duration::from_secs(2)),
+    );
+    if !sinks.is_empty() {
+        info!(grace = %humantime::format_duration(grace), "draining the alert sinks");
+    }
+    if tokio::time::timeout(grace, wait).await.is_err() {
         warn!("some alert sinks did not finish before shutdown");
     }
-    match Arc::try_unwrap(udp) {
-        Ok(mut udp) => udp.stop(),
-        Err(_) => warn!("receive threads still referenced at shutdown"),
-    }
+    // The sockets close with the last reference (the rotation's are gone).
+    drop(udp);
     let u = shared.userspace.snapshot();
     let k = shared.kernel_snapshot();
     info!(
@@ -454,28 +496,101 @@ pub async fn run(
         datagrams_kernel = k.datagrams,
         datagrams_userspace = u.datagrams,
         parse_errors = u.dropped(DropReason::ParseError),
+        uncounted_lines,
+        log_lines_lost = logging::stderr_lost(),
+        seconds = started.elapsed().as_secs_f64(),
         "stopped"
     );
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM, then cancels `token`.
+/// Whether `addr` is reachable from beyond this host.
+fn exposes_api(addr: SocketAddr) -> bool {
+    !addr.ip().is_loopback()
+}
+
+/// Waits for SIGINT or SIGTERM (or another cause of shutdown), then cancels
+/// `token`. From then on the shutdown has [`SHUTDOWN_BOUND`] before the
+/// process exits anyway, and a second SIGINT or SIGTERM exits at once with
+/// 128 + its number.
 pub async fn cancel_on_signal(token: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(error = %e, "cannot watch SIGTERM");
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            warn!(error = %e, "cannot watch SIGTERM and SIGINT");
             return;
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("SIGINT"),
-        _ = term.recv() => info!("SIGTERM"),
-        _ = token.cancelled() => return,
+    let first = tokio::select! {
+        _ = int.recv() => Some("SIGINT"),
+        _ = term.recv() => Some("SIGTERM"),
+        _ = token.cancelled() => None,
+    };
+    if let Some(signal) = first {
+        info!(signal, "stopping; a second SIGINT or SIGTERM exits at once");
     }
     token.cancel();
+    exit_after(SHUTDOWN_BOUND);
+    let (signal, code) = tokio::select! {
+        _ = int.recv() => ("SIGINT", 128 + libc::SIGINT),
+        _ = term.recv() => ("SIGTERM", 128 + libc::SIGTERM),
+    };
+    warn!(
+        signal,
+        exit_code = code,
+        "second signal: exiting before the shutdown finished"
+    );
+    logging::exit(code, Duration::from_millis(200));
 }
 
-/// How long a clean shutdown may take before the process exits anyway.
+/// Ends the process with [`SHUTDOWN_OVERRUN_EXIT`] if it still runs `bound`
+/// from now. A thread of its own, so that nothing the shutdown waits on
+/// (the runtime included) can hold it.
+fn exit_after(bound: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("toptraffic-bound".into())
+        .spawn(move || {
+            std::thread::sleep(bound);
+            error!(
+                bound = %humantime::format_duration(bound),
+                "the shutdown did not finish in time: exiting"
+            );
+            logging::exit(SHUTDOWN_OVERRUN_EXIT, Duration::from_millis(500));
+        });
+    if let Err(e) = spawned {
+        warn!(error = %e, "cannot bound the shutdown");
+    }
+}
+
+/// How long the alert sinks may deliver what they hold at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a shutdown may take in all, from the signal: stopping the
+/// receive threads, saving the state, the sinks' grace. Past it the process
+/// exits with [`SHUTDOWN_OVERRUN_EXIT`].
+pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(15);
+
+/// Exit code when the shutdown overran [`SHUTDOWN_BOUND`].
+pub const SHUTDOWN_OVERRUN_EXIT: i32 = 3;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_loopback_api_is_private() {
+        for (addr, exposed) in [
+            ("127.0.0.1:9090", false),
+            ("[::1]:9090", false),
+            ("0.0.0.0:9090", true),
+            ("[::]:9090", true),
+            ("10.1.2.3:9090", true),
+        ] {
+            assert_eq!(exposes_api(addr.parse().unwrap()), exposed, "{addr}");
+        }
+    }
+}

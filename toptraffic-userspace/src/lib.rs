@@ -15,6 +15,7 @@ mod goformat;
 pub mod ingest;
 pub mod key;
 pub mod lineproto;
+pub mod logging;
 pub(crate) mod metrics;
 pub(crate) mod persist;
 #[cfg(test)]

@@ -17,6 +17,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use toptraffic::config::Overrides;
 use toptraffic::config::{self, Config, Mode};
 use toptraffic::daemon;
+use toptraffic::logging;
 
 #[derive(Parser)]
 #[command(
@@ -208,11 +209,17 @@ fn init_tracing() {
     let filter = EnvFilter::try_from_env("TOPTRAFFIC_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_ansi(ansi)
+        // Its report of a write error is an eprintln!, which panics on a
+        // closed stderr; our writers never fail anyway.
+        .log_internal_errors(false);
+    match logging::stderr() {
+        Some(pipe) => builder.with_writer(move || pipe.writer()).init(),
+        None => builder.with_writer(std::io::stderr).init(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -276,6 +283,7 @@ fn main() -> ExitCode {
                 overrides,
             };
             init_tracing();
+            logging::exit_on_panic();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("toptraffic-rt")
@@ -285,15 +293,19 @@ fn main() -> ExitCode {
             let token = CancellationToken::new();
             rt.spawn(daemon::cancel_on_signal(token.clone()));
             let result = rt.block_on(daemon::run(c, opts, Arc::new(SystemClock), token));
-            rt.shutdown_timeout(daemon::SHUTDOWN_GRACE);
-            match result {
+            // What is left (a sink that gave up, the HTTP server's last
+            // connections) has had its time: do not wait for it.
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            let code = match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
-                    eprintln!("toptraffic: {e:#}");
+                    logging::say(&format!("toptraffic: {e:#}"));
                     ExitCode::FAILURE
                 }
-            }
+            };
+            logging::flush_stderr(std::time::Duration::from_secs(1));
+            code
         }
     }
 }

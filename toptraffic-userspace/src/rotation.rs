@@ -443,10 +443,25 @@ impl Rotator {
         Ok(())
     }
 
+    /// Saves the state file (the open interval folded in), then drains the
+    /// sources once more: what they still held came after the save and is
+    /// lost with the process. Returns those lines: none, normally, as the
+    /// daemon stops receiving before it asks to stop. Without a state file
+    /// nothing is kept, and 0 is returned.
+    pub fn stop(&mut self, now: SystemTime) -> u64 {
+        if self.config.state.path.is_none() {
+            return 0;
+        }
+        self.save(now);
+        let late = self.collect(self.intervals.index_at(now));
+        late.rules.iter().map(|t| t.lines()).sum()
+    }
+
     /// Rotates every `every` of `clock`'s monotonic time, at the wall
     /// clock's interval boundaries (see [`Pacer`]), applies reloads, and on
-    /// Stop (or when every sender is gone) saves the state and returns.
-    pub fn run(mut self, clock: Arc<dyn Clock>, control: mpsc::Receiver<Control>) {
+    /// Stop (or when every sender is gone) saves the state and returns what
+    /// [`Rotator::stop`] returns.
+    pub fn run(mut self, clock: Arc<dyn Clock>, control: mpsc::Receiver<Control>) -> u64 {
         let mut pacer = Pacer::start(self.config.window.every, clock.now(), clock.monotonic());
         self.shared.watch_rotations(clock.clone());
         loop {
@@ -467,8 +482,7 @@ impl Rotator {
                         let _ = reply.send(self.top(&rule, limit));
                     }
                     Ok(Control::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        self.save(clock.now());
-                        return;
+                        return self.stop(clock.now());
                     }
                 }
             }

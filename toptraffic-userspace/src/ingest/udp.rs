@@ -108,7 +108,7 @@ pub struct UdpIngest {
     sockets: Vec<Arc<Socket>>,
     counting: Vec<Shared>,
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
     recv_buffer: usize,
 }
 
@@ -144,7 +144,7 @@ impl UdpIngest {
             sockets,
             counting,
             stop: Arc::new(AtomicBool::new(false)),
-            threads: Vec::new(),
+            threads: Mutex::new(Vec::new()),
             recv_buffer,
         })
     }
@@ -181,7 +181,10 @@ impl UdpIngest {
                 .spawn(move || {
                     receive_loop(&sock, &tables, counter, max_datagram, &counters, &stop)
                 })?;
-            self.threads.push(t);
+            self.threads
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(t);
         }
         Ok(())
     }
@@ -218,10 +221,22 @@ impl UdpIngest {
             .sum()
     }
 
-    /// Stops and joins the receive threads.
-    pub fn stop(&mut self) {
+    /// Stops receiving for good: the sockets refuse new datagrams (a filter
+    /// that drops everything takes the place of the kernel path's), each
+    /// thread counts what its socket still had queued, and the threads end.
+    /// What they counted stays for [`UdpIngest::take_interval`]. Blocks for
+    /// at most a receive timeout and the time to count the queues.
+    pub fn stop_receiving(&self) {
+        for s in &self.sockets {
+            if let Err(e) = refuse_all(s.as_raw_fd()) {
+                // The threads still empty the queue; what arrives after
+                // that is lost with the socket.
+                warn!(error = %e, "cannot close the socket to new datagrams");
+            }
+        }
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
             let _ = t.join();
         }
     }
@@ -229,7 +244,39 @@ impl UdpIngest {
 
 impl Drop for UdpIngest {
     fn drop(&mut self) {
-        self.stop();
+        self.stop_receiving();
+    }
+}
+
+/// Attaches a classic BPF filter that drops every datagram (`ret #0`),
+/// replacing any filter: nothing enters the receive queue any more.
+fn refuse_all(fd: RawFd) -> io::Result<()> {
+    let mut code = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let prog = libc::sock_fprog {
+        len: code.len() as u16,
+        filter: code.as_mut_ptr(),
+    };
+    // SAFETY: setsockopt(2) reads a sock_fprog (optlen bytes) from `prog`,
+    // and from it `len` instructions at `filter`, both alive for the call;
+    // the kernel copies the program and keeps no pointer to ours.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&prog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -317,8 +364,14 @@ impl Batch {
         b
     }
 
-    /// Receives up to BATCH datagrams, blocking for the first only.
-    fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+    /// Receives up to BATCH datagrams, blocking for the first only unless
+    /// `wait` is false.
+    fn recv(&mut self, fd: RawFd, wait: bool) -> io::Result<usize> {
+        let flags = if wait {
+            libc::MSG_WAITFORONE
+        } else {
+            libc::MSG_DONTWAIT
+        };
         for h in &mut self.headers {
             h.msg_len = 0;
             h.msg_hdr.msg_flags = 0;
@@ -335,7 +388,7 @@ impl Batch {
                 self.headers.as_mut_ptr(),
                 BATCH as libc::c_uint,
                 // glibc declares the flags c_int, musl c_uint.
-                libc::MSG_WAITFORONE as _,
+                flags as _,
                 std::ptr::null_mut(),
             )
         };
@@ -368,9 +421,15 @@ fn receive_loop(
     let fd = sock.as_raw_fd();
     let mut batch = Batch::new(max_datagram);
     let mut local = LocalCounters::default();
-    while !stop.load(Ordering::Relaxed) {
-        let n = match batch.recv(fd) {
+    let mut stopping = false;
+    loop {
+        // Once asked to stop, count what is queued (the socket takes no
+        // more), then end.
+        stopping = stopping || stop.load(Ordering::Relaxed);
+        let n = match batch.recv(fd, !stopping) {
+            Ok(0) if stopping => break,
             Ok(n) => n,
+            Err(e) if stopping && e.kind() != io::ErrorKind::Interrupted => break,
             Err(e) => {
                 match e.kind() {
                     io::ErrorKind::WouldBlock
@@ -470,6 +529,44 @@ mod tests {
             .sum();
         assert_eq!(total, 100.0);
         assert_eq!(counters.snapshot().dropped(DropReason::Oversize), 1);
-        ingest.stop();
+        ingest.stop_receiving();
+    }
+
+    #[test]
+    fn stopping_counts_every_queued_datagram_and_then_refuses_new_ones() {
+        let c = Config::embedded_default();
+        let rules = Arc::new(RuleSet::new(&c.rules));
+        let settings = UdpSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            recv_buffer: 16 << 20,
+            max_datagram: 128,
+            threads: 2,
+        };
+        let mut ingest = UdpIngest::bind(&settings, rules).unwrap();
+        let counters = Arc::new(PathCounters::default());
+        ingest.start(128, counters.clone()).unwrap();
+        let to = ingest.local_addr();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let k = key::from_values(&["9.9.9.9", "1"]);
+        let total = |ingest: &UdpIngest| -> f64 {
+            ingest
+                .take_interval()
+                .iter()
+                .filter_map(|t| t[0].get(&k))
+                .map(|c| c.value)
+                .sum()
+        };
+        // Sent flat out and stopped at once: most are still queued.
+        for _ in 0..20_000 {
+            tx.send_to(b"combined,ip=9.9.9.9,id=1 count=1", to).unwrap();
+        }
+        ingest.stop_receiving();
+        assert_eq!(total(&ingest), 20_000.0, "{:?}", counters.snapshot());
+        let drops = ingest.socket_drops();
+        for _ in 0..100 {
+            tx.send_to(b"combined,ip=9.9.9.9,id=1 count=1", to).unwrap();
+        }
+        assert_eq!(total(&ingest), 0.0);
+        assert_eq!(ingest.socket_drops() - drops, 100, "refused by the filter");
     }
 }
