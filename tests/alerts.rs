@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{temp_file, Daemon, Receiver};
+use common::{temp_file, wait_for, Daemon, Receiver};
 use serde_json::Value;
 
 fn config(dir: &std::path::Path, slack: SocketAddr, blackhole: SocketAddr) -> String {
@@ -112,14 +112,6 @@ fn levels(evs: &[Value]) -> Vec<String> {
     evs.iter()
         .map(|e| e["level"].as_str().unwrap().to_string())
         .collect()
-}
-
-fn wait_for(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

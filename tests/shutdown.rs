@@ -8,7 +8,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_tcp_port, temp_file, Daemon, Receiver, BIN};
+use common::{free_tcp_port, temp_file, wait_for, Daemon, Receiver, BIN};
 use toptraffic::daemon::SHUTDOWN_BOUND;
 use toptraffic_loadgen as loadgen;
 
@@ -29,14 +29,6 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
         if Instant::now() >= deadline {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_for(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -39,6 +39,17 @@ pub fn kernel_available(test: &str) -> bool {
     }
 }
 
+/// Polls `cond` every 20 ms until it holds; fails naming `what` after
+/// `timeout`.
+#[allow(dead_code)] // Not every test binary polls this way.
+pub fn wait_for(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()

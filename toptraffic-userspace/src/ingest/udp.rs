@@ -493,19 +493,26 @@ mod tests {
         assert!(tables[2].is_empty());
     }
 
-    #[test]
-    fn receives_over_loopback_and_flags_oversize_datagrams() {
+    /// The default rules on two loopback sockets taking datagrams of up
+    /// to 128 bytes, receiving.
+    fn started(recv_buffer: usize) -> (UdpIngest, Arc<PathCounters>) {
         let c = Config::embedded_default();
         let rules = Arc::new(RuleSet::new(&c.rules));
         let settings = UdpSettings {
             listen: "127.0.0.1:0".parse().unwrap(),
-            recv_buffer: 1 << 20,
+            recv_buffer,
             max_datagram: 128,
             threads: 2,
         };
         let mut ingest = UdpIngest::bind(&settings, rules).unwrap();
         let counters = Arc::new(PathCounters::default());
         ingest.start(128, counters.clone()).unwrap();
+        (ingest, counters)
+    }
+
+    #[test]
+    fn receives_over_loopback_and_flags_oversize_datagrams() {
+        let (ingest, counters) = started(1 << 20);
         let to = ingest.local_addr();
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         for _ in 0..100 {
@@ -534,17 +541,7 @@ mod tests {
 
     #[test]
     fn stopping_counts_every_queued_datagram_and_then_refuses_new_ones() {
-        let c = Config::embedded_default();
-        let rules = Arc::new(RuleSet::new(&c.rules));
-        let settings = UdpSettings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            recv_buffer: 16 << 20,
-            max_datagram: 128,
-            threads: 2,
-        };
-        let mut ingest = UdpIngest::bind(&settings, rules).unwrap();
-        let counters = Arc::new(PathCounters::default());
-        ingest.start(128, counters.clone()).unwrap();
+        let (ingest, counters) = started(16 << 20);
         let to = ingest.local_addr();
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let k = key::from_values(&["9.9.9.9", "1"]);
