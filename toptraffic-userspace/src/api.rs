@@ -166,7 +166,7 @@ fn top_answer(
 
 async fn stats(State(st): State<AppState>) -> Json<Stats> {
     let s = &st.shared;
-    let u = s.userspace.snapshot();
+    let u = s.userspace_snapshot();
     let k = s.kernel_snapshot();
     let dropped = s
         .dropped()

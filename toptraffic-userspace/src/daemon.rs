@@ -488,7 +488,7 @@ pub async fn run(
     }
     // The sockets close with the last reference (the rotation's are gone).
     drop(udp);
-    let u = shared.userspace.snapshot();
+    let u = shared.userspace_snapshot();
     let k = shared.kernel_snapshot();
     info!(
         points_kernel = k.points,

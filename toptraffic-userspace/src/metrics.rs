@@ -86,7 +86,7 @@ fn counter(
 impl Collector for SharedCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.0;
-        let u = s.userspace.snapshot();
+        let u = s.userspace_snapshot();
         let k = s.kernel_snapshot();
         counter(
             &mut enc,

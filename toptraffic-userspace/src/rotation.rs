@@ -2,6 +2,7 @@
 //! (drain the sources, slide the window, evaluate alerts, publish), applies
 //! reloads between rotations, and saves and restores the state file.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -202,7 +203,9 @@ impl Rotator {
         let started = Instant::now();
         let snap = self.collect(index);
         let lines: u64 = snap.rules.iter().map(|t| t.lines()).sum();
+        let late: Vec<u64> = snap.rules.iter().map(|t| t.late_lines).collect();
         let report = self.window.apply(snap);
+        self.count_refused_late(&late, &report.overflow_lines);
         let end = self.intervals.end(index);
         self.window_end = Some(end);
         // Alerts see the window the API is about to publish.
@@ -216,6 +219,21 @@ impl Rotator {
             overflow_lines = report.overflow_lines.iter().sum::<u64>(),
             "rotated"
         );
+    }
+
+    /// Counts as dropped the lines that a path counted and their rule then
+    /// refused (`merged` at the merge, `window` in the window), when that
+    /// rule is the only one of their measurement: no other rule holds them.
+    /// Another rule of the measurement may hold them, which no count says,
+    /// so theirs stay counted (and in each rule's `overflow_lines`).
+    fn count_refused_late(&self, merged: &[u64], window: &[u64]) {
+        let refused: u64 = (0..self.rules.len())
+            .filter(|&i| self.rules.sole_of_measurement(i))
+            .map(|i| merged.get(i).copied().unwrap_or(0) + window.get(i).copied().unwrap_or(0))
+            .sum();
+        if refused != 0 {
+            self.shared.refused_late.fetch_add(refused, Relaxed);
+        }
     }
 
     fn publish(&mut self, end: Option<SystemTime>, started: Instant) {
@@ -352,7 +370,9 @@ impl Rotator {
         };
         let index = self.intervals.index_at(now);
         let snap = self.collect(index);
-        self.window.apply(snap);
+        let late: Vec<u64> = snap.rules.iter().map(|t| t.late_lines).collect();
+        let report = self.window.apply(snap);
+        self.count_refused_late(&late, &report.overflow_lines);
         let state = SavedState {
             saved_at: now,
             every: self.config.window.every,

@@ -100,6 +100,14 @@ impl RuleSet {
             .collect()
     }
 
+    /// Whether rule `rule` is the only rule of its measurement: then every
+    /// line it counts is counted by it alone.
+    pub fn sole_of_measurement(&self, rule: usize) -> bool {
+        self.by_measurement
+            .iter()
+            .any(|(_, idx)| idx.as_slice() == [rule])
+    }
+
     pub fn len(&self) -> usize {
         self.rules.len()
     }
@@ -222,6 +230,16 @@ mod tests {
             true
         });
         (o, got)
+    }
+
+    #[test]
+    fn knows_the_rules_alone_on_their_measurement() {
+        let set = rules(
+            "[[rule]]\nname = \"d\"\nmeasurement = \"combined\"\ngroup_by = [\"id\"]\n\
+             [[rule]]\nname = \"e\"\nmeasurement = \"ips\"\ngroup_by = [\"ip\"]\n",
+        );
+        let sole: Vec<bool> = (0..3).map(|i| set.sole_of_measurement(i)).collect();
+        assert_eq!(sole, [false, false, true]);
     }
 
     #[test]

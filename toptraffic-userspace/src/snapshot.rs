@@ -44,6 +44,9 @@ pub struct CountTable {
     max_keys: usize,
     /// Lines of keys refused because the table was full.
     pub overflow_lines: u64,
+    /// The part of `overflow_lines` refused by [`CountTable::merge`]: lines
+    /// a source had already counted, which therefore leave its count.
+    pub late_lines: u64,
 }
 
 impl CountTable {
@@ -53,6 +56,7 @@ impl CountTable {
             list: Vec::new(),
             max_keys,
             overflow_lines: 0,
+            late_lines: 0,
         }
     }
 
@@ -63,6 +67,7 @@ impl CountTable {
             list: Vec::new(),
             max_keys,
             overflow_lines: 0,
+            late_lines: 0,
         }
     }
 
@@ -74,6 +79,7 @@ impl CountTable {
             list: Vec::with_capacity(capacity.min(max_keys)),
             max_keys,
             overflow_lines: 0,
+            late_lines: 0,
         }
     }
 
@@ -118,6 +124,13 @@ impl CountTable {
     /// Moves every cell of `other` into this table.
     pub fn merge(&mut self, other: CountTable) {
         self.overflow_lines += other.overflow_lines;
+        self.late_lines += other.late_lines;
+        let before = self.overflow_lines;
+        self.merge_cells(other);
+        self.late_lines += self.overflow_lines - before;
+    }
+
+    fn merge_cells(&mut self, other: CountTable) {
         if self.is_empty() && other.len() <= self.max_keys {
             self.map = other.map;
             self.list = other.list;
@@ -189,6 +202,7 @@ impl CountTable {
             list: std::mem::take(&mut self.list),
             max_keys: self.max_keys,
             overflow_lines: overflow,
+            late_lines: std::mem::take(&mut self.late_lines),
         }
     }
 }
@@ -281,6 +295,24 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert_eq!(t.overflow_lines, 1);
         assert_eq!(t.get(b"a").unwrap().value, 3.0);
+    }
+
+    #[test]
+    fn merge_counts_apart_the_lines_it_refuses() {
+        let mut snap = IntervalSnapshot::empty(1, [2]);
+        let mut a = CountTable::new(2);
+        a.add(b"a", cell(1.0));
+        a.add(b"b", cell(1.0));
+        assert!(!a.add(b"c", cell(1.0)));
+        let mut b = CountTable::new(2);
+        b.add(b"d", cell(1.0));
+        b.add(b"a", cell(1.0));
+        snap.merge(vec![a]);
+        snap.merge(vec![b]);
+        let t = &snap.rules[0];
+        // c was refused by its thread's table, d by the merge.
+        assert_eq!((t.overflow_lines, t.late_lines), (2, 1));
+        assert_eq!(t.lines(), 3);
     }
 
     #[test]

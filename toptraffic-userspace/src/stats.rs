@@ -23,7 +23,9 @@ pub enum DropReason {
     MissingField,
     /// The summed field is a string or boolean.
     FieldType,
-    /// The rule already holds max_keys keys (per line).
+    /// The rule already holds max_keys keys (per line): in a receive
+    /// thread's table, or later at the merge or in the window when the rule
+    /// is the only one of the measurement (see `Shared::refused_late`).
     KeyTableFull,
     /// Datagram longer than ingest.max_datagram (per datagram; its lines are
     /// unknown).
@@ -75,7 +77,8 @@ impl DropReason {
 pub struct PathCounters {
     /// Datagrams received (whole, not oversize).
     pub datagrams: AtomicU64,
-    /// Lines counted by at least one rule.
+    /// Lines counted by at least one rule's interval table (lines refused
+    /// after that are taken off by `Shared`'s snapshots).
     pub points: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
 }

@@ -142,6 +142,10 @@ pub struct Shared {
     view: RwLock<Arc<WindowView>>,
     /// Datagrams the sockets' receive queues dropped.
     pub receive_queue_drops: AtomicU64,
+    /// Lines a path had counted that the only rule of their measurement
+    /// then refused, full, at the interval's merge or in the window: they
+    /// leave the points of the path that runs and count as key_table_full.
+    pub refused_late: AtomicU64,
     pub rotations: AtomicU64,
     /// Wall-clock seconds of the last rotation, as f64 bits.
     last_rotation_s: AtomicU64,
@@ -189,6 +193,7 @@ impl Shared {
             last_drain: RwLock::new(None),
             view: RwLock::new(Arc::new(WindowView::empty(rules, period_s))),
             receive_queue_drops: AtomicU64::new(0),
+            refused_late: AtomicU64::new(0),
             rotations: AtomicU64::new(0),
             last_rotation_s: AtomicU64::new(0f64.to_bits()),
             started: SystemTime::now(),
@@ -307,7 +312,29 @@ impl Shared {
 
     /// The kernel path's counters now (zero when it does not run).
     pub fn kernel_snapshot(&self) -> CountersSnapshot {
-        self.kernel.get().map(|k| k.snapshot()).unwrap_or_default()
+        self.kernel
+            .get()
+            .map(|k| self.less_refused_late(k.snapshot()))
+            .unwrap_or_default()
+    }
+
+    /// The userspace path's counters now.
+    pub fn userspace_snapshot(&self) -> CountersSnapshot {
+        let u = self.userspace.snapshot();
+        match self.kernel.get() {
+            Some(_) => u,
+            None => self.less_refused_late(u),
+        }
+    }
+
+    /// Moves the lines refused after counting from `points` to
+    /// key_table_full. A receive thread may not have flushed the points of
+    /// lines the rotation already refused: `points` then lags for a moment.
+    fn less_refused_late(&self, mut s: CountersSnapshot) -> CountersSnapshot {
+        let late = self.refused_late.load(Relaxed);
+        s.points = s.points.saturating_sub(late);
+        s.dropped[DropReason::KeyTableFull as usize] += late;
+        s
     }
 
     pub fn mode(&self) -> ModeInfo {
@@ -316,9 +343,10 @@ impl Shared {
 
     /// Lines no rule counted (datagrams, for oversize and receive_queue), by
     /// reason, over both paths. Lines that one rule refused while another
-    /// counted them are in each rule's `overflow_lines`, not here.
+    /// rule of their measurement took them are in each rule's
+    /// `overflow_lines`, not here.
     pub fn dropped(&self) -> Vec<(DropReason, u64)> {
-        let u = self.userspace.snapshot();
+        let u = self.userspace_snapshot();
         let k = self.kernel_snapshot();
         DropReason::ALL
             .iter()
