@@ -1,13 +1,14 @@
 //! End to end: every line received is counted by a rule or under one drop
 //! reason, once, even when a rule's key table overflows at every level (a
-//! receive thread's table, the interval's merge, the window).
+//! receive thread's table, the interval's merge, the kernel's map, the
+//! window).
 
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use common::{short_window_config, with_ingest, with_max_keys, Daemon};
+use common::{kernel_available, pin_dir, short_window_config, with_ingest, with_max_keys, Daemon};
 use serde_json::Value;
 use toptraffic_loadgen::lines_accounted;
 
@@ -51,7 +52,7 @@ fn flood(d: &Daemon, batches: &[u64]) -> (u64, Value) {
     (sent, d.wait_next_window(Duration::from_secs(20)))
 }
 
-/// What holds once every batch is in: with one rule per
+/// What holds in either mode once every batch is in: with one rule per
 /// measurement, the lines counted are the lines in the window, and every
 /// other line is dropped under one reason.
 fn assert_accounted(s: &Value, sent: u64, batches: &[u64]) {
@@ -92,5 +93,33 @@ fn userspace_counts_every_line_once_when_a_rule_overflows() {
         "{s}"
     );
     assert_eq!(s["dropped"]["evicted"], 0, "{s}");
+    assert!(d.terminate().success());
+}
+
+#[test]
+fn kernel_counts_every_line_once_when_its_map_evicts_and_a_rule_overflows() {
+    let name = "kernel_counts_every_line_once_when_its_map_evicts_and_a_rule_overflows";
+    if !kernel_available(name) {
+        return;
+    }
+    let config = with_ingest(
+        &with_max_keys(&short_window_config("1m", "2s"), MAX_KEYS as usize),
+        &format!("pin_dir = \"{}\"", pin_dir("drops")),
+    );
+    let d = Daemon::start(&config, &["--mode", "kernel"]);
+    let s = d.stats();
+    assert_eq!(s["mode"], "kernel", "{s}");
+    let entries = s["kernel"]["setup"]["map_entries"].as_u64().unwrap();
+    // The first batch overflows the kernel's map in any interval it lands
+    // in (even split over two); the second meets a full window.
+    let batches = [2 * entries + 2_000, 1_000];
+    let (sent, s) = flood(&d, &batches);
+    assert_accounted(&s, sent, &batches);
+    assert!(s["dropped"]["evicted"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["points_userspace"], 0, "{s}");
+    assert_eq!(
+        s["dropped"]["key_table_full"], s["rules"][0]["overflow_lines"],
+        "{s}"
+    );
     assert!(d.terminate().success());
 }

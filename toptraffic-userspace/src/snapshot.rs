@@ -44,8 +44,10 @@ pub struct CountTable {
     max_keys: usize,
     /// Lines of keys refused because the table was full.
     pub overflow_lines: u64,
-    /// The part of `overflow_lines` refused by [`CountTable::merge`]: lines
-    /// a source had already counted, which therefore leave its count.
+    /// The part of `overflow_lines` refused by [`CountTable::merge`] or
+    /// [`CountTable::push_unique`]: lines a source had already counted
+    /// (the receive threads' tables, the kernel's map), which therefore
+    /// leave its count.
     pub late_lines: u64,
 }
 
@@ -115,6 +117,7 @@ impl CountTable {
     #[inline]
     pub fn push_unique(&mut self, key: &[u8], cell: Cell) -> bool {
         if !self.room_for(cell) {
+            self.late_lines += cell.lines;
             return false;
         }
         self.list.push((key.into(), cell));
@@ -334,6 +337,11 @@ mod tests {
         let mut kernel = CountTable::unique_with_capacity(4, 2);
         assert!(kernel.push_unique(&x, cell(1.0)));
         assert!(kernel.push_unique(&y, cell(2.0)));
+        // A source's counted key refused is a late refusal too.
+        let mut full = CountTable::unique_with_capacity(1, 1);
+        assert!(full.push_unique(&x, cell(1.0)));
+        assert!(!full.push_unique(&y, cell(1.0)));
+        assert_eq!((full.overflow_lines, full.late_lines), (1, 1));
         let mut thread = CountTable::new(4);
         thread.add(&x, cell(4.0));
         thread.add(&from_values(&["z"]), cell(8.0));

@@ -38,16 +38,20 @@ impl KernelCounters {
     pub fn snapshot(&self) -> CountersSnapshot {
         let c = self.read();
         let at = |i: u32| c[i as usize];
+        // The programs count a line's point before committing it: lines
+        // the map then refused or evicted are in POINTS, and leave it here
+        // for `evicted` (exactly, when one rule takes each measurement; the
+        // programs count items, a line per rule that took it).
+        let evicted = at(counter::LOST_ITEMS) + self.evicted_lines.load(Relaxed);
         let mut s = CountersSnapshot {
             datagrams: at(counter::SF_DATAGRAMS) + at(counter::XDP_DATAGRAMS),
-            points: at(counter::POINTS),
+            points: at(counter::POINTS).saturating_sub(evicted),
             ..Default::default()
         };
         s.dropped[DropReason::UnknownMeasurement as usize] = at(counter::DROP_UNKNOWN_MEASUREMENT);
         s.dropped[DropReason::Filtered as usize] = at(counter::DROP_FILTERED);
         s.dropped[DropReason::MissingField as usize] = at(counter::DROP_MISSING_FIELD);
-        s.dropped[DropReason::Evicted as usize] =
-            at(counter::LOST_ITEMS) + self.evicted_lines.load(Relaxed);
+        s.dropped[DropReason::Evicted as usize] = evicted;
         s
     }
 
