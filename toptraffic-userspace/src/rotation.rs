@@ -19,7 +19,7 @@ use crate::rules::RuleSet;
 use crate::sink::{spawn_sink, SinkHandle};
 use crate::snapshot::{CountTable, IntervalSnapshot, Intervals};
 use crate::view::{Shared, WindowView};
-use crate::window::WindowEngine;
+use crate::window::{ApplyReport, WindowEngine};
 
 /// What a reload hands each source.
 pub struct Reload<'a> {
@@ -203,9 +203,7 @@ impl Rotator {
         let started = Instant::now();
         let snap = self.collect(index);
         let lines: u64 = snap.rules.iter().map(|t| t.lines()).sum();
-        let late: Vec<u64> = snap.rules.iter().map(|t| t.late_lines).collect();
-        let report = self.window.apply(snap);
-        self.count_refused_late(&late, &report.overflow_lines);
+        let report = self.slide(snap);
         let end = self.intervals.end(index);
         self.window_end = Some(end);
         // Alerts see the window the API is about to publish.
@@ -221,19 +219,26 @@ impl Rotator {
         );
     }
 
-    /// Counts as dropped the lines that a path counted and their rule then
-    /// refused (`merged` at the merge, `window` in the window), when that
-    /// rule is the only one of their measurement: no other rule holds them.
-    /// Another rule of the measurement may hold them, which no count says,
-    /// so theirs stay counted (and in each rule's `overflow_lines`).
-    fn count_refused_late(&self, merged: &[u64], window: &[u64]) {
-        let refused: u64 = (0..self.rules.len())
-            .filter(|&i| self.rules.sole_of_measurement(i))
-            .map(|i| merged.get(i).copied().unwrap_or(0) + window.get(i).copied().unwrap_or(0))
+    /// Adds `snap` to the window, and counts as dropped the lines that a
+    /// path counted and their rule then refused (at the merge, or in the
+    /// window) when that rule is the only one of their measurement: no
+    /// other rule holds them. Another rule of the measurement may hold
+    /// them, which no count says, so theirs stay counted (and in each
+    /// rule's `overflow_lines`).
+    fn slide(&mut self, snap: IntervalSnapshot) -> ApplyReport {
+        let merged: Vec<u64> = snap.rules.iter().map(|t| t.late_lines).collect();
+        let report = self.window.apply(snap);
+        let refused: u64 = merged
+            .iter()
+            .zip(&report.overflow_lines)
+            .enumerate()
+            .filter(|&(i, _)| self.rules.sole_of_measurement(i))
+            .map(|(_, (m, w))| m + w)
             .sum();
         if refused != 0 {
             self.shared.refused_late.fetch_add(refused, Relaxed);
         }
+        report
     }
 
     fn publish(&mut self, end: Option<SystemTime>, started: Instant) {
@@ -370,9 +375,7 @@ impl Rotator {
         };
         let index = self.intervals.index_at(now);
         let snap = self.collect(index);
-        let late: Vec<u64> = snap.rules.iter().map(|t| t.late_lines).collect();
-        let report = self.window.apply(snap);
-        self.count_refused_late(&late, &report.overflow_lines);
+        self.slide(snap);
         let state = SavedState {
             saved_at: now,
             every: self.config.window.every,
