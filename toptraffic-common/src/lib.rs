@@ -90,13 +90,21 @@ impl GroupKey {
 }
 
 /// What a key added in one generation, per CPU.
+///
+/// The line counts are 32 bits so that the value stays 16 bytes (it is
+/// allocated for every entry on every possible CPU): a key takes at most
+/// 2^32 lines on one CPU in one interval.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cell {
-    /// Lines counted. In the totals entry: lines committed this generation.
-    pub lines: u64,
+    /// Lines counted. In the totals entry: keys inserted this generation.
+    pub lines: u32,
+    /// Of `lines`, those this rule owns: the line's first rule, in config
+    /// order, whose count was committed (the rule that counts it as a
+    /// point). 0 in the totals entry.
+    pub owned: u32,
     /// Sum of the aggregate (1 per line for a count). In the totals entry:
-    /// keys inserted this generation.
+    /// owned lines committed this generation.
     pub sum: i64,
 }
 
@@ -234,9 +242,9 @@ pub mod counter {
     pub const DROP_UNKNOWN_MEASUREMENT: u32 = 3;
     pub const DROP_FILTERED: u32 = 4;
     pub const DROP_MISSING_FIELD: u32 = 5;
-    /// (line, rule) counts lost because a generation map refused an insert
-    /// after part of the datagram was committed.
-    pub const LOST_ITEMS: u32 = 6;
+    /// Lines of a counted datagram none of whose (line, rule) counts a
+    /// generation map took (it refused the inserts).
+    pub const LOST_LINES: u32 = 6;
     /// First of the reasons a datagram was handed to userspace whole.
     pub const PASS_FIRST: u32 = 7;
     /// Longer than BUF_LEN.
@@ -284,7 +292,7 @@ mod pod {
 
     // SAFETY: #[repr(C)] u32, u32, [u8; 64]: 72 bytes, no padding.
     unsafe impl aya::Pod for super::GroupKey {}
-    // SAFETY: #[repr(C)] u64, i64: 16 bytes, no padding.
+    // SAFETY: #[repr(C)] u32, u32, i64: 16 bytes, no padding.
     unsafe impl aya::Pod for super::Cell {}
     // SAFETY: #[repr(C)] u32 counts, then arrays of Name (u64, u32, u32,
     // [u8; 32]), of u32 and of RuleSpec (u32s, with `_pad` filling to the
@@ -304,6 +312,8 @@ mod tests {
         assert_eq!(offset_of!(GroupKey, len), 4);
         assert_eq!(offset_of!(GroupKey, data), 8);
         assert_eq!(size_of::<Cell>(), 16);
+        assert_eq!(offset_of!(Cell, owned), 4);
+        assert_eq!(offset_of!(Cell, sum), 8);
         assert_eq!(size_of::<Name>(), 48);
         assert_eq!(offset_of!(Name, bytes), 16);
         assert_eq!(size_of::<RuleSpec>(), 16 + 16 + 8 + 8 + 96);

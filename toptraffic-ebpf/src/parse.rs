@@ -91,6 +91,10 @@ pub struct Item {
     pub rule: u32,
     pub n_group: u32,
     pub value: i64,
+    /// 1 on the line's first item: its rule owns the line (counts it as a
+    /// point) if the map takes the count, else the next item's rule does.
+    pub owner: u32,
+    pub _pad: u32,
     pub slots: [Cap; MAX_GROUP],
 }
 
@@ -165,6 +169,8 @@ impl Scratch {
             rule: 0,
             n_group: 0,
             value: 0,
+            owner: 0,
+            _pad: 0,
             slots: [Cap::UNSEEN; MAX_GROUP],
         }; MAX_ITEMS],
     };
@@ -744,6 +750,7 @@ pub fn eval_line(s: &mut Scratch, cfg: &KernelConfig, l: u32) -> bool {
             let item = &mut s.items[idx];
             item.rule = spec.id;
             item.value = value;
+            item.owner = !counted as u32;
             let mut key_len = 0u32;
             let mut g = 0usize;
             while g < MAX_GROUP {

@@ -97,6 +97,7 @@ fn snapshot(index: u64, first: usize, n: usize) -> IntervalSnapshot {
             Cell {
                 value: 3.0,
                 lines: 3,
+                ..Default::default()
             },
         );
     }

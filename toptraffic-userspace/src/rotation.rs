@@ -2,7 +2,6 @@
 //! (drain the sources, slide the window, evaluate alerts, publish), applies
 //! reloads between rotations, and saves and restores the state file.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -17,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::persist::{self, SavedRule, SavedState};
 use crate::rules::RuleSet;
 use crate::sink::{spawn_sink, SinkHandle};
-use crate::snapshot::{CountTable, IntervalSnapshot, Intervals};
+use crate::snapshot::{ByPath, CountTable, IntervalSnapshot, Intervals};
 use crate::view::{Shared, WindowView};
 use crate::window::{ApplyReport, WindowEngine};
 
@@ -220,24 +219,19 @@ impl Rotator {
     }
 
     /// Adds `snap` to the window, and counts as dropped the lines that a
-    /// path counted and their rule then refused (at the merge, or in the
-    /// window) when that rule is the only one of their measurement: no
-    /// other rule holds them. Another rule of the measurement may hold
-    /// them, which no count says, so theirs stay counted (and in each
-    /// rule's `overflow_lines`).
+    /// path counted as points and their owning rule then refused, at the
+    /// merge or in the window (see `Cell::owned`): each path's share leaves
+    /// that path's points for key_table_full.
     fn slide(&mut self, snap: IntervalSnapshot) -> ApplyReport {
-        let merged: Vec<u64> = snap.rules.iter().map(|t| t.late_lines).collect();
-        let report = self.window.apply(snap);
-        let refused: u64 = merged
-            .iter()
-            .zip(&report.overflow_lines)
-            .enumerate()
-            .filter(|&(i, _)| self.rules.sole_of_measurement(i))
-            .map(|(_, (m, w))| m + w)
-            .sum();
-        if refused != 0 {
-            self.shared.refused_late.fetch_add(refused, Relaxed);
+        let mut refused = ByPath::default();
+        for t in &snap.rules {
+            refused.add(t.late);
         }
+        let report = self.window.apply(snap);
+        for r in &report.refused_owned {
+            refused.add(*r);
+        }
+        self.shared.refuse_late(refused);
         report
     }
 
@@ -629,7 +623,14 @@ mod tests {
         fn drain_into(&mut self, snap: &mut IntervalSnapshot) {
             let mut tables: Vec<CountTable> = (0..self.1).map(|_| CountTable::new(1000)).collect();
             for (r, k, v) in self.0.lock().unwrap().drain(..) {
-                tables[r].add(&k, Cell { value: v, lines: 1 });
+                tables[r].add(
+                    &k,
+                    Cell {
+                        value: v,
+                        lines: 1,
+                        ..Default::default()
+                    },
+                );
             }
             snap.merge(tables);
         }

@@ -16,13 +16,70 @@ pub struct Cell {
     pub value: f64,
     /// Lines that contributed.
     pub lines: u64,
+    /// Of `lines`, those this rule counts (the points), by the path that
+    /// received them: a line is counted by the first rule, in config order,
+    /// that took it and held its key when it arrived. When the cell is
+    /// refused later (merge, window), these lines leave the points.
+    pub owned: ByPath<u32>,
 }
 
 impl Cell {
+    /// One line that `owner` says whether this rule counts.
+    #[inline]
+    pub fn line(value: f64, path: Path, owner: bool) -> Cell {
+        let mut owned = ByPath::default();
+        *owned.get_mut(path) = owner as u32;
+        Cell {
+            value,
+            lines: 1,
+            owned,
+        }
+    }
+
     #[inline]
     pub fn add(&mut self, other: Cell) {
         self.value += other.value;
         self.lines += other.lines;
+        // 2^32 lines of one key in one interval saturate, never wrap.
+        self.owned.kernel = self.owned.kernel.saturating_add(other.owned.kernel);
+        self.owned.userspace = self.owned.userspace.saturating_add(other.owned.userspace);
+    }
+}
+
+/// The ingest path that received a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    Kernel,
+    Userspace,
+}
+
+/// A count for each ingest path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByPath<T> {
+    pub kernel: T,
+    pub userspace: T,
+}
+
+impl<T> ByPath<T> {
+    pub fn get_mut(&mut self, path: Path) -> &mut T {
+        match path {
+            Path::Kernel => &mut self.kernel,
+            Path::Userspace => &mut self.userspace,
+        }
+    }
+}
+
+impl ByPath<u64> {
+    /// Adds a cell's owned lines.
+    #[inline]
+    pub fn add_owned(&mut self, owned: ByPath<u32>) {
+        self.kernel += owned.kernel as u64;
+        self.userspace += owned.userspace as u64;
+    }
+
+    pub fn add(&mut self, other: ByPath<u64>) {
+        self.kernel += other.kernel;
+        self.userspace += other.userspace;
     }
 }
 
@@ -44,11 +101,11 @@ pub struct CountTable {
     max_keys: usize,
     /// Lines of keys refused because the table was full.
     pub overflow_lines: u64,
-    /// The part of `overflow_lines` refused by [`CountTable::merge`] or
-    /// [`CountTable::push_unique`]: lines a source had already counted
-    /// (the receive threads' tables, the kernel's map), which therefore
-    /// leave its count.
-    pub late_lines: u64,
+    /// The owned lines ([`Cell::owned`]) of the cells refused by
+    /// [`CountTable::merge`] or [`CountTable::push_unique`]: lines a source
+    /// had already counted as points (the receive threads' tables, the
+    /// kernel's map), which therefore leave them.
+    pub late: ByPath<u64>,
 }
 
 impl CountTable {
@@ -58,7 +115,7 @@ impl CountTable {
             list: Vec::new(),
             max_keys,
             overflow_lines: 0,
-            late_lines: 0,
+            late: ByPath::default(),
         }
     }
 
@@ -69,7 +126,7 @@ impl CountTable {
             list: Vec::new(),
             max_keys,
             overflow_lines: 0,
-            late_lines: 0,
+            late: ByPath::default(),
         }
     }
 
@@ -81,7 +138,7 @@ impl CountTable {
             list: Vec::with_capacity(capacity.min(max_keys)),
             max_keys,
             overflow_lines: 0,
-            late_lines: 0,
+            late: ByPath::default(),
         }
     }
 
@@ -117,7 +174,7 @@ impl CountTable {
     #[inline]
     pub fn push_unique(&mut self, key: &[u8], cell: Cell) -> bool {
         if !self.room_for(cell) {
-            self.late_lines += cell.lines;
+            self.late.add_owned(cell.owned);
             return false;
         }
         self.list.push((key.into(), cell));
@@ -127,10 +184,8 @@ impl CountTable {
     /// Moves every cell of `other` into this table.
     pub fn merge(&mut self, other: CountTable) {
         self.overflow_lines += other.overflow_lines;
-        self.late_lines += other.late_lines;
-        let before = self.overflow_lines;
+        self.late.add(other.late);
         self.merge_cells(other);
-        self.late_lines += self.overflow_lines - before;
     }
 
     fn merge_cells(&mut self, other: CountTable) {
@@ -140,7 +195,9 @@ impl CountTable {
             return;
         }
         for (k, c) in other.map {
-            self.add_owned(k, c);
+            if !self.add_owned(k, c) {
+                self.late.add_owned(c.owned);
+            }
         }
         if self.list.is_empty() && self.len() + other.list.len() <= self.max_keys {
             self.list = other.list;
@@ -149,6 +206,8 @@ impl CountTable {
         for (k, c) in other.list {
             if self.room_for(c) {
                 self.list.push((k, c));
+            } else {
+                self.late.add_owned(c.owned);
             }
         }
     }
@@ -205,7 +264,7 @@ impl CountTable {
             list: std::mem::take(&mut self.list),
             max_keys: self.max_keys,
             overflow_lines: overflow,
-            late_lines: std::mem::take(&mut self.late_lines),
+            late: std::mem::take(&mut self.late),
         }
     }
 }
@@ -285,7 +344,11 @@ mod tests {
     use crate::key::from_values;
 
     fn cell(v: f64) -> Cell {
-        Cell { value: v, lines: 1 }
+        Cell::line(v, Path::Userspace, true)
+    }
+
+    fn late(kernel: u64, userspace: u64) -> ByPath<u64> {
+        ByPath { kernel, userspace }
     }
 
     #[test]
@@ -314,7 +377,7 @@ mod tests {
         snap.merge(vec![b]);
         let t = &snap.rules[0];
         // c was refused by its thread's table, d by the merge.
-        assert_eq!((t.overflow_lines, t.late_lines), (2, 1));
+        assert_eq!((t.overflow_lines, t.late), (2, late(0, 1)));
         assert_eq!(t.lines(), 3);
     }
 
@@ -341,7 +404,7 @@ mod tests {
         let mut full = CountTable::unique_with_capacity(1, 1);
         assert!(full.push_unique(&x, cell(1.0)));
         assert!(!full.push_unique(&y, cell(1.0)));
-        assert_eq!((full.overflow_lines, full.late_lines), (1, 1));
+        assert_eq!((full.overflow_lines, full.late), (1, late(0, 1)));
         let mut thread = CountTable::new(4);
         thread.add(&x, cell(4.0));
         thread.add(&from_values(&["z"]), cell(8.0));
@@ -359,6 +422,53 @@ mod tests {
         assert!(full.push_unique(&x, cell(1.0)));
         assert!(!full.push_unique(&y, cell(1.0)));
         assert_eq!(full.overflow_lines, 1);
+    }
+
+    #[test]
+    fn a_late_refusal_takes_off_only_the_lines_the_rule_owns_by_path() {
+        // Three lines of key k: two the rule counts (one from each path),
+        // one an earlier rule of the measurement counts.
+        let k = from_values(&["k"]);
+        let mut thread = CountTable::new(1);
+        assert!(thread.add(&k, Cell::line(1.0, Path::Userspace, true)));
+        assert!(thread.add(&k, Cell::line(1.0, Path::Userspace, false)));
+        let mut kernel = CountTable::unique_with_capacity(1, 1);
+        assert!(kernel.push_unique(
+            &k,
+            Cell {
+                value: 1.0,
+                lines: 1,
+                owned: ByPath {
+                    kernel: 1,
+                    userspace: 0
+                },
+            }
+        ));
+        // The interval already holds another key: both are refused late.
+        let mut s = IntervalSnapshot::empty(1, [1]);
+        s.rules[0].add(&from_values(&["other"]), cell(1.0));
+        s.merge(vec![thread]);
+        s.merge(vec![kernel]);
+        let t = &s.rules[0];
+        assert_eq!(t.overflow_lines, 3, "every line the rule refused");
+        assert_eq!(t.late, late(1, 1), "only the lines it counted, by path");
+    }
+
+    #[test]
+    fn a_cell_is_the_24_bytes_of_the_memory_formula() {
+        // docs/OPERATIONS.md's interval table counts 24 bytes a cell.
+        assert_eq!(std::mem::size_of::<Cell>(), 24);
+    }
+
+    #[test]
+    fn owned_lines_add_by_path_and_saturate() {
+        let mut c = Cell::line(1.0, Path::Kernel, true);
+        c.add(Cell::line(2.0, Path::Userspace, true));
+        c.add(Cell::line(2.0, Path::Userspace, false));
+        assert_eq!((c.lines, c.owned.kernel, c.owned.userspace), (3, 1, 1));
+        c.owned.kernel = u32::MAX;
+        c.add(Cell::line(1.0, Path::Kernel, true));
+        assert_eq!(c.owned.kernel, u32::MAX);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::ingest::kernel::KernelCounters;
 use crate::key;
 use crate::rules::RuleSet;
 use crate::sink::SinkHandle;
+use crate::snapshot::{ByPath, Path};
 use crate::stats::{CountersSnapshot, DropReason, PathCounters};
 use crate::window::WindowEngine;
 
@@ -142,10 +143,10 @@ pub struct Shared {
     view: RwLock<Arc<WindowView>>,
     /// Datagrams the sockets' receive queues dropped.
     pub receive_queue_drops: AtomicU64,
-    /// Lines a path had counted that the only rule of their measurement
-    /// then refused, full, at the interval's merge or in the window: they
-    /// leave the points of the path that runs and count as key_table_full.
-    pub refused_late: AtomicU64,
+    /// Lines a path had counted as points that their owning rule then
+    /// refused, full, at the interval's merge or in the window, by path:
+    /// they leave that path's points and count as key_table_full.
+    refused_late: [AtomicU64; 2],
     pub rotations: AtomicU64,
     /// Wall-clock seconds of the last rotation, as f64 bits.
     last_rotation_s: AtomicU64,
@@ -193,7 +194,7 @@ impl Shared {
             last_drain: RwLock::new(None),
             view: RwLock::new(Arc::new(WindowView::empty(rules, period_s))),
             receive_queue_drops: AtomicU64::new(0),
-            refused_late: AtomicU64::new(0),
+            refused_late: Default::default(),
             rotations: AtomicU64::new(0),
             last_rotation_s: AtomicU64::new(0f64.to_bits()),
             started: SystemTime::now(),
@@ -314,24 +315,33 @@ impl Shared {
     pub fn kernel_snapshot(&self) -> CountersSnapshot {
         self.kernel
             .get()
-            .map(|k| self.less_refused_late(k.snapshot()))
+            .map(|k| self.less_refused_late(k.snapshot(), Path::Kernel))
             .unwrap_or_default()
     }
 
     /// The userspace path's counters now.
     pub fn userspace_snapshot(&self) -> CountersSnapshot {
-        let u = self.userspace.snapshot();
-        match self.kernel.get() {
-            Some(_) => u,
-            None => self.less_refused_late(u),
+        self.less_refused_late(self.userspace.snapshot(), Path::Userspace)
+    }
+
+    /// Counts lines refused after counting (see `refused_late`).
+    pub fn refuse_late(&self, lines: ByPath<u64>) {
+        for (slot, n) in self
+            .refused_late
+            .iter()
+            .zip([lines.kernel, lines.userspace])
+        {
+            if n != 0 {
+                slot.fetch_add(n, Relaxed);
+            }
         }
     }
 
-    /// Moves the lines refused after counting from `points` to
+    /// Moves `path`'s lines refused after counting from `points` to
     /// key_table_full. A receive thread may not have flushed the points of
     /// lines the rotation already refused: `points` then lags for a moment.
-    fn less_refused_late(&self, mut s: CountersSnapshot) -> CountersSnapshot {
-        let late = self.refused_late.load(Relaxed);
+    fn less_refused_late(&self, mut s: CountersSnapshot, path: Path) -> CountersSnapshot {
+        let late = self.refused_late[path as usize].load(Relaxed);
         s.points = s.points.saturating_sub(late);
         s.dropped[DropReason::KeyTableFull as usize] += late;
         s

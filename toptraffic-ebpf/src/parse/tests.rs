@@ -205,3 +205,20 @@ fn floats_past_f64s_range_go_to_userspace() {
     let (st, _) = run(&cfg, &line(308)).unwrap();
     assert_eq!(st.points, 1);
 }
+
+#[test]
+fn a_lines_first_item_owns_it() {
+    // Both rules take `combined`: the first that takes a line owns it.
+    let mut cfg = config();
+    cfg.measurement_rules[0] = 0b11;
+    let d = b"combined,ip=a,id=1,role=edge count=1\ncombined,ip=b,role=core count=1\ncombined,ip=c,role=edge x=1\n";
+    let mut s = Box::new(Scratch::EMPTY);
+    parse_lines(&mut s, &cfg, d).unwrap();
+    let items: Vec<(u32, u32)> = s.items[..s.st.n_items as usize]
+        .iter()
+        .map(|i| (i.rule, i.owner))
+        .collect();
+    // Line 3 lacks `count`: the second rule takes it, first.
+    assert_eq!(items, [(0, 1), (1, 0), (0, 1), (1, 1)]);
+    assert_eq!(s.st.points, 3);
+}

@@ -464,6 +464,7 @@ path = "/var/log/kapacitor/alerts.log"
                     let cell = Cell {
                         value: lines as f64,
                         lines,
+                        ..Default::default()
                     };
                     snap.rules[0].add(&from_values(&[ip, id]), cell);
                 }
@@ -543,6 +544,7 @@ path = "/var/log/kapacitor/alerts.log"
         let cell = Cell {
             value: 30_000.0,
             lines: 30_000,
+            ..Default::default()
         };
         snap.rules[0].add(&from_values(&["10.0.0.1", "1"]), cell);
         window.apply(snap);

@@ -20,7 +20,7 @@ use tracing::{debug, warn};
 
 use crate::lineproto::Lines;
 use crate::rules::{Outcome, RuleSet};
-use crate::snapshot::{Cell, CountTable};
+use crate::snapshot::{Cell, CountTable, Path};
 use crate::stats::{DropReason, LocalCounters, PathCounters};
 
 /// Datagrams taken per recvmmsg call.
@@ -71,8 +71,8 @@ impl Counter {
         for line in Lines::new(data) {
             match line {
                 Ok(line) => {
-                    let outcome = rules.apply(&line, &mut self.scratch, |ri, key, value| {
-                        tables[ri].add(key, Cell { value, lines: 1 })
+                    let outcome = rules.apply(&line, &mut self.scratch, |ri, key, value, owner| {
+                        tables[ri].add(key, Cell::line(value, Path::Userspace, owner))
                     });
                     match outcome {
                         Outcome::Counted => local.points += 1,

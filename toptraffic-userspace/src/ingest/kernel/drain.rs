@@ -9,13 +9,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use aya::maps::{ArrayOfMaps, Map, MapData};
-use toptraffic_common::{Cell as KCell, TOTALS_RULE};
+use toptraffic_common::TOTALS_RULE;
 use tracing::{debug, warn};
 
 use super::counters::KernelCounters;
 use super::probe::KernelError;
 use super::sys;
-use crate::snapshot::{Cell, CountTable};
+use crate::snapshot::{ByPath, Cell, CountTable};
 
 /// One drain's result.
 #[derive(Debug)]
@@ -103,25 +103,28 @@ impl Generations {
             .zip(&self.last_keys)
             .map(|(m, n)| CountTable::unique_with_capacity(*m, n + n / 8))
             .collect();
-        let (mut lines, mut keys) = (0u64, 0u64);
-        let mut totals = KCell::default();
+        // Owned lines and keys drained, and the totals entry's (what the
+        // programs committed): the differences are what the LRU evicted.
+        let (mut owned, mut keys) = (0u64, 0u64);
+        let (mut committed_owned, mut inserted) = (0u64, 0u64);
         let ncpus = self.ncpus;
         sys::batch_walk(
             self.maps[old].fd().as_fd(),
             ncpus,
             aya_obj::generated::bpf_cmd::BPF_MAP_LOOKUP_BATCH,
             |key, cells| {
-                let mut sum = KCell::default();
+                let (mut lines, mut own, mut sum) = (0u64, 0u64, 0i64);
                 for c in cells {
-                    sum.lines += c.lines;
-                    sum.sum += c.sum;
+                    lines += c.lines as u64;
+                    own += c.owned as u64;
+                    sum += c.sum;
                 }
                 if key.rule == TOTALS_RULE {
-                    totals.lines += sum.lines;
-                    totals.sum += sum.sum;
+                    inserted += lines;
+                    committed_owned += sum.max(0) as u64;
                     return;
                 }
-                lines += sum.lines;
+                owned += own;
                 keys += 1;
                 // Counts of a rule a reload removed or regrouped are gone
                 // with it.
@@ -129,8 +132,12 @@ impl Generations {
                     t.push_unique(
                         key.bytes(),
                         Cell {
-                            value: sum.sum as f64,
-                            lines: sum.lines,
+                            value: sum as f64,
+                            lines,
+                            owned: ByPath {
+                                kernel: own.min(u32::MAX as u64) as u32,
+                                userspace: 0,
+                            },
                         },
                     );
                 }
@@ -147,8 +154,8 @@ impl Generations {
             .send(self.maps[old].fd().as_fd().as_raw_fd())
             .map_err(|_| io::Error::other("the clearing thread stopped"))?;
         self.clearing = true;
-        let evicted_lines = totals.lines.saturating_sub(lines);
-        let evicted_keys = (totals.sum.max(0) as u64).saturating_sub(keys);
+        let evicted_lines = committed_owned.saturating_sub(owned);
+        let evicted_keys = inserted.saturating_sub(keys);
         if evicted_lines > 0 {
             counters.evicted_lines.fetch_add(evicted_lines, Relaxed);
             warn!(
@@ -156,7 +163,7 @@ impl Generations {
                 evicted_keys, "the generation map evicted keys; raise max_keys"
             );
         }
-        debug!(keys, lines, ?swap, ?drain, clear = ?self.last_clear, "drained generation");
+        debug!(keys, owned, ?swap, ?drain, clear = ?self.last_clear, "drained generation");
         Ok(Drained {
             tables,
             keys: keys as usize,
