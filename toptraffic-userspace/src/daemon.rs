@@ -132,6 +132,7 @@ impl IntervalSource for KernelSource {
             .filter(|(_, u)| u.is_none())
             .map(|(x, _)| format!("rule {:?} max_keys = {}", x.name, x.max_keys))
             .collect();
+        let started = Instant::now();
         self.path.set_rules(plan, max_keys, entries).map_err(|e| {
             if entries > held {
                 format!(
@@ -146,6 +147,7 @@ impl IntervalSource for KernelSource {
             info!(
                 from = held,
                 to = entries,
+                took_ms = started.elapsed().as_millis() as u64,
                 "resized the kernel's generation maps"
             );
         }
