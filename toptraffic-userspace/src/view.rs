@@ -131,6 +131,9 @@ pub struct KernelInfo {
     pub userspace_rules: Vec<(String, String)>,
 }
 
+/// When the last reload ran, and its summary or why it was refused.
+pub type LastReload = (SystemTime, Result<String, String>);
+
 /// State shared by the counting threads, the rotation and the API.
 #[derive(Debug)]
 pub struct Shared {
@@ -160,7 +163,7 @@ pub struct Shared {
     /// Reloads applied and refused, and the last outcome.
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
-    last_reload: RwLock<Option<(SystemTime, Result<String, String>)>>,
+    last_reload: RwLock<Option<LastReload>>,
 }
 
 /// The rotation thread's clock, and the monotonic time of the last closed
@@ -275,6 +278,9 @@ impl Shared {
 
     /// Counts a reload's outcome and logs it.
     pub fn record_reload(&self, result: &Result<String, String>) {
+        // The counts change under the lock of the last result, so that a
+        // reader sees both of one reload (see `reloads`).
+        let mut last = self.last_reload.write().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(msg) => {
                 self.reloads_ok.fetch_add(1, Relaxed);
@@ -285,15 +291,18 @@ impl Shared {
                 tracing::error!("reload refused, the running config stays: {e}");
             }
         }
-        *self.last_reload.write().unwrap_or_else(|e| e.into_inner()) =
-            Some((SystemTime::now(), result.clone()));
+        *last = Some((SystemTime::now(), result.clone()));
     }
 
-    pub fn last_reload(&self) -> Option<(SystemTime, Result<String, String>)> {
-        self.last_reload
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// Reloads applied and refused, and the last one's time and result,
+    /// all as of the same reload.
+    pub fn reloads(&self) -> (u64, u64, Option<LastReload>) {
+        let last = self.last_reload.read().unwrap_or_else(|e| e.into_inner());
+        (
+            self.reloads_ok.load(Relaxed),
+            self.reloads_failed.load(Relaxed),
+            last.clone(),
+        )
     }
 
     pub fn alerts(&self) -> Arc<Vec<BlockView>> {

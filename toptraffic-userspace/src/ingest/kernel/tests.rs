@@ -184,3 +184,74 @@ fn socket_filter_counts_plain_datagrams_and_passes_the_rest_whole() {
     assert_eq!(d.keys, 0);
     assert!(d.tables.iter().all(|t| t.is_empty()));
 }
+
+/// The embedded default's plan and max_keys, as a reload hands them over.
+fn default_rules() -> (crate::ingest::kernel_config::KernelPlan, Vec<usize>) {
+    let c = Config::embedded_default();
+    let plan = crate::ingest::kernel_config::plan(&c.rules).unwrap();
+    (plan, c.rules.iter().map(|r| r.max_keys).collect())
+}
+
+#[test]
+fn a_resize_swaps_in_larger_maps_and_keeps_what_the_old_ones_counted() {
+    let dir = fresh_pin_dir("resize");
+    let Some(k) = load_pinned(Attach::None, Some(&dir)) else {
+        return;
+    };
+    let mut k = k.unwrap();
+    let plain = b"combined,uri=/p,id=1,ip=203.0.113.7 count=2";
+    let key = crate::key::from_values(&["203.0.113.7", "1"]);
+    k.test_run(false, plain, 3).unwrap();
+    let (plan, max_keys) = default_rules();
+    k.set_rules(plan, max_keys, 8192).unwrap();
+    assert_eq!(k.map_entries(), 8192);
+    let pinned = aya::maps::MapData::from_pin(dir.join("gen_a")).unwrap();
+    assert_eq!(
+        pinned.info().unwrap().max_entries(),
+        8192,
+        "the pin follows"
+    );
+    drop(pinned);
+    k.test_run(false, plain, 4).unwrap();
+    // The interval's counts: 3 in the retired map, 4 in the new one, once.
+    let d = k.drain().unwrap();
+    let c = d.tables[0].get(&key).unwrap();
+    assert_eq!((c.lines, c.value), (7, 14.0));
+    assert_eq!(d.tables[0].len(), 1);
+    assert_eq!(d.evicted_lines, 0);
+    // Both new maps take their turn, and the retired one is gone.
+    for n in [1, 2] {
+        k.test_run(false, plain, n).unwrap();
+        let d = k.drain().unwrap();
+        assert_eq!(d.tables[0].get(&key).unwrap().lines, n as u64);
+    }
+    // Smaller needs keep the maps.
+    let (plan, max_keys) = default_rules();
+    k.set_rules(plan, max_keys, 100).unwrap();
+    assert_eq!(k.map_entries(), 8192);
+}
+
+#[test]
+fn maps_the_kernel_refuses_to_create_leave_the_maps_and_rules_in_force() {
+    let Some(mut k) = load_or_skip(Attach::None) else {
+        return;
+    };
+    let plain = b"combined,uri=/p,id=1,ip=203.0.113.7 count=2";
+    k.test_run(false, plain, 3).unwrap();
+    let (mut plan, max_keys) = default_rules();
+    // A rule id the kernel does not know yet: were the rules written, the
+    // counts of `combined` would go to it and be lost to the drain.
+    plan.ids[0] = 99;
+    plan.config.rules[0].id = 99;
+    // A hash of 2^30 entries is over the kernel's bucket limit (E2BIG).
+    let err = k.set_rules(plan, max_keys, 1 << 30).unwrap_err();
+    assert!(
+        err.contains("creating generation maps of 1073741824 entries failed"),
+        "{err}"
+    );
+    assert_eq!(k.map_entries(), 4096);
+    k.test_run(false, plain, 1).unwrap();
+    let d = k.drain().unwrap();
+    let key = crate::key::from_values(&["203.0.113.7", "1"]);
+    assert_eq!(d.tables[0].get(&key).unwrap().lines, 4);
+}
