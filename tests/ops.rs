@@ -149,15 +149,19 @@ fn assemble(dir: &Path) -> Vec<Yaml> {
     if let Some(images) = k["images"].as_sequence() {
         for d in &mut docs {
             // get_mut: indexing a mapping mutably would add the keys.
-            let cs = d
+            let Some(pod) = d
                 .get_mut("spec")
                 .and_then(|s| s.get_mut("template"))
                 .and_then(|t| t.get_mut("spec"))
-                .and_then(|s| s.get_mut("containers"))
-                .and_then(|c| c.as_sequence_mut());
-            let Some(cs) = cs else {
+                .and_then(|s| s.as_mapping_mut())
+            else {
                 continue;
             };
+            let cs = pod
+                .iter_mut()
+                .filter(|(k, _)| matches!(k.as_str(), Some("containers" | "initContainers")))
+                .filter_map(|(_, v)| v.as_sequence_mut())
+                .flatten();
             for c in cs {
                 for i in images {
                     if c["image"].as_str() == i["name"].as_str() {
@@ -386,19 +390,51 @@ fn manifests_grant_least_privilege_and_size_memory_by_the_formula() {
         Some(format!("localhost/toptraffic:{}", env!("CARGO_PKG_VERSION")).as_str())
     );
 
-    // Exactly the three capabilities, everything else dropped.
+    // A non-root uid with exactly CAP_BPF and CAP_PERFMON (the socket
+    // filter needs no CAP_NET_ADMIN), everything else dropped. It gets them
+    // from the binary's file capabilities, which no_new_privs would void:
+    // hence allowPrivilegeEscalation, bounded by the two capabilities.
     let sc = &c["securityContext"];
-    let added: BTreeSet<String> = strs(&sc["capabilities"]["add"])
-        .iter()
-        .map(|s| s.trim_start_matches("CAP_").to_string())
-        .collect();
-    let want: BTreeSet<String> = ["BPF", "NET_ADMIN", "PERFMON"].map(String::from).into();
-    assert_eq!(added, want);
+    let caps = |sc: &Yaml| -> BTreeSet<String> {
+        strs(&sc["capabilities"]["add"])
+            .iter()
+            .map(|s| s.trim_start_matches("CAP_").to_string())
+            .collect()
+    };
+    assert_eq!(caps(sc), ["BPF", "PERFMON"].map(String::from).into());
     assert_eq!(strs(&sc["capabilities"]["drop"]), ["ALL"]);
     assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true));
-    assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(false));
+    assert_eq!(sc["runAsNonRoot"].as_bool(), Some(true));
+    assert_eq!(sc["runAsUser"].as_u64(), Some(NOBODY as u64));
+    assert_eq!(sc["runAsGroup"].as_u64(), Some(NOBODY as u64));
+    assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(true));
     assert!(sc["privileged"].as_bool() != Some(true));
     assert_eq!(pod["hostNetwork"].as_bool(), Some(true));
+
+    // Its directories are handed to it by an init container that holds
+    // CAP_CHOWN alone.
+    let init = &pod["initContainers"][0];
+    let isc = &init["securityContext"];
+    assert_eq!(caps(isc), ["CHOWN"].map(String::from).into());
+    assert_eq!(strs(&isc["capabilities"]["drop"]), ["ALL"]);
+    assert_eq!(isc["allowPrivilegeEscalation"].as_bool(), Some(false));
+    assert_eq!(init["image"], c["image"]);
+    let args = strs(&init["args"]);
+    assert_eq!(args[..3], ["prepare-dirs", "--owner", "65534:65534"]);
+    let mounts = |c: &Yaml| -> BTreeSet<(String, String)> {
+        c["volumeMounts"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap().into(),
+                    m["mountPath"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    assert!(mounts(init).is_subset(&mounts(c)));
 
     // Volumes by mount path.
     let host_path = |mount: &str| -> Option<String> {
@@ -417,6 +453,7 @@ fn manifests_grant_least_privilege_and_size_memory_by_the_formula() {
     assert!(pins.starts_with("/sys/fs/bpf"), "{pins:?}");
     let state = cfg.state.path.clone().expect("a state file");
     let state_dir = state.parent().unwrap().to_str().unwrap().to_string();
+    assert_eq!(args[3..], [pins.display().to_string(), state_dir.clone()]);
     assert_eq!(
         host_path(&state_dir).as_deref(),
         Some(state_dir.as_str()),
@@ -517,9 +554,9 @@ fn systemd_unit_verifies_without_a_word() {
             .map(String::from)
             .collect()
     };
-    let three = "CAP_BPF CAP_NET_ADMIN CAP_PERFMON";
-    assert_eq!(values("AmbientCapabilities"), [three]);
-    assert_eq!(values("CapabilityBoundingSet"), [three]);
+    let two = "CAP_BPF CAP_PERFMON";
+    assert_eq!(values("AmbientCapabilities"), [two]);
+    assert_eq!(values("CapabilityBoundingSet"), [two]);
     assert_eq!(values("ExecReload"), ["/bin/kill -HUP $MAINPID"]);
     assert_eq!(values("Restart"), ["on-failure"]);
     assert!(values("SystemCallFilter")
@@ -560,8 +597,8 @@ fn systemd_unit_verifies_without_a_word() {
 // Least privilege on the host
 // ---------------------------------------------------------------------------
 
-/// CAP_NET_ADMIN (12), CAP_PERFMON (38) and CAP_BPF (39).
-const THREE_CAPS: u64 = (1 << 12) | (1 << 38) | (1 << 39);
+/// CAP_PERFMON (38) and CAP_BPF (39).
+const TWO_CAPS: u64 = (1 << 38) | (1 << 39);
 const NOBODY: u32 = 65534;
 
 /// A pin directory owned by `uid` (as bpffs under systemd is root's and
@@ -593,7 +630,8 @@ impl Drop for Pins {
 }
 
 /// `toptraffic run` through setpriv as `uid` with `caps` (setpriv names, e.g.
-/// "bpf,net_admin") inheritable, ambient and bounding; killed on drop.
+/// "bpf,perfmon") inheritable, ambient and bounding, as systemd gives them;
+/// killed on drop.
 struct Unprivileged {
     child: Child,
     http: SocketAddr,
@@ -601,25 +639,41 @@ struct Unprivileged {
 }
 
 fn setpriv(uid: u32, caps: &str) -> Command {
-    let plus: Vec<String> = caps.split(',').map(|c| format!("+{c}")).collect();
-    let set = format!("-all,{}", plus.join(","));
+    setpriv_exec(uid, caps, true, Path::new(BIN))
+}
+
+/// `bin` through setpriv as `uid` with the bounding set `caps`, and the same
+/// inheritable and ambient when `ambient`; else none, as Kubernetes starts a
+/// non-root container (capabilities then come from the file's).
+fn setpriv_exec(uid: u32, caps: &str, ambient: bool, bin: &Path) -> Command {
+    let plus: Vec<String> = caps
+        .split(',')
+        .filter(|c| !c.is_empty())
+        .map(|c| format!(",+{c}"))
+        .collect();
+    let set = format!("-all{}", plus.concat());
+    let inherited = if ambient { set.as_str() } else { "-all" };
     let mut c = Command::new("setpriv");
     c.arg(format!("--reuid={uid}"))
         .arg(format!("--regid={uid}"))
         .arg("--clear-groups")
-        .arg(format!("--inh-caps={set}"))
-        .arg(format!("--ambient-caps={set}"))
+        .arg(format!("--inh-caps={inherited}"))
+        .arg(format!("--ambient-caps={inherited}"))
         .arg(format!("--bounding-set={set}"))
-        .arg(BIN);
+        .arg(bin);
     c
 }
 
 impl Unprivileged {
     fn start(uid: u32, caps: &str, config: &str, mode: &str) -> Unprivileged {
+        Unprivileged::start_with(setpriv(uid, caps), config, mode)
+    }
+
+    fn start_with(mut command: Command, config: &str, mode: &str) -> Unprivileged {
         let path = temp_file("config.toml", config);
         let log = path.with_file_name("daemon.log");
         let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-        let child = setpriv(uid, caps)
+        let child = command
             .args(["run", "--config"])
             .arg(&path)
             .args(["--mode", mode, "--listen", "127.0.0.1:0"])
@@ -683,24 +737,86 @@ fn small_config(pins: &Path) -> String {
 }
 
 #[test]
-fn a_non_root_uid_with_exactly_three_capabilities_counts_in_the_kernel() {
-    let test = "a_non_root_uid_with_exactly_three_capabilities_counts_in_the_kernel";
+fn a_non_root_uid_with_cap_bpf_and_cap_perfmon_alone_counts_in_the_kernel() {
+    let test = "a_non_root_uid_with_cap_bpf_and_cap_perfmon_alone_counts_in_the_kernel";
     if !kernel_available(test) || !setpriv_available(test) {
         return;
     }
     let pins = Pins::new("ops-nonroot", NOBODY);
-    let d = Unprivileged::start(
-        NOBODY,
-        "bpf,net_admin,perfmon",
-        &small_config(&pins.dir()),
-        "kernel",
-    );
-    // Exactly the three, in every set that matters, as uid 65534.
+    let d = Unprivileged::start(NOBODY, "bpf,perfmon", &small_config(&pins.dir()), "kernel");
+    // Exactly the two, in every set that matters, as uid 65534.
     assert!(d.status_field("Uid").starts_with("65534"));
     for set in ["CapEff", "CapPrm", "CapAmb", "CapBnd"] {
         let v = u64::from_str_radix(&d.status_field(set), 16).unwrap();
-        assert_eq!(v, THREE_CAPS, "{set}");
+        assert_eq!(v, TWO_CAPS, "{set}");
     }
+    count_exactly_in_the_kernel(&d, &pins);
+}
+
+/// The capabilities the image gives its binary: permitted only, so that
+/// exec never fails for want of them (see toptraffic's caps.rs).
+const FILE_CAPS: &str = "cap_bpf,cap_perfmon,cap_net_admin+p";
+
+/// A copy of the daemon with [`FILE_CAPS`], where uid 65534 can run it.
+fn binary_with_file_caps() -> Option<PathBuf> {
+    let copy = temp_file("toptraffic", "");
+    std::fs::copy(BIN, &copy).unwrap();
+    for p in [copy.as_path(), copy.parent().unwrap()] {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let ok = Command::new("setcap")
+        .args([FILE_CAPS])
+        .arg(&copy)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(copy)
+}
+
+#[test]
+fn file_capabilities_let_a_non_root_uid_count_in_the_kernel_as_kubernetes_starts_it() {
+    let test = "file_capabilities_let_a_non_root_uid_count_in_the_kernel_as_kubernetes_starts_it";
+    if !kernel_available(test) || !setpriv_available(test) {
+        return;
+    }
+    let Some(bin) = binary_with_file_caps() else {
+        skip(test, "setcap (libcap2-bin) is not installed or failed");
+        return;
+    };
+    // What Kubernetes gives a non-root container: the added capabilities in
+    // the bounding set only, no ambient or inheritable ones.
+    let pins = Pins::new("ops-filecaps", NOBODY);
+    let d = Unprivileged::start_with(
+        setpriv_exec(NOBODY, "bpf,perfmon", false, &bin),
+        &small_config(&pins.dir()),
+        "kernel",
+    );
+    assert!(d.status_field("Uid").starts_with("65534"));
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        let v = u64::from_str_radix(&d.status_field(set), 16).unwrap();
+        assert_eq!(v, TWO_CAPS, "{set}");
+    }
+    assert_eq!(d.status_field("CapAmb"), format!("{:016x}", 0));
+    count_exactly_in_the_kernel(&d, &pins);
+    drop(d);
+
+    // Granted nothing, the same binary still runs, in userspace.
+    let d = Unprivileged::start_with(
+        setpriv_exec(NOBODY, "", false, &bin),
+        &small_config(&pins.dir()),
+        "auto",
+    );
+    assert_eq!(d.status_field("CapEff"), format!("{:016x}", 0));
+    let s = d.stats();
+    assert_eq!(s["mode"], "userspace", "{s}");
+    assert!(
+        s["mode_reason"].as_str().unwrap().contains("CAP_BPF"),
+        "{s}"
+    );
+}
+
+/// Sends mixed traffic to an unprivileged daemon in kernel mode and checks
+/// that it counted every key exactly, almost all in the kernel.
+fn count_exactly_in_the_kernel(d: &Unprivileged, pins: &Pins) {
     let stats = d.stats();
     assert_eq!(stats["mode"], "kernel", "{stats}");
     assert!(pins.dir().join("gen_a").exists(), "maps pinned");
@@ -724,7 +840,7 @@ fn a_non_root_uid_with_exactly_three_capabilities_counts_in_the_kernel() {
         |_, _| {},
     )
     .unwrap();
-    let s = settle(&d, &sent);
+    let s = settle(d, &sent);
     // Datagrams with a malformed line go to userspace whole.
     let kernel = s["points_kernel"].as_u64().unwrap();
     assert_eq!(
@@ -772,7 +888,21 @@ fn without_cap_bpf_kernel_mode_names_it_and_auto_falls_back_saying_why() {
     }
     let pins = Pins::new("ops-nobpf", NOBODY);
     let config = temp_file("config.toml", &small_config(&pins.dir()));
-    let out: Output = setpriv(NOBODY, "net_admin,perfmon")
+    let kernel_mode = |caps: &str| -> Output {
+        setpriv(NOBODY, caps)
+            .args(["run", "--config"])
+            .arg(&config)
+            .args(["--mode", "kernel", "--listen", "127.0.0.1:0"])
+            .args(["--http", "127.0.0.1:0"])
+            .output()
+            .unwrap()
+    };
+    // Without CAP_PERFMON the verifier refuses the programs: named too.
+    let out = kernel_mode("bpf");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lacks CAP_PERFMON;"), "{err}");
+    let out: Output = setpriv(NOBODY, "perfmon")
         .args(["run", "--config"])
         .arg(&config)
         .args([
@@ -790,12 +920,7 @@ fn without_cap_bpf_kernel_mode_names_it_and_auto_falls_back_saying_why() {
     assert!(err.contains("--mode kernel"), "{err}");
     assert!(err.contains("lacks CAP_BPF;"), "{err}");
 
-    let d = Unprivileged::start(
-        NOBODY,
-        "net_admin,perfmon",
-        &small_config(&pins.dir()),
-        "auto",
-    );
+    let d = Unprivileged::start(NOBODY, "perfmon", &small_config(&pins.dir()), "auto");
     let s = d.stats();
     assert_eq!(s["mode"], "userspace", "{s}");
     let reason = s["mode_reason"].as_str().unwrap();
@@ -986,8 +1111,8 @@ fn count_foundation_traffic(p: &Podman, image: &str, udp: SocketAddr, http: Sock
 
 #[test]
 #[ignore = "slow, and needs the image: run `cargo xtask image --test`"]
-fn image_counts_exactly_with_three_capabilities_and_names_what_is_missing() {
-    let test = "image_counts_exactly_with_three_capabilities_and_names_what_is_missing";
+fn image_counts_exactly_with_two_capabilities_and_names_what_is_missing() {
+    let test = "image_counts_exactly_with_two_capabilities_and_names_what_is_missing";
     if !kernel_available(test) {
         return;
     }
@@ -1012,11 +1137,25 @@ fn image_counts_exactly_with_three_capabilities_and_names_what_is_missing() {
     // The archive, as shipped, into the test's own storage.
     p.ok(&["load", "--input", archive.to_str().unwrap()]);
     let image = format!("localhost/toptraffic:{version}");
-    let caps = "--cap-add=CAP_BPF,CAP_NET_ADMIN,CAP_PERFMON";
+    let caps = "--cap-add=CAP_BPF,CAP_PERFMON";
     let profile = format!("seccomp={}", seccomp.display());
     let run_id = std::process::id();
 
-    // 1. Root in the container, with the three capabilities.
+    // 0. The binary carries its capabilities, permitted only.
+    let mounted = p.ok(&["image", "mount", &image]);
+    let out = Command::new("getcap")
+        .arg(Path::new(mounted.trim()).join("usr/local/bin/toptraffic"))
+        .output()
+        .unwrap();
+    let _ = p.cmd().args(["image", "unmount", &image]).output();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("cap_net_admin,cap_perfmon,cap_bpf=p"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // 1. Root in the container, with the two capabilities.
     let pins = Pins::new("image-root", 0);
     let (text, udp, http) = image_config(&pins.dir());
     let config = temp_file("config.toml", &text);
@@ -1062,16 +1201,11 @@ fn image_counts_exactly_with_three_capabilities_and_names_what_is_missing() {
         &p,
         &image,
         &config,
-        &[
-            "--rm",
-            "--cap-add=CAP_NET_ADMIN,CAP_PERFMON",
-            "--security-opt",
-            &profile,
-        ],
+        &["--rm", "--cap-add=CAP_PERFMON", "--security-opt", &profile],
         "lacks CAP_BPF",
     );
 
-    // 4. The three capabilities under podman's default seccomp profile,
+    // 4. The two capabilities under podman's default seccomp profile,
     // which allows bpf() only with CAP_SYS_ADMIN: the error says so.
     image_refuses(&p, &image, &config, &["--rm", caps], "seccomp");
 }

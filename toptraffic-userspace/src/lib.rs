@@ -7,10 +7,12 @@
 
 pub(crate) mod alert;
 pub(crate) mod api;
+pub mod caps;
 pub mod clock;
 pub mod config;
 pub(crate) mod control;
 pub mod daemon;
+pub mod dirs;
 mod goformat;
 pub mod ingest;
 pub mod key;

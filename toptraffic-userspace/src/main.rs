@@ -66,6 +66,17 @@ enum Command {
     /// Send line protocol with the shape of ingress traffic, and optionally
     /// check that a running daemon counted it exactly.
     Loadgen(LoadgenArgs),
+    /// Create the daemon's directories (the pin dir, the state dir) and hand
+    /// them to the user it runs as: run as root (CAP_CHOWN is enough) before
+    /// a non-root daemon, as the DaemonSet's init container does.
+    PrepareDirs {
+        /// The daemon's user and group, as UID:GID.
+        #[arg(long)]
+        owner: toptraffic::dirs::Owner,
+        /// Directories to create or hand over.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -263,12 +274,27 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::PrepareDirs { owner, dirs } => {
+            for d in &dirs {
+                match toptraffic::dirs::prepare(d, owner) {
+                    Ok(what) => println!("{}: {what}, {}:{}", d.display(), owner.uid, owner.gid),
+                    Err(e) => {
+                        eprintln!("toptraffic prepare-dirs: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Run {
             config,
             mode,
             listen,
             http,
         } => {
+            // Before any thread starts, so that every thread has them: the
+            // image's binary is permitted its capabilities, not given them.
+            let raised = toptraffic::caps::raise_permitted();
             let mut c = match load(config.as_ref()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -284,6 +310,14 @@ fn main() -> ExitCode {
             };
             init_tracing();
             logging::exit_on_panic();
+            match raised {
+                Ok(0) => {}
+                Ok(mask) => tracing::debug!(
+                    mask = format!("{mask:#x}"),
+                    "raised the permitted capabilities"
+                ),
+                Err(e) => tracing::warn!(error = %e, "could not raise the permitted capabilities"),
+            }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("toptraffic-rt")

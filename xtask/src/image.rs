@@ -19,7 +19,13 @@ pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 /// podman builds and runs the image; runc because crun (podman's default)
 /// refuses hybrid cgroup hierarchies; musl-tools is the C compiler ring
 /// needs for the musl target; ca-certificates is the bundle the image ships.
-const DEBS: &[&str] = &["podman", "runc", "musl-tools", "ca-certificates"];
+const DEBS: &[&str] = &[
+    "podman",
+    "runc",
+    "musl-tools",
+    "ca-certificates",
+    "libcap2-bin",
+];
 /// Where Debian's ca-certificates writes the bundle, and where
 /// rustls-platform-verifier (through rustls-native-certs) looks first.
 const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -152,8 +158,15 @@ ENTRYPOINT ["/usr/local/bin/toptraffic"]
 CMD ["run"]
 "#;
 
+/// The binary's file capabilities, which the layer keeps (as an xattr):
+/// what a non-root container may use, permitted only. With the effective
+/// bit, exec would fail outright in a container granted fewer of them; the
+/// daemon raises what it is permitted itself.
+const FILE_CAPS: &str = "cap_bpf,cap_perfmon,cap_net_admin+p";
+
 /// Fills the build context: the binary without its debug info (symbols
-/// stay, for backtraces), the CA bundle and the Containerfile.
+/// stay, for backtraces) and with its file capabilities, the CA bundle and
+/// the Containerfile.
 fn stage(binary: &Path, paths: &Paths, version: &str) -> Result<()> {
     let ctx = &paths.context;
     if ctx.exists() {
@@ -167,6 +180,9 @@ fn stage(binary: &Path, paths: &Paths, version: &str) -> Result<()> {
         .arg(ctx.join("toptraffic"))
         .arg(binary);
     status(strip)?;
+    let mut setcap = Command::new("setcap");
+    setcap.arg(FILE_CAPS).arg(ctx.join("toptraffic"));
+    status(setcap)?;
     std::fs::copy(CA_BUNDLE, ctx.join("ca-certificates.crt"))
         .with_context(|| format!("copying {CA_BUNDLE}"))?;
     let label = format!(
@@ -275,7 +291,7 @@ pub fn image(test: bool, clean: bool) -> Result<()> {
     );
     println!("seccomp profile for podman: {}", paths.seccomp.display());
     println!(
-        "run it: podman --root {0}/root --runroot {0}/runroot --tmpdir {0}/tmp run --rm --network=host --cap-drop=all --cap-add=CAP_BPF,CAP_NET_ADMIN,CAP_PERFMON --security-opt seccomp={1} -v /sys/fs/bpf:/sys/fs/bpf {tag} run --mode kernel",
+        "run it: podman --root {0}/root --runroot {0}/runroot --tmpdir {0}/tmp run --rm --network=host --cap-drop=all --cap-add=CAP_BPF,CAP_PERFMON --security-opt seccomp={1} -v /sys/fs/bpf:/sys/fs/bpf {tag} run --mode kernel",
         paths.podman.display(),
         paths.seccomp.display()
     );

@@ -16,6 +16,7 @@ use tokio::process::{ChildStdin, Command};
 use super::deliver::{Deliver, DeliveryError};
 use super::http_util::excerpt;
 use crate::alert::event::AlertEvent;
+use crate::caps;
 use crate::config::ExecSink;
 
 /// Stderr kept for the failure message.
@@ -47,10 +48,10 @@ impl Deliver for Exec {
         input.push('\n');
         let mut command = Command::new(&self.program);
         // SAFETY: the hook runs in the forked child before exec, where only
-        // async-signal-safe calls are allowed: drop_capabilities makes raw
+        // async-signal-safe calls are allowed: caps::drop_all makes raw
         // system calls only, and allocates nothing.
         unsafe {
-            command.pre_exec(drop_capabilities);
+            command.pre_exec(caps::drop_all);
         }
         let mut child = command
             .args(&self.args)
@@ -127,91 +128,6 @@ fn check(
         )),
         _ => Ok(()),
     }
-}
-
-/// struct __user_cap_header_struct (linux/capability.h).
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-/// struct __user_cap_data_struct; version 3 takes two (capabilities 0-31
-/// and 32-63).
-#[repr(C)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-/// Above any capability the kernel knows (cap_last_cap is 40 in 6.x).
-const CAP_CEILING: libc::c_ulong = 64;
-
-/// Runs in the child between fork and exec: empties the ambient set, the
-/// bounding set (with CAP_SETPCAP, which the daemon may lack: a service
-/// manager then bounded it already) and the permitted, effective and
-/// inheritable sets. Raw system calls only: nothing here may allocate or
-/// lock.
-fn drop_capabilities() -> std::io::Result<()> {
-    // SAFETY: prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL) takes integers
-    // only; a kernel without ambient capabilities (before 4.3) says EINVAL,
-    // and there is then nothing to clear.
-    let rc = unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL,
-            0,
-            0,
-            0,
-        )
-    };
-    if rc != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
-        return Err(std::io::Error::last_os_error());
-    }
-    for cap in 0..CAP_CEILING {
-        // SAFETY: prctl(PR_CAPBSET_DROP, cap) takes integers only.
-        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
-            match std::io::Error::last_os_error().raw_os_error() {
-                // Past the last capability of this kernel: done.
-                Some(libc::EINVAL) => break,
-                // No CAP_SETPCAP: the bounding set is the service's.
-                Some(libc::EPERM) => break,
-                _ => return Err(std::io::Error::last_os_error()),
-            }
-        }
-    }
-    let header = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let empty = [
-        CapData {
-            effective: 0,
-            permitted: 0,
-            inheritable: 0,
-        },
-        CapData {
-            effective: 0,
-            permitted: 0,
-            inheritable: 0,
-        },
-    ];
-    // SAFETY: capset(2) reads one header and, for version 3, two data
-    // structs, both alive for the call; pid 0 is this (child) process.
-    // Lowering one's own sets is always allowed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_capset,
-            &header as *const CapHeader,
-            empty.as_ptr(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Kills the command's process group when dropped before it is disarmed,

@@ -17,7 +17,9 @@ use toptraffic_common::KernelConfig;
 use super::counters::KernelCounters;
 use super::drain::{Drained, Generations};
 use super::pins::Pins;
-use super::probe::{classify, io_source, missing_capabilities, KernelError, BUILT};
+use super::probe::{
+    classify, io_source, missing_capabilities, missing_capabilities_for_xdp, KernelError, BUILT,
+};
 use super::sys;
 use crate::ingest::kernel_config::KernelPlan;
 
@@ -257,10 +259,14 @@ impl KernelPath {
                         }
                         _ => io.map(|io| format!(" ({io})")).unwrap_or_default(),
                     };
-                    classify(
-                        format!("attaching XDP to {interface} ({mode:?}): {e}{why}"),
-                        io,
-                    )
+                    let detail = format!("attaching XDP to {interface} ({mode:?}): {e}{why}");
+                    match io.and_then(|io| io.raw_os_error()) {
+                        Some(libc::EPERM) => KernelError::Permission {
+                            missing: missing_capabilities_for_xdp(),
+                            detail,
+                        },
+                        _ => classify(detail, io),
+                    }
                 })?;
                 path.xdp = Some(link);
             }
@@ -306,9 +312,18 @@ impl KernelPath {
                 io_error,
                 verifier_log,
             }) => {
-                if matches!(io_error.raw_os_error(), Some(libc::EPERM)) {
+                // Without CAP_PERFMON the verifier refuses the programs
+                // (EACCES): say what is missing, not only that it refused.
+                let missing = match name {
+                    XDP_PROG => missing_capabilities_for_xdp(),
+                    _ => missing_capabilities(),
+                };
+                let denied = matches!(io_error.raw_os_error(), Some(libc::EPERM))
+                    || (matches!(io_error.raw_os_error(), Some(libc::EACCES))
+                        && !missing.is_empty());
+                if denied {
                     return Err(KernelError::Permission {
-                        missing: missing_capabilities(),
+                        missing,
                         detail: format!("loading {name}: {io_error}"),
                     });
                 }

@@ -42,16 +42,16 @@ impl fmt::Display for KernelError {
             ),
             KernelError::Permission { missing, detail } if !missing.is_empty() => write!(
                 f,
-                "bpf() was refused ({detail}): the process lacks {}; run as root or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON",
+                "bpf() was refused ({detail}): the process lacks {}; run as root or grant CAP_BPF and CAP_PERFMON (and CAP_NET_ADMIN for XDP)",
                 missing.join(", ")
             ),
             KernelError::Permission { detail, .. } if seccomp_filtered() => write!(
                 f,
-                "bpf() was refused ({detail}) although the process holds CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON: it runs under a seccomp filter, and the default profiles of podman and CRI-O (and of containerd and Docker before late 2022) allow bpf() only with CAP_SYS_ADMIN; use a profile that allows bpf() with CAP_BPF (see docs/OPERATIONS.md) or run privileged"
+                "bpf() was refused ({detail}) although the process holds CAP_BPF and CAP_PERFMON: it runs under a seccomp filter, and the default profiles of podman and CRI-O (and of containerd and Docker before late 2022) allow bpf() only with CAP_SYS_ADMIN; use a profile that allows bpf() with CAP_BPF (see docs/OPERATIONS.md) or run privileged"
             ),
             KernelError::Permission { detail, .. } => write!(
                 f,
-                "bpf() was refused ({detail}) although the process holds CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (unprivileged BPF or an LSM may forbid it)"
+                "bpf() was refused ({detail}) although the process holds CAP_BPF and CAP_PERFMON (unprivileged BPF or an LSM may forbid it)"
             ),
             KernelError::NoBtf => write!(f, "the kernel has no BTF (/sys/kernel/btf/vmlinux is missing)"),
             KernelError::Verifier { program, log, detail } => write!(
@@ -77,13 +77,30 @@ fn seccomp_filtered() -> bool {
     })
 }
 
-/// Linux capability numbers (include/uapi/linux/capability.h).
-const CAPS: [(&str, u32); 3] = [("CAP_NET_ADMIN", 12), ("CAP_PERFMON", 38), ("CAP_BPF", 39)];
+/// Linux capability numbers (include/uapi/linux/capability.h): bpf() for
+/// maps and programs (CAP_BPF), and the verifier's rules for privileged
+/// programs (CAP_PERFMON: without it the programs are refused). A socket
+/// filter needs nothing more: attaching one to one's own socket is
+/// unprivileged.
+const CAPS: [(&str, u32); 2] = [("CAP_PERFMON", 38), ("CAP_BPF", 39)];
+/// What attaching XDP to a device needs besides.
+const CAP_NET_ADMIN: (&str, u32) = ("CAP_NET_ADMIN", 12);
 const CAP_SYS_ADMIN: u32 = 21;
 
 /// The capabilities of [`CAPS`] this process does not hold (none when it
 /// holds CAP_SYS_ADMIN, which implies them for bpf()).
 pub(super) fn missing_capabilities() -> Vec<&'static str> {
+    missing(&CAPS)
+}
+
+/// As [`missing_capabilities`], for the XDP program: CAP_NET_ADMIN too.
+pub(super) fn missing_capabilities_for_xdp() -> Vec<&'static str> {
+    let mut m = missing(&[CAP_NET_ADMIN]);
+    m.extend(missing_capabilities());
+    m
+}
+
+fn missing(caps: &[(&'static str, u32)]) -> Vec<&'static str> {
     let eff = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -92,10 +109,10 @@ pub(super) fn missing_capabilities() -> Vec<&'static str> {
                 .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         })
         .unwrap_or(0);
-    if eff & (1 << CAP_SYS_ADMIN) != 0 {
+    if eff & (1 << CAP_SYS_ADMIN) != 0 && caps.iter().all(|(_, bit)| *bit != CAP_NET_ADMIN.1) {
         return Vec::new();
     }
-    CAPS.iter()
+    caps.iter()
         .filter(|(_, bit)| eff & (1 << bit) == 0)
         .map(|(n, _)| *n)
         .collect()
