@@ -8,8 +8,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_tcp_port, temp_file, wait_for, Daemon, Receiver, BIN};
-use toptraffic::daemon::SHUTDOWN_BOUND;
+use common::ptrace::HeldThread;
+use common::{free_tcp_port, short_window_config, temp_file, wait_for, Daemon, Receiver, BIN};
+use toptraffic::daemon::{SHUTDOWN_BOUND, SHUTDOWN_OVERRUN_EXIT};
 use toptraffic_loadgen as loadgen;
 
 fn signal(child: &Child, sig: libc::c_int) {
@@ -138,6 +139,45 @@ path = "{log}"
     );
     assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{}", d.log_text());
     assert!(d.log_text().contains("second signal"), "{}", d.log_text());
+}
+
+#[test]
+fn a_shutdown_that_hangs_ends_at_its_bound() {
+    let mut d = Daemon::start(&short_window_config("4s", "1s"), &["--mode", "userspace"]);
+    // The shutdown waits for the rotation thread to fold the open interval
+    // in and save; held stopped, it never answers, and nothing in the
+    // process can end the wait but the bound.
+    let mut held = HeldThread::hold(d.child.id(), "toptraffic-rot");
+    let started = Instant::now();
+    signal(&d.child, libc::SIGTERM);
+    let deadline = started + SHUTDOWN_BOUND + Duration::from_secs(10);
+    let status = loop {
+        // The held thread's exit is ours to collect before the process's.
+        held.exited();
+        if let Some(st) = d.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exit {:?} after SIGTERM: {}",
+            started.elapsed(),
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = started.elapsed();
+    let log = d.log_text();
+    assert_eq!(
+        status.code(),
+        Some(SHUTDOWN_OVERRUN_EXIT),
+        "{status}: {log}"
+    );
+    assert!(took >= SHUTDOWN_BOUND, "{took:?}: {log}");
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(
+        log.contains("the shutdown did not finish in time: exiting"),
+        "{log}"
+    );
 }
 
 /// A one-rule config with a long window, so that every line sent across

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::ptrace::HeldThread;
 use common::{short_window_config, Daemon, BIN};
 use toptraffic_loadgen::{self as loadgen, Generator, Shape};
 
@@ -171,18 +172,6 @@ fn check_reports_line_and_field() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:3:"));
 }
 
-/// The thread of `pid` whose name starts with `prefix`.
-fn thread_named(pid: u32, prefix: &str) -> i32 {
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let task = task.unwrap();
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.starts_with(prefix) {
-            return task.file_name().to_str().unwrap().parse().unwrap();
-        }
-    }
-    panic!("no thread {prefix}* in process {pid}");
-}
-
 #[test]
 fn healthz_is_503_while_the_rotation_thread_is_held_and_200_once_it_runs_again() {
     // One thread only is stopped (ptrace stops a thread, SIGSTOP the whole
@@ -201,29 +190,11 @@ fn healthz_is_503_while_the_rotation_thread_is_held_and_200_once_it_runs_again()
         }
     };
     wait_for(200, "healthy at start");
-    // The kernel truncates thread names to 15 bytes.
-    let tid = thread_named(d.child.id(), "toptraffic-rot");
-    // SAFETY: plain syscalls on a thread of our own child process; no
-    // memory is passed (addr and data are 0) but the status out-pointer,
-    // which is a live local.
-    unsafe {
-        assert_eq!(
-            libc::ptrace(libc::PTRACE_SEIZE, tid, 0, 0),
-            0,
-            "{}",
-            std::io::Error::last_os_error()
-        );
-        assert_eq!(libc::ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0), 0);
-        let mut status = 0;
-        assert_eq!(libc::waitpid(tid, &mut status, libc::__WALL), tid);
-    }
+    let held = HeldThread::hold(d.child.id(), "toptraffic-rot");
     let body = wait_for(503, "stalled while the rotation thread is held");
     let s: toptraffic_api::Stalled = serde_json::from_str(&body).unwrap();
     assert_eq!(s.status, "stalled");
     assert!(s.seconds_since_rotation > 3.0, "{body}");
-    // SAFETY: as above; detaching lets the thread run on.
-    unsafe {
-        assert_eq!(libc::ptrace(libc::PTRACE_DETACH, tid, 0, 0), 0);
-    }
+    held.release();
     wait_for(200, "healthy once intervals close again");
 }

@@ -6,10 +6,15 @@ use std::time::{Duration, Instant};
 
 /// Sends SIGTERM (so that the daemon removes its pins) and waits up to
 /// `grace` for the exit: None if it has not exited by then.
+/// A daemon that already exited (and was reaped) is not signalled: its pid
+/// may name another process by now.
 pub fn sigterm_and_wait(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
+    if let Ok(Some(st)) = child.try_wait() {
+        return Some(st);
+    }
     // SAFETY: kill(2) takes no pointers, so it touches no memory of ours;
-    // the pid is our child's, not reaped yet (only try_wait below reaps
-    // it), so it names no other process.
+    // the pid is our child's, not reaped yet (just checked, and only
+    // try_wait reaps it), so it names no other process.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + grace;
     loop {

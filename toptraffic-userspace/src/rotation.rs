@@ -210,7 +210,7 @@ impl Rotator {
         self.window_end = Some(end);
         // Alerts see the window the API is about to publish.
         for (i, ra) in self.alerts.iter_mut().enumerate() {
-            ra.evaluate(self.window.rule(i), end);
+            ra.evaluate(self.window.rule(i), end, self.intervals.every());
         }
         self.publish(Some(end), started);
         tracing::debug!(
@@ -877,6 +877,62 @@ mod tests {
         clock.step_back(Duration::from_millis(20));
         assert_eq!(pacer.close(clock.now(), clock.monotonic()), closed + 1);
         assert_eq!(pacer.wait(clock.monotonic()), Duration::from_millis(4_970));
+    }
+
+    #[test]
+    fn after_a_step_back_of_an_hour_an_alert_runs_on_from_where_it_was() {
+        use crate::alert::event::Level;
+        use crate::clock::ManualClock;
+        use crate::sink::SinkHandle;
+        const HOUR: Duration = Duration::from_secs(3600);
+        let text = "[[rule]]\nname = \"r\"\nmeasurement = \"m\"\ngroup_by = [\"ip\"]\n\
+                    [[rule.alert]]\nname = \"b\"\nwarn = '\"count\" > 0'\n\
+                    state_changes_only = \"1m\"\n[rule.alert.log]\npath = \"/dev/null\"\n";
+        let config = Config::parse(text, "t.toml").unwrap();
+        let (mut r, feed, shared) = rotator_with(config.clone());
+        let (sink, mut events) = SinkHandle::capture("r/b/log", "log");
+        r.alerts = vec![RuleAlerts::new(&config.rules[0], |_| vec![sink.clone()])];
+        let clock = ManualClock::new(t0());
+        let mut pacer = Pacer::start(EVERY, clock.now(), clock.monotonic());
+        let mut rotate = || {
+            feed.lock()
+                .unwrap()
+                .push((0, key::from_values(&["a"]).to_vec(), 1.0));
+            next_rotation(&clock, &mut pacer, &mut r);
+        };
+        rotate();
+        let first = events.try_recv().unwrap();
+        assert_eq!(
+            (first.level, first.duration),
+            (Level::Warning, Duration::ZERO)
+        );
+        for _ in 2..=6 {
+            rotate();
+        }
+        // Two seconds into the seventh interval, the clock steps back an
+        // hour: the window's end, and so the alert's `since`, go back with
+        // it.
+        clock.advance(Duration::from_secs(2));
+        clock.step_back(HOUR);
+        rotate();
+        assert_eq!(shared.view().window_end, Some(clock.now()));
+        let since = |shared: &Shared| shared.alerts()[0].alerts[0].since.clone();
+        assert_eq!(
+            since(&shared),
+            Some(crate::goformat::rfc3339(first.time - HOUR))
+        );
+        for _ in 8..=12 {
+            rotate();
+        }
+        assert!(events.try_recv().is_err(), "nothing new to say until 1m");
+        // A minute after the first event, on the monotonic clock, the
+        // unchanged WARNING is re-sent, a minute into its run.
+        rotate();
+        let again = events.try_recv().unwrap();
+        assert_eq!(again.level, Level::Warning);
+        assert_eq!(again.time, clock.now());
+        assert_eq!(again.time, first.time + Duration::from_secs(60) - HOUR);
+        assert_eq!(again.duration, Duration::from_secs(60));
     }
 
     const TWO: &str = "[[rule]]\nname = \"a\"\nmeasurement = \"m\"\ngroup_by = [\"ip\"]\n\

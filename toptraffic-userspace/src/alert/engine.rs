@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use tracing::warn;
@@ -60,6 +60,8 @@ pub struct RuleAlerts {
     /// `.ServerInfo` of the templates.
     server: ServerInfo,
     pub blocks: Vec<Block>,
+    /// The time of the last evaluation, to notice a wall clock stepped back.
+    last_end: Option<SystemTime>,
 }
 
 /// A key's values as the lambdas see them: the window value under the
@@ -120,6 +122,7 @@ impl RuleAlerts {
                 ..ServerInfo::default()
             },
             blocks,
+            last_end: None,
         }
     }
 }
@@ -159,9 +162,30 @@ fn tags_and_group(group_by: &[String], key: &[u8]) -> (BTreeMap<String, String>,
 }
 
 impl RuleAlerts {
-    /// Evaluates every key of the rule's window at `end`, then gives the
-    /// keys that left the window their last (OK) evaluation.
-    pub fn evaluate(&mut self, window: &RuleWindow, end: SystemTime) {
+    /// Evaluates every key of the rule's window at `end`, `every` or more
+    /// after the previous evaluation, then gives the keys that left the
+    /// window their last (OK) evaluation.
+    ///
+    /// An event's time is `end`, the window's end as the wall clock names
+    /// it. When the wall clock was stepped back, `end` is earlier than one
+    /// interval after the previous evaluation; the window slid one interval
+    /// all the same (rotation.rs's `Pacer`), and so do the alert states:
+    /// their remembered times move back with the clock, so that a run's
+    /// duration and the time since the last event sent (stateChangesOnly's
+    /// re-send) grow by one interval at the step, instead of reading zero
+    /// (a negative difference, saturated) until the clock reads what it
+    /// read before. A jump forward is time passing, for the states as for
+    /// the window.
+    pub fn evaluate(&mut self, window: &RuleWindow, end: SystemTime, every: Duration) {
+        if let Some(Err(back)) = self.last_end.map(|l| end.duration_since(l + every)) {
+            let by = back.duration();
+            for b in &mut self.blocks {
+                for ka in b.states.values_mut() {
+                    ka.state.move_back(by);
+                }
+            }
+        }
+        self.last_end = Some(end);
         for b in 0..self.blocks.len() {
             for (k, value) in window.iter() {
                 self.evaluate_key(b, k, value, end, true);
@@ -294,6 +318,7 @@ impl RuleAlerts {
     /// Takes over the key states of `old`'s blocks of the same name and
     /// history length (a reload that kept the rule's grouping).
     pub fn adopt(&mut self, mut old: RuleAlerts) {
+        self.last_end = old.last_end;
         for b in &mut self.blocks {
             if let Some(ob) = old.blocks.iter_mut().find(|o| o.name == b.name) {
                 if ob.spec.settings.history.max(super::state::MIN_HISTORY)
@@ -419,8 +444,14 @@ path = "/var/log/kapacitor/alerts.log"
 
     type Captured = (String, mpsc::Receiver<Arc<AlertEvent>>);
 
+    const EVERY: Duration = Duration::from_secs(5);
+
     fn engine() -> (RuleAlerts, Vec<Captured>) {
-        let c = Config::parse(SEED, "seed.toml").unwrap();
+        engine_with(SEED)
+    }
+
+    fn engine_with(config: &str) -> (RuleAlerts, Vec<Captured>) {
+        let c = Config::parse(config, "test.toml").unwrap();
         let mut rx = Vec::new();
         let ra = RuleAlerts::new(&c.rules[0], |b| {
             b.sinks
@@ -470,7 +501,7 @@ path = "/var/log/kapacitor/alerts.log"
                 }
             }
             window.apply(snap);
-            ra.evaluate(window.rule(0), t0 + Duration::from_secs(5 * i));
+            ra.evaluate(window.rule(0), t0 + Duration::from_secs(5 * i), EVERY);
         }
         let mut seen: Vec<Seen> = Vec::new();
         for (label, rx) in &mut sinks {
@@ -548,12 +579,12 @@ path = "/var/log/kapacitor/alerts.log"
         };
         snap.rules[0].add(&from_values(&["10.0.0.1", "1"]), cell);
         window.apply(snap);
-        ra.evaluate(window.rule(0), t0);
+        ra.evaluate(window.rule(0), t0, EVERY);
         assert_eq!(ra.states(), 2, "one state per block");
         assert_eq!(ra.view()[1].alerts[0].level, Level::Critical);
         for i in 1..=12u64 {
             window.apply(IntervalSnapshot::empty(i, [10]));
-            ra.evaluate(window.rule(0), t0 + Duration::from_secs(5 * i));
+            ra.evaluate(window.rule(0), t0 + Duration::from_secs(5 * i), EVERY);
         }
         assert!(window.rule(0).is_empty());
         assert_eq!(ra.states(), 0);
@@ -562,5 +593,140 @@ path = "/var/log/kapacitor/alerts.log"
             .map(|e| (e.level, e.value))
             .collect();
         assert_eq!(levels, [(Level::Critical, 30_000.0), (Level::Ok, 0.0)]);
+    }
+
+    /// WARNING above 10 in the window, CRITICAL above 100; an unchanged
+    /// level is re-sent a minute after the last event sent.
+    const STEADY: &str = r#"
+[[rule]]
+name = "r"
+measurement = "m"
+group_by = ["ip"]
+field = "n"
+as = "n"
+
+[[rule.alert]]
+name = "b"
+warn = '"n" > 10'
+crit = '"n" > 100'
+state_changes_only = "1m"
+[rule.alert.log]
+path = "/dev/null"
+"#;
+
+    /// One key's events as (rotation, level, time, duration): rotation `i`
+    /// (every 5 s of monotonic time) closes an interval ending at
+    /// `end(i)` with `value(i)` counted. The key sends 5 an interval up to
+    /// rotation 40 (WARNING from rotation 2, a sum of 15), 30 up to 50
+    /// (CRITICAL from 45), then nothing: it recovers at 59 and leaves the
+    /// 12-interval window at 62.
+    fn steady_key_events(end: impl Fn(u64) -> SystemTime) -> (RuleAlerts, Vec<Event>) {
+        let (mut ra, mut sinks) = engine_with(STEADY);
+        let mut window = WindowEngine::new(12, [10]);
+        let mut events = Vec::new();
+        for i in 0..70u64 {
+            let value = match i {
+                0..=40 => 5.0,
+                41..=50 => 30.0,
+                _ => 0.0,
+            };
+            let mut snap = IntervalSnapshot::empty(i, [10]);
+            if value > 0.0 {
+                let cell = Cell {
+                    value,
+                    lines: 1,
+                    ..Default::default()
+                };
+                snap.rules[0].add(&from_values(&["10.0.0.1"]), cell);
+            }
+            window.apply(snap);
+            ra.evaluate(window.rule(0), end(i), EVERY);
+            while let Ok(e) = sinks[0].1.try_recv() {
+                events.push((i, e.level, e.time, e.duration));
+            }
+        }
+        (ra, events)
+    }
+
+    type Event = (u64, Level, SystemTime, Duration);
+
+    fn t0() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_795_564_660)
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn after_a_step_back_event_times_follow_the_clock_and_durations_and_re_sends_carry_on() {
+        // NTP steps the wall clock back an hour between rotations 19 and 20.
+        const HOUR: Duration = Duration::from_secs(3600);
+        let end = |i: u64| {
+            let t = t0() + EVERY * i as u32;
+            if i < 20 {
+                t
+            } else {
+                t - HOUR
+            }
+        };
+        let (ra, events) = steady_key_events(end);
+        // Each event is timed by the window's end, which went back with the
+        // clock: the re-send at 26 comes an hour "before" the one at 14.
+        // What the state measures carries on as if the clock had always
+        // read so: the run's duration grows 5 s a rotation, the re-sends
+        // come a minute apart (not an hour and a minute), and the run's
+        // start (time - duration, Alertmanager's startsAt) moves back an
+        // hour with the clock, so it never comes after the event.
+        let want: Vec<Event> = [
+            (2, Level::Warning),
+            (14, Level::Warning),
+            (26, Level::Warning),
+            (38, Level::Warning),
+            (42, Level::Critical),
+            (54, Level::Critical),
+            (59, Level::Warning),
+            (62, Level::Ok),
+        ]
+        .into_iter()
+        .map(|(i, level)| (i, level, end(i), EVERY * (i - 2) as u32))
+        .collect();
+        assert_eq!(events, want);
+        assert_eq!(events[2].2 - events[2].3, t0() + secs(10) - HOUR);
+        assert_eq!(ra.states(), 0);
+    }
+
+    #[test]
+    fn after_a_jump_forward_durations_include_it_and_a_re_send_due_goes_at_once() {
+        // A VM resumes ten minutes later between rotations 19 and 20.
+        let end = |i: u64| {
+            let t = t0() + EVERY * i as u32;
+            if i < 20 {
+                t
+            } else {
+                t + secs(600)
+            }
+        };
+        let (_, events) = steady_key_events(end);
+        // As for the window, the ten minutes passed: the run lasted them,
+        // and the re-send due during them goes out at the first rotation
+        // after, then a minute apart again.
+        let want: Vec<Event> = [
+            (2, Level::Warning),
+            (14, Level::Warning),
+            (20, Level::Warning),
+            (32, Level::Warning),
+            (42, Level::Critical),
+            (54, Level::Critical),
+            (59, Level::Warning),
+            (62, Level::Ok),
+        ]
+        .into_iter()
+        .map(|(i, level)| {
+            let jumped = if i < 20 { secs(0) } else { secs(600) };
+            (i, level, end(i), EVERY * (i - 2) as u32 + jumped)
+        })
+        .collect();
+        assert_eq!(events, want);
     }
 }

@@ -163,6 +163,16 @@ impl AlertState {
         !self.flapping && self.history.iter().all(|l| *l == Level::Ok)
     }
 
+    /// Moves the times the state remembers back by `by`, as a wall clock
+    /// stepped back moves the times it will be given: what the state
+    /// measures between them (a run's duration, the time since the last
+    /// event sent) goes on from where it was.
+    pub fn move_back(&mut self, by: Duration) {
+        let back = |t: SystemTime| t.checked_sub(by).unwrap_or(SystemTime::UNIX_EPOCH);
+        self.first_triggered = self.first_triggered.map(back);
+        self.last_triggered = self.last_triggered.map(back);
+    }
+
     fn add_event(&mut self, s: &Settings, t: SystemTime, level: Level) {
         self.changed = self.history[self.idx] != level;
         self.idx = (self.idx + 1) % self.history.len();
