@@ -452,10 +452,17 @@ impl Rotator {
             else {
                 continue;
             };
-            keys += self.window.import(i, current, saved.keys);
+            // A file written before keys were bounded may hold longer ones:
+            // they are left out, and their lines count anew, bounded.
+            let max = self.config.rules[i].max_key_bytes;
+            let bounded = saved.keys.into_iter().filter(|k| k.key.len() <= max);
+            keys += self.window.import(i, current, bounded.collect());
             self.window.add_overflow(i, saved.overflow_lines);
             if let Some(a) = self.alerts.get_mut(i) {
                 for (block, key, parts, value) in saved.alerts {
+                    if key.len() > max {
+                        continue;
+                    }
                     alerts += a.import_state(&block, key, parts, value) as usize;
                 }
             }
@@ -967,6 +974,9 @@ mod tests {
         let (mut r, feed, _) = rotator_with(Config::parse(&text, "t.toml").unwrap());
         let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         feed.lock().unwrap().push((1, bounded(&long), 3.0));
+        // As a file from before keys were bounded may hold: left out.
+        let whole = key::from_values(&["t".repeat(4096)]).to_vec();
+        feed.lock().unwrap().push((1, whole, 1.0));
         r.rotate(r.intervals().index_at(t0));
         r.save(t0 + Duration::from_secs(7));
 

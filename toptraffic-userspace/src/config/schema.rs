@@ -231,10 +231,16 @@ impl Grouping<'_> {
             Aggregate::Count => "count".to_string(),
             Aggregate::Sum { field } => format!("sum({})", q(field)),
         };
+        // Written only when not 128: state files from before keys were
+        // bounded, when every key was kept whole, still match the default
+        // (the restore leaves out their keys over the bound).
+        let bound = match self.max_key_bytes {
+            128 => String::new(),
+            n => format!(";max_key_bytes={n}"),
+        };
         format!(
-            "measurement={};where={filters};group_by={group_by};aggregate={aggregate};max_key_bytes={}",
-            q(self.measurement),
-            self.max_key_bytes
+            "measurement={};where={filters};group_by={group_by};aggregate={aggregate}{bound}",
+            q(self.measurement)
         )
     }
 }
