@@ -146,14 +146,20 @@ pub const fn min_bound(tags: usize) -> usize {
     tags * (KEY_LEN_PREFIX + SHORTENED_MIN)
 }
 
-/// FNV-1a 64: fixed, so a shortened key is the same in every process and
-/// across restarts (the state file holds keys).
-fn fnv1a(bytes: &[u8]) -> u64 {
+/// FNV-1a 64 and MurmurHash3's finalizer: fixed, so a shortened key is the
+/// same in every process and across restarts (the state file holds keys);
+/// the finalizer spreads a change in the last bytes (ids that differ only
+/// in their end) over all 16 digits, which FNV-1a alone leaves alike.
+fn hash(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
-    h
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// Brings a key over `max` bytes to at most `max` bytes, in place and
@@ -202,7 +208,7 @@ pub fn bound(key: &mut Vec<u8>, max: usize) {
             write += end - start + KEY_LEN_PREFIX;
             continue;
         }
-        let hash = fnv1a(&key[start..end]);
+        let hash = hash(&key[start..end]);
         let mut prefix = cap - SHORTENED_MIN;
         // Not inside a UTF-8 character: skip back over continuation bytes.
         while prefix > 0 && key[start + prefix] & 0xc0 == 0x80 {
@@ -293,7 +299,7 @@ mod tests {
         assert_eq!(got[0], "203.0.113.7");
         // 128 - 2 x 2 prefixes - 11 for the ip: the id gets 113 bytes.
         assert_eq!(got[1].len(), 113);
-        let hash = format!("{:016x}", fnv1a(id.as_bytes()));
+        let hash = format!("{:016x}", hash(id.as_bytes()));
         assert_eq!(
             got[1],
             format!("{}\u{2026}{hash}", &id[..113 - SHORTENED_MIN])
@@ -330,7 +336,7 @@ mod tests {
         let got = bounded(&[&long, "ip", &long], 96);
         assert_eq!(got[1], "ip");
         assert_eq!(got[0], got[2]);
-        assert!(got[0].ends_with(&format!("\u{2026}{:016x}", fnv1a(long.as_bytes()))));
+        assert!(got[0].ends_with(&format!("\u{2026}{:016x}", hash(long.as_bytes()))));
         assert!(got[0].starts_with("\u{e9}\u{e9}"));
         // Each value gets (96 - 6 - 2) / 2 = 44 bytes; an odd prefix of é
         // would split one, so it is one byte shorter.
@@ -344,6 +350,15 @@ mod tests {
         assert!(got
             .iter()
             .all(|v| v.starts_with('\u{2026}') && v.len() == SHORTENED_MIN));
+    }
+
+    #[test]
+    fn the_hash_is_fixed_and_ids_differing_at_the_end_look_different() {
+        // The state file holds bounded keys: this must never change.
+        assert_eq!(hash(b""), 0xefd0_1f60_ba99_2926);
+        assert_eq!(hash(b"store-42"), 0x1904_2736_450f_869f);
+        let (a, b) = (hash(b"store-00000001"), hash(b"store-00000002"));
+        assert!((a ^ b).count_ones() > 16, "{a:016x} {b:016x}");
     }
 
     #[test]
