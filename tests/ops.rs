@@ -21,7 +21,7 @@ use common::{
 };
 use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;
-use toptraffic::config::Config;
+use toptraffic::config::{memory_bound, Config};
 use toptraffic_loadgen::{self as loadgen, Generator, Sent, Shape};
 
 fn workspace() -> PathBuf {
@@ -243,39 +243,6 @@ fn quantity_bytes(q: &str) -> u64 {
         }
     }
     q.parse().unwrap()
-}
-
-/// The memory bound of docs/OPERATIONS.md (capacity planning) for `cfg` on
-/// a node with `cpus` possible CPUs: the base, every rule's keys at the
-/// per-key cost (window, and either the interval tables of every receive
-/// thread and the merged snapshot or the state file being written), and
-/// the kernel's two generation maps.
-fn memory_bound(cfg: &Config, cpus: u64) -> u64 {
-    // Key bytes with their 2-byte length prefixes: an IPv4 address and a
-    // store id of up to 10 digits, held inline in a 40-byte key.
-    const L: u64 = 32;
-    const K: u64 = 40;
-    let n = cfg.window.intervals() as u64;
-    let threads = match cfg.ingest.threads {
-        0 => cpus,
-        t => t as u64,
-    };
-    // Dense arrays (key, 24 bytes of bookkeeping, n slots) that may have
-    // doubled, and the 4-byte index with its control byte at 2.29 buckets
-    // a key.
-    let window = 2 * (K + 24 + 8 * n) + 12;
-    // A hash table slot (key, 24-byte cell, control byte) at 2.29 slots a key.
-    let table = (K + 25) * 229 / 100 + 1;
-    // At SIGTERM: every key's ring copied out, and encoded into a buffer
-    // that may have doubled once, next to the open interval's table.
-    let state = K + 40 + (8 * n + 16) + 2 * (L + 8 * n + 24);
-    let per_key = window + ((threads + 1) * table).max(state + table);
-    let keys: u64 = cfg.rules.iter().map(|r| r.max_keys as u64).sum();
-    let base = (32 << 20) + threads * 64 * cfg.ingest.max_datagram as u64;
-    // Every rule counted in the kernel: the upper bound.
-    let entries = keys + 512 * cpus + 1024;
-    let generation = 16 * entries.next_power_of_two() + (128 + 16 * cpus) * entries;
-    base + keys * per_key + 2 * generation
 }
 
 #[test]
@@ -514,7 +481,7 @@ fn manifests_grant_least_privilege_and_size_memory_by_the_formula() {
     let limit = quantity_bytes(c["resources"]["limits"]["memory"].as_str().unwrap());
     let request = quantity_bytes(c["resources"]["requests"]["memory"].as_str().unwrap());
     assert_eq!(limit, request);
-    let bound = memory_bound(&cfg, cpus);
+    let bound = memory_bound(&cfg, cpus).total();
     eprintln!(
         "memory bound for {} keys on {cpus} CPUs: {} MiB; limit {} MiB",
         cfg.rules.iter().map(|r| r.max_keys).sum::<usize>(),
@@ -526,18 +493,6 @@ fn manifests_grant_least_privilege_and_size_memory_by_the_formula() {
         limit as f64 <= bound as f64 * 1.25,
         "limit {limit} is far above the bound {bound}"
     );
-}
-
-#[test]
-fn memory_bound_matches_the_documented_example() {
-    // docs/OPERATIONS.md works this example through: the default window,
-    // 4 threads, 350,000 keys, 16 CPUs.
-    let mut cfg = Config::embedded_default();
-    cfg.ingest.threads = 4;
-    for (r, k) in cfg.rules.iter_mut().zip([200_000, 100_000, 50_000]) {
-        r.max_keys = k;
-    }
-    assert_eq!(memory_bound(&cfg, 16), 705_256_688);
 }
 
 // ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ pub struct CompiledRule {
     pub as_name: String,
     pub group_by: Vec<String>,
     pub max_keys: usize,
+    max_key_bytes: usize,
     measurement: Name,
     filters: Vec<(Name, Name)>,
     group_tags: Vec<Name>,
@@ -33,6 +34,7 @@ impl CompiledRule {
             as_name: r.as_name.clone(),
             group_by: r.group_by.clone(),
             max_keys: r.max_keys,
+            max_key_bytes: r.max_key_bytes,
             measurement: r.measurement.as_bytes().into(),
             filters: r
                 .filters
@@ -199,6 +201,11 @@ impl CompiledRule {
                 None => key::push_value(scratch, b""),
             }
         }
+        // One comparison for the usual key: a long one is counted under its
+        // bounded form, so that no value costs more than the rule allows.
+        if scratch.len() > self.max_key_bytes {
+            key::bound(scratch, self.max_key_bytes);
+        }
         Ok(value)
     }
 }
@@ -309,6 +316,27 @@ mod tests {
                 (1, vec!["2".into()], 1.0)
             ]
         );
+    }
+
+    #[test]
+    fn a_long_key_is_counted_under_its_bounded_form() {
+        let set = rules("max_key_bytes = 64\n");
+        let long =
+            |tail: &str| format!("combined,ip=10.0.0.1,id={}{tail} count=1", "s".repeat(4000));
+        let (o, a) = run(&set, &long("a"));
+        assert_eq!(o, Outcome::Counted);
+        let (_, b) = run(&set, &long("b"));
+        let (_, a2) = run(&set, &long("a"));
+        assert_eq!(a, a2);
+        assert_ne!(a, b);
+        let id = &a[0].1[1];
+        assert!(id.starts_with("sss") && id.contains('\u{2026}'), "{id}");
+        assert_eq!(a[0].1[0], "10.0.0.1");
+        assert_eq!(4 + 8 + id.len(), 64);
+        // At the limit: whole.
+        let at = format!("combined,ip=10.0.0.1,id={} count=1", "s".repeat(64 - 12));
+        let (_, c) = run(&set, &at);
+        assert_eq!(c[0].1[1], "s".repeat(52));
     }
 
     #[test]

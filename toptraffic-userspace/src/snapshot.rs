@@ -455,9 +455,12 @@ mod tests {
     }
 
     #[test]
-    fn a_cell_is_the_24_bytes_of_the_memory_formula() {
-        // docs/OPERATIONS.md's interval table counts 24 bytes a cell.
-        assert_eq!(std::mem::size_of::<Cell>(), 24);
+    fn a_cell_is_the_size_the_memory_formula_counts() {
+        // config::memory_bound (docs/OPERATIONS.md's interval table).
+        assert_eq!(
+            std::mem::size_of::<Cell>() as u64,
+            crate::config::CELL_BYTES
+        );
     }
 
     #[test]

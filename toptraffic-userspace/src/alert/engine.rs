@@ -729,4 +729,34 @@ path = "/dev/null"
         .collect();
         assert_eq!(events, want);
     }
+
+    #[test]
+    fn an_alert_on_a_bounded_key_names_it_as_the_api_shows_it() {
+        let (mut ra, mut sinks) = engine();
+        let mut window = WindowEngine::new(12, [10]);
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_795_564_660);
+        let mut key = from_values(&["10.0.0.1", &"7".repeat(4096)]).to_vec();
+        crate::key::bound(&mut key, 128);
+        let id = crate::key::to_strings(&key)[1].clone();
+        assert!(id.starts_with("777") && id.contains('\u{2026}'), "{id}");
+        let mut snap = IntervalSnapshot::empty(0, [10]);
+        let cell = Cell {
+            value: 30_000.0,
+            lines: 30_000,
+            ..Default::default()
+        };
+        snap.rules[0].add(&key, cell);
+        window.apply(snap);
+        ra.evaluate(window.rule(0), t0, EVERY);
+        let (_, exec) = sinks.iter_mut().find(|(l, _)| l == "pubsub/exec").unwrap();
+        let e = exec.try_recv().unwrap();
+        assert_eq!(e.tags["id"], id);
+        assert!(e.id.contains(&id), "{}", e.id);
+        assert!(
+            e.message
+                .contains(&format!("Store ID {id} for IP 10.0.0.1")),
+            "{}",
+            e.message
+        );
+    }
 }

@@ -24,6 +24,11 @@ pub const MAX_DATAGRAM: usize = 8192;
 pub const PERIOD: Duration = Duration::from_secs(60);
 pub const EVERY: Duration = Duration::from_secs(5);
 pub const MAX_KEYS: usize = 200_000;
+/// Longest key held whole (its values with their 2-byte lengths); longer
+/// ones are held shortened (`key::bound`). Room for an IPv6 address and a
+/// 100-byte id; a rule of more than six group_by tags gets
+/// `key::min_bound` of them instead.
+pub const MAX_KEY_BYTES: usize = 128;
 pub const PIN_DIR: &str = "/sys/fs/bpf/toptraffic";
 
 pub fn sink_queue() -> usize {

@@ -7,6 +7,7 @@
 
 mod alerts;
 pub mod defaults;
+mod memory;
 mod raw;
 mod schema;
 mod sinks;
@@ -18,6 +19,7 @@ mod validate;
 mod tests;
 
 pub use defaults::{DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, MAX_RULE_TAGS, MAX_UDP_PAYLOAD};
+pub use memory::{bytes_per_key, memory_bound, MemoryBound, CELL_BYTES};
 pub use schema::{
     Aggregate, AlertBlock, Config, ConfigError, Grouping, Http, Ingest, Mode, Overrides, Rule,
     State, Window, XdpMode,

@@ -77,6 +77,7 @@ pub(super) struct RawRule {
     #[serde(rename = "as")]
     pub(super) as_name: Option<String>,
     pub(super) max_keys: Option<Spanned<usize>>,
+    pub(super) max_key_bytes: Option<Spanned<usize>>,
     #[serde(default)]
     pub(super) alert: Vec<RawAlertBlock>,
 }

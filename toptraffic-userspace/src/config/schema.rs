@@ -179,6 +179,9 @@ pub struct Rule {
     pub as_name: String,
     /// Most keys held for the rule, in each interval and in the window.
     pub max_keys: usize,
+    /// Longest key held as it is; a longer one is counted under its bounded
+    /// form (`key::bound`), so that a key costs at most this many bytes.
+    pub max_key_bytes: usize,
     /// Compiled once, here; shared with the alert engine.
     pub alerts: Vec<Arc<AlertBlock>>,
 }
@@ -191,6 +194,7 @@ impl Rule {
             filters: &self.filters,
             group_by: &self.group_by,
             aggregate: &self.aggregate,
+            max_key_bytes: self.max_key_bytes,
         }
     }
 }
@@ -204,6 +208,8 @@ pub struct Grouping<'a> {
     filters: &'a [(String, String)],
     group_by: &'a [String],
     aggregate: &'a Aggregate,
+    /// Another bound makes other keys of the same lines.
+    max_key_bytes: usize,
 }
 
 impl Grouping<'_> {
@@ -225,8 +231,15 @@ impl Grouping<'_> {
             Aggregate::Count => "count".to_string(),
             Aggregate::Sum { field } => format!("sum({})", q(field)),
         };
+        // Written only when not 128: state files from before keys were
+        // bounded, when every key was kept whole, still match the default
+        // (the restore leaves out their keys over the bound).
+        let bound = match self.max_key_bytes {
+            128 => String::new(),
+            n => format!(";max_key_bytes={n}"),
+        };
         format!(
-            "measurement={};where={filters};group_by={group_by};aggregate={aggregate}",
+            "measurement={};where={filters};group_by={group_by};aggregate={aggregate}{bound}",
             q(self.measurement)
         )
     }

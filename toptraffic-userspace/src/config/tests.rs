@@ -163,3 +163,28 @@ fn block_lists_its_sinks_and_their_options() {
     assert_eq!(sinks[0].options(), SinkOptions::default());
     assert_eq!(sinks[1].options().retries, 7);
 }
+
+#[test]
+fn max_key_bytes_has_a_default_and_a_floor_the_kernel_needs() {
+    let c = Config::parse(RULE, "t").unwrap();
+    assert_eq!(c.rules[0].max_key_bytes, 128);
+    let c = Config::parse(&format!("{RULE}max_key_bytes = 64\n"), "t").unwrap();
+    assert_eq!(c.rules[0].max_key_bytes, 64);
+    // Below what the kernel counts whole.
+    let e = err(&format!("{RULE}max_key_bytes = 63\n"));
+    assert!(
+        e.starts_with(
+            "t.toml:5: rule \"r\": max_key_bytes = 63 is out of range; accepted: 64 to 65507"
+        ),
+        "{e}"
+    );
+    // Seven tags need 7 x 21 bytes: the default grows, a smaller value is refused.
+    let tags = "group_by = [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\", \"g\"]\n";
+    let seven = format!("[[rule]]\nname = \"r\"\nmeasurement = \"m\"\n{tags}");
+    assert_eq!(
+        Config::parse(&seven, "t").unwrap().rules[0].max_key_bytes,
+        147
+    );
+    let e = err(&format!("{seven}max_key_bytes = 128\n"));
+    assert!(e.contains("accepted: 147 to 65507"), "{e}");
+}

@@ -7,6 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use toml::Spanned;
+use toptraffic_common::KEY_DATA;
+
+use crate::key;
 
 use super::alerts::{compile_block, RuleNames};
 use super::defaults::{
@@ -268,6 +271,24 @@ fn validate_rule(r: RawRule, src: &Source<'_>, earlier: &[Rule]) -> Result<Rule,
         Some(v) => *v.get_ref(),
         None => defaults::MAX_KEYS,
     };
+    // The kernel counts keys of up to KEY_DATA bytes as they are: it must
+    // never count one that userspace would shorten.
+    let least = key::min_bound(group_by.len()).max(KEY_DATA);
+    let max_key_bytes = match &r.max_key_bytes {
+        Some(v) if *v.get_ref() < least || *v.get_ref() > MAX_UDP_PAYLOAD => {
+            return Err(src.at(
+                v.span(),
+                ctx(format!(
+                    "max_key_bytes = {} is out of range; accepted: {least} to {MAX_UDP_PAYLOAD} (at least {KEY_DATA}, and {} for each of the {} group_by tags)",
+                    v.get_ref(),
+                    key::min_bound(1),
+                    group_by.len()
+                )),
+            ))
+        }
+        Some(v) => *v.get_ref(),
+        None => defaults::MAX_KEY_BYTES.max(least),
+    };
     if !r.alert.is_empty() && group_by.contains(&as_name) {
         return Err(src.at(
             r.name.span(),
@@ -297,6 +318,7 @@ fn validate_rule(r: RawRule, src: &Source<'_>, earlier: &[Rule]) -> Result<Rule,
         aggregate,
         as_name,
         max_keys,
+        max_key_bytes,
         alerts,
     })
 }

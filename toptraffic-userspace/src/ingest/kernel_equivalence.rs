@@ -674,3 +674,29 @@ fn a_float_past_f64s_range_goes_up() {
         1
     );
 }
+
+/// At the smallest `max_key_bytes`, the kernel's key capacity: a key of 64
+/// bytes is counted whole in the kernel as in userspace, and one byte more
+/// goes up, where userspace counts it bounded (65 bytes fit in 64 only
+/// shortened). So no key the kernel counts is one userspace would shorten.
+#[test]
+fn the_kernel_counts_only_keys_userspace_keeps_whole() {
+    let f = Fixture::parse(
+        "tightest",
+        "[[rule]]\nname = \"c\"\nmeasurement = \"combined\"\ngroup_by = [\"ip\", \"id\"]\n\
+         max_key_bytes = 64\n",
+    );
+    // 2 + 8 for the ip, 2 for the id's length: 52 bytes of id fill 64.
+    let line = |id_len: usize| format!("combined,ip=10.0.0.1,id={} count=1", "7".repeat(id_len));
+    let k = f.check(line(52).as_bytes()).unwrap().expect("kept");
+    let key = &k.tables.keys().next().unwrap().1;
+    assert_eq!(key.len(), 64);
+    assert_eq!(
+        f.check(line(53).as_bytes()).unwrap().err(),
+        Some(counter::PASS_KEY_TOO_LONG)
+    );
+    let u = userspace(&f.rules, line(53).as_bytes());
+    let (_, key) = u.tables.keys().next().unwrap();
+    assert_eq!(key.len(), 64);
+    assert!(String::from_utf8_lossy(key).contains('\u{2026}'));
+}

@@ -1,0 +1,108 @@
+//! The memory bound of docs/OPERATIONS.md (capacity planning), computed from
+//! a config: what the DaemonSet's limit is checked against and what the
+//! daemon's measured RSS must stay under. The derivation is in the docs;
+//! this is its one implementation.
+
+use super::schema::{Config, Rule};
+
+/// Bytes of a `Key` in every table that holds it.
+const KEY: u64 = 40;
+/// Longest key held inline in a `Key`.
+const INLINE: u64 = 38;
+/// Bytes of a count table's cell (`snapshot::Cell`, whose test checks it).
+pub const CELL_BYTES: u64 = 24;
+
+/// The three parts of the bound, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBound {
+    /// The process's fixed part and the receive buffers.
+    pub base: u64,
+    /// Every rule's `max_keys` keys at their worst-case size.
+    pub userspace: u64,
+    /// The kernel's two generation maps, every rule counted there.
+    pub kernel: u64,
+}
+
+impl MemoryBound {
+    pub fn total(&self) -> u64 {
+        self.base + self.userspace + self.kernel
+    }
+}
+
+/// The heap block of a key of `len` bytes: none when inline, else the bytes
+/// rounded up to the allocator's size class (under a quarter more) and its
+/// header.
+fn heap(len: u64) -> u64 {
+    if len <= INLINE {
+        0
+    } else {
+        len + len / 4 + 16
+    }
+}
+
+/// Bytes one key of `rule` may cost, at its longest (`max_key_bytes`), with
+/// `intervals` slots in the window and `threads` receive threads: the
+/// window, and either every thread's interval table and the merged snapshot
+/// or the state file being written next to the open interval's table.
+pub fn bytes_per_key(rule: &Rule, intervals: u64, threads: u64) -> u64 {
+    let l = rule.max_key_bytes as u64;
+    let h = heap(l);
+    let n = intervals;
+    // Dense arrays (key, 24 bytes of bookkeeping, n slots) that may have
+    // doubled, and the 4-byte index with its control byte at 2.29 buckets a
+    // key; the key's heap block once.
+    let window = 2 * (KEY + 24 + 8 * n) + 12 + h;
+    // A hash table slot (key, cell, control byte) at 2.29 slots a key, and
+    // the key's own heap block.
+    let table = (KEY + CELL_BYTES + 1) * 229 / 100 + 1 + h;
+    // At SIGTERM: every key's ring copied out (the key cloned), and encoded
+    // into a buffer that may have doubled once.
+    let state = KEY + 40 + h + (8 * n + 16) + 2 * (l + 8 * n + 24);
+    window + ((threads + 1) * table).max(state + table)
+}
+
+/// The bound for `config` on a node with `cpus` possible CPUs (which also
+/// gives the receive threads when `ingest.threads` is 0).
+pub fn memory_bound(config: &Config, cpus: u64) -> MemoryBound {
+    let threads = match config.ingest.threads {
+        0 => cpus,
+        t => t as u64,
+    };
+    let n = config.window.intervals() as u64;
+    let userspace = config
+        .rules
+        .iter()
+        .map(|r| r.max_keys as u64 * bytes_per_key(r, n, threads))
+        .sum();
+    let keys: u64 = config.rules.iter().map(|r| r.max_keys as u64).sum();
+    let entries = keys + 512 * cpus + 1024;
+    let generation = 16 * entries.next_power_of_two() + (128 + 16 * cpus) * entries;
+    MemoryBound {
+        base: (32 << 20) + threads * 64 * config.ingest.max_datagram as u64,
+        userspace,
+        kernel: 2 * generation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example() {
+        // docs/OPERATIONS.md works this example through: the default
+        // window and max_key_bytes, 4 threads, 350,000 keys, 16 CPUs.
+        let mut cfg = Config::embedded_default();
+        cfg.ingest.threads = 4;
+        for (r, k) in cfg.rules.iter_mut().zip([200_000, 100_000, 50_000]) {
+            r.max_keys = k;
+        }
+        assert_eq!(bytes_per_key(&cfg.rules[0], 12, 4), 2133);
+        let b = memory_bound(&cfg, 16);
+        assert_eq!(
+            (b.base, b.userspace, b.kernel),
+            (35_651_584, 746_550_000, 292_655_104)
+        );
+        assert_eq!(b.total(), 1_074_856_688);
+    }
+}
