@@ -212,6 +212,68 @@ fn xdp_in_generic_mode_on_loopback_counts_exactly() {
     assert_exact(&d, &gen);
 }
 
+/// A datagram of exactly `len` bytes: `lines` lines of the seed's
+/// `combined`, the last padded by its uri.
+fn datagram_of(len: usize, lines: usize, ip: u8) -> Vec<u8> {
+    let mut d = String::new();
+    for i in 0..lines - 1 {
+        d.push_str(&format!("combined,ip=10.9.{ip}.{i},id=1 count=1\n"));
+    }
+    let last = format!("combined,ip=10.9.{ip}.99,id=1,uri=/ count=1");
+    let pad = len
+        .checked_sub(d.len() + last.len())
+        .expect("room for the lines");
+    d.push_str(&last.replace("uri=/", &format!("uri=/{}", "p".repeat(pad))));
+    assert_eq!(d.len(), len);
+    d.into_bytes()
+}
+
+/// What `max_datagram` = 512 makes of 400- and 1,000-byte datagrams, in
+/// `mode`: the stats once every datagram is accounted for.
+fn short_datagrams(mode: &str) -> Value {
+    let c = with_ingest(
+        &config("60s", "500ms", &format!("short-{mode}")),
+        "max_datagram = 512",
+    );
+    let d = Daemon::start(&c, &["--mode", mode]);
+    assert_eq!(d.stats()["mode"], mode);
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..20u8 {
+        tx.send_to(&datagram_of(400, 5, i), d.udp).unwrap();
+        if i % 2 == 0 {
+            tx.send_to(&datagram_of(1000, 10, 100 + i), d.udp).unwrap();
+        }
+    }
+    d.wait_stats(Duration::from_secs(20), "every datagram accounted", |s| {
+        points(s) == 100 && s["dropped"]["oversize"] == 10
+    });
+    d.wait_next_window(Duration::from_secs(10));
+    d.stats()
+}
+
+#[test]
+fn datagrams_past_max_datagram_are_oversize_in_both_modes_alike() {
+    if !kernel_available("datagrams_past_max_datagram_are_oversize_in_both_modes_alike") {
+        return;
+    }
+    let k = short_datagrams("kernel");
+    let u = short_datagrams("userspace");
+    // 512 is below the kernel's own bound (BUF_LEN, 4,096): the kernel
+    // leaves the 1,000-byte datagrams to the sockets, which drop them.
+    assert_eq!(k["points_kernel"], 100, "{k}");
+    assert_eq!(k["datagrams_kernel"], 20, "{k}");
+    assert_eq!(k["kernel"]["passed_to_userspace"]["too_long"], 10, "{k}");
+    assert_eq!(k["points_userspace"], 0, "{k}");
+    assert_eq!(u["points_userspace"], 100, "{u}");
+    for s in [&k, &u] {
+        assert_eq!(s["dropped"]["oversize"], 10, "{s}");
+        assert_eq!(s["dropped"]["receive_queue"], 0, "{s}");
+        assert_eq!(s["dropped"]["parse_error"], 0, "{s}");
+        assert_eq!(s["rules"][0]["keys"], 100, "{s}");
+    }
+    assert_eq!(k["dropped"], u["dropped"]);
+}
+
 /// A network namespace with a veth pair into it, removed on drop.
 struct Netns {
     name: String,

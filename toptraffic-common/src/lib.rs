@@ -14,7 +14,8 @@
 /// Bytes of the length prefix before each tag value in a group key.
 pub const KEY_LEN_PREFIX: usize = 2;
 
-/// Largest datagram payload the kernel parses; longer ones go to userspace.
+/// Largest datagram payload the kernel parses; longer ones go to userspace
+/// (as do those longer than `KernelConfig::max_datagram`).
 /// A power of two: offsets into the parse buffer are masked with `BUF_LEN - 1`.
 pub const BUF_LEN: usize = 4096;
 /// Most lines of one datagram the kernel counts.
@@ -191,6 +192,10 @@ pub struct KernelConfig {
     /// address (network order; 0 for any) of the daemon's socket.
     pub port: u32,
     pub addr: u32,
+    /// `ingest.max_datagram`: a longer payload is left to the socket whole,
+    /// where userspace drops it as `oversize` (0: BUF_LEN is the only bound).
+    pub max_datagram: u32,
+    pub _pad: u32,
     pub measurements: [Name; MAX_MEASUREMENTS],
     /// Per measurement: bitmask of the kernel rules that take it.
     pub measurement_rules: [u32; MAX_MEASUREMENTS],
@@ -211,6 +216,8 @@ impl KernelConfig {
             n_rules: 0,
             port: 0,
             addr: 0,
+            max_datagram: 0,
+            _pad: 0,
             measurements: [Name::empty(); MAX_MEASUREMENTS],
             measurement_rules: [0; MAX_MEASUREMENTS],
             measurement_userspace: [0; MAX_MEASUREMENTS],
@@ -239,7 +246,7 @@ pub mod counter {
     pub const LOST_ITEMS: u32 = 6;
     /// First of the reasons a datagram was handed to userspace whole.
     pub const PASS_FIRST: u32 = 7;
-    /// Longer than BUF_LEN.
+    /// Longer than BUF_LEN or than `KernelConfig::max_datagram`.
     pub const PASS_TOO_LONG: u32 = 7;
     /// A backslash escape.
     pub const PASS_ESCAPE: u32 = 8;
@@ -286,7 +293,7 @@ mod pod {
     unsafe impl aya::Pod for super::GroupKey {}
     // SAFETY: #[repr(C)] u64, i64: 16 bytes, no padding.
     unsafe impl aya::Pod for super::Cell {}
-    // SAFETY: #[repr(C)] u32 counts, then arrays of Name (u64, u32, u32,
+    // SAFETY: #[repr(C)] eight u32s, then arrays of Name (u64, u32, u32,
     // [u8; 32]), of u32 and of RuleSpec (u32s, with `_pad` filling to the
     // 8-byte alignment of its Names): every field starts where the one
     // before ends, so no padding anywhere.
@@ -309,11 +316,12 @@ mod tests {
         assert_eq!(size_of::<RuleSpec>(), 16 + 16 + 8 + 8 + 96);
         assert_eq!(offset_of!(RuleSpec, id), 40);
         assert_eq!(offset_of!(RuleSpec, filter_value), 48);
-        assert_eq!(offset_of!(KernelConfig, measurements), 24);
+        assert_eq!(offset_of!(KernelConfig, max_datagram), 24);
+        assert_eq!(offset_of!(KernelConfig, measurements), 32);
         assert_eq!(align_of::<KernelConfig>(), 8);
         assert_eq!(
             size_of::<KernelConfig>(),
-            24 + 8 * 48 + 8 * 4 + 8 * 4 + 8 * 48 + 4 * 48 + 8 * 144
+            32 + 8 * 48 + 8 * 4 + 8 * 4 + 8 * 48 + 4 * 48 + 8 * 144
         );
     }
 

@@ -183,8 +183,13 @@ mod programs {
 
     /// Parses the payload already in the scratch buffer and commits it.
     #[inline(always)]
-    fn parse_and_commit(s: *mut Scratch, len: u32, datagram_counter: u32) -> Verdict {
-        let (Some(cfg), Some(gen)) = (live_config(), GENERATION.get(0)) else {
+    fn parse_and_commit(
+        s: *mut Scratch,
+        cfg: *const KernelConfig,
+        len: u32,
+        datagram_counter: u32,
+    ) -> Verdict {
+        let Some(gen) = GENERATION.get(0) else {
             add(counter::PASS_INTERNAL, 1);
             return Verdict::Pass;
         };
@@ -269,7 +274,13 @@ mod programs {
             return Verdict::Pass;
         }
         let len = total - UDP_HEADER;
-        if len as usize > BUF_LEN {
+        let Some(cfg) = live_config() else {
+            add(counter::PASS_INTERNAL, 1);
+            return Verdict::Pass;
+        };
+        // SAFETY: live_config gave a non-null pointer to the live CONFIG
+        // slot, valid for the run; the daemon writes only the other slot.
+        if parse::too_long(len, unsafe { &*cfg }) {
             add(counter::PASS_TOO_LONG, 1);
             return Verdict::Pass;
         }
@@ -298,7 +309,7 @@ mod programs {
                 return Verdict::Pass;
             }
         }
-        parse_and_commit(s, len, counter::SF_DATAGRAMS)
+        parse_and_commit(s, cfg, len, counter::SF_DATAGRAMS)
     }
 
     /// The benchmarks' floor: counts and drops every datagram without
@@ -391,7 +402,7 @@ mod programs {
             return None;
         }
         let len = ulen - 8;
-        if len as usize > BUF_LEN {
+        if parse::too_long(len, cfg) {
             add(counter::PASS_TOO_LONG, 1);
             return Some(Verdict::Pass);
         }
@@ -416,7 +427,7 @@ mod programs {
                 return Some(Verdict::Pass);
             }
         }
-        Some(parse_and_commit(s, len, counter::XDP_DATAGRAMS))
+        Some(parse_and_commit(s, cfg, len, counter::XDP_DATAGRAMS))
     }
 
     #[panic_handler]

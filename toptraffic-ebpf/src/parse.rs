@@ -170,13 +170,22 @@ impl Scratch {
     };
 }
 
+/// Whether a payload of `len` bytes goes to userspace whole as too long:
+/// past what the scratch holds, or past `ingest.max_datagram`. The receive
+/// buffer is where `oversize` is decided and counted (userspace's
+/// `DropReason::Oversize`), for both paths: the kernel only declines.
+#[inline(always)]
+pub fn too_long(len: u32, cfg: &KernelConfig) -> bool {
+    len as usize > BUF_LEN || (cfg.max_datagram != 0 && len > cfg.max_datagram)
+}
+
 /// Passes 1 and 2 over `data` as the programs run them, with plain loops
 /// instead of `bpf_loop` (host tests): Err is the `counter::PASS_*` reason
 /// the datagram goes to userspace whole; on Ok the items to count are
 /// `s.items[..s.st.n_items]`.
 #[cfg(not(target_arch = "bpf"))]
 pub fn parse_lines(s: &mut Scratch, cfg: &KernelConfig, data: &[u8]) -> Result<(), u32> {
-    if data.len() > BUF_LEN {
+    if data.len() > u32::MAX as usize || too_long(data.len() as u32, cfg) {
         return Err(counter::PASS_TOO_LONG);
     }
     s.buf[..data.len()].copy_from_slice(data);

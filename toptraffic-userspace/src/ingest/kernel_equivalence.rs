@@ -614,6 +614,38 @@ fn datagrams_longer_than_the_buffer_go_up_whole() {
     );
 }
 
+/// `max_datagram` below the kernel's buffer: a longer datagram goes up
+/// whole, where the receive buffer of that size truncates it and userspace
+/// drops it as oversize; a shorter one is counted in the kernel.
+#[test]
+fn datagrams_past_max_datagram_go_up_whole() {
+    let f = default_fixture();
+    let mut cfg = f.kernel;
+    cfg.max_datagram = 512;
+    let line = b"combined,ip=10.0.0.1,id=1 count=1\n";
+    let of = |n: usize| -> Vec<u8> { line.iter().copied().cycle().take(n).collect() };
+    let short = of(400 - 400 % line.len());
+    assert_eq!(kernel(&cfg, &short).unwrap().points, 11);
+    assert_eq!(
+        kernel(&cfg, &of(512 - 512 % line.len())).unwrap().points,
+        15
+    );
+    for n in [513, 1000, BUF_LEN] {
+        assert_eq!(
+            kernel(&cfg, &of(n)).err(),
+            Some(counter::PASS_TOO_LONG),
+            "{n}"
+        );
+    }
+    let long = of(1000 - 1000 % line.len());
+    assert_eq!(kernel(&cfg, &long).err(), Some(counter::PASS_TOO_LONG));
+    assert_eq!(
+        kernel(&f.kernel, &long).unwrap().points,
+        29,
+        "without the bound"
+    );
+}
+
 #[test]
 fn a_userspace_only_measurement_sends_the_datagram_up() {
     let f = &fixtures()[2];

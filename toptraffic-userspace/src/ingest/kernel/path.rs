@@ -63,6 +63,18 @@ pub struct Options {
     /// Load both programs even if one is attached (tests: the verifier
     /// accepts both).
     pub load_all: bool,
+    /// `ingest.max_datagram`: longer datagrams are left to the sockets,
+    /// whose receive threads drop them as oversize.
+    pub max_datagram: usize,
+}
+
+/// What every config written carries besides the rules: XDP's port and
+/// address, and the longest datagram the programs count.
+#[derive(Debug, Clone, Copy)]
+struct Ingress {
+    port: u32,
+    addr: u32,
+    max_datagram: u32,
 }
 
 /// The loaded and attached kernel path.
@@ -79,8 +91,8 @@ pub struct KernelPath {
     sockets: Vec<RawFd>,
     /// The live CONFIG slot.
     config_slot: u32,
-    /// XDP's port and address, kept in every config written.
-    xdp_target: (u32, u32),
+    /// Kept in every config written.
+    ingress: Ingress,
     /// Rule id (as in the kernel's keys) to rule index.
     id_index: std::collections::HashMap<u32, usize>,
 }
@@ -99,11 +111,12 @@ fn write_config(
     ebpf: &mut Ebpf,
     slot: u32,
     config: &KernelConfig,
-    (port, addr): (u32, u32),
+    ingress: Ingress,
 ) -> Result<(), String> {
     let mut config = *config;
-    config.port = port;
-    config.addr = addr;
+    config.port = ingress.port;
+    config.addr = ingress.addr;
+    config.max_datagram = ingress.max_datagram;
     {
         let map = ebpf
             .map_mut("CONFIG")
@@ -170,11 +183,17 @@ impl KernelPath {
             }
             None => None,
         };
-        let xdp_target = match &opts.attach {
+        let (port, addr) = match &opts.attach {
             Attach::Xdp { port, addr, .. } => (*port as u32, u32::from_ne_bytes(addr.octets())),
             _ => (0, 0),
         };
-        write_config(&mut ebpf, 0, &plan.config, xdp_target).map_err(KernelError::Other)?;
+        let ingress = Ingress {
+            port,
+            addr,
+            // Past u32 it is past BUF_LEN too: the kernel's own bound holds.
+            max_datagram: opts.max_datagram.min(u32::MAX as usize) as u32,
+        };
+        write_config(&mut ebpf, 0, &plan.config, ingress).map_err(KernelError::Other)?;
 
         let gen_a = gen_data(take(&mut ebpf, "GEN_A")?, "GEN_A")?;
         let gen_b = gen_data(take(&mut ebpf, "GEN_B")?, "GEN_B")?;
@@ -208,7 +227,7 @@ impl KernelPath {
             plan,
             sockets: Vec::new(),
             config_slot: 0,
-            xdp_target,
+            ingress,
             id_index: Default::default(),
         };
         path.id_index = index_ids(&path.plan.ids);
@@ -325,7 +344,7 @@ impl KernelPath {
     /// ids: those of rules that kept their id go on counting for them.
     pub fn set_rules(&mut self, plan: KernelPlan, max_keys: Vec<usize>) -> Result<(), String> {
         let slot = 1 - self.config_slot;
-        write_config(&mut self.ebpf, slot, &plan.config, self.xdp_target)?;
+        write_config(&mut self.ebpf, slot, &plan.config, self.ingress)?;
         self.config_slot = slot;
         self.id_index = index_ids(&plan.ids);
         let mut last = vec![0; max_keys.len()];

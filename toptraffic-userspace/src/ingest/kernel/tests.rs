@@ -25,6 +25,7 @@ fn load_pinned(attach: Attach, pin_dir: Option<&Path>) -> Option<Result<KernelPa
         map_entries: 4096,
         pin_dir: pin_dir.map(Path::to_path_buf),
         load_all: true,
+        max_datagram: 65507,
     };
     match KernelPath::load(plan, max_keys, opts) {
         Ok(k) => Some(Ok(k)),
