@@ -156,7 +156,7 @@ mod programs {
     }
 
     /// Adds to `key` in the current generation; Some(1) when it inserted
-    /// the key, None when the map refused.
+    /// the key, None when the map or the key's cell refused.
     #[inline(always)]
     fn bump(gen: &GenMap, key: &GroupKey, lines: u64, sum: i64) -> Option<u64> {
         let mut inserted = 0;
@@ -174,9 +174,9 @@ mod programs {
         // SAFETY: cell is non-null (get_ptr_mut returned it) and points at
         // this CPU's Cell of a per-CPU map, valid for the run; the programs
         // do not nest on one CPU, so no one else writes it.
-        unsafe {
-            (*cell).lines += lines;
-            (*cell).sum += sum;
+        if !unsafe { (*cell).add(lines, sum) } {
+            // At CELL_MAX_LINES: refused, as a full map refuses.
+            return None;
         }
         Some(inserted)
     }

@@ -629,7 +629,7 @@ mod tests {
         fn drain_into(&mut self, snap: &mut IntervalSnapshot) {
             let mut tables: Vec<CountTable> = (0..self.1).map(|_| CountTable::new(1000)).collect();
             for (r, k, v) in self.0.lock().unwrap().drain(..) {
-                tables[r].add(&k, Cell { value: v, lines: 1 });
+                tables[r].add(&k, Cell::new(v, 1));
             }
             snap.merge(tables);
         }

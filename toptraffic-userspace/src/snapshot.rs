@@ -9,19 +9,81 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::key::Key;
 
+/// Integers up to this magnitude are exact in f64, so a value that is one
+/// is taken as the integer it is.
+const EXACT: f64 = (1u64 << 53) as f64;
+
 /// What one key added in one interval.
+///
+/// The aggregate (lines for a count, the field's sum for a sum) is held in
+/// two parts so that both ingest paths give the same value for the same
+/// lines: the values that are integers (of magnitude at most 2^53, which
+/// every value the kernel sums is) add exactly in `exact`, which cannot
+/// wrap (2^64 lines of 2^53 stay far below 2^127), whatever the order and
+/// however the lines were split over threads and CPUs; the others
+/// (fractions, larger numbers: only userspace counts them) add as f64 in
+/// `rest`. [`Cell::value`] rounds the exact part once. `exact` cannot
+/// wrap (2^64 lines of 2^53 stay far below 2^127).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Cell {
-    /// The aggregate: lines for a count, the field's sum for a sum.
-    pub value: f64,
+    /// The exact part, an i128 in two words: an i128 field would align the
+    /// cell, and every table slot, to 16 bytes.
+    exact_lo: u64,
+    exact_hi: i64,
+    pub rest: f64,
     /// Lines that contributed.
     pub lines: u64,
 }
 
 impl Cell {
+    /// `lines` lines adding up to `value`.
+    #[inline]
+    pub fn new(value: f64, lines: u64) -> Cell {
+        // Also false for NaN and the infinities.
+        if value.abs() <= EXACT && value.fract() == 0.0 {
+            Cell::from_exact(value as i128, lines)
+        } else {
+            Cell {
+                rest: value,
+                lines,
+                ..Cell::default()
+            }
+        }
+    }
+
+    /// An exact integer sum, as the kernel's drain gives it.
+    #[inline]
+    pub fn from_exact(sum: i128, lines: u64) -> Cell {
+        Cell {
+            exact_lo: sum as u64,
+            exact_hi: (sum >> 64) as i64,
+            rest: 0.0,
+            lines,
+        }
+    }
+
+    /// The sum of the integer values.
+    #[inline]
+    pub fn exact(&self) -> i128 {
+        ((self.exact_hi as i128) << 64) | self.exact_lo as i128
+    }
+
+    /// The aggregate.
+    #[inline]
+    pub fn value(&self) -> f64 {
+        if self.rest == 0.0 {
+            self.exact() as f64
+        } else {
+            self.exact() as f64 + self.rest
+        }
+    }
+
     #[inline]
     pub fn add(&mut self, other: Cell) {
-        self.value += other.value;
+        let sum = self.exact().wrapping_add(other.exact());
+        self.exact_lo = sum as u64;
+        self.exact_hi = (sum >> 64) as i64;
+        self.rest += other.rest;
         self.lines += other.lines;
     }
 }
@@ -285,7 +347,53 @@ mod tests {
     use crate::key::from_values;
 
     fn cell(v: f64) -> Cell {
-        Cell { value: v, lines: 1 }
+        Cell::new(v, 1)
+    }
+
+    #[test]
+    fn integer_values_add_exactly_whatever_the_order() {
+        let big = 999_999_999_999_999.0;
+        let mut up = Cell::default();
+        let mut down = Cell::default();
+        let values: Vec<f64> = (0..20_000)
+            .map(|i| if i % 3 == 2 { -big } else { big })
+            .chain([1.0, -0.0, 7.0])
+            .collect();
+        for v in &values {
+            up.add(cell(*v));
+        }
+        for v in values.iter().rev() {
+            down.add(cell(*v));
+        }
+        assert_eq!(up, down);
+        // 13,334 x big - 6,666 x big + 8, past f64's exact integers: one
+        // rounding, of the exact sum.
+        let want = 6_668i128 * 999_999_999_999_999 + 8;
+        assert_eq!(up.exact(), want);
+        assert_eq!(up.value(), want as f64);
+        assert_eq!(up.lines, 20_003);
+        // Past i64, and back across zero.
+        let mut c = Cell::default();
+        for _ in 0..10_000 {
+            c.add(cell(big));
+        }
+        assert!(c.exact() > i64::MAX as i128);
+        for _ in 0..10_000 {
+            c.add(cell(-big));
+        }
+        assert_eq!(c.value(), 0.0);
+    }
+
+    #[test]
+    fn fractions_and_huge_values_add_as_floats() {
+        let mut c = cell(0.5);
+        c.add(cell(2.0));
+        c.add(cell(9_007_199_254_740_994.0));
+        assert_eq!((c.exact(), c.rest), (2, 9_007_199_254_740_994.0));
+        assert_eq!(c.value(), 9_007_199_254_740_996.0);
+        assert_eq!(cell(-1e300).rest, -1e300);
+        assert_eq!(cell(f64::NAN).exact(), 0);
+        assert!(cell(f64::NAN).value().is_nan());
     }
 
     #[test]
@@ -297,7 +405,7 @@ mod tests {
         assert!(t.add(b"a", cell(2.0)), "known keys still count");
         assert_eq!(t.len(), 2);
         assert_eq!(t.overflow_lines, 1);
-        assert_eq!(t.get(b"a").unwrap().value, 3.0);
+        assert_eq!(t.get(b"a").unwrap().value(), 3.0);
     }
 
     #[test]
@@ -326,7 +434,7 @@ mod tests {
         b.add(&from_values(&["x"]), cell(2.0));
         b.add(&from_values(&["y"]), cell(5.0));
         a.merge(vec![b]);
-        assert_eq!(a.rules[0].get(&from_values(&["x"])).unwrap().value, 3.0);
+        assert_eq!(a.rules[0].get(&from_values(&["x"])).unwrap().value(), 3.0);
         assert_eq!(a.rules[0].get(&from_values(&["x"])).unwrap().lines, 2);
         assert_eq!(a.rules[0].lines(), 3);
     }
@@ -349,7 +457,7 @@ mod tests {
         s.merge(vec![kernel]);
         s.merge(vec![thread]);
         let t = &s.rules[0];
-        assert_eq!(t.get(&x).unwrap().value, 5.0);
+        assert_eq!(t.get(&x).unwrap().value(), 5.0);
         assert_eq!(t.get(&x).unwrap().lines, 2);
         // x once from each source, y and z.
         assert_eq!(t.len(), 4);

@@ -321,7 +321,7 @@ impl WindowEngine {
             for (key, cell) in table {
                 if let Some(i) = rule.find(&key) {
                     rule.advance(i, index);
-                    rule.slots[i * n + slot] += cell.value;
+                    rule.slots[i * n + slot] += cell.value();
                     rule.meta[i].last_seen = index;
                 } else if rule.len() < rule.max_keys {
                     let meta = Meta {
@@ -330,7 +330,7 @@ impl WindowEngine {
                         sum: 0.0,
                     };
                     let i = rule.push(key, meta);
-                    rule.slots[i * n + slot] = cell.value;
+                    rule.slots[i * n + slot] = cell.value();
                 } else {
                     overflow += cell.lines;
                 }
@@ -368,13 +368,7 @@ mod tests {
     fn snap(index: u64, entries: &[(&str, f64)]) -> IntervalSnapshot {
         let mut s = IntervalSnapshot::empty(index, [100]);
         for (k, v) in entries {
-            s.rules[0].add(
-                &from_values(&[k]),
-                Cell {
-                    value: *v,
-                    lines: 1,
-                },
-            );
+            s.rules[0].add(&from_values(&[k]), Cell::new(*v, 1));
         }
         s
     }
@@ -493,13 +487,7 @@ mod tests {
         let mut w = WindowEngine::new(N, [100, 100]);
         let mut s = snap(1, &[("a", 5.0)]);
         s.rules.push(crate::snapshot::CountTable::new(100));
-        s.rules[1].add(
-            &from_values(&["b"]),
-            Cell {
-                value: 7.0,
-                lines: 1,
-            },
-        );
+        s.rules[1].add(&from_values(&["b"]), Cell::new(7.0, 1));
         w.apply(s);
         // Old rule 1 becomes rule 0; rule 1 is new.
         w.remap(&[Some(1), None], &[50, 100]);
@@ -592,10 +580,7 @@ mod tests {
         for i in 0..1440u64 {
             let mut s = IntervalSnapshot::empty(i, [100_000]);
             for j in 0..50 {
-                let one = Cell {
-                    value: 1.0,
-                    lines: 1,
-                };
+                let one = Cell::new(1.0, 1);
                 s.rules[0].add(&from_values(&[format!("new{i}-{j}")]), one);
                 s.rules[0].add(&from_values(&[format!("old{j}")]), one);
             }

@@ -461,10 +461,7 @@ path = "/var/log/kapacitor/alerts.log"
                     _ => 0,
                 };
                 if lines > 0 {
-                    let cell = Cell {
-                        value: lines as f64,
-                        lines,
-                    };
+                    let cell = Cell::new(lines as f64, lines);
                     snap.rules[0].add(&from_values(&[ip, id]), cell);
                 }
             }
@@ -540,10 +537,7 @@ path = "/var/log/kapacitor/alerts.log"
         // 30,000 lines in one interval, then nothing: CRITICAL, which holds
         // until the interval leaves the window 60 s later, then OK.
         let mut snap = IntervalSnapshot::empty(0, [10]);
-        let cell = Cell {
-            value: 30_000.0,
-            lines: 30_000,
-        };
+        let cell = Cell::new(30_000.0, 30_000);
         snap.rules[0].add(&from_values(&["10.0.0.1", "1"]), cell);
         window.apply(snap);
         ra.evaluate(window.rule(0), t0);

@@ -28,6 +28,7 @@ use crate::ingest::udp::Counter;
 use crate::lineproto::proptests::edit;
 use crate::proptest_config::config;
 use crate::rules::RuleSet;
+use crate::snapshot::Cell;
 use crate::stats::{DropReason, LocalCounters};
 
 // ---------------------------------------------------------------------------
@@ -39,7 +40,7 @@ type Tables<V> = BTreeMap<(usize, Vec<u8>), (V, u64)>;
 /// What the kernel counted for a datagram it kept.
 #[derive(Debug, Clone, PartialEq)]
 struct KernelCount {
-    tables: Tables<i64>,
+    tables: Tables<i128>,
     points: u64,
     /// By `parse::DROP_*`: unknown_measurement, filtered, missing_field.
     drops: [u64; 3],
@@ -48,7 +49,7 @@ struct KernelCount {
 /// What userspace counted for a datagram.
 #[derive(Debug, Clone, PartialEq)]
 struct UserCount {
-    tables: Tables<f64>,
+    tables: Tables<Cell>,
     points: u64,
     /// unknown_measurement, filtered, missing_field, as the kernel has them.
     drops: [u64; 3],
@@ -68,8 +69,8 @@ fn kernel(cfg: &KernelConfig, data: &[u8]) -> Result<KernelCount, u32> {
         parse::build_key(&s.buf, item, &mut key);
         let cell = tables
             .entry((key.rule as usize, key.bytes().to_vec()))
-            .or_insert((0i64, 0u64));
-        cell.0 += item.value;
+            .or_insert((0i128, 0u64));
+        cell.0 += item.value as i128;
         cell.1 += 1;
     }
     let d = s.st.drops;
@@ -93,7 +94,7 @@ fn userspace(rules: &Arc<RuleSet>, data: &[u8]) -> UserCount {
     let mut flat = Tables::new();
     for (ri, t) in tables.iter().enumerate() {
         for (k, c) in t.iter() {
-            flat.insert((ri, k.to_vec()), (c.value, c.lines));
+            flat.insert((ri, k.to_vec()), (*c, c.lines));
         }
     }
     let kept = [
@@ -113,15 +114,11 @@ fn userspace(rules: &Arc<RuleSet>, data: &[u8]) -> UserCount {
     }
 }
 
-/// Whether the kernel's exact integer sum is what userspace's f64 sum holds.
-/// Userspace adds exact f64s (the kernel only sums integers of at most 15
-/// digits); above 2^53 its running sum may round, so compare relatively.
-fn same_sum(kernel: i64, user: f64) -> bool {
-    if kernel.unsigned_abs() <= 1 << 53 {
-        kernel as f64 == user
-    } else {
-        ((kernel as f64 - user) / user).abs() < 1e-12
-    }
+/// Whether userspace summed exactly what the kernel did: every value the
+/// kernel sums is an integer, which userspace adds exactly too, so the
+/// sums are equal, not close, and so are the values the window reads.
+fn same_sum(kernel: i128, user: &Cell) -> bool {
+    user.exact() == kernel && user.rest == 0.0 && user.value() == kernel as f64
 }
 
 /// Why the kernel's count differs from userspace's, if it does.
@@ -148,7 +145,7 @@ fn difference(k: &KernelCount, u: &UserCount) -> Option<String> {
         && k.tables
             .iter()
             .zip(&u.tables)
-            .all(|((kk, kv), (uk, uv))| kk == uk && kv.1 == uv.1 && same_sum(kv.0, uv.0));
+            .all(|((kk, kv), (uk, uv))| kk == uk && kv.1 == uv.1 && same_sum(kv.0, &uv.0));
     if !same_keys {
         return Some(format!(
             "tables differ:\n kernel    {:?}\n userspace {:?}",
@@ -549,6 +546,27 @@ proptest! {
     fn kernel_counts_edge_case_numbers_exactly_or_hands_over(d in numeric_datagram()) {
         for f in fixtures() {
             f.holds(&d)?;
+        }
+    }
+
+    /// Sums of the largest values the kernel takes (15 digits, either
+    /// sign) over many lines of few keys: past 2^53, where an f64 running
+    /// sum would round, both paths hold the same exact sum.
+    #[test]
+    fn kernel_sums_huge_values_exactly_as_userspace(
+        values in vec((0u8..2, -999_999_999_999_999i64..=999_999_999_999_999), 1..=60),
+        big in vec(select(&[999_999_999_999_999i64, -999_999_999_999_999][..]), 0..40),
+    ) {
+        let mut d = String::new();
+        for (i, (ip, v)) in values.iter().enumerate() {
+            let v = big.get(i).copied().unwrap_or(*v);
+            d.push_str(&format!("combined,ip=10.0.0.{ip},id=1 count={v}\n"));
+        }
+        for f in fixtures() {
+            let k = f.check(d.as_bytes())?;
+            if f.name == "default" {
+                prop_assert!(k.is_ok(), "plain sums stay in the kernel: {:?}", k.err());
+            }
         }
     }
 

@@ -72,7 +72,7 @@ impl Counter {
             match line {
                 Ok(line) => {
                     let outcome = rules.apply(&line, &mut self.scratch, |ri, key, value| {
-                        tables[ri].add(key, Cell { value, lines: 1 })
+                        tables[ri].add(key, Cell::new(value, 1))
                     });
                     match outcome {
                         Outcome::Counted => local.points += 1,
@@ -482,12 +482,12 @@ mod tests {
         assert_eq!(local.dropped[DropReason::ParseError as usize], 1);
         assert_eq!(local.dropped[DropReason::UnknownMeasurement as usize], 1);
         let k = key::from_values(&["1.2.3.4", "7"]);
-        assert_eq!(tables[0].get(&k).unwrap().value, 2.0);
+        assert_eq!(tables[0].get(&k).unwrap().value(), 2.0);
         assert_eq!(
             tables[1]
                 .get(&key::from_values(&["1.2.3.4"]))
                 .unwrap()
-                .value,
+                .value(),
             2.0
         );
         assert!(tables[2].is_empty());
@@ -532,7 +532,7 @@ mod tests {
         let total: f64 = tables
             .iter()
             .filter_map(|t| t[0].get(&key::from_values(&["9.9.9.9", "1"])))
-            .map(|c| c.value)
+            .map(|c| c.value())
             .sum();
         assert_eq!(total, 100.0);
         assert_eq!(counters.snapshot().dropped(DropReason::Oversize), 1);
@@ -550,7 +550,7 @@ mod tests {
                 .take_interval()
                 .iter()
                 .filter_map(|t| t[0].get(&k))
-                .map(|c| c.value)
+                .map(|c| c.value())
                 .sum()
         };
         // Sent flat out and stopped at once: most are still queued.

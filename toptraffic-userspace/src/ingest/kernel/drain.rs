@@ -104,21 +104,16 @@ impl Generations {
             .map(|(m, n)| CountTable::unique_with_capacity(*m, n + n / 8))
             .collect();
         let (mut lines, mut keys) = (0u64, 0u64);
-        let mut totals = KCell::default();
+        let mut totals = Cell::default();
         let ncpus = self.ncpus;
         sys::batch_walk(
             self.maps[old].fd().as_fd(),
             ncpus,
             aya_obj::generated::bpf_cmd::BPF_MAP_LOOKUP_BATCH,
             |key, cells| {
-                let mut sum = KCell::default();
-                for c in cells {
-                    sum.lines += c.lines;
-                    sum.sum += c.sum;
-                }
+                let sum = add_cpus(cells);
                 if key.rule == TOTALS_RULE {
-                    totals.lines += sum.lines;
-                    totals.sum += sum.sum;
+                    totals.add(sum);
                     return;
                 }
                 lines += sum.lines;
@@ -126,13 +121,7 @@ impl Generations {
                 // Counts of a rule a reload removed or regrouped are gone
                 // with it.
                 if let Some(t) = id_index.get(&key.rule).and_then(|i| tables.get_mut(*i)) {
-                    t.push_unique(
-                        key.bytes(),
-                        Cell {
-                            value: sum.sum as f64,
-                            lines: sum.lines,
-                        },
-                    );
+                    t.push_unique(key.bytes(), sum);
                 }
             },
         )?;
@@ -148,7 +137,7 @@ impl Generations {
             .map_err(|_| io::Error::other("the clearing thread stopped"))?;
         self.clearing = true;
         let evicted_lines = totals.lines.saturating_sub(lines);
-        let evicted_keys = (totals.sum.max(0) as u64).saturating_sub(keys);
+        let evicted_keys = (totals.exact().clamp(0, u64::MAX as i128) as u64).saturating_sub(keys);
         if evicted_lines > 0 {
             counters.evicted_lines.fetch_add(evicted_lines, Relaxed);
             warn!(
@@ -185,6 +174,16 @@ impl Generations {
     }
 }
 
+/// A key's per-CPU cells added up, exactly: the kernel's sums stay
+/// integers until the window reads them (see `snapshot::Cell`).
+fn add_cpus(cells: &[KCell]) -> Cell {
+    let mut sum = Cell::default();
+    for c in cells {
+        sum.add(Cell::from_exact(c.sum(), c.lines()));
+    }
+    sum
+}
+
 /// The thread that empties drained generations, off the rotation's path:
 /// deleting is as slow as reading. It walks with a batch command that
 /// deletes as it reads (a list of the keys would cost as much memory as
@@ -216,5 +215,32 @@ impl Clearer {
             })
             .map_err(|e| KernelError::Other(format!("starting the clearing thread: {e}")))?;
         Ok(Clearer { jobs, done })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu(values: &[i64]) -> KCell {
+        let mut c = KCell::default();
+        for v in values {
+            assert!(c.add(1, *v));
+        }
+        c
+    }
+
+    #[test]
+    fn cpus_add_up_exactly_past_i64() {
+        let (max, min) = (i64::MAX, i64::MIN);
+        let cells = [cpu(&[max, max]), cpu(&[max]), cpu(&[]), cpu(&[1, 2])];
+        let c = add_cpus(&cells);
+        assert_eq!(c.exact(), 3 * max as i128 + 3);
+        assert_eq!(c.lines, 5);
+        assert_eq!(c.value(), (3 * max as i128 + 3) as f64);
+        // Each CPU past i64 in its own direction: they cancel exactly.
+        let c = add_cpus(&[cpu(&[max, max, 7]), cpu(&[min, min]), cpu(&[-2])]);
+        assert_eq!((c.exact(), c.lines), (3, 6));
+        assert_eq!(c.value(), 3.0);
     }
 }

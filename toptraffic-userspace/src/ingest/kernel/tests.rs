@@ -142,6 +142,37 @@ fn test_run_counts_a_plain_datagram_and_passes_an_escaped_one_whole() {
     assert_eq!(k.counters().passed()[1], ("escape", 1));
 }
 
+/// One CPU's cell past i64 (200 runs of 60 lines of 10^15 - 1, about
+/// 1.2e19), up and down: the program's sum and the drain stay exact.
+#[test]
+fn test_run_sums_past_i64_exactly() {
+    let Some(mut k) = load_or_skip(Attach::None) else {
+        return;
+    };
+    let big = 999_999_999_999_999i64;
+    let lines = |ip: &str, v: i64| format!("combined,ip={ip},id=1 count={v}\n").repeat(60);
+    let up = lines("10.0.0.1", big);
+    let down = lines("10.0.0.2", -big);
+    for d in [&up, &down] {
+        let (verdict, _) = k.test_run(false, d.as_bytes(), 200).unwrap();
+        assert_eq!(verdict, 0, "counted in the kernel");
+    }
+    // A few lines back towards zero on the first key.
+    let (verdict, _) = k
+        .test_run(false, b"combined,ip=10.0.0.1,id=1 count=-5", 3)
+        .unwrap();
+    assert_eq!(verdict, 0);
+    let d = k.drain().unwrap();
+    let key = |ip: &str| crate::key::from_values(&[ip, "1"]);
+    let want = 12_000 * big as i128;
+    let a = d.tables[0].get(&key("10.0.0.1")).unwrap();
+    assert_eq!((a.exact(), a.lines), (want - 15, 12_003));
+    assert_eq!(a.value(), (want - 15) as f64);
+    assert!(a.exact() > i64::MAX as i128);
+    let b = d.tables[0].get(&key("10.0.0.2")).unwrap();
+    assert_eq!((b.exact(), b.lines), (-want, 12_000));
+}
+
 #[test]
 fn socket_filter_counts_plain_datagrams_and_passes_the_rest_whole() {
     let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -175,9 +206,15 @@ fn socket_filter_counts_plain_datagrams_and_passes_the_rest_whole() {
     let d = k.drain().unwrap();
     let key = |v: &[&str]| crate::key::from_values(v);
     let combined = &d.tables[0];
-    assert_eq!(combined.get(&key(&["10.0.0.0", "7"])).unwrap().value, 500.0);
+    assert_eq!(
+        combined.get(&key(&["10.0.0.0", "7"])).unwrap().value(),
+        500.0
+    );
     assert_eq!(combined.get(&key(&["10.0.0.1", "7"])).unwrap().lines, 500);
-    assert_eq!(d.tables[1].get(&key(&["10.0.0.1"])).unwrap().value, 1000.0);
+    assert_eq!(
+        d.tables[1].get(&key(&["10.0.0.1"])).unwrap().value(),
+        1000.0
+    );
     assert_eq!(d.keys, 4);
     assert_eq!(d.evicted_lines, 0);
     // The next drain reads the other generation, empty.
