@@ -297,9 +297,11 @@ impl Netns {
                 "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
             ],
             &["link", "set", &ns_if, "netns", &name],
-            &["addr", "add", &host_ip, "dev", &host_if],
+            &["addr", "add", &host_ip, "brd", "+", "dev", &host_if],
             &["link", "set", &host_if, "up"],
-            &["-n", &name, "addr", "add", &ns_ip, "dev", &ns_if],
+            &[
+                "-n", &name, "addr", "add", &ns_ip, "brd", "+", "dev", &ns_if,
+            ],
             &["-n", &name, "link", "set", &ns_if, "up"],
         ];
         for args in steps {
@@ -336,6 +338,110 @@ impl Drop for Netns {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
+    }
+}
+
+/// A UDP socket of the namespace `ns`, bound to `addr`: made on a thread
+/// that enters it (setns moves only the calling thread).
+fn socket_in(ns: &str, addr: &str) -> std::net::UdpSocket {
+    let (ns, addr) = (ns.to_string(), addr.to_string());
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+        // SAFETY: setns(2) on an open netns file descriptor, which `f`
+        // keeps alive for the call; it changes this thread's namespace
+        // only, and the thread ends after making the socket.
+        let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        std::net::UdpSocket::bind(addr).unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Sends 30 one-line datagrams each by unicast, to the veth's subnet
+/// broadcast and to a multicast group from the namespace, and to
+/// loopback's broadcast from the host, to a daemon in `mode` with three
+/// receive sockets on 0.0.0.0; the stats once it has counted them all.
+fn broadcast_run(ns: &Netns, mode: &str) -> Value {
+    let c = with_ingest(
+        &config("60s", "500ms", &format!("bcast-{mode}")),
+        "threads = 3",
+    );
+    let d = Daemon::start_on(&c, "0.0.0.0:0", &["--mode", mode]);
+    assert_eq!(d.stats()["mode"], mode);
+    let port = d.udp.port();
+    // The host takes the group on the veth, so that its frames are
+    // delivered (to every socket bound to the port, as mc_all wants).
+    let member = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    member
+        .join_multicast_v4(
+            &"239.77.0.1".parse().unwrap(),
+            &"10.202.0.1".parse().unwrap(),
+        )
+        .unwrap();
+    let tx = socket_in(&ns.name, "10.202.0.2:0");
+    tx.set_broadcast(true).unwrap();
+    let local = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    local.set_broadcast(true).unwrap();
+    let from = libc::in_addr {
+        s_addr: u32::from_ne_bytes([10, 202, 0, 2]),
+    };
+    // SAFETY: setsockopt(2) reads an in_addr (4 bytes) from `from`, alive
+    // for the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&tx),
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_IF,
+            (&from as *const libc::in_addr).cast(),
+            std::mem::size_of::<libc::in_addr>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    for i in 0..30 {
+        let line = |kind: &str| format!("combined,ip={kind},id={i} count=1");
+        tx.send_to(line("unicast").as_bytes(), ("10.202.0.1", port))
+            .unwrap();
+        tx.send_to(line("subnet").as_bytes(), ("10.202.0.255", port))
+            .unwrap();
+        tx.send_to(line("multicast").as_bytes(), ("239.77.0.1", port))
+            .unwrap();
+        local
+            .send_to(line("loopback").as_bytes(), ("127.255.255.255", port))
+            .unwrap();
+    }
+    d.wait_stats(Duration::from_secs(20), "every datagram counted", |s| {
+        points(s) >= 120
+    });
+    // Copies would arrive with their originals: a window later, all are in.
+    d.wait_next_window(Duration::from_secs(10));
+    d.stats()
+}
+
+/// A datagram sent to a broadcast or multicast address reaches every
+/// SO_REUSEPORT socket bound to the port (the kernel hands each a copy);
+/// the daemon counts it once, in both modes.
+#[test]
+fn broadcast_and_multicast_datagrams_are_counted_once_in_both_modes() {
+    let test = "broadcast_and_multicast_datagrams_are_counted_once_in_both_modes";
+    let Some(ns) = Netns::create("b", 202) else {
+        return;
+    };
+    let mut modes = vec!["userspace"];
+    if kernel_available(test) {
+        modes.push("kernel");
+    }
+    for mode in modes {
+        let s = broadcast_run(&ns, mode);
+        assert_eq!(points(&s), 120, "{mode}: {s}");
+        assert_eq!(s["rules"][0]["keys"], 120, "{mode}: {s}");
+        assert_eq!(s["dropped"]["receive_queue"], 0, "{mode}: {s}");
+        let datagrams =
+            s["datagrams_kernel"].as_u64().unwrap() + s["datagrams_userspace"].as_u64().unwrap();
+        assert_eq!(datagrams, 120, "{mode}: {s}");
+        if mode == "kernel" {
+            assert_eq!(s["points_kernel"], 120, "{s}");
+        }
     }
 }
 

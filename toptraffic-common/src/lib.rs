@@ -319,10 +319,13 @@ pub mod counter {
     pub const PASS_USERSPACE_RULE: u32 = 14;
     /// The program could not reach its scratch, config or generation map.
     pub const PASS_INTERNAL: u32 = 15;
-    pub const COUNT: u32 = 16;
+    /// Broadcast or multicast copies that the sockets other than the first
+    /// emptied (the first socket's copy is counted).
+    pub const PEER_COPIES: u32 = 16;
+    pub const COUNT: u32 = 17;
 
     /// Names of the pass reasons, from PASS_FIRST, for stats and metrics.
-    pub const PASS_NAMES: [&str; (COUNT - PASS_FIRST) as usize] = [
+    pub const PASS_NAMES: [&str; (PEER_COPIES - PASS_FIRST) as usize] = [
         "too_long",
         "escape",
         "too_many_lines",

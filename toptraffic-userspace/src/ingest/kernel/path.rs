@@ -27,6 +27,8 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/to
 static OBJECT: &[u8] = &[];
 
 pub(super) const SOCK_PROG: &str = "toptraffic_sock";
+/// The filter on the sockets after the first (see the program).
+pub(super) const PEER_PROG: &str = "toptraffic_sock_peer";
 #[cfg(any(test, feature = "bench"))]
 pub(super) const FLOOR_PROG: &str = "toptraffic_floor";
 pub(super) const XDP_PROG: &str = "toptraffic_xdp";
@@ -235,6 +237,7 @@ impl KernelPath {
         let want_xdp = matches!(opts.attach, Attach::Xdp { .. }) || opts.load_all;
         if want_sock {
             path.load_program(SOCK_PROG)?;
+            path.load_program(PEER_PROG)?;
         }
         if want_xdp {
             path.load_program(XDP_PROG)?;
@@ -244,7 +247,7 @@ impl KernelPath {
             path.load_program(FLOOR_PROG)?;
         }
         match opts.attach {
-            Attach::Sockets(fds) => path.attach_sockets(SOCK_PROG, fds)?,
+            Attach::Sockets(fds) => path.attach_sockets(SOCK_PROG, PEER_PROG, fds)?,
             Attach::Xdp {
                 interface, mode, ..
             } => {
@@ -273,22 +276,28 @@ impl KernelPath {
                 path.xdp = Some(link);
             }
             #[cfg(any(test, feature = "bench"))]
-            Attach::Floor(fds) => path.attach_sockets(FLOOR_PROG, fds)?,
+            Attach::Floor(fds) => path.attach_sockets(FLOOR_PROG, FLOOR_PROG, fds)?,
             Attach::None => {}
         }
         Ok(path)
     }
 
-    /// Attaches the loaded socket filter `name` to every socket in `fds`;
-    /// they are detached on drop.
-    fn attach_sockets(&mut self, name: &str, fds: Vec<RawFd>) -> Result<(), KernelError> {
-        let prog: &SocketFilter = self
-            .ebpf
-            .program(name)
-            .expect("loaded before attaching")
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| KernelError::Other(e.to_string()))?;
-        for fd in &fds {
+    /// Attaches the loaded socket filter `first` to the first socket of
+    /// `fds` and `peer` to the others; they are detached on drop.
+    fn attach_sockets(
+        &mut self,
+        first: &str,
+        peer: &str,
+        fds: Vec<RawFd>,
+    ) -> Result<(), KernelError> {
+        for (i, fd) in fds.iter().enumerate() {
+            let name = if i == 0 { first } else { peer };
+            let prog: &SocketFilter = self
+                .ebpf
+                .program(name)
+                .expect("loaded before attaching")
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| KernelError::Other(e.to_string()))?;
             // The daemon's sockets outlive the kernel path (it is dropped
             // first) and the filter is detached on drop.
             sys::attach_socket_filter(prog, *fd).map_err(|e| {
