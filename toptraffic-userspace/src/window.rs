@@ -496,6 +496,40 @@ mod tests {
         assert_eq!(w.current(), Some(1));
     }
 
+    /// The same lines, drained from the kernel as one exact sum per
+    /// interval or added line by line in userspace (in another order),
+    /// give the window the same values, also past i64 and 2^53.
+    #[test]
+    fn sums_read_the_same_whichever_path_counted_them() {
+        let big = 999_999_999_999_999i64;
+        let lines: Vec<i64> = (0..16_000)
+            .map(|i| if i % 5 == 4 { -big } else { big })
+            .collect();
+        let mut kernel = WindowEngine::new(N, [100]);
+        let mut user = WindowEngine::new(N, [100]);
+        for i in 0..3u64 {
+            let exact: i128 = lines.iter().map(|v| *v as i128).sum::<i128>() + i as i128;
+            assert!(exact > i64::MAX as i128);
+            let mut k = IntervalSnapshot::empty(i, [100]);
+            k.rules[0].add(&from_values(&["a"]), Cell::from_exact(exact, 16_001));
+            kernel.apply(k);
+            let mut u = IntervalSnapshot::empty(i, [100]);
+            for v in lines.iter().rev().chain([&(i as i64)]) {
+                u.rules[0].add(&from_values(&["a"]), Cell::new(*v as f64, 1));
+            }
+            user.apply(u);
+            assert_eq!(
+                kernel
+                    .rule(0)
+                    .value(&from_values(&["a"]))
+                    .unwrap()
+                    .to_bits(),
+                user.rule(0).value(&from_values(&["a"])).unwrap().to_bits(),
+                "after interval {i}"
+            );
+        }
+    }
+
     #[test]
     fn export_and_import_restore_values_and_expiry() {
         let mut w = WindowEngine::new(N, [100]);
