@@ -1,7 +1,8 @@
 //! End to end: every line received is counted by a rule or under one drop
 //! reason, once, even when a rule's key table overflows at every level (a
 //! receive thread's table, the interval's merge, the kernel's map, the
-//! window).
+//! window), with one rule or several per measurement, and the points are
+//! split by the path that received the lines.
 
 mod common;
 
@@ -19,14 +20,26 @@ const MALFORMED_PER_BATCH: u64 = 30;
 /// datagram, from several sockets so that several receive threads count
 /// them, then malformed lines in datagrams of their own. Returns the lines.
 fn send_batch(udp: SocketAddr, batch: u64, keys: u64) -> u64 {
-    let senders: Vec<UdpSocket> = (0..4)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect();
     let valid: Vec<String> = (0..keys)
         .map(|k| format!("combined,ip=10.{batch}.{},id={k} count=1i", k % 7))
         .collect();
+    send_lines(udp, &[valid]);
+    keys + MALFORMED_PER_BATCH
+}
+
+/// Sends each group of lines ten a datagram (a datagram never mixes two
+/// groups), from several sockets so that several receive threads count
+/// them, then [`MALFORMED_PER_BATCH`] malformed lines.
+fn send_lines(udp: SocketAddr, groups: &[Vec<String>]) {
+    let senders: Vec<UdpSocket> = (0..4)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
     let malformed = vec!["combined,ip=1.2.3.4 count=".to_string(); MALFORMED_PER_BATCH as usize];
-    for (i, chunk) in valid.chunks(10).chain(malformed.chunks(10)).enumerate() {
+    let datagrams = groups
+        .iter()
+        .flat_map(|g| g.chunks(10))
+        .chain(malformed.chunks(10));
+    for (i, chunk) in datagrams.enumerate() {
         senders[i % senders.len()]
             .send_to(chunk.join("\n").as_bytes(), udp)
             .unwrap();
@@ -35,15 +48,21 @@ fn send_batch(udp: SocketAddr, batch: u64, keys: u64) -> u64 {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
-    keys + MALFORMED_PER_BATCH
 }
 
 /// Sends the batches, each into a later interval than the one before (so
 /// each meets a full window), and returns the stats once all are in.
 fn flood(d: &Daemon, batches: &[u64]) -> (u64, Value) {
+    flood_with(d, batches.len(), |b| {
+        send_batch(d.udp, b, batches[b as usize])
+    })
+}
+
+/// As [`flood`], with batch `b` sent by `send(b)`, which returns its lines.
+fn flood_with(d: &Daemon, batches: usize, send: impl Fn(u64) -> u64) -> (u64, Value) {
     let mut sent = 0;
-    for (b, keys) in batches.iter().enumerate() {
-        sent += send_batch(d.udp, b as u64, *keys);
+    for b in 0..batches as u64 {
+        sent += send(b);
         d.wait_stats(Duration::from_secs(30), "the batch accounted", |s| {
             lines_accounted(s) >= sent
         });
@@ -121,5 +140,145 @@ fn kernel_counts_every_line_once_when_its_map_evicts_and_a_rule_overflows() {
         s["dropped"]["key_table_full"], s["rules"][0]["overflow_lines"],
         "{s}"
     );
+    assert!(d.terminate().success());
+}
+
+/// Three rules take `combined`: the first only the `edge` lines, by
+/// (ip, id); the second every line by id; the third every line by ip.
+fn shared_measurement_config(every: &str, extra_ingest: &str) -> String {
+    let rule = |name: &str, group_by: &str, filter: &str| {
+        format!(
+            "[[rule]]\nname = \"{name}\"\nmeasurement = \"combined\"\ngroup_by = {group_by}\n\
+             {filter}aggregate = \"sum\"\nfield = \"count\"\nas = \"totalCount\"\nmax_keys = {MAX_KEYS}\n\n"
+        )
+    };
+    format!(
+        "[ingest]\n{extra_ingest}\n\n[window]\nperiod = \"1m\"\nevery = \"{every}\"\n\n{}{}{}",
+        rule("pairs", "[\"ip\", \"id\"]", "where = { role = \"edge\" }\n"),
+        rule("stores", "[\"id\"]", ""),
+        rule("ips", "[\"ip\"]", ""),
+    )
+}
+
+/// Userspace lines per batch: their escaped `uri` makes the kernel pass
+/// their datagrams to userspace; fewer keys than max_keys, so that no
+/// receive thread's table refuses them.
+const ESCAPED_PER_BATCH: u64 = 300;
+
+/// Batch `batch`: `keys` lines the kernel can count and
+/// [`ESCAPED_PER_BATCH`] it cannot, every line with a key of its own in
+/// every rule, half of them `edge`. The id says which path received the
+/// line and its role: `k` or `u`, then `e` (edge) or `c`.
+fn send_mixed(udp: SocketAddr, batch: u64, keys: u64) -> u64 {
+    let line = |path: &str, uri: &str, k: u64| {
+        let role = if k.is_multiple_of(2) { "edge" } else { "core" };
+        let ip_hi = if path == "k" { batch } else { 200 + batch };
+        format!(
+            "combined,uri={uri},ip=10.{ip_hi}.{}.{},id={path}{}{batch}-{k},role={role} count=1i",
+            k / 250,
+            k % 250,
+            &role[..1],
+        )
+    };
+    let kernel: Vec<String> = (0..keys).map(|k| line("k", "/p", k)).collect();
+    let escaped: Vec<String> = (0..ESCAPED_PER_BATCH)
+        .map(|k| line("u", r"/a\ b", k))
+        .collect();
+    send_lines(udp, &[kernel, escaped]);
+    keys + ESCAPED_PER_BATCH + MALFORMED_PER_BATCH
+}
+
+/// What holds in either mode with the rules sharing the measurement.
+fn assert_shared_accounted(s: &Value, sent: u64, batches: u64) {
+    assert_eq!(s["dropped"]["receive_queue"], 0, "{s}");
+    assert_eq!(
+        lines_accounted(s),
+        sent,
+        "received = counted + dropped: {s}"
+    );
+    assert_eq!(
+        s["dropped"]["parse_error"],
+        batches * MALFORMED_PER_BATCH,
+        "{s}"
+    );
+    for (i, name) in ["pairs", "stores", "ips"].iter().enumerate() {
+        let rule = &s["rules"][i];
+        assert_eq!(rule["name"], *name);
+        assert_eq!(rule["keys"], MAX_KEYS, "{s}");
+        assert!(rule["overflow_lines"].as_u64().unwrap() > 0, "{s}");
+    }
+    assert!(s["dropped"]["key_table_full"].as_u64().unwrap() > 0, "{s}");
+}
+
+/// The lines in the window of the rule that owns them, by the path that
+/// received them: `pairs` owns the edge lines (it is first), `stores` the
+/// others (no receive thread's table and no kernel map refuses a line;
+/// every line has a key of its own, and its value is its count of 1).
+fn window_points(d: &Daemon) -> (u64, u64) {
+    let (mut kernel, mut userspace) = (0u64, 0u64);
+    for (rule, owned) in [("pairs", "e"), ("stores", "c")] {
+        let top = d.get(&format!("/api/v1/top?rule={rule}&limit={MAX_KEYS}"));
+        for row in top["top"].as_array().unwrap() {
+            let id = row["tags"]["id"].as_str().unwrap();
+            let value = row["value"].as_f64().unwrap() as u64;
+            match (&id[..1], &id[1..2]) {
+                ("k", o) if o == owned => kernel += value,
+                ("u", o) if o == owned => userspace += value,
+                _ => {}
+            }
+        }
+    }
+    (kernel, userspace)
+}
+
+#[test]
+fn userspace_counts_every_line_once_when_rules_share_a_measurement() {
+    let d = Daemon::start(
+        &shared_measurement_config("300ms", "threads = 2"),
+        &["--mode", "userspace"],
+    );
+    assert_eq!(d.stats()["mode"], "userspace");
+    let batches = [3_000, 3_000, 1_000];
+    let (sent, s) = flood_with(&d, batches.len(), |b| {
+        send_mixed(d.udp, b, batches[b as usize])
+    });
+    assert_shared_accounted(&s, sent, batches.len() as u64);
+    assert_eq!(s["points_kernel"], 0, "{s}");
+    assert_eq!(s["dropped"]["evicted"], 0, "{s}");
+    assert!(d.terminate().success());
+}
+
+#[test]
+fn kernel_splits_points_by_path_when_rules_share_a_measurement() {
+    let name = "kernel_splits_points_by_path_when_rules_share_a_measurement";
+    if !kernel_available(name) {
+        return;
+    }
+    let config =
+        shared_measurement_config("2s", &format!("pin_dir = \"{}\"", pin_dir("drops-shared")));
+    let d = Daemon::start(&config, &["--mode", "kernel"]);
+    let s = d.stats();
+    assert_eq!(s["mode"], "kernel", "{s}");
+    let entries = s["kernel"]["setup"]["map_entries"].as_u64().unwrap();
+    // The first batch overflows the kernel's map and every rule (its keys
+    // are spread over at most two intervals); the second, and its
+    // userspace lines, meet full windows.
+    let batches = [2 * entries + 2_000, 1_000];
+    let (sent, s) = flood_with(&d, batches.len(), |b| {
+        send_mixed(d.udp, b, batches[b as usize])
+    });
+    assert_shared_accounted(&s, sent, batches.len() as u64);
+    assert!(s["dropped"]["evicted"].as_u64().unwrap() > 0, "{s}");
+    let escaped = s["kernel"]["passed_to_userspace"]["escape"].as_u64();
+    assert_eq!(
+        escaped,
+        Some(batches.len() as u64 * ESCAPED_PER_BATCH / 10),
+        "{s}"
+    );
+    let (kernel, userspace) = window_points(&d);
+    assert_eq!(s["points_kernel"], kernel, "{s}");
+    assert_eq!(s["points_userspace"], userspace, "{s}");
+    // The second batch's userspace lines all met a full window.
+    assert!(userspace < batches.len() as u64 * ESCAPED_PER_BATCH, "{s}");
     assert!(d.terminate().success());
 }

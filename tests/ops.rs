@@ -260,8 +260,8 @@ fn memory_bound(cfg: &Config, cpus: u64) -> u64 {
     // doubled, and the 4-byte index with its control byte at 2.29 buckets
     // a key.
     let window = 2 * (K + 24 + 8 * n) + 12;
-    // A hash table slot (key, 32-byte cell, control byte) at 2.29 slots a key.
-    let table = (K + 33) * 229 / 100 + 1;
+    // A hash table slot (key, 40-byte cell, control byte) at 2.29 slots a key.
+    let table = (K + 41) * 229 / 100 + 1;
     // At SIGTERM: every key's ring copied out, and encoded into a buffer
     // that may have doubled once, next to the open interval's table.
     let state = K + 40 + (8 * n + 16) + 2 * (L + 8 * n + 24);
@@ -500,7 +500,7 @@ fn memory_bound_matches_the_documented_example() {
     for (r, k) in cfg.rules.iter_mut().zip([200_000, 100_000, 50_000]) {
         r.max_keys = k;
     }
-    assert_eq!(memory_bound(&cfg, 16), 738_506_688);
+    assert_eq!(memory_bound(&cfg, 16), 770_006_688);
 }
 
 // ---------------------------------------------------------------------------

@@ -146,11 +146,15 @@ fn reloads_keep_counts_and_a_bad_config_keeps_the_old_one() {
 }
 
 fn http_post(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, "POST", path)
+}
+
+fn http_request(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();
@@ -225,4 +229,203 @@ fn a_restart_keeps_a_steady_key_continuous_and_sends_no_second_warning() {
         "{alerts}"
     );
     let _ = BIN;
+}
+
+/// Kernel mode on a 60 s window (it holds everything a test sends), one
+/// rule of `max_keys` keys, and `more` rules after it.
+fn kernel_config(max_keys: u64, more: &str, pins: &str) -> String {
+    format!(
+        r#"
+[ingest]
+mode = "kernel"
+pin_dir = "{pins}"
+[http]
+reload = true
+[window]
+period = "60s"
+every = "500ms"
+
+[[rule]]
+name = "top_combined"
+measurement = "combined"
+group_by = ["ip", "id"]
+field = "count"
+as = "totalCount"
+max_keys = {max_keys}
+{more}"#
+    )
+}
+
+/// Sends `lines`, four to a datagram.
+fn send_lines(d: &Daemon, lines: impl IntoIterator<Item = String>) {
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let lines: Vec<String> = lines.into_iter().collect();
+    for chunk in lines.chunks(4) {
+        tx.send_to(chunk.join("\n").as_bytes(), d.udp).unwrap();
+    }
+}
+
+/// Waits until `total` lines are accounted for (counted or dropped under a
+/// reason), then for the window after that; returns the stats.
+fn settle(d: &Daemon, total: u64) -> Value {
+    d.wait_stats(Duration::from_secs(20), "every line accounted", |s| {
+        toptraffic_loadgen::lines_accounted(s) >= total
+    });
+    d.wait_next_window(Duration::from_secs(10));
+    let s = d.stats();
+    assert_eq!(toptraffic_loadgen::lines_accounted(&s), total, "{s}");
+    s
+}
+
+/// Lines dropped, under every reason.
+fn dropped(s: &Value) -> u64 {
+    s["dropped"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum()
+}
+
+fn map_entries(s: &Value) -> u64 {
+    s["kernel"]["setup"]["map_entries"].as_u64().unwrap()
+}
+
+/// The top of `rule` as (tags joined by ",") -> value.
+fn top_values(d: &Daemon, rule: &str) -> std::collections::HashMap<String, f64> {
+    let top = d.get(&format!("/api/v1/top?rule={rule}&limit=100000"));
+    top["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let tags = e["tags"].as_object().unwrap();
+            let mut k: Vec<String> = tags
+                .iter()
+                .map(|(n, v)| format!("{n}={}", v.as_str().unwrap()))
+                .collect();
+            k.sort();
+            (k.join(","), e["value"].as_f64().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn kernel_reloads_grow_the_maps_add_rules_and_a_failed_one_keeps_the_old_config() {
+    let test = "kernel_reloads_grow_the_maps_add_rules_and_a_failed_one_keeps_the_old_config";
+    if !common::kernel_available(test) {
+        return;
+    }
+    let pins = common::pin_dir("reload");
+    let path = temp_file("kernel-reload.toml", &kernel_config(1_000, "", &pins));
+    let d = Daemon::start_from_file(&path, &["--mode", "kernel"]);
+    let s = d.stats();
+    assert_eq!(s["mode"], "kernel", "{s}");
+    let small = map_entries(&s);
+    let kept = "id=1,ip=192.0.2.1";
+    let k_lines = |n: usize| (0..n).map(|_| "combined,ip=192.0.2.1,id=1 count=1".to_string());
+    let mut sent = 0u64;
+
+    // The kept key first, then three times max_keys keys: a thousand keys
+    // fit, the others are dropped under a reason.
+    send_lines(&d, k_lines(300));
+    sent += 300;
+    settle(&d, sent);
+    send_lines(
+        &d,
+        (0..3_000).map(|i| format!("combined,ip=10.1.{}.{},id=1 count=1", i / 256, i % 256)),
+    );
+    sent += 3_000;
+    let s = settle(&d, sent);
+    let refused = dropped(&s);
+    assert!(refused >= 2_000, "{s}");
+    assert_eq!(d.get("/api/v1/top?rule=top_combined")["keys"], 1_000);
+    assert_eq!(top_values(&d, "top_combined")[kept], 300.0);
+
+    // SIGHUP raising max_keys past what the maps hold: they grow, the
+    // window keeps its keys.
+    std::fs::write(&path, kernel_config(20_000, "", &pins)).unwrap();
+    sighup(&d);
+    let s = wait_reloads(&d, 1, 0);
+    let msg = s["reloads"]["last"]["message"].as_str().unwrap();
+    assert!(msg.contains("1 rules kept their counts"), "{msg}");
+    let grown = map_entries(&s);
+    assert!(grown > 20_000 && grown > small, "{s}");
+    for n in ["gen_a", "gen_b"] {
+        assert!(std::path::Path::new(&pins).join(n).exists(), "{n} unpinned");
+    }
+    // Twelve thousand keys more, each counted exactly, none dropped.
+    send_lines(
+        &d,
+        (0..12_000).map(|i| format!("combined,ip=10.2.{}.{},id=2 count=2", i / 256, i % 256)),
+    );
+    send_lines(&d, k_lines(200));
+    sent += 12_200;
+    let s = settle(&d, sent);
+    assert_eq!(dropped(&s), refused, "{s}");
+    assert_eq!(s["points_userspace"], 0, "{s}");
+    let top = top_values(&d, "top_combined");
+    assert_eq!(top.len(), 13_000);
+    assert_eq!(top[kept], 500.0, "the kept key's count goes on");
+    for i in 0..12_000 {
+        let k = format!("id=2,ip=10.2.{}.{}", i / 256, i % 256);
+        assert_eq!(top.get(&k), Some(&2.0), "{k}");
+    }
+
+    // Over the API: a rule added to the kernel, the maps grow again.
+    let ids = "[[rule]]\nname = \"top_ids\"\nmeasurement = \"combined\"\ngroup_by = [\"id\"]\nmax_keys = 20000\n";
+    std::fs::write(&path, kernel_config(20_000, ids, &pins)).unwrap();
+    let (status, body) = http_post(d.http, "/api/v1/reload");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("1 rules kept their counts, 1 started fresh"),
+        "{body}"
+    );
+    let s = d.stats();
+    assert!(map_entries(&s) > 40_000, "{s}");
+    send_lines(
+        &d,
+        (0..100).map(|i| format!("combined,ip=10.3.0.{i},id=77 count=1")),
+    );
+    send_lines(&d, k_lines(10));
+    sent += 110;
+    let s = settle(&d, sent);
+    assert_eq!(dropped(&s), refused, "{s}");
+    assert_eq!(s["points_userspace"], 0, "{s}");
+    let ids_top = top_values(&d, "top_ids");
+    assert_eq!(ids_top.len(), 2, "{ids_top:?}");
+    assert_eq!(ids_top["id=77"], 100.0);
+    assert_eq!(ids_top["id=1"], 10.0);
+    assert_eq!(top_values(&d, "top_combined")[kept], 510.0);
+
+    // Maps of 300 million entries are beyond what the kernel creates: the
+    // reload fails, says why, and the old config goes on counting.
+    let huge = format!(
+        "{}[[rule]]\nname = \"top_ips\"\nmeasurement = \"combined\"\ngroup_by = [\"ip\"]\nmax_keys = 100000000\n",
+        ids.replace("20000", "100000000")
+    );
+    std::fs::write(&path, kernel_config(100_000_000, &huge, &pins)).unwrap();
+    let (status, body) = http_post(d.http, "/api/v1/reload");
+    assert_eq!(status, 400, "{body}");
+    for want in [
+        "the kernel path cannot take the new rules",
+        "rule \\\"top_ips\\\" max_keys = 100000000",
+        &format!("the maps hold {}", map_entries(&s)),
+        "lower max_keys",
+        "the old one stays in force",
+    ] {
+        assert!(body.contains(want), "{want:?} not in {body}");
+    }
+    let after = wait_reloads(&d, 2, 1);
+    assert_eq!(map_entries(&after), map_entries(&s), "{after}");
+    let (status, body) = http_request(d.http, "GET", "/api/v1/top?rule=top_ips");
+    assert_eq!(status, 404, "the refused rule is not in force: {body}");
+    send_lines(&d, k_lines(20));
+    sent += 20;
+    let s = settle(&d, sent);
+    assert_eq!(dropped(&s), refused, "{s}");
+    assert_eq!(top_values(&d, "top_combined")[kept], 530.0);
+    assert_eq!(top_values(&d, "top_ids")["id=1"], 30.0);
+    assert!(d.terminate().success());
+    assert!(!std::path::Path::new(&pins).exists(), "pins left behind");
 }

@@ -90,67 +90,48 @@ impl GroupKey {
     }
 }
 
-/// Bits of [`Cell::lines_hi`] that count lines; the rest hold the sum's
-/// high bits.
-pub const CELL_LINE_BITS: u32 = 37;
-/// Most lines one CPU adds to one key in one generation (about 1.4e11: a
-/// CPU parsing 10^7 lines a second on one key would need four hours).
-/// Past it the cell refuses lines, counted as lost: its sum cannot leave
-/// its range (|sum| <= lines x (10^15 - 1) < 2^90).
-pub const CELL_MAX_LINES: u64 = (1 << CELL_LINE_BITS) - 1;
+/// Largest magnitude of a value the kernel sums; a datagram with a larger
+/// summed integer goes to userspace whole (`counter::PASS_LARGE_VALUE`).
+/// With at most u32::MAX lines in a cell, a cell's sum stays within
+/// (2^32 - 1) x (2^31 - 1) < 2^63: it never wraps.
+pub const MAX_SUMMED: i64 = i32::MAX as i64;
 
-/// What a key added in one generation, per CPU: the lines and the sum of
-/// the aggregate (1 per line for a count), the sum a 91-bit integer so that
-/// it never wraps (an i64 did after 9,224 lines of 15-digit values), in
-/// the 16 bytes a per-CPU entry had. In the totals entry: lines committed
-/// and keys inserted this generation.
+/// What a key added in one generation, per CPU.
+///
+/// 16 bytes (it is allocated for every entry on every possible CPU): the
+/// line counts are 32 bits, and a cell refuses a line that would take
+/// `lines` past u32::MAX, so that the sum, of values of at most
+/// [`MAX_SUMMED`] in magnitude, never wraps. The drain adds the CPUs' cells
+/// in i128.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cell {
-    /// Lines in the low CELL_LINE_BITS bits; the sum's bits from 64 up,
-    /// signed, in the others.
-    pub lines_hi: u64,
-    /// The sum's low 64 bits.
-    pub sum_lo: u64,
+    /// Lines counted. In the totals entry: keys inserted this generation.
+    pub lines: u32,
+    /// Of `lines`, those this rule owns: the line's first rule, in config
+    /// order, whose count was committed (the rule that counts it as a
+    /// point). 0 in the totals entry.
+    pub owned: u32,
+    /// Sum of the aggregate (1 per line for a count). In the totals entry:
+    /// owned lines committed this generation.
+    pub sum: i64,
 }
 
 impl Cell {
-    /// Lines counted.
+    /// Adds `lines` lines, `owned` of them owned, summing to `v`; false,
+    /// adding nothing, when `lines` would pass u32::MAX. `v` is at most
+    /// `lines x MAX_SUMMED` in magnitude, so the sum stays exact.
     #[inline(always)]
-    pub fn lines(&self) -> u64 {
-        self.lines_hi & CELL_MAX_LINES
-    }
-
-    /// The sum's bits from 64 up (an arithmetic shift keeps the sign).
-    #[inline(always)]
-    fn hi(&self) -> i64 {
-        (self.lines_hi as i64) >> CELL_LINE_BITS
-    }
-
-    /// Adds `lines` lines summing to `v`, exactly; false, adding nothing,
-    /// when the cell would pass CELL_MAX_LINES. `v` is at most
-    /// `lines x (10^15 - 1)` in magnitude (the kernel sums values of at
-    /// most 15 digits).
-    #[inline(always)]
-    pub fn add(&mut self, lines: u64, v: i64) -> bool {
-        let n = self.lines() + lines;
-        if n > CELL_MAX_LINES {
+    pub fn add(&mut self, lines: u32, owned: u32, v: i64) -> bool {
+        let Some(n) = self.lines.checked_add(lines) else {
             return false;
-        }
-        let lo = self.sum_lo.wrapping_add(v as u64);
-        // The carry out of the low word, and v's sign extended into the
-        // high bits (-1 for a negative v).
-        let carry = (lo < self.sum_lo) as i64;
-        let hi = self.hi() + carry + (v >> 63);
-        self.sum_lo = lo;
-        self.lines_hi = ((hi as u64) << CELL_LINE_BITS) | n;
+        };
+        self.lines = n;
+        // owned <= lines: it cannot pass u32::MAX either.
+        self.owned = self.owned.wrapping_add(owned);
+        // Bounded as MAX_SUMMED says: never wraps.
+        self.sum = self.sum.wrapping_add(v);
         true
-    }
-
-    /// The sum.
-    #[cfg(not(target_arch = "bpf"))]
-    pub fn sum(&self) -> i128 {
-        ((self.hi() as i128) << 64) | self.sum_lo as i128
     }
 }
 
@@ -294,9 +275,10 @@ pub mod counter {
     pub const DROP_UNKNOWN_MEASUREMENT: u32 = 3;
     pub const DROP_FILTERED: u32 = 4;
     pub const DROP_MISSING_FIELD: u32 = 5;
-    /// (line, rule) counts lost because a generation map refused an insert
-    /// after part of the datagram was committed.
-    pub const LOST_ITEMS: u32 = 6;
+    /// Lines of a counted datagram none of whose (line, rule) counts a
+    /// generation map took (it refused the inserts, or the keys' cells
+    /// were at their line bound).
+    pub const LOST_LINES: u32 = 6;
     /// First of the reasons a datagram was handed to userspace whole.
     pub const PASS_FIRST: u32 = 7;
     /// Longer than BUF_LEN or than `KernelConfig::max_datagram`.
@@ -313,16 +295,18 @@ pub mod counter {
     pub const PASS_UNSUPPORTED: u32 = 11;
     /// Not valid line protocol: userspace counts the parse error.
     pub const PASS_INVALID: u32 = 12;
-    /// A summed value that is not an integer (or has more than 15 digits).
+    /// A summed value that is not an integer.
     pub const PASS_FRACTION: u32 = 13;
     /// A measurement that a rule the kernel cannot evaluate takes.
     pub const PASS_USERSPACE_RULE: u32 = 14;
     /// The program could not reach its scratch, config or generation map.
     pub const PASS_INTERNAL: u32 = 15;
+    /// A summed integer past [`crate::MAX_SUMMED`] in magnitude.
+    pub const PASS_LARGE_VALUE: u32 = 16;
     /// Broadcast or multicast copies that the sockets other than the first
     /// emptied (the first socket's copy is counted).
-    pub const PEER_COPIES: u32 = 16;
-    pub const COUNT: u32 = 17;
+    pub const PEER_COPIES: u32 = 17;
+    pub const COUNT: u32 = 18;
 
     /// Names of the pass reasons, from PASS_FIRST, for stats and metrics.
     pub const PASS_NAMES: [&str; (PEER_COPIES - PASS_FIRST) as usize] = [
@@ -335,6 +319,7 @@ pub mod counter {
         "fraction",
         "userspace_rule",
         "internal",
+        "large_value",
     ];
 }
 
@@ -347,7 +332,7 @@ mod pod {
 
     // SAFETY: #[repr(C)] u32, u32, [u8; 64]: 72 bytes, no padding.
     unsafe impl aya::Pod for super::GroupKey {}
-    // SAFETY: #[repr(C)] u64, u64: 16 bytes, no padding.
+    // SAFETY: #[repr(C)] u32, u32, i64: 16 bytes, no padding.
     unsafe impl aya::Pod for super::Cell {}
     // SAFETY: #[repr(C)] eight u32s, then arrays of Name (u64, u32, u32,
     // [u8; 32]), of u32 and of RuleSpec (u32s, with `_pad` filling to the
@@ -358,10 +343,8 @@ mod pod {
 
 #[cfg(test)]
 mod tests {
-    extern crate std;
     use super::*;
     use core::mem::{align_of, offset_of, size_of};
-    use std::vec::Vec;
 
     #[test]
     fn layouts_are_the_wire_format() {
@@ -369,6 +352,8 @@ mod tests {
         assert_eq!(offset_of!(GroupKey, len), 4);
         assert_eq!(offset_of!(GroupKey, data), 8);
         assert_eq!(size_of::<Cell>(), 16);
+        assert_eq!(offset_of!(Cell, owned), 4);
+        assert_eq!(offset_of!(Cell, sum), 8);
         assert_eq!(size_of::<Name>(), 48);
         assert_eq!(offset_of!(Name, bytes), 16);
         assert_eq!(size_of::<RuleSpec>(), 16 + 16 + 8 + 8 + 96);
@@ -390,62 +375,28 @@ mod tests {
         assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
     }
 
-    fn summed(values: &[i64]) -> Cell {
+    #[test]
+    fn a_full_cell_refuses_lines_and_its_sum_never_wraps() {
+        let (max, min) = (MAX_SUMMED, -MAX_SUMMED);
         let mut c = Cell::default();
-        for v in values {
-            assert!(c.add(1, *v));
+        for v in [max, max, min, 5] {
+            assert!(c.add(1, 1, v));
         }
-        c
-    }
-
-    #[test]
-    fn sums_are_exact_past_i64_in_both_directions() {
-        let big = 999_999_999_999_999i64;
-        let many = summed(&[big; 20_000]);
-        assert_eq!(many.sum(), 20_000 * big as i128);
-        assert!(many.sum() > i64::MAX as i128);
-        assert_eq!(many.lines(), 20_000);
-        let many = summed(&[-big; 20_000]);
-        assert_eq!(many.sum(), -20_000 * big as i128);
-        assert!(many.sum() < i64::MIN as i128);
-        // At the word boundary, in both directions.
-        let (max, min) = (i64::MAX, i64::MIN);
-        assert_eq!(summed(&[max, 1]).sum(), max as i128 + 1);
-        assert_eq!(summed(&[min, -1]).sum(), min as i128 - 1);
-        assert_eq!(summed(&[max, max, min, min, 5]).sum(), 3);
-        // Mixed signs: back across zero, whatever the order.
-        let mut mixed: Vec<i64> = [big; 10_000].into_iter().chain([-big; 9_999]).collect();
-        mixed.push(-7);
-        assert_eq!(summed(&mixed).sum(), big as i128 - 7);
-        mixed.reverse();
-        assert_eq!(summed(&mixed).sum(), big as i128 - 7);
-        assert_eq!(summed(&[-1, -1, 1]).sum(), -1);
-        assert_eq!(summed(&[1, -2]).sum(), -1);
-        assert_eq!(summed(&[]).sum(), 0);
-    }
-
-    #[test]
-    fn a_cell_at_its_line_bound_refuses_lines_whole() {
-        let big = 999_999_999_999_999i64;
-        // The bound's worst case: every line the largest value, either sign.
-        for v in [big, -big] {
+        assert_eq!((c.lines, c.owned, c.sum), (4, 4, max + 5));
+        // The bound's worst case, either sign: u32::MAX lines of the
+        // largest value fit in i64.
+        for v in [max, min] {
             let mut c = Cell::default();
-            assert!(c.add(CELL_MAX_LINES - 1, 0));
-            // Stand-in for CELL_MAX_LINES lines of v: the sum they reach.
-            let (lo, hi) = {
-                let s = CELL_MAX_LINES as i128 * v as i128;
-                (s as u64, (s >> 64) as i64)
-            };
-            c.sum_lo = lo;
-            c.lines_hi = ((hi as u64) << CELL_LINE_BITS) | (CELL_MAX_LINES - 1);
-            assert_eq!(c.sum(), CELL_MAX_LINES as i128 * v as i128);
-            assert!(c.add(1, 0));
-            assert_eq!(c.lines(), CELL_MAX_LINES);
+            assert!(c.add(u32::MAX - 1, 1, (u32::MAX as i64 - 1) * v));
+            assert!(c.add(1, 0, v));
+            assert_eq!(c.sum as i128, u32::MAX as i128 * v as i128);
             let before = c;
-            assert!(!c.add(1, v), "full");
+            assert!(!c.add(1, 1, v), "full");
             assert_eq!(c, before, "nothing added");
-            assert_eq!(c.sum(), CELL_MAX_LINES as i128 * v as i128);
         }
+        // The bound itself: no cell sum can pass i64.
+        assert!(u32::MAX as i128 * MAX_SUMMED as i128 <= i64::MAX as i128);
+        assert!(-(u32::MAX as i128) * MAX_SUMMED as i128 >= i64::MIN as i128);
     }
 
     #[test]

@@ -95,10 +95,12 @@ mod programs {
         /// The generation this run writes, looked up once: a swap during
         /// the run must not split its counts (or its totals) over two maps.
         gen: *const GenMap,
-        /// Items committed and keys inserted (for the totals entry).
-        committed: u64,
-        inserted: u64,
-        lost: u64,
+        /// Lines owned and keys inserted (for the totals entry).
+        owned: u32,
+        inserted: u32,
+        /// 1 from a line's first item until one of its items is committed:
+        /// that item's rule owns the line.
+        pending: u32,
     }
 
     extern "C" fn parse_cb(_: u32, ctx: *mut c_void) -> i64 {
@@ -147,12 +149,13 @@ mod programs {
         // loop; it stays alive while a program that looked it up runs (the
         // swap waits for an RCU grace period).
         let gen = unsafe { &*c.gen };
-        match bump(gen, &key, 1, item.value) {
-            Some(inserted) => {
-                c.committed += 1;
-                c.inserted += inserted;
-            }
-            None => c.lost += 1,
+        if item.owner != 0 {
+            c.pending = 1;
+        }
+        if let Some(inserted) = bump(gen, &key, 1, c.pending, item.value) {
+            c.inserted += inserted;
+            c.owned += c.pending;
+            c.pending = 0;
         }
         0
     }
@@ -160,7 +163,7 @@ mod programs {
     /// Adds to `key` in the current generation; Some(1) when it inserted
     /// the key, None when the map or the key's cell refused.
     #[inline(always)]
-    fn bump(gen: &GenMap, key: &GroupKey, lines: u64, sum: i64) -> Option<u64> {
+    fn bump(gen: &GenMap, key: &GroupKey, lines: u32, owned: u32, sum: i64) -> Option<u32> {
         let mut inserted = 0;
         let cell = match gen.get_ptr_mut(key) {
             Some(p) => p,
@@ -176,8 +179,9 @@ mod programs {
         // SAFETY: cell is non-null (get_ptr_mut returned it) and points at
         // this CPU's Cell of a per-CPU map, valid for the run; the programs
         // do not nest on one CPU, so no one else writes it.
-        if !unsafe { (*cell).add(lines, sum) } {
-            // At CELL_MAX_LINES: refused, as a full map refuses.
+        if !unsafe { (*cell).add(lines, owned, sum) } {
+            // At u32::MAX lines: refused, as a full map refuses (the line
+            // goes to the next rule that takes it, or is lost).
             return None;
         }
         Some(inserted)
@@ -202,9 +206,9 @@ mod programs {
             s,
             cfg,
             gen,
-            committed: 0,
+            owned: 0,
             inserted: 0,
-            lost: 0,
+            pending: 0,
         };
         let ctx_ptr = &mut ctx as *mut LoopCtx as *mut c_void;
         // Each call takes one byte or more, the virtual newline past the
@@ -240,7 +244,9 @@ mod programs {
             unsafe { bpf_loop(n_items, commit_cb as *mut c_void, ctx_ptr, 0) };
             let mut totals = GroupKey::zeroed();
             totals.rule = TOTALS_RULE;
-            let _ = bump(gen, &totals, ctx.committed, ctx.inserted as i64);
+            // Its lines are keys inserted, each taking a map slot: far
+            // below u32::MAX, so the cell does not refuse them.
+            let _ = bump(gen, &totals, ctx.inserted, 0, ctx.owned as i64);
         }
         add(datagram_counter, 1);
         add(counter::POINTS, points as u64);
@@ -253,7 +259,12 @@ mod programs {
             counter::DROP_MISSING_FIELD,
             drops[DROP_MISSING_FIELD] as u64,
         );
-        add(counter::LOST_ITEMS, ctx.lost);
+        // Every line with an item has one owner unless the map refused all
+        // of its items.
+        add(
+            counter::LOST_LINES,
+            (points as u64).saturating_sub(ctx.owned as u64),
+        );
         Verdict::Counted
     }
 

@@ -25,7 +25,7 @@
 use toptraffic_common::{
     counter, fnv1a_step, GroupKey, KernelConfig, Name, BUF_LEN, FNV_OFFSET, KEY_DATA,
     KEY_LEN_PREFIX, MAX_FIELDS, MAX_FILTERS, MAX_GROUP, MAX_ITEMS, MAX_LINES, MAX_MEASUREMENTS,
-    MAX_NAMES, MAX_RULES, NAME_LEN, RULE_ENABLED, RULE_SUM,
+    MAX_NAMES, MAX_RULES, MAX_SUMMED, NAME_LEN, RULE_ENABLED, RULE_SUM,
 };
 
 const MASK: u32 = BUF_LEN as u32 - 1;
@@ -51,7 +51,8 @@ const NUM_INT: u32 = 4;
 const NUM_UINT: u32 = 8;
 const NUM_FRAC_NONZERO: u32 = 16;
 
-/// Most integer digits of a summed value (exact in f64 and i64).
+/// Most integer digits of a summed value the accumulator holds (exact in
+/// f64 and i64); a summed value must also be at most MAX_SUMMED.
 const SUM_DIGITS: u32 = 15;
 /// Most digits of an `i`/`u` field taken without range checks (19 digits
 /// may overflow i64).
@@ -91,6 +92,10 @@ pub struct Item {
     pub rule: u32,
     pub n_group: u32,
     pub value: i64,
+    /// 1 on the line's first item: its rule owns the line (counts it as a
+    /// point) if the map takes the count, else the next item's rule does.
+    pub owner: u32,
+    pub _pad: u32,
     pub slots: [Cap; MAX_GROUP],
 }
 
@@ -165,6 +170,8 @@ impl Scratch {
             rule: 0,
             n_group: 0,
             value: 0,
+            owner: 0,
+            _pad: 0,
             slots: [Cap::UNSEEN; MAX_GROUP],
         }; MAX_ITEMS],
     };
@@ -677,8 +684,12 @@ fn end_field_value(st: &mut State) -> bool {
         let bit = 1u32 << st.field;
         // The first occurrence of a field counts, as in userspace.
         if st.cur.fset & bit == 0 {
-            if st.num_digits > SUM_DIGITS || f & NUM_FRAC_NONZERO != 0 {
+            if f & NUM_FRAC_NONZERO != 0 {
                 return bail(st, counter::PASS_FRACTION);
+            }
+            // Past MAX_SUMMED a cell's sum could wrap: userspace sums it.
+            if st.num_digits > SUM_DIGITS || st.acc > MAX_SUMMED {
+                return bail(st, counter::PASS_LARGE_VALUE);
             }
             let v = if f & NUM_NEG != 0 { -st.acc } else { st.acc };
             if let Some(slot) = st.cur.fvals.get_mut(st.field as usize) {
@@ -753,6 +764,7 @@ pub fn eval_line(s: &mut Scratch, cfg: &KernelConfig, l: u32) -> bool {
             let item = &mut s.items[idx];
             item.rule = spec.id;
             item.value = value;
+            item.owner = !counted as u32;
             let mut key_len = 0u32;
             let mut g = 0usize;
             while g < MAX_GROUP {

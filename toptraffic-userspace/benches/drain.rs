@@ -73,8 +73,11 @@ fn main() {
         )
         .expect("load the kernel path");
         let ks = keys(n);
-        let mut cell = Cell::default();
-        cell.add(3, 3);
+        let cell = Cell {
+            lines: 3,
+            owned: 3,
+            sum: 3,
+        };
         let rounds = if n >= 1_000_000 { 3 } else { 5 };
         let (mut swaps, mut drains, mut clears, mut slow) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());

@@ -233,7 +233,8 @@ async fn stats(State(st): State<AppState>) -> Json<Stats> {
             }
         })
         .collect();
-    let last = s.last_reload().map(|(t, r)| {
+    let (reloads_ok, reloads_failed, last) = s.reloads();
+    let last = last.map(|(t, r)| {
         let (ok, message) = match r {
             Ok(m) => (true, m),
             Err(e) => (false, e),
@@ -258,9 +259,9 @@ async fn stats(State(st): State<AppState>) -> Json<Stats> {
         points_kernel: k.points,
         points_userspace: u.points,
         reloads: Reloads {
-            failed: s.reloads_failed.load(Relaxed),
+            failed: reloads_failed,
             last,
-            ok: s.reloads_ok.load(Relaxed),
+            ok: reloads_ok,
         },
         rotations: s.rotations.load(Relaxed),
         rules,

@@ -122,10 +122,39 @@ impl IntervalSource for KernelSource {
             warn!(rule = %rule, reason = %why, "rule runs in userspace: datagrams with its measurement are handed over whole");
         }
         let max_keys = r.config.rules.iter().map(|x| x.max_keys).collect();
-        self.path.set_rules(plan, max_keys)?;
+        let entries = map_entries(r.config, &plan);
+        let held = self.path.map_entries();
+        let kernel_rules: Vec<String> = r
+            .config
+            .rules
+            .iter()
+            .zip(&plan.userspace_only)
+            .filter(|(_, u)| u.is_none())
+            .map(|(x, _)| format!("rule {:?} max_keys = {}", x.name, x.max_keys))
+            .collect();
+        let started = Instant::now();
+        self.path.set_rules(plan, max_keys, entries).map_err(|e| {
+            if entries > held {
+                format!(
+                    "the kernel path cannot take the new rules: they need generation maps of {entries} entries ({}), the maps hold {held}, and {e}; lower max_keys, or run these rules in userspace (restart with --mode userspace)",
+                    kernel_rules.join(", ")
+                )
+            } else {
+                format!("the kernel path cannot take the new rules: {e}")
+            }
+        })?;
+        if entries > held {
+            info!(
+                from = held,
+                to = entries,
+                took_ms = started.elapsed().as_millis() as u64,
+                "resized the kernel's generation maps"
+            );
+        }
         let mut mode = self.shared.mode.write().unwrap_or_else(|e| e.into_inner());
         if let Some(k) = &mut mode.kernel {
             k.userspace_rules = userspace_rules;
+            k.map_entries = self.path.map_entries();
         }
         Ok(())
     }
@@ -367,7 +396,9 @@ pub async fn run(
         "window"
     );
 
-    let mut sources: Vec<Box<dyn IntervalSource>> = vec![Box::new(udp.clone())];
+    // The kernel source first: its reload can fail, and a failure must come
+    // before any other source took the new rules (see IntervalSource).
+    let mut sources: Vec<Box<dyn IntervalSource>> = Vec::new();
     if let Some(path) = kernel {
         let _ = shared.kernel.set(path.counters());
         sources.push(Box::new(KernelSource {
@@ -376,6 +407,7 @@ pub async fn run(
             metrics: metrics.clone(),
         }));
     }
+    sources.push(Box::new(udp.clone()));
     sources.push(Box::new(SocketDrops {
         base: udp.socket_drops(),
         udp: udp.clone(),

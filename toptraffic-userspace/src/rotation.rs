@@ -2,7 +2,6 @@
 //! (drain the sources, slide the window, evaluate alerts, publish), applies
 //! reloads between rotations, and saves and restores the state file.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -17,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::persist::{self, SavedRule, SavedState};
 use crate::rules::RuleSet;
 use crate::sink::{spawn_sink, SinkHandle};
-use crate::snapshot::{CountTable, IntervalSnapshot, Intervals};
+use crate::snapshot::{ByPath, CountTable, IntervalSnapshot, Intervals};
 use crate::view::{Shared, WindowView};
 use crate::window::{ApplyReport, WindowEngine};
 
@@ -38,7 +37,10 @@ pub trait IntervalSource: Send {
     /// Moves everything counted since the last call into `snap`.
     fn drain_into(&mut self, snap: &mut IntervalSnapshot);
 
-    /// Switches to new rules. Called after `check_reload` said yes.
+    /// Switches to new rules. Called after `check_reload` said yes. An
+    /// error leaves the source as it was, with the old rules. Sources
+    /// reload in order and the first error ends the reload, so a source
+    /// whose reload can fail comes before those whose reload cannot.
     fn reload(&mut self, _r: &mut Reload<'_>) -> Result<(), String> {
         Ok(())
     }
@@ -220,24 +222,19 @@ impl Rotator {
     }
 
     /// Adds `snap` to the window, and counts as dropped the lines that a
-    /// path counted and their rule then refused (at the merge, or in the
-    /// window) when that rule is the only one of their measurement: no
-    /// other rule holds them. Another rule of the measurement may hold
-    /// them, which no count says, so theirs stay counted (and in each
-    /// rule's `overflow_lines`).
+    /// path counted as points and their owning rule then refused, at the
+    /// merge or in the window (see `Cell::owned`): each path's share leaves
+    /// that path's points for key_table_full.
     fn slide(&mut self, snap: IntervalSnapshot) -> ApplyReport {
-        let merged: Vec<u64> = snap.rules.iter().map(|t| t.late_lines).collect();
-        let report = self.window.apply(snap);
-        let refused: u64 = merged
-            .iter()
-            .zip(&report.overflow_lines)
-            .enumerate()
-            .filter(|&(i, _)| self.rules.sole_of_measurement(i))
-            .map(|(_, (m, w))| m + w)
-            .sum();
-        if refused != 0 {
-            self.shared.refused_late.fetch_add(refused, Relaxed);
+        let mut refused = ByPath::default();
+        for t in &snap.rules {
+            refused.add(t.late);
         }
+        let report = self.window.apply(snap);
+        for r in &report.refused_owned {
+            refused.add(*r);
+        }
+        self.shared.refuse_late(refused);
         report
     }
 
@@ -289,18 +286,14 @@ impl Rotator {
                     .position(|o| o.name == n.name && o.grouping() == n.grouping())
             })
             .collect();
-        let old_sinks = self.shared.sinks();
-        let mut alerts = match &self.rt {
-            Some(rt) => start_alerts(&new, &self.shared, rt),
-            None => Vec::new(),
-        };
+        let mut next_id = self.next_id;
         let ids: Vec<u32> = keep
             .iter()
             .map(|k| match k {
                 Some(i) => self.ids[*i],
                 None => {
-                    self.next_id += 1;
-                    self.next_id - 1
+                    next_id += 1;
+                    next_id - 1
                 }
             })
             .collect();
@@ -311,12 +304,23 @@ impl Rotator {
             ids: &ids,
             carry: Vec::new(),
         };
+        // Everything that can fail comes first: a source that cannot take
+        // the rules (the kernel's maps or rule map) leaves every source,
+        // the window and the alert blocks with the old config.
         for s in &mut self.sources {
-            if let Err(e) = s.reload(&mut r) {
-                // check_reload said yes; a failure here is the kernel's.
-                error!(error = %e, "a source could not take the new rules");
-            }
+            s.reload(&mut r).map_err(|e| {
+                format!(
+                    "{}: {e} (the config was not reloaded; the old one stays in force)",
+                    new.source
+                )
+            })?;
         }
+        self.next_id = next_id;
+        let old_sinks = self.shared.sinks();
+        let mut alerts = match &self.rt {
+            Some(rt) => start_alerts(&new, &self.shared, rt),
+            None => Vec::new(),
+        };
         // Counts made before the switch go to the rules that kept their
         // grouping, with what was carried before.
         let mut carry: Vec<CountTable> = new
@@ -903,6 +907,52 @@ mod tests {
         r.rotate(101);
         assert_eq!(r.top("a", 1).unwrap().top[0].1, 4.0);
         assert_eq!(shared.view().rule("a").unwrap().keys(), 1);
+    }
+
+    /// A source whose reload fails the first `self.0` times, as the
+    /// kernel's does when it cannot take the rules.
+    struct Refuses(usize);
+
+    impl IntervalSource for Refuses {
+        fn drain_into(&mut self, _snap: &mut IntervalSnapshot) {}
+
+        fn reload(&mut self, _r: &mut Reload<'_>) -> Result<(), String> {
+            if self.0 == 0 {
+                return Ok(());
+            }
+            self.0 -= 1;
+            Err("the maps cannot grow".into())
+        }
+    }
+
+    #[test]
+    fn a_source_refusing_the_reload_leaves_the_old_config_in_force() {
+        let (mut r, feed, shared) = rotator_with(Config::parse(TWO, "t.toml").unwrap());
+        r.sources.insert(0, Box::new(Refuses(1)));
+        feed.lock()
+            .unwrap()
+            .push((1, key::from_values(&["42"]).to_vec(), 5.0));
+        r.rotate(100);
+        let text = "[[rule]]\nname = \"b\"\nmeasurement = \"m\"\ngroup_by = [\"id\"]\n\
+                    [[rule]]\nname = \"c\"\nmeasurement = \"n\"\ngroup_by = [\"ip\"]\n";
+        let e = r
+            .reload(Config::parse(text, "t.toml").unwrap())
+            .unwrap_err();
+        assert!(e.contains("the maps cannot grow"), "{e}");
+        assert!(e.contains("the old one stays in force"), "{e}");
+        // Rules, ids, window and the other sources as they were.
+        assert_eq!(r.ids(), [0, 1]);
+        assert!(r.top("a", 1).is_some() && r.top("c", 1).is_none());
+        feed.lock()
+            .unwrap()
+            .push((1, key::from_values(&["42"]).to_vec(), 1.0));
+        r.rotate(101);
+        assert_eq!(r.top("b", 1).unwrap().top[0].1, 6.0);
+        assert_eq!(shared.view().rule("a").unwrap().keys(), 0);
+        // The same reload, accepted, takes the ids the refused one did not.
+        r.reload(Config::parse(text, "t.toml").unwrap()).unwrap();
+        assert_eq!(r.ids(), [1, 2]);
+        assert_eq!(r.top("b", 1).unwrap().top[0].1, 6.0);
     }
 
     #[test]

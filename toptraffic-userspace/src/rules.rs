@@ -100,14 +100,6 @@ impl RuleSet {
             .collect()
     }
 
-    /// Whether rule `rule` is the only rule of its measurement: then every
-    /// line it counts is counted by it alone.
-    pub fn sole_of_measurement(&self, rule: usize) -> bool {
-        self.by_measurement
-            .iter()
-            .any(|(_, idx)| idx.as_slice() == [rule])
-    }
-
     pub fn len(&self) -> usize {
         self.rules.len()
     }
@@ -117,14 +109,17 @@ impl RuleSet {
     }
 
     /// Offers `line` to every rule. For each rule that takes it, `count` gets
-    /// the rule index, the group key and the value to add, and returns whether
-    /// the key was held (false: the rule's key table is full).
+    /// the rule index, the group key, the value to add and whether this rule
+    /// is the line's owner if it holds the key (no rule before it, in config
+    /// order, held the line: the owner is the rule that counts the line as a
+    /// point), and returns whether the key was held (false: the rule's key
+    /// table is full).
     #[inline]
     pub fn apply(
         &self,
         line: &Line<'_>,
         scratch: &mut Vec<u8>,
-        mut count: impl FnMut(usize, &[u8], f64) -> bool,
+        mut count: impl FnMut(usize, &[u8], f64, bool) -> bool,
     ) -> Outcome {
         let Some((_, idx)) = self
             .by_measurement
@@ -140,7 +135,7 @@ impl RuleSet {
             let rule = &self.rules[ri];
             match rule.take(line, scratch) {
                 Ok(value) => {
-                    if count(ri, scratch, value) {
+                    if count(ri, scratch, value, !counted) {
                         counted = true;
                     } else {
                         reason = reason.max_severity(DropReason::KeyTableFull);
@@ -225,7 +220,7 @@ mod tests {
         let l = Lines::new(line.as_bytes()).next().unwrap().unwrap();
         let mut got = Vec::new();
         let mut scratch = Vec::new();
-        let o = set.apply(&l, &mut scratch, |r, k, v| {
+        let o = set.apply(&l, &mut scratch, |r, k, v, _| {
             got.push((r, key::to_strings(k), v));
             true
         });
@@ -233,13 +228,23 @@ mod tests {
     }
 
     #[test]
-    fn knows_the_rules_alone_on_their_measurement() {
+    fn the_first_rule_that_holds_a_line_owns_it() {
         let set = rules(
             "[[rule]]\nname = \"d\"\nmeasurement = \"combined\"\ngroup_by = [\"id\"]\n\
-             [[rule]]\nname = \"e\"\nmeasurement = \"ips\"\ngroup_by = [\"ip\"]\n",
+             [[rule]]\nname = \"e\"\nmeasurement = \"combined\"\ngroup_by = [\"ip\"]\n",
         );
-        let sole: Vec<bool> = (0..3).map(|i| set.sole_of_measurement(i)).collect();
-        assert_eq!(sole, [false, false, true]);
+        let l = Lines::new(b"combined,ip=1,id=2 count=1")
+            .next()
+            .unwrap()
+            .unwrap();
+        // Rule 0 is full: rule 1 holds the line first and owns it.
+        let mut owners = Vec::new();
+        let o = set.apply(&l, &mut Vec::new(), |r, _, _, owner| {
+            owners.push((r, owner));
+            r != 0
+        });
+        assert_eq!(o, Outcome::Counted);
+        assert_eq!(owners, [(0, true), (1, true), (2, false)]);
     }
 
     #[test]
@@ -313,7 +318,7 @@ mod tests {
             .next()
             .unwrap()
             .unwrap();
-        let o = set.apply(&l, &mut Vec::new(), |_, _, _| false);
+        let o = set.apply(&l, &mut Vec::new(), |_, _, _, _| false);
         assert_eq!(o, Outcome::Dropped(DropReason::KeyTableFull));
     }
 }

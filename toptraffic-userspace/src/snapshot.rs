@@ -17,13 +17,14 @@ const EXACT: f64 = (1u64 << 53) as f64;
 ///
 /// The aggregate (lines for a count, the field's sum for a sum) is held in
 /// two parts so that both ingest paths give the same value for the same
-/// lines: the values that are integers (of magnitude at most 2^53, which
-/// every value the kernel sums is) add exactly in `exact`, which cannot
-/// wrap (2^64 lines of 2^53 stay far below 2^127), whatever the order and
-/// however the lines were split over threads and CPUs; the others
-/// (fractions, larger numbers: only userspace counts them) add as f64 in
-/// `rest`. [`Cell::value`] rounds the exact part once. `exact` cannot
-/// wrap (2^64 lines of 2^53 stay far below 2^127).
+/// lines: the values that are integers of magnitude at most 2^53 (every
+/// value the kernel sums is: it sums at most 2^31 - 1) add exactly in
+/// `exact`, which cannot wrap (2^64 lines of 2^53 stay far below 2^127),
+/// whatever the order and however the lines were split over threads and
+/// CPUs; the others (fractions, larger numbers: only userspace counts them)
+/// add as f64 in `rest`. [`Cell::value`] rounds the exact part once.
+///
+/// 40 bytes (docs/OPERATIONS.md's memory formula counts them).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Cell {
     /// The exact part, an i128 in two words: an i128 field would align the
@@ -33,10 +34,15 @@ pub struct Cell {
     pub rest: f64,
     /// Lines that contributed.
     pub lines: u64,
+    /// Of `lines`, those this rule counts (the points), by the path that
+    /// received them: a line is counted by the first rule, in config order,
+    /// that took it and held its key when it arrived. When the cell is
+    /// refused later (merge, window), these lines leave the points.
+    pub owned: ByPath<u32>,
 }
 
 impl Cell {
-    /// `lines` lines adding up to `value`.
+    /// `lines` lines adding up to `value`, owned by no rule.
     #[inline]
     pub fn new(value: f64, lines: u64) -> Cell {
         // Also false for NaN and the infinities.
@@ -51,6 +57,14 @@ impl Cell {
         }
     }
 
+    /// One line that `owner` says whether this rule counts.
+    #[inline]
+    pub fn line(value: f64, path: Path, owner: bool) -> Cell {
+        let mut c = Cell::new(value, 1);
+        *c.owned.get_mut(path) = owner as u32;
+        c
+    }
+
     /// An exact integer sum, as the kernel's drain gives it.
     #[inline]
     pub fn from_exact(sum: i128, lines: u64) -> Cell {
@@ -59,6 +73,7 @@ impl Cell {
             exact_hi: (sum >> 64) as i64,
             rest: 0.0,
             lines,
+            owned: ByPath::default(),
         }
     }
 
@@ -85,6 +100,46 @@ impl Cell {
         self.exact_hi = (sum >> 64) as i64;
         self.rest += other.rest;
         self.lines += other.lines;
+        // 2^32 lines of one key in one interval saturate, never wrap.
+        self.owned.kernel = self.owned.kernel.saturating_add(other.owned.kernel);
+        self.owned.userspace = self.owned.userspace.saturating_add(other.owned.userspace);
+    }
+}
+
+/// The ingest path that received a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    Kernel,
+    Userspace,
+}
+
+/// A count for each ingest path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByPath<T> {
+    pub kernel: T,
+    pub userspace: T,
+}
+
+impl<T> ByPath<T> {
+    pub fn get_mut(&mut self, path: Path) -> &mut T {
+        match path {
+            Path::Kernel => &mut self.kernel,
+            Path::Userspace => &mut self.userspace,
+        }
+    }
+}
+
+impl ByPath<u64> {
+    /// Adds a cell's owned lines.
+    #[inline]
+    pub fn add_owned(&mut self, owned: ByPath<u32>) {
+        self.kernel += owned.kernel as u64;
+        self.userspace += owned.userspace as u64;
+    }
+
+    pub fn add(&mut self, other: ByPath<u64>) {
+        self.kernel += other.kernel;
+        self.userspace += other.userspace;
     }
 }
 
@@ -106,11 +161,11 @@ pub struct CountTable {
     max_keys: usize,
     /// Lines of keys refused because the table was full.
     pub overflow_lines: u64,
-    /// The part of `overflow_lines` refused by [`CountTable::merge`] or
-    /// [`CountTable::push_unique`]: lines a source had already counted
-    /// (the receive threads' tables, the kernel's map), which therefore
-    /// leave its count.
-    pub late_lines: u64,
+    /// The owned lines ([`Cell::owned`]) of the cells refused by
+    /// [`CountTable::merge`] or [`CountTable::push_unique`]: lines a source
+    /// had already counted as points (the receive threads' tables, the
+    /// kernel's map), which therefore leave them.
+    pub late: ByPath<u64>,
 }
 
 impl CountTable {
@@ -120,7 +175,7 @@ impl CountTable {
             list: Vec::new(),
             max_keys,
             overflow_lines: 0,
-            late_lines: 0,
+            late: ByPath::default(),
         }
     }
 
@@ -131,7 +186,7 @@ impl CountTable {
             list: Vec::new(),
             max_keys,
             overflow_lines: 0,
-            late_lines: 0,
+            late: ByPath::default(),
         }
     }
 
@@ -143,7 +198,7 @@ impl CountTable {
             list: Vec::with_capacity(capacity.min(max_keys)),
             max_keys,
             overflow_lines: 0,
-            late_lines: 0,
+            late: ByPath::default(),
         }
     }
 
@@ -179,7 +234,7 @@ impl CountTable {
     #[inline]
     pub fn push_unique(&mut self, key: &[u8], cell: Cell) -> bool {
         if !self.room_for(cell) {
-            self.late_lines += cell.lines;
+            self.late.add_owned(cell.owned);
             return false;
         }
         self.list.push((key.into(), cell));
@@ -189,10 +244,8 @@ impl CountTable {
     /// Moves every cell of `other` into this table.
     pub fn merge(&mut self, other: CountTable) {
         self.overflow_lines += other.overflow_lines;
-        self.late_lines += other.late_lines;
-        let before = self.overflow_lines;
+        self.late.add(other.late);
         self.merge_cells(other);
-        self.late_lines += self.overflow_lines - before;
     }
 
     fn merge_cells(&mut self, other: CountTable) {
@@ -202,7 +255,9 @@ impl CountTable {
             return;
         }
         for (k, c) in other.map {
-            self.add_owned(k, c);
+            if !self.add_owned(k, c) {
+                self.late.add_owned(c.owned);
+            }
         }
         if self.list.is_empty() && self.len() + other.list.len() <= self.max_keys {
             self.list = other.list;
@@ -211,6 +266,8 @@ impl CountTable {
         for (k, c) in other.list {
             if self.room_for(c) {
                 self.list.push((k, c));
+            } else {
+                self.late.add_owned(c.owned);
             }
         }
     }
@@ -267,7 +324,7 @@ impl CountTable {
             list: std::mem::take(&mut self.list),
             max_keys: self.max_keys,
             overflow_lines: overflow,
-            late_lines: std::mem::take(&mut self.late_lines),
+            late: std::mem::take(&mut self.late),
         }
     }
 }
@@ -347,7 +404,7 @@ mod tests {
     use crate::key::from_values;
 
     fn cell(v: f64) -> Cell {
-        Cell::new(v, 1)
+        Cell::line(v, Path::Userspace, true)
     }
 
     #[test]
@@ -396,6 +453,10 @@ mod tests {
         assert!(cell(f64::NAN).value().is_nan());
     }
 
+    fn late(kernel: u64, userspace: u64) -> ByPath<u64> {
+        ByPath { kernel, userspace }
+    }
+
     #[test]
     fn table_refuses_new_keys_when_full_and_counts_their_lines() {
         let mut t = CountTable::new(2);
@@ -422,7 +483,7 @@ mod tests {
         snap.merge(vec![b]);
         let t = &snap.rules[0];
         // c was refused by its thread's table, d by the merge.
-        assert_eq!((t.overflow_lines, t.late_lines), (2, 1));
+        assert_eq!((t.overflow_lines, t.late), (2, late(0, 1)));
         assert_eq!(t.lines(), 3);
     }
 
@@ -449,7 +510,7 @@ mod tests {
         let mut full = CountTable::unique_with_capacity(1, 1);
         assert!(full.push_unique(&x, cell(1.0)));
         assert!(!full.push_unique(&y, cell(1.0)));
-        assert_eq!((full.overflow_lines, full.late_lines), (1, 1));
+        assert_eq!((full.overflow_lines, full.late), (1, late(0, 1)));
         let mut thread = CountTable::new(4);
         thread.add(&x, cell(4.0));
         thread.add(&from_values(&["z"]), cell(8.0));
@@ -467,6 +528,44 @@ mod tests {
         assert!(full.push_unique(&x, cell(1.0)));
         assert!(!full.push_unique(&y, cell(1.0)));
         assert_eq!(full.overflow_lines, 1);
+    }
+
+    #[test]
+    fn a_late_refusal_takes_off_only_the_lines_the_rule_owns_by_path() {
+        // Three lines of key k: two the rule counts (one from each path),
+        // one an earlier rule of the measurement counts.
+        let k = from_values(&["k"]);
+        let mut thread = CountTable::new(1);
+        assert!(thread.add(&k, Cell::line(1.0, Path::Userspace, true)));
+        assert!(thread.add(&k, Cell::line(1.0, Path::Userspace, false)));
+        let mut kernel = CountTable::unique_with_capacity(1, 1);
+        assert!(kernel.push_unique(&k, Cell::line(1.0, Path::Kernel, true)));
+        // The interval already holds another key: both are refused late.
+        let mut s = IntervalSnapshot::empty(1, [1]);
+        s.rules[0].add(&from_values(&["other"]), cell(1.0));
+        s.merge(vec![thread]);
+        s.merge(vec![kernel]);
+        let t = &s.rules[0];
+        assert_eq!(t.overflow_lines, 3, "every line the rule refused");
+        assert_eq!(t.late, late(1, 1), "only the lines it counted, by path");
+    }
+
+    #[test]
+    fn a_cell_is_the_40_bytes_of_the_memory_formula() {
+        // docs/OPERATIONS.md's interval table counts 40 bytes a cell.
+        assert_eq!(std::mem::size_of::<Cell>(), 40);
+        assert_eq!(std::mem::align_of::<Cell>(), 8);
+    }
+
+    #[test]
+    fn owned_lines_add_by_path_and_saturate() {
+        let mut c = Cell::line(1.0, Path::Kernel, true);
+        c.add(Cell::line(2.0, Path::Userspace, true));
+        c.add(Cell::line(2.0, Path::Userspace, false));
+        assert_eq!((c.lines, c.owned.kernel, c.owned.userspace), (3, 1, 1));
+        c.owned.kernel = u32::MAX;
+        c.add(Cell::line(1.0, Path::Kernel, true));
+        assert_eq!(c.owned.kernel, u32::MAX);
     }
 
     #[test]

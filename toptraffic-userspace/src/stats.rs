@@ -23,9 +23,9 @@ pub enum DropReason {
     MissingField,
     /// The summed field is a string or boolean.
     FieldType,
-    /// The rule already holds max_keys keys (per line): in a receive
-    /// thread's table, or later at the merge or in the window when the rule
-    /// is the only one of the measurement (see `Shared::refused_late`).
+    /// The rule already holds max_keys keys (per line): every rule that took
+    /// the line in a receive thread's table, or later, at the merge or in
+    /// the window, the rule that owns the line (`snapshot::Cell::owned`).
     KeyTableFull,
     /// Datagram longer than ingest.max_datagram (per datagram; its lines are
     /// unknown).

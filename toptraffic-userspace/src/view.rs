@@ -20,6 +20,7 @@ use crate::ingest::kernel::KernelCounters;
 use crate::key;
 use crate::rules::RuleSet;
 use crate::sink::SinkHandle;
+use crate::snapshot::{ByPath, Path};
 use crate::stats::{CountersSnapshot, DropReason, PathCounters};
 use crate::window::WindowEngine;
 
@@ -130,6 +131,9 @@ pub struct KernelInfo {
     pub userspace_rules: Vec<(String, String)>,
 }
 
+/// When the last reload ran, and its summary or why it was refused.
+pub type LastReload = (SystemTime, Result<String, String>);
+
 /// State shared by the counting threads, the rotation and the API.
 #[derive(Debug)]
 pub struct Shared {
@@ -142,10 +146,10 @@ pub struct Shared {
     view: RwLock<Arc<WindowView>>,
     /// Datagrams the sockets' receive queues dropped.
     pub receive_queue_drops: AtomicU64,
-    /// Lines a path had counted that the only rule of their measurement
-    /// then refused, full, at the interval's merge or in the window: they
-    /// leave the points of the path that runs and count as key_table_full.
-    pub refused_late: AtomicU64,
+    /// Lines a path had counted as points that their owning rule then
+    /// refused, full, at the interval's merge or in the window, by path:
+    /// they leave that path's points and count as key_table_full.
+    refused_late: [AtomicU64; 2],
     pub rotations: AtomicU64,
     /// Wall-clock seconds of the last rotation, as f64 bits.
     last_rotation_s: AtomicU64,
@@ -159,7 +163,7 @@ pub struct Shared {
     /// Reloads applied and refused, and the last outcome.
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
-    last_reload: RwLock<Option<(SystemTime, Result<String, String>)>>,
+    last_reload: RwLock<Option<LastReload>>,
 }
 
 /// The rotation thread's clock, and the monotonic time of the last closed
@@ -193,7 +197,7 @@ impl Shared {
             last_drain: RwLock::new(None),
             view: RwLock::new(Arc::new(WindowView::empty(rules, period_s))),
             receive_queue_drops: AtomicU64::new(0),
-            refused_late: AtomicU64::new(0),
+            refused_late: Default::default(),
             rotations: AtomicU64::new(0),
             last_rotation_s: AtomicU64::new(0f64.to_bits()),
             started: SystemTime::now(),
@@ -274,6 +278,9 @@ impl Shared {
 
     /// Counts a reload's outcome and logs it.
     pub fn record_reload(&self, result: &Result<String, String>) {
+        // The counts change under the lock of the last result, so that a
+        // reader sees both of one reload (see `reloads`).
+        let mut last = self.last_reload.write().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(msg) => {
                 self.reloads_ok.fetch_add(1, Relaxed);
@@ -284,15 +291,18 @@ impl Shared {
                 tracing::error!("reload refused, the running config stays: {e}");
             }
         }
-        *self.last_reload.write().unwrap_or_else(|e| e.into_inner()) =
-            Some((SystemTime::now(), result.clone()));
+        *last = Some((SystemTime::now(), result.clone()));
     }
 
-    pub fn last_reload(&self) -> Option<(SystemTime, Result<String, String>)> {
-        self.last_reload
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// Reloads applied and refused, and the last one's time and result,
+    /// all as of the same reload.
+    pub fn reloads(&self) -> (u64, u64, Option<LastReload>) {
+        let last = self.last_reload.read().unwrap_or_else(|e| e.into_inner());
+        (
+            self.reloads_ok.load(Relaxed),
+            self.reloads_failed.load(Relaxed),
+            last.clone(),
+        )
     }
 
     pub fn alerts(&self) -> Arc<Vec<BlockView>> {
@@ -314,24 +324,33 @@ impl Shared {
     pub fn kernel_snapshot(&self) -> CountersSnapshot {
         self.kernel
             .get()
-            .map(|k| self.less_refused_late(k.snapshot()))
+            .map(|k| self.less_refused_late(k.snapshot(), Path::Kernel))
             .unwrap_or_default()
     }
 
     /// The userspace path's counters now.
     pub fn userspace_snapshot(&self) -> CountersSnapshot {
-        let u = self.userspace.snapshot();
-        match self.kernel.get() {
-            Some(_) => u,
-            None => self.less_refused_late(u),
+        self.less_refused_late(self.userspace.snapshot(), Path::Userspace)
+    }
+
+    /// Counts lines refused after counting (see `refused_late`).
+    pub fn refuse_late(&self, lines: ByPath<u64>) {
+        for (slot, n) in self
+            .refused_late
+            .iter()
+            .zip([lines.kernel, lines.userspace])
+        {
+            if n != 0 {
+                slot.fetch_add(n, Relaxed);
+            }
         }
     }
 
-    /// Moves the lines refused after counting from `points` to
+    /// Moves `path`'s lines refused after counting from `points` to
     /// key_table_full. A receive thread may not have flushed the points of
     /// lines the rotation already refused: `points` then lags for a moment.
-    fn less_refused_late(&self, mut s: CountersSnapshot) -> CountersSnapshot {
-        let late = self.refused_late.load(Relaxed);
+    fn less_refused_late(&self, mut s: CountersSnapshot, path: Path) -> CountersSnapshot {
+        let late = self.refused_late[path as usize].load(Relaxed);
         s.points = s.points.saturating_sub(late);
         s.dropped[DropReason::KeyTableFull as usize] += late;
         s

@@ -8,7 +8,7 @@
 //! never reads a clock.
 
 use crate::key::Key;
-use crate::snapshot::IntervalSnapshot;
+use crate::snapshot::{ByPath, IntervalSnapshot};
 
 /// A key's bookkeeping besides its slots.
 #[derive(Debug, Clone, Copy)]
@@ -198,6 +198,9 @@ impl RuleWindow {
 pub struct ApplyReport {
     /// Per rule: lines refused because the window was full.
     pub overflow_lines: Vec<u64>,
+    /// Per rule: of those, the lines the rule owned ([`crate::snapshot::Cell::owned`]),
+    /// which leave the points.
+    pub refused_owned: Vec<ByPath<u64>>,
     /// Per rule: keys removed because their window emptied.
     pub expired_keys: Vec<u64>,
 }
@@ -318,6 +321,7 @@ impl WindowEngine {
         for (rule, table) in self.rules.iter_mut().zip(snap.rules) {
             rule.overflow_lines += table.overflow_lines;
             let mut overflow = 0;
+            let mut owned = ByPath::default();
             for (key, cell) in table {
                 if let Some(i) = rule.find(&key) {
                     rule.advance(i, index);
@@ -333,10 +337,12 @@ impl WindowEngine {
                     rule.slots[i * n + slot] = cell.value();
                 } else {
                     overflow += cell.lines;
+                    owned.add_owned(cell.owned);
                 }
             }
             rule.overflow_lines += overflow;
             report.overflow_lines.push(overflow);
+            report.refused_owned.push(owned);
             let before = rule.len();
             let mut i = 0;
             while i < rule.len() {
@@ -440,6 +446,27 @@ mod tests {
         w.apply(snap(20, &[("c", 1.0)]));
         assert_eq!(value(&w, "c"), Some(1.0));
         assert_eq!(w.rule(0).overflow_lines, 1);
+    }
+
+    #[test]
+    fn a_full_window_reports_the_owned_lines_it_refuses_by_path() {
+        use crate::snapshot::{ByPath, Path};
+        let mut w = WindowEngine::new(N, [1]);
+        w.apply(snap(1, &[("a", 1.0)]));
+        let mut s = IntervalSnapshot::empty(2, [10]);
+        let b = from_values(&["b"]);
+        s.rules[0].add(&b, Cell::line(1.0, Path::Userspace, true));
+        s.rules[0].add(&b, Cell::line(1.0, Path::Userspace, false));
+        s.rules[0].push_unique(&b, Cell::line(1.0, Path::Kernel, true));
+        let r = w.apply(s);
+        assert_eq!(r.overflow_lines, [3]);
+        assert_eq!(
+            r.refused_owned,
+            [ByPath {
+                kernel: 1,
+                userspace: 1
+            }]
+        );
     }
 
     #[test]

@@ -108,7 +108,10 @@ fn leaves_to_userspace_what_it_does_not_take() {
         (b"combined,ip=a count=t", counter::PASS_UNSUPPORTED),
         (b"combined,ip=a count=1e3", counter::PASS_UNSUPPORTED),
         (b"combined,ip=a count=1.5", counter::PASS_FRACTION),
-        (b"combined,ip=a count=1234567890123456", counter::PASS_FRACTION),
+        (b"combined,ip=a count=1234567890123456", counter::PASS_LARGE_VALUE),
+        (b"combined,ip=a count=2147483648", counter::PASS_LARGE_VALUE),
+        (b"combined,ip=a count=-2147483648i", counter::PASS_LARGE_VALUE),
+        (b"combined,ip=a count=2147483648.0", counter::PASS_LARGE_VALUE),
         (b" combined,ip=a count=1", counter::PASS_UNSUPPORTED),
         (b"combined,ip=a count=1\r\n", counter::PASS_UNSUPPORTED),
         (b"combined,ip=a  count=1", counter::PASS_UNSUPPORTED),
@@ -204,4 +207,29 @@ fn floats_past_f64s_range_go_to_userspace() {
     assert_eq!(run(&cfg, &line(309)).err(), Some(counter::PASS_UNSUPPORTED));
     let (st, _) = run(&cfg, &line(308)).unwrap();
     assert_eq!(st.points, 1);
+}
+
+#[test]
+fn a_lines_first_item_owns_it() {
+    // Both rules take `combined`: the first that takes a line owns it.
+    let mut cfg = config();
+    cfg.measurement_rules[0] = 0b11;
+    let d = b"combined,ip=a,id=1,role=edge count=1\ncombined,ip=b,role=core count=1\ncombined,ip=c,role=edge x=1\n";
+    let mut s = Box::new(Scratch::EMPTY);
+    parse_lines(&mut s, &cfg, d).unwrap();
+    let items: Vec<(u32, u32)> = s.items[..s.st.n_items as usize]
+        .iter()
+        .map(|i| (i.rule, i.owner))
+        .collect();
+    // Line 3 lacks `count`: the second rule takes it, first.
+    assert_eq!(items, [(0, 1), (1, 0), (0, 1), (1, 1)]);
+    assert_eq!(s.st.points, 3);
+}
+
+#[test]
+fn values_up_to_max_summed_are_summed_either_sign() {
+    let (_, out) = run(&config(), b"combined,ip=a count=2147483647").unwrap();
+    assert_eq!(out[0].2, MAX_SUMMED);
+    let (_, out) = run(&config(), b"combined,ip=a count=-2147483647i").unwrap();
+    assert_eq!(out[0].2, -MAX_SUMMED);
 }

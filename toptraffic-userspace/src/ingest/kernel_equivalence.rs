@@ -19,7 +19,9 @@ use std::sync::{Arc, OnceLock};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
-use toptraffic_common::{counter, GroupKey, KernelConfig, BUF_LEN, KEY_LEN_PREFIX, MAX_LINES};
+use toptraffic_common::{
+    counter, GroupKey, KernelConfig, BUF_LEN, KEY_LEN_PREFIX, MAX_LINES, MAX_SUMMED,
+};
 use toptraffic_ebpf::parse::{self, Scratch, DROP_FILTERED, DROP_MISSING_FIELD, DROP_UNKNOWN};
 
 use crate::config::Config;
@@ -549,24 +551,69 @@ proptest! {
         }
     }
 
-    /// Sums of the largest values the kernel takes (15 digits, either
-    /// sign) over many lines of few keys: past 2^53, where an f64 running
-    /// sum would round, both paths hold the same exact sum.
+    /// Sums of the largest values the kernel takes (2^31 - 1, either
+    /// sign) and of larger ones (up to 15 digits) over many lines of few
+    /// keys: a datagram with a larger value goes to userspace whole
+    /// (`large_value`), and whichever path counted which lines, the sums
+    /// are exactly those userspace alone makes of them all.
     #[test]
-    fn kernel_sums_huge_values_exactly_as_userspace(
-        values in vec((0u8..2, -999_999_999_999_999i64..=999_999_999_999_999), 1..=60),
-        big in vec(select(&[999_999_999_999_999i64, -999_999_999_999_999][..]), 0..40),
+    fn kernel_sums_large_values_exactly_as_userspace(
+        values in vec((0u8..2, -MAX_SUMMED..=MAX_SUMMED), 1..=60),
+        edge in vec(select(&[MAX_SUMMED, -MAX_SUMMED][..]), 0..40),
+        large in vec((0usize..60, prop_oneof![
+            select(&[MAX_SUMMED + 1, -MAX_SUMMED - 1, 999_999_999_999_999, -999_999_999_999_999][..]),
+            (MAX_SUMMED + 1)..=999_999_999_999_999i64,
+            -999_999_999_999_999i64..=(-MAX_SUMMED - 1),
+        ]), 0..4),
     ) {
-        let mut d = String::new();
-        for (i, (ip, v)) in values.iter().enumerate() {
-            let v = big.get(i).copied().unwrap_or(*v);
-            d.push_str(&format!("combined,ip=10.0.0.{ip},id=1 count={v}\n"));
+        let mut lines: Vec<(u8, i64)> = values
+            .iter()
+            .enumerate()
+            .map(|(i, (ip, v))| (*ip, edge.get(i).copied().unwrap_or(*v)))
+            .collect();
+        for (at, v) in &large {
+            let at = at % lines.len();
+            lines[at].1 = *v;
         }
+        let text = |keep: &dyn Fn(i64) -> bool| -> String {
+            lines
+                .iter()
+                .filter(|(_, v)| keep(*v))
+                .map(|(ip, v)| format!("combined,ip=10.0.0.{ip},id=1 count={v}\n"))
+                .collect()
+        };
+        let fits = |v: i64| v.abs() <= MAX_SUMMED;
+        let (small, big, all) = (text(&fits), text(&|v| !fits(v)), text(&|_| true));
         for f in fixtures() {
-            let k = f.check(d.as_bytes())?;
-            if f.name == "default" {
-                prop_assert!(k.is_ok(), "plain sums stay in the kernel: {:?}", k.err());
+            for d in [&small, &big, &all] {
+                f.holds(d.as_bytes())?;
             }
+        }
+        let f = default_fixture();
+        let k = kernel(&f.kernel, small.as_bytes());
+        prop_assert!(small.is_empty() || k.is_ok(), "fitting sums stay in the kernel: {:?}", k.as_ref().err());
+        if !big.is_empty() {
+            for d in [&big, &all] {
+                prop_assert_eq!(kernel(&f.kernel, d.as_bytes()).err(), Some(counter::PASS_LARGE_VALUE));
+            }
+        }
+        // The kernel's lines and userspace's, added as the interval does,
+        // against userspace counting everything.
+        let mut mixed: BTreeMap<(usize, Vec<u8>), Cell> = BTreeMap::new();
+        if let Ok(k) = k {
+            for (key, (sum, n)) in k.tables {
+                mixed.entry(key).or_default().add(Cell::from_exact(sum, n));
+            }
+        }
+        for (key, (c, _)) in userspace(&f.rules, big.as_bytes()).tables {
+            mixed.entry(key).or_default().add(c);
+        }
+        let whole = userspace(&f.rules, all.as_bytes()).tables;
+        prop_assert_eq!(mixed.len(), whole.len());
+        for ((mk, m), (wk, (w, _))) in mixed.iter().zip(&whole) {
+            prop_assert_eq!(mk, wk);
+            prop_assert_eq!((m.exact(), m.rest, m.lines), (w.exact(), w.rest, w.lines));
+            prop_assert_eq!(m.value().to_bits(), w.value().to_bits());
         }
     }
 

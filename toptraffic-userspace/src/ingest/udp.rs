@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 
 use crate::lineproto::Lines;
 use crate::rules::{Outcome, RuleSet};
-use crate::snapshot::{Cell, CountTable};
+use crate::snapshot::{Cell, CountTable, Path};
 use crate::stats::{DropReason, LocalCounters, PathCounters};
 
 /// Datagrams taken per recvmmsg call.
@@ -72,8 +72,8 @@ impl Counter {
         for line in Lines::new(data) {
             match line {
                 Ok(line) => {
-                    let outcome = rules.apply(&line, &mut self.scratch, |ri, key, value| {
-                        tables[ri].add(key, Cell::new(value, 1))
+                    let outcome = rules.apply(&line, &mut self.scratch, |ri, key, value, owner| {
+                        tables[ri].add(key, Cell::line(value, Path::Userspace, owner))
                     });
                     match outcome {
                         Outcome::Counted => local.points += 1,

@@ -39,10 +39,9 @@ impl KernelCounters {
         let c = self.read();
         let at = |i: u32| c[i as usize];
         // The programs count a line's point before committing it: lines
-        // the map then refused or evicted are in POINTS, and leave it here
-        // for `evicted` (exactly, when one rule takes each measurement; the
-        // programs count items, a line per rule that took it).
-        let evicted = at(counter::LOST_ITEMS) + self.evicted_lines.load(Relaxed);
+        // the map then refused, or whose owning rule's key it evicted, are
+        // in POINTS, and leave it here for `evicted`.
+        let evicted = at(counter::LOST_LINES) + self.evicted_lines.load(Relaxed);
         let mut s = CountersSnapshot {
             datagrams: at(counter::SF_DATAGRAMS) + at(counter::XDP_DATAGRAMS),
             points: at(counter::POINTS).saturating_sub(evicted),

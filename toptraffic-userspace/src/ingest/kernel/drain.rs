@@ -38,6 +38,11 @@ pub(super) struct Generations {
     pub(super) maps: [MapData; 2],
     /// Index into `maps` of the map the programs write.
     pub(super) active: usize,
+    /// Entries each of `maps` holds.
+    capacity: u32,
+    /// Generations a resize took out of `outer` in the open interval: no
+    /// program writes them any more, and their counts join the next drain.
+    retired: Vec<MapData>,
     /// Possible CPUs: the per-CPU values of each key.
     pub(super) ncpus: usize,
     /// Empties the generation drained last, off the rotation's path; waited
@@ -55,6 +60,7 @@ impl Generations {
     pub(super) fn new(
         outer: Map,
         maps: [MapData; 2],
+        capacity: u32,
         ncpus: usize,
         rules: usize,
     ) -> Result<Generations, KernelError> {
@@ -62,6 +68,8 @@ impl Generations {
             outer,
             maps,
             active: 0,
+            capacity,
+            retired: Vec::new(),
             ncpus,
             clearer: Clearer::start(ncpus)?,
             clearing: false,
@@ -70,10 +78,50 @@ impl Generations {
         })
     }
 
+    /// Entries each generation map holds.
+    pub(super) fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    /// Two empty generation maps of `entries` entries, like the ones in
+    /// use; nothing changes until [`Generations::resize`] installs them.
+    pub(super) fn create_maps(&self, entries: u32) -> io::Result<[MapData; 2]> {
+        let like = self.maps[0]
+            .info()
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let make = |name: &str| {
+            let fd = sys::create_generation_map(&like, entries, name)?;
+            MapData::from_fd(fd).map_err(|e| io::Error::other(e.to_string()))
+        };
+        Ok([make("GEN_A")?, make("GEN_B")?])
+    }
+
+    /// Makes `maps` (from [`Generations::create_maps`]) the generation
+    /// maps: the first is swapped in at once; the one it replaces keeps its
+    /// counts for the next drain (the swap returns after every program
+    /// writing it has finished, so they are whole), the spare is dropped.
+    /// On error nothing changed.
+    pub(super) fn resize(&mut self, maps: [MapData; 2], entries: u32) -> io::Result<()> {
+        // The spare's descriptor is the clearing thread's until it is done.
+        self.finish_clearing()?;
+        install(&mut self.outer, &maps[0])?;
+        let [a, b] = std::mem::replace(&mut self.maps, maps);
+        let (old, _spare) = if self.active == 0 { (a, b) } else { (b, a) };
+        self.retired.push(old);
+        self.active = 0;
+        self.capacity = entries;
+        Ok(())
+    }
+
+    /// The two generation maps, in pin order (GEN_A, GEN_B).
+    pub(super) fn maps(&self) -> &[MapData; 2] {
+        &self.maps
+    }
+
     /// Swaps in the spare generation, then reads and empties the old one
-    /// into per-rule tables: rule `i` (config order) keeps at most
-    /// `max_keys[i]` keys, and `id_index` maps the rule ids of the kernel's
-    /// keys to `i`.
+    /// (and any a resize retired) into per-rule tables: rule `i` (config
+    /// order) keeps at most `max_keys[i]` keys, and `id_index` maps the rule
+    /// ids of the kernel's keys to `i`.
     pub(super) fn drain(
         &mut self,
         max_keys: &[usize],
@@ -84,47 +132,31 @@ impl Generations {
         self.finish_clearing()?;
         let started = Instant::now();
         let spare = 1 - self.active;
-        {
-            let mut arr: ArrayOfMaps<&mut MapData, MapData> =
-                ArrayOfMaps::try_from(&mut self.outer)
-                    .map_err(|e| io::Error::other(e.to_string()))?;
-            // Returns after an RCU grace period: no program writes the old
-            // generation any more.
-            arr.set(0, &self.maps[spare], 0)
-                .map_err(|e| io::Error::other(format!("swapping generations: {e}")))?;
-        }
+        install(&mut self.outer, &self.maps[spare])?;
         let swap = started.elapsed();
         let old = self.active;
         self.active = spare;
-        // The walk yields each key once: lists, not hash tables, sized
-        // like the last drain.
+        // A walk yields each key once: lists, not hash tables, sized like
+        // the last drain. Maps a resize retired hold the same keys again:
+        // then the tables add up.
+        let unique = self.retired.is_empty();
         let mut tables: Vec<CountTable> = max_keys
             .iter()
             .zip(&self.last_keys)
-            .map(|(m, n)| CountTable::unique_with_capacity(*m, n + n / 8))
+            .map(|(m, n)| {
+                if unique {
+                    CountTable::unique_with_capacity(*m, n + n / 8)
+                } else {
+                    CountTable::with_capacity(*m, n + n / 8)
+                }
+            })
             .collect();
-        let (mut lines, mut keys) = (0u64, 0u64);
-        let mut totals = Cell::default();
-        let ncpus = self.ncpus;
-        sys::batch_walk(
-            self.maps[old].fd().as_fd(),
-            ncpus,
-            aya_obj::generated::bpf_cmd::BPF_MAP_LOOKUP_BATCH,
-            |key, cells| {
-                let sum = add_cpus(cells);
-                if key.rule == TOTALS_RULE {
-                    totals.add(sum);
-                    return;
-                }
-                lines += sum.lines;
-                keys += 1;
-                // Counts of a rule a reload removed or regrouped are gone
-                // with it.
-                if let Some(t) = id_index.get(&key.rule).and_then(|i| tables.get_mut(*i)) {
-                    t.push_unique(key.bytes(), sum);
-                }
-            },
-        )?;
+        let mut walked = Walked::default();
+        for map in std::iter::once(&self.maps[old]).chain(&self.retired) {
+            walked.add(walk(map, self.ncpus, id_index, &mut tables, unique)?);
+        }
+        // Read whole: no longer needed (the programs never saw them again).
+        self.retired.clear();
         for (n, t) in self.last_keys.iter_mut().zip(&tables) {
             *n = t.len();
         }
@@ -136,8 +168,12 @@ impl Generations {
             .send(self.maps[old].fd().as_fd().as_raw_fd())
             .map_err(|_| io::Error::other("the clearing thread stopped"))?;
         self.clearing = true;
-        let evicted_lines = totals.lines.saturating_sub(lines);
-        let evicted_keys = (totals.exact().clamp(0, u64::MAX as i128) as u64).saturating_sub(keys);
+        let Walked {
+            owned,
+            keys,
+            evicted_lines,
+            evicted_keys,
+        } = walked;
         if evicted_lines > 0 {
             counters.evicted_lines.fetch_add(evicted_lines, Relaxed);
             warn!(
@@ -145,7 +181,7 @@ impl Generations {
                 evicted_keys, "the generation map evicted keys; raise max_keys"
             );
         }
-        debug!(keys, lines, ?swap, ?drain, clear = ?self.last_clear, "drained generation");
+        debug!(keys, owned, ?swap, ?drain, clear = ?self.last_clear, "drained generation");
         Ok(Drained {
             tables,
             keys: keys as usize,
@@ -174,14 +210,94 @@ impl Generations {
     }
 }
 
-/// A key's per-CPU cells added up, exactly: the kernel's sums stay
-/// integers until the window reads them (see `snapshot::Cell`).
-fn add_cpus(cells: &[KCell]) -> Cell {
-    let mut sum = Cell::default();
-    for c in cells {
-        sum.add(Cell::from_exact(c.sum(), c.lines()));
+/// Puts `map` in slot 0 of `outer`, GENERATION. Returns after an RCU grace
+/// period: no program writes the map it replaced any more.
+fn install(outer: &mut Map, map: &MapData) -> io::Result<()> {
+    let mut arr: ArrayOfMaps<&mut MapData, MapData> =
+        ArrayOfMaps::try_from(outer).map_err(|e| io::Error::other(e.to_string()))?;
+    arr.set(0, map, 0)
+        .map_err(|e| io::Error::other(format!("swapping generations: {e}")))
+}
+
+/// What the walk of one generation map found.
+#[derive(Default)]
+struct Walked {
+    /// Lines the drained keys own (see `Cell::owned`).
+    owned: u64,
+    keys: u64,
+    evicted_lines: u64,
+    evicted_keys: u64,
+}
+
+impl Walked {
+    fn add(&mut self, o: Walked) {
+        self.owned += o.owned;
+        self.keys += o.keys;
+        self.evicted_lines += o.evicted_lines;
+        self.evicted_keys += o.evicted_keys;
     }
-    sum
+}
+
+/// A key's per-CPU cells added up: lines, owned lines and the sum. Each
+/// CPU's sum is within i64 (see `toptraffic_common::Cell`); their total
+/// may not be: added exactly, as the window needs (see `snapshot::Cell`).
+fn add_cpus(cells: &[KCell]) -> (u64, u64, i128) {
+    let (mut lines, mut owned, mut sum) = (0u64, 0u64, 0i128);
+    for c in cells {
+        lines += c.lines as u64;
+        owned += c.owned as u64;
+        sum += c.sum as i128;
+    }
+    (lines, owned, sum)
+}
+
+/// Reads the generation map `map`, which no program writes any more, into
+/// `tables` (with `push_unique` when `unique`, else adding up).
+fn walk(
+    map: &MapData,
+    ncpus: usize,
+    id_index: &HashMap<u32, usize>,
+    tables: &mut [CountTable],
+    unique: bool,
+) -> io::Result<Walked> {
+    // Owned lines and keys drained, and the totals entry's (what the
+    // programs committed): the differences are what the LRU evicted.
+    let (mut owned, mut keys) = (0u64, 0u64);
+    let (mut committed_owned, mut inserted) = (0u64, 0u64);
+    sys::batch_walk(
+        map.fd().as_fd(),
+        ncpus,
+        aya_obj::generated::bpf_cmd::BPF_MAP_LOOKUP_BATCH,
+        |key, cells| {
+            let (lines, own, sum) = add_cpus(cells);
+            if key.rule == TOTALS_RULE {
+                inserted += lines;
+                committed_owned += sum.clamp(0, u64::MAX as i128) as u64;
+                return;
+            }
+            owned += own;
+            keys += 1;
+            // Counts of a rule a reload removed or regrouped are gone
+            // with it.
+            if let Some(t) = id_index.get(&key.rule).and_then(|i| tables.get_mut(*i)) {
+                let mut cell = Cell::from_exact(sum, lines);
+                cell.owned.kernel = own.min(u32::MAX as u64) as u32;
+                if unique {
+                    t.push_unique(key.bytes(), cell);
+                } else if !t.add(key.bytes(), cell) {
+                    // Counted by the programs, refused here: late, as
+                    // push_unique records it.
+                    t.late.add_owned(cell.owned);
+                }
+            }
+        },
+    )?;
+    Ok(Walked {
+        owned,
+        keys,
+        evicted_lines: committed_owned.saturating_sub(owned),
+        evicted_keys: inserted.saturating_sub(keys),
+    })
 }
 
 /// The thread that empties drained generations, off the rotation's path:
@@ -225,22 +341,30 @@ mod tests {
     fn cpu(values: &[i64]) -> KCell {
         let mut c = KCell::default();
         for v in values {
-            assert!(c.add(1, *v));
+            assert!(c.add(1, 1, *v));
         }
         c
     }
 
     #[test]
     fn cpus_add_up_exactly_past_i64() {
-        let (max, min) = (i64::MAX, i64::MIN);
-        let cells = [cpu(&[max, max]), cpu(&[max]), cpu(&[]), cpu(&[1, 2])];
-        let c = add_cpus(&cells);
-        assert_eq!(c.exact(), 3 * max as i128 + 3);
-        assert_eq!(c.lines, 5);
-        assert_eq!(c.value(), (3 * max as i128 + 3) as f64);
-        // Each CPU past i64 in its own direction: they cancel exactly.
-        let c = add_cpus(&[cpu(&[max, max, 7]), cpu(&[min, min]), cpu(&[-2])]);
-        assert_eq!((c.exact(), c.lines), (3, 6));
-        assert_eq!(c.value(), 3.0);
+        // The most a CPU's cell can hold: u32::MAX lines of MAX_SUMMED.
+        let full = |v: i64| KCell {
+            lines: u32::MAX,
+            owned: 1,
+            sum: u32::MAX as i64 * v,
+        };
+        let max = toptraffic_common::MAX_SUMMED;
+        let cells = [full(max), full(max), cpu(&[]), cpu(&[1, 2])];
+        let want = 2 * u32::MAX as i128 * max as i128 + 3;
+        assert!(want > i64::MAX as i128);
+        assert_eq!(add_cpus(&cells), (2 * u32::MAX as u64 + 2, 4, want));
+        // CPUs in opposite directions cancel exactly.
+        let cells = [full(max), full(-max), full(max), cpu(&[-2, 7])];
+        let (lines, _, sum) = add_cpus(&cells);
+        assert_eq!(
+            (lines, sum),
+            (3 * u32::MAX as u64 + 2, u32::MAX as i128 * max as i128 + 5)
+        );
     }
 }

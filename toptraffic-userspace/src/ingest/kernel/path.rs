@@ -108,7 +108,8 @@ impl fmt::Debug for KernelPath {
     }
 }
 
-/// Writes `config` into CONFIG slot `slot` and makes it the live one.
+/// Writes `config` into CONFIG slot `slot`, which no program reads until
+/// [`select_config`] makes it the live one.
 fn write_config(
     ebpf: &mut Ebpf,
     slot: u32,
@@ -119,15 +120,17 @@ fn write_config(
     config.port = ingress.port;
     config.addr = ingress.addr;
     config.max_datagram = ingress.max_datagram;
-    {
-        let map = ebpf
-            .map_mut("CONFIG")
-            .ok_or("the object has no map CONFIG")?;
-        let mut arr: aya::maps::Array<&mut MapData, KernelConfig> =
-            aya::maps::Array::try_from(map).map_err(|e| e.to_string())?;
-        arr.set(slot, config, 0)
-            .map_err(|e| format!("writing the rules: {e}"))?;
-    }
+    let map = ebpf
+        .map_mut("CONFIG")
+        .ok_or("the object has no map CONFIG")?;
+    let mut arr: aya::maps::Array<&mut MapData, KernelConfig> =
+        aya::maps::Array::try_from(map).map_err(|e| e.to_string())?;
+    arr.set(slot, config, 0)
+        .map_err(|e| format!("writing the rules: {e}"))
+}
+
+/// Makes CONFIG slot `slot` the live one.
+fn select_config(ebpf: &mut Ebpf, slot: u32) -> Result<(), String> {
     let map = ebpf
         .map_mut("CONFIG_SEL")
         .ok_or("the object has no map CONFIG_SEL")?;
@@ -195,7 +198,9 @@ impl KernelPath {
             // Past u32 it is past BUF_LEN too: the kernel's own bound holds.
             max_datagram: opts.max_datagram.min(u32::MAX as usize) as u32,
         };
-        write_config(&mut ebpf, 0, &plan.config, ingress).map_err(KernelError::Other)?;
+        write_config(&mut ebpf, 0, &plan.config, ingress)
+            .and_then(|()| select_config(&mut ebpf, 0))
+            .map_err(KernelError::Other)?;
 
         let gen_a = gen_data(take(&mut ebpf, "GEN_A")?, "GEN_A")?;
         let gen_b = gen_data(take(&mut ebpf, "GEN_B")?, "GEN_B")?;
@@ -214,7 +219,13 @@ impl KernelPath {
         };
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| KernelError::Other(e.to_string()))?;
 
-        let gens = Generations::new(outer, [gen_a, gen_b], ncpus, max_keys.len())?;
+        let gens = Generations::new(
+            outer,
+            [gen_a, gen_b],
+            opts.map_entries,
+            ncpus,
+            max_keys.len(),
+        )?;
 
         let mut path = KernelPath {
             ebpf,
@@ -351,9 +362,38 @@ impl KernelPath {
     /// for every running program) happens in between, so no program reads
     /// a slot while it is written. Counts already in the maps carry rule
     /// ids: those of rules that kept their id go on counting for them.
-    pub fn set_rules(&mut self, plan: KernelPlan, max_keys: Vec<usize>) -> Result<(), String> {
+    ///
+    /// When each generation map must hold more than `map_entries` entries,
+    /// two larger maps are created and the first swapped in before the
+    /// rules change (see [`Generations::resize`]); smaller needs keep the
+    /// maps. On error the rules in force are unchanged (a resize that was
+    /// made stays: larger maps serve the old rules as well).
+    pub fn set_rules(
+        &mut self,
+        plan: KernelPlan,
+        max_keys: Vec<usize>,
+        map_entries: u32,
+    ) -> Result<(), String> {
+        let held = self.gens.capacity();
+        let larger = if map_entries > held {
+            let maps = self.gens.create_maps(map_entries).map_err(|e| {
+                format!("creating generation maps of {map_entries} entries failed ({e})")
+            })?;
+            Some(maps)
+        } else {
+            None
+        };
         let slot = 1 - self.config_slot;
         write_config(&mut self.ebpf, slot, &plan.config, self.ingress)?;
+        if let Some(maps) = larger {
+            self.gens
+                .resize(maps, map_entries)
+                .map_err(|e| format!("installing generation maps of {map_entries} entries: {e}"))?;
+            if let Some(pins) = &mut self.pins {
+                pins.repin_generations(self.gens.maps());
+            }
+        }
+        select_config(&mut self.ebpf, slot)?;
         self.config_slot = slot;
         self.id_index = index_ids(&plan.ids);
         let mut last = vec![0; max_keys.len()];
@@ -366,6 +406,11 @@ impl KernelPath {
         self.max_keys = max_keys;
         self.plan = plan;
         Ok(())
+    }
+
+    /// Entries each generation map holds.
+    pub fn map_entries(&self) -> u32 {
+        self.gens.capacity()
     }
 
     /// Swaps in the spare generation, then reads and empties the old one

@@ -166,6 +166,26 @@ impl Pins {
         Ok(())
     }
 
+    /// Points the pins of GEN_A and GEN_B at `maps`, which replaced them.
+    /// A pin that cannot be made is reported, not fatal: the pins are for
+    /// inspection, and the old map's pin is removed either way so that it
+    /// does not keep that map's memory.
+    pub(super) fn repin_generations(&mut self, maps: &[aya::maps::MapData; 2]) {
+        for (name, map) in ["GEN_A", "GEN_B"].into_iter().zip(maps) {
+            let p = pin_path(&self.dir, name);
+            if self.pinned.contains(&p) {
+                let _ = std::fs::remove_file(&p);
+                self.pinned.retain(|x| *x != p);
+            }
+            match map.pin(&p) {
+                Ok(()) => self.pinned.push(p),
+                Err(e) => {
+                    warn!(pin = %p.display(), error = %e, "cannot pin the resized generation map")
+                }
+            }
+        }
+    }
+
     pub(super) fn dir(&self) -> &Path {
         &self.dir
     }

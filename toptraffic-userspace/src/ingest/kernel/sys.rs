@@ -10,7 +10,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use aya::programs::{ProgramError, SocketFilter};
@@ -56,6 +56,38 @@ pub(super) fn attach_socket_filter(prog: &SocketFilter, socket: RawFd) -> Result
     // closes only after it dropped the kernel path.
     let sock = unsafe { BorrowedFd::borrow_raw(socket) };
     prog.attach(sock)
+}
+
+/// Creates an empty generation map of `max_entries` entries, with the type,
+/// key and value sizes and flags of `like` (the outer map accepts an inner
+/// map of another size only when these match).
+pub(super) fn create_generation_map(
+    like: &aya::maps::MapInfo,
+    max_entries: u32,
+    name: &str,
+) -> io::Result<OwnedFd> {
+    // SAFETY: bpf_attr is a union of structs of integers, for which all
+    // zeroes is a valid value (and the kernel's "unset").
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: the map-creation member is the one written; each field is a
+    // plain integer copied from a map of the same kind.
+    let a = unsafe { &mut attr.__bindgen_anon_1 };
+    a.map_type = aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_LRU_PERCPU_HASH as u32;
+    a.key_size = like.key_size();
+    a.value_size = like.value_size();
+    a.map_flags = like.map_flags();
+    a.max_entries = max_entries;
+    for (d, s) in a.map_name.iter_mut().zip(name.bytes().take(15)) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: BPF_MAP_CREATE reads only `attr`, which holds no address.
+    let rc = unsafe { bpf(bpf_cmd::BPF_MAP_CREATE, &mut attr) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a non-negative return of BPF_MAP_CREATE is a new descriptor
+    // that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
 }
 
 /// Detaches whatever filter the socket `socket`, one of the daemon's, has.

@@ -142,35 +142,74 @@ fn test_run_counts_a_plain_datagram_and_passes_an_escaped_one_whole() {
     assert_eq!(k.counters().passed()[1], ("escape", 1));
 }
 
-/// One CPU's cell past i64 (200 runs of 60 lines of 10^15 - 1, about
-/// 1.2e19), up and down: the program's sum and the drain stay exact.
+/// The largest values the kernel sums, either sign, on a cell filled to
+/// its line bound: the sum reaches u32::MAX x (2^31 - 1) exactly, the cell
+/// then refuses the line (lost: `evicted`), and a larger value sends its
+/// datagram to userspace whole as `large_value`.
 #[test]
-fn test_run_sums_past_i64_exactly() {
+fn test_run_sums_the_largest_values_exactly_up_to_the_line_bound() {
+    use toptraffic_common::{Cell as KCell, GroupKey, MAX_SUMMED};
     let Some(mut k) = load_or_skip(Attach::None) else {
         return;
     };
-    let big = 999_999_999_999_999i64;
-    let lines = |ip: &str, v: i64| format!("combined,ip={ip},id=1 count={v}\n").repeat(60);
-    let up = lines("10.0.0.1", big);
-    let down = lines("10.0.0.2", -big);
-    for d in [&up, &down] {
-        let (verdict, _) = k.test_run(false, d.as_bytes(), 200).unwrap();
-        assert_eq!(verdict, 0, "counted in the kernel");
+    // The programs run on this thread's CPU: CPU 0, where fill_active
+    // writes.
+    // SAFETY: set is a zeroed cpu_set_t on this stack, which CPU_SET and
+    // sched_setaffinity (for this thread, pid 0) only read and write.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
     }
-    // A few lines back towards zero on the first key.
+    let group_key = |ip: &str| {
+        let mut g = GroupKey::zeroed();
+        let mut off = 0;
+        for v in [ip.as_bytes(), b"1"] {
+            g.data[off..off + 2].copy_from_slice(&(v.len() as u16).to_le_bytes());
+            g.data[off + 2..off + 2 + v.len()].copy_from_slice(v);
+            off += 2 + v.len();
+        }
+        g.len = off as u32;
+        g
+    };
+    let near = u32::MAX - 2;
+    let full = KCell {
+        lines: near,
+        owned: near,
+        sum: near as i64 * MAX_SUMMED,
+    };
+    k.fill_active(&[group_key("10.0.0.1")], full).unwrap();
+    let line = |ip: &str, v: i64| format!("combined,ip={ip},id=1 count={v}\n");
+    // Two lines reach the bound; the third is refused.
     let (verdict, _) = k
-        .test_run(false, b"combined,ip=10.0.0.1,id=1 count=-5", 3)
+        .test_run(false, line("10.0.0.1", MAX_SUMMED).repeat(3).as_bytes(), 1)
         .unwrap();
-    assert_eq!(verdict, 0);
+    assert_eq!(verdict, 0, "counted in the kernel");
+    let down = line("10.0.0.2", -MAX_SUMMED).repeat(60);
+    let (verdict, _) = k.test_run(false, down.as_bytes(), 200).unwrap();
+    assert_eq!(verdict, 0, "counted in the kernel");
+    let larger = line("10.0.0.3", MAX_SUMMED + 1);
+    let (verdict, _) = k.test_run(false, larger.as_bytes(), 1).unwrap();
+    assert_eq!(verdict as usize, 8 + larger.len(), "passed whole");
+    assert!(k.counters().passed().contains(&("large_value", 1)));
     let d = k.drain().unwrap();
     let key = |ip: &str| crate::key::from_values(&[ip, "1"]);
-    let want = 12_000 * big as i128;
     let a = d.tables[0].get(&key("10.0.0.1")).unwrap();
-    assert_eq!((a.exact(), a.lines), (want - 15, 12_003));
-    assert_eq!(a.value(), (want - 15) as f64);
-    assert!(a.exact() > i64::MAX as i128);
+    let want = u32::MAX as i128 * MAX_SUMMED as i128;
+    assert_eq!((a.exact(), a.lines), (want, u32::MAX as u64));
+    assert_eq!(a.value(), want as f64);
     let b = d.tables[0].get(&key("10.0.0.2")).unwrap();
-    assert_eq!((b.exact(), b.lines), (-want, 12_000));
+    assert_eq!((b.exact(), b.lines), (-12_000 * MAX_SUMMED as i128, 12_000));
+    assert!(d.tables[0].get(&key("10.0.0.3")).is_none());
+    let dropped = k.counters().snapshot().dropped;
+    assert_eq!(
+        dropped[crate::stats::DropReason::Evicted as usize],
+        1,
+        "the refused line"
+    );
 }
 
 #[test]
@@ -221,4 +260,75 @@ fn socket_filter_counts_plain_datagrams_and_passes_the_rest_whole() {
     let d = k.drain().unwrap();
     assert_eq!(d.keys, 0);
     assert!(d.tables.iter().all(|t| t.is_empty()));
+}
+
+/// The embedded default's plan and max_keys, as a reload hands them over.
+fn default_rules() -> (crate::ingest::kernel_config::KernelPlan, Vec<usize>) {
+    let c = Config::embedded_default();
+    let plan = crate::ingest::kernel_config::plan(&c.rules).unwrap();
+    (plan, c.rules.iter().map(|r| r.max_keys).collect())
+}
+
+#[test]
+fn a_resize_swaps_in_larger_maps_and_keeps_what_the_old_ones_counted() {
+    let dir = fresh_pin_dir("resize");
+    let Some(k) = load_pinned(Attach::None, Some(&dir)) else {
+        return;
+    };
+    let mut k = k.unwrap();
+    let plain = b"combined,uri=/p,id=1,ip=203.0.113.7 count=2";
+    let key = crate::key::from_values(&["203.0.113.7", "1"]);
+    k.test_run(false, plain, 3).unwrap();
+    let (plan, max_keys) = default_rules();
+    k.set_rules(plan, max_keys, 8192).unwrap();
+    assert_eq!(k.map_entries(), 8192);
+    let pinned = aya::maps::MapData::from_pin(dir.join("gen_a")).unwrap();
+    assert_eq!(
+        pinned.info().unwrap().max_entries(),
+        8192,
+        "the pin follows"
+    );
+    drop(pinned);
+    k.test_run(false, plain, 4).unwrap();
+    // The interval's counts: 3 in the retired map, 4 in the new one, once.
+    let d = k.drain().unwrap();
+    let c = d.tables[0].get(&key).unwrap();
+    assert_eq!((c.lines, c.value()), (7, 14.0));
+    assert_eq!(d.tables[0].len(), 1);
+    assert_eq!(d.evicted_lines, 0);
+    // Both new maps take their turn, and the retired one is gone.
+    for n in [1, 2] {
+        k.test_run(false, plain, n).unwrap();
+        let d = k.drain().unwrap();
+        assert_eq!(d.tables[0].get(&key).unwrap().lines, n as u64);
+    }
+    // Smaller needs keep the maps.
+    let (plan, max_keys) = default_rules();
+    k.set_rules(plan, max_keys, 100).unwrap();
+    assert_eq!(k.map_entries(), 8192);
+}
+
+#[test]
+fn maps_the_kernel_refuses_to_create_leave_the_maps_and_rules_in_force() {
+    let Some(mut k) = load_or_skip(Attach::None) else {
+        return;
+    };
+    let plain = b"combined,uri=/p,id=1,ip=203.0.113.7 count=2";
+    k.test_run(false, plain, 3).unwrap();
+    let (mut plan, max_keys) = default_rules();
+    // A rule id the kernel does not know yet: were the rules written, the
+    // counts of `combined` would go to it and be lost to the drain.
+    plan.ids[0] = 99;
+    plan.config.rules[0].id = 99;
+    // A hash of 2^30 entries is over the kernel's bucket limit (E2BIG).
+    let err = k.set_rules(plan, max_keys, 1 << 30).unwrap_err();
+    assert!(
+        err.contains("creating generation maps of 1073741824 entries failed"),
+        "{err}"
+    );
+    assert_eq!(k.map_entries(), 4096);
+    k.test_run(false, plain, 1).unwrap();
+    let d = k.drain().unwrap();
+    let key = crate::key::from_values(&["203.0.113.7", "1"]);
+    assert_eq!(d.tables[0].get(&key).unwrap().lines, 4);
 }
