@@ -274,6 +274,71 @@ fn datagrams_past_max_datagram_are_oversize_in_both_modes_alike() {
     assert_eq!(k["dropped"], u["dropped"]);
 }
 
+/// 40 datagrams to `top_combined` (a sum), half of them with a value past
+/// the kernel's 2^31 - 1: the stats and the keys' values in the window.
+fn large_values(mode: &str) -> (Value, Value) {
+    let d = Daemon::start(
+        &config("60s", "500ms", &format!("large-{mode}")),
+        &["--mode", mode],
+    );
+    assert_eq!(d.stats()["mode"], mode);
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..20u32 {
+        let ip = i % 4;
+        let fits = format!(
+            "combined,ip=10.0.0.{ip},id=1 count=2147483647\n\
+             combined,ip=10.0.0.{ip},id=1 count=-2147483647i\n\
+             combined,ip=10.0.0.{ip},id=1 count=2147483647\n"
+        );
+        let larger = format!(
+            "combined,ip=10.0.0.{ip},id=1 count=999999999999999\n\
+             combined,ip=10.0.0.{ip},id=1 count=-2147483648\n"
+        );
+        tx.send_to(fits.as_bytes(), d.udp).unwrap();
+        tx.send_to(larger.as_bytes(), d.udp).unwrap();
+    }
+    d.wait_stats(Duration::from_secs(20), "every line counted", |s| {
+        points(s) == 100
+    });
+    d.wait_next_window(Duration::from_secs(10));
+    let top = d.get("/api/v1/top?rule=top_combined&limit=10");
+    (d.stats(), top)
+}
+
+#[test]
+fn summed_values_past_31_bits_go_to_userspace_and_both_modes_agree() {
+    if !kernel_available("summed_values_past_31_bits_go_to_userspace_and_both_modes_agree") {
+        return;
+    }
+    let (k, ktop) = large_values("kernel");
+    let (u, utop) = large_values("userspace");
+    assert_eq!(k["points_kernel"], 60, "{k}");
+    assert_eq!(k["points_userspace"], 40, "{k}");
+    assert_eq!(k["kernel"]["passed_to_userspace"]["large_value"], 20, "{k}");
+    assert_eq!(u["points_userspace"], 100, "{u}");
+    // Per key, 5 x (2^31 - 1) + 5 x (10^15 - 1) - 5 x 2^31, exactly.
+    let want = 5.0 * 999_999_999_999_999.0 - 5.0;
+    for top in [&ktop, &utop] {
+        let rows = top["top"].as_array().unwrap();
+        assert_eq!(rows.len(), 4, "{top}");
+        for row in rows {
+            assert_eq!(row["value"].as_f64().unwrap(), want, "{top}");
+        }
+    }
+    let ips = |top: &Value| {
+        let mut ips: Vec<String> = top["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["tags"]["ip"].as_str().unwrap().to_string())
+            .collect();
+        ips.sort();
+        ips
+    };
+    assert_eq!(ips(&ktop), ["10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+    assert_eq!(ips(&ktop), ips(&utop));
+}
+
 /// A network namespace with a veth pair into it, removed on drop.
 struct Netns {
     name: String,
