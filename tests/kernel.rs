@@ -212,6 +212,133 @@ fn xdp_in_generic_mode_on_loopback_counts_exactly() {
     assert_exact(&d, &gen);
 }
 
+/// A datagram of exactly `len` bytes: `lines` lines of the seed's
+/// `combined`, the last padded by its uri.
+fn datagram_of(len: usize, lines: usize, ip: u8) -> Vec<u8> {
+    let mut d = String::new();
+    for i in 0..lines - 1 {
+        d.push_str(&format!("combined,ip=10.9.{ip}.{i},id=1 count=1\n"));
+    }
+    let last = format!("combined,ip=10.9.{ip}.99,id=1,uri=/ count=1");
+    let pad = len
+        .checked_sub(d.len() + last.len())
+        .expect("room for the lines");
+    d.push_str(&last.replace("uri=/", &format!("uri=/{}", "p".repeat(pad))));
+    assert_eq!(d.len(), len);
+    d.into_bytes()
+}
+
+/// What `max_datagram` = 512 makes of 400- and 1,000-byte datagrams, in
+/// `mode`: the stats once every datagram is accounted for.
+fn short_datagrams(mode: &str) -> Value {
+    let c = with_ingest(
+        &config("60s", "500ms", &format!("short-{mode}")),
+        "max_datagram = 512",
+    );
+    let d = Daemon::start(&c, &["--mode", mode]);
+    assert_eq!(d.stats()["mode"], mode);
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..20u8 {
+        tx.send_to(&datagram_of(400, 5, i), d.udp).unwrap();
+        if i % 2 == 0 {
+            tx.send_to(&datagram_of(1000, 10, 100 + i), d.udp).unwrap();
+        }
+    }
+    d.wait_stats(Duration::from_secs(20), "every datagram accounted", |s| {
+        points(s) == 100 && s["dropped"]["oversize"] == 10
+    });
+    d.wait_next_window(Duration::from_secs(10));
+    d.stats()
+}
+
+#[test]
+fn datagrams_past_max_datagram_are_oversize_in_both_modes_alike() {
+    if !kernel_available("datagrams_past_max_datagram_are_oversize_in_both_modes_alike") {
+        return;
+    }
+    let k = short_datagrams("kernel");
+    let u = short_datagrams("userspace");
+    // 512 is below the kernel's own bound (BUF_LEN, 4,096): the kernel
+    // leaves the 1,000-byte datagrams to the sockets, which drop them.
+    assert_eq!(k["points_kernel"], 100, "{k}");
+    assert_eq!(k["datagrams_kernel"], 20, "{k}");
+    assert_eq!(k["kernel"]["passed_to_userspace"]["too_long"], 10, "{k}");
+    assert_eq!(k["points_userspace"], 0, "{k}");
+    assert_eq!(u["points_userspace"], 100, "{u}");
+    for s in [&k, &u] {
+        assert_eq!(s["dropped"]["oversize"], 10, "{s}");
+        assert_eq!(s["dropped"]["receive_queue"], 0, "{s}");
+        assert_eq!(s["dropped"]["parse_error"], 0, "{s}");
+        assert_eq!(s["rules"][0]["keys"], 100, "{s}");
+    }
+    assert_eq!(k["dropped"], u["dropped"]);
+}
+
+/// 40 datagrams to `top_combined` (a sum), half of them with a value past
+/// the kernel's 2^31 - 1: the stats and the keys' values in the window.
+fn large_values(mode: &str) -> (Value, Value) {
+    let d = Daemon::start(
+        &config("60s", "500ms", &format!("large-{mode}")),
+        &["--mode", mode],
+    );
+    assert_eq!(d.stats()["mode"], mode);
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..20u32 {
+        let ip = i % 4;
+        let fits = format!(
+            "combined,ip=10.0.0.{ip},id=1 count=2147483647\n\
+             combined,ip=10.0.0.{ip},id=1 count=-2147483647i\n\
+             combined,ip=10.0.0.{ip},id=1 count=2147483647\n"
+        );
+        let larger = format!(
+            "combined,ip=10.0.0.{ip},id=1 count=999999999999999\n\
+             combined,ip=10.0.0.{ip},id=1 count=-2147483648\n"
+        );
+        tx.send_to(fits.as_bytes(), d.udp).unwrap();
+        tx.send_to(larger.as_bytes(), d.udp).unwrap();
+    }
+    d.wait_stats(Duration::from_secs(20), "every line counted", |s| {
+        points(s) == 100
+    });
+    d.wait_next_window(Duration::from_secs(10));
+    let top = d.get("/api/v1/top?rule=top_combined&limit=10");
+    (d.stats(), top)
+}
+
+#[test]
+fn summed_values_past_31_bits_go_to_userspace_and_both_modes_agree() {
+    if !kernel_available("summed_values_past_31_bits_go_to_userspace_and_both_modes_agree") {
+        return;
+    }
+    let (k, ktop) = large_values("kernel");
+    let (u, utop) = large_values("userspace");
+    assert_eq!(k["points_kernel"], 60, "{k}");
+    assert_eq!(k["points_userspace"], 40, "{k}");
+    assert_eq!(k["kernel"]["passed_to_userspace"]["large_value"], 20, "{k}");
+    assert_eq!(u["points_userspace"], 100, "{u}");
+    // Per key, 5 x (2^31 - 1) + 5 x (10^15 - 1) - 5 x 2^31, exactly.
+    let want = 5.0 * 999_999_999_999_999.0 - 5.0;
+    for top in [&ktop, &utop] {
+        let rows = top["top"].as_array().unwrap();
+        assert_eq!(rows.len(), 4, "{top}");
+        for row in rows {
+            assert_eq!(row["value"].as_f64().unwrap(), want, "{top}");
+        }
+    }
+    let ips = |top: &Value| {
+        let mut ips: Vec<String> = top["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["tags"]["ip"].as_str().unwrap().to_string())
+            .collect();
+        ips.sort();
+        ips
+    };
+    assert_eq!(ips(&ktop), ["10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+    assert_eq!(ips(&ktop), ips(&utop));
+}
+
 /// A network namespace with a veth pair into it, removed on drop.
 struct Netns {
     name: String,
@@ -235,9 +362,11 @@ impl Netns {
                 "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
             ],
             &["link", "set", &ns_if, "netns", &name],
-            &["addr", "add", &host_ip, "dev", &host_if],
+            &["addr", "add", &host_ip, "brd", "+", "dev", &host_if],
             &["link", "set", &host_if, "up"],
-            &["-n", &name, "addr", "add", &ns_ip, "dev", &ns_if],
+            &[
+                "-n", &name, "addr", "add", &ns_ip, "brd", "+", "dev", &ns_if,
+            ],
             &["-n", &name, "link", "set", &ns_if, "up"],
         ];
         for args in steps {
@@ -274,6 +403,110 @@ impl Drop for Netns {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
+    }
+}
+
+/// A UDP socket of the namespace `ns`, bound to `addr`: made on a thread
+/// that enters it (setns moves only the calling thread).
+fn socket_in(ns: &str, addr: &str) -> std::net::UdpSocket {
+    let (ns, addr) = (ns.to_string(), addr.to_string());
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+        // SAFETY: setns(2) on an open netns file descriptor, which `f`
+        // keeps alive for the call; it changes this thread's namespace
+        // only, and the thread ends after making the socket.
+        let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        std::net::UdpSocket::bind(addr).unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Sends 30 one-line datagrams each by unicast, to the veth's subnet
+/// broadcast and to a multicast group from the namespace, and to
+/// loopback's broadcast from the host, to a daemon in `mode` with three
+/// receive sockets on 0.0.0.0; the stats once it has counted them all.
+fn broadcast_run(ns: &Netns, mode: &str) -> Value {
+    let c = with_ingest(
+        &config("60s", "500ms", &format!("bcast-{mode}")),
+        "threads = 3",
+    );
+    let d = Daemon::start_on(&c, "0.0.0.0:0", &["--mode", mode]);
+    assert_eq!(d.stats()["mode"], mode);
+    let port = d.udp.port();
+    // The host takes the group on the veth, so that its frames are
+    // delivered (to every socket bound to the port, as mc_all wants).
+    let member = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    member
+        .join_multicast_v4(
+            &"239.77.0.1".parse().unwrap(),
+            &"10.202.0.1".parse().unwrap(),
+        )
+        .unwrap();
+    let tx = socket_in(&ns.name, "10.202.0.2:0");
+    tx.set_broadcast(true).unwrap();
+    let local = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    local.set_broadcast(true).unwrap();
+    let from = libc::in_addr {
+        s_addr: u32::from_ne_bytes([10, 202, 0, 2]),
+    };
+    // SAFETY: setsockopt(2) reads an in_addr (4 bytes) from `from`, alive
+    // for the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&tx),
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_IF,
+            (&from as *const libc::in_addr).cast(),
+            std::mem::size_of::<libc::in_addr>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    for i in 0..30 {
+        let line = |kind: &str| format!("combined,ip={kind},id={i} count=1");
+        tx.send_to(line("unicast").as_bytes(), ("10.202.0.1", port))
+            .unwrap();
+        tx.send_to(line("subnet").as_bytes(), ("10.202.0.255", port))
+            .unwrap();
+        tx.send_to(line("multicast").as_bytes(), ("239.77.0.1", port))
+            .unwrap();
+        local
+            .send_to(line("loopback").as_bytes(), ("127.255.255.255", port))
+            .unwrap();
+    }
+    d.wait_stats(Duration::from_secs(20), "every datagram counted", |s| {
+        points(s) >= 120
+    });
+    // Copies would arrive with their originals: a window later, all are in.
+    d.wait_next_window(Duration::from_secs(10));
+    d.stats()
+}
+
+/// A datagram sent to a broadcast or multicast address reaches every
+/// SO_REUSEPORT socket bound to the port (the kernel hands each a copy);
+/// the daemon counts it once, in both modes.
+#[test]
+fn broadcast_and_multicast_datagrams_are_counted_once_in_both_modes() {
+    let test = "broadcast_and_multicast_datagrams_are_counted_once_in_both_modes";
+    let Some(ns) = Netns::create("b", 202) else {
+        return;
+    };
+    let mut modes = vec!["userspace"];
+    if kernel_available(test) {
+        modes.push("kernel");
+    }
+    for mode in modes {
+        let s = broadcast_run(&ns, mode);
+        assert_eq!(points(&s), 120, "{mode}: {s}");
+        assert_eq!(s["rules"][0]["keys"], 120, "{mode}: {s}");
+        assert_eq!(s["dropped"]["receive_queue"], 0, "{mode}: {s}");
+        let datagrams =
+            s["datagrams_kernel"].as_u64().unwrap() + s["datagrams_userspace"].as_u64().unwrap();
+        assert_eq!(datagrams, 120, "{mode}: {s}");
+        if mode == "kernel" {
+            assert_eq!(s["points_kernel"], 120, "{s}");
+        }
     }
 }
 

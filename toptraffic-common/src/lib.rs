@@ -14,7 +14,8 @@
 /// Bytes of the length prefix before each tag value in a group key.
 pub const KEY_LEN_PREFIX: usize = 2;
 
-/// Largest datagram payload the kernel parses; longer ones go to userspace.
+/// Largest datagram payload the kernel parses; longer ones go to userspace
+/// (as do those longer than `KernelConfig::max_datagram`).
 /// A power of two: offsets into the parse buffer are masked with `BUF_LEN - 1`.
 pub const BUF_LEN: usize = 4096;
 /// Most lines of one datagram the kernel counts.
@@ -89,11 +90,19 @@ impl GroupKey {
     }
 }
 
+/// Largest magnitude of a value the kernel sums; a datagram with a larger
+/// summed integer goes to userspace whole (`counter::PASS_LARGE_VALUE`).
+/// With at most u32::MAX lines in a cell, a cell's sum stays within
+/// (2^32 - 1) x (2^31 - 1) < 2^63: it never wraps.
+pub const MAX_SUMMED: i64 = i32::MAX as i64;
+
 /// What a key added in one generation, per CPU.
 ///
-/// The line counts are 32 bits so that the value stays 16 bytes (it is
-/// allocated for every entry on every possible CPU): a key takes at most
-/// 2^32 lines on one CPU in one interval.
+/// 16 bytes (it is allocated for every entry on every possible CPU): the
+/// line counts are 32 bits, and a cell refuses a line that would take
+/// `lines` past u32::MAX, so that the sum, of values of at most
+/// [`MAX_SUMMED`] in magnitude, never wraps. The drain adds the CPUs' cells
+/// in i128.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cell {
@@ -106,6 +115,24 @@ pub struct Cell {
     /// Sum of the aggregate (1 per line for a count). In the totals entry:
     /// owned lines committed this generation.
     pub sum: i64,
+}
+
+impl Cell {
+    /// Adds `lines` lines, `owned` of them owned, summing to `v`; false,
+    /// adding nothing, when `lines` would pass u32::MAX. `v` is at most
+    /// `lines x MAX_SUMMED` in magnitude, so the sum stays exact.
+    #[inline(always)]
+    pub fn add(&mut self, lines: u32, owned: u32, v: i64) -> bool {
+        let Some(n) = self.lines.checked_add(lines) else {
+            return false;
+        };
+        self.lines = n;
+        // owned <= lines: it cannot pass u32::MAX either.
+        self.owned = self.owned.wrapping_add(owned);
+        // Bounded as MAX_SUMMED says: never wraps.
+        self.sum = self.sum.wrapping_add(v);
+        true
+    }
 }
 
 /// A name the kernel matches: hash and length first, then the bytes.
@@ -199,6 +226,10 @@ pub struct KernelConfig {
     /// address (network order; 0 for any) of the daemon's socket.
     pub port: u32,
     pub addr: u32,
+    /// `ingest.max_datagram`: a longer payload is left to the socket whole,
+    /// where userspace drops it as `oversize` (0: BUF_LEN is the only bound).
+    pub max_datagram: u32,
+    pub _pad: u32,
     pub measurements: [Name; MAX_MEASUREMENTS],
     /// Per measurement: bitmask of the kernel rules that take it.
     pub measurement_rules: [u32; MAX_MEASUREMENTS],
@@ -219,6 +250,8 @@ impl KernelConfig {
             n_rules: 0,
             port: 0,
             addr: 0,
+            max_datagram: 0,
+            _pad: 0,
             measurements: [Name::empty(); MAX_MEASUREMENTS],
             measurement_rules: [0; MAX_MEASUREMENTS],
             measurement_userspace: [0; MAX_MEASUREMENTS],
@@ -243,11 +276,12 @@ pub mod counter {
     pub const DROP_FILTERED: u32 = 4;
     pub const DROP_MISSING_FIELD: u32 = 5;
     /// Lines of a counted datagram none of whose (line, rule) counts a
-    /// generation map took (it refused the inserts).
+    /// generation map took (it refused the inserts, or the keys' cells
+    /// were at their line bound).
     pub const LOST_LINES: u32 = 6;
     /// First of the reasons a datagram was handed to userspace whole.
     pub const PASS_FIRST: u32 = 7;
-    /// Longer than BUF_LEN.
+    /// Longer than BUF_LEN or than `KernelConfig::max_datagram`.
     pub const PASS_TOO_LONG: u32 = 7;
     /// A backslash escape.
     pub const PASS_ESCAPE: u32 = 8;
@@ -261,16 +295,21 @@ pub mod counter {
     pub const PASS_UNSUPPORTED: u32 = 11;
     /// Not valid line protocol: userspace counts the parse error.
     pub const PASS_INVALID: u32 = 12;
-    /// A summed value that is not an integer (or has more than 15 digits).
+    /// A summed value that is not an integer.
     pub const PASS_FRACTION: u32 = 13;
     /// A measurement that a rule the kernel cannot evaluate takes.
     pub const PASS_USERSPACE_RULE: u32 = 14;
     /// The program could not reach its scratch, config or generation map.
     pub const PASS_INTERNAL: u32 = 15;
-    pub const COUNT: u32 = 16;
+    /// A summed integer past [`crate::MAX_SUMMED`] in magnitude.
+    pub const PASS_LARGE_VALUE: u32 = 16;
+    /// Broadcast or multicast copies that the sockets other than the first
+    /// emptied (the first socket's copy is counted).
+    pub const PEER_COPIES: u32 = 17;
+    pub const COUNT: u32 = 18;
 
     /// Names of the pass reasons, from PASS_FIRST, for stats and metrics.
-    pub const PASS_NAMES: [&str; (COUNT - PASS_FIRST) as usize] = [
+    pub const PASS_NAMES: [&str; (PEER_COPIES - PASS_FIRST) as usize] = [
         "too_long",
         "escape",
         "too_many_lines",
@@ -280,6 +319,7 @@ pub mod counter {
         "fraction",
         "userspace_rule",
         "internal",
+        "large_value",
     ];
 }
 
@@ -294,7 +334,7 @@ mod pod {
     unsafe impl aya::Pod for super::GroupKey {}
     // SAFETY: #[repr(C)] u32, u32, i64: 16 bytes, no padding.
     unsafe impl aya::Pod for super::Cell {}
-    // SAFETY: #[repr(C)] u32 counts, then arrays of Name (u64, u32, u32,
+    // SAFETY: #[repr(C)] eight u32s, then arrays of Name (u64, u32, u32,
     // [u8; 32]), of u32 and of RuleSpec (u32s, with `_pad` filling to the
     // 8-byte alignment of its Names): every field starts where the one
     // before ends, so no padding anywhere.
@@ -319,11 +359,12 @@ mod tests {
         assert_eq!(size_of::<RuleSpec>(), 16 + 16 + 8 + 8 + 96);
         assert_eq!(offset_of!(RuleSpec, id), 40);
         assert_eq!(offset_of!(RuleSpec, filter_value), 48);
-        assert_eq!(offset_of!(KernelConfig, measurements), 24);
+        assert_eq!(offset_of!(KernelConfig, max_datagram), 24);
+        assert_eq!(offset_of!(KernelConfig, measurements), 32);
         assert_eq!(align_of::<KernelConfig>(), 8);
         assert_eq!(
             size_of::<KernelConfig>(),
-            24 + 8 * 48 + 8 * 4 + 8 * 4 + 8 * 48 + 4 * 48 + 8 * 144
+            32 + 8 * 48 + 8 * 4 + 8 * 4 + 8 * 48 + 4 * 48 + 8 * 144
         );
     }
 
@@ -332,6 +373,30 @@ mod tests {
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn a_full_cell_refuses_lines_and_its_sum_never_wraps() {
+        let (max, min) = (MAX_SUMMED, -MAX_SUMMED);
+        let mut c = Cell::default();
+        for v in [max, max, min, 5] {
+            assert!(c.add(1, 1, v));
+        }
+        assert_eq!((c.lines, c.owned, c.sum), (4, 4, max + 5));
+        // The bound's worst case, either sign: u32::MAX lines of the
+        // largest value fit in i64.
+        for v in [max, min] {
+            let mut c = Cell::default();
+            assert!(c.add(u32::MAX - 1, 1, (u32::MAX as i64 - 1) * v));
+            assert!(c.add(1, 0, v));
+            assert_eq!(c.sum as i128, u32::MAX as i128 * v as i128);
+            let before = c;
+            assert!(!c.add(1, 1, v), "full");
+            assert_eq!(c, before, "nothing added");
+        }
+        // The bound itself: no cell sum can pass i64.
+        assert!(u32::MAX as i128 * MAX_SUMMED as i128 <= i64::MAX as i128);
+        assert!(-(u32::MAX as i128) * MAX_SUMMED as i128 >= i64::MIN as i128);
     }
 
     #[test]

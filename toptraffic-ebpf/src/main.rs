@@ -27,9 +27,11 @@ fn main() {
 mod programs {
     use core::ffi::c_void;
 
-    use aya_ebpf::bindings::{xdp_action, BPF_NOEXIST};
+    use aya_ebpf::bindings::{bpf_hdr_start_off, xdp_action, BPF_NOEXIST};
     use aya_ebpf::btf_maps::{Array, ArrayOfMaps, LruPerCpuHashMap, PerCpuArray};
-    use aya_ebpf::helpers::generated::{bpf_loop, bpf_skb_load_bytes, bpf_xdp_load_bytes};
+    use aya_ebpf::helpers::generated::{
+        bpf_loop, bpf_skb_load_bytes, bpf_skb_load_bytes_relative, bpf_xdp_load_bytes,
+    };
     use aya_ebpf::macros::{btf_map, socket_filter, xdp};
     use aya_ebpf::programs::{SkBuffContext, XdpContext};
     use toptraffic_common::{
@@ -159,7 +161,7 @@ mod programs {
     }
 
     /// Adds to `key` in the current generation; Some(1) when it inserted
-    /// the key, None when the map refused.
+    /// the key, None when the map or the key's cell refused.
     #[inline(always)]
     fn bump(gen: &GenMap, key: &GroupKey, lines: u32, owned: u32, sum: i64) -> Option<u32> {
         let mut inserted = 0;
@@ -177,18 +179,23 @@ mod programs {
         // SAFETY: cell is non-null (get_ptr_mut returned it) and points at
         // this CPU's Cell of a per-CPU map, valid for the run; the programs
         // do not nest on one CPU, so no one else writes it.
-        unsafe {
-            (*cell).lines = (*cell).lines.wrapping_add(lines);
-            (*cell).owned = (*cell).owned.wrapping_add(owned);
-            (*cell).sum += sum;
+        if !unsafe { (*cell).add(lines, owned, sum) } {
+            // At u32::MAX lines: refused, as a full map refuses (the line
+            // goes to the next rule that takes it, or is lost).
+            return None;
         }
         Some(inserted)
     }
 
     /// Parses the payload already in the scratch buffer and commits it.
     #[inline(always)]
-    fn parse_and_commit(s: *mut Scratch, len: u32, datagram_counter: u32) -> Verdict {
-        let (Some(cfg), Some(gen)) = (live_config(), GENERATION.get(0)) else {
+    fn parse_and_commit(
+        s: *mut Scratch,
+        cfg: *const KernelConfig,
+        len: u32,
+        datagram_counter: u32,
+    ) -> Verdict {
+        let Some(gen) = GENERATION.get(0) else {
             add(counter::PASS_INTERNAL, 1);
             return Verdict::Pass;
         };
@@ -237,6 +244,8 @@ mod programs {
             unsafe { bpf_loop(n_items, commit_cb as *mut c_void, ctx_ptr, 0) };
             let mut totals = GroupKey::zeroed();
             totals.rule = TOTALS_RULE;
+            // Its lines are keys inserted, each taking a map slot: far
+            // below u32::MAX, so the cell does not refuse them.
             let _ = bump(gen, &totals, ctx.inserted, 0, ctx.owned as i64);
         }
         add(datagram_counter, 1);
@@ -261,8 +270,13 @@ mod programs {
 
     #[socket_filter]
     pub fn toptraffic_sock(ctx: SkBuffContext) -> i64 {
+        sock(&ctx)
+    }
+
+    #[inline(always)]
+    fn sock(ctx: &SkBuffContext) -> i64 {
         let whole = ctx.len() as i64;
-        match try_sock(&ctx) {
+        match try_sock(ctx) {
             Verdict::Counted => 0,
             Verdict::Pass => whole,
         }
@@ -271,6 +285,58 @@ mod programs {
     /// A socket filter sees the skb from the UDP header: the payload is at 8.
     const UDP_HEADER: u32 = 8;
 
+    /// On every socket of the daemon's SO_REUSEPORT group but the first. A
+    /// unicast datagram reaches one socket of the group, but a broadcast or
+    /// multicast one reaches each: this filter leaves those copies empty
+    /// (the UDP header only), which the receive threads skip, so that only
+    /// the first socket counts them. Emptied rather than dropped: a drop
+    /// would count as a socket drop (`receive_queue`).
+    #[socket_filter]
+    pub fn toptraffic_sock_peer(ctx: SkBuffContext) -> i64 {
+        if not_unicast(&ctx) {
+            add(counter::PEER_COPIES, 1);
+            return UDP_HEADER as i64;
+        }
+        sock(&ctx)
+    }
+
+    const PACKET_HOST: u32 = 0;
+    const ETH_P_IP_BE: u32 = 0x0008; // htons(0x0800), as __sk_buff holds it
+
+    /// Whether the datagram was sent to a broadcast or multicast address:
+    /// a frame that was not for this host alone (broadcast, multicast, or
+    /// looped back from a local broadcast or multicast send), or, on
+    /// loopback where every frame is the host's, an IPv4 destination of
+    /// 224.0.0.0 and up (multicast, 255.255.255.255) or 127.255.255.255.
+    /// The same test as the userspace receive sockets' classic filter.
+    #[inline(always)]
+    fn not_unicast(ctx: &SkBuffContext) -> bool {
+        // SAFETY: ctx.skb.skb is this run's context, a valid __sk_buff whose
+        // pkt_type and protocol socket filters may read.
+        let (pkt_type, proto) = unsafe { ((*ctx.skb.skb).pkt_type, (*ctx.skb.skb).protocol) };
+        if pkt_type != PACKET_HOST {
+            return true;
+        }
+        if proto != ETH_P_IP_BE {
+            return false;
+        }
+        let mut daddr = [0u8; 4];
+        // SAFETY: the helper writes 4 bytes into `daddr`, 4 bytes on this
+        // stack; it checks offset 16 (the IPv4 destination) against the
+        // network header itself.
+        let rc = unsafe {
+            bpf_skb_load_bytes_relative(
+                ctx.skb.skb as *const c_void,
+                16,
+                daddr.as_mut_ptr() as *mut c_void,
+                4,
+                bpf_hdr_start_off::BPF_HDR_START_NET,
+            )
+        };
+        let d = u32::from_be_bytes(daddr);
+        rc == 0 && (d >= 0xe000_0000 || d == 0x7fff_ffff)
+    }
+
     #[inline(always)]
     fn try_sock(ctx: &SkBuffContext) -> Verdict {
         let total = ctx.len();
@@ -278,7 +344,13 @@ mod programs {
             return Verdict::Pass;
         }
         let len = total - UDP_HEADER;
-        if len as usize > BUF_LEN {
+        let Some(cfg) = live_config() else {
+            add(counter::PASS_INTERNAL, 1);
+            return Verdict::Pass;
+        };
+        // SAFETY: live_config gave a non-null pointer to the live CONFIG
+        // slot, valid for the run; the daemon writes only the other slot.
+        if parse::too_long(len, unsafe { &*cfg }) {
             add(counter::PASS_TOO_LONG, 1);
             return Verdict::Pass;
         }
@@ -307,7 +379,7 @@ mod programs {
                 return Verdict::Pass;
             }
         }
-        parse_and_commit(s, len, counter::SF_DATAGRAMS)
+        parse_and_commit(s, cfg, len, counter::SF_DATAGRAMS)
     }
 
     /// The benchmarks' floor: counts and drops every datagram without
@@ -400,7 +472,7 @@ mod programs {
             return None;
         }
         let len = ulen - 8;
-        if len as usize > BUF_LEN {
+        if parse::too_long(len, cfg) {
             add(counter::PASS_TOO_LONG, 1);
             return Some(Verdict::Pass);
         }
@@ -425,7 +497,7 @@ mod programs {
                 return Some(Verdict::Pass);
             }
         }
-        Some(parse_and_commit(s, len, counter::XDP_DATAGRAMS))
+        Some(parse_and_commit(s, cfg, len, counter::XDP_DATAGRAMS))
     }
 
     #[panic_handler]

@@ -25,7 +25,7 @@
 use toptraffic_common::{
     counter, fnv1a_step, GroupKey, KernelConfig, Name, BUF_LEN, FNV_OFFSET, KEY_DATA,
     KEY_LEN_PREFIX, MAX_FIELDS, MAX_FILTERS, MAX_GROUP, MAX_ITEMS, MAX_LINES, MAX_MEASUREMENTS,
-    MAX_NAMES, MAX_RULES, NAME_LEN, RULE_ENABLED, RULE_SUM,
+    MAX_NAMES, MAX_RULES, MAX_SUMMED, NAME_LEN, RULE_ENABLED, RULE_SUM,
 };
 
 const MASK: u32 = BUF_LEN as u32 - 1;
@@ -51,7 +51,8 @@ const NUM_INT: u32 = 4;
 const NUM_UINT: u32 = 8;
 const NUM_FRAC_NONZERO: u32 = 16;
 
-/// Most integer digits of a summed value (exact in f64 and i64).
+/// Most integer digits of a summed value the accumulator holds (exact in
+/// f64 and i64); a summed value must also be at most MAX_SUMMED.
 const SUM_DIGITS: u32 = 15;
 /// Most digits of an `i`/`u` field taken without range checks (19 digits
 /// may overflow i64).
@@ -176,13 +177,22 @@ impl Scratch {
     };
 }
 
+/// Whether a payload of `len` bytes goes to userspace whole as too long:
+/// past what the scratch holds, or past `ingest.max_datagram`. The receive
+/// buffer is where `oversize` is decided and counted (userspace's
+/// `DropReason::Oversize`), for both paths: the kernel only declines.
+#[inline(always)]
+pub fn too_long(len: u32, cfg: &KernelConfig) -> bool {
+    len as usize > BUF_LEN || (cfg.max_datagram != 0 && len > cfg.max_datagram)
+}
+
 /// Passes 1 and 2 over `data` as the programs run them, with plain loops
 /// instead of `bpf_loop` (host tests): Err is the `counter::PASS_*` reason
 /// the datagram goes to userspace whole; on Ok the items to count are
 /// `s.items[..s.st.n_items]`.
 #[cfg(not(target_arch = "bpf"))]
 pub fn parse_lines(s: &mut Scratch, cfg: &KernelConfig, data: &[u8]) -> Result<(), u32> {
-    if data.len() > BUF_LEN {
+    if data.len() > u32::MAX as usize || too_long(data.len() as u32, cfg) {
         return Err(counter::PASS_TOO_LONG);
     }
     s.buf[..data.len()].copy_from_slice(data);
@@ -674,8 +684,12 @@ fn end_field_value(st: &mut State) -> bool {
         let bit = 1u32 << st.field;
         // The first occurrence of a field counts, as in userspace.
         if st.cur.fset & bit == 0 {
-            if st.num_digits > SUM_DIGITS || f & NUM_FRAC_NONZERO != 0 {
+            if f & NUM_FRAC_NONZERO != 0 {
                 return bail(st, counter::PASS_FRACTION);
+            }
+            // Past MAX_SUMMED a cell's sum could wrap: userspace sums it.
+            if st.num_digits > SUM_DIGITS || st.acc > MAX_SUMMED {
+                return bail(st, counter::PASS_LARGE_VALUE);
             }
             let v = if f & NUM_NEG != 0 { -st.acc } else { st.acc };
             if let Some(slot) = st.cur.fvals.get_mut(st.field as usize) {

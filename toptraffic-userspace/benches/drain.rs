@@ -68,6 +68,7 @@ fn main() {
                 map_entries: entries,
                 pin_dir: None,
                 load_all: false,
+                max_datagram: 65507,
             },
         )
         .expect("load the kernel path");

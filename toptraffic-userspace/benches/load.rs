@@ -269,6 +269,7 @@ fn floor() -> Target {
             map_entries: 4096,
             pin_dir: None,
             load_all: false,
+            max_datagram: 65507,
         },
     )
     .expect("load the floor filter");

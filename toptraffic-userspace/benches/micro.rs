@@ -94,11 +94,7 @@ fn snapshot(index: u64, first: usize, n: usize) -> IntervalSnapshot {
         let id = (100_000_000 + i % 25_000).to_string();
         t.add(
             &key::from_values(&[ip.as_bytes(), id.as_bytes()]),
-            Cell {
-                value: 3.0,
-                lines: 3,
-                ..Default::default()
-            },
+            Cell::new(3.0, 3),
         );
     }
     s.rules[0] = t;

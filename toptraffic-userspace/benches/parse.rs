@@ -72,6 +72,7 @@ fn main() {
             map_entries: 1 << 20,
             pin_dir: None,
             load_all: true,
+            max_datagram: 65507,
         },
     )
     .expect("load the kernel path");

@@ -233,6 +233,7 @@ fn load_kernel(
         map_entries: entries,
         pin_dir: config.ingest.pin_dir.clone(),
         load_all: false,
+        max_datagram: config.ingest.max_datagram,
     };
     let max_keys = config.rules.iter().map(|r| r.max_keys).collect();
     KernelPath::load(plan, max_keys, opts).map(|k| (k, info))

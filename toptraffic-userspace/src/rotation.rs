@@ -640,14 +640,7 @@ mod tests {
         fn drain_into(&mut self, snap: &mut IntervalSnapshot) {
             let mut tables: Vec<CountTable> = (0..self.1).map(|_| CountTable::new(1000)).collect();
             for (r, k, v) in self.0.lock().unwrap().drain(..) {
-                tables[r].add(
-                    &k,
-                    Cell {
-                        value: v,
-                        lines: 1,
-                        ..Default::default()
-                    },
-                );
+                tables[r].add(&k, Cell::new(v, 1));
             }
             snap.merge(tables);
         }

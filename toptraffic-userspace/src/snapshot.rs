@@ -9,11 +9,29 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::key::Key;
 
+/// Integers up to this magnitude are exact in f64, so a value that is one
+/// is taken as the integer it is.
+const EXACT: f64 = (1u64 << 53) as f64;
+
 /// What one key added in one interval.
+///
+/// The aggregate (lines for a count, the field's sum for a sum) is held in
+/// two parts so that both ingest paths give the same value for the same
+/// lines: the values that are integers of magnitude at most 2^53 (every
+/// value the kernel sums is: it sums at most 2^31 - 1) add exactly in
+/// `exact`, which cannot wrap (2^64 lines of 2^53 stay far below 2^127),
+/// whatever the order and however the lines were split over threads and
+/// CPUs; the others (fractions, larger numbers: only userspace counts them)
+/// add as f64 in `rest`. [`Cell::value`] rounds the exact part once.
+///
+/// 40 bytes (docs/OPERATIONS.md's memory formula counts them).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Cell {
-    /// The aggregate: lines for a count, the field's sum for a sum.
-    pub value: f64,
+    /// The exact part, an i128 in two words: an i128 field would align the
+    /// cell, and every table slot, to 16 bytes.
+    exact_lo: u64,
+    exact_hi: i64,
+    pub rest: f64,
     /// Lines that contributed.
     pub lines: u64,
     /// Of `lines`, those this rule counts (the points), by the path that
@@ -24,21 +42,63 @@ pub struct Cell {
 }
 
 impl Cell {
+    /// `lines` lines adding up to `value`, owned by no rule.
+    #[inline]
+    pub fn new(value: f64, lines: u64) -> Cell {
+        // Also false for NaN and the infinities.
+        if value.abs() <= EXACT && value.fract() == 0.0 {
+            Cell::from_exact(value as i128, lines)
+        } else {
+            Cell {
+                rest: value,
+                lines,
+                ..Cell::default()
+            }
+        }
+    }
+
     /// One line that `owner` says whether this rule counts.
     #[inline]
     pub fn line(value: f64, path: Path, owner: bool) -> Cell {
-        let mut owned = ByPath::default();
-        *owned.get_mut(path) = owner as u32;
+        let mut c = Cell::new(value, 1);
+        *c.owned.get_mut(path) = owner as u32;
+        c
+    }
+
+    /// An exact integer sum, as the kernel's drain gives it.
+    #[inline]
+    pub fn from_exact(sum: i128, lines: u64) -> Cell {
         Cell {
-            value,
-            lines: 1,
-            owned,
+            exact_lo: sum as u64,
+            exact_hi: (sum >> 64) as i64,
+            rest: 0.0,
+            lines,
+            owned: ByPath::default(),
+        }
+    }
+
+    /// The sum of the integer values.
+    #[inline]
+    pub fn exact(&self) -> i128 {
+        ((self.exact_hi as i128) << 64) | self.exact_lo as i128
+    }
+
+    /// The aggregate.
+    #[inline]
+    pub fn value(&self) -> f64 {
+        if self.rest == 0.0 {
+            self.exact() as f64
+        } else {
+            self.exact() as f64 + self.rest
         }
     }
 
     #[inline]
     pub fn add(&mut self, other: Cell) {
-        self.value += other.value;
+        let sum = self.exact().wrapping_add(other.exact());
+        self.exact_lo = sum as u64;
+        self.exact_hi = (sum >> 64) as i64;
+        self.rest += other.rest;
         self.lines += other.lines;
         // 2^32 lines of one key in one interval saturate, never wrap.
         self.owned.kernel = self.owned.kernel.saturating_add(other.owned.kernel);
@@ -347,6 +407,52 @@ mod tests {
         Cell::line(v, Path::Userspace, true)
     }
 
+    #[test]
+    fn integer_values_add_exactly_whatever_the_order() {
+        let big = 999_999_999_999_999.0;
+        let mut up = Cell::default();
+        let mut down = Cell::default();
+        let values: Vec<f64> = (0..20_000)
+            .map(|i| if i % 3 == 2 { -big } else { big })
+            .chain([1.0, -0.0, 7.0])
+            .collect();
+        for v in &values {
+            up.add(cell(*v));
+        }
+        for v in values.iter().rev() {
+            down.add(cell(*v));
+        }
+        assert_eq!(up, down);
+        // 13,334 x big - 6,666 x big + 8, past f64's exact integers: one
+        // rounding, of the exact sum.
+        let want = 6_668i128 * 999_999_999_999_999 + 8;
+        assert_eq!(up.exact(), want);
+        assert_eq!(up.value(), want as f64);
+        assert_eq!(up.lines, 20_003);
+        // Past i64, and back across zero.
+        let mut c = Cell::default();
+        for _ in 0..10_000 {
+            c.add(cell(big));
+        }
+        assert!(c.exact() > i64::MAX as i128);
+        for _ in 0..10_000 {
+            c.add(cell(-big));
+        }
+        assert_eq!(c.value(), 0.0);
+    }
+
+    #[test]
+    fn fractions_and_huge_values_add_as_floats() {
+        let mut c = cell(0.5);
+        c.add(cell(2.0));
+        c.add(cell(9_007_199_254_740_994.0));
+        assert_eq!((c.exact(), c.rest), (2, 9_007_199_254_740_994.0));
+        assert_eq!(c.value(), 9_007_199_254_740_996.0);
+        assert_eq!(cell(-1e300).rest, -1e300);
+        assert_eq!(cell(f64::NAN).exact(), 0);
+        assert!(cell(f64::NAN).value().is_nan());
+    }
+
     fn late(kernel: u64, userspace: u64) -> ByPath<u64> {
         ByPath { kernel, userspace }
     }
@@ -360,7 +466,7 @@ mod tests {
         assert!(t.add(b"a", cell(2.0)), "known keys still count");
         assert_eq!(t.len(), 2);
         assert_eq!(t.overflow_lines, 1);
-        assert_eq!(t.get(b"a").unwrap().value, 3.0);
+        assert_eq!(t.get(b"a").unwrap().value(), 3.0);
     }
 
     #[test]
@@ -389,7 +495,7 @@ mod tests {
         b.add(&from_values(&["x"]), cell(2.0));
         b.add(&from_values(&["y"]), cell(5.0));
         a.merge(vec![b]);
-        assert_eq!(a.rules[0].get(&from_values(&["x"])).unwrap().value, 3.0);
+        assert_eq!(a.rules[0].get(&from_values(&["x"])).unwrap().value(), 3.0);
         assert_eq!(a.rules[0].get(&from_values(&["x"])).unwrap().lines, 2);
         assert_eq!(a.rules[0].lines(), 3);
     }
@@ -412,7 +518,7 @@ mod tests {
         s.merge(vec![kernel]);
         s.merge(vec![thread]);
         let t = &s.rules[0];
-        assert_eq!(t.get(&x).unwrap().value, 5.0);
+        assert_eq!(t.get(&x).unwrap().value(), 5.0);
         assert_eq!(t.get(&x).unwrap().lines, 2);
         // x once from each source, y and z.
         assert_eq!(t.len(), 4);
@@ -433,17 +539,7 @@ mod tests {
         assert!(thread.add(&k, Cell::line(1.0, Path::Userspace, true)));
         assert!(thread.add(&k, Cell::line(1.0, Path::Userspace, false)));
         let mut kernel = CountTable::unique_with_capacity(1, 1);
-        assert!(kernel.push_unique(
-            &k,
-            Cell {
-                value: 1.0,
-                lines: 1,
-                owned: ByPath {
-                    kernel: 1,
-                    userspace: 0
-                },
-            }
-        ));
+        assert!(kernel.push_unique(&k, Cell::line(1.0, Path::Kernel, true)));
         // The interval already holds another key: both are refused late.
         let mut s = IntervalSnapshot::empty(1, [1]);
         s.rules[0].add(&from_values(&["other"]), cell(1.0));

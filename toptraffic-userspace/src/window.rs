@@ -325,7 +325,7 @@ impl WindowEngine {
             for (key, cell) in table {
                 if let Some(i) = rule.find(&key) {
                     rule.advance(i, index);
-                    rule.slots[i * n + slot] += cell.value;
+                    rule.slots[i * n + slot] += cell.value();
                     rule.meta[i].last_seen = index;
                 } else if rule.len() < rule.max_keys {
                     let meta = Meta {
@@ -334,7 +334,7 @@ impl WindowEngine {
                         sum: 0.0,
                     };
                     let i = rule.push(key, meta);
-                    rule.slots[i * n + slot] = cell.value;
+                    rule.slots[i * n + slot] = cell.value();
                 } else {
                     overflow += cell.lines;
                     owned.add_owned(cell.owned);
@@ -374,14 +374,7 @@ mod tests {
     fn snap(index: u64, entries: &[(&str, f64)]) -> IntervalSnapshot {
         let mut s = IntervalSnapshot::empty(index, [100]);
         for (k, v) in entries {
-            s.rules[0].add(
-                &from_values(&[k]),
-                Cell {
-                    value: *v,
-                    lines: 1,
-                    ..Default::default()
-                },
-            );
+            s.rules[0].add(&from_values(&[k]), Cell::new(*v, 1));
         }
         s
     }
@@ -521,20 +514,47 @@ mod tests {
         let mut w = WindowEngine::new(N, [100, 100]);
         let mut s = snap(1, &[("a", 5.0)]);
         s.rules.push(crate::snapshot::CountTable::new(100));
-        s.rules[1].add(
-            &from_values(&["b"]),
-            Cell {
-                value: 7.0,
-                lines: 1,
-                ..Default::default()
-            },
-        );
+        s.rules[1].add(&from_values(&["b"]), Cell::new(7.0, 1));
         w.apply(s);
         // Old rule 1 becomes rule 0; rule 1 is new.
         w.remap(&[Some(1), None], &[50, 100]);
         assert_eq!(w.rule(0).value(&from_values(&["b"])), Some(7.0));
         assert!(w.rule(1).is_empty());
         assert_eq!(w.current(), Some(1));
+    }
+
+    /// The same lines, drained from the kernel as one exact sum per
+    /// interval or added line by line in userspace (in another order),
+    /// give the window the same values, also past i64 and 2^53.
+    #[test]
+    fn sums_read_the_same_whichever_path_counted_them() {
+        let big = 999_999_999_999_999i64;
+        let lines: Vec<i64> = (0..16_000)
+            .map(|i| if i % 5 == 4 { -big } else { big })
+            .collect();
+        let mut kernel = WindowEngine::new(N, [100]);
+        let mut user = WindowEngine::new(N, [100]);
+        for i in 0..3u64 {
+            let exact: i128 = lines.iter().map(|v| *v as i128).sum::<i128>() + i as i128;
+            assert!(exact > i64::MAX as i128);
+            let mut k = IntervalSnapshot::empty(i, [100]);
+            k.rules[0].add(&from_values(&["a"]), Cell::from_exact(exact, 16_001));
+            kernel.apply(k);
+            let mut u = IntervalSnapshot::empty(i, [100]);
+            for v in lines.iter().rev().chain([&(i as i64)]) {
+                u.rules[0].add(&from_values(&["a"]), Cell::new(*v as f64, 1));
+            }
+            user.apply(u);
+            assert_eq!(
+                kernel
+                    .rule(0)
+                    .value(&from_values(&["a"]))
+                    .unwrap()
+                    .to_bits(),
+                user.rule(0).value(&from_values(&["a"])).unwrap().to_bits(),
+                "after interval {i}"
+            );
+        }
     }
 
     #[test]
@@ -621,11 +641,7 @@ mod tests {
         for i in 0..1440u64 {
             let mut s = IntervalSnapshot::empty(i, [100_000]);
             for j in 0..50 {
-                let one = Cell {
-                    value: 1.0,
-                    lines: 1,
-                    ..Default::default()
-                };
+                let one = Cell::new(1.0, 1);
                 s.rules[0].add(&from_values(&[format!("new{i}-{j}")]), one);
                 s.rules[0].add(&from_values(&[format!("old{j}")]), one);
             }

@@ -108,7 +108,10 @@ fn leaves_to_userspace_what_it_does_not_take() {
         (b"combined,ip=a count=t", counter::PASS_UNSUPPORTED),
         (b"combined,ip=a count=1e3", counter::PASS_UNSUPPORTED),
         (b"combined,ip=a count=1.5", counter::PASS_FRACTION),
-        (b"combined,ip=a count=1234567890123456", counter::PASS_FRACTION),
+        (b"combined,ip=a count=1234567890123456", counter::PASS_LARGE_VALUE),
+        (b"combined,ip=a count=2147483648", counter::PASS_LARGE_VALUE),
+        (b"combined,ip=a count=-2147483648i", counter::PASS_LARGE_VALUE),
+        (b"combined,ip=a count=2147483648.0", counter::PASS_LARGE_VALUE),
         (b" combined,ip=a count=1", counter::PASS_UNSUPPORTED),
         (b"combined,ip=a count=1\r\n", counter::PASS_UNSUPPORTED),
         (b"combined,ip=a  count=1", counter::PASS_UNSUPPORTED),
@@ -221,4 +224,12 @@ fn a_lines_first_item_owns_it() {
     // Line 3 lacks `count`: the second rule takes it, first.
     assert_eq!(items, [(0, 1), (1, 0), (0, 1), (1, 1)]);
     assert_eq!(s.st.points, 3);
+}
+
+#[test]
+fn values_up_to_max_summed_are_summed_either_sign() {
+    let (_, out) = run(&config(), b"combined,ip=a count=2147483647").unwrap();
+    assert_eq!(out[0].2, MAX_SUMMED);
+    let (_, out) = run(&config(), b"combined,ip=a count=-2147483647i").unwrap();
+    assert_eq!(out[0].2, -MAX_SUMMED);
 }

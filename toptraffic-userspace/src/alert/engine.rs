@@ -492,11 +492,7 @@ path = "/var/log/kapacitor/alerts.log"
                     _ => 0,
                 };
                 if lines > 0 {
-                    let cell = Cell {
-                        value: lines as f64,
-                        lines,
-                        ..Default::default()
-                    };
+                    let cell = Cell::new(lines as f64, lines);
                     snap.rules[0].add(&from_values(&[ip, id]), cell);
                 }
             }
@@ -572,11 +568,7 @@ path = "/var/log/kapacitor/alerts.log"
         // 30,000 lines in one interval, then nothing: CRITICAL, which holds
         // until the interval leaves the window 60 s later, then OK.
         let mut snap = IntervalSnapshot::empty(0, [10]);
-        let cell = Cell {
-            value: 30_000.0,
-            lines: 30_000,
-            ..Default::default()
-        };
+        let cell = Cell::new(30_000.0, 30_000);
         snap.rules[0].add(&from_values(&["10.0.0.1", "1"]), cell);
         window.apply(snap);
         ra.evaluate(window.rule(0), t0, EVERY);
@@ -632,11 +624,7 @@ path = "/dev/null"
             };
             let mut snap = IntervalSnapshot::empty(i, [10]);
             if value > 0.0 {
-                let cell = Cell {
-                    value,
-                    lines: 1,
-                    ..Default::default()
-                };
+                let cell = Cell::new(value, 1);
                 snap.rules[0].add(&from_values(&["10.0.0.1"]), cell);
             }
             window.apply(snap);
@@ -740,11 +728,7 @@ path = "/dev/null"
         let id = crate::key::to_strings(&key)[1].clone();
         assert!(id.starts_with("777") && id.contains('\u{2026}'), "{id}");
         let mut snap = IntervalSnapshot::empty(0, [10]);
-        let cell = Cell {
-            value: 30_000.0,
-            lines: 30_000,
-            ..Default::default()
-        };
+        let cell = Cell::new(30_000.0, 30_000);
         snap.rules[0].add(&key, cell);
         window.apply(snap);
         ra.evaluate(window.rule(0), t0, EVERY);

@@ -19,7 +19,9 @@ use std::sync::{Arc, OnceLock};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
-use toptraffic_common::{counter, GroupKey, KernelConfig, BUF_LEN, KEY_LEN_PREFIX, MAX_LINES};
+use toptraffic_common::{
+    counter, GroupKey, KernelConfig, BUF_LEN, KEY_LEN_PREFIX, MAX_LINES, MAX_SUMMED,
+};
 use toptraffic_ebpf::parse::{self, Scratch, DROP_FILTERED, DROP_MISSING_FIELD, DROP_UNKNOWN};
 
 use crate::config::Config;
@@ -28,6 +30,7 @@ use crate::ingest::udp::Counter;
 use crate::lineproto::proptests::edit;
 use crate::proptest_config::config;
 use crate::rules::RuleSet;
+use crate::snapshot::Cell;
 use crate::stats::{DropReason, LocalCounters};
 
 // ---------------------------------------------------------------------------
@@ -39,7 +42,7 @@ type Tables<V> = BTreeMap<(usize, Vec<u8>), (V, u64)>;
 /// What the kernel counted for a datagram it kept.
 #[derive(Debug, Clone, PartialEq)]
 struct KernelCount {
-    tables: Tables<i64>,
+    tables: Tables<i128>,
     points: u64,
     /// By `parse::DROP_*`: unknown_measurement, filtered, missing_field.
     drops: [u64; 3],
@@ -48,7 +51,7 @@ struct KernelCount {
 /// What userspace counted for a datagram.
 #[derive(Debug, Clone, PartialEq)]
 struct UserCount {
-    tables: Tables<f64>,
+    tables: Tables<Cell>,
     points: u64,
     /// unknown_measurement, filtered, missing_field, as the kernel has them.
     drops: [u64; 3],
@@ -68,8 +71,8 @@ fn kernel(cfg: &KernelConfig, data: &[u8]) -> Result<KernelCount, u32> {
         parse::build_key(&s.buf, item, &mut key);
         let cell = tables
             .entry((key.rule as usize, key.bytes().to_vec()))
-            .or_insert((0i64, 0u64));
-        cell.0 += item.value;
+            .or_insert((0i128, 0u64));
+        cell.0 += item.value as i128;
         cell.1 += 1;
     }
     let d = s.st.drops;
@@ -93,7 +96,7 @@ fn userspace(rules: &Arc<RuleSet>, data: &[u8]) -> UserCount {
     let mut flat = Tables::new();
     for (ri, t) in tables.iter().enumerate() {
         for (k, c) in t.iter() {
-            flat.insert((ri, k.to_vec()), (c.value, c.lines));
+            flat.insert((ri, k.to_vec()), (*c, c.lines));
         }
     }
     let kept = [
@@ -113,15 +116,11 @@ fn userspace(rules: &Arc<RuleSet>, data: &[u8]) -> UserCount {
     }
 }
 
-/// Whether the kernel's exact integer sum is what userspace's f64 sum holds.
-/// Userspace adds exact f64s (the kernel only sums integers of at most 15
-/// digits); above 2^53 its running sum may round, so compare relatively.
-fn same_sum(kernel: i64, user: f64) -> bool {
-    if kernel.unsigned_abs() <= 1 << 53 {
-        kernel as f64 == user
-    } else {
-        ((kernel as f64 - user) / user).abs() < 1e-12
-    }
+/// Whether userspace summed exactly what the kernel did: every value the
+/// kernel sums is an integer, which userspace adds exactly too, so the
+/// sums are equal, not close, and so are the values the window reads.
+fn same_sum(kernel: i128, user: &Cell) -> bool {
+    user.exact() == kernel && user.rest == 0.0 && user.value() == kernel as f64
 }
 
 /// Why the kernel's count differs from userspace's, if it does.
@@ -148,7 +147,7 @@ fn difference(k: &KernelCount, u: &UserCount) -> Option<String> {
         && k.tables
             .iter()
             .zip(&u.tables)
-            .all(|((kk, kv), (uk, uv))| kk == uk && kv.1 == uv.1 && same_sum(kv.0, uv.0));
+            .all(|((kk, kv), (uk, uv))| kk == uk && kv.1 == uv.1 && same_sum(kv.0, &uv.0));
     if !same_keys {
         return Some(format!(
             "tables differ:\n kernel    {:?}\n userspace {:?}",
@@ -552,6 +551,72 @@ proptest! {
         }
     }
 
+    /// Sums of the largest values the kernel takes (2^31 - 1, either
+    /// sign) and of larger ones (up to 15 digits) over many lines of few
+    /// keys: a datagram with a larger value goes to userspace whole
+    /// (`large_value`), and whichever path counted which lines, the sums
+    /// are exactly those userspace alone makes of them all.
+    #[test]
+    fn kernel_sums_large_values_exactly_as_userspace(
+        values in vec((0u8..2, -MAX_SUMMED..=MAX_SUMMED), 1..=60),
+        edge in vec(select(&[MAX_SUMMED, -MAX_SUMMED][..]), 0..40),
+        large in vec((0usize..60, prop_oneof![
+            select(&[MAX_SUMMED + 1, -MAX_SUMMED - 1, 999_999_999_999_999, -999_999_999_999_999][..]),
+            (MAX_SUMMED + 1)..=999_999_999_999_999i64,
+            -999_999_999_999_999i64..=(-MAX_SUMMED - 1),
+        ]), 0..4),
+    ) {
+        let mut lines: Vec<(u8, i64)> = values
+            .iter()
+            .enumerate()
+            .map(|(i, (ip, v))| (*ip, edge.get(i).copied().unwrap_or(*v)))
+            .collect();
+        for (at, v) in &large {
+            let at = at % lines.len();
+            lines[at].1 = *v;
+        }
+        let text = |keep: &dyn Fn(i64) -> bool| -> String {
+            lines
+                .iter()
+                .filter(|(_, v)| keep(*v))
+                .map(|(ip, v)| format!("combined,ip=10.0.0.{ip},id=1 count={v}\n"))
+                .collect()
+        };
+        let fits = |v: i64| v.abs() <= MAX_SUMMED;
+        let (small, big, all) = (text(&fits), text(&|v| !fits(v)), text(&|_| true));
+        for f in fixtures() {
+            for d in [&small, &big, &all] {
+                f.holds(d.as_bytes())?;
+            }
+        }
+        let f = default_fixture();
+        let k = kernel(&f.kernel, small.as_bytes());
+        prop_assert!(small.is_empty() || k.is_ok(), "fitting sums stay in the kernel: {:?}", k.as_ref().err());
+        if !big.is_empty() {
+            for d in [&big, &all] {
+                prop_assert_eq!(kernel(&f.kernel, d.as_bytes()).err(), Some(counter::PASS_LARGE_VALUE));
+            }
+        }
+        // The kernel's lines and userspace's, added as the interval does,
+        // against userspace counting everything.
+        let mut mixed: BTreeMap<(usize, Vec<u8>), Cell> = BTreeMap::new();
+        if let Ok(k) = k {
+            for (key, (sum, n)) in k.tables {
+                mixed.entry(key).or_default().add(Cell::from_exact(sum, n));
+            }
+        }
+        for (key, (c, _)) in userspace(&f.rules, big.as_bytes()).tables {
+            mixed.entry(key).or_default().add(c);
+        }
+        let whole = userspace(&f.rules, all.as_bytes()).tables;
+        prop_assert_eq!(mixed.len(), whole.len());
+        for ((mk, m), (wk, (w, _))) in mixed.iter().zip(&whole) {
+            prop_assert_eq!(mk, wk);
+            prop_assert_eq!((m.exact(), m.rest, m.lines), (w.exact(), w.rest, w.lines));
+            prop_assert_eq!(m.value().to_bits(), w.value().to_bits());
+        }
+    }
+
     /// Arbitrary bytes, and bytes drawn from the line protocol's alphabet.
     #[test]
     fn kernel_counts_exactly_or_hands_over_arbitrary_bytes(
@@ -611,6 +676,38 @@ fn datagrams_longer_than_the_buffer_go_up_whole() {
     assert_eq!(
         kernel(&default_fixture().kernel, &d).err(),
         Some(counter::PASS_TOO_LONG)
+    );
+}
+
+/// `max_datagram` below the kernel's buffer: a longer datagram goes up
+/// whole, where the receive buffer of that size truncates it and userspace
+/// drops it as oversize; a shorter one is counted in the kernel.
+#[test]
+fn datagrams_past_max_datagram_go_up_whole() {
+    let f = default_fixture();
+    let mut cfg = f.kernel;
+    cfg.max_datagram = 512;
+    let line = b"combined,ip=10.0.0.1,id=1 count=1\n";
+    let of = |n: usize| -> Vec<u8> { line.iter().copied().cycle().take(n).collect() };
+    let short = of(400 - 400 % line.len());
+    assert_eq!(kernel(&cfg, &short).unwrap().points, 11);
+    assert_eq!(
+        kernel(&cfg, &of(512 - 512 % line.len())).unwrap().points,
+        15
+    );
+    for n in [513, 1000, BUF_LEN] {
+        assert_eq!(
+            kernel(&cfg, &of(n)).err(),
+            Some(counter::PASS_TOO_LONG),
+            "{n}"
+        );
+    }
+    let long = of(1000 - 1000 % line.len());
+    assert_eq!(kernel(&cfg, &long).err(), Some(counter::PASS_TOO_LONG));
+    assert_eq!(
+        kernel(&f.kernel, &long).unwrap().points,
+        29,
+        "without the bound"
     );
 }
 

@@ -1,6 +1,7 @@
 //! Userspace UDP ingest: SO_REUSEPORT sockets read with recvmmsg by one
 //! thread each, every line parsed and counted into that thread's tables for
-//! the current interval.
+//! the current interval. A broadcast or multicast datagram reaches every
+//! socket: the first counts it, the others' filters empty their copies.
 //!
 //! A thread locks its own tables once per receive batch; the rotation takes
 //! them (swapping in empty ones) at each interval boundary, so the count never
@@ -122,8 +123,12 @@ impl UdpIngest {
         let mut sockets = Vec::with_capacity(n);
         let mut recv_buffer = 0;
         let mut listen = settings.listen;
-        for _ in 0..n {
+        for i in 0..n {
             let s = bind_socket(listen, settings.recv_buffer)?;
+            if i > 0 {
+                empty_copies(s.as_raw_fd())
+                    .map_err(|e| io::Error::new(e.kind(), format!("filtering socket {i}: {e}")))?;
+            }
             // The kernel reports twice what it grants for payload (bookkeeping).
             recv_buffer = s.recv_buffer_size()? / 2;
             // With port 0, the first socket picks the port and the others join it.
@@ -179,7 +184,16 @@ impl UdpIngest {
             let t = std::thread::Builder::new()
                 .name(format!("toptraffic-rx{i}"))
                 .spawn(move || {
-                    receive_loop(&sock, &tables, counter, max_datagram, &counters, &stop)
+                    let peer = i > 0;
+                    receive_loop(
+                        &sock,
+                        &tables,
+                        counter,
+                        max_datagram,
+                        peer,
+                        &counters,
+                        &stop,
+                    )
                 })?;
             self.threads
                 .get_mut()
@@ -251,12 +265,58 @@ impl Drop for UdpIngest {
 /// Attaches a classic BPF filter that drops every datagram (`ret #0`),
 /// replacing any filter: nothing enters the receive queue any more.
 fn refuse_all(fd: RawFd) -> io::Result<()> {
-    let mut code = [libc::sock_filter {
-        code: (libc::BPF_RET | libc::BPF_K) as u16,
-        jt: 0,
-        jf: 0,
-        k: 0,
-    }];
+    attach_classic(fd, &mut [op(libc::BPF_RET | libc::BPF_K, 0, 0, 0)])
+}
+
+fn op(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
+}
+
+/// A UDP socket filter sees the datagram from its UDP header.
+const UDP_HEADER: u32 = 8;
+
+/// Attaches the filter of every socket but the first: a broadcast or
+/// multicast datagram reaches every socket bound to the port, and this
+/// leaves the copies on these sockets empty (the UDP header only), which
+/// their threads skip, so that the first socket alone counts it. Emptied
+/// rather than dropped, which would count as a socket drop
+/// (`receive_queue`). The kernel path's `toptraffic_sock_peer` makes the
+/// same test: a frame not for this host alone (`pkt_type` not
+/// PACKET_HOST: broadcast, multicast, or looped back from a local
+/// broadcast or multicast send), or, as on loopback, where every frame is
+/// the host's, an IPv4 destination of 224.0.0.0 and up (multicast,
+/// 255.255.255.255) or 127.255.255.255.
+fn empty_copies(fd: RawFd) -> io::Result<()> {
+    // Ancillary loads (linux/filter.h): SKF_AD_OFF + SKF_AD_PROTOCOL and
+    // + SKF_AD_PKTTYPE, and SKF_NET_OFF + 16, the IPv4 destination.
+    const PROTOCOL: u32 = (-0x1000i32) as u32;
+    const PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
+    const DADDR: u32 = (-0x10_0000i32 + 16) as u32;
+    const LD: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    const JEQ: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+    const JGE: u32 = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
+    const RET: u32 = libc::BPF_RET | libc::BPF_K;
+    let mut code = [
+        op(LD, 0, 0, PKTTYPE),
+        op(JEQ, 0, 6, libc::PACKET_HOST as u32), // else: copy
+        op(LD, 0, 0, PROTOCOL),
+        op(JEQ, 0, 3, libc::ETH_P_IP as u32), // else: keep
+        op(LD, 0, 0, DADDR),
+        op(JGE, 2, 0, 0xe000_0000), // copy
+        op(JEQ, 1, 0, 0x7fff_ffff), // copy, else keep
+        op(RET, 0, 0, u32::MAX),    // keep: the whole datagram
+        op(RET, 0, 0, UDP_HEADER),  // copy: emptied
+    ];
+    attach_classic(fd, &mut code)
+}
+
+/// Attaches a classic BPF program, replacing any filter.
+fn attach_classic(fd: RawFd, code: &mut [libc::sock_filter]) -> io::Result<()> {
     let prog = libc::sock_fprog {
         len: code.len() as u16,
         filter: code.as_mut_ptr(),
@@ -415,6 +475,7 @@ fn receive_loop(
     counting: &Mutex<Counting>,
     mut counter: Counter,
     max_datagram: usize,
+    peer: bool,
     counters: &PathCounters,
     stop: &AtomicBool,
 ) {
@@ -448,6 +509,9 @@ fn receive_loop(
             let Counting { rules, tables } = &mut *c;
             for i in 0..n {
                 match batch.datagram(i) {
+                    // A broadcast or multicast copy that the first socket
+                    // counts (see `empty_copies`).
+                    Some([]) if peer => {}
                     Some(data) => counter.datagram(data, rules, tables, &mut local),
                     None => local.drop(DropReason::Oversize),
                 }
@@ -482,12 +546,12 @@ mod tests {
         assert_eq!(local.dropped[DropReason::ParseError as usize], 1);
         assert_eq!(local.dropped[DropReason::UnknownMeasurement as usize], 1);
         let k = key::from_values(&["1.2.3.4", "7"]);
-        assert_eq!(tables[0].get(&k).unwrap().value, 2.0);
+        assert_eq!(tables[0].get(&k).unwrap().value(), 2.0);
         assert_eq!(
             tables[1]
                 .get(&key::from_values(&["1.2.3.4"]))
                 .unwrap()
-                .value,
+                .value(),
             2.0
         );
         assert!(tables[2].is_empty());
@@ -532,7 +596,7 @@ mod tests {
         let total: f64 = tables
             .iter()
             .filter_map(|t| t[0].get(&key::from_values(&["9.9.9.9", "1"])))
-            .map(|c| c.value)
+            .map(|c| c.value())
             .sum();
         assert_eq!(total, 100.0);
         assert_eq!(counters.snapshot().dropped(DropReason::Oversize), 1);
@@ -550,7 +614,7 @@ mod tests {
                 .take_interval()
                 .iter()
                 .filter_map(|t| t[0].get(&k))
-                .map(|c| c.value)
+                .map(|c| c.value())
                 .sum()
         };
         // Sent flat out and stopped at once: most are still queued.

@@ -11,14 +11,14 @@ use aya::maps::{MapData, PerCpuArray};
 use aya::programs::SocketFilter;
 use toptraffic_common::{Cell as KCell, GroupKey};
 
-use super::path::{KernelPath, FLOOR_PROG, SOCK_PROG, XDP_PROG};
+use super::path::{KernelPath, FLOOR_PROG, PEER_PROG, SOCK_PROG, XDP_PROG};
 use super::sys;
 
 impl KernelPath {
     /// Instructions the verifier processed for each loaded program (its
     /// limit is 1,000,000): how much room the parser has left to grow.
     pub fn verified_insns(&self) -> Vec<(&'static str, u32)> {
-        [SOCK_PROG, XDP_PROG, FLOOR_PROG]
+        [SOCK_PROG, PEER_PROG, XDP_PROG, FLOOR_PROG]
             .into_iter()
             .filter_map(|name| {
                 let n = self

@@ -9,13 +9,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use aya::maps::{ArrayOfMaps, Map, MapData};
-use toptraffic_common::TOTALS_RULE;
+use toptraffic_common::{Cell as KCell, TOTALS_RULE};
 use tracing::{debug, warn};
 
 use super::counters::KernelCounters;
 use super::probe::KernelError;
 use super::sys;
-use crate::snapshot::{ByPath, Cell, CountTable};
+use crate::snapshot::{Cell, CountTable};
 
 /// One drain's result.
 #[derive(Debug)]
@@ -238,6 +238,19 @@ impl Walked {
     }
 }
 
+/// A key's per-CPU cells added up: lines, owned lines and the sum. Each
+/// CPU's sum is within i64 (see `toptraffic_common::Cell`); their total
+/// may not be: added exactly, as the window needs (see `snapshot::Cell`).
+fn add_cpus(cells: &[KCell]) -> (u64, u64, i128) {
+    let (mut lines, mut owned, mut sum) = (0u64, 0u64, 0i128);
+    for c in cells {
+        lines += c.lines as u64;
+        owned += c.owned as u64;
+        sum += c.sum as i128;
+    }
+    (lines, owned, sum)
+}
+
 /// Reads the generation map `map`, which no program writes any more, into
 /// `tables` (with `push_unique` when `unique`, else adding up).
 fn walk(
@@ -256,15 +269,10 @@ fn walk(
         ncpus,
         aya_obj::generated::bpf_cmd::BPF_MAP_LOOKUP_BATCH,
         |key, cells| {
-            let (mut lines, mut own, mut sum) = (0u64, 0u64, 0i64);
-            for c in cells {
-                lines += c.lines as u64;
-                own += c.owned as u64;
-                sum += c.sum;
-            }
+            let (lines, own, sum) = add_cpus(cells);
             if key.rule == TOTALS_RULE {
                 inserted += lines;
-                committed_owned += sum.max(0) as u64;
+                committed_owned += sum.clamp(0, u64::MAX as i128) as u64;
                 return;
             }
             owned += own;
@@ -272,14 +280,8 @@ fn walk(
             // Counts of a rule a reload removed or regrouped are gone
             // with it.
             if let Some(t) = id_index.get(&key.rule).and_then(|i| tables.get_mut(*i)) {
-                let cell = Cell {
-                    value: sum as f64,
-                    lines,
-                    owned: ByPath {
-                        kernel: own.min(u32::MAX as u64) as u32,
-                        userspace: 0,
-                    },
-                };
+                let mut cell = Cell::from_exact(sum, lines);
+                cell.owned.kernel = own.min(u32::MAX as u64) as u32;
                 if unique {
                     t.push_unique(key.bytes(), cell);
                 } else if !t.add(key.bytes(), cell) {
@@ -329,5 +331,40 @@ impl Clearer {
             })
             .map_err(|e| KernelError::Other(format!("starting the clearing thread: {e}")))?;
         Ok(Clearer { jobs, done })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu(values: &[i64]) -> KCell {
+        let mut c = KCell::default();
+        for v in values {
+            assert!(c.add(1, 1, *v));
+        }
+        c
+    }
+
+    #[test]
+    fn cpus_add_up_exactly_past_i64() {
+        // The most a CPU's cell can hold: u32::MAX lines of MAX_SUMMED.
+        let full = |v: i64| KCell {
+            lines: u32::MAX,
+            owned: 1,
+            sum: u32::MAX as i64 * v,
+        };
+        let max = toptraffic_common::MAX_SUMMED;
+        let cells = [full(max), full(max), cpu(&[]), cpu(&[1, 2])];
+        let want = 2 * u32::MAX as i128 * max as i128 + 3;
+        assert!(want > i64::MAX as i128);
+        assert_eq!(add_cpus(&cells), (2 * u32::MAX as u64 + 2, 4, want));
+        // CPUs in opposite directions cancel exactly.
+        let cells = [full(max), full(-max), full(max), cpu(&[-2, 7])];
+        let (lines, _, sum) = add_cpus(&cells);
+        assert_eq!(
+            (lines, sum),
+            (3 * u32::MAX as u64 + 2, u32::MAX as i128 * max as i128 + 5)
+        );
     }
 }

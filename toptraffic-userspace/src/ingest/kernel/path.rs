@@ -29,6 +29,8 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/to
 static OBJECT: &[u8] = &[];
 
 pub(super) const SOCK_PROG: &str = "toptraffic_sock";
+/// The filter on the sockets after the first (see the program).
+pub(super) const PEER_PROG: &str = "toptraffic_sock_peer";
 #[cfg(any(test, feature = "bench"))]
 pub(super) const FLOOR_PROG: &str = "toptraffic_floor";
 pub(super) const XDP_PROG: &str = "toptraffic_xdp";
@@ -65,6 +67,18 @@ pub struct Options {
     /// Load both programs even if one is attached (tests: the verifier
     /// accepts both).
     pub load_all: bool,
+    /// `ingest.max_datagram`: longer datagrams are left to the sockets,
+    /// whose receive threads drop them as oversize.
+    pub max_datagram: usize,
+}
+
+/// What every config written carries besides the rules: XDP's port and
+/// address, and the longest datagram the programs count.
+#[derive(Debug, Clone, Copy)]
+struct Ingress {
+    port: u32,
+    addr: u32,
+    max_datagram: u32,
 }
 
 /// The loaded and attached kernel path.
@@ -81,8 +95,8 @@ pub struct KernelPath {
     sockets: Vec<RawFd>,
     /// The live CONFIG slot.
     config_slot: u32,
-    /// XDP's port and address, kept in every config written.
-    xdp_target: (u32, u32),
+    /// Kept in every config written.
+    ingress: Ingress,
     /// Rule id (as in the kernel's keys) to rule index.
     id_index: std::collections::HashMap<u32, usize>,
 }
@@ -102,11 +116,12 @@ fn write_config(
     ebpf: &mut Ebpf,
     slot: u32,
     config: &KernelConfig,
-    (port, addr): (u32, u32),
+    ingress: Ingress,
 ) -> Result<(), String> {
     let mut config = *config;
-    config.port = port;
-    config.addr = addr;
+    config.port = ingress.port;
+    config.addr = ingress.addr;
+    config.max_datagram = ingress.max_datagram;
     let map = ebpf
         .map_mut("CONFIG")
         .ok_or("the object has no map CONFIG")?;
@@ -175,11 +190,17 @@ impl KernelPath {
             }
             None => None,
         };
-        let xdp_target = match &opts.attach {
+        let (port, addr) = match &opts.attach {
             Attach::Xdp { port, addr, .. } => (*port as u32, u32::from_ne_bytes(addr.octets())),
             _ => (0, 0),
         };
-        write_config(&mut ebpf, 0, &plan.config, xdp_target)
+        let ingress = Ingress {
+            port,
+            addr,
+            // Past u32 it is past BUF_LEN too: the kernel's own bound holds.
+            max_datagram: opts.max_datagram.min(u32::MAX as usize) as u32,
+        };
+        write_config(&mut ebpf, 0, &plan.config, ingress)
             .and_then(|()| select_config(&mut ebpf, 0))
             .map_err(KernelError::Other)?;
 
@@ -221,7 +242,7 @@ impl KernelPath {
             plan,
             sockets: Vec::new(),
             config_slot: 0,
-            xdp_target,
+            ingress,
             id_index: Default::default(),
         };
         path.id_index = index_ids(&path.plan.ids);
@@ -229,6 +250,7 @@ impl KernelPath {
         let want_xdp = matches!(opts.attach, Attach::Xdp { .. }) || opts.load_all;
         if want_sock {
             path.load_program(SOCK_PROG)?;
+            path.load_program(PEER_PROG)?;
         }
         if want_xdp {
             path.load_program(XDP_PROG)?;
@@ -238,7 +260,7 @@ impl KernelPath {
             path.load_program(FLOOR_PROG)?;
         }
         match opts.attach {
-            Attach::Sockets(fds) => path.attach_sockets(SOCK_PROG, fds)?,
+            Attach::Sockets(fds) => path.attach_sockets(SOCK_PROG, PEER_PROG, fds)?,
             Attach::Xdp {
                 interface, mode, ..
             } => {
@@ -271,22 +293,28 @@ impl KernelPath {
                 path.xdp = Some(link);
             }
             #[cfg(any(test, feature = "bench"))]
-            Attach::Floor(fds) => path.attach_sockets(FLOOR_PROG, fds)?,
+            Attach::Floor(fds) => path.attach_sockets(FLOOR_PROG, FLOOR_PROG, fds)?,
             Attach::None => {}
         }
         Ok(path)
     }
 
-    /// Attaches the loaded socket filter `name` to every socket in `fds`;
-    /// they are detached on drop.
-    fn attach_sockets(&mut self, name: &str, fds: Vec<RawFd>) -> Result<(), KernelError> {
-        let prog: &SocketFilter = self
-            .ebpf
-            .program(name)
-            .expect("loaded before attaching")
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| KernelError::Other(e.to_string()))?;
-        for fd in &fds {
+    /// Attaches the loaded socket filter `first` to the first socket of
+    /// `fds` and `peer` to the others; they are detached on drop.
+    fn attach_sockets(
+        &mut self,
+        first: &str,
+        peer: &str,
+        fds: Vec<RawFd>,
+    ) -> Result<(), KernelError> {
+        for (i, fd) in fds.iter().enumerate() {
+            let name = if i == 0 { first } else { peer };
+            let prog: &SocketFilter = self
+                .ebpf
+                .program(name)
+                .expect("loaded before attaching")
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| KernelError::Other(e.to_string()))?;
             // The daemon's sockets outlive the kernel path (it is dropped
             // first) and the filter is detached on drop.
             sys::attach_socket_filter(prog, *fd).map_err(|e| {
@@ -371,7 +399,7 @@ impl KernelPath {
             None
         };
         let slot = 1 - self.config_slot;
-        write_config(&mut self.ebpf, slot, &plan.config, self.xdp_target)?;
+        write_config(&mut self.ebpf, slot, &plan.config, self.ingress)?;
         if let Some(maps) = larger {
             self.gens
                 .resize(maps, map_entries)

@@ -25,6 +25,7 @@ fn load_pinned(attach: Attach, pin_dir: Option<&Path>) -> Option<Result<KernelPa
         map_entries: 4096,
         pin_dir: pin_dir.map(Path::to_path_buf),
         load_all: true,
+        max_datagram: 65507,
     };
     match KernelPath::load(plan, max_keys, opts) {
         Ok(k) => Some(Ok(k)),
@@ -141,6 +142,76 @@ fn test_run_counts_a_plain_datagram_and_passes_an_escaped_one_whole() {
     assert_eq!(k.counters().passed()[1], ("escape", 1));
 }
 
+/// The largest values the kernel sums, either sign, on a cell filled to
+/// its line bound: the sum reaches u32::MAX x (2^31 - 1) exactly, the cell
+/// then refuses the line (lost: `evicted`), and a larger value sends its
+/// datagram to userspace whole as `large_value`.
+#[test]
+fn test_run_sums_the_largest_values_exactly_up_to_the_line_bound() {
+    use toptraffic_common::{Cell as KCell, GroupKey, MAX_SUMMED};
+    let Some(mut k) = load_or_skip(Attach::None) else {
+        return;
+    };
+    // The programs run on this thread's CPU: CPU 0, where fill_active
+    // writes.
+    // SAFETY: set is a zeroed cpu_set_t on this stack, which CPU_SET and
+    // sched_setaffinity (for this thread, pid 0) only read and write.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
+    let group_key = |ip: &str| {
+        let mut g = GroupKey::zeroed();
+        let mut off = 0;
+        for v in [ip.as_bytes(), b"1"] {
+            g.data[off..off + 2].copy_from_slice(&(v.len() as u16).to_le_bytes());
+            g.data[off + 2..off + 2 + v.len()].copy_from_slice(v);
+            off += 2 + v.len();
+        }
+        g.len = off as u32;
+        g
+    };
+    let near = u32::MAX - 2;
+    let full = KCell {
+        lines: near,
+        owned: near,
+        sum: near as i64 * MAX_SUMMED,
+    };
+    k.fill_active(&[group_key("10.0.0.1")], full).unwrap();
+    let line = |ip: &str, v: i64| format!("combined,ip={ip},id=1 count={v}\n");
+    // Two lines reach the bound; the third is refused.
+    let (verdict, _) = k
+        .test_run(false, line("10.0.0.1", MAX_SUMMED).repeat(3).as_bytes(), 1)
+        .unwrap();
+    assert_eq!(verdict, 0, "counted in the kernel");
+    let down = line("10.0.0.2", -MAX_SUMMED).repeat(60);
+    let (verdict, _) = k.test_run(false, down.as_bytes(), 200).unwrap();
+    assert_eq!(verdict, 0, "counted in the kernel");
+    let larger = line("10.0.0.3", MAX_SUMMED + 1);
+    let (verdict, _) = k.test_run(false, larger.as_bytes(), 1).unwrap();
+    assert_eq!(verdict as usize, 8 + larger.len(), "passed whole");
+    assert!(k.counters().passed().contains(&("large_value", 1)));
+    let d = k.drain().unwrap();
+    let key = |ip: &str| crate::key::from_values(&[ip, "1"]);
+    let a = d.tables[0].get(&key("10.0.0.1")).unwrap();
+    let want = u32::MAX as i128 * MAX_SUMMED as i128;
+    assert_eq!((a.exact(), a.lines), (want, u32::MAX as u64));
+    assert_eq!(a.value(), want as f64);
+    let b = d.tables[0].get(&key("10.0.0.2")).unwrap();
+    assert_eq!((b.exact(), b.lines), (-12_000 * MAX_SUMMED as i128, 12_000));
+    assert!(d.tables[0].get(&key("10.0.0.3")).is_none());
+    let dropped = k.counters().snapshot().dropped;
+    assert_eq!(
+        dropped[crate::stats::DropReason::Evicted as usize],
+        1,
+        "the refused line"
+    );
+}
+
 #[test]
 fn socket_filter_counts_plain_datagrams_and_passes_the_rest_whole() {
     let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -174,9 +245,15 @@ fn socket_filter_counts_plain_datagrams_and_passes_the_rest_whole() {
     let d = k.drain().unwrap();
     let key = |v: &[&str]| crate::key::from_values(v);
     let combined = &d.tables[0];
-    assert_eq!(combined.get(&key(&["10.0.0.0", "7"])).unwrap().value, 500.0);
+    assert_eq!(
+        combined.get(&key(&["10.0.0.0", "7"])).unwrap().value(),
+        500.0
+    );
     assert_eq!(combined.get(&key(&["10.0.0.1", "7"])).unwrap().lines, 500);
-    assert_eq!(d.tables[1].get(&key(&["10.0.0.1"])).unwrap().value, 1000.0);
+    assert_eq!(
+        d.tables[1].get(&key(&["10.0.0.1"])).unwrap().value(),
+        1000.0
+    );
     assert_eq!(d.keys, 4);
     assert_eq!(d.evicted_lines, 0);
     // The next drain reads the other generation, empty.
@@ -216,7 +293,7 @@ fn a_resize_swaps_in_larger_maps_and_keeps_what_the_old_ones_counted() {
     // The interval's counts: 3 in the retired map, 4 in the new one, once.
     let d = k.drain().unwrap();
     let c = d.tables[0].get(&key).unwrap();
-    assert_eq!((c.lines, c.value), (7, 14.0));
+    assert_eq!((c.lines, c.value()), (7, 14.0));
     assert_eq!(d.tables[0].len(), 1);
     assert_eq!(d.evicted_lines, 0);
     // Both new maps take their turn, and the retired one is gone.
