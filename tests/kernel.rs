@@ -591,13 +591,13 @@ fn kernel_mode_without_privileges_names_the_missing_capabilities() {
     assert!(err.contains("CAP_BPF"), "{err}");
 }
 
-/// Runs `toptraffic run` with `config` until it exits (at most 30 s): its
-/// status and stderr.
-fn run_to_exit(config: &str) -> (std::process::ExitStatus, String) {
+/// Runs `toptraffic run --mode MODE` with `config` until it exits (at most
+/// 30 s): its status and stderr.
+fn run_to_exit(config: &str, mode: &str) -> (std::process::ExitStatus, String) {
     let path = common::temp_file("config.toml", config);
     let log = path.with_file_name("daemon.log");
     let mut child = Command::new(BIN)
-        .args(["run", "--mode", "kernel", "--config"])
+        .args(["run", "--mode", mode, "--config"])
         .arg(&path)
         .args(["--http", "127.0.0.1:0", "--listen", "127.0.0.1:0"])
         .stdout(std::process::Stdio::null())
@@ -637,14 +637,17 @@ fn a_second_daemon_on_the_same_pin_dir_is_refused_and_the_first_keeps_its_pins()
         .or_else(|_| std::fs::create_dir(pins.join("foreign")))
         .unwrap();
 
-    let (status, err) = run_to_exit(&cfg);
-    assert!(!status.success());
     let want = format!(
         "pin_dir {} is held by toptraffic pid {}",
         pins.display(),
         d.child.id()
     );
-    assert!(err.contains(&want), "{err}");
+    // Refused in auto mode too: the userspace path would not fix it.
+    for mode in ["kernel", "auto"] {
+        let (status, err) = run_to_exit(&cfg, mode);
+        assert!(!status.success(), "{mode}: {err}");
+        assert!(err.contains(&want), "{mode}: {err}");
+    }
     for m in PINS {
         assert!(pins.join(m).exists(), "{m} lost to the refused daemon");
     }

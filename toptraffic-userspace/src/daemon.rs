@@ -272,6 +272,9 @@ fn choose_mode(
             Ok((mode, Some(path)))
         }
         Err(e) if requested == Mode::Kernel => Err(anyhow::anyhow!("--mode kernel: {e}")),
+        // Two daemons on one pin dir would take each other's pins; the
+        // second one must not run, in whichever mode.
+        Err(e @ KernelError::PinDirHeld(_)) => Err(anyhow::anyhow!("{e}")),
         Err(e) => Ok((
             userspace(format!("the kernel path could not load: {e}")),
             None,

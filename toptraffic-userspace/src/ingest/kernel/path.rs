@@ -184,7 +184,7 @@ impl KernelPath {
 
         let pins = match &opts.pin_dir {
             Some(dir) => {
-                let mut pins = Pins::claim(dir).map_err(KernelError::Other)?;
+                let mut pins = Pins::claim(dir)?;
                 pins.pin_maps(&ebpf).map_err(KernelError::Other)?;
                 Some(pins)
             }

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use aya::Ebpf;
 use tracing::{info, warn};
 
+use super::probe::KernelError;
 use super::sys;
 
 /// BPF_FS_MAGIC from include/uapi/linux/magic.h.
@@ -88,29 +89,34 @@ impl Pins {
     /// Claims `dir` (creating it on a bpffs if need be), refusing when a
     /// live process holds it, and removes the pins of ours a dead daemon
     /// left there.
-    pub(super) fn claim(dir: &Path) -> Result<Pins, String> {
+    pub(super) fn claim(dir: &Path) -> Result<Pins, KernelError> {
         // The dir may be removed by its holder between our open and our
         // lock (its rmdir at exit): the lock would then be on a dead inode.
         // A few tries, each after the holder let go, are plenty.
         for _ in 0..3 {
-            let created_dir = ensure_bpffs(dir)?;
-            let lock =
-                File::open(dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+            let created_dir = ensure_bpffs(dir).map_err(KernelError::Other)?;
+            let lock = File::open(dir)
+                .map_err(|e| KernelError::Other(format!("cannot open {}: {e}", dir.display())))?;
             match lock.try_lock() {
                 Ok(()) => {}
                 Err(TryLockError::WouldBlock) => {
-                    let meta = lock.metadata().map_err(|e| e.to_string())?;
+                    let meta = lock
+                        .metadata()
+                        .map_err(|e| KernelError::Other(e.to_string()))?;
                     let holder = match lock_holder(meta.dev(), meta.ino()) {
                         Some(pid) => format!("toptraffic pid {pid}"),
                         None => "another process (its pid is not visible here)".into(),
                     };
-                    return Err(format!(
+                    return Err(KernelError::PinDirHeld(format!(
                         "pin_dir {} is held by {holder}; give each daemon its own ingest.pin_dir",
                         dir.display()
-                    ));
+                    )));
                 }
                 Err(TryLockError::Error(e)) => {
-                    return Err(format!("cannot lock {}: {e}", dir.display()))
+                    return Err(KernelError::Other(format!(
+                        "cannot lock {}: {e}",
+                        dir.display()
+                    )))
                 }
             }
             if !same_inode(&lock, dir) {
@@ -122,13 +128,13 @@ impl Pins {
                 pinned: Vec::new(),
                 created_dir,
             };
-            pins.remove_stale()?;
+            pins.remove_stale().map_err(KernelError::Other)?;
             return Ok(pins);
         }
-        Err(format!(
+        Err(KernelError::Other(format!(
             "pin_dir {} keeps being removed under us",
             dir.display()
-        ))
+        )))
     }
 
     /// Removes the pins of our names that a daemon which died (its claim

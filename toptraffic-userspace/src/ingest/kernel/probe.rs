@@ -30,6 +30,9 @@ pub enum KernelError {
     },
     /// The rules do not fit the kernel's tables.
     Rules(String),
+    /// Another live daemon holds the pin dir: a config error, which no
+    /// other ingest path would fix.
+    PinDirHeld(String),
     Other(String),
 }
 
@@ -59,7 +62,7 @@ impl fmt::Display for KernelError {
                 "the verifier rejected {program} ({detail}); its log is in {}",
                 log.display()
             ),
-            KernelError::Rules(e) => write!(f, "{e}"),
+            KernelError::Rules(e) | KernelError::PinDirHeld(e) => write!(f, "{e}"),
             KernelError::Other(e) => write!(f, "{e}"),
         }
     }
