@@ -188,6 +188,7 @@ fn restart_config(mode: &str, state: &std::path::Path) -> String {
 [ingest]
 mode = "{mode}"
 recv_buffer = 67108864
+pin_dir = "{pins}"
 [window]
 period = "2m"
 every = "1s"
@@ -202,7 +203,9 @@ field = "count"
 as = "totalCount"
 max_keys = 1000
 "#,
-        state = state.display()
+        state = state.display(),
+        // Its own pins, not the default's, which a daemon on this machine may hold.
+        pins = common::pin_dir(&format!("restart-{mode}")),
     )
 }
 
