@@ -49,6 +49,9 @@ pub struct Block {
 struct KeyAlert {
     state: AlertState,
     value: f64,
+    /// The value's error bound while it is partly the overflow sketch's
+    /// estimate.
+    bound: Option<f64>,
 }
 
 /// The alert blocks of one rule.
@@ -187,8 +190,8 @@ impl RuleAlerts {
         }
         self.last_end = Some(end);
         for b in 0..self.blocks.len() {
-            for (k, value) in window.iter() {
-                self.evaluate_key(b, k, value, end, true);
+            for (k, value, bound) in window.iter_with_bounds() {
+                self.evaluate_key(b, k, (value, bound), end, true);
             }
             let gone: Vec<Key> = self.blocks[b]
                 .states
@@ -197,12 +200,19 @@ impl RuleAlerts {
                 .cloned()
                 .collect();
             for k in gone {
-                self.evaluate_key(b, &k, 0.0, end, false);
+                self.evaluate_key(b, &k, (0.0, None), end, false);
             }
         }
     }
 
-    fn evaluate_key(&mut self, b: usize, k: &Key, value: f64, end: SystemTime, in_window: bool) {
+    fn evaluate_key(
+        &mut self,
+        b: usize,
+        k: &Key,
+        (value, bound): (f64, Option<f64>),
+        end: SystemTime,
+        in_window: bool,
+    ) {
         let block = &mut self.blocks[b];
         let env = KeyEnv {
             as_name: &self.as_name,
@@ -220,13 +230,19 @@ impl RuleAlerts {
             None => {
                 let mut st = AlertState::new(block.spec.settings.history);
                 let d = st.update(&block.spec.settings, end, level);
-                block
-                    .states
-                    .insert(k.clone(), KeyAlert { state: st, value });
+                block.states.insert(
+                    k.clone(),
+                    KeyAlert {
+                        state: st,
+                        value,
+                        bound,
+                    },
+                );
                 d
             }
             Some(ka) => {
                 ka.value = value;
+                ka.bound = bound;
                 let d = ka.state.update(&block.spec.settings, end, level);
                 if !in_window || (level == Level::Ok && ka.state.is_quiet()) {
                     block.states.remove(k);
@@ -282,6 +298,7 @@ impl RuleAlerts {
             tags,
             field: self.as_name.clone(),
             value,
+            error_bound: bound,
         });
         for s in &block.sinks {
             s.offer(event.clone());
@@ -302,6 +319,7 @@ impl RuleAlerts {
                         level: ka.state.level(),
                         since: ka.state.since().map(crate::goformat::rfc3339),
                         value: crate::goformat::json_number(ka.value),
+                        error_bound: ka.bound,
                         flapping: ka.state.flapping(),
                     })
                     .collect();
@@ -354,7 +372,14 @@ impl RuleAlerts {
         }
         match AlertState::from_parts(parts) {
             Some(state) => {
-                b.states.insert(key, KeyAlert { state, value });
+                b.states.insert(
+                    key,
+                    KeyAlert {
+                        state,
+                        value,
+                        bound: None,
+                    },
+                );
                 true
             }
             None => false,
@@ -377,6 +402,8 @@ pub struct KeyAlertView {
     pub since: Option<String>,
     /// The window value at the last evaluation.
     pub value: serde_json::Value,
+    /// Its error bound while it is partly the overflow sketch's estimate.
+    pub error_bound: Option<f64>,
     pub flapping: bool,
 }
 
