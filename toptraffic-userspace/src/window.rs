@@ -897,6 +897,25 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_keeps_the_sketch_unless_its_shape_changes() {
+        let mut w = WindowEngine::new(N, [1]);
+        w.set_overflow(0, Some(&overflow(Some(100.0))));
+        w.apply(lines(1, 1, &[("a".into(), 1)]));
+        w.apply(lines(2, 1, &[("b".into(), 60)]));
+        // A new threshold keeps the estimates: b's 60 and 50 more reach it.
+        w.remap(&[Some(0)], &[1]);
+        w.set_overflow(0, Some(&overflow(Some(110.0))));
+        let r = w.apply(lines(3, 1, &[("b".into(), 50)]));
+        assert_eq!(r.promoted, [1]);
+        assert_eq!(value(&w, "b"), Some(110.0));
+        // Another error bound is another sketch: it starts empty.
+        let mut other = overflow(Some(110.0));
+        other.error = 0.01;
+        w.set_overflow(0, Some(&other));
+        assert_eq!(w.rule(0).tier_stats(), Some(TierStats::default()));
+    }
+
+    #[test]
     fn removing_the_tier_refuses_again() {
         let mut w = WindowEngine::new(N, [1]);
         w.set_overflow(0, Some(&overflow(Some(100.0))));
