@@ -133,6 +133,16 @@ impl RuleWindow {
             .and_then(|i| self.meta[i].approx.map(|a| a.bound))
     }
 
+    /// The sketch's estimate of a key that is not in the exact table, and
+    /// its error bound; None without a sketch, or for an exact key.
+    pub fn estimate(&self, key: &[u8]) -> Option<(f64, f64)> {
+        let t = self.tier.as_ref()?;
+        if self.find(key).is_some() {
+            return None;
+        }
+        Some((t.ring.estimate(key), t.ring.error_bound()))
+    }
+
     /// Each key's value over the window, and its error bound while it is
     /// approximate.
     pub fn iter_with_bounds(&self) -> impl Iterator<Item = (&Key, f64, Option<f64>)> {
