@@ -2,14 +2,19 @@
 //! reason, once, even when a rule's key table overflows at every level (a
 //! receive thread's table, the interval's merge, the kernel's map, the
 //! window), with one rule or several per measurement, and the points are
-//! split by the path that received the lines.
+//! split by the path that received the lines. With a rule's overflow sketch
+//! (on by default), the lines the window has no room for are counted in the
+//! sketch: they stay points, and only the interval tables' refusals drop.
 
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use common::{kernel_available, pin_dir, short_window_config, with_ingest, with_max_keys, Daemon};
+use common::{
+    kernel_available, pin_dir, short_window_config, with_ingest, with_max_keys, without_overflow,
+    Daemon,
+};
 use serde_json::Value;
 use toptraffic_loadgen::lines_accounted;
 
@@ -98,7 +103,10 @@ fn assert_accounted(s: &Value, sent: u64, batches: &[u64]) {
 fn userspace_counts_every_line_once_when_a_rule_overflows() {
     // Keys stay a minute: each batch's new keys meet a full window.
     let config = with_ingest(
-        &with_max_keys(&short_window_config("1m", "300ms"), MAX_KEYS as usize),
+        &without_overflow(&with_max_keys(
+            &short_window_config("1m", "300ms"),
+            MAX_KEYS as usize,
+        )),
         "threads = 2",
     );
     let d = Daemon::start(&config, &["--mode", "userspace"]);
@@ -116,13 +124,111 @@ fn userspace_counts_every_line_once_when_a_rule_overflows() {
 }
 
 #[test]
+fn lines_in_the_overflow_sketch_are_points_and_received_is_still_counted_plus_dropped() {
+    let config = with_ingest(
+        &with_max_keys(&short_window_config("1m", "300ms"), MAX_KEYS as usize),
+        "threads = 2",
+    );
+    let d = Daemon::start(&config, &["--mode", "userspace"]);
+    let batches = [1_000; 5];
+    let (sent, s) = flood(&d, &batches);
+    assert_eq!(s["dropped"]["receive_queue"], 0, "{s}");
+    assert_eq!(
+        lines_accounted(&s),
+        sent,
+        "received = counted + dropped: {s}"
+    );
+    let rule = &s["rules"][0];
+    assert_eq!(rule["keys"], MAX_KEYS, "{s}");
+    let tier = &rule["overflow"];
+    let estimated = tier["lines_estimated"].as_u64().unwrap();
+    let refused = s["dropped"]["key_table_full"].as_u64().unwrap();
+    // Only an interval table's refusals drop; the window's go to the sketch.
+    assert_eq!(
+        s["dropped"]["key_table_full"], rule["overflow_lines"],
+        "{s}"
+    );
+    let valid: u64 = batches.iter().sum();
+    assert!(estimated > 0, "{s}");
+    assert_eq!(estimated + refused, valid - MAX_KEYS, "{s}");
+    let points = s["points_userspace"].as_u64().unwrap();
+    assert_eq!(points, MAX_KEYS + estimated, "{s}");
+    // One-line keys reach no threshold: nothing moved between the tiers.
+    assert_eq!(
+        (&tier["promotions"], &tier["demotions"]),
+        (&0.into(), &0.into()),
+        "{s}"
+    );
+    assert!(d.terminate().success());
+}
+
+#[test]
+fn a_heavy_key_behind_a_full_window_is_promoted_and_shown_approximate() {
+    // Thresholds of 500 and 900; max_keys 1,000 filled by one-line keys.
+    let config = with_ingest(
+        &with_max_keys(&short_window_config("1m", "300ms"), MAX_KEYS as usize)
+            .replace("> 17500", "> 500")
+            .replace("> 22500", "> 900"),
+        "threads = 2",
+    );
+    let d = Daemon::start(&config, &["--mode", "userspace"]);
+    let (_, s) = flood(&d, &[1_000]);
+    assert_eq!(s["rules"][0]["keys"], MAX_KEYS, "{s}");
+    let heavy = vec!["combined,ip=203.0.113.9,id=heavy count=1i".to_string(); 2_000];
+    send_lines(d.udp, &[heavy]);
+    let s = d.wait_stats(Duration::from_secs(30), "the heavy key promoted", |s| {
+        s["rules"][0]["overflow"]["promotions"].as_u64() == Some(1)
+            && s["rules"][0]["overflow"]["lines_estimated"].as_u64() >= Some(500)
+    });
+    assert_eq!(s["rules"][0]["overflow"]["demotions"], 1, "{s}");
+    assert_eq!(s["rules"][0]["keys"], MAX_KEYS, "{s}");
+    // All 2,000 lines arrive eventually; the estimate never falls short,
+    // and exceeds the truth by at most the bound shown with it.
+    d.wait_stats(Duration::from_secs(30), "every line accounted", |s| {
+        lines_accounted(s) >= 1_000 + MALFORMED_PER_BATCH * 2 + 2_000
+    });
+    d.wait_next_window(Duration::from_secs(20));
+    let top = d.get("/api/v1/top?rule=top_combined&limit=1");
+    let row = &top["top"][0];
+    assert_eq!(row["tags"]["id"], "heavy", "{top}");
+    assert_eq!(row["approximate"], true, "{top}");
+    let bound = row["error_bound"].as_f64().unwrap();
+    let value = row["value"].as_f64().unwrap();
+    assert!(
+        (2_000.0..=2_000.0 + bound).contains(&value),
+        "{value} within {bound}: {top}"
+    );
+    // The alert fires on it, marked approximate.
+    let alerts = d.get("/api/v1/alerts");
+    let key = alerts["blocks"][0]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["tags"]["id"] == "heavy")
+        .cloned()
+        .unwrap_or_else(|| panic!("heavy alerting: {alerts}"));
+    assert_eq!(key["level"], "CRITICAL", "{alerts}");
+    assert_eq!(key["approximate"], true, "{alerts}");
+    assert!(key["error_bound"].as_f64().is_some(), "{alerts}");
+    assert!(
+        d.log_text().contains("rule entered overflow"),
+        "{}",
+        d.log_text()
+    );
+    assert!(d.terminate().success());
+}
+
+#[test]
 fn kernel_counts_every_line_once_when_its_map_evicts_and_a_rule_overflows() {
     let name = "kernel_counts_every_line_once_when_its_map_evicts_and_a_rule_overflows";
     if !kernel_available(name) {
         return;
     }
     let config = with_ingest(
-        &with_max_keys(&short_window_config("1m", "2s"), MAX_KEYS as usize),
+        &without_overflow(&with_max_keys(
+            &short_window_config("1m", "2s"),
+            MAX_KEYS as usize,
+        )),
         &format!("pin_dir = \"{}\"", pin_dir("drops")),
     );
     let d = Daemon::start(&config, &["--mode", "kernel"]);
@@ -234,7 +340,7 @@ fn window_points(d: &Daemon) -> (u64, u64) {
 #[test]
 fn userspace_counts_every_line_once_when_rules_share_a_measurement() {
     let d = Daemon::start(
-        &shared_measurement_config("300ms", "threads = 2"),
+        &without_overflow(&shared_measurement_config("300ms", "threads = 2")),
         &["--mode", "userspace"],
     );
     assert_eq!(d.stats()["mode"], "userspace");
@@ -254,8 +360,10 @@ fn kernel_splits_points_by_path_when_rules_share_a_measurement() {
     if !kernel_available(name) {
         return;
     }
-    let config =
-        shared_measurement_config("2s", &format!("pin_dir = \"{}\"", pin_dir("drops-shared")));
+    let config = without_overflow(&shared_measurement_config(
+        "2s",
+        &format!("pin_dir = \"{}\"", pin_dir("drops-shared")),
+    ));
     let d = Daemon::start(&config, &["--mode", "kernel"]);
     let s = d.stats();
     assert_eq!(s["mode"], "kernel", "{s}");

@@ -234,6 +234,34 @@ pub fn with_max_keys(config: &str, max_keys: usize) -> String {
     )
 }
 
+/// Turns every rule's overflow sketch off: keys beyond max_keys are
+/// refused at every level, as a rule with `enabled = false` does.
+pub fn without_overflow(config: &str) -> String {
+    let off = "[rule.overflow]\nenabled = false\n\n";
+    let mut out = String::new();
+    for (i, part) in config.split("[[rule]]\n").enumerate() {
+        if i == 0 {
+            out.push_str(part);
+            continue;
+        }
+        out.push_str("[[rule]]\n");
+        // The table goes after the rule's own keys: before its first alert
+        // block, or at its end.
+        match part.find("[[rule.alert]]") {
+            Some(at) => {
+                out.push_str(&part[..at]);
+                out.push_str(off);
+                out.push_str(&part[at..]);
+            }
+            None => {
+                out.push_str(part);
+                out.push_str(&format!("\n{off}"));
+            }
+        }
+    }
+    out
+}
+
 /// A pin directory of this test process's own.
 pub fn pin_dir(name: &str) -> String {
     format!("/sys/fs/bpf/toptraffic-test-{}-{name}", std::process::id())

@@ -14,8 +14,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use toptraffic_api::{
     AlertBlock, AlertBlockStats, Alerts, ErrorAnswer, Health, KernelSetup, KernelStats, KeyAlert,
-    LastReload, LevelCounts, Number, Reloaded, Reloads, RuleStats, SinkStats, Stalled, Stats, Top,
-    TopQuery, TopRow, DEFAULT_LIMIT, MAX_LIMIT,
+    LastReload, LevelCounts, Number, OverflowStats, Reloaded, Reloads, RuleStats, SinkStats,
+    Stalled, Stats, Top, TopQuery, TopRow, DEFAULT_LIMIT, MAX_LIMIT,
 };
 
 use crate::alert::engine::BlockView;
@@ -155,7 +155,9 @@ fn top_answer(
         top: answer
             .top
             .into_iter()
-            .map(|(tags, v)| TopRow {
+            .map(|(tags, v, bound)| TopRow {
+                approximate: bound.is_some(),
+                error_bound: bound.map(Number),
                 tags: tags.into_iter().collect(),
                 value: Number(v),
             })
@@ -180,6 +182,14 @@ async fn stats(State(st): State<AppState>) -> Json<Stats> {
         .map(|r| RuleStats {
             keys: r.keys() as u64,
             name: r.name.clone(),
+            overflow: r.tier.map(|t| OverflowStats {
+                demotions: t.demotions,
+                error_bound: Number(t.error_bound),
+                in_overflow: t.keys_last_interval > 0,
+                keys_estimated: t.keys_last_interval,
+                lines_estimated: t.lines_estimated,
+                promotions: t.promotions,
+            }),
             overflow_lines: r.overflow_lines,
         })
         .collect();
@@ -318,6 +328,8 @@ fn alert_block(b: &BlockView) -> AlertBlock {
             .alerts
             .iter()
             .map(|a| KeyAlert {
+                approximate: a.error_bound.is_some(),
+                error_bound: a.error_bound.map(Number),
                 flapping: a.flapping,
                 level: a.level.as_str().to_string(),
                 since: a.since.clone(),
@@ -384,10 +396,12 @@ mod tests {
                 (
                     vec![("ip".into(), "10.0.0.1".into()), ("id".into(), "42".into())],
                     1234.0,
+                    None,
                 ),
                 (
                     vec![("ip".into(), "10.0.0.2".into()), ("id".into(), "7".into())],
                     2.5,
+                    Some(0.25),
                 ),
             ],
         };
@@ -398,7 +412,7 @@ mod tests {
             concat!(
                 r#"{"as":"totalCount","group_by":["ip","id"],"keys":49087,"period_s":60,"#,
                 r#""rule":"top_combined","top":[{"tags":{"id":"42","ip":"10.0.0.1"},"value":1234},"#,
-                r#"{"tags":{"id":"7","ip":"10.0.0.2"},"value":2.5}],"#,
+                r#"{"approximate":true,"error_bound":0.25,"tags":{"id":"7","ip":"10.0.0.2"},"value":2.5}],"#,
                 r#""window_end":"2026-11-25T10:00:05Z"}"#
             )
         );

@@ -17,9 +17,13 @@ pub struct TopAnswer {
     pub window_end: Option<SystemTime>,
     /// Keys in the window (all of them, not only those returned).
     pub keys: usize,
-    /// (tags in group_by order, value), by value descending.
-    pub top: Vec<(Vec<(String, String)>, f64)>,
+    /// By value descending.
+    pub top: Vec<TopKey>,
 }
+
+/// A key's tags in group_by order, its value, and the value's error bound
+/// while it is partly the overflow sketch's estimate.
+pub type TopKey = (Vec<(String, String)>, f64, Option<f64>);
 
 /// Messages to the rotation thread.
 pub enum Control {

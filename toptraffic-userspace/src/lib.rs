@@ -25,6 +25,7 @@ mod proptest_config;
 pub(crate) mod rotation;
 pub mod rules;
 pub(crate) mod sink;
+pub mod sketch;
 pub mod snapshot;
 pub mod stats;
 pub mod top;

@@ -243,6 +243,15 @@ fn main() -> ExitCode {
                     .unwrap_or_else(|| config::DEFAULT_CONFIG_NAME.into());
                 let rules: Vec<&str> = c.rules.iter().map(|r| r.name.as_str()).collect();
                 println!("{name}: ok ({} rules: {})", rules.len(), rules.join(", "));
+                for r in &c.rules {
+                    match &r.overflow {
+                        Some(o) => println!("  rule {:?}: max_keys {}, {o}", r.name, r.max_keys),
+                        None => println!(
+                            "  rule {:?}: max_keys {}, no overflow sketch",
+                            r.name, r.max_keys
+                        ),
+                    }
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

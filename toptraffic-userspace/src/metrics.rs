@@ -148,6 +148,68 @@ impl Collector for SharedCollector {
                 ConstGauge::new(r.keys() as i64).encode(m.encode_family(&l.to_vec())?)?;
             }
         }
+        // The approximate tier of the rules that have one.
+        let tiers: Vec<(&[(&str, &str)], crate::window::TierStats)> = names
+            .iter()
+            .zip(&view.rules)
+            .filter_map(|(l, r)| r.tier.map(|t| (&l[..], t)))
+            .collect();
+        let each = |f: fn(&crate::window::TierStats) -> u64| -> Vec<(&[(&str, &str)], u64)> {
+            tiers.iter().map(|(l, t)| (*l, f(t))).collect()
+        };
+        counter(
+            &mut enc,
+            "overflow_promotions",
+            "Keys a rule moved from its overflow sketch into its exact table",
+            &each(|t| t.promotions),
+        )?;
+        counter(
+            &mut enc,
+            "overflow_demotions",
+            "Exact keys a rule moved to its overflow sketch to make room",
+            &each(|t| t.demotions),
+        )?;
+        counter(
+            &mut enc,
+            "overflow_lines_estimated",
+            "Lines a rule counted in its overflow sketch rather than refused",
+            &each(|t| t.lines_estimated),
+        )?;
+        {
+            let mut m = enc.encode_descriptor(
+                "overflow_keys",
+                "Distinct keys a rule's overflow sketch took lines of in the last interval (its exact keys: active_keys)",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for (l, t) in &tiers {
+                ConstGauge::new(t.keys_last_interval as i64)
+                    .encode(m.encode_family(&l.to_vec())?)?;
+            }
+        }
+        {
+            let mut m = enc.encode_descriptor(
+                "overflow_active",
+                "1 while a rule is in overflow: lines of keys beyond max_keys went to its sketch in the last interval",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for (l, t) in &tiers {
+                ConstGauge::new((t.keys_last_interval > 0) as i64)
+                    .encode(m.encode_family(&l.to_vec())?)?;
+            }
+        }
+        {
+            let mut m = enc.encode_descriptor(
+                "overflow_error_bound",
+                "What a rule's sketch estimate over the window may exceed a key's value by, at the configured confidence",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for (l, t) in &tiers {
+                ConstGauge::new(t.error_bound).encode(m.encode_family(&l.to_vec())?)?;
+            }
+        }
         counter(
             &mut enc,
             "rotations",
@@ -290,6 +352,15 @@ mod tests {
         ));
         shared.userspace.points.fetch_add(7, Relaxed);
         shared.userspace.add_dropped(DropReason::ParseError, 2);
+        let mut view = crate::view::WindowView::empty(&rules, 60.0);
+        view.rules[0].tier = Some(crate::window::TierStats {
+            promotions: 3,
+            demotions: 2,
+            lines_estimated: 2000,
+            keys_last_interval: 5,
+            error_bound: 1.5,
+        });
+        shared.publish(view, 0.01);
         let m = Metrics::new(shared);
         m.rotation_seconds.observe(0.01);
         let text = m.encode();
@@ -312,6 +383,20 @@ mod tests {
         assert!(
             text.contains("toptraffic_mode{path=\"userspace\"} 1"),
             "{text}"
+        );
+        for line in [
+            "toptraffic_overflow_promotions_total{rule=\"top_combined\"} 3",
+            "toptraffic_overflow_demotions_total{rule=\"top_combined\"} 2",
+            "toptraffic_overflow_lines_estimated_total{rule=\"top_combined\"} 2000",
+            "toptraffic_overflow_keys{rule=\"top_combined\"} 5",
+            "toptraffic_overflow_active{rule=\"top_combined\"} 1",
+            "toptraffic_overflow_error_bound{rule=\"top_combined\"} 1.5",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert!(
+            !text.contains("toptraffic_overflow_keys{rule=\"top_ips\"}"),
+            "a rule whose view holds no tier has no overflow series"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }

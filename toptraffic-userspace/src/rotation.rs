@@ -130,12 +130,16 @@ impl Rotator {
     ) -> Rotator {
         let rules = Arc::new(RuleSet::new(&config.rules));
         let n = config.rules.len();
+        let mut window = WindowEngine::new(
+            config.window.intervals(),
+            config.rules.iter().map(|r| r.max_keys),
+        );
+        for (i, r) in config.rules.iter().enumerate() {
+            window.set_overflow(i, r.overflow.as_ref());
+        }
         Rotator {
             alerts,
-            window: WindowEngine::new(
-                config.window.intervals(),
-                config.rules.iter().map(|r| r.max_keys),
-            ),
+            window,
             ids: (0..n as u32).collect(),
             next_id: n as u32,
             rules,
@@ -177,7 +181,7 @@ impl Rotator {
                     let tags = crate::view::tags(group_by, k)
                         .map(|(n, v)| (n.to_string(), v))
                         .collect();
-                    (tags, v)
+                    (tags, v, w.approximate(k))
                 })
                 .collect(),
         })
@@ -230,9 +234,35 @@ impl Rotator {
         for t in &snap.rules {
             refused.add(t.late);
         }
+        let was: Vec<bool> = self
+            .window
+            .rules()
+            .iter()
+            .map(|r| r.in_overflow())
+            .collect();
         let report = self.window.apply(snap);
         for r in &report.refused_owned {
             refused.add(*r);
+        }
+        for ((rule, w), was) in self.config.rules.iter().zip(self.window.rules()).zip(was) {
+            let Some(t) = w.tier_stats() else { continue };
+            match (was, w.in_overflow()) {
+                (false, true) => info!(
+                    rule = %rule.name,
+                    max_keys = rule.max_keys,
+                    keys_estimated = t.keys_last_interval,
+                    error_bound = t.error_bound,
+                    "rule entered overflow: keys beyond max_keys are estimated in its sketch"
+                ),
+                (true, false) => info!(
+                    rule = %rule.name,
+                    promotions = t.promotions,
+                    demotions = t.demotions,
+                    lines_estimated = t.lines_estimated,
+                    "rule left overflow: every key fits its exact table"
+                ),
+                _ => {}
+            }
         }
         self.shared.refuse_late(refused);
         report
@@ -337,6 +367,9 @@ impl Rotator {
         self.carry = carry;
         let max_keys: Vec<usize> = new.rules.iter().map(|x| x.max_keys).collect();
         self.window.remap(&keep, &max_keys);
+        for (i, r) in new.rules.iter().enumerate() {
+            self.window.set_overflow(i, r.overflow.as_ref());
+        }
         let mut old_alerts: Vec<Option<RuleAlerts>> = std::mem::take(&mut self.alerts)
             .into_iter()
             .map(Some)

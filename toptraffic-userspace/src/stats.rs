@@ -26,6 +26,8 @@ pub enum DropReason {
     /// The rule already holds max_keys keys (per line): every rule that took
     /// the line in a receive thread's table, or later, at the merge or in
     /// the window, the rule that owns the line (`snapshot::Cell::owned`).
+    /// A rule with an overflow sketch refuses nothing in the window: the
+    /// line is counted in the sketch and stays a point.
     KeyTableFull,
     /// Datagram longer than ingest.max_datagram (per datagram; its lines are
     /// unknown).

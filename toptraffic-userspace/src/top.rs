@@ -49,7 +49,11 @@ pub fn render(top: &Top) -> String {
         for t in tag_names {
             line.push(r.tags.get(t).cloned().unwrap_or_default());
         }
-        line.push(r.value.to_string());
+        // A value still partly estimated says so, with its bound.
+        line.push(match r.error_bound {
+            Some(b) if r.approximate => format!("~{} (+{b})", r.value),
+            _ => r.value.to_string(),
+        });
         table.push(line);
     }
     let widths: Vec<usize> = (0..table[0].len())
@@ -99,7 +103,9 @@ mod tests {
             "period_s": 60, "keys": 2, "group_by": ["ip", "id"],
             "top": [
                 {"tags": {"ip": "10.0.0.1", "id": "42"}, "value": 1234},
-                {"tags": {"ip": "10.0.0.22", "id": "7"}, "value": 5}
+                {"tags": {"ip": "10.0.0.22", "id": "7"}, "value": 5},
+                {"tags": {"ip": "10.0.0.3", "id": "9"}, "value": 2,
+                 "approximate": true, "error_bound": 1.5}
             ]
         }))
         .unwrap();
@@ -112,5 +118,6 @@ mod tests {
         assert_eq!(lines[1], "RANK  IP         ID  TOTALCOUNT");
         assert_eq!(lines[2], "   1  10.0.0.1   42        1234");
         assert_eq!(lines[3], "   2  10.0.0.22  7            5");
+        assert_eq!(lines[4], "   3  10.0.0.3   9    ~2 (+1.5)");
     }
 }

@@ -22,7 +22,7 @@ use crate::rules::RuleSet;
 use crate::sink::SinkHandle;
 use crate::snapshot::{ByPath, Path};
 use crate::stats::{CountersSnapshot, DropReason, PathCounters};
-use crate::window::WindowEngine;
+use crate::window::{TierStats, WindowEngine};
 
 /// One rule's window as of the last rotation.
 #[derive(Debug)]
@@ -33,6 +33,8 @@ pub struct RuleView {
     /// Lines the rule refused because a table of it held max_keys keys
     /// (whether or not another rule counted them), since the rule began.
     pub overflow_lines: u64,
+    /// The approximate tier's totals; None when the rule has none.
+    pub tier: Option<TierStats>,
     keys: usize,
 }
 
@@ -77,6 +79,7 @@ impl WindowView {
                     as_name: r.as_name.clone(),
                     group_by: r.group_by.clone(),
                     overflow_lines: 0,
+                    tier: None,
                     keys: 0,
                 })
                 .collect(),
@@ -95,6 +98,7 @@ impl WindowView {
         for (rv, rw) in view.rules.iter_mut().zip(window.rules()) {
             rv.keys = rw.len();
             rv.overflow_lines = rw.overflow_lines;
+            rv.tier = rw.tier_stats();
         }
         view
     }

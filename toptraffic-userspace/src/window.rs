@@ -7,7 +7,9 @@
 //! something for the key. Time enters only as interval indices: the engine
 //! never reads a clock.
 
+use crate::config::Overflow;
 use crate::key::Key;
+use crate::sketch::SketchRing;
 use crate::snapshot::{ByPath, IntervalSnapshot};
 
 /// A key's bookkeeping besides its slots.
@@ -20,6 +22,47 @@ struct Meta {
     /// Sum of the slots, recomputed (not adjusted) after each rotation so
     /// that float error cannot build up.
     sum: f64,
+    /// A key promoted from the sketch at interval `since`: its slots up to
+    /// `since` are the sketch's estimates, over by at most `bound`. None
+    /// once they have left the window (or for a key exact from the start).
+    approx: Option<Approx>,
+}
+
+/// Where a promoted key's value is still estimated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Approx {
+    since: u64,
+    bound: f64,
+}
+
+/// A rule's approximate tier: the keys its exact table has no room for.
+#[derive(Debug)]
+struct Tier {
+    ring: SketchRing,
+    /// The estimate at which a key is promoted (besides passing the
+    /// smallest exact key when the table is full).
+    promote_at: f64,
+    /// Whether `promote_at` was set or derived (not 0 for "past the
+    /// smallest exact key"): a key that finds room takes its estimated past
+    /// along only when it reaches a real threshold.
+    seeds: bool,
+    stats: TierStats,
+}
+
+/// What a rule's approximate tier did (totals since the rule began).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TierStats {
+    /// Keys moved from the sketch into the exact table.
+    pub promotions: u64,
+    /// Exact keys moved to the sketch to make room.
+    pub demotions: u64,
+    /// Lines counted in the sketch rather than refused.
+    pub lines_estimated: u64,
+    /// Distinct keys the sketch took lines of in the last interval.
+    pub keys_last_interval: u64,
+    /// What an estimate over the window may exceed its value by (with the
+    /// configured confidence): error × the sketch's amounts.
+    pub error_bound: f64,
 }
 
 /// One rule's keys over the window.
@@ -43,6 +86,7 @@ pub struct RuleWindow {
     /// keys: the window's own refusals, and those of the interval tables
     /// reported with each snapshot (total since the rule began).
     pub overflow_lines: u64,
+    tier: Option<Tier>,
 }
 
 /// One key's slots, as a state file holds them.
@@ -65,7 +109,47 @@ impl RuleWindow {
             n,
             max_keys,
             overflow_lines: 0,
+            tier: None,
         }
+    }
+
+    /// The approximate tier's totals; None when the rule has none.
+    pub fn tier_stats(&self) -> Option<TierStats> {
+        self.tier.as_ref().map(|t| t.stats)
+    }
+
+    /// Whether the exact table is full and lines go to the sketch: the
+    /// rule is in overflow.
+    pub fn in_overflow(&self) -> bool {
+        self.tier
+            .as_ref()
+            .is_some_and(|t| t.stats.keys_last_interval > 0)
+    }
+
+    /// Key `key`'s error bound while part of its value is still the
+    /// sketch's estimate (a promoted key); None when it is exact.
+    pub fn approximate(&self, key: &[u8]) -> Option<f64> {
+        self.find(key)
+            .and_then(|i| self.meta[i].approx.map(|a| a.bound))
+    }
+
+    /// The sketch's estimate of a key that is not in the exact table, and
+    /// its error bound; None without a sketch, or for an exact key.
+    pub fn estimate(&self, key: &[u8]) -> Option<(f64, f64)> {
+        let t = self.tier.as_ref()?;
+        if self.find(key).is_some() {
+            return None;
+        }
+        Some((t.ring.estimate(key), t.ring.error_bound()))
+    }
+
+    /// Each key's value over the window, and its error bound while it is
+    /// approximate.
+    pub fn iter_with_bounds(&self) -> impl Iterator<Item = (&Key, f64, Option<f64>)> {
+        self.keys
+            .iter()
+            .zip(&self.meta)
+            .map(|(k, m)| (k, m.sum, m.approx.map(|a| a.bound)))
     }
 
     /// Keys with something in the window.
@@ -193,16 +277,27 @@ impl RuleWindow {
     }
 }
 
+/// The slot of the interval `age` before interval `index`, in a ring of
+/// `n` (an index below `age` is fine: only its place in the ring counts).
+fn slot_of(index: u64, age: usize, n: usize) -> usize {
+    ((index % n as u64) as usize + n - age % n) % n
+}
+
 /// What one rotation did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ApplyReport {
-    /// Per rule: lines refused because the window was full.
+    /// Per rule: lines refused because the window was full and the rule
+    /// has no approximate tier.
     pub overflow_lines: Vec<u64>,
     /// Per rule: of those, the lines the rule owned ([`crate::snapshot::Cell::owned`]),
     /// which leave the points.
     pub refused_owned: Vec<ByPath<u64>>,
     /// Per rule: keys removed because their window emptied.
     pub expired_keys: Vec<u64>,
+    /// Per rule: keys promoted from the sketch into the exact table.
+    pub promoted: Vec<u64>,
+    /// Per rule: exact keys moved to the sketch to make room.
+    pub demoted: Vec<u64>,
 }
 
 /// The sliding windows of all rules.
@@ -287,12 +382,43 @@ impl WindowEngine {
                 cursor: k.cursor.min(current),
                 last_seen: k.last_seen,
                 sum: k.ring.iter().sum(),
+                approx: None,
             };
             let i = r.push(k.key, meta);
             r.slots[i * n..(i + 1) * n].copy_from_slice(&k.ring);
             restored += 1;
         }
         restored
+    }
+
+    /// Gives rule `rule` an approximate tier as `overflow` says, or none.
+    /// A tier already there is kept when its sketch's shape stays (its
+    /// estimates go on), and rebuilt empty otherwise.
+    pub fn set_overflow(&mut self, rule: usize, overflow: Option<&Overflow>) {
+        let n = self.n;
+        let Some(r) = self.rules.get_mut(rule) else {
+            return;
+        };
+        let Some(o) = overflow else {
+            r.tier = None;
+            return;
+        };
+        let promote_at = o.promote_at.unwrap_or(0.0);
+        let ring = SketchRing::new(n, o.error, o.confidence);
+        match &mut r.tier {
+            Some(t) if t.ring.shape() == ring.shape() && t.ring.error() == o.error => {
+                t.promote_at = promote_at;
+                t.seeds = o.promote_at.is_some();
+            }
+            tier => {
+                *tier = Some(Tier {
+                    ring,
+                    promote_at,
+                    seeds: o.promote_at.is_some(),
+                    stats: TierStats::default(),
+                })
+            }
+        }
     }
 
     /// Adds lines refused by an interval table to rule `rule`'s count.
@@ -315,13 +441,22 @@ impl WindowEngine {
             Some(cur) if snap.index <= cur => cur + 1,
             _ => snap.index,
         };
+        let steps = self.current.map_or(0, |cur| index - cur);
         let n = self.n;
         let mut report = ApplyReport::default();
         let slot = (index % n as u64) as usize;
         for (rule, table) in self.rules.iter_mut().zip(snap.rules) {
             rule.overflow_lines += table.overflow_lines;
+            if let Some(t) = &mut rule.tier {
+                // The sketch's intervals follow the window's: skipped ones
+                // close empty, at most a whole ring of them.
+                for _ in 0..steps.min(n as u64) {
+                    t.ring.rotate();
+                }
+            }
             let mut overflow = 0;
             let mut owned = ByPath::default();
+            let mut estimated: Vec<Key> = Vec::new();
             for (key, cell) in table {
                 if let Some(i) = rule.find(&key) {
                     rule.advance(i, index);
@@ -332,9 +467,25 @@ impl WindowEngine {
                         cursor: index,
                         last_seen: index,
                         sum: 0.0,
+                        approx: None,
                     };
+                    let past = rule.tier.as_ref().and_then(|t| t.past(&key, cell.value()));
                     let i = rule.push(key, meta);
                     rule.slots[i * n + slot] = cell.value();
+                    if let Some((past, bound)) = past {
+                        for (age, e) in past.into_iter().enumerate().skip(1) {
+                            rule.slots[i * n + slot_of(index, age, n)] = e;
+                        }
+                        rule.meta[i].approx = Some(Approx {
+                            since: index.saturating_sub(1),
+                            bound,
+                        });
+                    }
+                } else if let Some(t) = &mut rule.tier {
+                    // Counted, approximately: the line stays a point.
+                    t.ring.add(&key, cell.value());
+                    t.stats.lines_estimated += cell.lines;
+                    estimated.push(key);
                 } else {
                     overflow += cell.lines;
                     owned.add_owned(cell.owned);
@@ -353,13 +504,153 @@ impl WindowEngine {
                     continue;
                 }
                 rule.meta[i].sum = rule.slots(i).iter().sum();
+                let m = &mut rule.meta[i];
+                if m.approx.is_some_and(|a| index - a.since >= n as u64) {
+                    m.approx = None;
+                }
                 i += 1;
             }
+            let expired = (before - rule.len()) as u64;
+            let (promoted, demoted) = rule.promote(estimated, index);
             rule.shrink();
-            report.expired_keys.push((before - rule.len()) as u64);
+            report.expired_keys.push(expired);
+            report.promoted.push(promoted);
+            report.demoted.push(demoted);
         }
         self.current = Some(index);
         report
+    }
+}
+
+impl Tier {
+    /// A key that finds room in the exact table after its lines went to the
+    /// sketch: its estimates for the window's past intervals (index 0, the
+    /// current interval, unused) and their error bound, when with `now`
+    /// they reach the promotion threshold. Without that, a key that went
+    /// to the sketch and then found room (keys left the window) would show
+    /// less than its window's value, and could miss its alert.
+    fn past(&self, key: &[u8], now: f64) -> Option<(Vec<f64>, f64)> {
+        if !self.seeds || self.ring.total() == 0.0 {
+            return None;
+        }
+        let n = self.ring.intervals();
+        let mut past = vec![0.0; n];
+        for (age, e) in past.iter_mut().enumerate().skip(1) {
+            *e = self.ring.estimate_at(key, age);
+        }
+        let sum: f64 = past.iter().sum();
+        (sum > 0.0 && sum + now >= self.promote_at).then(|| (past, self.ring.error_bound()))
+    }
+}
+
+impl RuleWindow {
+    /// Moves into the exact table the keys of `estimated` (those whose
+    /// lines went to the sketch in interval `index`) whose estimate over
+    /// the window reaches the promotion threshold, each in the place of the
+    /// exact key with the smallest value when the table is full, which
+    /// leaves for the sketch. A key is promoted only over a smaller one, so
+    /// two keys never trade places back and forth on noise. Returns the
+    /// promotions and demotions.
+    fn promote(&mut self, estimated: Vec<Key>, index: u64) -> (u64, u64) {
+        // Out of `self` while keys move between the tiers.
+        let Some(mut tier) = self.tier.take() else {
+            return (0, 0);
+        };
+        let done = self.promote_with(&mut tier, estimated, index);
+        self.tier = Some(tier);
+        done
+    }
+
+    fn promote_with(&mut self, tier: &mut Tier, mut estimated: Vec<Key>, index: u64) -> (u64, u64) {
+        estimated.sort_unstable();
+        estimated.dedup();
+        tier.stats.keys_last_interval = estimated.len() as u64;
+        tier.stats.error_bound = tier.ring.error_bound();
+        let mut candidates: Vec<(f64, Key)> = estimated
+            .into_iter()
+            .map(|k| (tier.ring.estimate(&k), k))
+            .filter(|(e, _)| *e >= tier.promote_at && *e > 0.0)
+            .collect();
+        if candidates.is_empty() {
+            return (0, 0);
+        }
+        // Heaviest first; each takes the room left, then the smallest exact
+        // key still smaller than it.
+        candidates.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let room = self.max_keys.saturating_sub(self.len());
+        let need = candidates.len().saturating_sub(room);
+        let mut smallest: Vec<(f64, usize)> = self
+            .meta
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.sum, i))
+            .collect();
+        let need = need.min(smallest.len());
+        if need > 0 && need < smallest.len() {
+            smallest.select_nth_unstable_by(need - 1, |a, b| a.0.total_cmp(&b.0));
+        }
+        smallest.truncate(need);
+        smallest.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        // Demote first (removal moves the last key into the gap, so by
+        // descending position), then promote.
+        let mut victims: Vec<usize> = Vec::new();
+        let mut promote: Vec<(f64, Key)> = Vec::new();
+        let mut next = smallest.into_iter();
+        for (e, k) in candidates {
+            if promote.len() < room {
+                promote.push((e, k));
+                continue;
+            }
+            match next.next() {
+                Some((v, i)) if e > v => {
+                    victims.push(i);
+                    promote.push((e, k));
+                }
+                _ => break,
+            }
+        }
+        let n = self.n;
+        victims.sort_unstable_by(|a, b| b.cmp(a));
+        for &i in &victims {
+            // Every key was advanced to `index`: its slots are current.
+            for age in 0..n {
+                let v = self.slots[i * n + slot_of(index, age, n)];
+                tier.ring.add_at(&self.keys[i], age, v);
+            }
+        }
+        let demoted = victims.len() as u64;
+        for i in victims {
+            self.remove(i);
+        }
+        let bound = tier.ring.error_bound();
+        let mut estimates = vec![0.0; n];
+        let mut promoted_keys = Vec::with_capacity(promote.len());
+        for (_, k) in promote {
+            for (age, e) in estimates.iter_mut().enumerate() {
+                *e = tier.ring.estimate_at(&k, age);
+            }
+            promoted_keys.push((k, estimates.clone()));
+        }
+        let promoted = promoted_keys.len() as u64;
+        tier.stats.promotions += promoted;
+        tier.stats.demotions += demoted;
+        tier.stats.error_bound = bound;
+        for (k, est) in promoted_keys {
+            let meta = Meta {
+                cursor: index,
+                last_seen: index,
+                sum: est.iter().sum(),
+                approx: Some(Approx {
+                    since: index,
+                    bound,
+                }),
+            };
+            let i = self.push(k, meta);
+            for (age, e) in est.into_iter().enumerate() {
+                self.slots[i * n + slot_of(index, age, n)] = e;
+            }
+        }
+        (promoted, demoted)
     }
 }
 
@@ -467,6 +758,175 @@ mod tests {
                 userspace: 1
             }]
         );
+    }
+
+    fn overflow(promote_at: Option<f64>) -> Overflow {
+        Overflow {
+            error: 0.0005,
+            confidence: 0.99,
+            promote_at,
+            promote_from: crate::config::PromoteFrom::Configured,
+        }
+    }
+
+    fn lines(index: u64, max_keys: usize, entries: &[(String, u64)]) -> IntervalSnapshot {
+        let mut s = IntervalSnapshot::empty(index, [max_keys]);
+        for (k, n) in entries {
+            let mut c = Cell::line(*n as f64, crate::snapshot::Path::Userspace, true);
+            c.lines = *n;
+            c.owned.userspace = *n as u32;
+            s.rules[0].add(&from_values(&[k]), c);
+        }
+        s
+    }
+
+    #[test]
+    fn a_heavy_key_behind_a_full_table_is_promoted_not_hidden() {
+        // max_keys 1,000 filled by 1,000 one-line keys; then one key of
+        // 2,000 lines against a threshold of 500.
+        let mut w = WindowEngine::new(N, [1000]);
+        w.set_overflow(0, Some(&overflow(Some(500.0))));
+        let light: Vec<(String, u64)> = (0..1000).map(|i| (format!("k{i}"), 1)).collect();
+        w.apply(lines(1, 1000, &light));
+        assert_eq!(w.rule(0).len(), 1000);
+        let r = w.apply(lines(2, 1000, &[("heavy".into(), 2000)]));
+        assert_eq!(r.overflow_lines, [0], "nothing refused");
+        assert_eq!(r.refused_owned, [ByPath::default()]);
+        assert_eq!(
+            (r.promoted.as_slice(), r.demoted.as_slice()),
+            (&[1][..], &[1][..])
+        );
+        let rw = w.rule(0);
+        assert_eq!(rw.len(), 1000, "one light key made room");
+        let v = value(&w, "heavy").expect("promoted");
+        let bound = rw
+            .approximate(&from_values(&["heavy"]))
+            .expect("approximate");
+        assert!(v >= 2000.0 && v <= 2000.0 + bound, "{v} within {bound}");
+        assert!(
+            (bound - 0.0005 * 2001.0).abs() < 1e-9,
+            "the sketch held its 2,000 lines and the demoted key's one: {bound}"
+        );
+        assert_eq!(rw.top(1)[0].0, &from_values(&["heavy"]));
+        let stats = rw.tier_stats().unwrap();
+        assert_eq!(
+            (stats.promotions, stats.demotions, stats.lines_estimated),
+            (1, 1, 2000)
+        );
+        assert!(rw.in_overflow());
+        // Its next lines count exactly; the estimated interval leaves the
+        // window N intervals later, and the key is exact from then on.
+        w.apply(lines(3, 1000, &[("heavy".into(), 10)]));
+        assert_eq!(value(&w, "heavy"), Some(v + 10.0));
+        assert!(!w.rule(0).in_overflow(), "no line went to the sketch");
+        for i in 4..2 + N as u64 {
+            w.apply(lines(i, 1000, &[]));
+            assert!(w.rule(0).approximate(&from_values(&["heavy"])).is_some());
+        }
+        w.apply(lines(2 + N as u64, 1000, &[]));
+        assert_eq!(value(&w, "heavy"), Some(10.0));
+        assert_eq!(w.rule(0).approximate(&from_values(&["heavy"])), None);
+    }
+
+    #[test]
+    fn a_key_is_promoted_when_its_estimate_over_the_window_reaches_the_threshold() {
+        let mut w = WindowEngine::new(N, [10]);
+        w.set_overflow(0, Some(&overflow(Some(500.0))));
+        let light: Vec<(String, u64)> = (0..10).map(|i| (format!("k{i}"), 1)).collect();
+        w.apply(lines(1, 10, &light));
+        // 200 lines an interval: 200, 400 stay in the sketch, 600 is promoted.
+        for i in 2..=3 {
+            let r = w.apply(lines(i, 10, &[("slow".into(), 200)]));
+            assert_eq!(r.promoted, [0]);
+            assert_eq!(value(&w, "slow"), None);
+        }
+        let r = w.apply(lines(4, 10, &[("slow".into(), 200)]));
+        assert_eq!(r.promoted, [1]);
+        assert_eq!(
+            value(&w, "slow"),
+            Some(600.0),
+            "a lone key's estimate is exact"
+        );
+        assert_eq!(w.rule(0).tier_stats().unwrap().lines_estimated, 600);
+    }
+
+    #[test]
+    fn without_a_threshold_a_key_is_promoted_only_past_the_smallest_exact_key() {
+        let mut w = WindowEngine::new(N, [2]);
+        w.set_overflow(0, Some(&overflow(None)));
+        w.apply(lines(1, 2, &[("a".into(), 3), ("b".into(), 5)]));
+        let r = w.apply(lines(2, 2, &[("c".into(), 3)]));
+        assert_eq!(r.promoted, [0], "not over a's 3");
+        let r = w.apply(lines(3, 2, &[("c".into(), 1)]));
+        assert_eq!(
+            (r.promoted.as_slice(), r.demoted.as_slice()),
+            (&[1][..], &[1][..])
+        );
+        assert_eq!(value(&w, "c"), Some(4.0));
+        assert_eq!(value(&w, "a"), None, "a went to the sketch");
+        // a's lines are in the sketch now: one more line brings it back
+        // over c's 4.
+        let r = w.apply(lines(4, 2, &[("a".into(), 2)]));
+        assert_eq!(r.promoted, [1]);
+        assert_eq!(value(&w, "a"), Some(5.0));
+        assert_eq!(value(&w, "b"), Some(5.0));
+        assert_eq!(value(&w, "c"), None);
+    }
+
+    #[test]
+    fn a_key_that_finds_room_takes_its_estimated_past_when_it_reaches_the_threshold() {
+        let n = 4;
+        let mut w = WindowEngine::new(n, [2]);
+        w.set_overflow(0, Some(&overflow(Some(1000.0))));
+        w.apply(lines(1, 2, &[("a".into(), 1), ("b".into(), 1)]));
+        // a and b still hold the table when c's 900 lines come; they leave
+        // the window in the same rotation.
+        let r = w.apply(lines(5, 2, &[("c".into(), 900), ("d".into(), 5)]));
+        assert_eq!(
+            (r.promoted.as_slice(), r.expired_keys.as_slice()),
+            (&[0][..], &[2][..])
+        );
+        // c finds room with 200 more: 1,100 over the window, not 200.
+        w.apply(lines(6, 2, &[("c".into(), 200), ("d".into(), 1)]));
+        assert_eq!(value(&w, "c"), Some(1100.0));
+        assert!(w.rule(0).approximate(&from_values(&["c"])).is_some());
+        // d stays under the threshold: it starts exact, from its new line.
+        assert_eq!(value(&w, "d"), Some(1.0));
+        assert_eq!(w.rule(0).approximate(&from_values(&["d"])), None);
+        // The estimated interval (5) leaves the window at 9.
+        w.apply(lines(9, 2, &[]));
+        assert_eq!(value(&w, "c"), Some(200.0));
+        assert_eq!(w.rule(0).approximate(&from_values(&["c"])), None);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_sketch_unless_its_shape_changes() {
+        let mut w = WindowEngine::new(N, [1]);
+        w.set_overflow(0, Some(&overflow(Some(100.0))));
+        w.apply(lines(1, 1, &[("a".into(), 1)]));
+        w.apply(lines(2, 1, &[("b".into(), 60)]));
+        // A new threshold keeps the estimates: b's 60 and 50 more reach it.
+        w.remap(&[Some(0)], &[1]);
+        w.set_overflow(0, Some(&overflow(Some(110.0))));
+        let r = w.apply(lines(3, 1, &[("b".into(), 50)]));
+        assert_eq!(r.promoted, [1]);
+        assert_eq!(value(&w, "b"), Some(110.0));
+        // Another error bound is another sketch: it starts empty.
+        let mut other = overflow(Some(110.0));
+        other.error = 0.01;
+        w.set_overflow(0, Some(&other));
+        assert_eq!(w.rule(0).tier_stats(), Some(TierStats::default()));
+    }
+
+    #[test]
+    fn removing_the_tier_refuses_again() {
+        let mut w = WindowEngine::new(N, [1]);
+        w.set_overflow(0, Some(&overflow(Some(100.0))));
+        w.set_overflow(0, None);
+        w.apply(lines(1, 1, &[("a".into(), 1)]));
+        let r = w.apply(lines(2, 1, &[("b".into(), 1000)]));
+        assert_eq!(r.overflow_lines, [1000]);
+        assert!(w.rule(0).tier_stats().is_none());
     }
 
     #[test]

@@ -25,6 +25,13 @@ pub struct AlertBlock {
 /// A key that is not OK.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KeyAlert {
+    /// Present (true) while part of the value is the overflow sketch's
+    /// estimate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub approximate: bool,
+    /// While approximate: the most the value may exceed the truth by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_bound: Option<Number>,
     pub flapping: bool,
     /// "INFO", "WARNING" or "CRITICAL".
     pub level: String,
@@ -45,6 +52,8 @@ mod tests {
         let alerts = Alerts {
             blocks: vec![AlertBlock {
                 alerts: vec![KeyAlert {
+                    approximate: false,
+                    error_bound: None,
                     flapping: false,
                     level: "CRITICAL".into(),
                     since: Some("2026-11-25T10:00:00Z".into()),
@@ -70,5 +79,22 @@ mod tests {
             serde_json::to_string(&Alerts::default()).unwrap(),
             r#"{"blocks":[],"window_end":null}"#
         );
+    }
+
+    #[test]
+    fn an_approximate_value_says_so_with_its_bound() {
+        let a = KeyAlert {
+            approximate: true,
+            error_bound: Some(Number(12.5)),
+            level: "WARNING".into(),
+            value: Number(600.0),
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&a).unwrap();
+        assert_eq!(
+            text,
+            r#"{"approximate":true,"error_bound":12.5,"flapping":false,"level":"WARNING","since":null,"tags":{},"value":600}"#
+        );
+        assert_eq!(serde_json::from_str::<KeyAlert>(&text).unwrap(), a);
     }
 }

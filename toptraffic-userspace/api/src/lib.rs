@@ -15,8 +15,8 @@ mod top;
 pub use alerts::{AlertBlock, Alerts, KeyAlert};
 pub use number::Number;
 pub use stats::{
-    AlertBlockStats, KernelSetup, KernelStats, LastReload, LevelCounts, Reloads, RuleStats,
-    SinkStats, Stats,
+    AlertBlockStats, KernelSetup, KernelStats, LastReload, LevelCounts, OverflowStats, Reloads,
+    RuleStats, SinkStats, Stats,
 };
 pub use status::{ErrorAnswer, Health, Reloaded, Stalled};
 pub use top::{Top, TopQuery, TopRow, DEFAULT_LIMIT, MAX_LIMIT};

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::number::Number;
+
 /// The daemon's counters since it started.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
@@ -110,13 +112,36 @@ pub struct LastReload {
 }
 
 /// One rule's window.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuleStats {
-    /// Keys with anything in the window.
+    /// Keys with anything in the window: the exact tier's keys.
     pub keys: u64,
     pub name: String,
+    /// The approximate tier; absent when the rule has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflow: Option<OverflowStats>,
     /// Lines the rule refused because a table of it held max_keys keys.
     pub overflow_lines: u64,
+}
+
+/// A rule's approximate tier: the sketch counting keys beyond max_keys.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OverflowStats {
+    /// Exact keys moved to the sketch to make room, since the rule began.
+    pub demotions: u64,
+    /// What an estimate over the window may exceed a key's value by (with
+    /// the configured confidence).
+    pub error_bound: Number,
+    /// Whether lines went to the sketch in the last interval.
+    pub in_overflow: bool,
+    /// Distinct keys the sketch took lines of in the last interval.
+    pub keys_estimated: u64,
+    /// Lines counted in the sketch rather than refused, since the rule
+    /// began.
+    pub lines_estimated: u64,
+    /// Keys moved from the sketch into the exact table, since the rule
+    /// began.
+    pub promotions: u64,
 }
 
 /// One alert sink's counters.
@@ -188,6 +213,7 @@ mod tests {
             rules: vec![RuleStats {
                 keys: 15,
                 name: "top_combined".into(),
+                overflow: None,
                 overflow_lines: 16,
             }],
             sinks: vec![SinkStats {

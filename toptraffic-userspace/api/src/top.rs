@@ -44,6 +44,13 @@ pub struct Top {
 /// One key and its value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopRow {
+    /// Present (true) while part of the value is the overflow sketch's
+    /// estimate: the key was promoted less than a period ago.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub approximate: bool,
+    /// While approximate: the most the value may exceed the truth by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_bound: Option<Number>,
     /// Tag name to value.
     pub tags: BTreeMap<String, String>,
     pub value: Number,
@@ -62,6 +69,8 @@ mod tests {
             period_s: Number(60.0),
             rule: "top_combined".into(),
             top: vec![TopRow {
+                approximate: false,
+                error_bound: None,
                 tags: [("ip", "10.0.0.1"), ("id", "42")]
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .into(),

@@ -197,6 +197,8 @@ mod tests {
             top: rows
                 .iter()
                 .map(|&(ip, id, v)| TopRow {
+                    approximate: false,
+                    error_bound: None,
                     tags: [("ip", ip), ("id", id)]
                         .map(|(k, v)| (k.to_string(), v.to_string()))
                         .into(),

@@ -49,6 +49,9 @@ pub struct Block {
 struct KeyAlert {
     state: AlertState,
     value: f64,
+    /// The value's error bound while it is partly the overflow sketch's
+    /// estimate.
+    bound: Option<f64>,
 }
 
 /// The alert blocks of one rule.
@@ -187,8 +190,8 @@ impl RuleAlerts {
         }
         self.last_end = Some(end);
         for b in 0..self.blocks.len() {
-            for (k, value) in window.iter() {
-                self.evaluate_key(b, k, value, end, true);
+            for (k, value, bound) in window.iter_with_bounds() {
+                self.evaluate_key(b, k, (value, bound), end, true);
             }
             let gone: Vec<Key> = self.blocks[b]
                 .states
@@ -197,12 +200,27 @@ impl RuleAlerts {
                 .cloned()
                 .collect();
             for k in gone {
-                self.evaluate_key(b, &k, 0.0, end, false);
+                // A key demoted to the sketch goes on at its estimate, so
+                // that making room sends no false recovery; a key that
+                // left the window recovers.
+                match window.estimate(&k) {
+                    Some((v, bound)) if v > 0.0 => {
+                        self.evaluate_key(b, &k, (v, Some(bound)), end, true)
+                    }
+                    _ => self.evaluate_key(b, &k, (0.0, None), end, false),
+                }
             }
         }
     }
 
-    fn evaluate_key(&mut self, b: usize, k: &Key, value: f64, end: SystemTime, in_window: bool) {
+    fn evaluate_key(
+        &mut self,
+        b: usize,
+        k: &Key,
+        (value, bound): (f64, Option<f64>),
+        end: SystemTime,
+        in_window: bool,
+    ) {
         let block = &mut self.blocks[b];
         let env = KeyEnv {
             as_name: &self.as_name,
@@ -220,13 +238,19 @@ impl RuleAlerts {
             None => {
                 let mut st = AlertState::new(block.spec.settings.history);
                 let d = st.update(&block.spec.settings, end, level);
-                block
-                    .states
-                    .insert(k.clone(), KeyAlert { state: st, value });
+                block.states.insert(
+                    k.clone(),
+                    KeyAlert {
+                        state: st,
+                        value,
+                        bound,
+                    },
+                );
                 d
             }
             Some(ka) => {
                 ka.value = value;
+                ka.bound = bound;
                 let d = ka.state.update(&block.spec.settings, end, level);
                 if !in_window || (level == Level::Ok && ka.state.is_quiet()) {
                     block.states.remove(k);
@@ -282,6 +306,7 @@ impl RuleAlerts {
             tags,
             field: self.as_name.clone(),
             value,
+            error_bound: bound,
         });
         for s in &block.sinks {
             s.offer(event.clone());
@@ -302,6 +327,7 @@ impl RuleAlerts {
                         level: ka.state.level(),
                         since: ka.state.since().map(crate::goformat::rfc3339),
                         value: crate::goformat::json_number(ka.value),
+                        error_bound: ka.bound,
                         flapping: ka.state.flapping(),
                     })
                     .collect();
@@ -354,7 +380,14 @@ impl RuleAlerts {
         }
         match AlertState::from_parts(parts) {
             Some(state) => {
-                b.states.insert(key, KeyAlert { state, value });
+                b.states.insert(
+                    key,
+                    KeyAlert {
+                        state,
+                        value,
+                        bound: None,
+                    },
+                );
                 true
             }
             None => false,
@@ -377,6 +410,8 @@ pub struct KeyAlertView {
     pub since: Option<String>,
     /// The window value at the last evaluation.
     pub value: serde_json::Value,
+    /// Its error bound while it is partly the overflow sketch's estimate.
+    pub error_bound: Option<f64>,
     pub flapping: bool,
 }
 
@@ -585,6 +620,55 @@ path = "/var/log/kapacitor/alerts.log"
             .map(|e| (e.level, e.value))
             .collect();
         assert_eq!(levels, [(Level::Critical, 30_000.0), (Level::Ok, 0.0)]);
+    }
+
+    #[test]
+    fn a_key_demoted_to_the_sketch_goes_on_at_its_estimate_without_a_recovery() {
+        let (mut ra, mut sinks) = engine_with(STEADY);
+        let c = Config::parse(STEADY, "t").unwrap();
+        let mut window = WindowEngine::new(12, [1]);
+        window.set_overflow(0, c.rules[0].overflow.as_ref());
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_795_564_660);
+        let snap = |i: u64, ip: &str, n: u64| {
+            let mut s = IntervalSnapshot::empty(i, [1]);
+            let cell = Cell::new(n as f64, n);
+            s.rules[0].add(&from_values(&[ip]), cell);
+            s
+        };
+        window.apply(snap(0, "a", 50));
+        ra.evaluate(window.rule(0), t0, EVERY);
+        // b's 500 lines take a's place (the threshold, 10, is warn's).
+        let r = window.apply(snap(1, "b", 500));
+        assert_eq!(
+            (r.promoted.as_slice(), r.demoted.as_slice()),
+            (&[1][..], &[1][..])
+        );
+        ra.evaluate(window.rule(0), t0 + EVERY, EVERY);
+        let view = &ra.view()[0].alerts;
+        let a = view
+            .iter()
+            .find(|k| k.tags["ip"] == "a")
+            .expect("a still alerting");
+        assert_eq!(a.level, Level::Warning);
+        assert!(a.value.as_f64().unwrap() >= 50.0);
+        assert!(a.error_bound.is_some(), "a's value is the sketch's");
+        let b = view
+            .iter()
+            .find(|k| k.tags["ip"] == "b")
+            .expect("b alerting");
+        assert_eq!(b.level, Level::Critical);
+        assert!(b.error_bound.is_some(), "b's value is partly the sketch's");
+        let (_, log) = &mut sinks[0];
+        let sent: Vec<(String, Level, Option<f64>)> = std::iter::from_fn(|| log.try_recv().ok())
+            .map(|e| (e.tags["ip"].clone(), e.level, e.error_bound))
+            .collect();
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        assert_eq!(
+            (sent[0].0.as_str(), sent[0].1, sent[0].2),
+            ("a", Level::Warning, None)
+        );
+        assert_eq!((sent[1].0.as_str(), sent[1].1), ("b", Level::Critical));
+        assert!(sent[1].2.is_some(), "the event says b is approximate");
     }
 
     /// WARNING above 10 in the window, CRITICAL above 100; an unchanged

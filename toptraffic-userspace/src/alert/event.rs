@@ -69,6 +69,10 @@ pub struct AlertEvent {
     /// `as` name and the window's value.
     pub field: String,
     pub value: f64,
+    /// While the value is partly the overflow sketch's estimate (the key
+    /// was promoted less than a period ago): the most it may exceed the
+    /// truth by. The JSON then says `"approximate":true` and the bound.
+    pub error_bound: Option<f64>,
 }
 
 impl AlertEvent {
@@ -98,7 +102,7 @@ impl Serialize for KapacitorData<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let e = self.0;
         let time = rfc3339_nano(e.time);
-        let mut m = s.serialize_map(Some(9))?;
+        let mut m = s.serialize_map(Some(if e.error_bound.is_some() { 11 } else { 9 }))?;
         m.serialize_entry("id", &e.id)?;
         m.serialize_entry("message", &e.message)?;
         m.serialize_entry("details", &e.details)?;
@@ -114,6 +118,12 @@ impl Serialize for KapacitorData<'_> {
         m.serialize_entry("data", &SeriesList { series: [series] })?;
         m.serialize_entry("previousLevel", &e.previous_level)?;
         m.serialize_entry("recoverable", &e.recoverable)?;
+        // Beyond Kapacitor's fields, and only when true: an exact value's
+        // JSON is Kapacitor's own.
+        if let Some(b) = e.error_bound {
+            m.serialize_entry("approximate", &true)?;
+            m.serialize_entry("error_bound", &json_number(b))?;
+        }
         m.end()
     }
 }
@@ -138,6 +148,17 @@ mod tests {
         assert_eq!(
             sample().to_json(),
             r#"{"id":"combined:id=900002,ip=192.0.2.2","message":"Observed 18630 requests to Production Store ID 900002 for IP 192.0.2.2 within the last minute.","details":"d","time":"2026-11-24T23:57:40Z","duration":0,"level":"WARNING","data":{"series":[{"name":"combined","tags":{"id":"900002","ip":"192.0.2.2"},"columns":["time","totalCount"],"values":[["2026-11-24T23:57:40Z",18630]]}]},"previousLevel":"OK","recoverable":true}"#
+        );
+    }
+
+    #[test]
+    fn an_approximate_value_adds_its_bound_after_kapacitors_fields() {
+        let mut e = sample();
+        e.error_bound = Some(10.5);
+        let j = e.to_json();
+        assert!(
+            j.ends_with(r#""recoverable":true,"approximate":true,"error_bound":10.5}"#),
+            "{j}"
         );
     }
 

@@ -29,6 +29,15 @@ pub const MAX_KEYS: usize = 200_000;
 /// 100-byte id; a rule of more than six group_by tags gets
 /// `key::min_bound` of them instead.
 pub const MAX_KEY_BYTES: usize = 128;
+/// The overflow sketch's error: an estimate exceeds a key's value by at
+/// most this share of the lines (or amounts) the sketch holds over the
+/// window ...
+pub const OVERFLOW_ERROR: f64 = 0.0005;
+/// ... with this probability.
+pub const OVERFLOW_CONFIDENCE: f64 = 0.99;
+/// The smallest overflow error accepted: its sketch is 2.7 million counters
+/// a row, about 1.3 GB over 12 intervals at the default confidence.
+pub const MIN_OVERFLOW_ERROR: f64 = 0.000_001;
 pub const PIN_DIR: &str = "/sys/fs/bpf/toptraffic";
 
 pub fn sink_queue() -> usize {

@@ -4,6 +4,7 @@
 //! this is its one implementation.
 
 use super::schema::{Config, Rule};
+use crate::sketch::SketchRing;
 
 /// Bytes of a `Key` in every table that holds it.
 const KEY: u64 = 40;
@@ -17,7 +18,8 @@ pub const CELL_BYTES: u64 = 40;
 pub struct MemoryBound {
     /// The process's fixed part and the receive buffers.
     pub base: u64,
-    /// Every rule's `max_keys` keys at their worst-case size.
+    /// Every rule's `max_keys` keys at their worst-case size, and its
+    /// overflow sketches.
     pub userspace: u64,
     /// The kernel's two generation maps, every rule counted there.
     pub kernel: u64,
@@ -61,6 +63,14 @@ pub fn bytes_per_key(rule: &Rule, intervals: u64, threads: u64) -> u64 {
     window + ((threads + 1) * table).max(state + table)
 }
 
+/// Bytes of `rule`'s overflow sketches over `intervals`: allocated whole
+/// when the rule starts, whatever the traffic.
+pub fn sketch_bytes(rule: &Rule, intervals: u64) -> u64 {
+    rule.overflow.as_ref().map_or(0, |o| {
+        SketchRing::bytes_for(intervals as usize, o.error, o.confidence) as u64
+    })
+}
+
 /// The bound for `config` on a node with `cpus` possible CPUs (which also
 /// gives the receive threads when `ingest.threads` is 0).
 pub fn memory_bound(config: &Config, cpus: u64) -> MemoryBound {
@@ -72,7 +82,7 @@ pub fn memory_bound(config: &Config, cpus: u64) -> MemoryBound {
     let userspace = config
         .rules
         .iter()
-        .map(|r| r.max_keys as u64 * bytes_per_key(r, n, threads))
+        .map(|r| r.max_keys as u64 * bytes_per_key(r, n, threads) + sketch_bytes(r, n))
         .sum();
     let keys: u64 = config.rules.iter().map(|r| r.max_keys as u64).sum();
     let entries = keys + 512 * cpus + 1024;
@@ -101,8 +111,10 @@ mod tests {
         let b = memory_bound(&cfg, 16);
         assert_eq!(
             (b.base, b.userspace, b.kernel),
-            (35_651_584, 811_300_000, 292_655_104)
+            (35_651_584, 811_300_000 + 3 * 2_609_760, 292_655_104)
         );
-        assert_eq!(b.total(), 1_139_606_688);
+        // Each rule's sketches: 12 intervals of 5 x 5,437 counters of 8 bytes.
+        assert_eq!(sketch_bytes(&cfg.rules[0], 12), 2_609_760);
+        assert_eq!(b.total(), 1_147_435_968);
     }
 }

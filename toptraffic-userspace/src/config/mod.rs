@@ -19,10 +19,10 @@ mod validate;
 mod tests;
 
 pub use defaults::{DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, MAX_RULE_TAGS, MAX_UDP_PAYLOAD};
-pub use memory::{bytes_per_key, memory_bound, MemoryBound, CELL_BYTES};
+pub use memory::{bytes_per_key, memory_bound, sketch_bytes, MemoryBound, CELL_BYTES};
 pub use schema::{
-    Aggregate, AlertBlock, Config, ConfigError, Grouping, Http, Ingest, Mode, Overrides, Rule,
-    State, Window, XdpMode,
+    Aggregate, AlertBlock, Config, ConfigError, Grouping, Http, Ingest, Mode, Overflow, Overrides,
+    PromoteFrom, Rule, State, Window, XdpMode,
 };
 pub use sinks::{
     AlertmanagerSink, ExecSink, HttpSink, LogSink, SinkConfig, SinkOptions, SlackSink,

@@ -78,8 +78,19 @@ pub(super) struct RawRule {
     pub(super) as_name: Option<String>,
     pub(super) max_keys: Option<Spanned<usize>>,
     pub(super) max_key_bytes: Option<Spanned<usize>>,
+    pub(super) overflow: Option<Spanned<RawOverflow>>,
     #[serde(default)]
     pub(super) alert: Vec<RawAlertBlock>,
+}
+
+/// `[rule.overflow]`: the approximate tier for the keys beyond max_keys.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOverflow {
+    pub(super) enabled: Option<bool>,
+    pub(super) error: Option<Spanned<f64>>,
+    pub(super) confidence: Option<Spanned<f64>>,
+    pub(super) promote_at: Option<Spanned<f64>>,
 }
 
 /// One alert node of a rule as written; validation compiles it into an

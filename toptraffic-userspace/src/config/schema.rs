@@ -182,8 +182,58 @@ pub struct Rule {
     /// Longest key held as it is; a longer one is counted under its bounded
     /// form (`key::bound`), so that a key costs at most this many bytes.
     pub max_key_bytes: usize,
+    /// The approximate tier for keys beyond max_keys; None when disabled.
+    pub overflow: Option<Overflow>,
     /// Compiled once, here; shared with the alert engine.
     pub alerts: Vec<Arc<AlertBlock>>,
+}
+
+/// A rule's approximate tier: a ring of Count-Min sketches (one per
+/// interval) counts the keys the exact table has no room for, and a key
+/// whose estimate over the window reaches `promote_at` takes the place of
+/// the exact key with the smallest value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overflow {
+    /// An estimate exceeds the truth by at most `error` × the amounts the
+    /// sketches hold over the window ...
+    pub error: f64,
+    /// ... with this probability.
+    pub confidence: f64,
+    /// The estimate at which a key is promoted; None for a rule without
+    /// alert blocks, whose keys are promoted when they outgrow the smallest
+    /// exact key.
+    pub promote_at: Option<f64>,
+    /// Where `promote_at` came from, for `toptraffic check`.
+    pub promote_from: PromoteFrom,
+}
+
+/// Where a rule's promotion threshold came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromoteFrom {
+    /// `promote_at` in the config.
+    Configured,
+    /// The lowest number an alert lambda compares the value against: the
+    /// block's name and the level (`info`, `warn`, `crit`).
+    Alert { block: String, level: &'static str },
+    /// No alert block: promoted when outgrowing the smallest exact key.
+    SmallestExact,
+}
+
+impl fmt::Display for Overflow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "overflow sketch error {} at confidence {}, ",
+            self.error, self.confidence
+        )?;
+        match (&self.promote_from, self.promote_at) {
+            (PromoteFrom::Configured, Some(t)) => write!(f, "promote_at {t} (configured)"),
+            (PromoteFrom::Alert { block, level }, Some(t)) => {
+                write!(f, "promote_at {t} (from alert {block:?} {level})")
+            }
+            _ => f.write_str("promoted past the smallest exact key (no alert block)"),
+        }
+    }
 }
 
 impl Rule {

@@ -188,3 +188,113 @@ fn max_key_bytes_has_a_default_and_a_floor_the_kernel_needs() {
     let e = err(&format!("{seven}max_key_bytes = 128\n"));
     assert!(e.contains("accepted: 147 to 65507"), "{e}");
 }
+
+#[test]
+fn overflow_is_on_with_a_threshold_from_the_lowest_alert_comparison() {
+    let c = Config::embedded_default();
+    for r in &c.rules {
+        let o = r.overflow.as_ref().expect("on by default");
+        assert_eq!((o.error, o.confidence), (0.0005, 0.99));
+        assert_eq!(o.promote_at, Some(17500.0), "{}: warn's 17500", r.name);
+        assert_eq!(
+            o.promote_from,
+            PromoteFrom::Alert {
+                block: "#1".into(),
+                level: "warn"
+            }
+        );
+    }
+    // The lowest over every level and block.
+    let c = Config::parse(
+        &format!(
+            r#"{RULE}[[rule.alert]]
+crit = '"count" > 900'
+warn = '"count" > 700'
+[[rule.alert]]
+name = "b"
+info = "\"count\" >= 500 AND \"ip\" != 'x'"
+"#
+        ),
+        "t",
+    )
+    .unwrap();
+    let o = c.rules[0].overflow.as_ref().unwrap();
+    assert_eq!(o.promote_at, Some(500.0));
+    assert_eq!(
+        o.to_string(),
+        "overflow sketch error 0.0005 at confidence 0.99, promote_at 500 (from alert \"b\" info)"
+    );
+    // A rule without alert blocks promotes past its smallest exact key.
+    let c = Config::parse(RULE, "t").unwrap();
+    let o = c.rules[0].overflow.as_ref().unwrap();
+    assert_eq!(
+        (o.promote_at, &o.promote_from),
+        (None, &PromoteFrom::SmallestExact)
+    );
+}
+
+#[test]
+fn overflow_fields_are_checked_and_a_threshold_that_cannot_be_derived_is_an_error() {
+    let c = Config::parse(
+        &format!("{RULE}[rule.overflow]\nerror = 0.01\nconfidence = 0.9\npromote_at = 42\n"),
+        "t",
+    )
+    .unwrap();
+    let o = c.rules[0].overflow.as_ref().unwrap();
+    assert_eq!(
+        (o.error, o.confidence, o.promote_at),
+        (0.01, 0.9, Some(42.0))
+    );
+    assert_eq!(o.promote_from, PromoteFrom::Configured);
+    let c = Config::parse(&format!("{RULE}[rule.overflow]\nenabled = false\n"), "t").unwrap();
+    assert!(c.rules[0].overflow.is_none());
+
+    let e = err(&format!("{RULE}[rule.overflow]\nerror = 1.5\n"));
+    assert!(
+        e.starts_with("t.toml:6: rule \"r\": overflow.error = 1.5 is out of range"),
+        "{e}"
+    );
+    let e = err(&format!("{RULE}[rule.overflow]\nconfidence = 0.1\n"));
+    assert!(
+        e.starts_with("t.toml:6: rule \"r\": overflow.confidence"),
+        "{e}"
+    );
+    let e = err(&format!("{RULE}[rule.overflow]\npromote_at = -1.0\n"));
+    assert!(
+        e.starts_with("t.toml:6: rule \"r\": overflow.promote_at"),
+        "{e}"
+    );
+    let e = err(&format!("{RULE}[rule.overflow]\npromot_at = 1\n"));
+    assert!(
+        e.starts_with("t.toml:6: ") && e.contains("promot_at"),
+        "{e}"
+    );
+
+    // No lambda compares the value with a number: the error says which
+    // lambdas were looked at and what to write.
+    let alert = r#"[[rule.alert]]
+warn = "\"ip\" == '10.0.0.1'"
+crit = '"count" < 5'
+"#;
+    let e = err(&format!("{RULE}{alert}"));
+    assert!(
+        e.starts_with("t.toml:2: rule \"r\": overflow needs a promotion threshold"),
+        "{e}"
+    );
+    assert!(
+        e.contains("alert \"#1\" warn = '\"ip\" == '10.0.0.1''")
+            && e.contains("alert \"#1\" crit = '\"count\" < 5'")
+            && e.contains("set [rule.overflow] promote_at = N, or enabled = false"),
+        "{e}"
+    );
+    Config::parse(
+        &format!("{RULE}{alert}[rule.overflow]\npromote_at = 10\n"),
+        "t",
+    )
+    .unwrap();
+    Config::parse(
+        &format!("{RULE}{alert}[rule.overflow]\nenabled = false\n"),
+        "t",
+    )
+    .unwrap();
+}

@@ -14,10 +14,13 @@ use crate::key;
 use super::alerts::{compile_block, RuleNames};
 use super::defaults::{
     self, DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, MAX_INTERVALS, MAX_KEYS_LIMIT, MAX_RULE_TAGS,
-    MAX_UDP_PAYLOAD,
+    MAX_UDP_PAYLOAD, MIN_OVERFLOW_ERROR,
 };
-use super::raw::{RawConfig, RawRule};
-use super::schema::{Aggregate, Config, ConfigError, Http, Ingest, Rule, State, Window};
+use super::raw::{RawConfig, RawOverflow, RawRule};
+use super::schema::{
+    Aggregate, AlertBlock, Config, ConfigError, Http, Ingest, Overflow, PromoteFrom, Rule, State,
+    Window,
+};
 use super::source::Source;
 use super::units::parse_duration;
 
@@ -310,6 +313,14 @@ fn validate_rule(r: RawRule, src: &Source<'_>, earlier: &[Rule]) -> Result<Rule,
             compile_block(a, i, &rule, src).map(Arc::new)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let overflow = validate_overflow(
+        r.overflow.as_ref(),
+        r.name.span(),
+        &as_name,
+        &alerts,
+        src,
+        &ctx,
+    )?;
     Ok(Rule {
         name,
         measurement: r.measurement.into_inner(),
@@ -319,6 +330,99 @@ fn validate_rule(r: RawRule, src: &Source<'_>, earlier: &[Rule]) -> Result<Rule,
         as_name,
         max_keys,
         max_key_bytes,
+        overflow,
         alerts,
     })
+}
+
+/// `[rule.overflow]`, on unless `enabled = false`. Its promotion threshold
+/// is `promote_at`, or else the lowest number the rule's alert lambdas
+/// compare its value against (`Expr::lower_bound`): a key under it cannot
+/// fire any level, so it may stay approximate. A rule with alert blocks of
+/// which none gives a number must say `promote_at`.
+fn validate_overflow(
+    overflow: Option<&Spanned<RawOverflow>>,
+    name_span: std::ops::Range<usize>,
+    as_name: &str,
+    alerts: &[Arc<AlertBlock>],
+    src: &Source<'_>,
+    ctx: &dyn Fn(String) -> String,
+) -> Result<Option<Overflow>, ConfigError> {
+    let raw = overflow.map(|o| o.get_ref());
+    if raw.and_then(|o| o.enabled) == Some(false) {
+        return Ok(None);
+    }
+    let share = |field: &str, v: Option<&Spanned<f64>>, default: f64, lo: f64| match v {
+        Some(v) if !(*v.get_ref() >= lo && *v.get_ref() < 1.0) => Err(src.at(
+            v.span(),
+            ctx(format!(
+                "overflow.{field} = {} is out of range; accepted: {lo} or more, under 1",
+                v.get_ref()
+            )),
+        )),
+        Some(v) => Ok(*v.get_ref()),
+        None => Ok(default),
+    };
+    let error = share(
+        "error",
+        raw.and_then(|o| o.error.as_ref()),
+        defaults::OVERFLOW_ERROR,
+        MIN_OVERFLOW_ERROR,
+    )?;
+    let confidence = share(
+        "confidence",
+        raw.and_then(|o| o.confidence.as_ref()),
+        defaults::OVERFLOW_CONFIDENCE,
+        0.5,
+    )?;
+    let (promote_at, promote_from) = match raw.and_then(|o| o.promote_at.as_ref()) {
+        Some(v) if !(v.get_ref().is_finite() && *v.get_ref() >= 0.0) => {
+            return Err(src.at(
+                v.span(),
+                ctx(format!(
+                    "overflow.promote_at = {} is out of range; accepted: 0 or more",
+                    v.get_ref()
+                )),
+            ))
+        }
+        Some(v) => (Some(*v.get_ref()), PromoteFrom::Configured),
+        None if alerts.is_empty() => (None, PromoteFrom::SmallestExact),
+        None => {
+            let mut lowest: Option<(f64, PromoteFrom)> = None;
+            let mut none = Vec::new();
+            for b in alerts {
+                for (level, e) in ["info", "warn", "crit"].into_iter().zip(&b.levels) {
+                    let Some(e) = e else { continue };
+                    match e.lower_bound(as_name) {
+                        Some(t) if lowest.as_ref().is_none_or(|(l, _)| t < *l) => {
+                            let from = PromoteFrom::Alert {
+                                block: b.name.clone(),
+                                level,
+                            };
+                            lowest = Some((t, from));
+                        }
+                        Some(_) => {}
+                        None => none.push(format!("alert {:?} {level} = '{e}'", b.name)),
+                    }
+                }
+            }
+            let Some((t, from)) = lowest else {
+                let span = overflow.map(|o| o.span()).unwrap_or(name_span);
+                return Err(src.at(
+                    span,
+                    ctx(format!(
+                        "overflow needs a promotion threshold and none can be derived: no alert lambda compares {as_name:?} with a number as '{as_name:?} > N' does ({}); set [rule.overflow] promote_at = N, or enabled = false",
+                        none.join(", ")
+                    )),
+                ));
+            };
+            (Some(t), from)
+        }
+    };
+    Ok(Some(Overflow {
+        error,
+        confidence,
+        promote_at,
+        promote_from,
+    }))
 }

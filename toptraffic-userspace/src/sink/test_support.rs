@@ -41,6 +41,7 @@ pub(crate) fn event(level: Level) -> AlertEvent {
             .collect(),
         field: "totalCount".into(),
         value: 18630.0,
+        error_bound: None,
     }
 }
 

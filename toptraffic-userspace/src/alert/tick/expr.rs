@@ -11,8 +11,8 @@ use regex::Regex;
 use super::error::{missing_value, type_guard, EvalError, ExprError};
 use super::eval::{Ctx, Env};
 use super::lexer::{lex, TokKind};
-use super::parser::{Node, Parser};
-use super::types::{Ty, Val};
+use super::parser::{Kind, Node, Parser};
+use super::types::{BinOp, Ty, UnOp, Val};
 
 /// The result of an evaluation, with Kapacitor's value types.
 #[derive(Debug, Clone)]
@@ -86,6 +86,16 @@ impl Expr {
         self.refs.iter().map(String::as_str)
     }
 
+    /// The least value of the reference `name` for which the expression
+    /// can be true, when the expression says so plainly: a comparison of
+    /// `name` with a number (`"v" > 500`, `"v" >= 500`, `500 < "v"`: 500),
+    /// the greatest such bound of an `AND`'s sides, the least of an `OR`'s
+    /// when both have one. `None` for anything else: such an expression may
+    /// hold for a small value.
+    pub fn lower_bound(&self, name: &str) -> Option<f64> {
+        lower_bound(&self.root, name)
+    }
+
     /// Evaluates the expression for one key.
     pub fn eval(&self, env: &dyn Env) -> Result<Value, EvalError> {
         let cx = Ctx::new(&self.refs, env)?;
@@ -109,6 +119,33 @@ impl Expr {
             Val::Missing(name) => Err(missing_value(name)),
             v => Err(type_guard(v.ty(), Ty::Bool)),
         }
+    }
+}
+
+fn lower_bound(n: &Node, name: &str) -> Option<f64> {
+    let number = |n: &Node| match &n.kind {
+        Kind::Int(i) => Some(*i as f64),
+        Kind::Float(f) => Some(*f),
+        Kind::Unary(UnOp::Neg, c) => match c.kind {
+            Kind::Int(i) => Some(-(i as f64)),
+            Kind::Float(f) => Some(-f),
+            _ => None,
+        },
+        _ => None,
+    };
+    let is_ref = |n: &Node| matches!(&n.kind, Kind::Ref(r) if r == name);
+    match &n.kind {
+        Kind::Binary(op, l, r) => match op {
+            BinOp::Gt | BinOp::Ge if is_ref(l) => number(r),
+            BinOp::Lt | BinOp::Le if is_ref(r) => number(l),
+            BinOp::And => match (lower_bound(l, name), lower_bound(r, name)) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            },
+            BinOp::Or => Some(lower_bound(l, name)?.min(lower_bound(r, name)?)),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

@@ -751,3 +751,26 @@ fn expr_is_send_and_sync() {
     assert_eq!(x.to_string(), r#""a" =~ /x/"#);
     assert_eq!(x.source(), r#""a" =~ /x/"#);
 }
+
+#[test]
+fn lower_bound_of_the_value_from_plain_comparisons() {
+    let b = |src: &str| parse(src).lower_bound("count");
+    assert_eq!(b(r#""count" > 500"#), Some(500.0));
+    assert_eq!(b(r#""count" >= 17500.5"#), Some(17500.5));
+    assert_eq!(b(r#"100 < "count""#), Some(100.0));
+    assert_eq!(b(r#""count" > -3"#), Some(-3.0));
+    assert_eq!(
+        b(r#""count" > 500 AND "ip" =~ /^10\./"#),
+        Some(500.0),
+        "an AND holds only where its bounded side does"
+    );
+    assert_eq!(b(r#""count" > 500 AND "count" > 800"#), Some(800.0));
+    assert_eq!(b(r#"("count" > 500) OR ("count" >= 200)"#), Some(200.0));
+    // Each may hold for a small value, or says nothing of "count".
+    assert_eq!(b(r#""count" > 500 OR "ip" == '10.0.0.1'"#), None);
+    assert_eq!(b(r#""count" < 500"#), None);
+    assert_eq!(b(r#""count" == 500"#), None);
+    assert_eq!(b(r#""count" / 60 > 500"#), None);
+    assert_eq!(b(r#""other" > 500"#), None);
+    assert_eq!(b(r#"!("count" > 500)"#), None);
+}
