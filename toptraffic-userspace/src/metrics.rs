@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -83,6 +83,25 @@ fn counter(
     Ok(())
 }
 
+fn gauge<N: EncodeGaugeValue + std::fmt::Debug + Copy>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &[(&[(&str, &str)], N)],
+) -> Result<(), std::fmt::Error> {
+    let mut m = enc.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Gauge,
+    )?;
+    for (labels, v) in values {
+        let labels: Vec<(&str, &str)> = labels.to_vec();
+        ConstGauge::new(*v).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 impl Collector for SharedCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.0;
@@ -137,17 +156,17 @@ impl Collector for SharedCollector {
             "Lines a rule refused because it held max_keys keys",
             &overflow,
         )?;
-        {
-            let mut m = enc.encode_descriptor(
-                "active_keys",
-                "Keys with something in the rule's window",
-                None,
-                prometheus_client::metrics::MetricType::Gauge,
-            )?;
-            for (l, r) in names.iter().zip(&view.rules) {
-                ConstGauge::new(r.keys() as i64).encode(m.encode_family(&l.to_vec())?)?;
-            }
-        }
+        let keys: Vec<(&[(&str, &str)], i64)> = names
+            .iter()
+            .zip(&view.rules)
+            .map(|(l, r)| (&l[..], r.keys() as i64))
+            .collect();
+        gauge(
+            &mut enc,
+            "active_keys",
+            "Keys with something in the rule's window",
+            &keys,
+        )?;
         // The approximate tier of the rules that have one.
         let tiers: Vec<(&[(&str, &str)], crate::window::TierStats)> = names
             .iter()
@@ -175,41 +194,29 @@ impl Collector for SharedCollector {
             "Lines a rule counted in its overflow sketch rather than refused",
             &each(|t| t.lines_estimated),
         )?;
-        {
-            let mut m = enc.encode_descriptor(
-                "overflow_keys",
-                "Distinct keys a rule's overflow sketch took lines of in the last interval (its exact keys: active_keys)",
-                None,
-                prometheus_client::metrics::MetricType::Gauge,
-            )?;
-            for (l, t) in &tiers {
-                ConstGauge::new(t.keys_last_interval as i64)
-                    .encode(m.encode_family(&l.to_vec())?)?;
-            }
-        }
-        {
-            let mut m = enc.encode_descriptor(
-                "overflow_active",
-                "1 while a rule is in overflow: lines of keys beyond max_keys went to its sketch in the last interval",
-                None,
-                prometheus_client::metrics::MetricType::Gauge,
-            )?;
-            for (l, t) in &tiers {
-                ConstGauge::new((t.keys_last_interval > 0) as i64)
-                    .encode(m.encode_family(&l.to_vec())?)?;
-            }
-        }
-        {
-            let mut m = enc.encode_descriptor(
-                "overflow_error_bound",
-                "What a rule's sketch estimate over the window may exceed a key's value by, at the configured confidence",
-                None,
-                prometheus_client::metrics::MetricType::Gauge,
-            )?;
-            for (l, t) in &tiers {
-                ConstGauge::new(t.error_bound).encode(m.encode_family(&l.to_vec())?)?;
-            }
-        }
+        let each_gauge = |f: fn(&crate::window::TierStats) -> i64| -> Vec<(&[(&str, &str)], i64)> {
+            tiers.iter().map(|(l, t)| (*l, f(t))).collect()
+        };
+        gauge(
+            &mut enc,
+            "overflow_keys",
+            "Distinct keys a rule's overflow sketch took lines of in the last interval (its exact keys: active_keys)",
+            &each_gauge(|t| t.keys_last_interval as i64),
+        )?;
+        gauge(
+            &mut enc,
+            "overflow_active",
+            "1 while a rule is in overflow: lines of keys beyond max_keys went to its sketch in the last interval",
+            &each_gauge(|t| (t.keys_last_interval > 0) as i64),
+        )?;
+        let bounds: Vec<(&[(&str, &str)], f64)> =
+            tiers.iter().map(|(l, t)| (*l, t.error_bound)).collect();
+        gauge(
+            &mut enc,
+            "overflow_error_bound",
+            "What a rule's sketch estimate over the window may exceed a key's value by, at the configured confidence",
+            &bounds,
+        )?;
         counter(
             &mut enc,
             "rotations",
