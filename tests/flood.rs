@@ -151,15 +151,7 @@ fn id_of(event: &Value) -> &str {
 
 /// The daemon's VmRSS, in bytes.
 fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kb: u64 = line["VmRSS:".len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kb << 10
+    common::proc_status_bytes(pid, "VmRSS")
 }
 
 /// The most VmRSS over `span`, sampled every 100 ms.

@@ -42,21 +42,10 @@ fn line(k: u64, pad: &str) -> String {
 
 /// (VmHWM, VmRSS) of `pid`, in bytes.
 fn memory_of(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"));
-        let kb: u64 = line[name.len()..]
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .unwrap();
-        kb << 10
-    };
-    (field("VmHWM:"), field("VmRSS:"))
+    (
+        common::proc_status_bytes(pid, "VmHWM"),
+        common::proc_status_bytes(pid, "VmRSS"),
+    )
 }
 
 #[test]

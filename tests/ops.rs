@@ -659,12 +659,7 @@ impl Unprivileged {
     }
 
     fn status_field(&self, field: &str) -> String {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        s.lines()
-            .find_map(|l| l.strip_prefix(&format!("{field}:")))
-            .unwrap()
-            .trim()
-            .to_string()
+        common::proc_status(self.child.id(), field)
     }
 }
 

@@ -16,6 +16,28 @@ use toptraffic_loadgen as loadgen;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_toptraffic");
 
+/// A field of `/proc/PID/status` as the kernel writes it, trimmed (e.g.
+/// `proc_status(pid, "CapEff")`).
+pub fn proc_status(pid: u32, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+        .trim()
+        .to_string()
+}
+
+/// A memory field of `/proc/PID/status` (VmRSS, VmHWM), in bytes.
+pub fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    let kb: u64 = proc_status(pid, field)
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kb << 10
+}
+
 /// A UDP port that was free a moment ago.
 /// Skips `test` for `why`, or fails it under CI (`CI=true`): CI installs
 /// everything the tests need and runs as root on a real kernel, so a skip
