@@ -65,6 +65,12 @@ fn capset(data: &[CapData; 2]) -> io::Result<()> {
     Ok(())
 }
 
+/// The calling thread's effective capabilities, bit `n` for capability `n`.
+pub fn effective() -> io::Result<u64> {
+    let [lo, hi] = capget()?;
+    Ok(u64::from(lo.effective) | u64::from(hi.effective) << 32)
+}
+
 /// Makes every permitted capability effective and returns the mask of
 /// those it raised (none for root, whose effective set is already full).
 /// Capabilities belong to a thread: call it before any thread starts, and

@@ -93,28 +93,28 @@ const CAP_SYS_ADMIN: u32 = 21;
 /// The capabilities of [`CAPS`] this process does not hold (none when it
 /// holds CAP_SYS_ADMIN, which implies them for bpf()).
 pub(super) fn missing_capabilities() -> Vec<&'static str> {
-    missing(&CAPS)
+    let eff = effective();
+    if eff & (1 << CAP_SYS_ADMIN) != 0 {
+        return Vec::new();
+    }
+    lacking(eff, &CAPS)
 }
 
-/// As [`missing_capabilities`], for the XDP program: CAP_NET_ADMIN too.
+/// As [`missing_capabilities`], for the XDP program: CAP_NET_ADMIN too,
+/// which CAP_SYS_ADMIN does not imply.
 pub(super) fn missing_capabilities_for_xdp() -> Vec<&'static str> {
-    let mut m = missing(&[CAP_NET_ADMIN]);
+    let mut m = lacking(effective(), &[CAP_NET_ADMIN]);
     m.extend(missing_capabilities());
     m
 }
 
-fn missing(caps: &[(&'static str, u32)]) -> Vec<&'static str> {
-    let eff = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .unwrap_or(0);
-    if eff & (1 << CAP_SYS_ADMIN) != 0 && caps.iter().all(|(_, bit)| *bit != CAP_NET_ADMIN.1) {
-        return Vec::new();
-    }
+/// This thread's effective set (as every thread's: set before any started);
+/// none when it cannot be read.
+fn effective() -> u64 {
+    crate::caps::effective().unwrap_or(0)
+}
+
+fn lacking(eff: u64, caps: &[(&'static str, u32)]) -> Vec<&'static str> {
     caps.iter()
         .filter(|(_, bit)| eff & (1 << bit) == 0)
         .map(|(n, _)| *n)
