@@ -365,6 +365,7 @@ mod tests {
             demotions: 2,
             lines_estimated: 2000,
             keys_last_interval: 5,
+            unnamed_last_interval: 0,
             error_bound: 1.5,
         });
         shared.publish(view, 0.01);

@@ -190,8 +190,7 @@ impl Rotator {
     /// Drains every source into a snapshot of interval `index`, with what
     /// a reload carried over.
     fn collect(&mut self, index: u64) -> IntervalSnapshot {
-        let mut snap =
-            IntervalSnapshot::empty(index, self.rules.rules().iter().map(|r| r.max_keys));
+        let mut snap = self.rules.new_snapshot(index);
         if !self.carry.is_empty() {
             snap.merge(std::mem::take(&mut self.carry));
         }
@@ -353,11 +352,7 @@ impl Rotator {
         };
         // Counts made before the switch go to the rules that kept their
         // grouping, with what was carried before.
-        let mut carry: Vec<CountTable> = new
-            .rules
-            .iter()
-            .map(|x| CountTable::new(x.max_keys))
-            .collect();
+        let mut carry: Vec<CountTable> = RuleSet::new(&new.rules).new_tables();
         let old_carry = std::mem::take(&mut self.carry);
         for (i, t) in r.carry.into_iter().chain(old_carry.into_iter().enumerate()) {
             if let Some(j) = keep.iter().position(|k| *k == Some(i)) {

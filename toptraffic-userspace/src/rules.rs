@@ -8,6 +8,7 @@
 use crate::config::{Aggregate, Rule, MAX_RULE_TAGS};
 use crate::key;
 use crate::lineproto::{Escaped, FieldValue, Line};
+use crate::sketch::Shape;
 use crate::stats::DropReason;
 
 /// A name as bytes, for comparing with what the parser hands out.
@@ -20,6 +21,9 @@ pub struct CompiledRule {
     pub as_name: String,
     pub group_by: Vec<String>,
     pub max_keys: usize,
+    /// The shape of the overflow sketches; None: the rule refuses keys
+    /// beyond max_keys.
+    pub sketch: Option<Shape>,
     max_key_bytes: usize,
     measurement: Name,
     filters: Vec<(Name, Name)>,
@@ -34,6 +38,10 @@ impl CompiledRule {
             as_name: r.as_name.clone(),
             group_by: r.group_by.clone(),
             max_keys: r.max_keys,
+            sketch: r
+                .overflow
+                .as_ref()
+                .map(|o| Shape::for_bound(o.error, o.confidence)),
             max_key_bytes: r.max_key_bytes,
             measurement: r.measurement.as_bytes().into(),
             filters: r
@@ -98,8 +106,16 @@ impl RuleSet {
     pub fn new_tables(&self) -> Vec<crate::snapshot::CountTable> {
         self.rules
             .iter()
-            .map(|r| crate::snapshot::CountTable::new(r.max_keys))
+            .map(|r| crate::snapshot::CountTable::new(r.max_keys).with_sketch(r.sketch))
             .collect()
+    }
+
+    /// An empty snapshot of interval `index`, a table per rule.
+    pub fn new_snapshot(&self, index: u64) -> crate::snapshot::IntervalSnapshot {
+        crate::snapshot::IntervalSnapshot {
+            index,
+            rules: self.new_tables(),
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -168,6 +168,25 @@ impl Sketch {
         self.counters.fill(0.0);
         self.total = 0.0;
     }
+
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// Adds `other`'s counts (another thread's, same interval); false,
+    /// and nothing added, when its shape differs. Every counter of a key
+    /// is at least its amount in each sketch, so in the sum it is at least
+    /// the sum of its amounts: the estimate still never falls short.
+    pub fn merge(&mut self, other: &Sketch) -> bool {
+        if other.shape != self.shape {
+            return false;
+        }
+        for (c, o) in self.counters.iter_mut().zip(&other.counters) {
+            *c += o;
+        }
+        self.total += other.total;
+        true
+    }
 }
 
 /// One sketch per interval of a window: `add` goes to the current
@@ -234,6 +253,12 @@ impl SketchRing {
     pub fn rotate(&mut self) {
         self.current = (self.current + 1) % self.sketches.len();
         self.sketches[self.current].clear();
+    }
+
+    /// Adds another sketch of the current interval (what the tables of
+    /// one interval could not name); false when its shape differs.
+    pub fn merge_current(&mut self, other: &Sketch) -> bool {
+        self.sketches[self.current].merge(other)
     }
 
     /// Intervals in the ring.

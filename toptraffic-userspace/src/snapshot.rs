@@ -8,6 +8,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::key::Key;
+use crate::sketch::{Shape, Sketch};
 
 /// Integers up to this magnitude are exact in f64, so a value that is one
 /// is taken as the integer it is.
@@ -154,11 +155,29 @@ type Map = hashbrown::HashMap<Key, Cell, ahash::RandomState>;
 /// A key may then appear in both, or in two merged lists (and takes room
 /// toward `max_keys` in each); its cells add up, which is how every reader
 /// (the window) takes them.
+///
+/// What does not fit is not lost when the rule has an overflow sketch
+/// (`with_sketch`): a whole cell (a merge, a drain) waits, named, in the
+/// spill, which the window then holds exactly (a key it already has), or
+/// counts in its sketch; a line, or a cell past a spill of `max_keys`,
+/// goes into the table's own sketch, which the window adds to its ring.
+/// Without a sketch, what does not fit is refused and counted.
 #[derive(Debug, Clone)]
 pub struct CountTable {
     map: Map,
     list: Vec<(Key, Cell)>,
+    /// Whole cells the table had no room for (see the type).
+    spill: Vec<(Key, Cell)>,
+    /// How many cells `spill` takes.
+    spill_limit: usize,
     max_keys: usize,
+    /// The shape of the rule's sketches; None: the rule has none.
+    shape: Option<Shape>,
+    /// Lines the table could not name, made when first needed.
+    sketch: Option<Box<Sketch>>,
+    /// Lines counted in `sketch`, and those of them owned, by path.
+    pub sketched_lines: u64,
+    pub sketched_owned: ByPath<u64>,
     /// Lines of keys refused because the table was full.
     pub overflow_lines: u64,
     /// The owned lines ([`Cell::owned`]) of the cells refused by
@@ -170,13 +189,7 @@ pub struct CountTable {
 
 impl CountTable {
     pub fn new(max_keys: usize) -> CountTable {
-        CountTable {
-            map: Map::default(),
-            list: Vec::new(),
-            max_keys,
-            overflow_lines: 0,
-            late: ByPath::default(),
-        }
+        CountTable::with_capacity(max_keys, 0)
     }
 
     /// An empty table with room for `capacity` keys before it grows.
@@ -184,7 +197,13 @@ impl CountTable {
         CountTable {
             map: Map::with_capacity_and_hasher(capacity.min(max_keys), Default::default()),
             list: Vec::new(),
+            spill: Vec::new(),
+            spill_limit: 0,
             max_keys,
+            shape: None,
+            sketch: None,
+            sketched_lines: 0,
+            sketched_owned: ByPath::default(),
             overflow_lines: 0,
             late: ByPath::default(),
         }
@@ -193,59 +212,116 @@ impl CountTable {
     /// An empty table for a source that yields each key once, with room
     /// for `capacity` of them (see [`CountTable::push_unique`]).
     pub fn unique_with_capacity(max_keys: usize, capacity: usize) -> CountTable {
-        CountTable {
-            map: Map::default(),
-            list: Vec::with_capacity(capacity.min(max_keys)),
-            max_keys,
-            overflow_lines: 0,
-            late: ByPath::default(),
-        }
+        let mut t = CountTable::new(max_keys);
+        t.list = Vec::with_capacity(capacity.min(max_keys));
+        t
     }
 
-    /// Adds to `key`'s cell; false when the key is new and the table is full.
+    /// The same table, keeping what it has no room for in sketches of
+    /// `shape` (the rule's overflow tier), or refusing it when None.
+    pub fn with_sketch(mut self, shape: Option<Shape>) -> CountTable {
+        self.shape = shape;
+        self.spill_limit = if shape.is_some() { self.max_keys } else { 0 };
+        self
+    }
+
+    /// The same table, spilling every whole cell it has no room for: for
+    /// a source of bounded size (a kernel map) whose cells the interval's
+    /// table then holds, spills or sketches as its rule says.
+    pub fn spilling(mut self) -> CountTable {
+        self.spill_limit = usize::MAX;
+        self
+    }
+
+    /// Adds a line to `key`'s cell; false when the key is new, the table
+    /// full and the rule without a sketch (the line is refused).
     #[inline]
     pub fn add(&mut self, key: &[u8], cell: Cell) -> bool {
         if let Some(c) = self.map.get_mut(key) {
             c.add(cell);
             return true;
         }
-        if !self.room_for(cell) {
-            return false;
+        if self.len() >= self.max_keys {
+            return self.sketch(key, cell);
         }
         self.map.insert(key.into(), cell);
         true
     }
 
-    /// Adds an owned key's cell (the merge path: no copy of the key).
-    pub fn add_owned(&mut self, key: Key, cell: Cell) -> bool {
-        if let Some(c) = self.map.get_mut(&key) {
-            c.add(cell);
-            return true;
-        }
-        if !self.room_for(cell) {
+    /// Counts `cell` in the table's sketch; false (refused, counted) when
+    /// the rule has none.
+    fn sketch(&mut self, key: &[u8], cell: Cell) -> bool {
+        let Some(shape) = self.shape else {
+            self.overflow_lines += cell.lines;
             return false;
-        }
-        self.map.insert(key, cell);
+        };
+        self.sketch
+            .get_or_insert_with(|| Box::new(Sketch::new(shape)))
+            .add(key, cell.value());
+        self.sketched_lines += cell.lines;
+        self.sketched_owned.add_owned(cell.owned);
         true
+    }
+
+    /// Adds a whole cell, already counted by its source: held, spilled or
+    /// sketched (see the type), or refused late.
+    pub fn add_counted(&mut self, key: &[u8], cell: Cell) {
+        if let Some(c) = self.map.get_mut(key) {
+            c.add(cell);
+        } else if self.len() < self.max_keys {
+            self.map.insert(key.into(), cell);
+        } else {
+            self.overflow(key.into(), cell);
+        }
+    }
+
+    /// A whole cell that found no room.
+    fn overflow(&mut self, key: Key, cell: Cell) {
+        if self.spill.len() < self.spill_limit {
+            self.spill.push((key, cell));
+        } else if !self.sketch(&key, cell) {
+            self.late.add_owned(cell.owned);
+        }
     }
 
     /// Appends a key that this source has not given before, without
-    /// looking it up; false when the table is full.
+    /// looking it up.
     #[inline]
-    pub fn push_unique(&mut self, key: &[u8], cell: Cell) -> bool {
-        if !self.room_for(cell) {
-            self.late.add_owned(cell.owned);
-            return false;
+    pub fn push_unique(&mut self, key: &[u8], cell: Cell) {
+        if self.len() >= self.max_keys {
+            self.overflow(key.into(), cell);
+            return;
         }
         self.list.push((key.into(), cell));
-        true
     }
 
     /// Moves every cell of `other` into this table.
-    pub fn merge(&mut self, other: CountTable) {
+    pub fn merge(&mut self, mut other: CountTable) {
         self.overflow_lines += other.overflow_lines;
         self.late.add(other.late);
+        if let Some(theirs) = other.sketch.take() {
+            let merged = match &mut self.sketch {
+                None => {
+                    self.sketch = Some(theirs);
+                    true
+                }
+                Some(mine) => mine.merge(&theirs),
+            };
+            if merged {
+                self.sketched_lines += other.sketched_lines;
+                self.sketched_owned.add(other.sketched_owned);
+            } else {
+                // A reload changed the sketch's shape between the two:
+                // these lines can be neither named nor added.
+                self.overflow_lines += other.sketched_lines;
+                self.late.add(other.sketched_owned);
+            }
+        }
+        let spill = std::mem::take(&mut other.spill);
         self.merge_cells(other);
+        for (k, c) in spill {
+            self.add_owned(k, c);
+        }
     }
 
     fn merge_cells(&mut self, other: CountTable) {
@@ -255,33 +331,34 @@ impl CountTable {
             return;
         }
         for (k, c) in other.map {
-            if !self.add_owned(k, c) {
-                self.late.add_owned(c.owned);
-            }
+            self.add_owned(k, c);
         }
         if self.list.is_empty() && self.len() + other.list.len() <= self.max_keys {
             self.list = other.list;
             return;
         }
         for (k, c) in other.list {
-            if self.room_for(c) {
+            if self.len() < self.max_keys {
                 self.list.push((k, c));
             } else {
-                self.late.add_owned(c.owned);
+                self.overflow(k, c);
             }
         }
     }
 
-    /// Whether a new entry fits; if not, its lines are counted as refused.
-    fn room_for(&mut self, cell: Cell) -> bool {
-        if self.len() >= self.max_keys {
-            self.overflow_lines += cell.lines;
-            return false;
+    /// Adds an owned key's cell (the merge path: no copy of the key).
+    fn add_owned(&mut self, key: Key, cell: Cell) {
+        if let Some(c) = self.map.get_mut(&key) {
+            c.add(cell);
+        } else if self.len() < self.max_keys {
+            self.map.insert(key, cell);
+        } else {
+            self.overflow(key, cell);
         }
-        true
     }
 
-    /// Entries held: the keys, or more when a key came from two sources.
+    /// Entries held: the keys, or more when a key came from two sources
+    /// (the spill not included).
     pub fn len(&self) -> usize {
         self.map.len() + self.list.len()
     }
@@ -290,10 +367,11 @@ impl CountTable {
         self.map.is_empty() && self.list.is_empty()
     }
 
-    /// A key's cells added up (a walk of the list: for tests and tools).
+    /// A key's cells added up, spill included (a walk of the lists: for
+    /// tests and tools).
     pub fn get(&self, key: &[u8]) -> Option<Cell> {
         let mut found = self.map.get(key).copied();
-        for (k, c) in &self.list {
+        for (k, c) in self.list.iter().chain(&self.spill) {
             if k.as_slice() == key {
                 found.get_or_insert_with(Cell::default).add(*c);
             }
@@ -301,14 +379,23 @@ impl CountTable {
         found
     }
 
-    /// Every entry; a key may come twice (see the type).
+    /// Every entry, spill included; a key may come twice (see the type).
     pub fn iter(&self) -> impl Iterator<Item = (&Key, &Cell)> {
-        self.map.iter().chain(self.list.iter().map(|(k, c)| (k, c)))
+        self.map
+            .iter()
+            .chain(self.list.iter().chain(&self.spill).map(|(k, c)| (k, c)))
     }
 
-    /// Lines held in the table.
+    /// Takes the lines the table could not name: their sketch and their
+    /// count.
+    pub fn take_sketch(&mut self) -> Option<(Box<Sketch>, u64)> {
+        let s = self.sketch.take()?;
+        Some((s, std::mem::take(&mut self.sketched_lines)))
+    }
+
+    /// Lines held in the table, named or sketched.
     pub fn lines(&self) -> u64 {
-        self.iter().map(|(_, c)| c.lines).sum()
+        self.iter().map(|(_, c)| c.lines).sum::<u64>() + self.sketched_lines
     }
 
     /// Empties the table, keeping its allocation for the next interval.
@@ -318,12 +405,17 @@ impl CountTable {
             &mut self.map,
             Map::with_capacity_and_hasher(cap / 2, Default::default()),
         );
-        let overflow = std::mem::take(&mut self.overflow_lines);
         CountTable {
             map: full,
             list: std::mem::take(&mut self.list),
+            spill: std::mem::take(&mut self.spill),
+            spill_limit: self.spill_limit,
             max_keys: self.max_keys,
-            overflow_lines: overflow,
+            shape: self.shape,
+            sketch: self.sketch.take(),
+            sketched_lines: std::mem::take(&mut self.sketched_lines),
+            sketched_owned: std::mem::take(&mut self.sketched_owned),
+            overflow_lines: std::mem::take(&mut self.overflow_lines),
             late: std::mem::take(&mut self.late),
         }
     }
@@ -331,10 +423,14 @@ impl CountTable {
 
 impl IntoIterator for CountTable {
     type Item = (Key, Cell);
-    type IntoIter =
-        std::iter::Chain<hashbrown::hash_map::IntoIter<Key, Cell>, std::vec::IntoIter<(Key, Cell)>>;
+    type IntoIter = std::iter::Chain<
+        std::iter::Chain<hashbrown::hash_map::IntoIter<Key, Cell>, std::vec::IntoIter<(Key, Cell)>>,
+        std::vec::IntoIter<(Key, Cell)>,
+    >;
+    /// Every entry, spill last; the sketch stays behind (take it first
+    /// with [`CountTable::take_sketch`]).
     fn into_iter(self) -> Self::IntoIter {
-        self.map.into_iter().chain(self.list)
+        self.map.into_iter().chain(self.list).chain(self.spill)
     }
 }
 
@@ -504,12 +600,12 @@ mod tests {
     fn unique_entries_and_looked_up_ones_add_up() {
         let (x, y) = (from_values(&["x"]), from_values(&["y"]));
         let mut kernel = CountTable::unique_with_capacity(4, 2);
-        assert!(kernel.push_unique(&x, cell(1.0)));
-        assert!(kernel.push_unique(&y, cell(2.0)));
+        kernel.push_unique(&x, cell(1.0));
+        kernel.push_unique(&y, cell(2.0));
         // A source's counted key refused is a late refusal too.
         let mut full = CountTable::unique_with_capacity(1, 1);
-        assert!(full.push_unique(&x, cell(1.0)));
-        assert!(!full.push_unique(&y, cell(1.0)));
+        full.push_unique(&x, cell(1.0));
+        full.push_unique(&y, cell(1.0));
         assert_eq!((full.overflow_lines, full.late), (1, late(0, 1)));
         let mut thread = CountTable::new(4);
         thread.add(&x, cell(4.0));
@@ -525,9 +621,55 @@ mod tests {
         assert_eq!(t.lines(), 4);
         assert_eq!(t.overflow_lines, 0);
         let mut full = CountTable::unique_with_capacity(1, 1);
-        assert!(full.push_unique(&x, cell(1.0)));
-        assert!(!full.push_unique(&y, cell(1.0)));
+        full.push_unique(&x, cell(1.0));
+        full.push_unique(&y, cell(1.0));
         assert_eq!(full.overflow_lines, 1);
+    }
+
+    fn shape() -> Option<Shape> {
+        Some(Shape::for_bound(0.01, 0.99))
+    }
+
+    #[test]
+    fn with_a_sketch_nothing_is_refused_and_whole_cells_stay_named() {
+        let (a, b, c) = (
+            from_values(&["a"]),
+            from_values(&["b"]),
+            from_values(&["c"]),
+        );
+        // A receive thread's table: a line past max_keys goes to its
+        // sketch and counts as held.
+        let mut thread = CountTable::new(1).with_sketch(shape());
+        assert!(thread.add(&a, cell(1.0)));
+        assert!(thread.add(&b, cell(2.0)));
+        assert!(thread.add(&b, Cell::line(3.0, Path::Userspace, false)));
+        assert_eq!((thread.len(), thread.sketched_lines), (1, 2));
+        assert_eq!(thread.sketched_owned, late(0, 1));
+        assert_eq!(thread.overflow_lines, 0);
+        // A drain's list past max_keys spills every cell, named.
+        let d = from_values(&["d"]);
+        let mut kernel = CountTable::unique_with_capacity(1, 1).spilling();
+        kernel.push_unique(&c, Cell::line(4.0, Path::Kernel, true));
+        kernel.push_unique(&d, Cell::line(16.0, Path::Kernel, true));
+        kernel.push_unique(&a, Cell::line(8.0, Path::Kernel, true));
+        assert_eq!((kernel.len(), kernel.get(&a).unwrap().value()), (1, 8.0));
+        // The interval's table holds one key, spills up to max_keys more
+        // named and sketches the rest: every line is still there.
+        let mut snap = CountTable::new(1).with_sketch(shape());
+        snap.merge(thread);
+        snap.merge(kernel);
+        assert_eq!(snap.len(), 1);
+        assert_eq!(snap.get(&a).unwrap().value(), 9.0, "a: held, then added");
+        assert_eq!(snap.get(&c).unwrap().value(), 4.0, "c: spilled");
+        assert_eq!(snap.get(&d), None, "d: past the spill, sketched");
+        assert_eq!((snap.overflow_lines, snap.late), (0, late(0, 0)));
+        assert_eq!(snap.lines(), 6);
+        let (sketch, lines) = snap.take_sketch().unwrap();
+        assert_eq!(
+            (lines, sketch.estimate(&b), sketch.estimate(&d)),
+            (3, 5.0, 16.0)
+        );
+        assert_eq!(snap.into_iter().map(|(_, c)| c.lines).sum::<u64>(), 3);
     }
 
     #[test]
@@ -539,7 +681,7 @@ mod tests {
         assert!(thread.add(&k, Cell::line(1.0, Path::Userspace, true)));
         assert!(thread.add(&k, Cell::line(1.0, Path::Userspace, false)));
         let mut kernel = CountTable::unique_with_capacity(1, 1);
-        assert!(kernel.push_unique(&k, Cell::line(1.0, Path::Kernel, true)));
+        kernel.push_unique(&k, Cell::line(1.0, Path::Kernel, true));
         // The interval already holds another key: both are refused late.
         let mut s = IntervalSnapshot::empty(1, [1]);
         s.rules[0].add(&from_values(&["other"]), cell(1.0));

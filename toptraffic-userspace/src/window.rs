@@ -9,7 +9,7 @@
 
 use crate::config::Overflow;
 use crate::key::Key;
-use crate::sketch::SketchRing;
+use crate::sketch::{Sketch, SketchRing};
 use crate::snapshot::{ByPath, IntervalSnapshot};
 
 /// A key's bookkeeping besides its slots.
@@ -60,6 +60,9 @@ pub struct TierStats {
     pub lines_estimated: u64,
     /// Distinct keys the sketch took lines of in the last interval.
     pub keys_last_interval: u64,
+    /// Lines of the last interval that a full receive table counted in
+    /// the sketch without their key.
+    pub unnamed_last_interval: u64,
     /// What an estimate over the window may exceed its value by (with the
     /// configured confidence): error × the sketch's amounts.
     pub error_bound: f64,
@@ -123,7 +126,7 @@ impl RuleWindow {
     pub fn in_overflow(&self) -> bool {
         self.tier
             .as_ref()
-            .is_some_and(|t| t.stats.keys_last_interval > 0)
+            .is_some_and(|t| t.stats.keys_last_interval > 0 || t.stats.unnamed_last_interval > 0)
     }
 
     /// Key `key`'s error bound while part of its value is still the
@@ -445,7 +448,7 @@ impl WindowEngine {
         let n = self.n;
         let mut report = ApplyReport::default();
         let slot = (index % n as u64) as usize;
-        for (rule, table) in self.rules.iter_mut().zip(snap.rules) {
+        for (rule, mut table) in self.rules.iter_mut().zip(snap.rules) {
             rule.overflow_lines += table.overflow_lines;
             if let Some(t) = &mut rule.tier {
                 // The sketch's intervals follow the window's: skipped ones
@@ -453,9 +456,30 @@ impl WindowEngine {
                 for _ in 0..steps.min(n as u64) {
                     t.ring.rotate();
                 }
+                t.stats.unnamed_last_interval = 0;
             }
             let mut overflow = 0;
             let mut owned = ByPath::default();
+            // Lines an interval table could not name: into the ring.
+            let unnamed = table.take_sketch().filter(|(sketch, lines)| {
+                let merged = rule.tier.as_mut().is_some_and(|t| {
+                    let ok = t.ring.merge_current(sketch);
+                    if ok {
+                        t.stats.lines_estimated += lines;
+                        t.stats.unnamed_last_interval = *lines;
+                    }
+                    ok
+                });
+                if !merged {
+                    // The tier went, or changed shape, with a reload.
+                    overflow += lines;
+                }
+                merged
+            });
+            let unnamed_owned = table.sketched_owned;
+            if unnamed.is_none() {
+                owned.add(unnamed_owned);
+            }
             let mut estimated: Vec<Key> = Vec::new();
             for (key, cell) in table {
                 if let Some(i) = rule.find(&key) {
@@ -494,6 +518,9 @@ impl WindowEngine {
             rule.overflow_lines += overflow;
             report.overflow_lines.push(overflow);
             report.refused_owned.push(owned);
+            if let Some((sketch, _)) = unnamed {
+                rule.add_unnamed(&sketch, index);
+            }
             let before = rule.len();
             let mut i = 0;
             while i < rule.len() {
@@ -519,6 +546,39 @@ impl WindowEngine {
         }
         self.current = Some(index);
         report
+    }
+}
+
+impl RuleWindow {
+    /// Adds to each exact key, in interval `index`, its estimate in
+    /// `sketch`: lines of this interval that a full receive table counted
+    /// without their key, any of which may be an exact key's. The estimate
+    /// never falls short, so neither does the key's value, which is marked
+    /// approximate until the interval leaves the window.
+    fn add_unnamed(&mut self, sketch: &Sketch, index: u64) {
+        let bound = self.tier.as_ref().map_or(0.0, |t| t.ring.error()) * sketch.total();
+        let n = self.n;
+        let slot = (index % n as u64) as usize;
+        for i in 0..self.len() {
+            let e = sketch.estimate(&self.keys[i]);
+            if e <= 0.0 {
+                continue;
+            }
+            self.advance(i, index);
+            self.slots[i * n + slot] += e;
+            // Not last_seen: only a key's own lines keep it in the window.
+            let m = &mut self.meta[i];
+            m.approx = Some(match m.approx {
+                Some(a) => Approx {
+                    since: index,
+                    bound: a.bound + bound,
+                },
+                None => Approx {
+                    since: index,
+                    bound,
+                },
+            });
+        }
     }
 }
 
@@ -778,6 +838,57 @@ mod tests {
             s.rules[0].add(&from_values(&[k]), c);
         }
         s
+    }
+
+    #[test]
+    fn lines_a_full_interval_table_could_not_name_still_count() {
+        let mut w = WindowEngine::new(N, [2]);
+        w.set_overflow(0, Some(&overflow(Some(500.0))));
+        let shape = Some(crate::sketch::Shape::for_bound(0.0005, 0.99));
+        let (a, b, heavy) = (
+            from_values(&["a"]),
+            from_values(&["b"]),
+            from_values(&["h"]),
+        );
+        let one = |owner| Cell::line(1.0, crate::snapshot::Path::Userspace, owner);
+        let mut s = IntervalSnapshot::empty(1, [2]);
+        s.rules[0].add(&a, one(true));
+        s.rules[0].add(&b, one(true));
+        w.apply(s);
+        // A receive table of the next interval fills with two other keys:
+        // the heavy key's 600 lines and 10 of a's go to its sketch, counted.
+        let mut s = IntervalSnapshot::empty(2, [2]);
+        s.rules[0] = crate::snapshot::CountTable::new(2).with_sketch(shape);
+        assert!(s.rules[0].add(&from_values(&["c"]), one(true)));
+        assert!(s.rules[0].add(&from_values(&["d"]), one(true)));
+        for _ in 0..600 {
+            assert!(s.rules[0].add(&heavy, one(true)));
+        }
+        for _ in 0..10 {
+            assert!(s.rules[0].add(&a, one(false)));
+        }
+        let r = w.apply(s);
+        assert_eq!(r.overflow_lines, [0]);
+        assert_eq!(r.refused_owned, [ByPath::default()]);
+        let rw = w.rule(0);
+        assert!(rw.in_overflow());
+        // c and d, named, went to the ring too: the window holds a and b.
+        assert_eq!(rw.tier_stats().unwrap().lines_estimated, 612);
+        // a's own lines went to the sketch: its value has them back, and
+        // says it is approximate, within the sketch's bound.
+        let (va, bound) = (rw.value(&a).unwrap(), rw.approximate(&a).unwrap());
+        assert!(va >= 11.0 && va <= 11.0 + bound, "{va} within {bound}");
+        assert!((bound - 0.0005 * 610.0).abs() < 1e-9, "{bound}");
+        // The heavy key is not named, but its estimate is there: once its
+        // name arrives it is promoted with its past.
+        assert!(rw.estimate(&heavy).unwrap().0 >= 600.0);
+        let mut s = IntervalSnapshot::empty(3, [2]);
+        s.rules[0].add(&heavy, one(true));
+        let r = w.apply(s);
+        assert_eq!(r.promoted, [1]);
+        let v = w.rule(0).value(&heavy).unwrap();
+        let bound = w.rule(0).approximate(&heavy).unwrap();
+        assert!((601.0..=601.0 + bound).contains(&v), "{v} within {bound}");
     }
 
     #[test]

@@ -10,6 +10,8 @@ use crate::sketch::SketchRing;
 const KEY: u64 = 40;
 /// Longest key held inline in a `Key`.
 const INLINE: u64 = 38;
+/// Longest key the kernel counts (`toptraffic_common::GroupKey`).
+const KERNEL_KEY: u64 = 64;
 /// Bytes of a count table's cell (`snapshot::Cell`, whose test checks it).
 pub const CELL_BYTES: u64 = 40;
 
@@ -60,14 +62,20 @@ pub fn bytes_per_key(rule: &Rule, intervals: u64, threads: u64) -> u64 {
     // At SIGTERM: every key's ring copied out (the key cloned), and encoded
     // into a buffer that may have doubled once.
     let state = KEY + 40 + h + (8 * n + 16) + 2 * (l + 8 * n + 24);
-    window + ((threads + 1) * table).max(state + table)
+    // The merged snapshot's spill: up to max_keys whole cells it had no
+    // room for, in a vector that may have doubled; a key moved from a
+    // receive table brings its heap block along, one copied from the
+    // kernel's map (at most KERNEL_KEY bytes) has its own.
+    let spill = 2 * (KEY + CELL_BYTES) + heap(l.min(KERNEL_KEY));
+    window + ((threads + 1) * table + spill).max(state + table)
 }
 
-/// Bytes of `rule`'s overflow sketches over `intervals`: allocated whole
-/// when the rule starts, whatever the traffic.
-pub fn sketch_bytes(rule: &Rule, intervals: u64) -> u64 {
+/// Bytes of `rule`'s overflow sketches: the window's ring of `intervals`,
+/// allocated whole when the rule starts, and one more for each receive
+/// thread's table and the merged snapshot, made when a table fills.
+pub fn sketch_bytes(rule: &Rule, intervals: u64, threads: u64) -> u64 {
     rule.overflow.as_ref().map_or(0, |o| {
-        SketchRing::bytes_for(intervals as usize, o.error, o.confidence) as u64
+        SketchRing::bytes_for((intervals + threads + 1) as usize, o.error, o.confidence) as u64
     })
 }
 
@@ -82,7 +90,7 @@ pub fn memory_bound(config: &Config, cpus: u64) -> MemoryBound {
     let userspace = config
         .rules
         .iter()
-        .map(|r| r.max_keys as u64 * bytes_per_key(r, n, threads) + sketch_bytes(r, n))
+        .map(|r| r.max_keys as u64 * bytes_per_key(r, n, threads) + sketch_bytes(r, n, threads))
         .sum();
     let keys: u64 = config.rules.iter().map(|r| r.max_keys as u64).sum();
     let entries = keys + 512 * cpus + 1024;
@@ -107,14 +115,15 @@ mod tests {
         for (r, k) in cfg.rules.iter_mut().zip([200_000, 100_000, 50_000]) {
             r.max_keys = k;
         }
-        assert_eq!(bytes_per_key(&cfg.rules[0], 12, 4), 2318);
+        assert_eq!(bytes_per_key(&cfg.rules[0], 12, 4), 2574);
         let b = memory_bound(&cfg, 16);
         assert_eq!(
             (b.base, b.userspace, b.kernel),
-            (35_651_584, 811_300_000 + 3 * 2_609_760, 292_655_104)
+            (35_651_584, 900_900_000 + 3 * 3_697_160, 292_655_104)
         );
-        // Each rule's sketches: 12 intervals of 5 x 5,437 counters of 8 bytes.
-        assert_eq!(sketch_bytes(&cfg.rules[0], 12), 2_609_760);
-        assert_eq!(b.total(), 1_147_435_968);
+        // Each rule's sketches: 12 intervals, 4 threads and the snapshot,
+        // of 5 x 5,437 counters of 8 bytes.
+        assert_eq!(sketch_bytes(&cfg.rules[0], 12, 4), 3_697_160);
+        assert_eq!(b.total(), 1_240_298_168);
     }
 }

@@ -144,10 +144,12 @@ impl Generations {
             .iter()
             .zip(&self.last_keys)
             .map(|(m, n)| {
+                // Keys past max_keys wait for the interval's table, which
+                // holds, sketches or refuses them as the rule says.
                 if unique {
-                    CountTable::unique_with_capacity(*m, n + n / 8)
+                    CountTable::unique_with_capacity(*m, n + n / 8).spilling()
                 } else {
-                    CountTable::with_capacity(*m, n + n / 8)
+                    CountTable::with_capacity(*m, n + n / 8).spilling()
                 }
             })
             .collect();
@@ -284,10 +286,8 @@ fn walk(
                 cell.owned.kernel = own.min(u32::MAX as u64) as u32;
                 if unique {
                     t.push_unique(key.bytes(), cell);
-                } else if !t.add(key.bytes(), cell) {
-                    // Counted by the programs, refused here: late, as
-                    // push_unique records it.
-                    t.late.add_owned(cell.owned);
+                } else {
+                    t.add_counted(key.bytes(), cell);
                 }
             }
         },
