@@ -233,8 +233,10 @@ fn a_restart_keeps_a_steady_key_continuous_and_sends_no_second_warning() {
 
 /// Kernel mode on a 60 s window (it holds everything a test sends), one
 /// rule of `max_keys` keys, and `more` rules after it.
+/// Without the overflow sketch: the test counts the lines refused past
+/// `max_keys`.
 fn kernel_config(max_keys: u64, more: &str, pins: &str) -> String {
-    format!(
+    common::without_overflow(&format!(
         r#"
 [ingest]
 mode = "kernel"
@@ -253,7 +255,7 @@ field = "count"
 as = "totalCount"
 max_keys = {max_keys}
 {more}"#
-    )
+    ))
 }
 
 /// Sends `lines`, four to a datagram.

@@ -16,10 +16,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::alert::event::Level;
 use crate::alert::state::StateParts;
 use crate::key::Key;
-use crate::window::KeyRing;
+use crate::sketch::{Shape, Sketch};
+use crate::window::{KeyRing, TierState};
 
 const MAGIC: &[u8; 16] = b"TOPTRAFFICSTATE\n";
-const VERSION: u32 = 1;
+/// 2 adds the overflow tier and the keys' approximate intervals; 1 is
+/// still read.
+const VERSION: u32 = 2;
 /// Bounds that no sane file exceeds; a larger count means corruption.
 const MAX_COUNT: u64 = 200_000_000;
 const MAX_BYTES: u64 = 1 << 20;
@@ -35,6 +38,8 @@ pub struct SavedRule {
     pub keys: Vec<KeyRing>,
     /// (block, key, state, last value).
     pub alerts: Vec<(String, Key, StateParts, f64)>,
+    /// The overflow sketches, for a rule that has them.
+    pub tier: Option<TierState>,
 }
 
 /// Everything saved.
@@ -95,6 +100,10 @@ impl Reader<'_> {
     }
     fn u8(&mut self) -> R<u8> {
         Ok(self.take(1)?[0])
+    }
+    /// A byte that only files of some versions have.
+    fn u8_if(&mut self, present: bool) -> R<Option<u8>> {
+        present.then(|| self.u8()).transpose()
     }
     fn u32(&mut self) -> R<u32> {
         Ok(u32::from_le_bytes(
@@ -171,6 +180,14 @@ pub fn encode(s: &SavedState) -> Vec<u8> {
             for v in &k.ring {
                 w.f64(*v);
             }
+            match k.approx {
+                Some((since, bound)) => {
+                    w.u8(1);
+                    w.u64(since);
+                    w.f64(bound);
+                }
+                None => w.u8(0),
+            }
         }
         w.u64(r.alerts.len() as u64);
         for (block, key, p, value) in &r.alerts {
@@ -187,10 +204,64 @@ pub fn encode(s: &SavedState) -> Vec<u8> {
             w.u8(level_byte(p.last_sent));
             w.f64(*value);
         }
+        match &r.tier {
+            Some(t) => {
+                w.u8(1);
+                encode_tier(&mut w, t);
+            }
+            None => w.u8(0),
+        }
     }
     let sum = toptraffic_common::fnv1a(&w.0);
     w.u64(sum);
     w.0
+}
+
+fn encode_tier(w: &mut Writer, t: &TierState) {
+    w.f64(t.error);
+    let shape = t.by_age.first().map(|s| s.shape());
+    w.u64(shape.map_or(0, |s| s.width as u64));
+    w.u64(shape.map_or(0, |s| s.depth as u64));
+    w.u64(t.by_age.len() as u64);
+    for s in &t.by_age {
+        let (total, counters) = s.parts();
+        w.f64(total);
+        for c in counters {
+            w.f64(*c);
+        }
+    }
+    w.u64(t.promotions);
+    w.u64(t.demotions);
+    w.u64(t.lines_estimated);
+}
+
+fn decode_tier(r: &mut Reader<'_>, intervals: usize) -> R<TierState> {
+    let error = r.f64()?;
+    let shape = Shape {
+        width: r.count()?,
+        depth: r.count()?,
+    };
+    let cells = shape.width.saturating_mul(shape.depth);
+    if shape.width == 0 || shape.depth == 0 || cells as u64 > MAX_COUNT {
+        return Err(format!("a sketch of {} x {}", shape.width, shape.depth));
+    }
+    let n = r.count()?;
+    if n != intervals {
+        return Err(format!("{n} sketches in a window of {intervals}"));
+    }
+    let mut by_age = Vec::with_capacity(n);
+    for _ in 0..n {
+        let total = r.f64()?;
+        let counters = (0..cells).map(|_| r.f64()).collect::<R<Vec<f64>>>()?;
+        by_age.push(Sketch::from_parts(shape, total, counters).expect("sized by its shape"));
+    }
+    Ok(TierState {
+        error,
+        by_age,
+        promotions: r.u64()?,
+        demotions: r.u64()?,
+        lines_estimated: r.u64()?,
+    })
 }
 
 /// Parses a state file's bytes; any flaw is an error, nothing is half read.
@@ -208,7 +279,7 @@ pub fn decode(buf: &[u8]) -> R<SavedState> {
         pos: MAGIC.len(),
     };
     let version = r.u32()?;
-    if version != VERSION {
+    if !(1..=VERSION).contains(&version) {
         return Err(format!(
             "state file version {version}; this toptraffic reads {VERSION}"
         ));
@@ -240,11 +311,17 @@ pub fn decode(buf: &[u8]) -> R<SavedState> {
                 return Err(format!("a ring of {n} slots in a window of {intervals}"));
             }
             let ring = (0..n).map(|_| r.f64()).collect::<R<Vec<f64>>>()?;
+            let approx = match r.u8_if(version >= 2)? {
+                None | Some(0) => None,
+                Some(1) => Some((r.u64()?, r.f64()?)),
+                Some(b) => return Err(format!("bad approximate flag {b}")),
+            };
             keys.push(KeyRing {
                 key,
                 cursor,
                 last_seen,
                 ring,
+                approx,
             });
         }
         let n_alerts = r.count()?;
@@ -269,12 +346,18 @@ pub fn decode(buf: &[u8]) -> R<SavedState> {
             let value = r.f64()?;
             alerts.push((block, key, parts, value));
         }
+        let tier = match r.u8_if(version >= 2)? {
+            None | Some(0) => None,
+            Some(1) => Some(decode_tier(&mut r, intervals)?),
+            Some(b) => return Err(format!("bad tier flag {b}")),
+        };
         rules.push(SavedRule {
             name,
             grouping,
             overflow_lines,
             keys,
             alerts,
+            tier,
         });
     }
     if r.pos != body.len() {
@@ -377,6 +460,7 @@ mod tests {
                     cursor: 359_112_932,
                     last_seen: 359_112_931,
                     ring: vec![1.0, 2.5, 0.0],
+                    approx: Some((359_112_931, 0.75)),
                 }],
                 alerts: vec![(
                     "#1".into(),
@@ -393,8 +477,54 @@ mod tests {
                     },
                     18_630.0,
                 )],
+                tier: Some(TierState {
+                    error: 0.25,
+                    by_age: (0..3)
+                        .map(|i| {
+                            let shape = Shape { width: 4, depth: 2 };
+                            let c = (0..8).map(|j| f64::from(i * 8 + j)).collect();
+                            Sketch::from_parts(shape, 28.0, c).unwrap()
+                        })
+                        .collect(),
+                    promotions: 1,
+                    demotions: 2,
+                    lines_estimated: 3,
+                }),
             }],
         }
+    }
+
+    #[test]
+    fn a_version_1_file_is_read_without_tier_or_approximate_keys() {
+        // Version 1's layout: no approximate flag after a ring, no tier
+        // after the alerts.
+        let mut w = Writer(Vec::new());
+        w.0.extend_from_slice(MAGIC);
+        w.u32(1);
+        w.time(Some(UNIX_EPOCH + Duration::from_secs(7)));
+        w.u64(5_000_000_000);
+        w.u64(2);
+        w.u64(40);
+        w.u64(1);
+        w.bytes(b"r");
+        w.bytes(b"g");
+        w.u64(9);
+        w.u64(1);
+        w.bytes(b"k");
+        w.u64(40);
+        w.u64(39);
+        w.u64(2);
+        w.f64(1.0);
+        w.f64(2.0);
+        w.u64(0);
+        let sum = toptraffic_common::fnv1a(&w.0);
+        w.u64(sum);
+        let s = decode(&w.0).unwrap();
+        assert_eq!(s.current, Some(40));
+        let r = &s.rules[0];
+        assert_eq!((r.overflow_lines, r.tier.is_none()), (9, true));
+        assert_eq!(r.keys[0].ring, [1.0, 2.0]);
+        assert_eq!(r.keys[0].approx, None);
     }
 
     #[test]

@@ -428,6 +428,7 @@ impl Rotator {
                         .get(i)
                         .map(|a| a.export_states())
                         .unwrap_or_default(),
+                    tier: self.window.rule(i).export_tier(),
                 })
                 .collect(),
         };
@@ -474,7 +475,7 @@ impl Rotator {
         let Some(current) = state.current else {
             return Err("it holds no interval".into());
         };
-        let (mut keys, mut alerts) = (0, 0);
+        let (mut keys, mut alerts, mut sketches) = (0, 0, 0);
         for saved in state.rules {
             let Some(i) = self
                 .config
@@ -490,6 +491,11 @@ impl Rotator {
             let bounded = saved.keys.into_iter().filter(|k| k.key.len() <= max);
             keys += self.window.import(i, current, bounded.collect());
             self.window.add_overflow(i, saved.overflow_lines);
+            // Restored only where the sketches keep their shape: a key
+            // they hold comes back with its estimate, not from nothing.
+            if let Some(t) = saved.tier {
+                sketches += self.window.import_tier(i, t) as usize;
+            }
             if let Some(a) = self.alerts.get_mut(i) {
                 for (block, key, parts, value) in saved.alerts {
                     if key.len() > max {
@@ -499,7 +505,10 @@ impl Rotator {
                 }
             }
         }
-        info!(keys, alerts, "restored the window and alert states");
+        info!(
+            keys,
+            alerts, sketches, "restored the window, the overflow sketches and alert states"
+        );
         self.window_end = Some(self.intervals.end(current));
         self.publish(self.window_end, Instant::now());
         Ok(())
@@ -1091,6 +1100,47 @@ mod tests {
         let (mut bad, _, shared) = rotator_with(Config::parse(&text, "t.toml").unwrap());
         bad.restore(t0 + Duration::from_secs(8));
         assert_eq!(shared.view().rule("a").unwrap().keys(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_overflow_sketches_and_approximate_keys_survive_a_restart() {
+        let dir = std::env::temp_dir().join(format!("tt-sketch-{}", std::process::id()));
+        let path = dir.join("state");
+        let text = format!(
+            "[state]\npath = \"{}\"\n[[rule]]\nname = \"a\"\nmeasurement = \"m\"\n\
+             group_by = [\"ip\"]\nmax_keys = 2\n",
+            path.display()
+        );
+        let (mut r, feed, _) = rotator_with(Config::parse(&text, "t.toml").unwrap());
+        let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let iv = r.intervals();
+        let k = |ip: &str| key::from_values(&[ip]).to_vec();
+        for ip in ["1.1.1.1", "2.2.2.2"] {
+            feed.lock().unwrap().push((0, k(ip), 1.0));
+        }
+        r.rotate(iv.index_at(t0));
+        // The table is full: 3.3.3.3 goes to the sketch, 4.4.4.4 passes the
+        // smallest exact key and is promoted, approximate.
+        feed.lock().unwrap().push((0, k("3.3.3.3"), 1.0));
+        feed.lock().unwrap().push((0, k("4.4.4.4"), 9.0));
+        r.rotate(iv.index_at(t0) + 1);
+        let before = r.window.rule(0);
+        let (est, approx) = (
+            before.estimate(&k("3.3.3.3")),
+            before.approximate(&k("4.4.4.4")),
+        );
+        assert!(est.is_some() && approx.is_some(), "{est:?} {approx:?}");
+        r.save(t0 + Duration::from_secs(11));
+        // The save closed the open interval: what the restart resumes from.
+        let stats = r.window.rule(0).tier_stats();
+
+        let (mut back, _, _) = rotator_with(Config::parse(&text, "t.toml").unwrap());
+        back.restore(t0 + Duration::from_secs(12));
+        let after = back.window.rule(0);
+        assert_eq!(after.estimate(&k("3.3.3.3")), est);
+        assert_eq!(after.approximate(&k("4.4.4.4")), approx);
+        assert_eq!(after.tier_stats(), stats);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -108,7 +108,7 @@ impl Cells {
 }
 
 /// One Count-Min sketch with conservative update, over nonnegative amounts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sketch {
     shape: Shape,
     counters: Vec<f64>,
@@ -171,6 +171,21 @@ impl Sketch {
 
     pub fn shape(&self) -> Shape {
         self.shape
+    }
+
+    /// Its total and counters, as a state file keeps them.
+    pub fn parts(&self) -> (f64, &[f64]) {
+        (self.total, &self.counters)
+    }
+
+    /// A sketch from [`Sketch::parts`]; None when the counters do not fit
+    /// the shape.
+    pub fn from_parts(shape: Shape, total: f64, counters: Vec<f64>) -> Option<Sketch> {
+        (counters.len() == shape.counters()).then_some(Sketch {
+            shape,
+            counters,
+            total,
+        })
     }
 
     /// Adds `other`'s counts (another thread's, same interval); false,
@@ -259,6 +274,32 @@ impl SketchRing {
     /// one interval could not name); false when its shape differs.
     pub fn merge_current(&mut self, other: &Sketch) -> bool {
         self.sketches[self.current].merge(other)
+    }
+
+    /// The interval sketches from the current one back (a state file's
+    /// order).
+    pub fn by_age(&self) -> impl Iterator<Item = &Sketch> {
+        (0..self.sketches.len()).map(|age| &self.sketches[self.at(age)])
+    }
+
+    /// A ring of `error`'s sketches given from the current interval back
+    /// ([`SketchRing::by_age`]); None when there are none or their shapes
+    /// differ.
+    pub fn from_ages(error: f64, by_age: Vec<Sketch>) -> Option<SketchRing> {
+        let shape = by_age.first()?.shape;
+        if by_age.iter().any(|s| s.shape != shape) {
+            return None;
+        }
+        let n = by_age.len();
+        let mut sketches = by_age.clone();
+        for (age, s) in by_age.into_iter().enumerate() {
+            sketches[(n - age) % n] = s;
+        }
+        Some(SketchRing {
+            error,
+            sketches,
+            current: 0,
+        })
     }
 
     /// Intervals in the ring.
@@ -359,6 +400,32 @@ mod tests {
         r.add(b"b", 1.0);
         r.clear();
         assert_eq!(r.total(), 0.0);
+    }
+
+    #[test]
+    fn a_ring_rebuilt_from_its_ages_estimates_the_same() {
+        let mut ring = SketchRing::new(4, 0.01, 0.9);
+        for i in 0..6u32 {
+            ring.add(&i.to_le_bytes(), f64::from(i + 1));
+            ring.rotate();
+        }
+        ring.add(b"now", 3.0);
+        let ages: Vec<Sketch> = ring
+            .by_age()
+            .map(|s| {
+                let (total, counters) = s.parts();
+                Sketch::from_parts(s.shape(), total, counters.to_vec()).unwrap()
+            })
+            .collect();
+        let back = SketchRing::from_ages(ring.error(), ages).unwrap();
+        for age in 0..4 {
+            for k in [&b"now"[..], &3u32.to_le_bytes(), &5u32.to_le_bytes()] {
+                assert_eq!(back.estimate_at(k, age), ring.estimate_at(k, age));
+            }
+        }
+        assert_eq!(back.total(), ring.total());
+        let wrong = Sketch::from_parts(ring.shape(), 0.0, vec![0.0; 3]);
+        assert!(wrong.is_none());
     }
 
     #[test]

@@ -99,6 +99,20 @@ pub struct KeyRing {
     pub cursor: u64,
     pub last_seen: u64,
     pub ring: Vec<f64>,
+    /// For a key whose slots up to `.0` are estimates: that interval and
+    /// their error bound.
+    pub approx: Option<(u64, f64)>,
+}
+
+/// A rule's approximate tier, as a state file holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TierState {
+    pub error: f64,
+    /// Each interval's sketch, from the window's last interval back.
+    pub by_age: Vec<Sketch>,
+    pub promotions: u64,
+    pub demotions: u64,
+    pub lines_estimated: u64,
 }
 
 impl RuleWindow {
@@ -197,6 +211,19 @@ impl RuleWindow {
             cursor: self.meta[i].cursor,
             last_seen: self.meta[i].last_seen,
             ring: self.slots(i).to_vec(),
+            approx: self.meta[i].approx.map(|a| (a.since, a.bound)),
+        })
+    }
+
+    /// The approximate tier, for a state file; None without one.
+    pub fn export_tier(&self) -> Option<TierState> {
+        let t = self.tier.as_ref()?;
+        Some(TierState {
+            error: t.ring.error(),
+            by_age: t.ring.by_age().cloned().collect(),
+            promotions: t.stats.promotions,
+            demotions: t.stats.demotions,
+            lines_estimated: t.stats.lines_estimated,
         })
     }
 
@@ -385,7 +412,7 @@ impl WindowEngine {
                 cursor: k.cursor.min(current),
                 last_seen: k.last_seen,
                 sum: k.ring.iter().sum(),
-                approx: None,
+                approx: k.approx.map(|(since, bound)| Approx { since, bound }),
             };
             let i = r.push(k.key, meta);
             r.slots[i * n..(i + 1) * n].copy_from_slice(&k.ring);
@@ -422,6 +449,32 @@ impl WindowEngine {
                 })
             }
         }
+    }
+
+    /// Restores rule `rule`'s approximate tier, saved at the window's
+    /// current interval (its sketches then slide with the window's slots):
+    /// only into a tier of the same shape and window, as its estimates
+    /// mean nothing to another. Whether it was restored.
+    pub fn import_tier(&mut self, rule: usize, saved: TierState) -> bool {
+        let n = self.n;
+        let Some(t) = self.rules.get_mut(rule).and_then(|r| r.tier.as_mut()) else {
+            return false;
+        };
+        if saved.by_age.len() != n
+            || saved.error != t.ring.error()
+            || saved.by_age.iter().any(|s| s.shape() != t.ring.shape())
+        {
+            return false;
+        }
+        let Some(ring) = SketchRing::from_ages(saved.error, saved.by_age) else {
+            return false;
+        };
+        t.ring = ring;
+        t.stats.promotions = saved.promotions;
+        t.stats.demotions = saved.demotions;
+        t.stats.lines_estimated = saved.lines_estimated;
+        t.stats.error_bound = t.ring.error_bound();
+        true
     }
 
     /// Adds lines refused by an interval table to rule `rule`'s count.
@@ -1147,6 +1200,47 @@ mod tests {
         assert_eq!(value(&back, "b"), Some(4.0));
         back.apply(snap(11 + N as u64, &[]));
         assert!(back.rule(0).is_empty());
+    }
+
+    #[test]
+    fn the_tier_and_approximate_keys_survive_export_and_import() {
+        let mut w = WindowEngine::new(N, [2]);
+        w.set_overflow(0, Some(&overflow(Some(500.0))));
+        w.apply(lines(1, 2, &[("a".into(), 1), ("b".into(), 1)]));
+        w.apply(lines(2, 2, &[("heavy".into(), 600), ("c".into(), 3)]));
+        let heavy = from_values(&["heavy"]);
+        let (v, bound) = (value(&w, "heavy").unwrap(), w.rule(0).approximate(&heavy));
+        assert!(bound.is_some(), "promoted, approximate");
+        let keys: Vec<KeyRing> = w.rule(0).export().collect();
+        let tier = w.rule(0).export_tier().unwrap();
+        let mut back = WindowEngine::new(N, [2]);
+        back.set_overflow(0, Some(&overflow(Some(500.0))));
+        assert_eq!(back.import(0, 2, keys), 2);
+        assert!(back.import_tier(0, tier.clone()));
+        assert_eq!(value(&back, "heavy"), Some(v));
+        assert_eq!(back.rule(0).approximate(&heavy), bound);
+        let c = from_values(&["c"]);
+        assert_eq!(back.rule(0).estimate(&c), w.rule(0).estimate(&c));
+        // The totals come back; the last interval's keys are the next's.
+        let totals = TierStats {
+            keys_last_interval: 0,
+            ..w.rule(0).tier_stats().unwrap()
+        };
+        assert_eq!(back.rule(0).tier_stats(), Some(totals));
+        // Both go on alike: the restored sketch slides with the window.
+        for i in 3..3 + N as u64 {
+            let s = [("c".to_string(), 1)];
+            w.apply(lines(i, 2, &s));
+            back.apply(lines(i, 2, &s));
+            assert_eq!(back.rule(0).estimate(&c), w.rule(0).estimate(&c), "{i}");
+        }
+        // Another shape or window is not restored.
+        let mut other = WindowEngine::new(N, [2]);
+        let mut o = overflow(Some(500.0));
+        o.error = 0.001;
+        other.set_overflow(0, Some(&o));
+        assert!(!other.import_tier(0, tier.clone()));
+        assert!(!WindowEngine::new(N + 1, [2]).import_tier(0, tier));
     }
 
     #[test]

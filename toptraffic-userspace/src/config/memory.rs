@@ -71,11 +71,14 @@ pub fn bytes_per_key(rule: &Rule, intervals: u64, threads: u64) -> u64 {
 }
 
 /// Bytes of `rule`'s overflow sketches: the window's ring of `intervals`,
-/// allocated whole when the rule starts, and one more for each receive
-/// thread's table and the merged snapshot, made when a table fills.
+/// allocated whole when the rule starts, one more for each receive
+/// thread's table and the merged snapshot, made when a table fills, and
+/// at SIGTERM the ring copied out and encoded into a buffer that may have
+/// doubled.
 pub fn sketch_bytes(rule: &Rule, intervals: u64, threads: u64) -> u64 {
+    let sketches = 4 * intervals + threads + 1;
     rule.overflow.as_ref().map_or(0, |o| {
-        SketchRing::bytes_for((intervals + threads + 1) as usize, o.error, o.confidence) as u64
+        SketchRing::bytes_for(sketches as usize, o.error, o.confidence) as u64
     })
 }
 
@@ -119,11 +122,11 @@ mod tests {
         let b = memory_bound(&cfg, 16);
         assert_eq!(
             (b.base, b.userspace, b.kernel),
-            (35_651_584, 900_900_000 + 3 * 3_697_160, 292_655_104)
+            (35_651_584, 900_900_000 + 3 * 11_526_440, 292_655_104)
         );
-        // Each rule's sketches: 12 intervals, 4 threads and the snapshot,
-        // of 5 x 5,437 counters of 8 bytes.
-        assert_eq!(sketch_bytes(&cfg.rules[0], 12, 4), 3_697_160);
-        assert_eq!(b.total(), 1_240_298_168);
+        // Each rule's sketches: 4 x 12 intervals, 4 threads and the
+        // snapshot, of 5 x 5,437 counters of 8 bytes.
+        assert_eq!(sketch_bytes(&cfg.rules[0], 12, 4), 11_526_440);
+        assert_eq!(b.total(), 1_263_786_008);
     }
 }
