@@ -65,6 +65,20 @@ pub fn http_get(addr: SocketAddr, path: &str) -> io::Result<(u16, String)> {
     Ok((status, body))
 }
 
+/// A blocking HTTP POST of a JSON body: status and answer (tests drive
+/// real receivers, such as Alertmanager's API, with it).
+pub fn post_json(addr: SocketAddr, path: &str, body: &str) -> io::Result<(u16, String)> {
+    let resp = client()?
+        .post(format!("http://{addr}{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .map_err(io_error)?;
+    let status = resp.status().as_u16();
+    let body = resp.text().map_err(io_error)?;
+    Ok((status, body))
+}
+
 /// GETs a JSON document from the daemon.
 pub fn get_json(addr: SocketAddr, path: &str) -> io::Result<serde_json::Value> {
     get(addr, path)

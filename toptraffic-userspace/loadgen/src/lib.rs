@@ -16,6 +16,6 @@ mod verify;
 
 pub use cli::{cli, Options};
 pub use generate::{merge_truth, Generator, Rng, Shape, Truth};
-pub use http::{get, get_json, http_get};
+pub use http::{get, get_json, http_get, post_json};
 pub use send::{run, run_parallel, senders, Plan, Sender, Sent};
 pub use verify::{accounted, compare, compare_top, lines_accounted, Tally, Verdict};
