@@ -7,7 +7,7 @@
 //! of the crate.
 
 use std::io;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::ser::{CharEscape, Formatter, Serializer};
@@ -21,24 +21,100 @@ pub(crate) fn json_number(v: f64) -> serde_json::Value {
 
 /// RFC 3339 to the second, as the API prints window ends.
 pub(crate) fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    let c = Civil::of(t);
+    let mut s = String::with_capacity(20);
+    push_date_time(&mut s, &c);
+    s.push('Z');
+    s
 }
 
 /// RFC 3339 with nanoseconds trimmed as Go's time.RFC3339Nano prints them
-/// (`2026-11-24T23:57:40Z`, `2026-11-24T23:57:40.5Z`).
+/// (`2026-11-24T23:57:40Z`, `2026-11-24T23:57:40.5Z`); any time, before
+/// 1970 too.
 pub(crate) fn rfc3339_nano(t: SystemTime) -> String {
-    let s = humantime::format_rfc3339_nanos(t).to_string();
-    // humantime prints 9 fraction digits; Go trims trailing zeros and the dot.
-    match s.split_once('.') {
-        Some((head, frac)) => {
-            let frac = frac.trim_end_matches('Z').trim_end_matches('0');
-            if frac.is_empty() {
-                format!("{head}Z")
-            } else {
-                format!("{head}.{frac}Z")
+    let c = Civil::of(t);
+    let mut s = String::with_capacity(30);
+    push_date_time(&mut s, &c);
+    if c.nano != 0 {
+        let frac = format!("{:09}", c.nano);
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    s.push('Z');
+    s
+}
+
+/// `2006-01-02T15:04:05` as Go's appendInt writes the year: at least four
+/// digits, a sign when negative.
+fn push_date_time(s: &mut String, c: &Civil) {
+    use std::fmt::Write as _;
+    let year = if c.year < 0 {
+        format!("-{:04}", -c.year)
+    } else {
+        format!("{:04}", c.year)
+    };
+    let _ = write!(
+        s,
+        "{year}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        c.month, c.day, c.hour, c.min, c.sec
+    );
+}
+
+/// A UTC time broken down.
+pub(crate) struct Civil {
+    pub(crate) unix: i64,
+    pub(crate) year: i64,
+    pub(crate) month: u32,
+    pub(crate) day: u32,
+    pub(crate) hour: u32,
+    pub(crate) min: u32,
+    pub(crate) sec: u32,
+    pub(crate) nano: u32,
+    pub(crate) weekday: u32,
+    pub(crate) yday: u32,
+}
+
+impl Civil {
+    pub(crate) fn of(t: SystemTime) -> Civil {
+        let (unix, nano) = match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+            Err(e) => {
+                let d = e.duration();
+                let (s, n) = (d.as_secs() as i64, d.subsec_nanos());
+                if n == 0 {
+                    (-s, 0)
+                } else {
+                    (-s - 1, 1_000_000_000 - n)
+                }
             }
+        };
+        let days = unix.div_euclid(86_400);
+        let secs = unix.rem_euclid(86_400) as u32;
+        // Days to civil date (H. Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+        const CUM: [u32; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+        let yday = CUM[month as usize - 1] + day + u32::from(leap && month > 2);
+        Civil {
+            unix,
+            year,
+            month,
+            day,
+            hour: secs / 3600,
+            min: secs / 60 % 60,
+            sec: secs % 60,
+            nano,
+            weekday: (days + 4).rem_euclid(7) as u32,
+            yday,
         }
-        None => s,
     }
 }
 
@@ -139,6 +215,24 @@ mod tests {
         assert_eq!(
             rfc3339(t + Duration::from_millis(500)),
             "2025-11-24T23:57:40Z"
+        );
+    }
+
+    #[test]
+    fn times_before_1970_format_as_go_formats_them() {
+        // A wall clock set before 1970 must not stop the daemon.
+        let t = UNIX_EPOCH - Duration::from_millis(1_500);
+        assert_eq!(rfc3339_nano(t), "1969-12-31T23:59:58.5Z");
+        assert_eq!(rfc3339(t), "1969-12-31T23:59:58Z");
+        // 0001-01-01T00:00:00Z, Go's zero Time, and a year before it.
+        let year1 = UNIX_EPOCH - Duration::from_secs(62_135_596_800);
+        assert_eq!(rfc3339_nano(year1), "0001-01-01T00:00:00Z");
+        // Year 0 (a leap year), then 1 BC, as Go writes them.
+        let year0 = year1 - Duration::from_secs(366 * 86_400);
+        assert_eq!(rfc3339(year0), "0000-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(year0 - Duration::from_secs(365 * 86_400)),
+            "-0001-01-01T00:00:00Z"
         );
     }
 

@@ -20,6 +20,10 @@ pub(super) fn json_encode(out: &mut String, v: &Value) -> Result<(), ()> {
         Value::Float(f) => out.push_str(&json_float(*f).ok_or(())?),
         Value::Str(s) => json_string(out, s),
         Value::Time(t) => {
+            // Time.MarshalJSON refuses years RFC 3339 cannot write.
+            if !(0..=9999).contains(&crate::goformat::Civil::of(*t).year) {
+                return Err(());
+            }
             out.push('"');
             out.push_str(&crate::goformat::rfc3339_nano(*t));
             out.push('"');

@@ -46,6 +46,16 @@ const MESSAGE: &str = "Observed <b>\"x\"</b> & 'y' +1";
 
 /// Renders with Kapacitor's detailsInfo for the sample alert.
 fn render_with(src: &str, html: bool, fields: &BTreeMap<String, f64>) -> Result<String, String> {
+    render_at(src, html, fields, UNIX_EPOCH + Duration::from_secs(TIME))
+}
+
+/// The same, for an alert at `time`.
+fn render_at(
+    src: &str,
+    html: bool,
+    fields: &BTreeMap<String, f64>,
+    time: std::time::SystemTime,
+) -> Result<String, String> {
     let tags = tags();
     let server = ServerInfo {
         hostname: "host1".into(),
@@ -60,7 +70,7 @@ fn render_with(src: &str, html: bool, fields: &BTreeMap<String, f64>) -> Result<
         server: &server,
         fields,
         level: Level::Warning,
-        time: UNIX_EPOCH + Duration::from_secs(TIME),
+        time,
         duration: Duration::from_secs(90),
     };
     let t = if html {
@@ -220,6 +230,22 @@ fn time_and_duration_print_and_have_their_methods() {
     let t = UNIX_EPOCH + Duration::new(TIME, 500_000_000);
     assert_eq!(time_string(t), "2026-11-24 23:57:40.5 +0000 UTC");
     assert_eq!(crate::goformat::rfc3339_nano(t), "2026-11-24T23:57:40.5Z");
+}
+
+#[test]
+fn a_time_before_1970_renders_as_go_renders_it() {
+    let t = UNIX_EPOCH - Duration::from_millis(1_500);
+    // json is the details template's (html/template): its quotes escaped.
+    let json = render_at("{{ json .Time }}", true, &fields(), t);
+    // json.Encoder ends with a newline.
+    assert_eq!(json.as_deref(), Ok("&#34;1969-12-31T23:59:58.5Z&#34;\n"));
+    let s = render_at("{{ .Time }} {{ .Time.Year }}", false, &fields(), t);
+    assert_eq!(s.as_deref(), Ok("1969-12-31 23:59:58.5 +0000 UTC 1969"));
+    // Time.MarshalJSON's range: a year it cannot write is an error, which
+    // Kapacitor's json ignores, writing nothing.
+    let bc = UNIX_EPOCH - Duration::from_secs(62_135_596_800 + 731 * 86_400);
+    let json = render_at("{{ json .Time }}", true, &fields(), bc);
+    assert_eq!(json.as_deref(), Ok(""));
 }
 
 // --- Templates: actions, control flow, variables ---

@@ -2,7 +2,9 @@
 //! and Duration.String (time/time.go).
 
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
+
+pub(super) use crate::goformat::Civil;
 
 pub(super) const MONTHS: [&str; 12] = [
     "January",
@@ -27,64 +29,6 @@ pub(super) const DAYS: [&str; 7] = [
     "Friday",
     "Saturday",
 ];
-
-/// A UTC time broken down.
-pub(super) struct Civil {
-    pub(super) unix: i64,
-    pub(super) year: i64,
-    pub(super) month: u32,
-    pub(super) day: u32,
-    pub(super) hour: u32,
-    pub(super) min: u32,
-    pub(super) sec: u32,
-    pub(super) nano: u32,
-    pub(super) weekday: u32,
-    pub(super) yday: u32,
-}
-
-impl Civil {
-    pub(super) fn of(t: SystemTime) -> Civil {
-        let (unix, nano) = match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
-            Err(e) => {
-                let d = e.duration();
-                let (s, n) = (d.as_secs() as i64, d.subsec_nanos());
-                if n == 0 {
-                    (-s, 0)
-                } else {
-                    (-s - 1, 1_000_000_000 - n)
-                }
-            }
-        };
-        let days = unix.div_euclid(86_400);
-        let secs = unix.rem_euclid(86_400) as u32;
-        // Days to civil date (H. Hinnant's algorithm).
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-        const CUM: [u32; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
-        let yday = CUM[month as usize - 1] + day + u32::from(leap && month > 2);
-        Civil {
-            unix,
-            year,
-            month,
-            day,
-            hour: secs / 3600,
-            min: secs / 60 % 60,
-            sec: secs % 60,
-            nano,
-            weekday: (days + 4).rem_euclid(7) as u32,
-            yday,
-        }
-    }
-}
 
 /// Time.String: "2006-01-02 15:04:05.999999999 -0700 MST", in UTC.
 pub(super) fn time_string(t: SystemTime) -> String {
