@@ -597,7 +597,7 @@ impl<'a> Printer<'a> {
             'g' | 'G' => self.fmt_float(v, verb, -1),
             'f' | 'F' => self.fmt_float(v, 'f', 6),
             'e' | 'E' => self.fmt_float(v, verb, 6),
-            // %b and %x of floats (binary and hex mantissas) are not reproduced.
+            'b' | 'x' | 'X' => self.fmt_float(v, verb, -1),
             _ => self.bad_verb(verb, val),
         }
     }

@@ -83,7 +83,7 @@ impl Digits {
     }
 }
 
-/// strconv.FormatFloat(v, fmt, prec, 64) for fmt in e, E, f, g, G.
+/// strconv.FormatFloat(v, fmt, prec, 64) for fmt in b, e, E, f, g, G, x, X.
 pub(super) fn format_float(v: f64, fmt: u8, prec: i32) -> String {
     if v.is_nan() {
         return "NaN".into();
@@ -96,6 +96,25 @@ pub(super) fn format_float(v: f64, fmt: u8, prec: i32) -> String {
         };
     }
     let neg = v.is_sign_negative();
+    if matches!(fmt, b'b' | b'x' | b'X') {
+        // genericFtoa: the mantissa with its implicit bit, the unbiased
+        // exponent (a denormal's is the smallest normal one).
+        let bits = v.to_bits();
+        let field = ((bits >> 52) & 0x7ff) as i32;
+        let mut mant = bits & ((1 << 52) - 1);
+        let mut exp = field;
+        if field == 0 {
+            exp += 1;
+        } else {
+            mant |= 1 << 52;
+        }
+        exp -= 1023;
+        return if fmt == b'b' {
+            fmt_b(neg, mant, exp)
+        } else {
+            fmt_x(prec, fmt, neg, mant, exp)
+        };
+    }
     let shortest = prec < 0;
     let mut prec = prec;
     let digs = if shortest {
@@ -156,6 +175,73 @@ pub(super) fn format_float(v: f64, fmt: u8, prec: i32) -> String {
             }
         }
     }
+    out
+}
+
+/// ftoa.go fmtB: `-ddddp±ddd`, a decimal mantissa and a binary exponent.
+fn fmt_b(neg: bool, mant: u64, exp: i32) -> String {
+    let exp = exp - 52;
+    let sign = if neg { "-" } else { "" };
+    let esign = if exp >= 0 { "+" } else { "" };
+    format!("{sign}{mant}p{esign}{exp}")
+}
+
+/// ftoa.go fmtX: `-0x1.yyyyp±dd`, a hex mantissa (rounded to `prec` hex
+/// digits, halves to even, when 0 <= prec < 15) and a binary exponent of
+/// at least two digits.
+fn fmt_x(prec: i32, fmt: u8, neg: bool, mut mant: u64, mut exp: i32) -> String {
+    if mant == 0 {
+        exp = 0;
+    }
+    // The leading 1 (if any) at bit 60.
+    mant <<= 60 - 52;
+    while mant != 0 && mant & (1 << 60) == 0 {
+        mant <<= 1;
+        exp -= 1;
+    }
+    if (0..15).contains(&prec) {
+        let shift = (prec * 4) as u32;
+        let extra = (mant << shift) & ((1 << 60) - 1);
+        mant >>= 60 - shift;
+        if extra | (mant & 1) > 1 << 59 {
+            mant += 1;
+        }
+        mant <<= 60 - shift;
+        if mant & (1 << 61) != 0 {
+            // Rounded up past 2: one more in the exponent.
+            mant >>= 1;
+            exp += 1;
+        }
+    }
+    let hex: &[u8; 16] = if fmt == b'X' {
+        b"0123456789ABCDEF"
+    } else {
+        b"0123456789abcdef"
+    };
+    let mut out = String::new();
+    if neg {
+        out.push('-');
+    }
+    out.push('0');
+    out.push(fmt as char);
+    out.push((b'0' + ((mant >> 60) & 1) as u8) as char);
+    mant <<= 4;
+    if prec < 0 && mant != 0 {
+        out.push('.');
+        while mant != 0 {
+            out.push(hex[((mant >> 60) & 15) as usize] as char);
+            mant <<= 4;
+        }
+    } else if prec > 0 {
+        out.push('.');
+        for _ in 0..prec {
+            out.push(hex[((mant >> 60) & 15) as usize] as char);
+            mant <<= 4;
+        }
+    }
+    out.push(if fmt == b'X' { 'P' } else { 'p' });
+    out.push(if exp < 0 { '-' } else { '+' });
+    let _ = write!(out, "{:02}", exp.unsigned_abs());
     out
 }
 
@@ -271,6 +357,30 @@ pub(super) fn can_backquote(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_and_hex_floats_as_strconv_writes_them() {
+        // strconv.FormatFloat(v, c, p, 64) by ftoa.go fmtB and fmtX (the
+        // hex digits agree with Python's float.hex).
+        for (v, c, p, want) in [
+            (1.0, b'b', -1, "4503599627370496p-52"),
+            (-0.5, b'b', -1, "-4503599627370496p-53"),
+            (0.0, b'b', -1, "0p-1074"),
+            (1.0, b'x', -1, "0x1p+00"),
+            (3.5, b'x', -1, "0x1.cp+01"),
+            (-3.5, b'X', -1, "-0X1.CP+01"),
+            (0.0, b'x', -1, "0x0p+00"),
+            (1e300, b'x', -1, "0x1.7e43c8800759cp+996"),
+            (5e-324, b'x', -1, "0x1p-1074"),
+            (18000.0, b'x', 2, "0x1.19p+14"),
+            // Halves to even, and a round-up past 2.
+            (1.03125, b'x', 1, "0x1.0p+00"),
+            (1.09375, b'x', 1, "0x1.2p+00"),
+            (1.99999, b'x', 0, "0x1p+01"),
+        ] {
+            assert_eq!(format_float(v, c, p), want, "{v} {} {p}", c as char);
+        }
+    }
 
     #[test]
     fn float_formatting_rounds_halves_to_even_on_the_exact_value() {
