@@ -21,14 +21,15 @@ mod image;
 const NIGHTLY: &str = "nightly-2026-05-20";
 /// llvm-22-dev is what bpf-linker builds against; bpftool and iproute2 are
 /// for inspecting pinned maps and for the tests' network namespaces;
-/// prometheus-alertmanager is the real receiver the Alertmanager sink's
-/// test drives.
+/// prometheus-alertmanager and haproxy are the real receiver and ingress
+/// the end-to-end tests drive.
 const DEBS: &[&str] = &[
     "llvm-22-dev",
     "bpftool",
     "iproute2",
     "libcap2-bin",
     "prometheus-alertmanager",
+    "haproxy",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
