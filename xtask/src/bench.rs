@@ -10,7 +10,13 @@
 //!   and per line, against the userspace count path.
 //! - `soak [--minutes 30]`: the kernel path at 50,000 lines/s with churn;
 //!   target/bench/soak.csv and docs/soak.png.
-//! - `all`: drain, parse, micro and load, one after the other.
+//! - `flood [--minutes M] [--mode userspace|kernel|both]`: the overflow
+//!   sketch under a flood of 10x max_keys distinct keys a window against a
+//!   baseline without it, per mode: recall and latency of the heavy keys'
+//!   alerts, false alerts, RSS and CPU per line; target/bench/flood.md.
+//!   With `--minutes` the flood alone as a soak, RSS every 10 s in
+//!   target/bench/flood-soak.csv.
+//! - `all`: drain, parse, micro, flood and load, one after the other.
 //!
 //! Each first runs `setup` and builds with the kernel path required, as
 //! `test` does; arguments after the name go to the bench program.
@@ -21,7 +27,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::{cargo_ebpf, mount_bpffs, setup, status, workspace_root};
 
-pub const NAMES: &[&str] = &["load", "micro", "drain", "parse", "soak", "all"];
+pub const NAMES: &[&str] = &["load", "micro", "drain", "parse", "soak", "flood", "all"];
 
 pub fn bench(name: &str, args: Vec<String>) -> Result<()> {
     if !NAMES.contains(&name) {
@@ -36,6 +42,7 @@ pub fn bench(name: &str, args: Vec<String>) -> Result<()> {
             cargo_bench("drain", &args)?;
             cargo_bench("parse", &args)?;
             micro(&args)?;
+            cargo_bench("flood", &args)?;
             cargo_bench("load", &args)
         }
         other => cargo_bench(other, &args),

@@ -82,8 +82,8 @@ enum Task {
         #[arg(long)]
         clean: bool,
     },
-    /// Run a benchmark of docs/BENCHMARKS.md: load, micro, drain, soak or
-    /// all (arguments after the name go to the bench program).
+    /// Run a benchmark of docs/BENCHMARKS.md: load, micro, drain, parse,
+    /// soak, flood or all (arguments after the name go to the bench program).
     Bench {
         name: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

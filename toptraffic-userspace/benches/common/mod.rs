@@ -27,11 +27,32 @@ impl Daemon {
     /// /sys/fs/bpf/toptraffic-`name`-<pid>; its config and logs go to
     /// `dir` as `name`.toml, .out and .log. Returns once its API answers,
     /// in `mode`, with the kernel `attach` it reports (None: not checked).
+    // Each bench program compiles this module; the flood bench starts its
+    // own config only.
+    #[allow(dead_code)]
     pub fn start(dir: &Path, name: &str, mode: &str, ingest: &str, attach: Option<&str>) -> Daemon {
-        let pins = format!("/sys/fs/bpf/toptraffic-{name}-{}", std::process::id());
         let config = toptraffic::config::DEFAULT_CONFIG.replacen(
             "[ingest]\n",
-            &format!("[ingest]\npin_dir = \"{pins}\"\n{ingest}"),
+            &format!("[ingest]\n{ingest}"),
+            1,
+        );
+        Daemon::start_config(dir, name, mode, &config, attach)
+    }
+
+    /// As [`Daemon::start`], on `config` (which must have an `[ingest]`
+    /// table) instead of the embedded default.
+    pub fn start_config(
+        dir: &Path,
+        name: &str,
+        mode: &str,
+        config: &str,
+        attach: Option<&str>,
+    ) -> Daemon {
+        let pins = format!("/sys/fs/bpf/toptraffic-{name}-{}", std::process::id());
+        assert!(config.contains("[ingest]\n"), "the config needs [ingest]");
+        let config = config.replacen(
+            "[ingest]\n",
+            &format!("[ingest]\npin_dir = \"{pins}\"\n"),
             1,
         );
         let file = dir.join(format!("{name}.toml"));
