@@ -219,8 +219,8 @@ fn a_heavy_key_behind_a_full_window_is_promoted_and_shown_approximate() {
 }
 
 #[test]
-fn kernel_counts_every_line_once_when_its_map_evicts_and_a_rule_overflows() {
-    let name = "kernel_counts_every_line_once_when_its_map_evicts_and_a_rule_overflows";
+fn kernel_counts_every_line_once_when_its_map_fills_and_a_rule_overflows() {
+    let name = "kernel_counts_every_line_once_when_its_map_fills_and_a_rule_overflows";
     if !kernel_available(name) {
         return;
     }
@@ -235,13 +235,15 @@ fn kernel_counts_every_line_once_when_its_map_evicts_and_a_rule_overflows() {
     let s = d.stats();
     assert_eq!(s["mode"], "kernel", "{s}");
     let entries = s["kernel"]["setup"]["map_entries"].as_u64().unwrap();
-    // The first batch overflows the kernel's map in any interval it lands
-    // in (even split over two); the second meets a full window.
+    // The first batch fills the kernel's map in any interval it lands in
+    // (even split over two): the datagrams it has no room for go to
+    // userspace whole, and nothing is lost. The second meets a full window.
     let batches = [2 * entries + 2_000, 1_000];
     let (sent, s) = flood(&d, &batches);
     assert_accounted(&s, sent, &batches);
-    assert!(s["dropped"]["evicted"].as_u64().unwrap() > 0, "{s}");
-    assert_eq!(s["points_userspace"], 0, "{s}");
+    assert_eq!(s["dropped"]["evicted"], 0, "{s}");
+    let map_full = s["kernel"]["passed_to_userspace"]["map_full"].as_u64();
+    assert!(map_full.unwrap() > 0, "{s}");
     assert_eq!(
         s["dropped"]["key_table_full"], s["rules"][0]["overflow_lines"],
         "{s}"
@@ -368,15 +370,18 @@ fn kernel_splits_points_by_path_when_rules_share_a_measurement() {
     let s = d.stats();
     assert_eq!(s["mode"], "kernel", "{s}");
     let entries = s["kernel"]["setup"]["map_entries"].as_u64().unwrap();
-    // The first batch overflows the kernel's map and every rule (its keys
-    // are spread over at most two intervals); the second, and its
+    // Each batch's keys (2.5 per line over the rules) fit the kernel's map,
+    // so that every line the kernel can parse is counted there; the first
+    // three batches together overflow every rule, and the last, and its
     // userspace lines, meet full windows.
-    let batches = [2 * entries + 2_000, 1_000];
+    let batches = [MAX_KEYS, MAX_KEYS, MAX_KEYS, 1_000];
+    assert!(5 * MAX_KEYS / 2 <= entries, "{s}");
     let (sent, s) = flood_with(&d, batches.len(), |b| {
         send_mixed(d.udp, b, batches[b as usize])
     });
     assert_shared_accounted(&s, sent, batches.len() as u64);
-    assert!(s["dropped"]["evicted"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["dropped"]["evicted"], 0, "{s}");
+    assert_eq!(s["kernel"]["passed_to_userspace"]["map_full"], 0, "{s}");
     let escaped = s["kernel"]["passed_to_userspace"]["escape"].as_u64();
     assert_eq!(
         escaped,
@@ -386,7 +391,7 @@ fn kernel_splits_points_by_path_when_rules_share_a_measurement() {
     let (kernel, userspace) = window_points(&d);
     assert_eq!(s["points_kernel"], kernel, "{s}");
     assert_eq!(s["points_userspace"], userspace, "{s}");
-    // The second batch's userspace lines all met a full window.
+    // The last batch's userspace lines all met a full window.
     assert!(userspace < batches.len() as u64 * ESCAPED_PER_BATCH, "{s}");
     assert!(d.terminate().success());
 }

@@ -37,8 +37,6 @@ pub const NAME_LEN: usize = 32;
 /// Bytes of group key data in a kernel key. A power of two (offsets are
 /// masked with `KEY_DATA - 1`).
 pub const KEY_DATA: usize = 64;
-/// `GroupKey::rule` of the per-generation totals entry.
-pub const TOTALS_RULE: u32 = u32::MAX;
 
 /// FNV-1a, 64 bits: how the kernel and userspace hash names. A hash match is
 /// always confirmed byte for byte.
@@ -106,14 +104,14 @@ pub const MAX_SUMMED: i64 = i32::MAX as i64;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cell {
-    /// Lines counted. In the totals entry: keys inserted this generation.
+    /// Lines counted. 0 in a key a datagram inserted before the map
+    /// turned out full for it (see `counter::PASS_MAP_FULL`): such a key holds nothing.
     pub lines: u32,
     /// Of `lines`, those this rule owns: the line's first rule, in config
     /// order, whose count was committed (the rule that counts it as a
-    /// point). 0 in the totals entry.
+    /// point).
     pub owned: u32,
-    /// Sum of the aggregate (1 per line for a count). In the totals entry:
-    /// owned lines committed this generation.
+    /// Sum of the aggregate (1 per line for a count).
     pub sum: i64,
 }
 
@@ -132,6 +130,15 @@ impl Cell {
         // Bounded as MAX_SUMMED says: never wraps.
         self.sum = self.sum.wrapping_add(v);
         true
+    }
+
+    /// Takes back what an [`Cell::add`] of the same arguments that returned
+    /// true added, exactly.
+    #[inline(always)]
+    pub fn undo(&mut self, lines: u32, owned: u32, v: i64) {
+        self.lines = self.lines.wrapping_sub(lines);
+        self.owned = self.owned.wrapping_sub(owned);
+        self.sum = self.sum.wrapping_sub(v);
     }
 }
 
@@ -276,8 +283,8 @@ pub mod counter {
     pub const DROP_FILTERED: u32 = 4;
     pub const DROP_MISSING_FIELD: u32 = 5;
     /// Lines of a counted datagram none of whose (line, rule) counts a
-    /// generation map took (it refused the inserts, or the keys' cells
-    /// were at their line bound).
+    /// generation map took: the keys' cells were at their line bound (a
+    /// full map passes the datagram instead, `PASS_MAP_FULL`).
     pub const LOST_LINES: u32 = 6;
     /// First of the reasons a datagram was handed to userspace whole.
     pub const PASS_FIRST: u32 = 7;
@@ -303,10 +310,13 @@ pub mod counter {
     pub const PASS_INTERNAL: u32 = 15;
     /// A summed integer past [`crate::MAX_SUMMED`] in magnitude.
     pub const PASS_LARGE_VALUE: u32 = 16;
+    /// A key of the datagram that the generation map could not take (it
+    /// was full): nothing of the datagram stays counted in the kernel.
+    pub const PASS_MAP_FULL: u32 = 17;
     /// Broadcast or multicast copies that the sockets other than the first
     /// emptied (the first socket's copy is counted).
-    pub const PEER_COPIES: u32 = 17;
-    pub const COUNT: u32 = 18;
+    pub const PEER_COPIES: u32 = 18;
+    pub const COUNT: u32 = 19;
 
     /// Names of the pass reasons, from PASS_FIRST, for stats and metrics.
     pub const PASS_NAMES: [&str; (PEER_COPIES - PASS_FIRST) as usize] = [
@@ -320,6 +330,7 @@ pub mod counter {
         "userspace_rule",
         "internal",
         "large_value",
+        "map_full",
     ];
 }
 
@@ -394,6 +405,15 @@ mod tests {
             assert!(!c.add(1, 1, v), "full");
             assert_eq!(c, before, "nothing added");
         }
+        // undo takes back exactly what add added.
+        let mut c = Cell::default();
+        assert!(c.add(1, 1, max));
+        let before = c;
+        assert!(c.add(1, 0, min));
+        c.undo(1, 0, min);
+        assert_eq!(c, before);
+        c.undo(1, 1, max);
+        assert_eq!(c, Cell::default());
         // The bound itself: no cell sum can pass i64.
         assert!(u32::MAX as i128 * MAX_SUMMED as i128 <= i64::MAX as i128);
         assert!(-(u32::MAX as i128) * MAX_SUMMED as i128 >= i64::MIN as i128);

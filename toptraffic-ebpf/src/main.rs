@@ -5,13 +5,16 @@
 //! payload into a per-CPU scratch area, parse it with `parse::advance` over
 //! `bpf_loop`, and then either commit every count to the current generation
 //! map and consume the datagram, or leave it whole for the socket (userspace).
+//! A generation map that is full refuses a new key rather than evict one:
+//! the datagram then goes to userspace whole, its counts committed so far
+//! taken back, so that no line is ever lost to the map's size.
 //!
 //! Maps:
 //! - `CONFIG`: the rules (`KernelConfig`), written by the daemon.
 //! - `GENERATION`: array of maps; slot 0 is the generation map being
 //!   written. The daemon swaps in a spare every interval and drains the old.
-//! - `GEN_A`, `GEN_B`: the two generation maps (LRU per-CPU hash, sized by
-//!   the daemon at load).
+//! - `GEN_A`, `GEN_B`: the two generation maps (per-CPU hash, preallocated,
+//!   sized by the daemon at load).
 //! - `COUNTERS`: per-CPU totals by `counter::*` index.
 //! - `SCRATCH`: per-CPU parse area.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -28,18 +31,16 @@ mod programs {
     use core::ffi::c_void;
 
     use aya_ebpf::bindings::{bpf_hdr_start_off, xdp_action, BPF_NOEXIST};
-    use aya_ebpf::btf_maps::{Array, ArrayOfMaps, LruPerCpuHashMap, PerCpuArray};
+    use aya_ebpf::btf_maps::{Array, ArrayOfMaps, PerCpuArray, PerCpuHashMap};
     use aya_ebpf::helpers::generated::{
         bpf_loop, bpf_skb_load_bytes, bpf_skb_load_bytes_relative, bpf_xdp_load_bytes,
     };
     use aya_ebpf::macros::{btf_map, socket_filter, xdp};
     use aya_ebpf::programs::{SkBuffContext, XdpContext};
-    use toptraffic_common::{
-        counter, Cell, GroupKey, KernelConfig, BUF_LEN, MAX_ITEMS, TOTALS_RULE,
-    };
+    use toptraffic_common::{counter, Cell, GroupKey, KernelConfig, BUF_LEN, MAX_ITEMS};
     use toptraffic_ebpf::parse::{self, Scratch, DROP_FILTERED, DROP_MISSING_FIELD, DROP_UNKNOWN};
 
-    type GenMap = LruPerCpuHashMap<GroupKey, Cell, 1>;
+    type GenMap = PerCpuHashMap<GroupKey, Cell, 1>;
 
     /// Two slots, and `CONFIG_SEL` says which one is live: a reload writes
     /// the other slot whole and then flips the selector, so no program
@@ -55,9 +56,9 @@ mod programs {
     #[btf_map]
     static GENERATION: ArrayOfMaps<GenMap, 1> = ArrayOfMaps::new();
     #[btf_map]
-    static GEN_A: LruPerCpuHashMap<GroupKey, Cell, 65536> = LruPerCpuHashMap::new();
+    static GEN_A: PerCpuHashMap<GroupKey, Cell, 65536> = PerCpuHashMap::new();
     #[btf_map]
-    static GEN_B: LruPerCpuHashMap<GroupKey, Cell, 65536> = LruPerCpuHashMap::new();
+    static GEN_B: PerCpuHashMap<GroupKey, Cell, 65536> = PerCpuHashMap::new();
 
     /// The config slot the selector names.
     #[inline(always)]
@@ -95,9 +96,8 @@ mod programs {
         /// The generation this run writes, looked up once: a swap during
         /// the run must not split its counts (or its totals) over two maps.
         gen: *const GenMap,
-        /// Lines owned and keys inserted (for the totals entry).
+        /// Lines owned: those one of whose items was committed.
         owned: u32,
-        inserted: u32,
         /// 1 from a line's first item until one of its items is committed:
         /// that item's rule owns the line.
         pending: u32,
@@ -137,10 +137,12 @@ mod programs {
     extern "C" fn commit_cb(i: u32, ctx: *mut c_void) -> i64 {
         // SAFETY: as in parse_cb: the caller's LoopCtx, borrowed once.
         let c = unsafe { &mut *(ctx as *mut LoopCtx) };
-        // SAFETY: as in parse_cb: this CPU's scratch, valid for the run and
-        // not written during this loop.
-        let s = unsafe { &*c.s };
-        let Some(item) = s.items.get((i as usize) & (MAX_ITEMS - 1)) else {
+        // SAFETY: as in parse_cb: this CPU's scratch, valid for the run;
+        // only the items' `committed` and, at a full map, `st.bail` are
+        // written during this loop, which no other reference reads
+        // meanwhile.
+        let s = unsafe { &mut *c.s };
+        let Some(item) = s.items.get_mut((i as usize) & (MAX_ITEMS - 1)) else {
             return 1;
         };
         let mut key = GroupKey::zeroed();
@@ -152,39 +154,98 @@ mod programs {
         if item.owner != 0 {
             c.pending = 1;
         }
-        if let Some(inserted) = bump(gen, &key, 1, c.pending, item.value) {
-            c.inserted += inserted;
-            c.owned += c.pending;
-            c.pending = 0;
+        match bump(gen, &key, c.pending, item.value) {
+            Bump::Added => {
+                item.committed = parse::COMMITTED | (c.pending * parse::OWNED);
+                c.owned += c.pending;
+                c.pending = 0;
+                0
+            }
+            Bump::CellFull => 0,
+            Bump::MapFull => {
+                // In the scratch, not in `c`: the verifier tracks the
+                // caller's stack exactly, and another value there would
+                // have it verify this callback once more.
+                s.st.bail = counter::PASS_MAP_FULL;
+                1
+            }
+        }
+    }
+
+    /// Takes back item `i`'s count if commit_cb committed it: the datagram
+    /// goes to userspace, which counts all of its lines.
+    extern "C" fn undo_cb(i: u32, ctx: *mut c_void) -> i64 {
+        // SAFETY: as in parse_cb: the caller's LoopCtx, borrowed once.
+        let c = unsafe { &mut *(ctx as *mut LoopCtx) };
+        // SAFETY: as in parse_cb: this CPU's scratch, valid for the run and
+        // not written during this loop.
+        let s = unsafe { &*c.s };
+        let Some(item) = s.items.get((i as usize) & (MAX_ITEMS - 1)) else {
+            return 1;
+        };
+        if item.committed & parse::COMMITTED == 0 {
+            return 0;
+        }
+        let mut key = GroupKey::zeroed();
+        parse::build_key(&s.buf, item, &mut key);
+        // SAFETY: as in commit_cb: the generation this run looked up, alive
+        // while it runs.
+        let gen = unsafe { &*c.gen };
+        // Present: commit_cb found or inserted it, and nothing deletes from
+        // a generation a program may be writing.
+        if let Some(cell) = gen.get_ptr_mut(key) {
+            let owned = (item.committed & parse::OWNED != 0) as u32;
+            // SAFETY: as in bump: this CPU's Cell, valid for the run, written
+            // by no one else; the add being undone was this run's, on this
+            // CPU, so the cell holds it.
+            unsafe { (*cell).undo(1, owned, item.value) };
         }
         0
     }
 
-    /// Adds to `key` in the current generation; Some(1) when it inserted
-    /// the key, None when the map or the key's cell refused.
+    /// What [`bump`] did with a count.
+    enum Bump {
+        Added,
+        /// The key's cell is at u32::MAX lines: the line goes to its next
+        /// rule that takes it, or is lost (`counter::LOST_LINES`).
+        CellFull,
+        /// The key is not in the map and the map cannot take it.
+        MapFull,
+    }
+
+    /// Adds one line, `owned` (0 or 1) of it owned, of value `sum`, to
+    /// `key` in the current generation.
     #[inline(always)]
-    fn bump(gen: &GenMap, key: &GroupKey, lines: u32, owned: u32, sum: i64) -> Option<u32> {
-        let mut inserted = 0;
+    fn bump(gen: &GenMap, key: &GroupKey, owned: u32, sum: i64) -> Bump {
         let cell = match gen.get_ptr_mut(key) {
             Some(p) => p,
             None => {
+                let first = Cell {
+                    lines: 1,
+                    owned,
+                    sum,
+                };
+                // Inserted with this CPU's count (and zero on the others).
                 // Another CPU may insert the same key meanwhile: then
-                // NOEXIST fails and the lookup below finds theirs.
-                if gen.insert(key, Cell::default(), BPF_NOEXIST as u64).is_ok() {
-                    inserted = 1;
+                // NOEXIST fails and the lookup below finds theirs. A full
+                // map fails it too (E2BIG), and the lookup finds nothing.
+                if gen.insert(key, first, BPF_NOEXIST as u64).is_ok() {
+                    return Bump::Added;
                 }
-                gen.get_ptr_mut(key)?
+                match gen.get_ptr_mut(key) {
+                    Some(p) => p,
+                    None => return Bump::MapFull,
+                }
             }
         };
         // SAFETY: cell is non-null (get_ptr_mut returned it) and points at
         // this CPU's Cell of a per-CPU map, valid for the run; the programs
         // do not nest on one CPU, so no one else writes it.
-        if !unsafe { (*cell).add(lines, owned, sum) } {
-            // At u32::MAX lines: refused, as a full map refuses (the line
-            // goes to the next rule that takes it, or is lost).
-            return None;
+        if unsafe { (*cell).add(1, owned, sum) } {
+            Bump::Added
+        } else {
+            Bump::CellFull
         }
-        Some(inserted)
     }
 
     /// Parses the payload already in the scratch buffer and commits it.
@@ -207,7 +268,6 @@ mod programs {
             cfg,
             gen,
             owned: 0,
-            inserted: 0,
             pending: 0,
         };
         let ctx_ptr = &mut ctx as *mut LoopCtx as *mut c_void;
@@ -231,7 +291,8 @@ mod programs {
             unsafe { bpf_loop(lines, line_cb as *mut c_void, ctx_ptr, 0) };
         }
         // SAFETY: s valid as above; line_cb's borrows ended when bpf_loop
-        // returned, and commit_cb below only reads the scratch, as `st` does.
+        // returned, and `st` is last used before commit_cb, which writes
+        // the scratch, runs.
         let st = unsafe { &(*s).st };
         if st.bail != 0 {
             add(st.bail, 1);
@@ -242,11 +303,19 @@ mod programs {
         if n_items > 0 {
             // SAFETY: as the first bpf_loop, with commit_cb.
             unsafe { bpf_loop(n_items, commit_cb as *mut c_void, ctx_ptr, 0) };
-            let mut totals = GroupKey::zeroed();
-            totals.rule = TOTALS_RULE;
-            // Its lines are keys inserted, each taking a map slot: far
-            // below u32::MAX, so the cell does not refuse them.
-            let _ = bump(gen, &totals, ctx.inserted, 0, ctx.owned as i64);
+            // SAFETY: reads through s, valid as above; commit_cb's borrows
+            // ended when bpf_loop returned.
+            let bail = unsafe { (*s).st.bail };
+            if bail != 0 {
+                // The map had no room for a key: take back what the items
+                // before it committed (the items after it are not marked).
+                // Keys this run inserted stay, with nothing in this CPU's
+                // cell: the drain skips keys of no lines.
+                // SAFETY: as the first bpf_loop, with undo_cb.
+                unsafe { bpf_loop(n_items, undo_cb as *mut c_void, ctx_ptr, 0) };
+                add(bail, 1);
+                return Verdict::Pass;
+            }
         }
         add(datagram_counter, 1);
         add(counter::POINTS, points as u64);
@@ -259,8 +328,8 @@ mod programs {
             counter::DROP_MISSING_FIELD,
             drops[DROP_MISSING_FIELD] as u64,
         );
-        // Every line with an item has one owner unless the map refused all
-        // of its items.
+        // Every line with an item has one owner unless the cells refused
+        // all of its items.
         add(
             counter::LOST_LINES,
             (points as u64).saturating_sub(ctx.owned as u64),

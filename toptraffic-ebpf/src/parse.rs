@@ -85,6 +85,10 @@ impl Cap {
     };
 }
 
+/// `Item::committed` bits.
+pub const COMMITTED: u32 = 1;
+pub const OWNED: u32 = 2;
+
 /// One count to commit: a rule, its value and where its group values are.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,7 +99,9 @@ pub struct Item {
     /// 1 on the line's first item: its rule owns the line (counts it as a
     /// point) if the map takes the count, else the next item's rule does.
     pub owner: u32,
-    pub _pad: u32,
+    /// Written by the commit: [`COMMITTED`], with [`OWNED`] when the item's
+    /// rule took the line as its owner; what a commit taken back undoes.
+    pub committed: u32,
     pub slots: [Cap; MAX_GROUP],
 }
 
@@ -171,7 +177,7 @@ impl Scratch {
             n_group: 0,
             value: 0,
             owner: 0,
-            _pad: 0,
+            committed: 0,
             slots: [Cap::UNSEEN; MAX_GROUP],
         }; MAX_ITEMS],
     };
@@ -765,6 +771,7 @@ pub fn eval_line(s: &mut Scratch, cfg: &KernelConfig, l: u32) -> bool {
             item.rule = spec.id;
             item.value = value;
             item.owner = !counted as u32;
+            item.committed = 0;
             let mut key_len = 0u32;
             let mut g = 0usize;
             while g < MAX_GROUP {

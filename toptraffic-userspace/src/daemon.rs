@@ -161,8 +161,9 @@ impl IntervalSource for KernelSource {
 }
 
 /// Entries of each generation map: every kernel rule's max_keys (a
-/// generation holds one interval's keys, at most what the window may), plus
-/// room for the LRU's per-CPU free lists so it does not evict early.
+/// generation holds one interval's keys, and the window keeps at most
+/// max_keys of a rule) and a margin. The map never evicts: a datagram with
+/// a key it has no room for goes to userspace whole (`map_full`).
 fn map_entries(config: &Config, plan: &KernelPlan) -> u32 {
     let keys: usize = config
         .rules
@@ -171,8 +172,7 @@ fn map_entries(config: &Config, plan: &KernelPlan) -> u32 {
         .filter(|(_, u)| u.is_none())
         .map(|(r, _)| r.max_keys)
         .sum();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (keys + cpus * 512 + 1024).min(u32::MAX as usize) as u32
+    (keys + 1024).min(u32::MAX as usize) as u32
 }
 
 /// Loads the kernel path for the config, attached to `fds` or XDP.

@@ -35,8 +35,10 @@ pub enum DropReason {
     /// Datagrams the kernel dropped because the socket's receive queue was
     /// full (per datagram).
     ReceiveQueue,
-    /// Lines counted in the kernel whose key the LRU map evicted before the
-    /// drain (per line).
+    /// Lines the kernel parsed that no generation map cell could hold: the
+    /// key of each rule taking the line was at u32::MAX lines on that CPU
+    /// in the interval (per line). The maps never evict, and a key a full
+    /// map cannot take sends its datagram to userspace instead (`map_full`).
     Evicted,
 }
 

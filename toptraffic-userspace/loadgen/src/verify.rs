@@ -101,8 +101,8 @@ pub fn compare_top(top: &Top, truth: &Truth) -> Verdict {
 pub struct Tally {
     pub points_kernel: u64,
     pub points_userspace: u64,
-    /// Lines counted in the kernel but evicted from its map before the
-    /// drain: in the points, yet not in the window.
+    /// Lines the kernel parsed that no generation map cell could hold
+    /// (`dropped.evicted`: a cell's line bound; the maps never evict).
     pub evicted: u64,
     /// Lines dropped for a per-line reason (parse error, unknown
     /// measurement, key table full, ...), evictions aside.

@@ -1,7 +1,6 @@
 //! The kernel programs' live counters, in the userspace path's terms.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use aya::maps::{MapData, PerCpuArray};
 use toptraffic_common::counter;
@@ -11,9 +10,6 @@ use crate::stats::{CountersSnapshot, DropReason};
 /// Live per-CPU counters of the programs, readable from any thread.
 pub struct KernelCounters {
     pub(super) map: PerCpuArray<MapData, u64>,
-    /// Lines counted in the kernel but lost from the generation map before
-    /// the drain (LRU eviction), summed over drains.
-    pub(super) evicted_lines: AtomicU64,
 }
 
 impl fmt::Debug for KernelCounters {
@@ -39,9 +35,10 @@ impl KernelCounters {
         let c = self.read();
         let at = |i: u32| c[i as usize];
         // The programs count a line's point before committing it: lines
-        // the map then refused, or whose owning rule's key it evicted, are
-        // in POINTS, and leave it here for `evicted`.
-        let evicted = at(counter::LOST_LINES) + self.evicted_lines.load(Relaxed);
+        // whose keys' cells all refused them (at u32::MAX lines in one
+        // interval on one CPU) are in POINTS, and leave it here for
+        // `evicted`. A full map loses nothing: it passes the datagram.
+        let evicted = at(counter::LOST_LINES);
         let mut s = CountersSnapshot {
             datagrams: at(counter::SF_DATAGRAMS) + at(counter::XDP_DATAGRAMS),
             points: at(counter::POINTS).saturating_sub(evicted),

@@ -5,14 +5,12 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use aya::maps::{ArrayOfMaps, Map, MapData};
-use toptraffic_common::{Cell as KCell, TOTALS_RULE};
-use tracing::{debug, warn};
+use toptraffic_common::Cell as KCell;
+use tracing::debug;
 
-use super::counters::KernelCounters;
 use super::probe::KernelError;
 use super::sys;
 use crate::snapshot::{Cell, CountTable};
@@ -26,8 +24,6 @@ pub struct Drained {
     /// Time to swap, and to read and empty the old map.
     pub swap: Duration,
     pub drain: Duration,
-    pub evicted_lines: u64,
-    pub evicted_keys: u64,
 }
 
 /// The two generation maps, which one the programs write, and the
@@ -126,7 +122,6 @@ impl Generations {
         &mut self,
         max_keys: &[usize],
         id_index: &HashMap<u32, usize>,
-        counters: &KernelCounters,
     ) -> io::Result<Drained> {
         // The spare must be empty before it is swapped in.
         self.finish_clearing()?;
@@ -170,27 +165,13 @@ impl Generations {
             .send(self.maps[old].fd().as_fd().as_raw_fd())
             .map_err(|_| io::Error::other("the clearing thread stopped"))?;
         self.clearing = true;
-        let Walked {
-            owned,
-            keys,
-            evicted_lines,
-            evicted_keys,
-        } = walked;
-        if evicted_lines > 0 {
-            counters.evicted_lines.fetch_add(evicted_lines, Relaxed);
-            warn!(
-                evicted_lines,
-                evicted_keys, "the generation map evicted keys; raise max_keys"
-            );
-        }
+        let Walked { owned, keys } = walked;
         debug!(keys, owned, ?swap, ?drain, clear = ?self.last_clear, "drained generation");
         Ok(Drained {
             tables,
             keys: keys as usize,
             swap,
             drain,
-            evicted_lines,
-            evicted_keys,
         })
     }
 
@@ -227,16 +208,12 @@ struct Walked {
     /// Lines the drained keys own (see `Cell::owned`).
     owned: u64,
     keys: u64,
-    evicted_lines: u64,
-    evicted_keys: u64,
 }
 
 impl Walked {
     fn add(&mut self, o: Walked) {
         self.owned += o.owned;
         self.keys += o.keys;
-        self.evicted_lines += o.evicted_lines;
-        self.evicted_keys += o.evicted_keys;
     }
 }
 
@@ -262,19 +239,17 @@ fn walk(
     tables: &mut [CountTable],
     unique: bool,
 ) -> io::Result<Walked> {
-    // Owned lines and keys drained, and the totals entry's (what the
-    // programs committed): the differences are what the LRU evicted.
     let (mut owned, mut keys) = (0u64, 0u64);
-    let (mut committed_owned, mut inserted) = (0u64, 0u64);
     sys::batch_walk(
         map.fd().as_fd(),
         ncpus,
         aya_obj::generated::bpf_cmd::BPF_MAP_LOOKUP_BATCH,
         |key, cells| {
             let (lines, own, sum) = add_cpus(cells);
-            if key.rule == TOTALS_RULE {
-                inserted += lines;
-                committed_owned += sum.clamp(0, u64::MAX as i128) as u64;
+            // A key a datagram inserted before the map turned out full for
+            // a later key of it: its count was taken back, the datagram
+            // counted in userspace.
+            if lines == 0 {
                 return;
             }
             owned += own;
@@ -292,12 +267,7 @@ fn walk(
             }
         },
     )?;
-    Ok(Walked {
-        owned,
-        keys,
-        evicted_lines: committed_owned.saturating_sub(owned),
-        evicted_keys: inserted.saturating_sub(keys),
-    })
+    Ok(Walked { owned, keys })
 }
 
 /// The thread that empties drained generations, off the rotation's path:

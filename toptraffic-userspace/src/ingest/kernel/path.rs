@@ -4,7 +4,6 @@
 
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 use std::{fmt, io};
@@ -153,10 +152,8 @@ fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map, KernelError> {
 
 fn gen_data(m: Map, name: &str) -> Result<MapData, KernelError> {
     match m {
-        Map::PerCpuLruHashMap(d) => Ok(d),
-        _ => Err(KernelError::Other(format!(
-            "{name} is not an LRU per-CPU hash"
-        ))),
+        Map::PerCpuHashMap(d) => Ok(d),
+        _ => Err(KernelError::Other(format!("{name} is not a per-CPU hash"))),
     }
 }
 
@@ -232,10 +229,7 @@ impl KernelPath {
         let mut path = KernelPath {
             ebpf,
             gens,
-            counters: Arc::new(KernelCounters {
-                map: counters,
-                evicted_lines: AtomicU64::new(0),
-            }),
+            counters: Arc::new(KernelCounters { map: counters }),
             max_keys,
             pins,
             xdp: None,
@@ -431,8 +425,7 @@ impl KernelPath {
     /// Swaps in the spare generation, then reads and empties the old one
     /// into per-rule tables.
     pub fn drain(&mut self) -> io::Result<Drained> {
-        self.gens
-            .drain(&self.max_keys, &self.id_index, &self.counters)
+        self.gens.drain(&self.max_keys, &self.id_index)
     }
 
     /// Waits for the previous generation to be emptied.

@@ -72,7 +72,7 @@ pub(super) fn create_generation_map(
     // SAFETY: the map-creation member is the one written; each field is a
     // plain integer copied from a map of the same kind.
     let a = unsafe { &mut attr.__bindgen_anon_1 };
-    a.map_type = aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_LRU_PERCPU_HASH as u32;
+    a.map_type = aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_PERCPU_HASH as u32;
     a.key_size = like.key_size();
     a.value_size = like.value_size();
     a.map_flags = like.map_flags();

@@ -17,12 +17,21 @@ fn load_or_skip(attach: Attach) -> Option<KernelPath> {
 /// As load_or_skip, pinning under `pin_dir`: None when the kernel path
 /// cannot run here, else what loading said.
 fn load_pinned(attach: Attach, pin_dir: Option<&Path>) -> Option<Result<KernelPath, String>> {
+    load_with(attach, pin_dir, 4096)
+}
+
+/// As load_pinned, with generation maps of `map_entries` entries.
+fn load_with(
+    attach: Attach,
+    pin_dir: Option<&Path>,
+    map_entries: u32,
+) -> Option<Result<KernelPath, String>> {
     let c = Config::embedded_default();
     let plan = crate::ingest::kernel_config::plan(&c.rules).unwrap();
     let max_keys = c.rules.iter().map(|r| r.max_keys).collect();
     let opts = Options {
         attach,
-        map_entries: 4096,
+        map_entries,
         pin_dir: pin_dir.map(Path::to_path_buf),
         load_all: true,
         max_datagram: 65507,
@@ -142,18 +151,8 @@ fn test_run_counts_a_plain_datagram_and_passes_an_escaped_one_whole() {
     assert_eq!(k.counters().passed()[1], ("escape", 1));
 }
 
-/// The largest values the kernel sums, either sign, on a cell filled to
-/// its line bound: the sum reaches u32::MAX x (2^31 - 1) exactly, the cell
-/// then refuses the line (lost: `evicted`), and a larger value sends its
-/// datagram to userspace whole as `large_value`.
-#[test]
-fn test_run_sums_the_largest_values_exactly_up_to_the_line_bound() {
-    use toptraffic_common::{Cell as KCell, GroupKey, MAX_SUMMED};
-    let Some(mut k) = load_or_skip(Attach::None) else {
-        return;
-    };
-    // The programs run on this thread's CPU: CPU 0, where fill_active
-    // writes.
+/// The programs run on this thread's CPU: CPU 0, where fill_active writes.
+fn pin_to_cpu0() {
     // SAFETY: set is a zeroed cpu_set_t on this stack, which CPU_SET and
     // sched_setaffinity (for this thread, pid 0) only read and write.
     unsafe {
@@ -164,17 +163,32 @@ fn test_run_sums_the_largest_values_exactly_up_to_the_line_bound() {
             0
         );
     }
-    let group_key = |ip: &str| {
-        let mut g = GroupKey::zeroed();
-        let mut off = 0;
-        for v in [ip.as_bytes(), b"1"] {
-            g.data[off..off + 2].copy_from_slice(&(v.len() as u16).to_le_bytes());
-            g.data[off + 2..off + 2 + v.len()].copy_from_slice(v);
-            off += 2 + v.len();
-        }
-        g.len = off as u32;
-        g
+}
+
+/// The kernel key of rule `combined` (id 0) for `ip` and id 1.
+fn group_key(ip: &str) -> toptraffic_common::GroupKey {
+    let mut g = toptraffic_common::GroupKey::zeroed();
+    let mut off = 0;
+    for v in [ip.as_bytes(), b"1"] {
+        g.data[off..off + 2].copy_from_slice(&(v.len() as u16).to_le_bytes());
+        g.data[off + 2..off + 2 + v.len()].copy_from_slice(v);
+        off += 2 + v.len();
+    }
+    g.len = off as u32;
+    g
+}
+
+/// The largest values the kernel sums, either sign, on a cell filled to
+/// its line bound: the sum reaches u32::MAX x (2^31 - 1) exactly, the cell
+/// then refuses the line (lost: `evicted`), and a larger value sends its
+/// datagram to userspace whole as `large_value`.
+#[test]
+fn test_run_sums_the_largest_values_exactly_up_to_the_line_bound() {
+    use toptraffic_common::{Cell as KCell, MAX_SUMMED};
+    let Some(mut k) = load_or_skip(Attach::None) else {
+        return;
     };
+    pin_to_cpu0();
     let near = u32::MAX - 2;
     let full = KCell {
         lines: near,
@@ -210,6 +224,72 @@ fn test_run_sums_the_largest_values_exactly_up_to_the_line_bound() {
         1,
         "the refused line"
     );
+}
+
+/// A full generation map takes no new key and evicts none: a datagram with
+/// a key it has no room for goes to userspace whole (`map_full`), what the
+/// run had committed of its earlier lines taken back (keys it inserted stay
+/// empty, and the drain skips them), while lines of keys the map holds
+/// still count.
+#[test]
+fn a_full_map_passes_datagrams_of_new_keys_whole_and_keeps_none_of_their_lines() {
+    use toptraffic_common::Cell as KCell;
+    const ENTRIES: u32 = 64;
+    let Some(k) = load_with(Attach::None, None, ENTRIES) else {
+        return;
+    };
+    let mut k = k.unwrap();
+    pin_to_cpu0();
+    let held: Vec<String> = (0..ENTRIES - 1).map(|i| format!("10.1.0.{i}")).collect();
+    let keys: Vec<_> = held.iter().map(|ip| group_key(ip)).collect();
+    let one = KCell {
+        lines: 1,
+        owned: 1,
+        sum: 1,
+    };
+    k.fill_active(&keys, one).unwrap();
+    let line = |ip: &str, v: i64| format!("combined,ip={ip},id=1 count={v}\n");
+    let passed = |k: &mut KernelPath, d: &str| {
+        let (verdict, _) = k.test_run(false, d.as_bytes(), 1).unwrap();
+        assert_eq!(verdict as usize, 8 + d.len(), "passed whole: {d}");
+    };
+    // A held key, a new key that takes the last entry, and a new key the
+    // map has no room for.
+    let first = [
+        line("10.1.0.0", 5),
+        line("10.2.0.1", 7),
+        line("10.2.0.2", 9),
+    ]
+    .concat();
+    passed(&mut k, &first);
+    // A held key, then a new one.
+    passed(&mut k, &[line("10.1.0.1", 3), line("10.2.0.3", 1)].concat());
+    passed(&mut k, &line("10.2.0.4", 1));
+    // Keys the map holds still count.
+    let counted = [line("10.1.0.5", 4), line("10.1.0.5", 6)].concat();
+    let (verdict, _) = k.test_run(false, counted.as_bytes(), 1).unwrap();
+    assert_eq!(verdict, 0, "counted in the kernel");
+    assert!(k.counters().passed().contains(&("map_full", 3)));
+    let c = k.counters().snapshot();
+    assert_eq!((c.datagrams, c.points), (1, 2), "only the counted datagram");
+    assert!(c.dropped.iter().all(|&n| n == 0), "{:?}", c.dropped);
+
+    let d = k.drain().unwrap();
+    let t = &d.tables[0];
+    let key = |ip: &str| crate::key::from_values(&[ip, "1"]);
+    for ip in &held {
+        let want = if ip == "10.1.0.5" { (3, 11) } else { (1, 1) };
+        let cell = t.get(&key(ip)).unwrap();
+        assert_eq!((cell.lines, cell.exact()), (want.0, want.1), "{ip}");
+    }
+    for ip in ["10.2.0.1", "10.2.0.2", "10.2.0.3", "10.2.0.4"] {
+        assert!(t.get(&key(ip)).is_none(), "{ip} stayed counted");
+    }
+    assert_eq!((d.keys, t.len()), (held.len(), held.len()));
+    // The next generation is empty: the same datagrams are counted.
+    k.drain().unwrap();
+    let (verdict, _) = k.test_run(false, first.as_bytes(), 1).unwrap();
+    assert_eq!(verdict, 0, "counted in an empty generation");
 }
 
 #[test]
@@ -255,7 +335,6 @@ fn socket_filter_counts_plain_datagrams_and_passes_the_rest_whole() {
         1000.0
     );
     assert_eq!(d.keys, 4);
-    assert_eq!(d.evicted_lines, 0);
     // The next drain reads the other generation, empty.
     let d = k.drain().unwrap();
     assert_eq!(d.keys, 0);
@@ -295,7 +374,6 @@ fn a_resize_swaps_in_larger_maps_and_keeps_what_the_old_ones_counted() {
     let c = d.tables[0].get(&key).unwrap();
     assert_eq!((c.lines, c.value()), (7, 14.0));
     assert_eq!(d.tables[0].len(), 1);
-    assert_eq!(d.evicted_lines, 0);
     // Both new maps take their turn, and the retired one is gone.
     for n in [1, 2] {
         k.test_run(false, plain, n).unwrap();
