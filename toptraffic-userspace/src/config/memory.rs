@@ -96,7 +96,8 @@ pub fn memory_bound(config: &Config, cpus: u64) -> MemoryBound {
         .map(|r| r.max_keys as u64 * bytes_per_key(r, n, threads) + sketch_bytes(r, n, threads))
         .sum();
     let keys: u64 = config.rules.iter().map(|r| r.max_keys as u64).sum();
-    let entries = keys + 512 * cpus + 1024;
+    // daemon.rs's map_entries: a preallocated per-CPU hash never evicts.
+    let entries = keys + 1024;
     let generation = 16 * entries.next_power_of_two() + (128 + 16 * cpus) * entries;
     MemoryBound {
         base: (32 << 20) + threads * 64 * config.ingest.max_datagram as u64,
@@ -122,11 +123,11 @@ mod tests {
         let b = memory_bound(&cfg, 16);
         assert_eq!(
             (b.base, b.userspace, b.kernel),
-            (35_651_584, 900_900_000 + 3 * 11_526_440, 292_655_104)
+            (35_651_584, 900_900_000 + 3 * 11_526_440, 286_363_648)
         );
         // Each rule's sketches: 4 x 12 intervals, 4 threads and the
         // snapshot, of 5 x 5,437 counters of 8 bytes.
         assert_eq!(sketch_bytes(&cfg.rules[0], 12, 4), 11_526_440);
-        assert_eq!(b.total(), 1_263_786_008);
+        assert_eq!(b.total(), 1_257_494_552);
     }
 }
