@@ -21,8 +21,8 @@ mod image;
 const NIGHTLY: &str = "nightly-2026-05-20";
 /// llvm-22-dev is what bpf-linker builds against; bpftool and iproute2 are
 /// for inspecting pinned maps and for the tests' network namespaces;
-/// prometheus-alertmanager and haproxy are the real receiver and ingress
-/// the end-to-end tests drive.
+/// prometheus-alertmanager, haproxy and nginx with its Lua module are the
+/// real receiver and ingresses the end-to-end tests drive.
 const DEBS: &[&str] = &[
     "llvm-22-dev",
     "bpftool",
@@ -30,6 +30,8 @@ const DEBS: &[&str] = &[
     "libcap2-bin",
     "prometheus-alertmanager",
     "haproxy",
+    "nginx-light",
+    "libnginx-mod-http-lua",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -1,9 +1,9 @@
-//! End to end: the HAProxy example of deploy/ingress/haproxy.cfg, run as
-//! shipped (Debian's haproxy 2.6, on loopback) in front of a small backend,
-//! sends toptraffic a line per request. Real HTTP requests with hostile
-//! paths and store ids (commas, equals signs, spaces, backslashes, quotes,
-//! %-encodings, UTF-8, none at all) are counted per (ip, id) exactly:
-//! none lost, none under a wrong key.
+//! End to end: the ingress examples of deploy/ingress/, run as shipped
+//! (Debian's haproxy 2.6, and nginx 1.22 with its Lua module, on loopback)
+//! in front of a small backend, send toptraffic a line per request. Real
+//! HTTP requests with hostile paths and store ids (commas, equals signs,
+//! spaces, backslashes, quotes, %-encodings, UTF-8, none at all) are
+//! counted per (ip, id) exactly: none lost, none under a wrong key.
 
 mod common;
 
@@ -17,11 +17,13 @@ use std::time::{Duration, Instant};
 use common::{free_tcp_port, skip, temp_file, Daemon};
 
 const HAPROXY: &str = "/usr/sbin/haproxy";
+const NGINX: &str = "/usr/sbin/nginx";
+const NGINX_LUA: &str = "/usr/lib/nginx/modules/ngx_http_lua_module.so";
 
-/// HAProxy on the example's config, stopped by pid on drop.
-struct Haproxy(Child);
+/// An ingress proxy, stopped by pid on drop.
+struct Proxy(Child);
 
-impl Drop for Haproxy {
+impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -83,77 +85,75 @@ fn shown(id: Option<&str>) -> String {
     }
 }
 
-#[test]
-fn haproxy_feeds_every_request_under_its_own_key_whatever_the_path_and_store_id() {
-    let test = "haproxy_feeds_every_request_under_its_own_key_whatever_the_path_and_store_id";
-    if !Path::new(HAPROXY).exists() {
-        skip(test, "haproxy is not installed (apt-get install haproxy)");
-        return;
-    }
+fn example(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/ingress")
+        .join(name)
+}
+
+/// The daemon the proxies feed: one rule by (ip, id), a minute's window.
+fn daemon(name: &str) -> Daemon {
     let config = format!(
         "[ingest]\npin_dir = \"{}\"\n[window]\nperiod = \"1m\"\nevery = \"1s\"\n\n\
          [[rule]]\nname = \"ingress\"\nmeasurement = \"combined\"\n\
          group_by = [\"ip\", \"id\"]\nfield = \"count\"\nas = \"totalCount\"\n",
-        common::pin_dir("haproxy")
+        common::pin_dir(name)
     );
-    let d = Daemon::start(&config, &[]);
+    Daemon::start(&config, &[])
+}
 
-    let paths = [
-        "/p",
-        "/a,b=c%20d",
-        "/kv/k=v/0",
-        "/end\\",
-        "/x\\,y\\=z\\ ",
-        "/q\"uote\"",
-        "/%2C%3D%25%5C",
-        "/p?a=1,2&b=c%20d",
-    ];
-    let ids: [Option<&str>; 10] = [
-        Some("42"),
-        Some("st ore"),
-        Some("a,b"),
-        Some("k=v"),
-        Some("tail\\"),
-        Some("\"quoted\""),
-        Some("é∂"),
-        Some("L052\\\\x"),
-        Some(""),
-        None,
-    ];
-    let total = paths.len() * ids.len() * 3;
-    let app = backend(total + 8);
-    let bind: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/ingress/haproxy.cfg");
-    let log = temp_file("haproxy.log", "");
-    let _haproxy = Haproxy(
-        Command::new(HAPROXY)
-            .arg("-db")
-            .arg("-f")
-            .arg(&example)
-            .env("TOPTRAFFIC_ADDR", d.udp.to_string())
-            .env("HAPROXY_BIND", bind.to_string())
-            .env("APP_ADDR", app.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .expect("start haproxy"),
-    );
+/// Starts `cmd` (a proxy listening on `bind`) and waits until it accepts.
+fn start_proxy(mut cmd: Command, bind: SocketAddr) -> Proxy {
+    let log = temp_file("proxy.log", "");
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .expect("start the proxy");
+    let proxy = Proxy(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(bind).is_err() {
         assert!(
             Instant::now() < deadline,
-            "haproxy did not come up: {}",
+            "the proxy did not come up: {}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    proxy
+}
 
-    // Every id with every path, three times: the id is the key, so each
-    // id's count is 3 x the paths.
+const PATHS: [&str; 8] = [
+    "/p",
+    "/a,b=c%20d",
+    "/kv/k=v/0",
+    "/end\\",
+    "/x\\,y\\=z\\ ",
+    "/q\"uote\"",
+    "/%2C%3D%25%5C",
+    "/p?a=1,2&b=c%20d",
+];
+const IDS: [Option<&str>; 10] = [
+    Some("42"),
+    Some("st ore"),
+    Some("a,b"),
+    Some("k=v"),
+    Some("tail\\"),
+    Some("\"quoted\""),
+    Some("é∂"),
+    Some("L052\\\\x"),
+    Some(""),
+    None,
+];
+
+/// Sends every id with every path, three times, through the proxy on
+/// `bind`, and checks the daemon's count of every (ip, id).
+fn every_request_counted_under_its_key(d: &Daemon, bind: SocketAddr) {
+    let total = PATHS.len() * IDS.len() * 3;
     let mut want: BTreeMap<String, f64> = BTreeMap::new();
     for _ in 0..3 {
-        for id in ids {
-            for path in paths {
+        for id in IDS {
+            for path in PATHS {
                 let status = request(bind, path, id);
                 assert_eq!(status, 200, "{path:?} {id:?}");
                 *want.entry(shown(id)).or_default() += 1.0;
@@ -161,7 +161,7 @@ fn haproxy_feeds_every_request_under_its_own_key_whatever_the_path_and_store_id(
         }
     }
     // The empty and the missing id are one key, "-".
-    assert_eq!(want.len(), ids.len() - 1);
+    assert_eq!(want.len(), IDS.len() - 1);
 
     let got = || -> BTreeMap<String, f64> {
         let top = d.get("/api/v1/top?rule=ingress&limit=100");
@@ -199,4 +199,61 @@ fn haproxy_feeds_every_request_under_its_own_key_whatever_the_path_and_store_id(
         "{total} requests, {} keys, counted exactly: {s}",
         want.len()
     );
+}
+
+#[test]
+fn haproxy_feeds_every_request_under_its_own_key_whatever_the_path_and_store_id() {
+    let test = "haproxy_feeds_every_request_under_its_own_key_whatever_the_path_and_store_id";
+    if !Path::new(HAPROXY).exists() {
+        skip(test, "haproxy is not installed (apt-get install haproxy)");
+        return;
+    }
+    let d = daemon("haproxy");
+    let app = backend(PATHS.len() * IDS.len() * 3 + 8);
+    let bind: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+    let mut cmd = Command::new(HAPROXY);
+    cmd.arg("-db")
+        .arg("-f")
+        .arg(example("haproxy.cfg"))
+        .env("TOPTRAFFIC_ADDR", d.udp.to_string())
+        .env("HAPROXY_BIND", bind.to_string())
+        .env("APP_ADDR", app.to_string());
+    let _proxy = start_proxy(cmd, bind);
+    every_request_counted_under_its_key(&d, bind);
+}
+
+#[test]
+fn nginx_feeds_every_request_under_its_own_key_whatever_the_path_and_store_id() {
+    let test = "nginx_feeds_every_request_under_its_own_key_whatever_the_path_and_store_id";
+    if !Path::new(NGINX).exists() || !Path::new(NGINX_LUA).exists() {
+        skip(
+            test,
+            "nginx with its Lua module is not installed (apt-get install nginx-light libnginx-mod-http-lua)",
+        );
+        return;
+    }
+    let d = daemon("nginx");
+    let app = backend(PATHS.len() * IDS.len() * 3 + 8);
+    let bind: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+    // The example as shipped, but for the addresses nginx takes only
+    // literally, its pid file and its temporary files.
+    let dir = temp_file("x", "").parent().unwrap().to_path_buf();
+    let text = std::fs::read_to_string(example("nginx.conf"))
+        .unwrap()
+        .replace("listen 127.0.0.1:8000", &format!("listen {bind}"))
+        .replace("server 127.0.0.1:8080", &format!("server {app}"))
+        .replace(
+            "/tmp/toptraffic-ingress-nginx",
+            &dir.join("nginx").display().to_string(),
+        );
+    let conf = dir.join("nginx.conf");
+    std::fs::write(&conf, text).unwrap();
+    let mut cmd = Command::new(NGINX);
+    cmd.arg("-c")
+        .arg(&conf)
+        .arg("-p")
+        .arg(&dir)
+        .env("TOPTRAFFIC_ADDR", d.udp.to_string());
+    let _proxy = start_proxy(cmd, bind);
+    every_request_counted_under_its_key(&d, bind);
 }
