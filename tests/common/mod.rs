@@ -188,6 +188,20 @@ impl Daemon {
         self.get("/api/v1/stats")
     }
 
+    /// Any answer of the API: its status and body.
+    #[allow(dead_code)] // Not every test binary reads raw answers.
+    pub fn get_status(&self, path: &str) -> (u16, String) {
+        loadgen::http_get(self.http, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// A 200 answer's body as text (`/metrics`).
+    #[allow(dead_code)]
+    pub fn get_text(&self, path: &str) -> String {
+        let (status, body) = self.get_status(path);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
     /// Polls `cond` on /api/v1/stats until it holds or `timeout` passes.
     pub fn wait_stats(
         &self,

@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/top", get(top))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/cluster", get(cluster))
         .route("/api/v1/reload", axum::routing::post(reload))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -185,7 +186,7 @@ async fn stats(State(st): State<AppState>) -> Json<Stats> {
             overflow: r.tier.map(|t| OverflowStats {
                 demotions: t.demotions,
                 error_bound: Number(t.error_bound),
-                in_overflow: t.keys_last_interval > 0,
+                in_overflow: t.active(),
                 keys_estimated: t.keys_last_interval,
                 lines_estimated: t.lines_estimated,
                 promotions: t.promotions,
@@ -314,6 +315,27 @@ async fn reload(State(st): State<AppState>) -> Response {
 }
 
 /// Keys not OK, per alert block.
+async fn cluster(State(st): State<AppState>) -> Response {
+    let Some(status) = st.shared.cluster.get() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no [cluster] in the config: this node counts alone".into(),
+        );
+    };
+    let v = status.view();
+    Json(toptraffic_api::Cluster {
+        exchanges: v.exchanges,
+        failures: v.failures,
+        last_error: v.last_error,
+        last_ok: v.last_ok.map(rfc3339),
+        members: v.members,
+        node: v.node,
+        redis: v.redis,
+        up: v.up,
+    })
+    .into_response()
+}
+
 async fn alerts(State(st): State<AppState>) -> Json<Alerts> {
     let view = st.shared.alerts();
     Json(Alerts {

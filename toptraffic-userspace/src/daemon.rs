@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
+
+use crate::cluster::{run_membership, ClusterStatus};
 use tracing::{error, info, warn};
 
 use crate::api::{self, AppState};
@@ -443,6 +445,18 @@ pub async fn run(
         shutdown.clone(),
     ));
 
+    // Membership in Redis, beside everything else: it never delays them.
+    if let Some(c) = config.cluster.clone() {
+        let status = Arc::new(ClusterStatus::new(&c));
+        info!(node = %c.node, redis = ?status.view().redis, "cluster: joining");
+        let _ = shared.cluster.set(status.clone());
+        tokio::spawn(run_membership(
+            c,
+            config.window.every,
+            status,
+            shutdown.clone(),
+        ));
+    }
     let state = AppState {
         shared: shared.clone(),
         metrics,

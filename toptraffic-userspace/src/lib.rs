@@ -9,6 +9,7 @@ pub(crate) mod alert;
 pub(crate) mod api;
 pub mod caps;
 pub mod clock;
+pub(crate) mod cluster;
 pub mod config;
 pub(crate) mod control;
 pub mod daemon;
@@ -32,13 +33,19 @@ pub mod top;
 pub(crate) mod view;
 pub mod window;
 
-/// An HTTP client builder with TLS (rustls over ring), installing the
-/// crypto provider once per process; every HTTP client comes from here.
-pub fn http_client() -> reqwest::ClientBuilder {
+/// Installs rustls's crypto provider (ring), once per process: every TLS
+/// client (HTTP sinks, `rediss://`) needs one.
+pub fn install_crypto_provider() {
     static INSTALL: std::sync::Once = std::sync::Once::new();
     INSTALL.call_once(|| {
         // Err only when a provider is already installed: fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
+}
+
+/// An HTTP client builder with TLS (rustls over ring); every HTTP client
+/// comes from here.
+pub fn http_client() -> reqwest::ClientBuilder {
+    install_crypto_provider();
     reqwest::Client::builder().user_agent(concat!("toptraffic/", env!("CARGO_PKG_VERSION")))
 }

@@ -207,7 +207,7 @@ impl Collector for SharedCollector {
             &mut enc,
             "overflow_active",
             "1 while a rule is in overflow: lines of keys beyond max_keys went to its sketch in the last interval",
-            &each_gauge(|t| (t.keys_last_interval > 0) as i64),
+            &each_gauge(|t| t.active() as i64),
         )?;
         let bounds: Vec<(&[(&str, &str)], f64)> =
             tiers.iter().map(|(l, t)| (*l, t.error_bound)).collect();
@@ -223,6 +223,30 @@ impl Collector for SharedCollector {
             "Intervals closed and applied to the window",
             &[(&[], s.rotations.load(Relaxed))],
         )?;
+        if let Some(c) = s.cluster.get() {
+            let c = c.view();
+            gauge(
+                &mut enc,
+                "cluster_up",
+                "1 while Redis answers; 0: cluster rules run on this node's counts",
+                &[(&[], c.up as i64)],
+            )?;
+            gauge(
+                &mut enc,
+                "cluster_members",
+                "Live nodes of the cluster, as of Redis's last answer",
+                &[(&[], c.members.len() as i64)],
+            )?;
+            counter(
+                &mut enc,
+                "cluster_exchanges",
+                "Exchanges with Redis, by outcome",
+                &[
+                    (&[("outcome", "ok")], c.exchanges - c.failures),
+                    (&[("outcome", "failed")], c.failures),
+                ],
+            )?;
+        }
         if let Some(end) = view.window_end {
             let secs = end
                 .duration_since(UNIX_EPOCH)

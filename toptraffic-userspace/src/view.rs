@@ -145,6 +145,8 @@ pub struct Shared {
     pub userspace: Arc<PathCounters>,
     /// The kernel path's counters, once it runs.
     pub kernel: OnceLock<Arc<KernelCounters>>,
+    /// With `[cluster]`: what this node knows of the others.
+    pub cluster: OnceLock<Arc<crate::cluster::ClusterStatus>>,
     /// Per drain: seconds to swap and read the generation map, keys drained.
     pub last_drain: RwLock<Option<(f64, usize)>>,
     view: RwLock<Arc<WindowView>>,
@@ -198,6 +200,7 @@ impl Shared {
             mode: RwLock::new(mode),
             userspace: Arc::default(),
             kernel: OnceLock::new(),
+            cluster: OnceLock::new(),
             last_drain: RwLock::new(None),
             view: RwLock::new(Arc::new(WindowView::empty(rules, period_s))),
             receive_queue_drops: AtomicU64::new(0),

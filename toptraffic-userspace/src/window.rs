@@ -68,6 +68,14 @@ pub struct TierStats {
     pub error_bound: f64,
 }
 
+impl TierStats {
+    /// Whether lines went to the sketch in the last interval: the rule is
+    /// in overflow.
+    pub fn active(&self) -> bool {
+        self.keys_last_interval > 0 || self.unnamed_last_interval > 0
+    }
+}
+
 /// One rule's keys over the window.
 ///
 /// Keys, their bookkeeping and their slots live in dense arrays (a key and
@@ -138,9 +146,7 @@ impl RuleWindow {
     /// Whether the exact table is full and lines go to the sketch: the
     /// rule is in overflow.
     pub fn in_overflow(&self) -> bool {
-        self.tier
-            .as_ref()
-            .is_some_and(|t| t.stats.keys_last_interval > 0 || t.stats.unnamed_last_interval > 0)
+        self.tier.as_ref().is_some_and(|t| t.stats.active())
     }
 
     /// Key `key`'s error bound while part of its value is still the

@@ -21,8 +21,8 @@ mod image;
 const NIGHTLY: &str = "nightly-2026-05-20";
 /// llvm-22-dev is what bpf-linker builds against; bpftool and iproute2 are
 /// for inspecting pinned maps and for the tests' network namespaces;
-/// prometheus-alertmanager, haproxy and nginx with its Lua module are the
-/// real receiver and ingresses the end-to-end tests drive.
+/// prometheus-alertmanager, haproxy, nginx with its Lua module and
+/// redis-server are the real components the end-to-end tests drive.
 const DEBS: &[&str] = &[
     "llvm-22-dev",
     "bpftool",
@@ -32,6 +32,7 @@ const DEBS: &[&str] = &[
     "haproxy",
     "nginx-light",
     "libnginx-mod-http-lua",
+    "redis-server",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -7,12 +7,14 @@
 //! declaration order. Times are RFC 3339 text to the second.
 
 mod alerts;
+mod cluster;
 mod number;
 mod stats;
 mod status;
 mod top;
 
 pub use alerts::{AlertBlock, Alerts, KeyAlert};
+pub use cluster::Cluster;
 pub use number::Number;
 pub use stats::{
     AlertBlockStats, KernelSetup, KernelStats, LastReload, LevelCounts, OverflowStats, Reloads,

@@ -6,6 +6,7 @@
 //! types.
 
 mod alerts;
+mod cluster;
 pub mod defaults;
 mod memory;
 mod raw;
@@ -21,8 +22,8 @@ mod tests;
 pub use defaults::{DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, MAX_RULE_TAGS, MAX_UDP_PAYLOAD};
 pub use memory::{bytes_per_key, memory_bound, sketch_bytes, MemoryBound, CELL_BYTES};
 pub use schema::{
-    Aggregate, AlertBlock, Config, ConfigError, Grouping, Http, Ingest, Mode, Overflow, Overrides,
-    PromoteFrom, Rule, State, Window, XdpMode,
+    Aggregate, AlertBlock, Cluster, Config, ConfigError, Grouping, Http, Ingest, Mode, Overflow,
+    Overrides, PromoteFrom, Rule, Scope, State, Window, XdpMode,
 };
 pub use sinks::{
     AlertmanagerSink, ExecSink, HttpSink, LogSink, SinkConfig, SinkOptions, SlackSink,

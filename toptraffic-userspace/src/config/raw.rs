@@ -23,6 +23,7 @@ pub(super) struct RawConfig {
     pub(super) window: RawWindow,
     #[serde(default)]
     pub(super) state: RawState,
+    pub(super) cluster: Option<Spanned<RawCluster>>,
     #[serde(default, rename = "rule")]
     pub(super) rules: Vec<RawRule>,
 }
@@ -56,6 +57,24 @@ pub(super) struct RawState {
     pub(super) path: Option<String>,
 }
 
+/// `[cluster]`: the nodes that share their counts through Redis.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    pub(super) redis: Spanned<RedisUrls>,
+    pub(super) node: Option<Spanned<String>>,
+    pub(super) timeout: Option<Spanned<String>>,
+    pub(super) key_prefix: Option<Spanned<String>>,
+}
+
+/// One Redis server, or the seed nodes of a Redis Cluster.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RedisUrls {
+    One(String),
+    Seeds(Vec<String>),
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWindow {
@@ -79,6 +98,8 @@ pub(super) struct RawRule {
     pub(super) max_keys: Option<Spanned<usize>>,
     pub(super) max_key_bytes: Option<Spanned<usize>>,
     pub(super) overflow: Option<Spanned<RawOverflow>>,
+    /// "cluster" or "node".
+    pub(super) scope: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) alert: Vec<RawAlertBlock>,
 }

@@ -86,6 +86,8 @@ pub struct Config {
     pub http: Http,
     pub window: Window,
     pub state: State,
+    /// The nodes sharing counts through Redis; None: this node alone.
+    pub cluster: Option<Cluster>,
     pub rules: Vec<Rule>,
     /// Where the config came from (file name or DEFAULT_CONFIG_NAME), for
     /// messages.
@@ -152,6 +154,29 @@ pub struct State {
     pub path: Option<std::path::PathBuf>,
 }
 
+/// `[cluster]`: where the nodes of an ingress tier meet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// `redis://` or `rediss://` URLs (with AUTH as `redis://user:pass@`):
+    /// one server, or several seed nodes of a Redis Cluster.
+    pub redis: Vec<String>,
+    /// This node's name among them (default: the host name).
+    pub node: String,
+    /// The longest any exchange with Redis may take.
+    pub timeout: Duration,
+    /// What every key in Redis starts with, in braces: one hash slot in a
+    /// Redis Cluster.
+    pub key_prefix: String,
+}
+
+/// Whether a rule's values are this node's or the cluster's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Node,
+    Cluster,
+}
+
 /// The sliding window: `period` long, re-evaluated every `every`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
@@ -184,6 +209,8 @@ pub struct Rule {
     pub max_key_bytes: usize,
     /// The approximate tier for keys beyond max_keys; None when disabled.
     pub overflow: Option<Overflow>,
+    /// `cluster` (the default with `[cluster]`) or `node`.
+    pub scope: Scope,
     /// Compiled once, here; shared with the alert engine.
     pub alerts: Vec<Arc<AlertBlock>>,
 }

@@ -12,6 +12,7 @@ use toptraffic_common::KEY_DATA;
 use crate::key;
 
 use super::alerts::{compile_block, RuleNames};
+use super::cluster::{scope, validate_cluster};
 use super::defaults::{
     self, DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, MAX_INTERVALS, MAX_KEYS_LIMIT, MAX_RULE_TAGS,
     MAX_UDP_PAYLOAD, MIN_OVERFLOW_ERROR,
@@ -164,22 +165,29 @@ fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
     if raw.rules.is_empty() {
         return Err(src.nowhere("no [[rule]]: nothing would be counted"));
     }
+    let cluster = validate_cluster(raw.cluster, window.every, src)?;
     let mut rules: Vec<Rule> = Vec::with_capacity(raw.rules.len());
     for r in raw.rules {
-        rules.push(validate_rule(r, src, &rules)?);
+        rules.push(validate_rule(r, src, &rules, cluster.is_some())?);
     }
     let config = Config {
         ingest,
         http,
         window,
         state,
+        cluster,
         rules,
         source: src.name.to_string(),
     };
     Ok(config)
 }
 
-fn validate_rule(r: RawRule, src: &Source<'_>, earlier: &[Rule]) -> Result<Rule, ConfigError> {
+fn validate_rule(
+    r: RawRule,
+    src: &Source<'_>,
+    earlier: &[Rule],
+    cluster: bool,
+) -> Result<Rule, ConfigError> {
     let name = r.name.get_ref().clone();
     if name.is_empty()
         || !name
@@ -321,8 +329,10 @@ fn validate_rule(r: RawRule, src: &Source<'_>, earlier: &[Rule]) -> Result<Rule,
         src,
         &ctx,
     )?;
+    let scope = scope(r.scope.as_ref(), cluster, src, &ctx)?;
     Ok(Rule {
         name,
+        scope,
         measurement: r.measurement.into_inner(),
         filters: r.filters.into_iter().collect(),
         group_by,

@@ -1,0 +1,169 @@
+//! Membership: every node writes its heartbeat into one sorted set in
+//! Redis each `every` (score: the time in milliseconds), and reads the
+//! nodes whose heartbeat is younger than two intervals. A node that stops
+//! leaves the set at its next reader's exchange after that (well within a
+//! period), and at once when it stops cleanly; a node that starts counts
+//! from its first heartbeat.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::status::ClusterStatus;
+use crate::config::Cluster;
+
+/// Heartbeats a node may miss before it is counted out.
+const MISSED: u32 = 2;
+
+/// A connection to one server or to a Redis Cluster.
+enum Conn {
+    One(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::One(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::One(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::One(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+async fn connect(cfg: &Cluster) -> redis::RedisResult<Conn> {
+    crate::install_crypto_provider();
+    if let [one] = cfg.redis.as_slice() {
+        let client = redis::Client::open(one.as_str())?;
+        let conn = client.get_multiplexed_async_connection().await?;
+        Ok(Conn::One(conn))
+    } else {
+        let client = redis::cluster::ClusterClient::new(cfg.redis.clone())?;
+        Ok(Conn::Cluster(client.get_async_connection().await?))
+    }
+}
+
+fn members_key(cfg: &Cluster) -> String {
+    // The braces put every key of the cluster in one hash slot.
+    format!("{{{}}}:members", cfg.key_prefix)
+}
+
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// One heartbeat: this node's score now, the stale nodes removed, the
+/// live ones read.
+async fn beat(
+    conn: &mut Conn,
+    cfg: &Cluster,
+    every: Duration,
+    now: SystemTime,
+) -> redis::RedisResult<Vec<String>> {
+    let key = members_key(cfg);
+    let now_ms = millis(now);
+    let stale = now_ms - (every * MISSED).as_millis() as i64;
+    let (members,): (Vec<String>,) = redis::pipe()
+        .atomic()
+        .zadd(&key, &cfg.node, now_ms)
+        .ignore()
+        .zrembyscore(&key, "-inf", format!("({stale}"))
+        .ignore()
+        // The set outlives no node by much: gone after a minute unused.
+        .pexpire(&key, 60_000 + (every * MISSED).as_millis() as i64)
+        .ignore()
+        .zrangebyscore(&key, stale, "+inf")
+        .query_async(conn)
+        .await?;
+    Ok(members)
+}
+
+/// Runs until `stop`: a heartbeat every `every`, each bounded by
+/// `cfg.timeout`, reconnecting after a failure; on a clean stop the node
+/// takes itself out of the set.
+pub async fn run_membership(
+    cfg: Cluster,
+    every: Duration,
+    status: std::sync::Arc<ClusterStatus>,
+    stop: CancellationToken,
+) {
+    let mut conn: Option<Conn> = None;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let result = tokio::time::timeout(cfg.timeout, async {
+            if conn.is_none() {
+                conn = Some(connect(&cfg).await?);
+            }
+            let c = conn.as_mut().expect("connected above");
+            beat(c, &cfg, every, SystemTime::now()).await
+        })
+        .await;
+        let result = match result {
+            Ok(Ok(mut members)) => {
+                members.sort();
+                Ok(members)
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "no answer within cluster.timeout ({})",
+                humantime::format_duration(cfg.timeout)
+            )),
+        };
+        if result.is_err() {
+            // A new connection next time: this one may be broken.
+            conn = None;
+        }
+        let error = result.as_ref().err().cloned().unwrap_or_default();
+        let members = result.as_ref().map_or(0, |m| m.len());
+        let (was, now) = status.record(result, SystemTime::now());
+        // Once per outage and once per return, not once per interval.
+        if now && !was {
+            info!(node = %cfg.node, members, "cluster: Redis answers");
+        } else if !now && (was || status.view().failures == 1) {
+            warn!(
+                node = %cfg.node,
+                error,
+                "cluster: Redis does not answer; cluster rules run on this node's counts"
+            );
+        }
+    }
+    if let Some(c) = conn.as_mut() {
+        let key = members_key(&cfg);
+        let _ = tokio::time::timeout(
+            cfg.timeout,
+            redis::cmd("ZREM")
+                .arg(&key)
+                .arg(&cfg.node)
+                .query_async::<i64>(c),
+        )
+        .await;
+    }
+}

@@ -1,0 +1,11 @@
+//! The nodes of an ingress tier, meeting in Redis (`[cluster]`): who is
+//! there (`membership`), and what this node knows of it (`status`), served
+//! at `/api/v1/cluster`. Everything here runs on tokio tasks, off the
+//! counting and rotation paths, and never waits on Redis longer than
+//! `cluster.timeout`.
+
+mod membership;
+mod status;
+
+pub use membership::run_membership;
+pub use status::ClusterStatus;

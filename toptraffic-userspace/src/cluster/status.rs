@@ -1,0 +1,102 @@
+//! What this node knows of the cluster, for the API and the metrics.
+
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use crate::config::Cluster;
+
+/// Shared between the membership task, which writes it, and its readers.
+#[derive(Debug)]
+pub struct ClusterStatus {
+    inner: Mutex<ClusterView>,
+}
+
+/// One reading of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterView {
+    pub node: String,
+    pub redis: Vec<String>,
+    /// Whether the last exchange with Redis succeeded.
+    pub up: bool,
+    /// The live nodes, sorted, as of the last exchange.
+    pub members: Vec<String>,
+    pub last_ok: Option<SystemTime>,
+    pub last_error: Option<String>,
+    /// Exchanges with Redis, and those that failed or timed out.
+    pub exchanges: u64,
+    pub failures: u64,
+}
+
+impl ClusterStatus {
+    pub fn new(cfg: &Cluster) -> ClusterStatus {
+        ClusterStatus {
+            inner: Mutex::new(ClusterView {
+                node: cfg.node.clone(),
+                // Shown without a password.
+                redis: cfg.redis.iter().map(|u| redacted(u)).collect(),
+                up: false,
+                members: Vec::new(),
+                last_ok: None,
+                last_error: None,
+                exchanges: 0,
+                failures: 0,
+            }),
+        }
+    }
+
+    pub fn view(&self) -> ClusterView {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records an exchange: the members it read, or why it failed. Returns
+    /// whether Redis was up before, and is now.
+    pub(super) fn record(
+        &self,
+        result: Result<Vec<String>, String>,
+        now: SystemTime,
+    ) -> (bool, bool) {
+        let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let was = v.up;
+        v.exchanges += 1;
+        match result {
+            Ok(members) => {
+                v.up = true;
+                v.members = members;
+                v.last_ok = Some(now);
+                v.last_error = None;
+            }
+            Err(e) => {
+                v.up = false;
+                v.failures += 1;
+                v.last_error = Some(e);
+            }
+        }
+        (was, v.up)
+    }
+}
+
+/// `redis://user:secret@host:6379` as `redis://user:***@host:6379`.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((auth, host)) => match auth.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => format!("{scheme}://***@{host}"),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(redacted("redis://h:6379"), "redis://h:6379");
+        assert_eq!(redacted("rediss://u:pw@h:1/0"), "rediss://u:***@h:1/0");
+        assert_eq!(redacted("redis://pw@h"), "redis://***@h");
+    }
+}
