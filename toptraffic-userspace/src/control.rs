@@ -25,6 +25,23 @@ pub struct TopAnswer {
 /// while it is partly the overflow sketch's estimate.
 pub type TopKey = (Vec<(String, String)>, f64, Option<f64>);
 
+/// What a cluster exchange asks of this node's window: the keys of rule
+/// `rule` whose value is at least `at_least` (None: none asked), and the
+/// values of `keys` (0 for a key the window does not hold).
+pub struct LocalQuery {
+    pub rule: String,
+    pub at_least: Option<f64>,
+    pub keys: Vec<Vec<u8>>,
+}
+
+/// The answer, of the window ending at `window_end`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalAnswer {
+    pub window_end: Option<SystemTime>,
+    pub over: Vec<(Vec<u8>, f64)>,
+    pub values: Vec<f64>,
+}
+
 /// Messages to the rotation thread.
 pub enum Control {
     /// Save the state file (if configured) and stop.
@@ -35,6 +52,8 @@ pub enum Control {
         limit: usize,
         reply: mpsc::Sender<Option<TopAnswer>>,
     },
+    /// Local values for a cluster exchange; None when there is no such rule.
+    Local(LocalQuery, mpsc::Sender<Option<LocalAnswer>>),
     /// Apply a validated config; the result (a summary, or why not) goes
     /// back on the channel.
     Reload(Box<Config>, mpsc::Sender<Result<String, String>>),

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{run_membership, ClusterStatus};
+use crate::cluster::{run_cluster, ClusterRule, ClusterStatus};
 use tracing::{error, info, warn};
 
 use crate::api::{self, AppState};
@@ -450,10 +450,22 @@ pub async fn run(
         let status = Arc::new(ClusterStatus::new(&c));
         info!(node = %c.node, redis = ?status.view().redis, "cluster: joining");
         let _ = shared.cluster.set(status.clone());
-        tokio::spawn(run_membership(
+        let rules = config
+            .rules
+            .iter()
+            .filter_map(|r| {
+                r.cluster_threshold.map(|threshold| ClusterRule {
+                    name: r.name.clone(),
+                    threshold,
+                })
+            })
+            .collect();
+        tokio::spawn(run_cluster(
             c,
             config.window.every,
             status,
+            rules,
+            control.clone(),
             shutdown.clone(),
         ));
     }

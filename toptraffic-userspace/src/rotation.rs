@@ -11,7 +11,7 @@ use tracing::{error, info, info_span, warn};
 use crate::alert::engine::RuleAlerts;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::control::{Control, TopAnswer};
+use crate::control::{Control, LocalAnswer, LocalQuery, TopAnswer};
 use crate::metrics::Metrics;
 use crate::persist::{self, SavedRule, SavedState};
 use crate::rules::RuleSet;
@@ -184,6 +184,25 @@ impl Rotator {
                     (tags, v, w.approximate(k))
                 })
                 .collect(),
+        })
+    }
+
+    /// What a cluster exchange asks of rule `q.rule`'s window.
+    pub fn local(&self, q: &LocalQuery) -> Option<LocalAnswer> {
+        let i = self.config.rules.iter().position(|r| r.name == q.rule)?;
+        let w = self.window.rule(i);
+        let over = match q.at_least {
+            Some(t) => w
+                .iter()
+                .filter(|(_, v)| *v >= t)
+                .map(|(k, v)| (k.to_vec(), v))
+                .collect(),
+            None => Vec::new(),
+        };
+        Some(LocalAnswer {
+            window_end: self.window_end,
+            over,
+            values: q.keys.iter().map(|k| w.value(k).unwrap_or(0.0)).collect(),
         })
     }
 
@@ -551,6 +570,9 @@ impl Rotator {
                     }
                     Ok(Control::Top { rule, limit, reply }) => {
                         let _ = reply.send(self.top(&rule, limit));
+                    }
+                    Ok(Control::Local(q, reply)) => {
+                        let _ = reply.send(self.local(&q));
                     }
                     Ok(Control::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                         return self.stop(clock.now());

@@ -13,8 +13,12 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use std::sync::{mpsc, Arc, Mutex};
+
+use super::exchange::{exchange, Local};
 use super::status::ClusterStatus;
 use crate::config::Cluster;
+use crate::control::Control;
 
 /// Heartbeats a node may miss before it is counted out.
 const MISSED: u32 = 2;
@@ -101,18 +105,39 @@ async fn beat(
     Ok(members)
 }
 
-/// Runs until `stop`: a heartbeat every `every`, each bounded by
-/// `cfg.timeout`, reconnecting after a failure; on a clean stop the node
-/// takes itself out of the set.
-pub async fn run_membership(
+/// A cluster rule: its name and the threshold its keys are pruned by.
+#[derive(Debug, Clone)]
+pub struct ClusterRule {
+    pub name: String,
+    pub threshold: f64,
+}
+
+/// When the first exchange is due: a tenth of an interval after the next
+/// wall-clock boundary, when every node has closed the interval.
+fn first_tick(every: Duration) -> tokio::time::Instant {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let every_ns = every.as_nanos().max(1);
+    let into = Duration::from_nanos((now.as_nanos() % every_ns) as u64);
+    tokio::time::Instant::now() + (every - into) + every / 10
+}
+
+/// Runs until `stop`: each interval a heartbeat and, for each cluster rule,
+/// the exchange of its candidates' values, each bounded by `cfg.timeout`
+/// (the exchange by half an interval), reconnecting after a failure; on a
+/// clean stop the node takes itself out of the set.
+pub async fn run_cluster(
     cfg: Cluster,
     every: Duration,
     status: std::sync::Arc<ClusterStatus>,
+    rules: Vec<ClusterRule>,
+    control: Arc<Mutex<mpsc::Sender<Control>>>,
     stop: CancellationToken,
 ) {
     let mut conn: Option<Conn> = None;
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = tokio::time::interval_at(first_tick(every), every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -142,17 +167,46 @@ pub async fn run_membership(
             conn = None;
         }
         let error = result.as_ref().err().cloned().unwrap_or_default();
-        let members = result.as_ref().map_or(0, |m| m.len());
+        let members = result.as_ref().ok().cloned().unwrap_or_default();
         let (was, now) = status.record(result, SystemTime::now());
         // Once per outage and once per return, not once per interval.
         if now && !was {
-            info!(node = %cfg.node, members, "cluster: Redis answers");
+            info!(node = %cfg.node, members = members.len(), "cluster: Redis answers");
         } else if !now && (was || status.view().failures == 1) {
             warn!(
                 node = %cfg.node,
                 error,
                 "cluster: Redis does not answer; cluster rules run on this node's counts"
             );
+        }
+        let Some(c) = conn.as_mut().filter(|_| now) else {
+            continue;
+        };
+        for rule in &rules {
+            let local = Local {
+                control: control.clone(),
+                rule: rule.name.clone(),
+            };
+            let budget = every / 2;
+            let done = tokio::time::timeout(
+                budget + cfg.timeout,
+                exchange(c, &cfg, rule.threshold, &members, &local, budget, every),
+            )
+            .await;
+            match done {
+                Ok(Ok(Some(x))) => status.set_values(&rule.name, x),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    warn!(rule = %rule.name, error = %e, "cluster: the exchange failed");
+                    conn = None;
+                    break;
+                }
+                Err(_) => {
+                    warn!(rule = %rule.name, "cluster: the exchange ran out of time");
+                    conn = None;
+                    break;
+                }
+            }
         }
     }
     if let Some(c) = conn.as_mut() {

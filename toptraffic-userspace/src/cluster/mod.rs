@@ -4,8 +4,9 @@
 //! counting and rotation paths, and never waits on Redis longer than
 //! `cluster.timeout`.
 
+mod exchange;
 mod membership;
 mod status;
 
-pub use membership::run_membership;
+pub use membership::{run_cluster, ClusterRule};
 pub use status::ClusterStatus;

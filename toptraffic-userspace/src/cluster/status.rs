@@ -1,8 +1,10 @@
 //! What this node knows of the cluster, for the API and the metrics.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use super::exchange::Exchanged;
 use crate::config::Cluster;
 
 /// Shared between the membership task, which writes it, and its readers.
@@ -25,6 +27,8 @@ pub struct ClusterView {
     /// Exchanges with Redis, and those that failed or timed out.
     pub exchanges: u64,
     pub failures: u64,
+    /// Each cluster rule's last exchanged interval.
+    pub values: BTreeMap<String, Exchanged>,
 }
 
 impl ClusterStatus {
@@ -40,12 +44,18 @@ impl ClusterStatus {
                 last_error: None,
                 exchanges: 0,
                 failures: 0,
+                values: BTreeMap::new(),
             }),
         }
     }
 
     pub fn view(&self) -> ClusterView {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(super) fn set_values(&self, rule: &str, x: Exchanged) {
+        let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        v.values.insert(rule.to_string(), x);
     }
 
     /// Records an exchange: the members it read, or why it failed. Returns

@@ -211,6 +211,11 @@ pub struct Rule {
     pub overflow: Option<Overflow>,
     /// `cluster` (the default with `[cluster]`) or `node`.
     pub scope: Scope,
+    /// For a cluster rule with alert blocks: the lowest value they compare
+    /// with (as `promote_at` is derived). A key under it on every node
+    /// can reach it in the cluster only if some node holds at least it / N
+    /// of it (N nodes): the nodes exchange those keys' values alone.
+    pub cluster_threshold: Option<f64>,
     /// Compiled once, here; shared with the alert engine.
     pub alerts: Vec<Arc<AlertBlock>>,
 }

@@ -19,8 +19,8 @@ use super::defaults::{
 };
 use super::raw::{RawConfig, RawOverflow, RawRule};
 use super::schema::{
-    Aggregate, AlertBlock, Config, ConfigError, Http, Ingest, Overflow, PromoteFrom, Rule, State,
-    Window,
+    Aggregate, AlertBlock, Config, ConfigError, Http, Ingest, Overflow, PromoteFrom, Rule, Scope,
+    State, Window,
 };
 use super::source::Source;
 use super::units::parse_duration;
@@ -330,9 +330,26 @@ fn validate_rule(
         &ctx,
     )?;
     let scope = scope(r.scope.as_ref(), cluster, src, &ctx)?;
+    let cluster_threshold = match scope {
+        Scope::Cluster if !alerts.is_empty() => Some(
+            lowest_threshold(&alerts, &as_name)
+                .map_err(|none| {
+                    let span = r.scope.as_ref().map_or(r.name.span(), |s| s.span());
+                    src.at(
+                        span,
+                        ctx(format!(
+                            "a cluster rule's alerts need a threshold to exchange keys by, and none can be derived: no alert lambda compares {as_name:?} with a number as '{as_name:?} > N' does ({none}); or set scope = \"node\""
+                        )),
+                    )
+                })?
+                .0,
+        ),
+        _ => None,
+    };
     Ok(Rule {
         name,
         scope,
+        cluster_threshold,
         measurement: r.measurement.into_inner(),
         filters: r.filters.into_iter().collect(),
         group_by,
@@ -343,6 +360,34 @@ fn validate_rule(
         overflow,
         alerts,
     })
+}
+
+/// The lowest number any of the alert lambdas compares the rule's value
+/// with (`Expr::lower_bound`), and where it came from: a key whose value is
+/// under it is OK at every level. Err: the lambdas that give none.
+pub(super) fn lowest_threshold(
+    alerts: &[Arc<AlertBlock>],
+    as_name: &str,
+) -> Result<(f64, PromoteFrom), String> {
+    let mut lowest: Option<(f64, PromoteFrom)> = None;
+    let mut none = Vec::new();
+    for b in alerts {
+        for (level, e) in ["info", "warn", "crit"].into_iter().zip(&b.levels) {
+            let Some(e) = e else { continue };
+            match e.lower_bound(as_name) {
+                Some(t) if lowest.as_ref().is_none_or(|(l, _)| t < *l) => {
+                    let from = PromoteFrom::Alert {
+                        block: b.name.clone(),
+                        level,
+                    };
+                    lowest = Some((t, from));
+                }
+                Some(_) => {}
+                None => none.push(format!("alert {:?} {level} = '{e}'", b.name)),
+            }
+        }
+    }
+    lowest.ok_or_else(|| none.join(", "))
 }
 
 /// `[rule.overflow]`, on unless `enabled = false`. Its promotion threshold
@@ -397,37 +442,18 @@ fn validate_overflow(
         }
         Some(v) => (Some(*v.get_ref()), PromoteFrom::Configured),
         None if alerts.is_empty() => (None, PromoteFrom::SmallestExact),
-        None => {
-            let mut lowest: Option<(f64, PromoteFrom)> = None;
-            let mut none = Vec::new();
-            for b in alerts {
-                for (level, e) in ["info", "warn", "crit"].into_iter().zip(&b.levels) {
-                    let Some(e) = e else { continue };
-                    match e.lower_bound(as_name) {
-                        Some(t) if lowest.as_ref().is_none_or(|(l, _)| t < *l) => {
-                            let from = PromoteFrom::Alert {
-                                block: b.name.clone(),
-                                level,
-                            };
-                            lowest = Some((t, from));
-                        }
-                        Some(_) => {}
-                        None => none.push(format!("alert {:?} {level} = '{e}'", b.name)),
-                    }
-                }
-            }
-            let Some((t, from)) = lowest else {
+        None => match lowest_threshold(alerts, as_name) {
+            Ok((t, from)) => (Some(t), from),
+            Err(none) => {
                 let span = overflow.map(|o| o.span()).unwrap_or(name_span);
                 return Err(src.at(
                     span,
                     ctx(format!(
-                        "overflow needs a promotion threshold and none can be derived: no alert lambda compares {as_name:?} with a number as '{as_name:?} > N' does ({}); set [rule.overflow] promote_at = N, or enabled = false",
-                        none.join(", ")
+                        "overflow needs a promotion threshold and none can be derived: no alert lambda compares {as_name:?} with a number as '{as_name:?} > N' does ({none}); set [rule.overflow] promote_at = N, or enabled = false"
                     )),
                 ));
-            };
-            (Some(t), from)
-        }
+            }
+        },
     };
     Ok(Some(Overflow {
         error,

@@ -1,0 +1,249 @@
+//! The exchange: the exact cluster-wide window value of every key that can
+//! reach a cluster rule's threshold T, without shipping every key.
+//!
+//! Threshold pruning as in TPUT (Cao & Wang, PODC 2004): a key whose values
+//! on N nodes add up to T or more holds T / N or more on one of them at
+//! least. So each interval, for each cluster rule:
+//!
+//! 1. every node posts its keys of value T / N or more, with their values,
+//!    and the union of those keys is the candidates;
+//! 2. once every node has, each posts its own values of the candidates it
+//!    has not posted yet;
+//! 3. once every node has, each reads every node's values of the
+//!    candidates: the sum is the key's cluster value, exactly.
+//!
+//! A node sends its candidates and its values for the others' (a key and a
+//! number each): its traffic grows with the candidates, never with its
+//! keys. A key left out is under T everywhere but in the sum: it cannot
+//! reach T in the cluster. Everything lives under the interval's own Redis
+//! keys, which expire a few intervals later.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redis::aio::ConnectionLike;
+use redis::AsyncCommands;
+
+use crate::config::Cluster;
+use crate::control::{Control, LocalAnswer, LocalQuery};
+
+/// One exchanged interval of a rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exchanged {
+    /// The end of the interval the values are the window of.
+    pub window_end: SystemTime,
+    /// The nodes whose values are in, sorted.
+    pub nodes: Vec<String>,
+    /// Each candidate, its cluster value and each node's share (in
+    /// `nodes`' order), by value descending.
+    pub keys: Vec<(Vec<u8>, f64, Vec<f64>)>,
+    /// T / N, the pruning threshold of the interval.
+    pub threshold: f64,
+    /// Bytes this node sent and received, and its round trips to Redis.
+    pub bytes: u64,
+    pub round_trips: u64,
+    /// Whether every live node took part in both phases (false: a node
+    /// missed the deadline; its values are missing from the sums).
+    pub complete: bool,
+}
+
+/// This node's window, through the rotation thread, which owns it and
+/// answers between rotations.
+pub struct Local {
+    pub control: Arc<Mutex<mpsc::Sender<Control>>>,
+    pub rule: String,
+}
+
+impl Local {
+    /// The keys of value `at_least` or more with their values, and the
+    /// values of `keys`; None when the rotation thread does not answer.
+    async fn query(&self, at_least: Option<f64>, keys: Vec<Vec<u8>>) -> Option<LocalAnswer> {
+        let control = self.control.clone();
+        let q = LocalQuery {
+            rule: self.rule.clone(),
+            at_least,
+            keys,
+        };
+        tokio::task::spawn_blocking(move || {
+            let (tx, rx) = mpsc::channel();
+            control
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .send(Control::Local(q, tx))
+                .ok()?;
+            rx.recv_timeout(Duration::from_secs(5)).ok().flatten()
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}
+
+fn millis(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
+}
+
+struct Keys {
+    candidates: String,
+    done1: String,
+    done2: String,
+    prefix: String,
+}
+
+impl Keys {
+    fn of(cfg: &Cluster, rule: &str, window_end: SystemTime) -> Keys {
+        let prefix = format!("{{{}}}:x:{rule}:{}", cfg.key_prefix, millis(window_end));
+        Keys {
+            candidates: format!("{prefix}:c"),
+            done1: format!("{prefix}:done1"),
+            done2: format!("{prefix}:done2"),
+            prefix,
+        }
+    }
+
+    fn values(&self, node: &str) -> String {
+        format!("{}:v:{node}", self.prefix)
+    }
+}
+
+/// Waits until `key` (a set of nodes) holds every one of `nodes`, or until
+/// `deadline`; whether they all came.
+async fn barrier<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    key: &str,
+    nodes: &[String],
+    deadline: Instant,
+    poll: Duration,
+    round_trips: &mut u64,
+) -> redis::RedisResult<bool> {
+    loop {
+        let there: usize = conn.scard(key).await?;
+        *round_trips += 1;
+        if there >= nodes.len() {
+            return Ok(true);
+        }
+        if Instant::now() + poll > deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Runs the three phases for `local.rule` (threshold `t`) among `nodes`
+/// (this node's name is `cfg.node`), reading this node's window through
+/// `local`; within `budget`.
+#[allow(clippy::too_many_arguments)]
+pub async fn exchange<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    cfg: &Cluster,
+    t: f64,
+    nodes: &[String],
+    local: &Local,
+    budget: Duration,
+    every: Duration,
+) -> redis::RedisResult<Option<Exchanged>> {
+    let started = Instant::now();
+    let deadline = started + budget;
+    let poll = (budget / 50).clamp(Duration::from_millis(2), Duration::from_millis(20));
+    let n = nodes.len().max(1);
+    let threshold = t / n as f64;
+    let Some(first) = local.query(Some(threshold), Vec::new()).await else {
+        return Ok(None);
+    };
+    let (Some(window_end), over) = (first.window_end, first.over) else {
+        return Ok(None);
+    };
+    let k = Keys::of(cfg, &local.rule, window_end);
+    let ttl = (every * 4).as_millis() as i64;
+    let (mut bytes, mut round_trips) = (0u64, 0u64);
+
+    // Phase 1: this node's keys of T / N or more.
+    let mut p = redis::pipe();
+    let mine = k.values(&cfg.node);
+    let mut posted: HashSet<Vec<u8>> = HashSet::with_capacity(over.len());
+    for (key, v) in &over {
+        let v = v.to_string();
+        bytes += (2 * key.len() + v.len()) as u64;
+        p.sadd(&k.candidates, key).ignore();
+        p.hset(&mine, key, v).ignore();
+        posted.insert(key.clone());
+    }
+    p.sadd(&k.done1, &cfg.node).ignore();
+    for key in [&k.candidates, &k.done1, &mine] {
+        p.pexpire(key, ttl).ignore();
+    }
+    p.query_async::<()>(conn).await?;
+    round_trips += 1;
+    let mut complete = barrier(conn, &k.done1, nodes, deadline, poll, &mut round_trips).await?;
+
+    // Phase 2: this node's values of the others' candidates.
+    let candidates: Vec<Vec<u8>> = conn.smembers(&k.candidates).await?;
+    round_trips += 1;
+    bytes += candidates.iter().map(|c| c.len() as u64).sum::<u64>();
+    let missing: Vec<Vec<u8>> = candidates
+        .iter()
+        .filter(|c| !posted.contains(*c))
+        .cloned()
+        .collect();
+    let mut p = redis::pipe();
+    if !missing.is_empty() {
+        let Some(answer) = local.query(None, missing.clone()).await else {
+            return Ok(None);
+        };
+        let values = answer.values;
+        if answer.window_end != Some(window_end) {
+            // The window moved on meanwhile: these are not its values.
+            return Ok(None);
+        }
+        for (key, v) in missing.iter().zip(values) {
+            if v != 0.0 {
+                let v = v.to_string();
+                bytes += (key.len() + v.len()) as u64;
+                p.hset(&mine, key, v).ignore();
+            }
+        }
+    }
+    p.sadd(&k.done2, &cfg.node).ignore();
+    p.pexpire(&k.done2, ttl).ignore();
+    p.pexpire(&mine, ttl).ignore();
+    p.query_async::<()>(conn).await?;
+    round_trips += 1;
+    complete &= barrier(conn, &k.done2, nodes, deadline, poll, &mut round_trips).await?;
+
+    // Phase 3: every node's values of the candidates, added up.
+    let mut sums: BTreeMap<Vec<u8>, (f64, Vec<f64>)> = candidates
+        .iter()
+        .map(|c| (c.clone(), (0.0, vec![0.0; nodes.len()])))
+        .collect();
+    if !candidates.is_empty() {
+        for (j, node) in nodes.iter().enumerate() {
+            let values: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(k.values(node))
+                .arg(candidates.as_slice())
+                .query_async(conn)
+                .await?;
+            round_trips += 1;
+            for (c, v) in candidates.iter().zip(values) {
+                let Some(v) = v else { continue };
+                bytes += v.len() as u64;
+                let v: f64 = v.parse().unwrap_or(0.0);
+                let e = sums.get_mut(c).expect("a candidate");
+                e.0 += v;
+                e.1[j] = v;
+            }
+        }
+    }
+    let mut keys: Vec<(Vec<u8>, f64, Vec<f64>)> =
+        sums.into_iter().map(|(k, (v, s))| (k, v, s)).collect();
+    keys.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(Some(Exchanged {
+        window_end,
+        nodes: nodes.to_vec(),
+        keys,
+        threshold,
+        bytes,
+        round_trips,
+        complete,
+    }))
+}
