@@ -286,7 +286,7 @@ mod tests {
 
     #[test]
     fn escaped_values_are_unescaped_into_the_key() {
-        let (_, got) = run(&rules(""), r"combined,ip=a\ b,id=4\,2 count=1u");
+        let (_, got) = run(&rules(""), r"combined,ip=a\ b,id=4\,2 count=1i");
         assert_eq!(got, [(0, vec!["a b".into(), "4,2".into()], 1.0)]);
     }
 
