@@ -220,6 +220,11 @@ impl<'a> Line<'a> {
         }
     }
 
+    /// The field set as written.
+    pub fn field_set(&self) -> &'a [u8] {
+        self.fields
+    }
+
     /// The tag named `key`.
     pub fn tag(&self, key: &[u8]) -> Option<Escaped<'a>> {
         self.tags().find(|(k, _)| k.eq_bytes(key)).map(|(_, v)| v)
@@ -410,12 +415,7 @@ impl<'a> Iterator for Lines<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         while self.pos < self.buf.len() {
-            // A datagram ending in a backslash: scanLine's escape skip runs
-            // one byte past it, and Go's slice takes that byte from the
-            // receive buffer. The line is read without it, which decides
-            // alike: that byte can only fall in a pair scanFields skips, or
-            // in a line that fails either way (see the unit tests).
-            let end = line_end(self.buf, self.pos).min(self.buf.len());
+            let end = line_end(self.buf, self.pos);
             let mut block = &self.buf[self.pos..end];
             self.pos = end + 1;
             let start = skip_whitespace(block, 0);
@@ -432,17 +432,21 @@ impl<'a> Iterator for Lines<'a> {
 }
 
 /// Where the line starting at `i` ends (`scanLine`): the offset of its `\n`,
-/// or the buffer's length (one past it when the datagram ends in a
-/// backslash). A backslash takes the next byte with it; after the first
-/// space a `"` opens or closes a string when more `=` than `,` were seen,
-/// and a `\n` in a string does not end the line.
+/// or the buffer's length. A backslash takes the next byte with it; after
+/// the first space a `"` opens or closes a string when more `=` than `,`
+/// were seen, and a `\n` in a string does not end the line.
+///
+/// Not in the last two bytes, as influxd 1.6's scanLine has it: the models
+/// package Kapacitor 1.5.7 vendors skips a final backslash's pair past the
+/// datagram and panics slicing it; one before the last byte leaves the same
+/// line either way (a final `\n` is dropped from the line in both).
 fn line_end(buf: &[u8], mut i: usize) -> usize {
     let mut quoted = false;
     let mut fields = false;
     let (mut equals, mut commas) = (0usize, 0usize);
     while i < buf.len() {
         let c = buf[i];
-        if c == b'\\' {
+        if c == b'\\' && i + 2 < buf.len() {
             i += 2;
             continue;
         }
@@ -1199,9 +1203,9 @@ mod tests {
     }
 
     /// scanLine: a `\n` inside a quoted string or after a backslash does
-    /// not end the line. A datagram ending in a backslash: influxd 1.6 reads
-    /// one byte of its receive buffer past it, inside a pair scanFields
-    /// skips, so only garbage after a closed string can end so validly.
+    /// not end the line. A backslash ending the datagram is an ordinary byte
+    /// (influxd 1.6; Kapacitor 1.5.7 panics), so only garbage after a closed
+    /// string can end so validly.
     #[test]
     fn line_ends() {
         let d = b"a s=\"x\ny\" 1\nb f=1\n";
@@ -1215,6 +1219,8 @@ mod tests {
         assert_eq!(err("m f=1\\"), ParseError::FieldValue);
         assert_eq!(err("m s=\"a\\"), ParseError::FieldValue);
         assert!(one("m s=\"a\"b\\").field(b"s").is_some());
+        assert!(one("m s=\"a\"b\\\n").field(b"s").is_some());
+        assert_eq!(Lines::new(b"a f=1\\\nb f=2").count(), 1);
         assert_eq!(Lines::new(b"a f=1\n#\\").count(), 1);
         // A comment is cut by scanLine too: a quote after ` ` and `=` runs
         // it on over the newline.
