@@ -20,8 +20,16 @@ mod image;
 /// value as in toptraffic-userspace/build.rs.
 const NIGHTLY: &str = "nightly-2026-05-20";
 /// llvm-22-dev is what bpf-linker builds against; bpftool and iproute2 are
-/// for inspecting pinned maps and for the tests' network namespaces.
-const DEBS: &[&str] = &["llvm-22-dev", "bpftool", "iproute2", "libcap2-bin"];
+/// for inspecting pinned maps and for the tests' network namespaces;
+/// influxdb (influxd 1.6) is what tests/influxd.rs checks the line protocol
+/// parser against.
+const DEBS: &[&str] = &[
+    "llvm-22-dev",
+    "bpftool",
+    "iproute2",
+    "libcap2-bin",
+    "influxdb",
+];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Makes toptraffic-userspace/build.rs fail instead of quietly building the
