@@ -570,7 +570,7 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
                 if i == st.tok_start {
                     return bail(st, counter::PASS_INVALID);
                 }
-                // The first occurrence of a tag counts, as in userspace.
+                // A repeated key went to userspace at its `=`.
                 if let Some(cap) = st.cur.caps.get_mut(st.name as usize) {
                     if cap.len == UNSET {
                         *cap = Cap {

@@ -440,7 +440,16 @@ impl<'a> Iterator for Lines<'a> {
 /// package Kapacitor 1.5.7 vendors skips a final backslash's pair past the
 /// datagram and panics slicing it; one before the last byte leaves the same
 /// line either way (a final `\n` is dropped from the line in both).
-fn line_end(buf: &[u8], mut i: usize) -> usize {
+fn line_end(buf: &[u8], start: usize) -> usize {
+    // Without a quote or backslash before it, the first `\n` ends the line:
+    // the usual case, found without the state machine.
+    let rest = &buf[start..];
+    match rest.iter().position(|&c| matches!(c, b'\n' | b'"' | b'\\')) {
+        None => return buf.len(),
+        Some(at) if rest[at] == b'\n' => return start + at,
+        Some(_) => {}
+    }
+    let mut i = start;
     let mut quoted = false;
     let mut fields = false;
     let (mut equals, mut commas) = (0usize, 0usize);
@@ -503,7 +512,6 @@ fn parse_point(buf: &[u8]) -> Result<Line<'_>, ParseError> {
         let t_start = i;
         i = scan_tags(buf, i)?;
         tags = &buf[t_start..i];
-        check_duplicate_tags(tags)?;
     }
     if i > MAX_KEY_LEN {
         return Err(ParseError::KeyTooLong);
@@ -521,8 +529,15 @@ fn parse_point(buf: &[u8]) -> Result<Line<'_>, ParseError> {
 
 /// Validates the tags from `i` (just past the measurement's comma) to the
 /// space before the fields, and returns that space's offset (`scanTags`).
+/// No key may appear twice, compared as written (`scanKey`): the first
+/// keys are compared as they come, from a small array on the stack.
 fn scan_tags(buf: &[u8], mut i: usize) -> Result<usize, ParseError> {
+    const KEPT: usize = 16;
+    let mut keys = [(0usize, 0usize); KEPT];
+    let mut n = 0;
+    let t_start = i;
     loop {
+        let k_start = i;
         // scanTagsKey: a key may not start with ` `, `,` or `=`, and ends
         // at a `=` not right after a backslash; an unescaped ` ` or `,`
         // before it means a tag without value.
@@ -543,6 +558,14 @@ fn scan_tags(buf: &[u8], mut i: usize) -> Result<usize, ParseError> {
                 _ => {}
             }
         }
+        let key = &buf[k_start..i];
+        if keys[..n.min(KEPT)].iter().any(|&(a, b)| &buf[a..b] == key) {
+            return Err(ParseError::Tag);
+        }
+        if n < KEPT {
+            keys[n] = (k_start, i);
+        }
+        n += 1;
         i += 1;
         // scanTagsValue: a value may not be empty; its first byte may be
         // `=`, a later unescaped `=` is an error ("invalid tag format").
@@ -561,7 +584,11 @@ fn scan_tags(buf: &[u8], mut i: usize) -> Result<usize, ParseError> {
             match buf[i] {
                 b'=' => return Err(ParseError::Tag),
                 b',' => break,
-                b' ' => return Ok(i),
+                b' ' if n <= KEPT => return Ok(i),
+                b' ' => {
+                    check_duplicate_tags(&buf[t_start..i])?;
+                    return Ok(i);
+                }
                 _ => {}
             }
         }
@@ -569,24 +596,8 @@ fn scan_tags(buf: &[u8], mut i: usize) -> Result<usize, ParseError> {
     }
 }
 
-/// No tag key may appear twice, compared as written (`scanKey`). Sorted
-/// keys, the usual case, are checked in one pass; others pairwise.
+/// No tag key twice in a section of many tags: pairwise, by the iterator.
 fn check_duplicate_tags(section: &[u8]) -> Result<(), ParseError> {
-    let mut prev: &[u8] = &[];
-    let mut sorted = true;
-    for (k, _) in (Tags { rest: section }) {
-        match prev.cmp(k.raw()) {
-            std::cmp::Ordering::Less => prev = k.raw(),
-            std::cmp::Ordering::Equal => return Err(ParseError::Tag),
-            std::cmp::Ordering::Greater => {
-                sorted = false;
-                break;
-            }
-        }
-    }
-    if sorted {
-        return Ok(());
-    }
     let mut outer = Tags { rest: section };
     while let Some((k, _)) = outer.next() {
         let mut later = Tags { rest: outer.rest };
@@ -978,6 +989,11 @@ mod tests {
             tags(&one("m,b=1,a=2 f=1")),
             pairs(&[("b", "1"), ("a", "2")])
         );
+        // Past the keys compared as they come, the whole set is compared.
+        let many: String = (0..20).map(|k| format!(",k{k}=v")).collect();
+        assert_eq!(one(&format!("m{many} f=1")).tags().count(), 20);
+        assert_eq!(err(&format!("m{many},k18=w f=1")), ParseError::Tag);
+        assert_eq!(err(&format!("m{many},k3=w f=1")), ParseError::Tag);
     }
 
     /// scanTagsKey and scanTagsValue: keys and values are not empty, a key
