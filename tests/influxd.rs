@@ -15,7 +15,8 @@
 //! the same measurement and shard is a type conflict, `batchesTxFail`) still
 //! counts as taken, and is only left out of the tag comparison.
 //!
-//! What it stored is read back with `SELECT * ... GROUP BY *`, one
+//! What it stored (series and field values) is read back with
+//! `SELECT * ... GROUP BY *`, one
 //! measurement at a time (over several, a field typed differently in two
 //! measurements hides one of them): those toptraffic read from the line and
 //! those `SHOW MEASUREMENTS` has new. A line without timestamp gets the time
@@ -47,13 +48,17 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use serde_json::Value;
-use toptraffic::lineproto::Lines;
+use toptraffic::lineproto::{FieldValue, Lines};
 
 const INFLUXD: &str = "/usr/bin/influxd";
 const SENTINEL: &str = "toptraffic_sentinel";
 
 /// A series: measurement and tags, unescaped, as JSON shows them.
 type Series = (String, BTreeMap<String, String>);
+/// A point's fields, as JSON shows them.
+type Fields = BTreeMap<String, Value>;
+/// The points found, by series.
+type Found = BTreeMap<Series, Vec<Fields>>;
 
 /// What a datagram gave.
 #[derive(Debug, Default, PartialEq)]
@@ -265,7 +270,7 @@ bind-address = "127.0.0.1:{rpc}"
     /// The series of measurement `name` with points in `[from, to]`. One
     /// measurement per query: `SELECT *` over several drops those whose
     /// field has another type in another measurement.
-    fn series(&self, name: &str, from: i64, to: i64) -> Option<BTreeSet<Series>> {
+    fn series(&self, name: &str, from: i64, to: i64) -> Option<Found> {
         // The name as a regular expression matching it alone: every byte
         // but letters and digits as a code point escape.
         let mut re = String::from("^");
@@ -282,9 +287,23 @@ bind-address = "127.0.0.1:{rpc}"
         if v["results"][0].get("error").is_some() || v.get("error").is_some() {
             return None;
         }
-        let mut out = BTreeSet::new();
+        let mut out = Found::new();
         for s in v["results"][0]["series"].as_array().into_iter().flatten() {
             let name = s["name"].as_str().unwrap_or_default().to_string();
+            let columns: Vec<&str> = s["columns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| c.as_str().unwrap_or_default())
+                .collect();
+            let rows = s["values"].as_array().into_iter().flatten().map(|row| {
+                columns
+                    .iter()
+                    .zip(row.as_array().into_iter().flatten())
+                    .filter(|(c, v)| **c != "time" && !v.is_null())
+                    .map(|(c, v)| (c.to_string(), v.clone()))
+                    .collect::<Fields>()
+            });
             // GROUP BY * lists every tag key of the measurement; a tag
             // value is never empty, so an empty one is a key this point
             // does not have.
@@ -297,14 +316,14 @@ bind-address = "127.0.0.1:{rpc}"
                     (!v.is_empty()).then(|| (k.clone(), v.to_string()))
                 })
                 .collect();
-            out.insert((name, tags));
+            out.entry((name, tags)).or_default().extend(rows);
         }
         Some(out)
     }
 
     /// The series of `names` with points in `[from, to]`.
-    fn series_of(&self, names: &BTreeSet<String>, from: i64, to: i64) -> Option<BTreeSet<Series>> {
-        let mut out = BTreeSet::new();
+    fn series_of(&self, names: &BTreeSet<String>, from: i64, to: i64) -> Option<Found> {
+        let mut out = Found::new();
         for n in names {
             out.extend(self.series(n, from, to)?);
         }
@@ -339,9 +358,38 @@ fn unescaped(e: &toptraffic::lineproto::Escaped<'_>) -> String {
     go_lossy(&v)
 }
 
-/// What toptraffic's parser makes of a datagram: outcome and the series of
-/// its points with their timestamps.
-fn ours(datagram: &[u8]) -> (Outcome, Vec<(Series, Option<i64>)>) {
+/// One point as toptraffic reads it.
+struct Point {
+    series: Series,
+    timestamp: Option<i64>,
+    /// As Kapacitor reads them: of a repeated key the last.
+    fields: Fields,
+}
+
+/// A field value as JSON would show it.
+fn json(v: FieldValue<'_>) -> Value {
+    match v {
+        FieldValue::Float(f) => Value::from(f),
+        FieldValue::Integer(i) => Value::from(i),
+        FieldValue::String(s) => Value::from(unescaped(&s)),
+        FieldValue::Boolean(b) => Value::from(b),
+    }
+}
+
+/// Whether a stored value is ours: numbers as f64 within a rounding step
+/// (Go prints a float 1.0 as `1`), integers exactly, the rest equal.
+fn same(stored: &Value, ours: &Value) -> bool {
+    match (stored, ours) {
+        (Value::Number(a), Value::Number(b)) if a.is_f64() || b.is_f64() => {
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            a == b || (a - b).abs() <= f64::EPSILON * a.abs().max(b.abs())
+        }
+        _ => stored == ours,
+    }
+}
+
+/// What toptraffic's parser makes of a datagram: outcome and its points.
+fn ours(datagram: &[u8]) -> (Outcome, Vec<Point>) {
     let mut series = Vec::new();
     let mut accepted = true;
     for line in Lines::new(datagram) {
@@ -351,7 +399,12 @@ fn ours(datagram: &[u8]) -> (Outcome, Vec<(Series, Option<i64>)>) {
                     .tags()
                     .map(|(k, v)| (unescaped(&k), unescaped(&v)))
                     .collect();
-                series.push(((unescaped(&l.measurement), tags), l.timestamp));
+                let fields = l.fields().map(|(k, v)| (unescaped(&k), json(v))).collect();
+                series.push(Point {
+                    series: (unescaped(&l.measurement), tags),
+                    timestamp: l.timestamp,
+                    fields,
+                });
             }
             Err(_) => accepted = false,
         }
@@ -368,6 +421,7 @@ struct Tally {
     write_refused: usize,
     walk_fields: usize,
     series_checked: usize,
+    fields_checked: usize,
     disagreements: Vec<String>,
 }
 
@@ -408,35 +462,45 @@ impl Tally {
         let mut ok = true;
         let now: BTreeSet<Series> = series
             .iter()
-            .filter(|(_, ts)| ts.is_none())
-            .map(|(s, _)| s.clone())
+            .filter(|p| p.timestamp.is_none())
+            .map(|p| p.series.clone())
             .collect();
         // Where its points can be: the measurements toptraffic read, and
         // any influxd made for this datagram.
         let mut names: BTreeSet<String> = ix.measurements().difference(&known).cloned().collect();
-        names.extend(series.iter().map(|((m, _), _)| m.clone()));
+        names.extend(series.iter().map(|p| p.series.0.clone()));
         names.remove(SENTINEL);
         if got.accepted {
-            match ix.series_of(&names, from, to) {
-                Some(found) if found == now => {}
-                found => {
+            let window = ix.series_of(&names, from, to);
+            let stored: Option<BTreeSet<Series>> =
+                window.as_ref().map(|f| f.keys().cloned().collect());
+            if stored.as_ref() != Some(&now) {
+                ok = false;
+                self.disagreements.push(format!(
+                    "{text}: influxd stored {stored:?}, toptraffic read {now:?}"
+                ));
+            }
+            for p in &series {
+                let found = match p.timestamp {
+                    None => window.clone(),
+                    Some(ts) => ix.series_of(&names, ts, ts),
+                };
+                let rows = found.as_ref().and_then(|f| f.get(&p.series));
+                // Its fields are in a point of its series (one written over
+                // by a later line at the same time holds that line's).
+                let has = |row: &Fields| {
+                    p.fields
+                        .iter()
+                        .all(|(k, v)| row.get(k).is_some_and(|s| same(s, v)))
+                };
+                if !rows.is_some_and(|rows| rows.iter().any(has)) {
                     ok = false;
                     self.disagreements.push(format!(
-                        "{text}: influxd stored {found:?}, toptraffic read {now:?}"
+                        "{text}: influxd stored {found:?}, toptraffic read {:?} at {:?} with {:?}",
+                        p.series, p.timestamp, p.fields
                     ));
                 }
-            }
-            for (s, ts) in &series {
-                let Some(ts) = ts else { continue };
-                match ix.series_of(&names, *ts, *ts) {
-                    Some(found) if found.contains(s) => {}
-                    found => {
-                        ok = false;
-                        self.disagreements.push(format!(
-                            "{text}: at {ts} influxd stored {found:?}, toptraffic read {s:?}"
-                        ));
-                    }
-                }
+                self.fields_checked += p.fields.len();
             }
             self.series_checked += series.len();
         }
@@ -744,13 +808,14 @@ fn parser_agrees_with_influxd() {
     eprintln!(
         "influxd comparison: {} datagrams ({hand} hand-written, {} generated), {} agree \
          ({} rejected by influxd 1.6's walkFields only); {} accepted by both, {} series \
-         compared, {} writes refused by influxd (type conflicts)",
+         and {} field values compared, {} writes refused by influxd (type conflicts)",
         tally.compared,
         tally.compared - hand,
         tally.agreed,
         tally.walk_fields,
         tally.accepted,
         tally.series_checked,
+        tally.fields_checked,
         tally.write_refused,
     );
     assert!(

@@ -3,7 +3,11 @@
 //! It accepts exactly the lines InfluxDB 1.x's `models` package accepts (the
 //! one Kapacitor 1.5.7 parses its UDP input with) and reads them the same
 //! way; the Go function each rule comes from is named beside it, and
-//! `tests/influxd.rs` checks the result against a real influxd 1.6.
+//! `tests/influxd.rs` checks the result against a real influxd 1.6. Where
+//! influxd 1.6's later copy differs, Kapacitor's rules hold, but for a
+//! backslash ending a datagram, on which Kapacitor's panics (see
+//! `line_end`); 1.6 also rejects field sets its field iterator cannot split
+//! (`walkFields`), which Kapacitor reads skipping the field.
 //!
 //! A datagram is cut into lines as `scanLine` cuts it (a `\n` inside a quoted
 //! field string, or right after a backslash, does not end a line); blank
