@@ -237,10 +237,15 @@ impl<'a> Line<'a> {
     /// The field named `key`; of a repeated key the last, as in the `Fields`
     /// map Kapacitor builds (`point.unmarshalBinary`).
     pub fn field(&self, key: &[u8]) -> Option<FieldValue<'a>> {
-        self.fields()
-            .filter(|(k, _)| k.eq_bytes(key))
-            .last()
-            .map(|(_, v)| v)
+        // Only the values of `key` are converted.
+        let mut it = self.fields();
+        let mut last = None;
+        while let Some((k, raw)) = it.next_raw() {
+            if k.eq_bytes(key) {
+                last = field_value(raw).or(last);
+            }
+        }
+        last
     }
 }
 
@@ -283,10 +288,9 @@ pub struct Fields<'a> {
     pos: usize,
 }
 
-impl<'a> Iterator for Fields<'a> {
-    type Item = (Escaped<'a>, FieldValue<'a>);
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<'a> Fields<'a> {
+    /// The next field with a non-empty key, its value unconverted.
+    fn next_raw(&mut self) -> Option<(Escaped<'a>, &'a [u8])> {
         while self.pos < self.buf.len() {
             let start = self.pos;
             // `scanTo` from the section's start: a `=` at offset 0 ends an
@@ -302,11 +306,21 @@ impl<'a> Iterator for Fields<'a> {
             let v_end = field_value_end(self.buf, v_start);
             self.pos = v_end + 1;
             let value = &self.buf[v_start..v_end];
-            if key.is_empty() {
-                continue;
+            if !key.is_empty() {
+                return Some((Escaped::new(key, EscapeSet::Name), value));
             }
-            if let Some(v) = field_value(value) {
-                return Some((Escaped::new(key, EscapeSet::Name), v));
+        }
+        None
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = (Escaped<'a>, FieldValue<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while let Some((key, raw)) = self.next_raw() {
+            if let Some(v) = field_value(raw) {
+                return Some((key, v));
             }
         }
         None
