@@ -526,7 +526,9 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
                 st.begin_token(i + 1);
             }
             b'\\' => return bail(st, counter::PASS_ESCAPE),
-            b'\n' | b'\t' | 0 => return bail(st, counter::PASS_INVALID),
+            b'\n' => return bail(st, counter::PASS_INVALID),
+            // Ordinary bytes in names to InfluxDB 1.x: valid, for userspace.
+            b'\t' | 0 => return bail(st, counter::PASS_UNSUPPORTED),
             b'\r' | b'"' => return bail(st, counter::PASS_UNSUPPORTED),
             _ => st.hash = fnv1a_step(st.hash, c),
         },
@@ -560,9 +562,9 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
                 st.state = TAG_VALUE;
                 st.begin_token(i + 1);
             }
-            b',' | b' ' | b'\n' | b'\t' => return bail(st, counter::PASS_INVALID),
+            b',' | b' ' | b'\n' => return bail(st, counter::PASS_INVALID),
             b'\\' => return bail(st, counter::PASS_ESCAPE),
-            b'\r' | b'"' => return bail(st, counter::PASS_UNSUPPORTED),
+            b'\r' | b'"' | b'\t' => return bail(st, counter::PASS_UNSUPPORTED),
             _ => st.hash = fnv1a_step(st.hash, c),
         },
         TAG_VALUE => match c {
@@ -583,7 +585,8 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
                 st.state = if c == b',' { TAG_KEY } else { FIELD_KEY };
                 st.begin_token(i + 1);
             }
-            b'\n' | b'\t' => return bail(st, counter::PASS_INVALID),
+            b'\n' => return bail(st, counter::PASS_INVALID),
+            b'\t' => return bail(st, counter::PASS_UNSUPPORTED),
             // An `=` may start a value in InfluxDB 1.x, nowhere else in it
             // (scanTagsValue's "invalid tag format").
             b'=' if i == st.tok_start => return bail(st, counter::PASS_UNSUPPORTED),
@@ -614,9 +617,9 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
             // A second space (or a NUL, whitespace to InfluxDB there) before
             // the fields is valid but not taken here.
             b' ' | 0 if i == st.tok_start => return bail(st, counter::PASS_UNSUPPORTED),
-            b',' | b' ' | b'\n' | b'\t' => return bail(st, counter::PASS_INVALID),
+            b',' | b' ' | b'\n' => return bail(st, counter::PASS_INVALID),
             b'\\' => return bail(st, counter::PASS_ESCAPE),
-            b'\r' | b'"' => return bail(st, counter::PASS_UNSUPPORTED),
+            b'\r' | b'"' | b'\t' => return bail(st, counter::PASS_UNSUPPORTED),
             _ => st.hash = fnv1a_step(st.hash, c),
         },
         FIELD_VALUE => match c {
