@@ -801,7 +801,7 @@ fn parser_agrees_with_influxd() {
     // A fixed seed: the same lines on every run.
     let mut runner = TestRunner::deterministic();
     let strategy = generated_line();
-    for _ in 0..400 {
+    for _ in 0..600 {
         let d = strategy.new_tree(&mut runner).unwrap().current();
         tally.check(&mut ix, &d);
     }
