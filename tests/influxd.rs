@@ -139,6 +139,17 @@ bind-address = "127.0.0.1:{rpc}"
         );
         let conf = dir.join("influxd.conf");
         std::fs::write(&conf, config).unwrap();
+        // Everything that may fail before influxd runs: once it does, Drop
+        // stops it.
+        // reqwest is built with rustls and no crypto provider; a client
+        // needs one even for plain HTTP (Err: one is set already).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .no_proxy()
+            .build()
+            .unwrap();
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         let log = std::fs::File::create(dir.join("influxd.log")).unwrap();
         let child = Command::new(INFLUXD)
             .arg("-config")
@@ -152,17 +163,8 @@ bind-address = "127.0.0.1:{rpc}"
             dir,
             http: format!("http://127.0.0.1:{http}"),
             udp: format!("127.0.0.1:{udp}").parse().unwrap(),
-            client: {
-                // reqwest is built with rustls and no crypto provider; a
-                // client needs one even for plain HTTP (Err: one is set).
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                reqwest::blocking::Client::builder()
-                    .timeout(Duration::from_secs(10))
-                    .no_proxy()
-                    .build()
-                    .unwrap()
-            },
-            sock: UdpSocket::bind("127.0.0.1:0").unwrap(),
+            client,
+            sock,
             seq: 0,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
