@@ -2,7 +2,7 @@
 //! (Debian's haproxy 2.6, and nginx 1.22 with its Lua module, on loopback)
 //! in front of a small backend, send toptraffic a line per request. Real
 //! HTTP requests with hostile paths and store ids (commas, equals signs,
-//! spaces, backslashes, quotes, %-encodings, UTF-8, none at all) are
+//! spaces, backslashes, quotes, %-encodings, a tab, UTF-8, none at all) are
 //! counted per (ip, id) exactly: none lost, none under a wrong key.
 
 mod common;
@@ -133,7 +133,7 @@ const PATHS: [&str; 8] = [
     "/%2C%3D%25%5C",
     "/p?a=1,2&b=c%20d",
 ];
-const IDS: [Option<&str>; 10] = [
+const IDS: [Option<&str>; 11] = [
     Some("42"),
     Some("st ore"),
     Some("a,b"),
@@ -141,6 +141,7 @@ const IDS: [Option<&str>; 10] = [
     Some("tail\\"),
     Some("\"quoted\""),
     Some("é∂"),
+    Some("x\ty"),
     Some("L052\\\\x"),
     Some(""),
     None,

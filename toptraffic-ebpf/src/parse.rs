@@ -17,10 +17,12 @@
 //! take, valid or not, sets [`State::bail`] and the datagram goes to
 //! userspace whole, which keeps every datagram on exactly one path.
 //!
-//! What the kernel takes is a strict subset of what userspace accepts:
-//! no escapes, no quotes (not even in comments), numeric fields only
-//! (`-?D`, `-?D.D`, `-?Di`, `Du`; floats of at most 308 integer digits),
-//! single spaces, `\n` line ends.
+//! What the kernel takes is a strict subset of what userspace accepts
+//! (InfluxDB 1.x's rules, see `lineproto.rs`): no escapes, no quotes (not
+//! even in comments), no `=` in tag values, no tag key twice, numeric fields
+//! only (`-?D`, `-?D.D`, `-?Di`; floats of at most 308 integer digits), a
+//! summed field once per line, single spaces, `\n` line ends, timestamps
+//! within InfluxDB's range.
 
 use toptraffic_common::{
     counter, fnv1a_step, GroupKey, KernelConfig, Name, BUF_LEN, FNV_OFFSET, KEY_DATA,
@@ -48,7 +50,6 @@ const TIMESTAMP: u32 = 7;
 const NUM_NEG: u32 = 1;
 const NUM_DOT: u32 = 2;
 const NUM_INT: u32 = 4;
-const NUM_UINT: u32 = 8;
 const NUM_FRAC_NONZERO: u32 = 16;
 
 /// Most integer digits of a summed value the accumulator holds (exact in
@@ -64,6 +65,12 @@ const FLOAT_DIGITS: u32 = 308;
 /// Most digits of a timestamp; its range is checked (nanoseconds since the
 /// epoch have 19 digits).
 const TS_DIGITS: u32 = 19;
+/// Largest timestamp magnitude InfluxDB 1.x takes either way: its range is
+/// [i64::MIN + 2, i64::MAX - 1] (`MinNanoTime`, `MaxNanoTime`).
+const TS_LIMIT: u64 = (1u64 << 63) - 2;
+/// Tag keys per line the kernel checks for repeats (InfluxDB rejects a
+/// line with a key twice); a line with more goes to userspace.
+pub const MAX_TAG_KEYS: usize = 8;
 
 /// Drop reasons counted per line, as indices into `State::drops`.
 pub const DROP_UNKNOWN: usize = 0;
@@ -131,6 +138,10 @@ pub struct State {
     pub num_frac: u32,
     pub acc: i64,
     pub ts: u64,
+    /// Hashes of the line's tag keys so far, to find a key written twice.
+    pub tag_keys: [u64; MAX_TAG_KEYS],
+    pub n_tag_keys: u32,
+    pub _pad2: u32,
     /// The line being parsed.
     pub cur: LineRec,
 }
@@ -245,6 +256,9 @@ impl State {
             num_frac: 0,
             acc: 0,
             ts: 0,
+            tag_keys: [0; MAX_TAG_KEYS],
+            n_tag_keys: 0,
+            _pad2: 0,
             cur: LineRec::EMPTY,
         }
     }
@@ -261,6 +275,7 @@ impl State {
         self.name = NONE;
         self.field = NONE;
         self.nfields = 0;
+        self.n_tag_keys = 0;
         self.cur = LineRec::EMPTY;
     }
 
@@ -348,7 +363,8 @@ pub fn advance(s: &mut Scratch, cfg: &KernelConfig) -> bool {
     let name = state == MEAS || state == TAG_KEY || state == FIELD_KEY;
     if name || state == TAG_VALUE || state == COMMENT {
         let mut hash = s.st.hash;
-        pos = skip_plain(&s.buf, pos, s.st.len, name, &mut hash);
+        let equals = name || state == TAG_VALUE;
+        pos = skip_plain(&s.buf, pos, s.st.len, name, equals, &mut hash);
         s.st.hash = hash;
     }
     if !step(s, cfg, pos) {
@@ -363,14 +379,22 @@ pub fn advance(s: &mut Scratch, cfg: &KernelConfig) -> bool {
 const SKIP_WORDS: u32 = 4;
 
 /// The first byte at or after `pos` that may end or break a token (`,`
-/// ` ` `\n` `\t` `\r` `\` `"`, and for a `name` also `=` and NUL),
+/// ` ` `\n` `\t` `\r` `\` `"`, with `equals` also `=`, and for a `name`
+/// also NUL),
 /// looking at whole 8-byte words below `len` only: where it stops (a word
 /// past `len`, or SKIP_WORDS words looked at), the byte there is handed to
 /// [`step`], which decides. Every byte it skips is one `step` would have
 /// passed over without effect but, in a name, adding it to the hash: so it
 /// adds the skipped bytes of a name to `hash` itself.
 #[inline(always)]
-fn skip_plain(buf: &[u8; BUF_LEN], pos: u32, len: u32, name: bool, hash: &mut u64) -> u32 {
+fn skip_plain(
+    buf: &[u8; BUF_LEN],
+    pos: u32,
+    len: u32,
+    name: bool,
+    equals: bool,
+    hash: &mut u64,
+) -> u32 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     // The high bit of each byte of `w` that equals `c` (exact for the
@@ -403,8 +427,11 @@ fn skip_plain(buf: &[u8; BUF_LEN], pos: u32, len: u32, name: bool, hash: &mut u6
             | eq(w, b'\r')
             | eq(w, b'\\')
             | eq(w, b'"');
+        if equals {
+            m |= eq(w, b'=');
+        }
         if name {
-            m |= eq(w, b'=') | eq(w, 0);
+            m |= eq(w, 0);
         }
         // Bytes before `p` were taken already.
         let from = p & 7;
@@ -505,7 +532,9 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
                 st.begin_token(i + 1);
             }
             b'\\' => return bail(st, counter::PASS_ESCAPE),
-            b'\n' | b'\t' | 0 => return bail(st, counter::PASS_INVALID),
+            b'\n' => return bail(st, counter::PASS_INVALID),
+            // Ordinary bytes in names to InfluxDB 1.x: valid, for userspace.
+            b'\t' | 0 => return bail(st, counter::PASS_UNSUPPORTED),
             b'\r' | b'"' => return bail(st, counter::PASS_UNSUPPORTED),
             _ => st.hash = fnv1a_step(st.hash, c),
         },
@@ -514,6 +543,20 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
                 if i == st.tok_start {
                     return bail(st, counter::PASS_INVALID);
                 }
+                // A key twice is an error in InfluxDB (scanKey's "duplicate
+                // tags"); equal hashes go to userspace, which compares keys.
+                let mut k = 0usize;
+                while k < MAX_TAG_KEYS {
+                    if (k as u32) < st.n_tag_keys && st.tag_keys[k] == st.hash {
+                        return bail(st, counter::PASS_UNSUPPORTED);
+                    }
+                    k += 1;
+                }
+                match st.tag_keys.get_mut(st.n_tag_keys as usize) {
+                    Some(slot) => *slot = st.hash,
+                    None => return bail(st, counter::PASS_UNSUPPORTED),
+                }
+                st.n_tag_keys += 1;
                 st.name = find(
                     &s.buf,
                     &cfg.names,
@@ -525,9 +568,9 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
                 st.state = TAG_VALUE;
                 st.begin_token(i + 1);
             }
-            b',' | b' ' | b'\n' | b'\t' => return bail(st, counter::PASS_INVALID),
+            b',' | b' ' | b'\n' => return bail(st, counter::PASS_INVALID),
             b'\\' => return bail(st, counter::PASS_ESCAPE),
-            b'\r' | b'"' => return bail(st, counter::PASS_UNSUPPORTED),
+            b'\r' | b'"' | b'\t' => return bail(st, counter::PASS_UNSUPPORTED),
             _ => st.hash = fnv1a_step(st.hash, c),
         },
         TAG_VALUE => match c {
@@ -535,7 +578,7 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
                 if i == st.tok_start {
                     return bail(st, counter::PASS_INVALID);
                 }
-                // The first occurrence of a tag counts, as in userspace.
+                // A repeated key went to userspace at its `=`.
                 if let Some(cap) = st.cur.caps.get_mut(st.name as usize) {
                     if cap.len == UNSET {
                         *cap = Cap {
@@ -548,7 +591,12 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
                 st.state = if c == b',' { TAG_KEY } else { FIELD_KEY };
                 st.begin_token(i + 1);
             }
-            b'\n' | b'\t' => return bail(st, counter::PASS_INVALID),
+            b'\n' => return bail(st, counter::PASS_INVALID),
+            b'\t' => return bail(st, counter::PASS_UNSUPPORTED),
+            // An `=` may start a value in InfluxDB 1.x, nowhere else in it
+            // (scanTagsValue's "invalid tag format").
+            b'=' if i == st.tok_start => return bail(st, counter::PASS_UNSUPPORTED),
+            b'=' => return bail(st, counter::PASS_INVALID),
             b'\\' => return bail(st, counter::PASS_ESCAPE),
             b'\r' | b'"' => return bail(st, counter::PASS_UNSUPPORTED),
             _ => {}
@@ -572,16 +620,17 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
                 st.acc = 0;
                 st.state = FIELD_VALUE;
             }
-            // A second space before the fields is valid but not taken here.
-            b' ' if i == st.tok_start => return bail(st, counter::PASS_UNSUPPORTED),
-            b',' | b' ' | b'\n' | b'\t' => return bail(st, counter::PASS_INVALID),
+            // A second space (or a NUL, whitespace to InfluxDB there) before
+            // the fields is valid but not taken here.
+            b' ' | 0 if i == st.tok_start => return bail(st, counter::PASS_UNSUPPORTED),
+            b',' | b' ' | b'\n' => return bail(st, counter::PASS_INVALID),
             b'\\' => return bail(st, counter::PASS_ESCAPE),
-            b'\r' | b'"' => return bail(st, counter::PASS_UNSUPPORTED),
+            b'\r' | b'"' | b'\t' => return bail(st, counter::PASS_UNSUPPORTED),
             _ => st.hash = fnv1a_step(st.hash, c),
         },
         FIELD_VALUE => match c {
             b'0'..=b'9' => {
-                if st.num_flags & (NUM_INT | NUM_UINT) != 0 {
+                if st.num_flags & NUM_INT != 0 {
                     return bail(st, counter::PASS_INVALID);
                 }
                 if st.num_flags & NUM_DOT != 0 {
@@ -603,19 +652,16 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
                 st.num_flags = NUM_NEG;
             }
             b'.' => {
-                if st.num_flags & (NUM_DOT | NUM_INT | NUM_UINT) != 0 || st.num_digits == 0 {
+                if st.num_flags & (NUM_DOT | NUM_INT) != 0 || st.num_digits == 0 {
                     return bail(st, counter::PASS_INVALID);
                 }
                 st.num_flags |= NUM_DOT;
             }
-            b'i' | b'u' => {
-                if st.num_flags & (NUM_DOT | NUM_INT | NUM_UINT) != 0 || st.num_digits == 0 {
+            b'i' => {
+                if st.num_flags & (NUM_DOT | NUM_INT) != 0 || st.num_digits == 0 {
                     return bail(st, counter::PASS_INVALID);
                 }
-                if c == b'u' && st.num_flags & NUM_NEG != 0 {
-                    return bail(st, counter::PASS_INVALID);
-                }
-                st.num_flags |= if c == b'i' { NUM_INT } else { NUM_UINT };
+                st.num_flags |= NUM_INT;
             }
             b',' | b' ' | b'\n' => {
                 if !end_field_value(st) {
@@ -651,13 +697,8 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
             b'-' if st.num_digits == 0 && st.num_flags == 0 => st.num_flags = NUM_NEG,
             b'\n' => {
                 // No digits: trailing spaces (valid; for userspace). Past
-                // i64's range or 20+ digits: userspace decides.
-                let limit = if st.num_flags & NUM_NEG != 0 {
-                    1u64 << 63
-                } else {
-                    (1u64 << 63) - 1
-                };
-                if st.num_digits == 0 || st.num_digits > TS_DIGITS || st.ts > limit {
+                // InfluxDB's range or 20+ digits: userspace decides.
+                if st.num_digits == 0 || st.num_digits > TS_DIGITS || st.ts > TS_LIMIT {
                     return bail(st, counter::PASS_UNSUPPORTED);
                 }
                 return end_line(st, &mut s.lines);
@@ -674,10 +715,14 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
 #[inline(always)]
 fn end_field_value(st: &mut State) -> bool {
     let f = st.num_flags;
-    if st.num_digits == 0 || (f & NUM_DOT != 0 && st.num_frac == 0) {
+    if st.num_digits == 0 {
         return bail(st, counter::PASS_INVALID);
     }
-    if f & (NUM_INT | NUM_UINT) != 0 && st.num_digits > INT_DIGITS {
+    if f & NUM_DOT != 0 && st.num_frac == 0 {
+        // `1.` is a float to InfluxDB 1.x (scanNumber): valid, for userspace.
+        return bail(st, counter::PASS_UNSUPPORTED);
+    }
+    if f & NUM_INT != 0 && st.num_digits > INT_DIGITS {
         // May be out of i64/u64 range: userspace decides.
         return bail(st, counter::PASS_UNSUPPORTED);
     }
@@ -688,8 +733,12 @@ fn end_field_value(st: &mut State) -> bool {
     st.nfields += 1;
     if st.field != NONE && st.field < MAX_FIELDS as u32 {
         let bit = 1u32 << st.field;
-        // The first occurrence of a field counts, as in userspace.
-        if st.cur.fset & bit == 0 {
+        // Of a repeated field userspace sums the last, as Kapacitor's
+        // Fields map keeps it: not decided here.
+        if st.cur.fset & bit != 0 {
+            return bail(st, counter::PASS_UNSUPPORTED);
+        }
+        {
             if f & NUM_FRAC_NONZERO != 0 {
                 return bail(st, counter::PASS_FRACTION);
             }

@@ -180,7 +180,7 @@ impl CompiledRule {
         let mut filter_ok: [Option<bool>; MAX_RULE_TAGS] = [None; MAX_RULE_TAGS];
         for (k, v) in line.tags() {
             for (j, name) in self.group_tags.iter().enumerate() {
-                // The first occurrence of a repeated tag wins.
+                // A key appears once: a line repeating one is invalid.
                 if group[j].is_none() && k.eq_bytes(name) {
                     group[j] = Some(v);
                 }
@@ -286,7 +286,7 @@ mod tests {
 
     #[test]
     fn escaped_values_are_unescaped_into_the_key() {
-        let (_, got) = run(&rules(""), r"combined,ip=a\ b,id=4\,2 count=1u");
+        let (_, got) = run(&rules(""), r"combined,ip=a\ b,id=4\,2 count=1i");
         assert_eq!(got, [(0, vec!["a b".into(), "4,2".into()], 1.0)]);
     }
 

@@ -21,7 +21,8 @@ mod image;
 const NIGHTLY: &str = "nightly-2026-05-20";
 /// llvm-22-dev is what bpf-linker builds against; bpftool and iproute2 are
 /// for inspecting pinned maps and for the tests' network namespaces;
-/// prometheus-alertmanager, haproxy, nginx with its Lua module and
+/// influxdb (influxd 1.6, which the line protocol parser is checked
+/// against), prometheus-alertmanager, haproxy, nginx with its Lua module and
 /// redis-server are the real components the end-to-end tests drive.
 const DEBS: &[&str] = &[
     "llvm-22-dev",
@@ -33,6 +34,7 @@ const DEBS: &[&str] = &[
     "nginx-light",
     "libnginx-mod-http-lua",
     "redis-server",
+    "influxdb",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -94,8 +94,8 @@ fn several_lines_and_rules_and_drop_reasons() {
 }
 
 #[test]
-fn missing_group_tag_is_empty_and_first_tag_wins() {
-    let (_, out) = run(&config(), b"combined,id=7,id=8 count=2").unwrap();
+fn missing_group_tag_is_empty() {
+    let (_, out) = run(&config(), b"combined,id=7 count=2").unwrap();
     assert_eq!(out, [(0, vec![v(""), v("7")], 2)]);
 }
 
@@ -121,8 +121,22 @@ fn leaves_to_userspace_what_it_does_not_take() {
         (b"combined,ip= count=1", counter::PASS_INVALID),
         (b"combined count", counter::PASS_INVALID),
         (b"combined", counter::PASS_INVALID),
-        (b"combined count=1.", counter::PASS_INVALID),
+        (b"combined count=1.", counter::PASS_UNSUPPORTED),
         (b"combined count=-1u", counter::PASS_INVALID),
+        (b"combined count=1u", counter::PASS_INVALID),
+        // InfluxDB 1.x: an `=` inside a tag value is an error, at its start
+        // it is part of the value; a tag key twice is an error.
+        (b"combined,ip=a=b count=1", counter::PASS_INVALID),
+        (b"combined,ip==b count=1", counter::PASS_UNSUPPORTED),
+        (b"combined,ip=a,id=1,ip=b count=1", counter::PASS_UNSUPPORTED),
+        (
+            b"combined,a=1,b=1,c=1,d=1,e=1,f=1,g=1,h=1,ip=1 count=1",
+            counter::PASS_UNSUPPORTED,
+        ),
+        (b"combined count=1,count=2", counter::PASS_UNSUPPORTED),
+        (b"combined \0count=1", counter::PASS_UNSUPPORTED),
+        (b"combined count=1 9223372036854775807", counter::PASS_UNSUPPORTED),
+        (b"combined count=1 -9223372036854775807", counter::PASS_UNSUPPORTED),
         (b"combined count=1x", counter::PASS_INVALID),
         (b"combined count=1 12a", counter::PASS_INVALID),
         (
@@ -142,8 +156,9 @@ fn leaves_to_userspace_what_it_does_not_take() {
         run(&cfg, b"combined count=1 9223372036854775808").err(),
         Some(counter::PASS_UNSUPPORTED)
     );
-    assert!(run(&cfg, b"combined count=1 9223372036854775807").is_ok());
-    assert!(run(&cfg, b"combined count=1 -9223372036854775808").is_ok());
+    // InfluxDB's range: [i64::MIN + 2, i64::MAX - 1] (SafeCalcTime).
+    assert!(run(&cfg, b"combined count=1 9223372036854775806").is_ok());
+    assert!(run(&cfg, b"combined count=1 -9223372036854775806").is_ok());
     // A fraction in a field no rule sums is fine.
     assert!(run(&cfg, b"combined,ip=a count=1,load=0.5").is_ok());
     // So is 1.0 in the summed field.

@@ -313,11 +313,11 @@ fn fields() -> impl Strategy<Value = String> {
         6 => Just("count=1".to_string()),
         3 => Just("count=1i".to_string()),
         3 => Just("count=3.0".to_string()),
-        1 => Just("count=7u".to_string()),
+        1 => Just("count=-0".to_string()),
         1 => Just("count=-2i".to_string()),
         1 => (0i64..1_000_000).prop_map(|n| format!("count={n}")),
         1 => Just("bytes=1.5,count=2".to_string()),
-        1 => Just("count=4,count=5".to_string()),
+        1 => Just("count=4,hits=5".to_string()),
         1 => Just("hits=1i".to_string()),
     ]
 }
@@ -326,7 +326,8 @@ fn fields() -> impl Strategy<Value = String> {
 fn timestamp() -> impl Strategy<Value = Option<String>> {
     proptest::option::of(
         (1u32..=19, any::<u64>(), proptest::bool::weighted(0.1)).prop_map(|(digits, v, neg)| {
-            let v = (v % 10u64.pow(digits)).min(i64::MAX as u64);
+            // InfluxDB's range is [i64::MIN + 2, i64::MAX - 1].
+            let v = (v % 10u64.pow(digits)).min(i64::MAX as u64 - 1);
             if neg {
                 format!("-{v}")
             } else {
@@ -464,8 +465,11 @@ fn edge_timestamp() -> impl Strategy<Value = String> {
             &[
                 "0",
                 "-0",
+                "9223372036854775806",
                 "9223372036854775807",
                 "9223372036854775808",
+                "-9223372036854775806",
+                "-9223372036854775807",
                 "-9223372036854775808",
                 "-9223372036854775809",
                 "00000000000000000001",
@@ -796,4 +800,39 @@ fn the_kernel_counts_only_keys_userspace_keeps_whole() {
     let (_, key) = u.tables.keys().next().unwrap();
     assert_eq!(key.len(), 64);
     assert!(String::from_utf8_lossy(key).contains('\u{2026}'));
+}
+
+/// Lines InfluxDB 1.x rejects or reads other than a naive scan would: the
+/// kernel never counts them itself, and userspace decides as 1.x does.
+#[test]
+fn lines_influxdb_1x_decides_go_up() {
+    let f = default_fixture();
+    let cases: &[(&str, bool)] = &[
+        // (line, valid in 1.x)
+        ("combined,uri=/kv/k=v/0,id=2003,ip=1.2.3.4 count=1", false),
+        ("combined,uri==v,id=2003,ip=1.2.3.4 count=1", true),
+        ("combined,ip=1,id=2,ip=3 count=1", false),
+        ("combined,ip=1 count=1u", false),
+        ("combined,ip=1 count=1.", true),
+        ("combined,ip=1 count=4,count=5", true),
+        ("combined,ip=1 \0count=1", true),
+        ("combined,ip=1 count=1 9223372036854775807", false),
+        ("combined,ip=1 count=1 -9223372036854775807", false),
+        ("combined,ip=1 count=1 9223372036854775806", true),
+    ];
+    for &(line, valid) in cases {
+        f.holds(line.as_bytes()).unwrap();
+        let u = userspace(&f.rules, line.as_bytes());
+        let errors = u
+            .other_drops
+            .iter()
+            .any(|(r, _)| *r == DropReason::ParseError);
+        assert_eq!(!errors, valid, "{line:?}: {u:?}");
+        if !(valid && line.ends_with("9223372036854775806")) {
+            assert!(f.check(line.as_bytes()).unwrap().is_err(), "{line:?} kept");
+        }
+    }
+    // Of a repeated summed field the last counts, as in Kapacitor.
+    let u = userspace(&f.rules, b"combined,ip=1 count=4,count=5");
+    assert_eq!(u.tables.values().next().map(|c| c.0.value()), Some(5.0));
 }
