@@ -49,12 +49,17 @@ impl Drop for Redis {
 }
 
 fn config(port: u16, node: &str) -> String {
+    config_window(port, node, "4s")
+}
+
+/// With a warn threshold of 100: the exchange prunes at 100 / N.
+fn config_window(port: u16, node: &str, period: &str) -> String {
     format!(
         r#"
 [ingest]
 mode = "userspace"
 [window]
-period = "4s"
+period = "{period}"
 every = "500ms"
 [cluster]
 redis = "redis://127.0.0.1:{port}"
@@ -65,6 +70,11 @@ timeout = "200ms"
 name = "top"
 measurement = "combined"
 group_by = ["ip", "id"]
+
+[[rule.alert]]
+warn = '"count" > 100'
+[rule.alert.log]
+path = "-"
 "#
     )
 }
@@ -161,4 +171,89 @@ fn without_a_cluster_section_the_cluster_api_says_so() {
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("no [cluster]"), "{body}");
     assert!(!d.get_text("/metrics").contains("cluster_up"));
+}
+
+fn send(to: SocketAddr, ip: &str, n: usize) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let line = format!("combined,ip={ip},id=1 count=1");
+    for _ in 0..n {
+        sock.send_to(line.as_bytes(), to).unwrap();
+    }
+}
+
+#[test]
+fn the_cluster_value_of_every_key_that_can_reach_the_threshold_is_exact() {
+    let test = "the_cluster_value_of_every_key_that_can_reach_the_threshold_is_exact";
+    if !Path::new(REDIS).exists() {
+        skip(
+            test,
+            "redis-server is not installed (apt-get install redis-server)",
+        );
+        return;
+    }
+    let port = free_tcp_port();
+    let _redis = Redis::start(port);
+    // A long window: what is sent stays in it for the whole test.
+    let a = Daemon::start(&config_window(port, "node-a", "60s"), &[]);
+    let b = Daemon::start(&config_window(port, "node-b", "60s"), &[]);
+    wait_for("both nodes in both views", Duration::from_secs(10), || {
+        members(&a).len() == 2 && members(&b).len() == 2
+    });
+    // T = 100, N = 2: candidates hold 50 or more on some node.
+    // K: 60 + 60, a candidate on both; L: 70 + 20, a candidate on a only,
+    // b's 20 comes in phase 2; M: 30 + 30 = 60, under 50 on each, and
+    // rightly absent (it cannot reach 100).
+    send(a.udp, "10.0.0.1", 60);
+    send(b.udp, "10.0.0.1", 60);
+    send(a.udp, "10.0.0.2", 70);
+    send(b.udp, "10.0.0.2", 20);
+    send(a.udp, "10.0.0.3", 30);
+    send(b.udp, "10.0.0.3", 30);
+    let want = |d: &Daemon| {
+        let (status, body) = d.get_status("/api/v1/top?rule=top&scope=cluster");
+        if status != 200 {
+            return None;
+        }
+        let top: Value = serde_json::from_str(&body).unwrap();
+        let rows: Vec<(String, f64)> = top["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["tags"]["ip"].as_str().unwrap().to_string(),
+                    r["value"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        Some((rows, top))
+    };
+    let expected = vec![
+        ("10.0.0.1".to_string(), 120.0),
+        ("10.0.0.2".to_string(), 90.0),
+    ];
+    for d in [&a, &b] {
+        wait_for("the exact cluster values", Duration::from_secs(10), || {
+            want(d).is_some_and(|(rows, _)| rows == expected)
+        });
+    }
+    let (_, top) = want(&a).unwrap();
+    assert_eq!(top["cluster"]["threshold"], 50, "{top}");
+    assert_eq!(top["cluster"]["complete"], true, "{top}");
+    assert_eq!(
+        top["cluster"]["nodes"],
+        serde_json::json!(["node-a", "node-b"])
+    );
+    assert_eq!(
+        top["top"][1]["shares"],
+        serde_json::json!({"node-a": 70, "node-b": 20}),
+        "{top}"
+    );
+    // Each node's own view is still its own.
+    let own = a.get("/api/v1/top?rule=top");
+    assert_eq!(own["top"][0]["value"], 70, "{own}");
+    let c = cluster(&a);
+    eprintln!("exchange: {c}");
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
 }

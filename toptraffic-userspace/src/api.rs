@@ -22,7 +22,7 @@ use crate::alert::engine::BlockView;
 use crate::control::{Control, Reloader, TopAnswer};
 use crate::goformat::rfc3339;
 use crate::metrics::Metrics;
-use crate::view::{KernelInfo, Shared};
+use crate::view::{KernelInfo, RuleView, Shared};
 
 // The API's largest `limit` is the most keys a rule may hold.
 const _: () = assert!(MAX_LIMIT == crate::config::defaults::MAX_KEYS_LIMIT);
@@ -101,6 +101,16 @@ async fn top(State(st): State<AppState>, Query(q): Query<TopQuery>) -> Response 
         Ok(n) => n,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
+    match q.scope.as_deref() {
+        None | Some("node") => {}
+        Some("cluster") => return cluster_top(&st, rule, limit, view.period_s),
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("scope={other:?}: node or cluster"),
+            )
+        }
+    }
     // The keys live in the window engine: ask the rotation thread, which
     // answers between rotations.
     let control = st.control.clone();
@@ -139,6 +149,57 @@ async fn top(State(st): State<AppState>, Query(q): Query<TopQuery>) -> Response 
     .into_response()
 }
 
+/// `/api/v1/top?scope=cluster`: the rule's last exchanged interval.
+fn cluster_top(st: &AppState, rule: &RuleView, limit: usize, period_s: f64) -> Response {
+    let Some(status) = st.shared.cluster.get() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no [cluster] in the config: this node counts alone".into(),
+        );
+    };
+    let view = status.view();
+    let Some(x) = view.values.get(&rule.name) else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "no exchange of rule {:?} yet (a cluster rule with alert blocks is exchanged each interval)",
+                rule.name
+            ),
+        );
+    };
+    let answer = TopAnswer {
+        window_end: Some(x.window_end),
+        keys: x.keys.len(),
+        top: x
+            .keys
+            .iter()
+            .take(limit)
+            .map(|(k, v, _)| {
+                let tags = crate::view::tags(&rule.group_by, k)
+                    .map(|(n, v)| (n.to_string(), v))
+                    .collect();
+                (tags, *v, None)
+            })
+            .collect(),
+    };
+    let mut top = top_answer(&rule.name, &rule.as_name, &rule.group_by, period_s, answer);
+    for (row, (_, _, shares)) in top.top.iter_mut().zip(&x.keys) {
+        row.shares = Some(
+            x.nodes
+                .iter()
+                .zip(shares)
+                .map(|(n, v)| (n.clone(), Number(*v)))
+                .collect(),
+        );
+    }
+    top.cluster = Some(toptraffic_api::ClusterTop {
+        complete: x.complete,
+        nodes: x.nodes.clone(),
+        threshold: Number(x.threshold),
+    });
+    Json(top).into_response()
+}
+
 /// The answer of `/api/v1/top`: a rule's top keys, their tags by name.
 fn top_answer(
     rule: &str,
@@ -149,6 +210,7 @@ fn top_answer(
 ) -> Top {
     Top {
         as_name: as_name.to_string(),
+        cluster: None,
         group_by: group_by.to_vec(),
         keys: answer.keys as u64,
         period_s: Number(period_s),
@@ -159,6 +221,7 @@ fn top_answer(
             .map(|(tags, v, bound)| TopRow {
                 approximate: bound.is_some(),
                 error_bound: bound.map(Number),
+                shares: None,
                 tags: tags.into_iter().collect(),
                 value: Number(v),
             })
@@ -331,6 +394,22 @@ async fn cluster(State(st): State<AppState>) -> Response {
         members: v.members,
         node: v.node,
         redis: v.redis,
+        rules: v
+            .values
+            .iter()
+            .map(|(rule, x)| {
+                let e = toptraffic_api::ClusterExchange {
+                    bytes: x.bytes,
+                    candidates: x.keys.len() as u64,
+                    complete: x.complete,
+                    nodes: x.nodes.clone(),
+                    round_trips: x.round_trips,
+                    threshold: Number(x.threshold),
+                    window_end: rfc3339(x.window_end),
+                };
+                (rule.clone(), e)
+            })
+            .collect(),
         up: v.up,
     })
     .into_response()

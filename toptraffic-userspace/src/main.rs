@@ -62,6 +62,10 @@ enum Command {
         /// HTTP address of the daemon.
         #[arg(long, default_value = config::defaults::HTTP_LISTEN)]
         http: SocketAddr,
+        /// The cluster-wide values the nodes exchanged (with `[cluster]`),
+        /// each node's share beside them.
+        #[arg(long)]
+        cluster: bool,
     },
     /// Send line protocol with the shape of ingress traffic, and optionally
     /// check that a running daemon counted it exactly.
@@ -259,12 +263,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Top { rule, limit, http } => {
+        Command::Top {
+            rule,
+            limit,
+            http,
+            cluster,
+        } => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a tokio runtime");
-            match rt.block_on(toptraffic::top::fetch(http, &rule, limit)) {
+            match rt.block_on(toptraffic::top::fetch(http, &rule, limit, cluster)) {
                 Ok(v) => {
                     print!("{}", toptraffic::top::render(&v));
                     ExitCode::SUCCESS

@@ -6,12 +6,14 @@ use std::net::SocketAddr;
 use anyhow::{bail, Context, Result};
 use toptraffic_api::{ErrorAnswer, Top, TopQuery};
 
-/// Fetches `/api/v1/top` from the daemon at `http`.
-pub async fn fetch(http: SocketAddr, rule: &str, limit: usize) -> Result<Top> {
+/// Fetches `/api/v1/top` from the daemon at `http`: its own values, or
+/// with `cluster` those the nodes exchanged.
+pub async fn fetch(http: SocketAddr, rule: &str, limit: usize, cluster: bool) -> Result<Top> {
     let url = format!("http://{http}/api/v1/top");
     let query = TopQuery {
         rule: Some(rule.to_string()),
         limit: Some(limit),
+        scope: cluster.then(|| "cluster".to_string()),
     };
     let resp = crate::http_client()
         .build()?
@@ -43,6 +45,10 @@ pub fn render(top: &Top) -> String {
     let mut header: Vec<String> = vec!["RANK".into()];
     header.extend(tag_names.iter().map(|t| t.to_uppercase()));
     header.push(as_name.to_uppercase());
+    let value_col = header.len() - 1;
+    if top.cluster.is_some() {
+        header.push("SHARES".into());
+    }
     let mut table: Vec<Vec<String>> = vec![header];
     for (i, r) in rows.iter().enumerate() {
         let mut line = vec![(i + 1).to_string()];
@@ -54,6 +60,10 @@ pub fn render(top: &Top) -> String {
             Some(b) if r.approximate => format!("~{} (+{b})", r.value),
             _ => r.value.to_string(),
         });
+        if let Some(shares) = &r.shares {
+            let each: Vec<String> = shares.iter().map(|(n, v)| format!("{n} {v}")).collect();
+            line.push(each.join(", "));
+        }
         table.push(line);
     }
     let widths: Vec<usize> = (0..table[0].len())
@@ -73,11 +83,24 @@ pub fn render(top: &Top) -> String {
             .unwrap_or("(no interval closed yet)"),
         top.keys
     );
+    if let Some(c) = &top.cluster {
+        out.push_str(&format!(
+            "cluster of {} nodes ({}): every key at {} or more on some node, exactly{}\n",
+            c.nodes.len(),
+            c.nodes.join(", "),
+            c.threshold,
+            if c.complete {
+                ""
+            } else {
+                "; a node missed the exchange: its shares are missing"
+            }
+        ));
+    }
     for l in &table {
         let last = l.len() - 1;
         for (c, cell) in l.iter().enumerate() {
             // Numbers right-aligned, text left-aligned.
-            if c == 0 || c == last {
+            if c == 0 || c == value_col {
                 out.push_str(&format!("{cell:>w$}", w = widths[c]));
             } else {
                 out.push_str(&format!("{cell:<w$}", w = widths[c]));

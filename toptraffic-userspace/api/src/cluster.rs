@@ -1,8 +1,12 @@
 //! `GET /api/v1/cluster`: the nodes meeting in Redis, as this node sees them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+use crate::number::Number;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cluster {
     /// Exchanges with Redis, and those that failed or timed out.
     pub exchanges: u64,
@@ -17,7 +21,25 @@ pub struct Cluster {
     pub node: String,
     /// The Redis URLs, without passwords.
     pub redis: Vec<String>,
+    /// Each cluster rule's last exchanged interval.
+    pub rules: BTreeMap<String, ClusterExchange>,
     /// Whether Redis answered the last exchange: while false, cluster rules
     /// run on this node's counts alone.
     pub up: bool,
+}
+
+/// One rule's last exchange, as this node took part in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterExchange {
+    /// Bytes this node sent and received, and its round trips to Redis.
+    pub bytes: u64,
+    /// Keys that can reach the threshold: their values were exchanged.
+    pub candidates: u64,
+    /// Whether every live node took part in time.
+    pub complete: bool,
+    pub nodes: Vec<String>,
+    pub round_trips: u64,
+    /// T / N.
+    pub threshold: Number,
+    pub window_end: String,
 }

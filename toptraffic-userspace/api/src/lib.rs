@@ -14,11 +14,11 @@ mod status;
 mod top;
 
 pub use alerts::{AlertBlock, Alerts, KeyAlert};
-pub use cluster::Cluster;
+pub use cluster::{Cluster, ClusterExchange};
 pub use number::Number;
 pub use stats::{
     AlertBlockStats, KernelSetup, KernelStats, LastReload, LevelCounts, OverflowStats, Reloads,
     RuleStats, SinkStats, Stats,
 };
 pub use status::{ErrorAnswer, Health, Reloaded, Stalled};
-pub use top::{Top, TopQuery, TopRow, DEFAULT_LIMIT, MAX_LIMIT};
+pub use top::{ClusterTop, Top, TopQuery, TopRow, DEFAULT_LIMIT, MAX_LIMIT};

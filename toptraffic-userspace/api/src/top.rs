@@ -15,12 +15,15 @@ pub const MAX_LIMIT: usize = 100_000_000;
 
 const _: () = assert!(DEFAULT_LIMIT <= MAX_LIMIT);
 
-/// The query string: `?rule=NAME&limit=N`.
+/// The query string: `?rule=NAME&limit=N[&scope=cluster]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopQuery {
     pub rule: Option<String>,
     /// At most [`MAX_LIMIT`]; [`DEFAULT_LIMIT`] when absent.
     pub limit: Option<usize>,
+    /// `node` (the default: this node's window) or `cluster` (the values
+    /// the nodes exchanged, with `[cluster]`).
+    pub scope: Option<String>,
 }
 
 /// A rule's top keys over the window of the last closed interval.
@@ -29,6 +32,9 @@ pub struct Top {
     /// The name of the rule's value (its `as`).
     #[serde(rename = "as")]
     pub as_name: String,
+    /// With `scope=cluster`: how the values were exchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterTop>,
     /// The tags of a key, in order.
     pub group_by: Vec<String>,
     /// Keys with anything in the window (all of them, not only those listed).
@@ -51,9 +57,25 @@ pub struct TopRow {
     /// While approximate: the most the value may exceed the truth by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_bound: Option<Number>,
+    /// With `scope=cluster`: each node's share of the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shares: Option<BTreeMap<String, Number>>,
     /// Tag name to value.
     pub tags: BTreeMap<String, String>,
     pub value: Number,
+}
+
+/// How a cluster top's values came about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterTop {
+    /// Whether every live node took part (false: a node missed the
+    /// exchange's deadline and its shares are missing).
+    pub complete: bool,
+    /// The nodes whose values are in.
+    pub nodes: Vec<String>,
+    /// T / N: a key under it on every node cannot reach T and is not
+    /// listed; every key listed has its exact cluster value.
+    pub threshold: Number,
 }
 
 #[cfg(test)]
@@ -64,6 +86,7 @@ mod tests {
     fn writes_the_documented_json() {
         let top = Top {
             as_name: "totalCount".into(),
+            cluster: None,
             group_by: vec!["ip".into(), "id".into()],
             keys: 49087,
             period_s: Number(60.0),
@@ -71,6 +94,7 @@ mod tests {
             top: vec![TopRow {
                 approximate: false,
                 error_bound: None,
+                shares: None,
                 tags: [("ip", "10.0.0.1"), ("id", "42")]
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .into(),
