@@ -252,8 +252,38 @@ fn the_cluster_value_of_every_key_that_can_reach_the_threshold_is_exact() {
     // Each node's own view is still its own.
     let own = a.get("/api/v1/top?rule=top");
     assert_eq!(own["top"][0]["value"], 70, "{own}");
-    let c = cluster(&a);
-    eprintln!("exchange: {c}");
+    let before = cluster(&a)["rules"]["top"].clone();
+
+    // The traffic follows the candidates, not the keys: 3,000 more keys on
+    // each node, all under T / N, add nothing to an exchange.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for d in [&a, &b] {
+        for i in 0..3_000 {
+            let line = format!("combined,ip=10.9.{}.{},id=1 count=1", i / 256, i % 256);
+            sock.send_to(line.as_bytes(), d.udp).unwrap();
+        }
+    }
+    for d in [&a, &b] {
+        d.wait_stats(Duration::from_secs(10), "the small keys counted", |s| {
+            s["rules"][0]["keys"] == 3_003
+        });
+    }
+    let end = before["window_end"].clone();
+    wait_for(
+        "an exchange after the small keys",
+        Duration::from_secs(10),
+        || {
+            let r = &cluster(&a)["rules"]["top"];
+            r["window_end"] != end && a.stats()["rules"][0]["keys"] == 3_003
+        },
+    );
+    // Two more exchanges, so that one is wholly after the keys arrived.
+    std::thread::sleep(Duration::from_millis(1_200));
+    let after = cluster(&a)["rules"]["top"].clone();
+    assert_eq!(after["candidates"], 2, "{after}");
+    assert_eq!(after["complete"], true, "{after}");
+    assert_eq!(after["bytes"], before["bytes"], "{before} -> {after}");
+    eprintln!("exchange with 3 keys a node: {before}; with 3,003: {after}");
     assert!(a.terminate().success());
     assert!(b.terminate().success());
 }
