@@ -410,6 +410,20 @@ fn function_signatures_follow_kapacitor() {
         .contains("(duration), (int,duration), (float,duration), (string,duration)"));
 }
 
+/// Kapacitor's math is Go's (gomath.rs): `math.Log10(0.1)` is
+/// -0.9999999999999999, so this threshold does not fire at 18000 of
+/// 180000, though libm's log10 would say -1.
+#[test]
+fn math_follows_go_to_the_last_bit() {
+    let e = env(&[("totalCount", 18000.0)], &[]);
+    assert!(!holds(r#"log10("totalCount" / 180000.0) <= -1.0"#, &e));
+    assert!(holds(r#"log10("totalCount" / 180000.0) > -1.0"#, &e));
+    let e = env(&[("totalCount", 18001.0)], &[]);
+    assert!(!holds(r#"log10("totalCount" / 180000.0) <= -1.0"#, &e));
+    let e = env(&[("totalCount", 17999.0)], &[]);
+    assert!(holds(r#"log10("totalCount" / 180000.0) <= -1.0"#, &e));
+}
+
 #[test]
 fn math_functions() {
     let e = env(&[("totalCount", -2.5)], &[]);
