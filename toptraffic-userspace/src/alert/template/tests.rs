@@ -232,6 +232,44 @@ fn time_and_duration_print_and_have_their_methods() {
     assert_eq!(crate::goformat::rfc3339_nano(t), "2026-11-24T23:57:40.5Z");
 }
 
+/// fmt's verbs on a time.Time (print.go): handleMethods serves `%v %s %x
+/// %X %q` with String(); other verbs print the struct's unexported fields
+/// {wall ext loc} through reflection, `%#v` in Go syntax (Go 1.13's Time
+/// has no GoString). For Kapacitor's UTC point times wall is the
+/// nanosecond, ext the seconds since year 1 (1795564660 + 62135596800)
+/// and loc a nil pointer.
+#[test]
+fn printf_verbs_on_a_time_follow_go() {
+    let t = UNIX_EPOCH + Duration::new(TIME, 500_000_000);
+    let hex = "323032362d31312d32342032333a35373a34302e35202b3030303020555443";
+    for (verb, want) in [
+        ("%v", "2026-11-24 23:57:40.5 +0000 UTC".to_string()),
+        ("%s", "2026-11-24 23:57:40.5 +0000 UTC".to_string()),
+        ("%q", r#""2026-11-24 23:57:40.5 +0000 UTC""#.to_string()),
+        ("%x", hex.to_string()),
+        ("%X", hex.to_uppercase()),
+        ("%d", "{500000000 63931161460 0}".to_string()),
+        ("%+d", "{+500000000 +63931161460 +0}".to_string()),
+        ("%o", "{3563262400 734246015564 0}".to_string()),
+        (
+            "%#v",
+            "time.Time{wall:0x1dcd6500, ext:63931161460, loc:(*time.Location)(nil)}".to_string(),
+        ),
+        (
+            "%e",
+            "{%!e(uint64=500000000) %!e(int64=63931161460) %!e(*time.Location=<nil>)}".to_string(),
+        ),
+        (
+            "%c",
+            "{\u{FFFD} \u{FFFD} %!c(*time.Location=<nil>)}".to_string(),
+        ),
+    ] {
+        let src = format!("{{{{ printf {verb:?} .Time }}}}");
+        let got = render_at(&src, false, &fields(), t);
+        assert_eq!(got.as_deref(), Ok(want.as_str()), "{verb}");
+    }
+}
+
 #[test]
 fn a_time_before_1970_renders_as_go_renders_it() {
     let t = UNIX_EPOCH - Duration::from_millis(1_500);
