@@ -16,7 +16,19 @@ pub(super) enum St {
     Url,
     Srcset,
     Js,
+    JsDqStr,
+    JsSqStr,
+    JsRegexp,
     Css,
+}
+
+/// js.go's jsCtx: whether a `/` after this point starts a regexp or
+/// divides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum JsCtx {
+    Regexp,
+    DivOp,
+    Unknown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,6 +73,7 @@ pub(super) struct Ctx {
     pub(super) url_part: UrlPart,
     pub(super) attr: AttrKind,
     pub(super) element: Element,
+    pub(super) js_ctx: JsCtx,
 }
 
 impl Ctx {
@@ -70,6 +83,7 @@ impl Ctx {
         url_part: UrlPart::None,
         attr: AttrKind::None,
         element: Element::None,
+        js_ctx: JsCtx::Regexp,
     };
 
     pub(super) fn with_state(state: St, element: Element) -> Ctx {
@@ -96,6 +110,9 @@ impl fmt::Display for Ctx {
             St::Url => "stateURL",
             St::Srcset => "stateSrcset",
             St::Js => "stateJS",
+            St::JsDqStr => "stateJSDqStr",
+            St::JsSqStr => "stateJSSqStr",
+            St::JsRegexp => "stateJSRegexp",
             St::Css => "stateCSS",
         };
         let delim = match self.delim {
@@ -125,9 +142,11 @@ impl fmt::Display for Ctx {
             Element::Textarea => "elementTextarea",
             Element::Title => "elementTitle",
         };
-        write!(
-            f,
-            "{{{state} {delim} {url} jsCtxRegexp {attr} {element} <nil>}}"
-        )
+        let js = match self.js_ctx {
+            JsCtx::Regexp => "jsCtxRegexp",
+            JsCtx::DivOp => "jsCtxDivOp",
+            JsCtx::Unknown => "jsCtxUnknown",
+        };
+        write!(f, "{{{state} {delim} {url} {js} {attr} {element} <nil>}}")
     }
 }

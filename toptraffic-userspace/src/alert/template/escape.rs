@@ -5,14 +5,16 @@
 //! through text, and appends escaping functions to each action's pipeline.
 //! Supported: HTML text, tags and attribute names, quoted and unquoted
 //! attribute values (plain, URL, srcset), HTML comments, RCDATA (<title>,
-//! <textarea>). Actions inside JavaScript or CSS (<script>, <style>, on*
-//! and style attributes) are refused with an error rather than escaped
-//! differently from Go, and so is raw text there that holds a comment (Go
-//! strips those comments).
+//! <textarea>), and JavaScript in <script> and on* attributes: values,
+//! strings and regexp literals (js.go, transition.go's tJS and
+//! tJSDelimited). Actions inside CSS (<style> and style attributes) are
+//! refused with an error rather than escaped differently from Go, and so
+//! is raw text in JavaScript or CSS that holds a comment (Go strips those
+//! comments).
 
 use std::collections::HashMap;
 
-use super::context::{AttrKind, Ctx, Delim, St, UrlPart};
+use super::context::{AttrKind, Ctx, Delim, JsCtx, St, UrlPart};
 use super::error::{template_error, TemplateError};
 use super::node::{Arg, Branch, Cmd, Func, Node, Pipe, MAX_DEPTH};
 use super::strconv::go_quote;
@@ -45,6 +47,13 @@ fn join(a: Ctx, b: Ctx, pos: usize, node: &str) -> EResult<Ctx> {
     c.url_part = b.url_part;
     if c == b {
         c.url_part = UrlPart::Unknown;
+        return Ok(c);
+    }
+    let mut c = a;
+    c.js_ctx = b.js_ctx;
+    if c == b {
+        // Only what a `/` would mean differs: a later `/` is an error.
+        c.js_ctx = JsCtx::Unknown;
         return Ok(c);
     }
     let (na, nb) = (nudge(a), nudge(b));
@@ -323,7 +332,14 @@ fn escape_action(c: Ctx, pos: usize, pipe: &Pipe) -> EResult<(Ctx, Pipe)> {
                 ))
             }
         },
-        St::Js | St::Css => return unsupported(pos, "an action"),
+        St::Js => {
+            s.push(Func::JsValEscaper);
+            // A slash after a value divides.
+            c.js_ctx = JsCtx::DivOp;
+        }
+        St::JsDqStr | St::JsSqStr => s.push(Func::JsStrEscaper),
+        St::JsRegexp => s.push(Func::JsRegexpEscaper),
+        St::Css => return unsupported(pos, "an action"),
         St::Text => s.push(Func::HtmlEscaper),
         St::Rcdata => s.push(Func::RcdataEscaper),
         St::Attr => {}

@@ -24,6 +24,7 @@ mod escapers;
 mod exec;
 mod funcs;
 mod gofmt;
+mod js;
 mod json;
 mod lexer;
 mod methods;

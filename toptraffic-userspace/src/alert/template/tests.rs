@@ -462,13 +462,12 @@ fn html_templates_refuse_what_they_cannot_escape_like_go() {
 }
 
 #[test]
-fn html_actions_in_javascript_or_css_are_refused_not_misescaped() {
+fn html_actions_in_css_or_js_comments_are_refused_not_misescaped() {
     for src in [
-        "<script>var x = {{ .Name }};</script>",
         "<style>p { color: {{ .Level }} }</style>",
-        "<a onclick=\"f({{ .Name }})\">",
         "<p style=\"color: {{ .Level }}\">",
         "<script>/* a comment Go would strip */</script>",
+        "<script>x = 1; // {{ .Name }}</script>",
     ] {
         let e = Template::parse_html(src).expect_err(src);
         assert!(e.msg.contains("not supported"), "{src}: {e}");
@@ -478,6 +477,80 @@ fn html_actions_in_javascript_or_css_are_refused_not_misescaped() {
         render_html("<style>p { color: red }</style>{{ .Level }}").unwrap(),
         "<style>p { color: red }</style>WARNING"
     );
+}
+
+/// Actions in <script> and on* attributes, escaped as html/template's
+/// js.go does: a value becomes JSON padded with spaces where it could run
+/// into a name (jsValEscaper), inside quotes the JS string escapes with
+/// HTML specials in hex (jsStrEscaper), inside a regexp literal its
+/// specials too (jsRegexpEscaper); in an attribute the HTML escaper
+/// follows. transition.go's tJS decides between regexp and division.
+#[test]
+fn html_actions_in_javascript_escape_as_go() {
+    let msg = r"Observed \x3cb\x3e\x22x\x22\x3c\/b\x3e \x26 \x27y\x27 \x2b1";
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "<script>var x = {{ .Name }};</script>",
+            r#"<script>var x = "combined";</script>"#.into(),
+        ),
+        (
+            "<script>var n = {{ .Fields.totalCount }}/2;</script>",
+            "<script>var n =  18630 /2;</script>".into(),
+        ),
+        (
+            "<script>var s = '{{ .Message }}';</script>",
+            format!("<script>var s = '{msg}';</script>"),
+        ),
+        (
+            r#"<script>var s = "{{ .Tags.ip }}", re = /^{{ .Tags.ip }}$/;</script>"#,
+            r#"<script>var s = "192.0.2.2", re = /^192\.0\.2\.2$/;</script>"#.into(),
+        ),
+        (
+            "<script>var t = {{ .Time }}, d = {{ .Duration }};</script>",
+            r#"<script>var t = "2026-11-24T23:57:40Z", d = "1m30s";</script>"#.into(),
+        ),
+        (
+            "<script>var m = {{ .Message }};</script>",
+            r#"<script>var m = "Observed \u003cb\u003e\"x\"\u003c/b\u003e \u0026 'y' +1";</script>"#
+                .into(),
+        ),
+        (
+            "<script>var a = {{ if .Name }}{{ .Name }}{{ else }}x{{ end }} / 2;</script>",
+            r#"<script>var a = "combined" / 2;</script>"#.into(),
+        ),
+        (
+            r#"<a onclick="f({{ .Name }})">x</a>"#,
+            r#"<a onclick="f(&#34;combined&#34;)">x</a>"#.into(),
+        ),
+        (
+            r#"<a onclick='alert("{{ .Message }}")'>x</a>"#,
+            format!(r#"<a onclick='alert("{msg}")'>x</a>"#),
+        ),
+        (
+            r#"<a onclick="alert(&quot;{{ .Level }}&quot;)">x</a>"#,
+            r#"<a onclick="alert(&quot;WARNING&quot;)">x</a>"#.into(),
+        ),
+    ];
+    for (src, want) in cases {
+        assert_eq!(render_html(src).as_deref(), Ok(want.as_str()), "{src}");
+    }
+    for (src, msg) in [
+        (
+            "<script>{{ if .Name }}a = 1{{ else }}b = {{ end }}/x/</script>",
+            r#"'/' could start a division or regexp: "/x/""#,
+        ),
+        (
+            r#"<script>var s = "a\{{ .Name }}";</script>"#,
+            r#"unfinished escape sequence in JS string: "a\\""#,
+        ),
+        (
+            "<script>var r = /[{{ .Name }}]/;</script>",
+            r#"unfinished JS regexp charset: "["#,
+        ),
+    ] {
+        let e = Template::parse_html(src).expect_err(src);
+        assert!(e.msg.contains(msg), "{src}: {e}");
+    }
 }
 
 // --- Robustness ---

@@ -2,7 +2,7 @@
 //! html/template/transition.go, attr.go (attrType) and escape.go
 //! (contextAfterText).
 
-use super::context::{AttrKind, Ctx, Delim, Element, St, UrlPart};
+use super::context::{AttrKind, Ctx, Delim, Element, JsCtx, St, UrlPart};
 use super::strconv::go_quote;
 
 pub(super) type EResult<T> = Result<T, (usize, String)>;
@@ -10,7 +10,16 @@ pub(super) type EResult<T> = Result<T, (usize, String)>;
 pub(super) fn unsupported<T>(pos: usize, what: &str) -> EResult<T> {
     Err((
         pos,
-        format!("{what} inside JavaScript or CSS (<script>, <style>, on* or style attributes) is not supported"),
+        format!("{what} inside CSS (<style> or style attributes) is not supported"),
+    ))
+}
+
+/// A JavaScript comment: Go strips them from the template's text, which
+/// is not reproduced, so they are refused.
+fn js_comment<T>(pos: usize) -> EResult<T> {
+    Err((
+        pos,
+        "a comment inside JavaScript (<script> or on* attributes) is not supported".to_string(),
     ))
 }
 
@@ -278,7 +287,11 @@ fn transition(mut c: Ctx, s: &[u8], pos: usize) -> EResult<(Ctx, usize)> {
             }
             (c, s.len())
         }
-        St::Js | St::Css => {
+        St::Js => t_js(c, s, pos)?,
+        St::JsDqStr | St::JsSqStr | St::JsRegexp => {
+            t_js_delimited(c, s).map_err(|(_, m)| (pos, m))?
+        }
+        St::Css => {
             // Text that Go would not alter: no comment to strip.
             if find(s, b"/*").is_some() || find(s, b"//").is_some() || find(s, b"<!--").is_some() {
                 return unsupported(pos, "a comment");
@@ -286,6 +299,137 @@ fn transition(mut c: Ctx, s: &[u8], pos: usize) -> EResult<(Ctx, usize)> {
             (c, s.len())
         }
     })
+}
+
+/// transition.go, tJS: JavaScript outside strings, up to the next quote
+/// or slash, keeping track of what a slash would mean.
+fn t_js(mut c: Ctx, s: &[u8], pos: usize) -> EResult<(Ctx, usize)> {
+    let Some(i) = s.iter().position(|b| b"\"'/".contains(b)) else {
+        c.js_ctx = next_js_ctx(s, c.js_ctx);
+        return Ok((c, s.len()));
+    };
+    c.js_ctx = next_js_ctx(&s[..i], c.js_ctx);
+    match s[i] {
+        b'"' => (c.state, c.js_ctx) = (St::JsDqStr, JsCtx::Regexp),
+        b'\'' => (c.state, c.js_ctx) = (St::JsSqStr, JsCtx::Regexp),
+        _ => match (s.get(i + 1), c.js_ctx) {
+            (Some(b'/' | b'*'), _) => return js_comment(pos + i),
+            (_, JsCtx::Regexp) => c.state = St::JsRegexp,
+            (_, JsCtx::DivOp) => c.js_ctx = JsCtx::Regexp,
+            (_, JsCtx::Unknown) => {
+                let rest = String::from_utf8_lossy(&s[i..]);
+                return Err((
+                    pos,
+                    format!(
+                        "'/' could start a division or regexp: {}",
+                        go_quote_prec(&rest, 32)
+                    ),
+                ));
+            }
+        },
+    }
+    Ok((c, i + 1))
+}
+
+/// transition.go, tJSDelimited: inside a JS string or regexp literal, up to
+/// its unescaped end (a regexp's `/` does not end it inside `[...]`).
+fn t_js_delimited(mut c: Ctx, s: &[u8]) -> EResult<(Ctx, usize)> {
+    let specials: &[u8] = match c.state {
+        St::JsSqStr => b"\\'",
+        St::JsRegexp => b"\\/[]",
+        _ => b"\\\"",
+    };
+    let (mut k, mut in_charset) = (0, false);
+    while let Some(j) = s[k..].iter().position(|b| specials.contains(b)) {
+        let mut i = k + j;
+        match s[i] {
+            b'\\' => {
+                i += 1;
+                if i == s.len() {
+                    let q = go_quote(&String::from_utf8_lossy(s), false);
+                    return Err((0, format!("unfinished escape sequence in JS string: {q}")));
+                }
+            }
+            b'[' => in_charset = true,
+            b']' => in_charset = false,
+            _ if !in_charset => {
+                c.state = St::Js;
+                c.js_ctx = JsCtx::DivOp;
+                return Ok((c, i + 1));
+            }
+            _ => {}
+        }
+        k = i + 1;
+    }
+    if in_charset {
+        let q = go_quote(&String::from_utf8_lossy(s), false);
+        return Err((0, format!("unfinished JS regexp charset: {q}")));
+    }
+    Ok((c, s.len()))
+}
+
+/// js.go, nextJSCtx: whether a `/` after `s` would start a regexp or a
+/// division, by the last token of `s`.
+fn next_js_ctx(s: &[u8], preceding: JsCtx) -> JsCtx {
+    // bytes.TrimRight with "\t\n\f\r \u2028\u2029".
+    let mut s = s;
+    loop {
+        if let Some((&last, rest)) = s.split_last() {
+            if b"\t\n\x0c\r ".contains(&last) {
+                s = rest;
+                continue;
+            }
+        }
+        if s.ends_with("\u{2028}".as_bytes()) || s.ends_with("\u{2029}".as_bytes()) {
+            s = &s[..s.len() - 3];
+            continue;
+        }
+        break;
+    }
+    let Some(&c) = s.last() else {
+        return preceding;
+    };
+    let n = s.len();
+    match c {
+        b'+' | b'-' => {
+            // "++" and "--" end operands; an odd run ends with a + or -.
+            let run = s.iter().rev().take_while(|&&b| b == c).count();
+            if run % 2 == 1 {
+                JsCtx::Regexp
+            } else {
+                JsCtx::DivOp
+            }
+        }
+        // "42." is a number.
+        b'.' if n != 1 && s[n - 2].is_ascii_digit() => JsCtx::DivOp,
+        b'.' => JsCtx::Regexp,
+        b',' | b'<' | b'>' | b'=' | b'*' | b'%' | b'&' | b'|' | b'^' | b'?' | b'!' | b'~'
+        | b'(' | b'[' | b':' | b';' | b'{' | b'}' => JsCtx::Regexp,
+        _ => {
+            let j = s
+                .iter()
+                .rposition(|&b| !is_js_ident_part(b))
+                .map_or(0, |j| j + 1);
+            match &s[j..] {
+                b"break" | b"case" | b"continue" | b"delete" | b"do" | b"else" | b"finally"
+                | b"in" | b"instanceof" | b"return" | b"throw" | b"try" | b"typeof" | b"void" => {
+                    JsCtx::Regexp
+                }
+                _ => JsCtx::DivOp,
+            }
+        }
+    }
+}
+
+/// js.go, isJSIdentPart: ASCII letters, digits, `$` and `_`.
+pub(super) fn is_js_ident_part(b: u8) -> bool {
+    b == b'$' || b == b'_' || b.is_ascii_alphanumeric()
+}
+
+/// fmt's `%.32q`: the string cut to 32 runes, then quoted.
+fn go_quote_prec(s: &str, n: usize) -> String {
+    let cut = s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i]);
+    go_quote(cut, false)
 }
 
 fn find(s: &[u8], pat: &[u8]) -> Option<usize> {
@@ -382,7 +526,7 @@ pub(super) fn context_after_text(c: Ctx, s: &[u8], pos: usize) -> EResult<(Ctx, 
     }
     if i == s.len() {
         // The value goes on past this text: track its content, decoded.
-        if matches!(c.state, St::Js | St::Css) {
+        if c.state == St::Css {
             return unsupported(pos, "a template action or branch");
         }
         let u = html_unescape(&String::from_utf8_lossy(s));
