@@ -19,6 +19,8 @@ pub(super) enum St {
     JsDqStr,
     JsSqStr,
     JsRegexp,
+    JsBlockCmt,
+    JsLineCmt,
     Css,
 }
 
@@ -76,6 +78,14 @@ pub(super) struct Ctx {
     pub(super) js_ctx: JsCtx,
 }
 
+impl St {
+    /// context.go, isComment: text for the template's authors, which Go
+    /// leaves out of the output.
+    pub(super) fn is_comment(self) -> bool {
+        matches!(self, St::HtmlCmt | St::JsBlockCmt | St::JsLineCmt)
+    }
+}
+
 impl Ctx {
     pub(super) const TEXT: Ctx = Ctx {
         state: St::Text,
@@ -113,6 +123,8 @@ impl fmt::Display for Ctx {
             St::JsDqStr => "stateJSDqStr",
             St::JsSqStr => "stateJSSqStr",
             St::JsRegexp => "stateJSRegexp",
+            St::JsBlockCmt => "stateJSBlockCmt",
+            St::JsLineCmt => "stateJSLineCmt",
             St::Css => "stateCSS",
         };
         let delim = match self.delim {

@@ -7,10 +7,10 @@
 //! attribute values (plain, URL, srcset), HTML comments, RCDATA (<title>,
 //! <textarea>), and JavaScript in <script> and on* attributes: values,
 //! strings and regexp literals (js.go, transition.go's tJS and
-//! tJSDelimited). Actions inside CSS (<style> and style attributes) are
-//! refused with an error rather than escaped differently from Go, and so
-//! is raw text in JavaScript or CSS that holds a comment (Go strips those
-//! comments).
+//! tJSDelimited), whose comments Go strips from <script> text. Actions
+//! inside CSS (<style> and style attributes) are refused with an error
+//! rather than escaped differently from Go, and so is raw CSS text that
+//! holds a comment (Go strips those too).
 
 use std::collections::HashMap;
 
@@ -277,12 +277,23 @@ fn escape_text(mut c: Ctx, pos: usize, text: &str) -> EResult<(Ctx, String)> {
                     written = j + 1;
                 }
             }
-        } else if c.state == St::HtmlCmt && c.delim == Delim::None {
+        } else if c.state.is_comment() && c.delim == Delim::None {
+            // A block comment is whitespace, a line break if it holds one
+            // (ES5 7.4).
+            if c.state == St::JsBlockCmt {
+                let body = &text[written..i1];
+                b.push(if body.contains(['\n', '\r', '\u{2028}', '\u{2029}']) {
+                    '\n'
+                } else {
+                    ' '
+                });
+            }
             written = i1;
         }
-        if c.state != c1.state && c1.state == St::HtmlCmt && c1.delim == Delim::None {
-            // Keep what precedes "<!--".
-            b.push_str(&text[written..i1 - 4]);
+        if c.state != c1.state && c1.state.is_comment() && c1.delim == Delim::None {
+            // Keep what precedes "<!--", "/*" or "//".
+            let opener = if c1.state == St::HtmlCmt { 4 } else { 2 };
+            b.push_str(&text[written..i1 - opener]);
             written = i1;
         }
         c = c1;
@@ -291,7 +302,7 @@ fn escape_text(mut c: Ctx, pos: usize, text: &str) -> EResult<(Ctx, String)> {
     if written == 0 {
         return Ok((c, text.to_string()));
     }
-    if c.state != St::HtmlCmt || c.delim != Delim::None {
+    if !c.state.is_comment() || c.delim != Delim::None {
         b.push_str(&text[written..]);
     }
     Ok((c, b))
@@ -348,7 +359,7 @@ fn escape_action(c: Ctx, pos: usize, pipe: &Pipe) -> EResult<(Ctx, Pipe)> {
             s.push(Func::HtmlNameFilter);
         }
         St::Srcset => s.push(Func::SrcsetEscaper),
-        St::HtmlCmt => s.push(Func::CommentEscaper),
+        St::HtmlCmt | St::JsBlockCmt | St::JsLineCmt => s.push(Func::CommentEscaper),
         St::AfterName | St::BeforeValue => unreachable!("nudged"),
     }
     match c.delim {

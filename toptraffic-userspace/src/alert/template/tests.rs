@@ -462,12 +462,11 @@ fn html_templates_refuse_what_they_cannot_escape_like_go() {
 }
 
 #[test]
-fn html_actions_in_css_or_js_comments_are_refused_not_misescaped() {
+fn html_actions_in_css_are_refused_not_misescaped() {
     for src in [
         "<style>p { color: {{ .Level }} }</style>",
         "<p style=\"color: {{ .Level }}\">",
-        "<script>/* a comment Go would strip */</script>",
-        "<script>x = 1; // {{ .Name }}</script>",
+        "<style>/* a comment Go would strip */</style>",
     ] {
         let e = Template::parse_html(src).expect_err(src);
         assert!(e.msg.contains("not supported"), "{src}: {e}");
@@ -529,6 +528,30 @@ fn html_actions_in_javascript_escape_as_go() {
         (
             r#"<a onclick="alert(&quot;{{ .Level }}&quot;)">x</a>"#,
             r#"<a onclick="alert(&quot;WARNING&quot;)">x</a>"#.into(),
+        ),
+        // Comments in <script> text go (escapeText): a block comment
+        // becomes a space, or a line break if it spans lines; an action
+        // inside one prints nothing (commentEscaper).
+        (
+            "<script>var a = 1; /* note */ var b = {{ .Name }};</script>",
+            r#"<script>var a = 1;   var b = "combined";</script>"#.into(),
+        ),
+        (
+            "<script>a = 1;/* two\nlines */b = 2;</script>",
+            "<script>a = 1;\nb = 2;</script>".into(),
+        ),
+        (
+            "<script>var a = 1; // {{ .Name }}\nvar b = 2;</script>",
+            "<script>var a = 1; \nvar b = 2;</script>".into(),
+        ),
+        (
+            "<script>/* {{ .Name }} */x</script>",
+            "<script>  x</script>".into(),
+        ),
+        // In an attribute the comment stays; the action in it is empty.
+        (
+            r#"<a onclick="f() /* {{ .Name }} */">x</a>"#,
+            r#"<a onclick="f() /*  */">x</a>"#.into(),
         ),
     ];
     for (src, want) in cases {

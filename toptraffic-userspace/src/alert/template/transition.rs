@@ -14,15 +14,6 @@ pub(super) fn unsupported<T>(pos: usize, what: &str) -> EResult<T> {
     ))
 }
 
-/// A JavaScript comment: Go strips them from the template's text, which
-/// is not reproduced, so they are refused.
-fn js_comment<T>(pos: usize) -> EResult<T> {
-    Err((
-        pos,
-        "a comment inside JavaScript (<script> or on* attributes) is not supported".to_string(),
-    ))
-}
-
 pub(super) fn is_html_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0c | b'\r')
 }
@@ -291,6 +282,19 @@ fn transition(mut c: Ctx, s: &[u8], pos: usize) -> EResult<(Ctx, usize)> {
         St::JsDqStr | St::JsSqStr | St::JsRegexp => {
             t_js_delimited(c, s).map_err(|(_, m)| (pos, m))?
         }
+        // tBlockCmt: up to and past `*/`.
+        St::JsBlockCmt => match find(s, b"*/") {
+            Some(i) => (Ctx { state: St::Js, ..c }, i + 2),
+            None => (c, s.len()),
+        },
+        // tLineCmt: up to the line terminator, which is JavaScript again.
+        St::JsLineCmt => {
+            let text = String::from_utf8_lossy(s);
+            match text.find(['\n', '\r', '\u{2028}', '\u{2029}']) {
+                Some(i) => (Ctx { state: St::Js, ..c }, i),
+                None => (c, s.len()),
+            }
+        }
         St::Css => {
             // Text that Go would not alter: no comment to strip.
             if find(s, b"/*").is_some() || find(s, b"//").is_some() || find(s, b"<!--").is_some() {
@@ -313,7 +317,14 @@ fn t_js(mut c: Ctx, s: &[u8], pos: usize) -> EResult<(Ctx, usize)> {
         b'"' => (c.state, c.js_ctx) = (St::JsDqStr, JsCtx::Regexp),
         b'\'' => (c.state, c.js_ctx) = (St::JsSqStr, JsCtx::Regexp),
         _ => match (s.get(i + 1), c.js_ctx) {
-            (Some(b'/' | b'*'), _) => return js_comment(pos + i),
+            (Some(b'/'), _) => {
+                c.state = St::JsLineCmt;
+                return Ok((c, i + 2));
+            }
+            (Some(b'*'), _) => {
+                c.state = St::JsBlockCmt;
+                return Ok((c, i + 2));
+            }
             (_, JsCtx::Regexp) => c.state = St::JsRegexp,
             (_, JsCtx::DivOp) => c.js_ctx = JsCtx::Regexp,
             (_, JsCtx::Unknown) => {
