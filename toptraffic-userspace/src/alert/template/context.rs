@@ -22,6 +22,13 @@ pub(super) enum St {
     JsBlockCmt,
     JsLineCmt,
     Css,
+    CssDqStr,
+    CssSqStr,
+    CssDqUrl,
+    CssSqUrl,
+    CssUrl,
+    CssBlockCmt,
+    CssLineCmt,
 }
 
 /// js.go's jsCtx: whether a `/` after this point starts a regexp or
@@ -82,7 +89,10 @@ impl St {
     /// context.go, isComment: text for the template's authors, which Go
     /// leaves out of the output.
     pub(super) fn is_comment(self) -> bool {
-        matches!(self, St::HtmlCmt | St::JsBlockCmt | St::JsLineCmt)
+        matches!(
+            self,
+            St::HtmlCmt | St::JsBlockCmt | St::JsLineCmt | St::CssBlockCmt | St::CssLineCmt
+        )
     }
 }
 
@@ -126,6 +136,13 @@ impl fmt::Display for Ctx {
             St::JsBlockCmt => "stateJSBlockCmt",
             St::JsLineCmt => "stateJSLineCmt",
             St::Css => "stateCSS",
+            St::CssDqStr => "stateCSSDqStr",
+            St::CssSqStr => "stateCSSSqStr",
+            St::CssDqUrl => "stateCSSDqURL",
+            St::CssSqUrl => "stateCSSSqURL",
+            St::CssUrl => "stateCSSURL",
+            St::CssBlockCmt => "stateCSSBlockCmt",
+            St::CssLineCmt => "stateCSSLineCmt",
         };
         let delim = match self.delim {
             Delim::None => "delimNone",

@@ -7,10 +7,9 @@
 //! attribute values (plain, URL, srcset), HTML comments, RCDATA (<title>,
 //! <textarea>), and JavaScript in <script> and on* attributes: values,
 //! strings and regexp literals (js.go, transition.go's tJS and
-//! tJSDelimited), whose comments Go strips from <script> text. Actions
-//! inside CSS (<style> and style attributes) are refused with an error
-//! rather than escaped differently from Go, and so is raw CSS text that
-//! holds a comment (Go strips those too).
+//! tJSDelimited), and CSS in <style> and style attributes: values,
+//! strings and `url(...)` (css.go, tCSS and tCSSStr). Comments in
+//! <script> and <style> text are stripped as Go strips them.
 
 use std::collections::HashMap;
 
@@ -18,7 +17,7 @@ use super::context::{AttrKind, Ctx, Delim, JsCtx, St, UrlPart};
 use super::error::{template_error, TemplateError};
 use super::node::{Arg, Branch, Cmd, Func, Node, Pipe, MAX_DEPTH};
 use super::strconv::go_quote;
-use super::transition::{attr_start_state, context_after_text, unsupported, EResult};
+use super::transition::{attr_start_state, context_after_text, EResult};
 
 /// escape.go, nudge: the context an action in a tag really is in.
 fn nudge(mut c: Ctx) -> Ctx {
@@ -287,6 +286,8 @@ fn escape_text(mut c: Ctx, pos: usize, text: &str) -> EResult<(Ctx, String)> {
                 } else {
                     ' '
                 });
+            } else if c.state == St::CssBlockCmt {
+                b.push(' ');
             }
             written = i1;
         }
@@ -331,18 +332,26 @@ fn escape_action(c: Ctx, pos: usize, pipe: &Pipe) -> EResult<(Ctx, Pipe)> {
         }
     }
     let mut s = Vec::with_capacity(3);
+    // In a CSS string the URL is escaped for CSS.
+    let normalizer = if matches!(c.state, St::CssDqStr | St::CssSqStr) {
+        Func::CssEscaper
+    } else {
+        Func::UrlNormalizer
+    };
     match c.state {
-        St::Url => match c.url_part {
-            UrlPart::None => s.extend([Func::UrlFilter, Func::UrlNormalizer]),
-            UrlPart::PreQuery => s.push(Func::UrlNormalizer),
-            UrlPart::QueryOrFrag => s.push(Func::UrlEscaper),
-            UrlPart::Unknown => {
-                return Err((
-                    pos,
-                    format!("{{{{{pipe}}}}} appears in an ambiguous context within a URL"),
-                ))
+        St::Url | St::CssDqStr | St::CssSqStr | St::CssDqUrl | St::CssSqUrl | St::CssUrl => {
+            match c.url_part {
+                UrlPart::None => s.extend([Func::UrlFilter, normalizer]),
+                UrlPart::PreQuery => s.push(normalizer),
+                UrlPart::QueryOrFrag => s.push(Func::UrlEscaper),
+                UrlPart::Unknown => {
+                    return Err((
+                        pos,
+                        format!("{{{{{pipe}}}}} appears in an ambiguous context within a URL"),
+                    ))
+                }
             }
-        },
+        }
         St::Js => {
             s.push(Func::JsValEscaper);
             // A slash after a value divides.
@@ -350,7 +359,7 @@ fn escape_action(c: Ctx, pos: usize, pipe: &Pipe) -> EResult<(Ctx, Pipe)> {
         }
         St::JsDqStr | St::JsSqStr => s.push(Func::JsStrEscaper),
         St::JsRegexp => s.push(Func::JsRegexpEscaper),
-        St::Css => return unsupported(pos, "an action"),
+        St::Css => s.push(Func::CssValueFilter),
         St::Text => s.push(Func::HtmlEscaper),
         St::Rcdata => s.push(Func::RcdataEscaper),
         St::Attr => {}
@@ -359,7 +368,9 @@ fn escape_action(c: Ctx, pos: usize, pipe: &Pipe) -> EResult<(Ctx, Pipe)> {
             s.push(Func::HtmlNameFilter);
         }
         St::Srcset => s.push(Func::SrcsetEscaper),
-        St::HtmlCmt | St::JsBlockCmt | St::JsLineCmt => s.push(Func::CommentEscaper),
+        St::HtmlCmt | St::JsBlockCmt | St::JsLineCmt | St::CssBlockCmt | St::CssLineCmt => {
+            s.push(Func::CommentEscaper)
+        }
         St::AfterName | St::BeforeValue => unreachable!("nudged"),
     }
     match c.delim {

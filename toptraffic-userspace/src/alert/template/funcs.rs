@@ -2,8 +2,9 @@
 //! (alert.go) and html/template's escapers, called by name.
 
 use super::escapers::{
-    html_escape_string, html_name_filter, html_replace, is_safe_url, js_escape_string, process_url,
-    query_escape, srcset_escape, FILTER_FAILSAFE, HTML_TABLE, NOSPACE_TABLE,
+    css_escaper, css_value_filter, html_escape_string, html_name_filter, html_replace, is_safe_url,
+    js_escape_string, process_url, query_escape, srcset_escape, FILTER_FAILSAFE, HTML_TABLE,
+    NOSPACE_TABLE,
 };
 use super::gofmt::{sprint, sprintf, Printer};
 use super::js::{js_regexp_escaper, js_str_escaper, js_val_escaper};
@@ -84,6 +85,8 @@ pub(super) fn call_builtin(f: Func, mut a: Vec<Value>) -> Result<Value, String> 
         Func::NospaceEscaper => Value::Str(html_replace(&stringify(&a), NOSPACE_TABLE, false)),
         Func::CommentEscaper => Value::Str(String::new()),
         Func::HtmlNameFilter => Value::Str(html_name_filter(&stringify(&a))),
+        Func::CssEscaper => Value::Str(css_escaper(&stringify(&a))),
+        Func::CssValueFilter => Value::Str(css_value_filter(&stringify(&a))),
         Func::JsValEscaper => Value::Str(match a.as_slice() {
             [v] => js_val_escaper(v),
             // Several arguments are printed together, then marshalled.

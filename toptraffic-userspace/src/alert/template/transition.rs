@@ -7,13 +7,6 @@ use super::strconv::go_quote;
 
 pub(super) type EResult<T> = Result<T, (usize, String)>;
 
-pub(super) fn unsupported<T>(pos: usize, what: &str) -> EResult<T> {
-    Err((
-        pos,
-        format!("{what} inside CSS (<style> or style attributes) is not supported"),
-    ))
-}
-
 pub(super) fn is_html_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0c | b'\r')
 }
@@ -270,39 +263,208 @@ fn transition(mut c: Ctx, s: &[u8], pos: usize) -> EResult<(Ctx, usize)> {
         // tSpecialTagEnd already cut the text at the end tag.
         St::Rcdata => (c, s.len()),
         St::Attr => (c, s.len()),
-        St::Url | St::Srcset => {
-            if s.iter().any(|&b| b == b'#' || b == b'?') {
-                c.url_part = UrlPart::QueryOrFrag;
-            } else if s.len() != eat_white_space(s, 0) && c.url_part == UrlPart::None {
-                c.url_part = UrlPart::PreQuery;
-            }
-            (c, s.len())
-        }
+        St::Url | St::Srcset => (t_url(c, s), s.len()),
         St::Js => t_js(c, s, pos)?,
         St::JsDqStr | St::JsSqStr | St::JsRegexp => {
             t_js_delimited(c, s).map_err(|(_, m)| (pos, m))?
         }
         // tBlockCmt: up to and past `*/`.
-        St::JsBlockCmt => match find(s, b"*/") {
-            Some(i) => (Ctx { state: St::Js, ..c }, i + 2),
+        St::JsBlockCmt | St::CssBlockCmt => match find(s, b"*/") {
+            Some(i) => {
+                c.state = if c.state == St::JsBlockCmt {
+                    St::Js
+                } else {
+                    St::Css
+                };
+                (c, i + 2)
+            }
             None => (c, s.len()),
         },
-        // tLineCmt: up to the line terminator, which is JavaScript again.
-        St::JsLineCmt => {
+        // tLineCmt: up to the line terminator, which is code again.
+        St::JsLineCmt | St::CssLineCmt => {
             let text = String::from_utf8_lossy(s);
-            match text.find(['\n', '\r', '\u{2028}', '\u{2029}']) {
-                Some(i) => (Ctx { state: St::Js, ..c }, i),
+            let (ends, state): (&[char], St) = if c.state == St::JsLineCmt {
+                (&['\n', '\r', '\u{2028}', '\u{2029}'], St::Js)
+            } else {
+                (&['\n', '\x0c', '\r'], St::Css)
+            };
+            match text.find(ends) {
+                Some(i) => (Ctx { state, ..c }, i),
                 None => (c, s.len()),
             }
         }
-        St::Css => {
-            // Text that Go would not alter: no comment to strip.
-            if find(s, b"/*").is_some() || find(s, b"//").is_some() || find(s, b"<!--").is_some() {
-                return unsupported(pos, "a comment");
-            }
-            (c, s.len())
+        St::Css => t_css(c, s),
+        St::CssDqStr | St::CssSqStr | St::CssDqUrl | St::CssSqUrl | St::CssUrl => {
+            t_css_str(c, s).map_err(|(_, m)| (pos, m))?
         }
     })
+}
+
+/// transition.go, tURL: a `#` or `?` starts the query or fragment,
+/// anything else not space the part before.
+fn t_url(mut c: Ctx, s: &[u8]) -> Ctx {
+    if s.iter().any(|&b| b == b'#' || b == b'?') {
+        c.url_part = UrlPart::QueryOrFrag;
+    } else if s.len() != eat_white_space(s, 0) && c.url_part == UrlPart::None {
+        c.url_part = UrlPart::PreQuery;
+    }
+    c
+}
+
+/// transition.go, tCSS: CSS up to a string, a `url(` or a comment.
+fn t_css(mut c: Ctx, s: &[u8]) -> (Ctx, usize) {
+    const WS: &[u8] = b"\t\n\x0c\r ";
+    let mut k = 0;
+    while let Some(j) = s[k..].iter().position(|b| b"(\"'/".contains(b)) {
+        let i = k + j;
+        match s[i] {
+            b'(' => {
+                let p = &s[..s[..i]
+                    .iter()
+                    .rposition(|b| !WS.contains(b))
+                    .map_or(0, |p| p + 1)];
+                if ends_with_css_keyword(p, b"url") {
+                    let mut j = i + 1 + s[i + 1..].iter().take_while(|b| WS.contains(b)).count();
+                    c.state = match s.get(j) {
+                        Some(b'"') => {
+                            j += 1;
+                            St::CssDqUrl
+                        }
+                        Some(b'\'') => {
+                            j += 1;
+                            St::CssSqUrl
+                        }
+                        _ => St::CssUrl,
+                    };
+                    return (c, j);
+                }
+            }
+            b'/' => match s.get(i + 1) {
+                Some(b'/') => {
+                    c.state = St::CssLineCmt;
+                    return (c, i + 2);
+                }
+                Some(b'*') => {
+                    c.state = St::CssBlockCmt;
+                    return (c, i + 2);
+                }
+                _ => {}
+            },
+            b'"' => {
+                c.state = St::CssDqStr;
+                return (c, i + 1);
+            }
+            _ => {
+                c.state = St::CssSqStr;
+                return (c, i + 1);
+            }
+        }
+        k = i + 1;
+    }
+    (c, s.len())
+}
+
+/// css.go, endsWithCSSKeyword: `b` ends with the identifier `kw`, any case.
+fn ends_with_css_keyword(b: &[u8], kw: &[u8]) -> bool {
+    let Some(i) = b.len().checked_sub(kw.len()) else {
+        return false;
+    };
+    if i != 0 {
+        let before = String::from_utf8_lossy(&b[..i]);
+        if before.chars().next_back().is_some_and(is_css_nmchar) {
+            return false;
+        }
+    }
+    b[i..].eq_ignore_ascii_case(kw)
+}
+
+/// css.go, isCSSNmchar.
+pub(super) fn is_css_nmchar(r: char) -> bool {
+    let r = r as u32;
+    matches!(r, 0x61..=0x7a | 0x41..=0x5a | 0x30..=0x39 | 0x2d | 0x5f | 0x80..=0xd7ff | 0xe000..=0xfffd | 0x10000..=0x10ffff)
+}
+
+/// transition.go, tCSSStr: inside a CSS string or `url(...)`, tracking the
+/// URL part through its decoded text up to the closing delimiter.
+fn t_css_str(mut c: Ctx, s: &[u8]) -> EResult<(Ctx, usize)> {
+    let ends: &[u8] = match c.state {
+        St::CssDqStr | St::CssDqUrl => b"\\\"",
+        St::CssSqStr | St::CssSqUrl => b"\\'",
+        _ => b"\\\t\n\x0c\r )",
+    };
+    let mut k = 0;
+    loop {
+        let Some(j) = s[k..].iter().position(|b| ends.contains(b)) else {
+            let c = t_url(c, &decode_css(&s[k..]));
+            return Ok((c, s.len()));
+        };
+        let mut i = k + j;
+        if s[i] == b'\\' {
+            i += 1;
+            if i == s.len() {
+                let q = go_quote(&String::from_utf8_lossy(s), false);
+                return Err((0, format!("unfinished escape sequence in CSS string: {q}")));
+            }
+        } else {
+            c.state = St::Css;
+            return Ok((c, i + 1));
+        }
+        c = t_url(c, &decode_css(&s[..=i]));
+        k = i + 1;
+    }
+}
+
+/// css.go, decodeCSS: CSS escapes (`\\` and a character, or one to six hex
+/// digits and an optional space) decoded.
+pub(super) fn decode_css(s: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(s.len());
+    let mut s = s;
+    while !s.is_empty() {
+        let i = s.iter().position(|&x| x == b'\\').unwrap_or(s.len());
+        b.extend_from_slice(&s[..i]);
+        s = &s[i..];
+        if s.len() < 2 {
+            break;
+        }
+        if s[1].is_ascii_hexdigit() {
+            let mut j = 2;
+            while j < s.len() && j < 7 && s[j].is_ascii_hexdigit() {
+                j += 1;
+            }
+            let mut r = s[1..j].iter().fold(0u32, |n, &d| {
+                n << 4 | char::from(d).to_digit(16).unwrap_or(0)
+            });
+            if r > 0x10FFFF {
+                r /= 16;
+                j -= 1;
+            }
+            // utf8.EncodeRune writes U+FFFD for a surrogate.
+            let ch = char::from_u32(r).unwrap_or('\u{FFFD}');
+            b.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
+            s = skip_css_space(&s[j..]);
+        } else {
+            // The escaped rune, by its UTF-8 lead byte.
+            let n = match s[1] {
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                0xF0..=0xF7 => 4,
+                _ => 1,
+            }
+            .min(s.len() - 1);
+            b.extend_from_slice(&s[1..1 + n]);
+            s = &s[1 + n..];
+        }
+    }
+    b
+}
+
+/// css.go, skipCSSSpace: one CSS whitespace, CRLF counting as one.
+fn skip_css_space(c: &[u8]) -> &[u8] {
+    match c {
+        [b'\r', b'\n', rest @ ..] => rest,
+        [b'\t' | b'\n' | b'\x0c' | b' ' | b'\r', rest @ ..] => rest,
+        _ => c,
+    }
 }
 
 /// transition.go, tJS: JavaScript outside strings, up to the next quote
@@ -537,9 +699,6 @@ pub(super) fn context_after_text(c: Ctx, s: &[u8], pos: usize) -> EResult<(Ctx, 
     }
     if i == s.len() {
         // The value goes on past this text: track its content, decoded.
-        if c.state == St::Css {
-            return unsupported(pos, "a template action or branch");
-        }
         let u = html_unescape(&String::from_utf8_lossy(s));
         let mut u = u.as_bytes();
         let mut c = c;
