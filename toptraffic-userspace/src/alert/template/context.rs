@@ -16,7 +16,28 @@ pub(super) enum St {
     Url,
     Srcset,
     Js,
+    JsDqStr,
+    JsSqStr,
+    JsRegexp,
+    JsBlockCmt,
+    JsLineCmt,
     Css,
+    CssDqStr,
+    CssSqStr,
+    CssDqUrl,
+    CssSqUrl,
+    CssUrl,
+    CssBlockCmt,
+    CssLineCmt,
+}
+
+/// js.go's jsCtx: whether a `/` after this point starts a regexp or
+/// divides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum JsCtx {
+    Regexp,
+    DivOp,
+    Unknown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,6 +82,18 @@ pub(super) struct Ctx {
     pub(super) url_part: UrlPart,
     pub(super) attr: AttrKind,
     pub(super) element: Element,
+    pub(super) js_ctx: JsCtx,
+}
+
+impl St {
+    /// context.go, isComment: text for the template's authors, which Go
+    /// leaves out of the output.
+    pub(super) fn is_comment(self) -> bool {
+        matches!(
+            self,
+            St::HtmlCmt | St::JsBlockCmt | St::JsLineCmt | St::CssBlockCmt | St::CssLineCmt
+        )
+    }
 }
 
 impl Ctx {
@@ -70,6 +103,7 @@ impl Ctx {
         url_part: UrlPart::None,
         attr: AttrKind::None,
         element: Element::None,
+        js_ctx: JsCtx::Regexp,
     };
 
     pub(super) fn with_state(state: St, element: Element) -> Ctx {
@@ -96,7 +130,19 @@ impl fmt::Display for Ctx {
             St::Url => "stateURL",
             St::Srcset => "stateSrcset",
             St::Js => "stateJS",
+            St::JsDqStr => "stateJSDqStr",
+            St::JsSqStr => "stateJSSqStr",
+            St::JsRegexp => "stateJSRegexp",
+            St::JsBlockCmt => "stateJSBlockCmt",
+            St::JsLineCmt => "stateJSLineCmt",
             St::Css => "stateCSS",
+            St::CssDqStr => "stateCSSDqStr",
+            St::CssSqStr => "stateCSSSqStr",
+            St::CssDqUrl => "stateCSSDqURL",
+            St::CssSqUrl => "stateCSSSqURL",
+            St::CssUrl => "stateCSSURL",
+            St::CssBlockCmt => "stateCSSBlockCmt",
+            St::CssLineCmt => "stateCSSLineCmt",
         };
         let delim = match self.delim {
             Delim::None => "delimNone",
@@ -125,9 +171,11 @@ impl fmt::Display for Ctx {
             Element::Textarea => "elementTextarea",
             Element::Title => "elementTitle",
         };
-        write!(
-            f,
-            "{{{state} {delim} {url} jsCtxRegexp {attr} {element} <nil>}}"
-        )
+        let js = match self.js_ctx {
+            JsCtx::Regexp => "jsCtxRegexp",
+            JsCtx::DivOp => "jsCtxDivOp",
+            JsCtx::Unknown => "jsCtxUnknown",
+        };
+        write!(f, "{{{state} {delim} {url} {js} {attr} {element} <nil>}}")
     }
 }

@@ -5,18 +5,19 @@
 //! through text, and appends escaping functions to each action's pipeline.
 //! Supported: HTML text, tags and attribute names, quoted and unquoted
 //! attribute values (plain, URL, srcset), HTML comments, RCDATA (<title>,
-//! <textarea>). Actions inside JavaScript or CSS (<script>, <style>, on*
-//! and style attributes) are refused with an error rather than escaped
-//! differently from Go, and so is raw text there that holds a comment (Go
-//! strips those comments).
+//! <textarea>), and JavaScript in <script> and on* attributes: values,
+//! strings and regexp literals (js.go, transition.go's tJS and
+//! tJSDelimited), and CSS in <style> and style attributes: values,
+//! strings and `url(...)` (css.go, tCSS and tCSSStr). Comments in
+//! <script> and <style> text are stripped as Go strips them.
 
 use std::collections::HashMap;
 
-use super::context::{AttrKind, Ctx, Delim, St, UrlPart};
+use super::context::{AttrKind, Ctx, Delim, JsCtx, St, UrlPart};
 use super::error::{template_error, TemplateError};
 use super::node::{Arg, Branch, Cmd, Func, Node, Pipe, MAX_DEPTH};
 use super::strconv::go_quote;
-use super::transition::{attr_start_state, context_after_text, unsupported, EResult};
+use super::transition::{attr_start_state, context_after_text, EResult};
 
 /// escape.go, nudge: the context an action in a tag really is in.
 fn nudge(mut c: Ctx) -> Ctx {
@@ -45,6 +46,13 @@ fn join(a: Ctx, b: Ctx, pos: usize, node: &str) -> EResult<Ctx> {
     c.url_part = b.url_part;
     if c == b {
         c.url_part = UrlPart::Unknown;
+        return Ok(c);
+    }
+    let mut c = a;
+    c.js_ctx = b.js_ctx;
+    if c == b {
+        // Only what a `/` would mean differs: a later `/` is an error.
+        c.js_ctx = JsCtx::Unknown;
         return Ok(c);
     }
     let (na, nb) = (nudge(a), nudge(b));
@@ -268,12 +276,25 @@ fn escape_text(mut c: Ctx, pos: usize, text: &str) -> EResult<(Ctx, String)> {
                     written = j + 1;
                 }
             }
-        } else if c.state == St::HtmlCmt && c.delim == Delim::None {
+        } else if c.state.is_comment() && c.delim == Delim::None {
+            // A block comment is whitespace, a line break if it holds one
+            // (ES5 7.4).
+            if c.state == St::JsBlockCmt {
+                let body = &text[written..i1];
+                b.push(if body.contains(['\n', '\r', '\u{2028}', '\u{2029}']) {
+                    '\n'
+                } else {
+                    ' '
+                });
+            } else if c.state == St::CssBlockCmt {
+                b.push(' ');
+            }
             written = i1;
         }
-        if c.state != c1.state && c1.state == St::HtmlCmt && c1.delim == Delim::None {
-            // Keep what precedes "<!--".
-            b.push_str(&text[written..i1 - 4]);
+        if c.state != c1.state && c1.state.is_comment() && c1.delim == Delim::None {
+            // Keep what precedes "<!--", "/*" or "//".
+            let opener = if c1.state == St::HtmlCmt { 4 } else { 2 };
+            b.push_str(&text[written..i1 - opener]);
             written = i1;
         }
         c = c1;
@@ -282,7 +303,7 @@ fn escape_text(mut c: Ctx, pos: usize, text: &str) -> EResult<(Ctx, String)> {
     if written == 0 {
         return Ok((c, text.to_string()));
     }
-    if c.state != St::HtmlCmt || c.delim != Delim::None {
+    if !c.state.is_comment() || c.delim != Delim::None {
         b.push_str(&text[written..]);
     }
     Ok((c, b))
@@ -311,19 +332,34 @@ fn escape_action(c: Ctx, pos: usize, pipe: &Pipe) -> EResult<(Ctx, Pipe)> {
         }
     }
     let mut s = Vec::with_capacity(3);
+    // In a CSS string the URL is escaped for CSS.
+    let normalizer = if matches!(c.state, St::CssDqStr | St::CssSqStr) {
+        Func::CssEscaper
+    } else {
+        Func::UrlNormalizer
+    };
     match c.state {
-        St::Url => match c.url_part {
-            UrlPart::None => s.extend([Func::UrlFilter, Func::UrlNormalizer]),
-            UrlPart::PreQuery => s.push(Func::UrlNormalizer),
-            UrlPart::QueryOrFrag => s.push(Func::UrlEscaper),
-            UrlPart::Unknown => {
-                return Err((
-                    pos,
-                    format!("{{{{{pipe}}}}} appears in an ambiguous context within a URL"),
-                ))
+        St::Url | St::CssDqStr | St::CssSqStr | St::CssDqUrl | St::CssSqUrl | St::CssUrl => {
+            match c.url_part {
+                UrlPart::None => s.extend([Func::UrlFilter, normalizer]),
+                UrlPart::PreQuery => s.push(normalizer),
+                UrlPart::QueryOrFrag => s.push(Func::UrlEscaper),
+                UrlPart::Unknown => {
+                    return Err((
+                        pos,
+                        format!("{{{{{pipe}}}}} appears in an ambiguous context within a URL"),
+                    ))
+                }
             }
-        },
-        St::Js | St::Css => return unsupported(pos, "an action"),
+        }
+        St::Js => {
+            s.push(Func::JsValEscaper);
+            // A slash after a value divides.
+            c.js_ctx = JsCtx::DivOp;
+        }
+        St::JsDqStr | St::JsSqStr => s.push(Func::JsStrEscaper),
+        St::JsRegexp => s.push(Func::JsRegexpEscaper),
+        St::Css => s.push(Func::CssValueFilter),
         St::Text => s.push(Func::HtmlEscaper),
         St::Rcdata => s.push(Func::RcdataEscaper),
         St::Attr => {}
@@ -332,7 +368,9 @@ fn escape_action(c: Ctx, pos: usize, pipe: &Pipe) -> EResult<(Ctx, Pipe)> {
             s.push(Func::HtmlNameFilter);
         }
         St::Srcset => s.push(Func::SrcsetEscaper),
-        St::HtmlCmt => s.push(Func::CommentEscaper),
+        St::HtmlCmt | St::JsBlockCmt | St::JsLineCmt | St::CssBlockCmt | St::CssLineCmt => {
+            s.push(Func::CommentEscaper)
+        }
         St::AfterName | St::BeforeValue => unreachable!("nudged"),
     }
     match c.delim {

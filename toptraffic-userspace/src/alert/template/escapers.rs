@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::strconv::go_is_print;
-use super::transition::{attr_type, is_html_space, AttrType};
+use super::transition::{attr_type, decode_css, is_css_nmchar, is_html_space, AttrType};
 
 /// template.HTMLEscapeString (text/template/funcs.go).
 pub(super) fn html_escape_string(s: &str) -> String {
@@ -208,6 +208,72 @@ fn filter_srcset_element(s: &str, left: usize, right: usize, out: &mut String) {
     out.push_str(FILTER_FAILSAFE);
 }
 
+/// css.go, cssReplacementTable.
+const CSS_TABLE: &[(char, &str)] = &[
+    ('\0', r"\0"),
+    ('\t', r"\9"),
+    ('\n', r"\a"),
+    ('\x0c', r"\c"),
+    ('\r', r"\d"),
+    ('"', r"\22"),
+    ('&', r"\26"),
+    ('\'', r"\27"),
+    ('(', r"\28"),
+    (')', r"\29"),
+    ('+', r"\2b"),
+    ('/', r"\2f"),
+    (':', r"\3a"),
+    (';', r"\3b"),
+    ('<', r"\3c"),
+    ('>', r"\3e"),
+    ('\\', r"\\"),
+    ('{', r"\7b"),
+    ('}', r"\7d"),
+];
+
+/// css.go, cssEscaper: CSS and HTML specials as hex escapes, a space after
+/// one where a hex digit, a space or the end follows.
+pub(super) fn css_escaper(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        let Some((_, repl)) = CSS_TABLE.iter().find(|(t, _)| *t == c) else {
+            out.push(c);
+            continue;
+        };
+        out.push_str(repl);
+        let next = chars.peek().map(|&(i, _)| s.as_bytes()[i]);
+        if *repl != r"\\"
+            && next.is_none_or(|b| b.is_ascii_hexdigit() || b"\t\n\x0c\r ".contains(&b))
+        {
+            out.push(' ');
+        }
+    }
+    out
+}
+
+/// css.go, cssValueFilter: a CSS value (decoded) if it cannot break out of
+/// the declaration or run script, else ZgotmplZ.
+pub(super) fn css_value_filter(s: &str) -> String {
+    let b = decode_css(s.as_bytes());
+    let mut id = Vec::with_capacity(64);
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            0 | b'"' | b'\'' | b'(' | b')' | b'/' | b';' | b'@' | b'[' | b'\\' | b']' | b'`'
+            | b'{' | b'}' => return FILTER_FAILSAFE.to_string(),
+            // No <!-- or -->: -- is in no valid identifier.
+            b'-' if i != 0 && b[i - 1] == b'-' => return FILTER_FAILSAFE.to_string(),
+            c if c.is_ascii() && is_css_nmchar(char::from(c)) => id.push(c.to_ascii_lowercase()),
+            _ => {}
+        }
+    }
+    let has = |kw: &[u8]| id.windows(kw.len()).any(|w| w == kw);
+    if has(b"expression") || has(b"mozbinding") {
+        return FILTER_FAILSAFE.to_string();
+    }
+    String::from_utf8_lossy(&b).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +290,18 @@ mod tests {
         );
         assert_eq!(process_url("/a b?c=d&é", true), "/a%20b?c=d&%c3%a9");
         assert_eq!(process_url("/a b?c=d", false), "%2fa%20b%3fc%3dd");
+    }
+
+    #[test]
+    fn css_escapes_and_decodes_as_go() {
+        assert_eq!(css_escaper("a<b>c;\\d"), r"a\3c b\3e c\3b\\d");
+        assert_eq!(css_escaper("x:"), r"x\3a ");
+        assert_eq!(
+            String::from_utf8(decode_css(b"\\41\r\nB\\110000\\\\\\\"")).unwrap(),
+            "AB\u{11000}0\\\""
+        );
+        assert_eq!(css_value_filter("10px"), "10px");
+        assert_eq!(css_value_filter("a--b"), FILTER_FAILSAFE);
+        assert_eq!(css_value_filter(r"\65 xpression"), FILTER_FAILSAFE);
     }
 }

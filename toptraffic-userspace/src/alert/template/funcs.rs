@@ -2,10 +2,12 @@
 //! (alert.go) and html/template's escapers, called by name.
 
 use super::escapers::{
-    html_escape_string, html_name_filter, html_replace, is_safe_url, js_escape_string, process_url,
-    query_escape, srcset_escape, FILTER_FAILSAFE, HTML_TABLE, NOSPACE_TABLE,
+    css_escaper, css_value_filter, html_escape_string, html_name_filter, html_replace, is_safe_url,
+    js_escape_string, process_url, query_escape, srcset_escape, FILTER_FAILSAFE, HTML_TABLE,
+    NOSPACE_TABLE,
 };
 use super::gofmt::{sprint, sprintf, Printer};
+use super::js::{js_regexp_escaper, js_str_escaper, js_val_escaper};
 use super::json::json_encode;
 use super::node::Func;
 use super::value::Value;
@@ -83,6 +85,15 @@ pub(super) fn call_builtin(f: Func, mut a: Vec<Value>) -> Result<Value, String> 
         Func::NospaceEscaper => Value::Str(html_replace(&stringify(&a), NOSPACE_TABLE, false)),
         Func::CommentEscaper => Value::Str(String::new()),
         Func::HtmlNameFilter => Value::Str(html_name_filter(&stringify(&a))),
+        Func::CssEscaper => Value::Str(css_escaper(&stringify(&a))),
+        Func::CssValueFilter => Value::Str(css_value_filter(&stringify(&a))),
+        Func::JsValEscaper => Value::Str(match a.as_slice() {
+            [v] => js_val_escaper(v),
+            // Several arguments are printed together, then marshalled.
+            _ => js_val_escaper(&Value::Str(sprint(&a))),
+        }),
+        Func::JsStrEscaper => Value::Str(js_str_escaper(&stringify(&a))),
+        Func::JsRegexpEscaper => Value::Str(js_regexp_escaper(&stringify(&a))),
         Func::UrlFilter => {
             let s = stringify(&a);
             Value::Str(if is_safe_url(&s) {

@@ -2,6 +2,7 @@
 //! and error forms (fmt/print.go, fmt/format.go).
 
 use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::strconv::{can_backquote, format_float, go_is_print, go_quote, go_quote_rune};
 use super::time::{duration_string, time_string};
@@ -335,10 +336,7 @@ impl<'a> Printer<'a> {
             Value::Duration(d) => self.fmt_integer(d.as_nanos() as u64, true, verb, v),
             Value::Float(f) => self.fmt_float_verb(*f, verb, v),
             Value::Str(s) => self.fmt_string(s, verb),
-            Value::Time(_) => {
-                // Go would print time.Time's unexported fields; not reproduced.
-                self.bad_verb(verb, v)
-            }
+            Value::Time(t) => self.print_time_fields(*t, verb),
             Value::Map(m) => {
                 self.buf.push_str("map[");
                 for (k, (key, val)) in m.iter().enumerate() {
@@ -382,6 +380,70 @@ impl<'a> Printer<'a> {
                 }
                 self.buf.push('}');
             }
+        }
+    }
+
+    /// print.go's printValue on a time.Time for the verbs its String() does
+    /// not serve (`%d`, `%#v`...): the struct's unexported fields
+    /// `{wall ext loc}`, which reflection reaches without their methods.
+    /// Kapacitor's point times come from `time.Unix(0, ns).UTC()`
+    /// (influxdb's models.SafeCalcTime) and keep that form: `UTC()` strips
+    /// the monotonic reading and stores the UTC location as a nil pointer,
+    /// so `wall` is the nanosecond, `ext` the seconds since January 1 of
+    /// year 1 (time.go, `unixToInternal`), and `loc` prints as 0 or nil.
+    fn print_time_fields(&mut self, t: SystemTime, verb: char) {
+        const UNIX_TO_INTERNAL: i128 = 62_135_596_800;
+        let ns = match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i128,
+            Err(e) => -(e.duration().as_nanos() as i128),
+        };
+        let wall = ns.rem_euclid(1_000_000_000) as u64;
+        let ext = (ns.div_euclid(1_000_000_000) + UNIX_TO_INTERNAL) as i64;
+        if self.f.sharp_v {
+            // fmt0x64 for the uint64, decimal for the int64, and the nil
+            // pointer as `(*time.Location)(nil)`.
+            self.buf.push_str("time.Time{wall:");
+            let old = self.f.sharp;
+            self.f.sharp = true;
+            self.fmt_integer(wall, false, 'x', &Value::Nil);
+            self.f.sharp = old;
+            self.buf.push_str(", ext:");
+            self.fmt_integer(ext as u64, true, 'd', &Value::Nil);
+            self.buf.push_str(", loc:(*time.Location)(nil)}");
+            return;
+        }
+        self.buf.push('{');
+        self.time_field(wall, false, "uint64", verb);
+        self.buf.push(' ');
+        self.time_field(ext as u64, true, "int64", verb);
+        self.buf.push(' ');
+        // fmtPointer: integer verbs print the address, 0 for nil.
+        if matches!(verb, 'b' | 'o' | 'd' | 'x' | 'X') {
+            self.fmt_integer(0, false, verb, &Value::Nil);
+        } else {
+            let _ = write!(self.buf, "%!{verb}(*time.Location=");
+            self.pad("<nil>");
+            self.buf.push(')');
+        }
+        self.buf.push('}');
+    }
+
+    /// print.go's fmtInteger on one of time.Time's integer fields, whose
+    /// type its bad-verb form names.
+    fn time_field(&mut self, u: u64, signed: bool, type_name: &str, verb: char) {
+        let good = match verb {
+            'd' | 'b' | 'o' | 'O' | 'x' | 'X' | 'c' | 'U' => true,
+            'q' => u <= 0x10FFFF,
+            _ => false,
+        };
+        if good {
+            self.fmt_integer(u, signed, verb, &Value::Nil);
+        } else {
+            self.erroring = true;
+            let _ = write!(self.buf, "%!{verb}({type_name}=");
+            self.fmt_integer(u, signed, 'd', &Value::Nil);
+            self.buf.push(')');
+            self.erroring = false;
         }
     }
 

@@ -7,9 +7,9 @@
 //! behaviour: the lexer and parser of text/template/parse (lex.go, parse.go),
 //! the evaluation rules of text/template (exec.go, funcs.go), fmt's `%v` and
 //! printf verbs (fmt/print.go, fmt/format.go, strconv/ftoa.go), encoding/json
-//! (encode.go) and html/template's contextual escaping of HTML text and
-//! attributes (escape.go, transition.go, html.go, url.go, attr.go). Comments
-//! name the Go file each rule comes from.
+//! (encode.go) and html/template's contextual escaping of HTML text,
+//! attributes, JavaScript and CSS (escape.go, transition.go, html.go, url.go,
+//! attr.go, js.go, css.go). Comments name the Go file each rule comes from.
 //!
 //! Usage: parse once at configuration load ([`Template::parse`],
 //! [`Template::parse_html`]); render per event with the data that
@@ -24,6 +24,7 @@ mod escapers;
 mod exec;
 mod funcs;
 mod gofmt;
+mod js;
 mod json;
 mod lexer;
 mod methods;

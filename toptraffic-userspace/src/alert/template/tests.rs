@@ -232,6 +232,44 @@ fn time_and_duration_print_and_have_their_methods() {
     assert_eq!(crate::goformat::rfc3339_nano(t), "2026-11-24T23:57:40.5Z");
 }
 
+/// fmt's verbs on a time.Time (print.go): handleMethods serves `%v %s %x
+/// %X %q` with String(); other verbs print the struct's unexported fields
+/// {wall ext loc} through reflection, `%#v` in Go syntax (Go 1.13's Time
+/// has no GoString). For Kapacitor's UTC point times wall is the
+/// nanosecond, ext the seconds since year 1 (1795564660 + 62135596800)
+/// and loc a nil pointer.
+#[test]
+fn printf_verbs_on_a_time_follow_go() {
+    let t = UNIX_EPOCH + Duration::new(TIME, 500_000_000);
+    let hex = "323032362d31312d32342032333a35373a34302e35202b3030303020555443";
+    for (verb, want) in [
+        ("%v", "2026-11-24 23:57:40.5 +0000 UTC".to_string()),
+        ("%s", "2026-11-24 23:57:40.5 +0000 UTC".to_string()),
+        ("%q", r#""2026-11-24 23:57:40.5 +0000 UTC""#.to_string()),
+        ("%x", hex.to_string()),
+        ("%X", hex.to_uppercase()),
+        ("%d", "{500000000 63931161460 0}".to_string()),
+        ("%+d", "{+500000000 +63931161460 +0}".to_string()),
+        ("%o", "{3563262400 734246015564 0}".to_string()),
+        (
+            "%#v",
+            "time.Time{wall:0x1dcd6500, ext:63931161460, loc:(*time.Location)(nil)}".to_string(),
+        ),
+        (
+            "%e",
+            "{%!e(uint64=500000000) %!e(int64=63931161460) %!e(*time.Location=<nil>)}".to_string(),
+        ),
+        (
+            "%c",
+            "{\u{FFFD} \u{FFFD} %!c(*time.Location=<nil>)}".to_string(),
+        ),
+    ] {
+        let src = format!("{{{{ printf {verb:?} .Time }}}}");
+        let got = render_at(&src, false, &fields(), t);
+        assert_eq!(got.as_deref(), Ok(want.as_str()), "{verb}");
+    }
+}
+
 #[test]
 fn a_time_before_1970_renders_as_go_renders_it() {
     let t = UNIX_EPOCH - Duration::from_millis(1_500);
@@ -423,23 +461,155 @@ fn html_templates_refuse_what_they_cannot_escape_like_go() {
     }
 }
 
+/// Actions in <style> and style attributes, escaped as css.go does: a
+/// value goes through cssValueFilter (decoded, or ZgotmplZ if it could
+/// break out of the declaration or run script), a string through the URL
+/// filter and cssEscaper, `url(...)` through the URL escapers; comments
+/// in <style> text go.
 #[test]
-fn html_actions_in_javascript_or_css_are_refused_not_misescaped() {
-    for src in [
-        "<script>var x = {{ .Name }};</script>",
-        "<style>p { color: {{ .Level }} }</style>",
-        "<a onclick=\"f({{ .Name }})\">",
-        "<p style=\"color: {{ .Level }}\">",
-        "<script>/* a comment Go would strip */</script>",
+fn html_actions_in_css_escape_as_go() {
+    for (src, want) in [
+        (
+            "<style>p { color: {{ .Level }} }</style>",
+            "<style>p { color: WARNING }</style>",
+        ),
+        (
+            r#"<p style="color: {{ .Level }}">x</p>"#,
+            r#"<p style="color: WARNING">x</p>"#,
+        ),
+        (
+            "<style>p { color: {{ .Message }} }</style>",
+            "<style>p { color: ZgotmplZ }</style>",
+        ),
+        (
+            r#"<p style="width: {{ "\\31 0px" }}; x: {{ "eXpression" }}">x</p>"#,
+            r#"<p style="width: 10px; x: ZgotmplZ">x</p>"#,
+        ),
+        (
+            r#"<style>p:before { content: "{{ .Message }}" }</style>"#,
+            r#"<style>p:before { content: "Observed \3c b\3e\22x\22\3c\2f b\3e  \26  \27y\27  \2b 1" }</style>"#,
+        ),
+        (
+            r#"<style>a { background: url({{ .Name }}) } b { background: url("/a?n={{ .Name }}") }</style>"#,
+            r#"<style>a { background: url(combined) } b { background: url("/a?n=combined") }</style>"#,
+        ),
+        (
+            "<style>/* c */p { color: {{ .Level }} } // {{ .Name }}\np {}</style>",
+            "<style> p { color: WARNING } \np {}</style>",
+        ),
     ] {
-        let e = Template::parse_html(src).expect_err(src);
-        assert!(e.msg.contains("not supported"), "{src}: {e}");
+        assert_eq!(render_html(src).as_deref(), Ok(want), "{src}");
     }
+    let src = r#"<style>p { content: "a\{{ .Name }}" }</style>"#;
+    let e = Template::parse_html(src).expect_err(src);
+    assert!(
+        e.msg
+            .contains(r#"unfinished escape sequence in CSS string: "a\\""#),
+        "{e}"
+    );
     // Without actions or comments inside, Go leaves such text alone.
     assert_eq!(
         render_html("<style>p { color: red }</style>{{ .Level }}").unwrap(),
         "<style>p { color: red }</style>WARNING"
     );
+}
+
+/// Actions in <script> and on* attributes, escaped as html/template's
+/// js.go does: a value becomes JSON padded with spaces where it could run
+/// into a name (jsValEscaper), inside quotes the JS string escapes with
+/// HTML specials in hex (jsStrEscaper), inside a regexp literal its
+/// specials too (jsRegexpEscaper); in an attribute the HTML escaper
+/// follows. transition.go's tJS decides between regexp and division.
+#[test]
+fn html_actions_in_javascript_escape_as_go() {
+    let msg = r"Observed \x3cb\x3e\x22x\x22\x3c\/b\x3e \x26 \x27y\x27 \x2b1";
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "<script>var x = {{ .Name }};</script>",
+            r#"<script>var x = "combined";</script>"#.into(),
+        ),
+        (
+            "<script>var n = {{ .Fields.totalCount }}/2;</script>",
+            "<script>var n =  18630 /2;</script>".into(),
+        ),
+        (
+            "<script>var s = '{{ .Message }}';</script>",
+            format!("<script>var s = '{msg}';</script>"),
+        ),
+        (
+            r#"<script>var s = "{{ .Tags.ip }}", re = /^{{ .Tags.ip }}$/;</script>"#,
+            r#"<script>var s = "192.0.2.2", re = /^192\.0\.2\.2$/;</script>"#.into(),
+        ),
+        (
+            "<script>var t = {{ .Time }}, d = {{ .Duration }};</script>",
+            r#"<script>var t = "2026-11-24T23:57:40Z", d = "1m30s";</script>"#.into(),
+        ),
+        (
+            "<script>var m = {{ .Message }};</script>",
+            r#"<script>var m = "Observed \u003cb\u003e\"x\"\u003c/b\u003e \u0026 'y' +1";</script>"#
+                .into(),
+        ),
+        (
+            "<script>var a = {{ if .Name }}{{ .Name }}{{ else }}x{{ end }} / 2;</script>",
+            r#"<script>var a = "combined" / 2;</script>"#.into(),
+        ),
+        (
+            r#"<a onclick="f({{ .Name }})">x</a>"#,
+            r#"<a onclick="f(&#34;combined&#34;)">x</a>"#.into(),
+        ),
+        (
+            r#"<a onclick='alert("{{ .Message }}")'>x</a>"#,
+            format!(r#"<a onclick='alert("{msg}")'>x</a>"#),
+        ),
+        (
+            r#"<a onclick="alert(&quot;{{ .Level }}&quot;)">x</a>"#,
+            r#"<a onclick="alert(&quot;WARNING&quot;)">x</a>"#.into(),
+        ),
+        // Comments in <script> text go (escapeText): a block comment
+        // becomes a space, or a line break if it spans lines; an action
+        // inside one prints nothing (commentEscaper).
+        (
+            "<script>var a = 1; /* note */ var b = {{ .Name }};</script>",
+            r#"<script>var a = 1;   var b = "combined";</script>"#.into(),
+        ),
+        (
+            "<script>a = 1;/* two\nlines */b = 2;</script>",
+            "<script>a = 1;\nb = 2;</script>".into(),
+        ),
+        (
+            "<script>var a = 1; // {{ .Name }}\nvar b = 2;</script>",
+            "<script>var a = 1; \nvar b = 2;</script>".into(),
+        ),
+        (
+            "<script>/* {{ .Name }} */x</script>",
+            "<script>  x</script>".into(),
+        ),
+        // In an attribute the comment stays; the action in it is empty.
+        (
+            r#"<a onclick="f() /* {{ .Name }} */">x</a>"#,
+            r#"<a onclick="f() /*  */">x</a>"#.into(),
+        ),
+    ];
+    for (src, want) in cases {
+        assert_eq!(render_html(src).as_deref(), Ok(want.as_str()), "{src}");
+    }
+    for (src, msg) in [
+        (
+            "<script>{{ if .Name }}a = 1{{ else }}b = {{ end }}/x/</script>",
+            r#"'/' could start a division or regexp: "/x/""#,
+        ),
+        (
+            r#"<script>var s = "a\{{ .Name }}";</script>"#,
+            r#"unfinished escape sequence in JS string: "a\\""#,
+        ),
+        (
+            "<script>var r = /[{{ .Name }}]/;</script>",
+            r#"unfinished JS regexp charset: "["#,
+        ),
+    ] {
+        let e = Template::parse_html(src).expect_err(src);
+        assert!(e.msg.contains(msg), "{src}: {e}");
+    }
 }
 
 // --- Robustness ---

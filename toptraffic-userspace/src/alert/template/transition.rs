@@ -2,17 +2,10 @@
 //! html/template/transition.go, attr.go (attrType) and escape.go
 //! (contextAfterText).
 
-use super::context::{AttrKind, Ctx, Delim, Element, St, UrlPart};
+use super::context::{AttrKind, Ctx, Delim, Element, JsCtx, St, UrlPart};
 use super::strconv::go_quote;
 
 pub(super) type EResult<T> = Result<T, (usize, String)>;
-
-pub(super) fn unsupported<T>(pos: usize, what: &str) -> EResult<T> {
-    Err((
-        pos,
-        format!("{what} inside JavaScript or CSS (<script>, <style>, on* or style attributes) is not supported"),
-    ))
-}
 
 pub(super) fn is_html_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0c | b'\r')
@@ -270,22 +263,346 @@ fn transition(mut c: Ctx, s: &[u8], pos: usize) -> EResult<(Ctx, usize)> {
         // tSpecialTagEnd already cut the text at the end tag.
         St::Rcdata => (c, s.len()),
         St::Attr => (c, s.len()),
-        St::Url | St::Srcset => {
-            if s.iter().any(|&b| b == b'#' || b == b'?') {
-                c.url_part = UrlPart::QueryOrFrag;
-            } else if s.len() != eat_white_space(s, 0) && c.url_part == UrlPart::None {
-                c.url_part = UrlPart::PreQuery;
-            }
-            (c, s.len())
+        St::Url | St::Srcset => (t_url(c, s), s.len()),
+        St::Js => t_js(c, s, pos)?,
+        St::JsDqStr | St::JsSqStr | St::JsRegexp => {
+            t_js_delimited(c, s).map_err(|(_, m)| (pos, m))?
         }
-        St::Js | St::Css => {
-            // Text that Go would not alter: no comment to strip.
-            if find(s, b"/*").is_some() || find(s, b"//").is_some() || find(s, b"<!--").is_some() {
-                return unsupported(pos, "a comment");
+        // tBlockCmt: up to and past `*/`.
+        St::JsBlockCmt | St::CssBlockCmt => match find(s, b"*/") {
+            Some(i) => {
+                c.state = if c.state == St::JsBlockCmt {
+                    St::Js
+                } else {
+                    St::Css
+                };
+                (c, i + 2)
             }
-            (c, s.len())
+            None => (c, s.len()),
+        },
+        // tLineCmt: up to the line terminator, which is code again.
+        St::JsLineCmt | St::CssLineCmt => {
+            let text = String::from_utf8_lossy(s);
+            let (ends, state): (&[char], St) = if c.state == St::JsLineCmt {
+                (&['\n', '\r', '\u{2028}', '\u{2029}'], St::Js)
+            } else {
+                (&['\n', '\x0c', '\r'], St::Css)
+            };
+            match text.find(ends) {
+                Some(i) => (Ctx { state, ..c }, i),
+                None => (c, s.len()),
+            }
+        }
+        St::Css => t_css(c, s),
+        St::CssDqStr | St::CssSqStr | St::CssDqUrl | St::CssSqUrl | St::CssUrl => {
+            t_css_str(c, s).map_err(|(_, m)| (pos, m))?
         }
     })
+}
+
+/// transition.go, tURL: a `#` or `?` starts the query or fragment,
+/// anything else not space the part before.
+fn t_url(mut c: Ctx, s: &[u8]) -> Ctx {
+    if s.iter().any(|&b| b == b'#' || b == b'?') {
+        c.url_part = UrlPart::QueryOrFrag;
+    } else if s.len() != eat_white_space(s, 0) && c.url_part == UrlPart::None {
+        c.url_part = UrlPart::PreQuery;
+    }
+    c
+}
+
+/// transition.go, tCSS: CSS up to a string, a `url(` or a comment.
+fn t_css(mut c: Ctx, s: &[u8]) -> (Ctx, usize) {
+    const WS: &[u8] = b"\t\n\x0c\r ";
+    let mut k = 0;
+    while let Some(j) = s[k..].iter().position(|b| b"(\"'/".contains(b)) {
+        let i = k + j;
+        match s[i] {
+            b'(' => {
+                let p = &s[..s[..i]
+                    .iter()
+                    .rposition(|b| !WS.contains(b))
+                    .map_or(0, |p| p + 1)];
+                if ends_with_css_keyword(p, b"url") {
+                    let mut j = i + 1 + s[i + 1..].iter().take_while(|b| WS.contains(b)).count();
+                    c.state = match s.get(j) {
+                        Some(b'"') => {
+                            j += 1;
+                            St::CssDqUrl
+                        }
+                        Some(b'\'') => {
+                            j += 1;
+                            St::CssSqUrl
+                        }
+                        _ => St::CssUrl,
+                    };
+                    return (c, j);
+                }
+            }
+            b'/' => match s.get(i + 1) {
+                Some(b'/') => {
+                    c.state = St::CssLineCmt;
+                    return (c, i + 2);
+                }
+                Some(b'*') => {
+                    c.state = St::CssBlockCmt;
+                    return (c, i + 2);
+                }
+                _ => {}
+            },
+            b'"' => {
+                c.state = St::CssDqStr;
+                return (c, i + 1);
+            }
+            _ => {
+                c.state = St::CssSqStr;
+                return (c, i + 1);
+            }
+        }
+        k = i + 1;
+    }
+    (c, s.len())
+}
+
+/// css.go, endsWithCSSKeyword: `b` ends with the identifier `kw`, any case.
+fn ends_with_css_keyword(b: &[u8], kw: &[u8]) -> bool {
+    let Some(i) = b.len().checked_sub(kw.len()) else {
+        return false;
+    };
+    if i != 0 {
+        let before = String::from_utf8_lossy(&b[..i]);
+        if before.chars().next_back().is_some_and(is_css_nmchar) {
+            return false;
+        }
+    }
+    b[i..].eq_ignore_ascii_case(kw)
+}
+
+/// css.go, isCSSNmchar.
+pub(super) fn is_css_nmchar(r: char) -> bool {
+    let r = r as u32;
+    matches!(r, 0x61..=0x7a | 0x41..=0x5a | 0x30..=0x39 | 0x2d | 0x5f | 0x80..=0xd7ff | 0xe000..=0xfffd | 0x10000..=0x10ffff)
+}
+
+/// transition.go, tCSSStr: inside a CSS string or `url(...)`, tracking the
+/// URL part through its decoded text up to the closing delimiter.
+fn t_css_str(mut c: Ctx, s: &[u8]) -> EResult<(Ctx, usize)> {
+    let ends: &[u8] = match c.state {
+        St::CssDqStr | St::CssDqUrl => b"\\\"",
+        St::CssSqStr | St::CssSqUrl => b"\\'",
+        _ => b"\\\t\n\x0c\r )",
+    };
+    let mut k = 0;
+    loop {
+        let Some(j) = s[k..].iter().position(|b| ends.contains(b)) else {
+            let c = t_url(c, &decode_css(&s[k..]));
+            return Ok((c, s.len()));
+        };
+        let mut i = k + j;
+        if s[i] == b'\\' {
+            i += 1;
+            if i == s.len() {
+                let q = go_quote(&String::from_utf8_lossy(s), false);
+                return Err((0, format!("unfinished escape sequence in CSS string: {q}")));
+            }
+        } else {
+            c.state = St::Css;
+            return Ok((c, i + 1));
+        }
+        c = t_url(c, &decode_css(&s[..=i]));
+        k = i + 1;
+    }
+}
+
+/// css.go, decodeCSS: CSS escapes (`\\` and a character, or one to six hex
+/// digits and an optional space) decoded.
+pub(super) fn decode_css(s: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(s.len());
+    let mut s = s;
+    while !s.is_empty() {
+        let i = s.iter().position(|&x| x == b'\\').unwrap_or(s.len());
+        b.extend_from_slice(&s[..i]);
+        s = &s[i..];
+        if s.len() < 2 {
+            break;
+        }
+        if s[1].is_ascii_hexdigit() {
+            let mut j = 2;
+            while j < s.len() && j < 7 && s[j].is_ascii_hexdigit() {
+                j += 1;
+            }
+            let mut r = s[1..j].iter().fold(0u32, |n, &d| {
+                n << 4 | char::from(d).to_digit(16).unwrap_or(0)
+            });
+            if r > 0x10FFFF {
+                r /= 16;
+                j -= 1;
+            }
+            // utf8.EncodeRune writes U+FFFD for a surrogate.
+            let ch = char::from_u32(r).unwrap_or('\u{FFFD}');
+            b.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
+            s = skip_css_space(&s[j..]);
+        } else {
+            // The escaped rune, by its UTF-8 lead byte.
+            let n = match s[1] {
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                0xF0..=0xF7 => 4,
+                _ => 1,
+            }
+            .min(s.len() - 1);
+            b.extend_from_slice(&s[1..1 + n]);
+            s = &s[1 + n..];
+        }
+    }
+    b
+}
+
+/// css.go, skipCSSSpace: one CSS whitespace, CRLF counting as one.
+fn skip_css_space(c: &[u8]) -> &[u8] {
+    match c {
+        [b'\r', b'\n', rest @ ..] => rest,
+        [b'\t' | b'\n' | b'\x0c' | b' ' | b'\r', rest @ ..] => rest,
+        _ => c,
+    }
+}
+
+/// transition.go, tJS: JavaScript outside strings, up to the next quote
+/// or slash, keeping track of what a slash would mean.
+fn t_js(mut c: Ctx, s: &[u8], pos: usize) -> EResult<(Ctx, usize)> {
+    let Some(i) = s.iter().position(|b| b"\"'/".contains(b)) else {
+        c.js_ctx = next_js_ctx(s, c.js_ctx);
+        return Ok((c, s.len()));
+    };
+    c.js_ctx = next_js_ctx(&s[..i], c.js_ctx);
+    match s[i] {
+        b'"' => (c.state, c.js_ctx) = (St::JsDqStr, JsCtx::Regexp),
+        b'\'' => (c.state, c.js_ctx) = (St::JsSqStr, JsCtx::Regexp),
+        _ => match (s.get(i + 1), c.js_ctx) {
+            (Some(b'/'), _) => {
+                c.state = St::JsLineCmt;
+                return Ok((c, i + 2));
+            }
+            (Some(b'*'), _) => {
+                c.state = St::JsBlockCmt;
+                return Ok((c, i + 2));
+            }
+            (_, JsCtx::Regexp) => c.state = St::JsRegexp,
+            (_, JsCtx::DivOp) => c.js_ctx = JsCtx::Regexp,
+            (_, JsCtx::Unknown) => {
+                let rest = String::from_utf8_lossy(&s[i..]);
+                return Err((
+                    pos,
+                    format!(
+                        "'/' could start a division or regexp: {}",
+                        go_quote_prec(&rest, 32)
+                    ),
+                ));
+            }
+        },
+    }
+    Ok((c, i + 1))
+}
+
+/// transition.go, tJSDelimited: inside a JS string or regexp literal, up to
+/// its unescaped end (a regexp's `/` does not end it inside `[...]`).
+fn t_js_delimited(mut c: Ctx, s: &[u8]) -> EResult<(Ctx, usize)> {
+    let specials: &[u8] = match c.state {
+        St::JsSqStr => b"\\'",
+        St::JsRegexp => b"\\/[]",
+        _ => b"\\\"",
+    };
+    let (mut k, mut in_charset) = (0, false);
+    while let Some(j) = s[k..].iter().position(|b| specials.contains(b)) {
+        let mut i = k + j;
+        match s[i] {
+            b'\\' => {
+                i += 1;
+                if i == s.len() {
+                    let q = go_quote(&String::from_utf8_lossy(s), false);
+                    return Err((0, format!("unfinished escape sequence in JS string: {q}")));
+                }
+            }
+            b'[' => in_charset = true,
+            b']' => in_charset = false,
+            _ if !in_charset => {
+                c.state = St::Js;
+                c.js_ctx = JsCtx::DivOp;
+                return Ok((c, i + 1));
+            }
+            _ => {}
+        }
+        k = i + 1;
+    }
+    if in_charset {
+        let q = go_quote(&String::from_utf8_lossy(s), false);
+        return Err((0, format!("unfinished JS regexp charset: {q}")));
+    }
+    Ok((c, s.len()))
+}
+
+/// js.go, nextJSCtx: whether a `/` after `s` would start a regexp or a
+/// division, by the last token of `s`.
+fn next_js_ctx(s: &[u8], preceding: JsCtx) -> JsCtx {
+    // bytes.TrimRight with "\t\n\f\r \u2028\u2029".
+    let mut s = s;
+    loop {
+        if let Some((&last, rest)) = s.split_last() {
+            if b"\t\n\x0c\r ".contains(&last) {
+                s = rest;
+                continue;
+            }
+        }
+        if s.ends_with("\u{2028}".as_bytes()) || s.ends_with("\u{2029}".as_bytes()) {
+            s = &s[..s.len() - 3];
+            continue;
+        }
+        break;
+    }
+    let Some(&c) = s.last() else {
+        return preceding;
+    };
+    let n = s.len();
+    match c {
+        b'+' | b'-' => {
+            // "++" and "--" end operands; an odd run ends with a + or -.
+            let run = s.iter().rev().take_while(|&&b| b == c).count();
+            if run % 2 == 1 {
+                JsCtx::Regexp
+            } else {
+                JsCtx::DivOp
+            }
+        }
+        // "42." is a number.
+        b'.' if n != 1 && s[n - 2].is_ascii_digit() => JsCtx::DivOp,
+        b'.' => JsCtx::Regexp,
+        b',' | b'<' | b'>' | b'=' | b'*' | b'%' | b'&' | b'|' | b'^' | b'?' | b'!' | b'~'
+        | b'(' | b'[' | b':' | b';' | b'{' | b'}' => JsCtx::Regexp,
+        _ => {
+            let j = s
+                .iter()
+                .rposition(|&b| !is_js_ident_part(b))
+                .map_or(0, |j| j + 1);
+            match &s[j..] {
+                b"break" | b"case" | b"continue" | b"delete" | b"do" | b"else" | b"finally"
+                | b"in" | b"instanceof" | b"return" | b"throw" | b"try" | b"typeof" | b"void" => {
+                    JsCtx::Regexp
+                }
+                _ => JsCtx::DivOp,
+            }
+        }
+    }
+}
+
+/// js.go, isJSIdentPart: ASCII letters, digits, `$` and `_`.
+pub(super) fn is_js_ident_part(b: u8) -> bool {
+    b == b'$' || b == b'_' || b.is_ascii_alphanumeric()
+}
+
+/// fmt's `%.32q`: the string cut to 32 runes, then quoted.
+fn go_quote_prec(s: &str, n: usize) -> String {
+    let cut = s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i]);
+    go_quote(cut, false)
 }
 
 fn find(s: &[u8], pat: &[u8]) -> Option<usize> {
@@ -382,9 +699,6 @@ pub(super) fn context_after_text(c: Ctx, s: &[u8], pos: usize) -> EResult<(Ctx, 
     }
     if i == s.len() {
         // The value goes on past this text: track its content, decoded.
-        if matches!(c.state, St::Js | St::Css) {
-            return unsupported(pos, "a template action or branch");
-        }
         let u = html_unescape(&String::from_utf8_lossy(s));
         let mut u = u.as_bytes();
         let mut c = c;

@@ -4,11 +4,8 @@
 //! Follows Go's `strconv` (`FormatFloat`, `ParseBool`, `ParseInt`,
 //! `ParseFloat`), `math` (`Max`, `Min`, `Mod`, `Logb`, `Pow10`), `strings`
 //! and `unicode` (`ToLower`, `ToUpper`), the float to integer conversion of
-//! the amd64 compiler, `regexp/syntax` (RE2's syntax, translated for the
-//! regex crate), and influxql's `ParseDuration` and `FormatDuration` as
+//! the amd64 compiler, and influxql's `ParseDuration` and `FormatDuration` as
 //! vendored by Kapacitor 1.5.7 (`vendor/github.com/influxdata/influxdb/influxql/`).
-
-use regex::{Regex, RegexBuilder};
 
 /// Go's float64 to int64 conversion on amd64: out of range and NaN give
 /// the minimum integer, where Rust's `as` saturates.
@@ -280,109 +277,4 @@ pub(super) fn format_influx_duration(d: i64) -> String {
         }
     }
     format!("{}u", d / NS_US)
-}
-
-/// Compiles a regex written for Go's RE2 with the regex crate, the syntax
-/// being nearly the same.
-pub(super) fn compile_go_regex(pattern: &str) -> Result<Regex, String> {
-    RegexBuilder::new(&go_regex_to_rust(pattern))
-        // Go reads `\123` as octal.
-        .octal(true)
-        .build()
-        .map_err(|e| {
-            // The crate's message draws the pattern over several lines; its
-            // last line says what is wrong.
-            let s = e.to_string();
-            let last = s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-            last.trim_start_matches("error: ").to_string()
-        })
-}
-
-/// Where Go's regex syntax means something else to the regex crate:
-/// `\d`, `\s`, `\w` and `\b` are ASCII-only in Go but Unicode in the crate,
-/// `\Q...\E` quotes in Go only, and inside a class `[`, `&&` and `~~` are
-/// literal in Go but nesting and set operators in the crate.
-pub(super) fn go_regex_to_rust(pattern: &str) -> String {
-    let mut out = String::with_capacity(pattern.len() + 16);
-    let mut it = pattern.chars().peekable();
-    let mut in_class = false;
-    while let Some(c) = it.next() {
-        match c {
-            '\\' => match it.next() {
-                None => out.push('\\'),
-                Some('Q') => {
-                    while let Some(q) = it.next() {
-                        if q == '\\' && it.peek() == Some(&'E') {
-                            it.next();
-                            break;
-                        }
-                        out.push_str(&regex::escape(q.encode_utf8(&mut [0; 4])));
-                    }
-                }
-                Some(e) => match (perl_class(e), in_class) {
-                    (Some((set, false)), true) => out.push_str(set),
-                    (Some((set, negated)), _) => {
-                        out.push_str(if negated { "[^" } else { "[" });
-                        out.push_str(set);
-                        out.push(']');
-                    }
-                    (None, false) if e == 'b' || e == 'B' => {
-                        out.push_str("(?-u:\\");
-                        out.push(e);
-                        out.push(')');
-                    }
-                    (None, _) => {
-                        out.push('\\');
-                        out.push(e);
-                    }
-                },
-            },
-            '[' if !in_class => {
-                in_class = true;
-                out.push('[');
-                if it.peek() == Some(&'^') {
-                    it.next();
-                    out.push('^');
-                }
-                // A leading ']' is a literal.
-                if it.peek() == Some(&']') {
-                    it.next();
-                    out.push_str("\\]");
-                }
-            }
-            // A POSIX class such as [:alpha:] reads the same in both.
-            '[' if it.peek() == Some(&':') => {
-                out.push('[');
-                for p in it.by_ref() {
-                    out.push(p);
-                    if p == ']' {
-                        break;
-                    }
-                }
-            }
-            '[' | '&' | '~' if in_class => {
-                out.push('\\');
-                out.push(c);
-            }
-            ']' if in_class => {
-                in_class = false;
-                out.push(']');
-            }
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-/// Go's Perl classes: the set as class contents, and whether negated.
-fn perl_class(c: char) -> Option<(&'static str, bool)> {
-    match c {
-        'd' => Some(("0-9", false)),
-        'D' => Some(("0-9", true)),
-        's' => Some((r"\t\n\f\r\x20", false)),
-        'S' => Some((r"\t\n\f\r\x20", true)),
-        'w' => Some(("0-9A-Za-z_", false)),
-        'W' => Some(("0-9A-Za-z_", true)),
-        _ => None,
-    }
 }

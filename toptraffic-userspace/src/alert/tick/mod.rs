@@ -47,7 +47,9 @@
 //!
 //! The files, from the bottom up: `types` (value types, operators and the
 //! table of which operator takes which types), `gocompat` (the Go and
-//! influxql behaviours the port must match), `error`, `lexer`, `functions`,
+//! influxql behaviours the port must match), `gomath` (Go's `math` as
+//! Kapacitor's amd64 build computes it, to the last bit), `goregex` (Go's
+//! regexp syntax, checked as Go parses it and run by the regex crate), `error`, `lexer`, `functions`,
 //! `parser` (the syntax tree), `eval`, and `expr`, the face the crate uses.
 
 mod error;
@@ -55,6 +57,8 @@ mod eval;
 mod expr;
 mod functions;
 mod gocompat;
+mod gomath;
+mod goregex;
 mod lexer;
 mod parser;
 mod types;

@@ -12,7 +12,8 @@ use regex::Regex;
 
 use super::error::ExprError;
 use super::functions::{find_signature, lookup_func, signatures, wrong_signature, FuncDef, Lookup};
-use super::gocompat::{compile_go_regex, parse_influx_duration};
+use super::gocompat::parse_influx_duration;
+use super::goregex::compile_go_regex;
 use super::lexer::{Tok, TokKind};
 use super::types::{binary_rule, mismatch_message, BinOp, Ty, UnOp};
 
@@ -179,7 +180,7 @@ impl Parser<'_> {
                 let pattern = text[1..text.len() - 1].replace("\\/", "/");
                 compile_go_regex(&pattern)
                     .map(|r| Node::literal(Kind::Regex(r), Ty::Regex))
-                    .map_err(|m| err(tok.pos, format!("error parsing regexp {text}: {m}")))
+                    .map_err(|m| err(tok.pos, m))
             }
             TokKind::Reference => {
                 let name = text[1..text.len() - 1].replace("\\\"", "\"");
