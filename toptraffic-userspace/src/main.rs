@@ -14,6 +14,20 @@ use toptraffic::clock::SystemClock;
 /// See Cargo.toml: flat RSS under churn, and speed in the musl build.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's `mi_option_purge_delay` (mimalloc.h, v3): the number the
+/// crate does not export. -1 keeps freed pages instead of returning them.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// The daemon's memory is bounded by its config (docs/OPERATIONS.md), and
+/// every interval frees and takes again much the same tables: returning
+/// the freed pages to the kernel would only cost page faults and make RSS
+/// wander under churn. Kept, RSS is the high-water mark, flat.
+fn keep_freed_pages() {
+    // SAFETY: sets one of mimalloc's options, a plain integer it reads
+    // when deciding to purge; any value is valid, -1 disables purging.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
 use toptraffic::config::Overrides;
 use toptraffic::config::{self, Config, Mode};
 use toptraffic::daemon;
@@ -238,6 +252,7 @@ fn init_tracing() {
 }
 
 fn main() -> ExitCode {
+    keep_freed_pages();
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => match load(config.as_ref()) {
@@ -359,5 +374,25 @@ fn main() -> ExitCode {
             logging::flush_stderr(std::time::Duration::from_secs(1));
             code
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_purge_option_is_the_one_mimalloc_documents() {
+        // mimalloc v3's options.c: purge_delay defaults to 1000 ms; no
+        // other option does (its neighbours: 1 and 0).
+        // SAFETY: reads an option, a plain integer.
+        let v = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert!(v == 1000 || v == -1, "{v}");
+        keep_freed_pages();
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) },
+            -1
+        );
     }
 }
