@@ -390,9 +390,7 @@ mod tests {
         assert!(v == 1000 || v == -1, "{v}");
         keep_freed_pages();
         // SAFETY: as above.
-        assert_eq!(
-            unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) },
-            -1
-        );
+        let v = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert_eq!(v, -1);
     }
 }
