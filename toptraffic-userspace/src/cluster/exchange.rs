@@ -169,6 +169,14 @@ pub async fn exchange<C: ConnectionLike + Send + Sync>(
         p.hset(&mine, key, v).ignore();
         posted.insert(key.clone());
     }
+    // Keys with alert state are candidates whatever their value, so that
+    // a recovery carries the real one.
+    for key in &first.stateful {
+        if !posted.contains(key) {
+            bytes += key.len() as u64;
+            p.sadd(&k.candidates, key).ignore();
+        }
+    }
     p.sadd(&k.done1, &cfg.node).ignore();
     for key in [&k.candidates, &k.done1, &mine] {
         p.pexpire(key, ttl).ignore();
