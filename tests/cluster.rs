@@ -478,3 +478,81 @@ fn cluster_alerts_are_sent_once_survive_the_senders_stop_and_fall_back_while_red
     assert!(b.terminate().success());
     assert!(c.terminate().success());
 }
+
+#[test]
+fn with_cluster_top_the_cluster_top_n_is_the_exact_top_n_of_the_union() {
+    let test = "with_cluster_top_the_cluster_top_n_is_the_exact_top_n_of_the_union";
+    if !Path::new(REDIS).exists() {
+        skip(
+            test,
+            "redis-server is not installed (apt-get install redis-server)",
+        );
+        return;
+    }
+    let port = free_tcp_port();
+    let _redis = Redis::start(port);
+    let nodes: Vec<Daemon> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let cfg = config_window(port, &format!("node-{n}"), "60s")
+                .replace("timeout = \"200ms\"", "timeout = \"200ms\"\ntop = 3")
+                .replace("> 100", "> 300");
+            Daemon::start(&cfg, &[])
+        })
+        .collect();
+    wait_for("three nodes in every view", Duration::from_secs(10), || {
+        nodes.iter().all(|d| members(d).len() == 3)
+    });
+    // T = 300, N = 3: no key reaches T / N = 100 on any node, so threshold
+    // pruning alone exchanges none; the top 3 of the union are P (180),
+    // S (120) and Q (110), ahead of R (100) and the tail.
+    let per_node: [&[(&str, usize)]; 3] = [
+        &[("P", 60), ("Q", 90), ("R", 50)],
+        &[("P", 60), ("Q", 10), ("R", 50), ("S", 40)],
+        &[("P", 60), ("Q", 10), ("S", 80)],
+    ];
+    let ip = |k: &str| format!("10.7.7.{}", k.as_bytes()[0]);
+    for (d, keys) in nodes.iter().zip(per_node) {
+        for (k, n) in keys {
+            send(d.udp, &ip(k), *n);
+        }
+        // A tail of 400 keys of 1 to 20 lines.
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..400usize {
+            let line = format!("combined,ip=10.8.{}.{},id=1 count=1", i / 256, i % 256);
+            for _ in 0..(1 + i % 20) {
+                sock.send_to(line.as_bytes(), d.udp).unwrap();
+            }
+        }
+    }
+    let want = vec![(ip("P"), 180.0), (ip("S"), 120.0), (ip("Q"), 110.0)];
+    let top3 = |d: &Daemon| -> Vec<(String, f64)> {
+        let (status, body) = d.get_status("/api/v1/top?rule=top&scope=cluster&limit=3");
+        if status != 200 {
+            return Vec::new();
+        }
+        let top: Value = serde_json::from_str(&body).unwrap();
+        top["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["tags"]["ip"].as_str().unwrap().to_string(),
+                    r["value"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    for d in &nodes {
+        wait_for("the exact top 3", Duration::from_secs(15), || {
+            top3(d) == want
+        });
+    }
+    let x = &cluster(&nodes[0])["rules"]["top"];
+    assert!(x["threshold"].as_f64().unwrap() < 100.0, "{x}");
+    eprintln!("exchange with cluster.top = 3: {x}");
+    for d in nodes {
+        assert!(d.terminate().success());
+    }
+}

@@ -33,6 +33,8 @@ pub struct LocalQuery {
     pub rule: String,
     pub at_least: Option<f64>,
     pub keys: Vec<Vec<u8>>,
+    /// This many of the largest keys, with their values.
+    pub top: usize,
 }
 
 /// The answer, of the window ending at `window_end`.
@@ -41,6 +43,8 @@ pub struct LocalAnswer {
     pub window_end: Option<SystemTime>,
     pub over: Vec<(Vec<u8>, f64)>,
     pub values: Vec<f64>,
+    /// The `top` largest keys.
+    pub top: Vec<(Vec<u8>, f64)>,
     /// The rule's keys with alert state (asked with `at_least`): their
     /// cluster values are exchanged whatever they are.
     pub stateful: Vec<Vec<u8>>,

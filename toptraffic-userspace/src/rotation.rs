@@ -245,6 +245,11 @@ impl Rotator {
             over,
             values: q.keys.iter().map(|k| w.value(k).unwrap_or(0.0)).collect(),
             stateful,
+            top: w
+                .top(q.top)
+                .into_iter()
+                .map(|(k, v)| (k.to_vec(), v))
+                .collect(),
         })
     }
 
