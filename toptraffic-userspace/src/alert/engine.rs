@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tracing::warn;
 
-use super::event::{AlertEvent, Level};
+use super::event::{AlertEvent, Level, Shares};
 use super::state::{AlertState, StateParts};
 use super::template::{AlertInfo, ServerInfo};
 use super::tick::Env;
@@ -54,13 +54,6 @@ struct KeyAlert {
     bound: Option<f64>,
     /// Under cluster scope: the nodes and each one's share of `value`.
     shares: Option<Shares>,
-}
-
-/// The nodes a cluster value was added up from, and each one's share.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Shares {
-    pub nodes: Arc<[String]>,
-    pub values: Vec<f64>,
 }
 
 /// What an evaluation reads: each key's value (with its error bound while
@@ -554,17 +547,6 @@ pub struct KeyAlertView {
     pub nodes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shares: Option<BTreeMap<String, serde_json::Value>>,
-}
-
-impl Shares {
-    /// Each node's share, by node name.
-    pub fn by_node(&self) -> BTreeMap<String, serde_json::Value> {
-        self.nodes
-            .iter()
-            .cloned()
-            .zip(self.values.iter().map(|v| crate::goformat::json_number(*v)))
-            .collect()
-    }
 }
 
 /// One block's keys that are not OK.

@@ -4,12 +4,31 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
 use crate::goformat::{json_number, rfc3339_nano, to_json};
+
+/// The nodes a cluster value was added up from, and each one's share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shares {
+    pub nodes: Arc<[String]>,
+    pub values: Vec<f64>,
+}
+
+impl Shares {
+    /// Each node's share, by node name.
+    pub fn by_node(&self) -> BTreeMap<String, serde_json::Value> {
+        self.nodes
+            .iter()
+            .cloned()
+            .zip(self.values.iter().map(|v| json_number(*v)))
+            .collect()
+    }
+}
 
 /// Alert levels, ordered as Kapacitor orders them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -76,7 +95,7 @@ pub struct AlertEvent {
     /// Under cluster scope: the nodes the value was added up from and each
     /// one's share. The JSON then says `"scope":"cluster"`, `"nodes"` and
     /// `"shares"`.
-    pub shares: Option<super::engine::Shares>,
+    pub shares: Option<Shares>,
 }
 
 impl AlertEvent {
