@@ -419,11 +419,17 @@ fn xdp_matches_what_the_socket_receives() {
     let lo4 = u32::from_ne_bytes([127, 0, 0, 1]);
     assert_eq!(xdp_match(ip("127.0.0.1"), false), (XDP_IPV4, lo4, [0, 0]));
     assert_eq!(xdp_match(ip("0.0.0.0"), false), (XDP_IPV4, 0, [0, 0]));
-    assert_eq!(xdp_match(ip("::ffff:127.0.0.1"), false), (XDP_IPV4, lo4, [0, 0]));
+    assert_eq!(
+        xdp_match(ip("::ffff:127.0.0.1"), false),
+        (XDP_IPV4, lo4, [0, 0])
+    );
     let one = u64::from_ne_bytes([0, 0, 0, 0, 0, 0, 0, 1]);
     assert_eq!(xdp_match(ip("::1"), true), (XDP_IPV6, 0, [0, one]));
     let fd00 = u64::from_ne_bytes([0xfd, 0, 0, 0xcb, 0, 0, 0, 0]);
-    assert_eq!(xdp_match(ip("fd00:cb::1"), false), (XDP_IPV6, 0, [fd00, one]));
+    assert_eq!(
+        xdp_match(ip("fd00:cb::1"), false),
+        (XDP_IPV6, 0, [fd00, one])
+    );
     // `::`: IPv6 to any address, and IPv4 when the socket takes it too.
     assert_eq!(xdp_match(ip("::"), false), (XDP_IPV6, 0, [0, 0]));
     assert_eq!(xdp_match(ip("::"), true), (XDP_IPV6 | XDP_IPV4, 0, [0, 0]));
