@@ -178,16 +178,21 @@ fn no_line_is_lost_or_counted_twice_across_many_rotations() {
     assert_exact(&d, &gen);
 }
 
-#[test]
-fn xdp_in_generic_mode_on_loopback_counts_exactly() {
-    if !kernel_available("xdp_in_generic_mode_on_loopback_counts_exactly") {
+/// XDP in generic mode on `lo`, the daemon listening on `listen` (an
+/// IPv4 or IPv6 loopback address): the kernel counts most lines, and every
+/// line exactly once.
+fn xdp_on_loopback_counts_exactly(test: &str, listen: &str, pins: &str) {
+    // One XDP program an interface: this binary's tests on `lo` take turns.
+    static LO: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = LO.lock().unwrap_or_else(|e| e.into_inner());
+    if !kernel_available(test) {
         return;
     }
     let c = with_ingest(
-        &config("4s", "500ms", "xdp-lo"),
+        &config("4s", "500ms", pins),
         "xdp_interface = \"lo\"\nxdp_mode = \"skb\"",
     );
-    let d = Daemon::start(&c, &["--mode", "kernel"]);
+    let d = Daemon::start_on(&c, listen, &["--mode", "kernel"]);
     let stats = d.stats();
     assert_eq!(stats["kernel"]["setup"]["attach"], "xdp", "{stats}");
     let (gen, sent, s) = send(
@@ -209,7 +214,20 @@ fn xdp_in_generic_mode_on_loopback_counts_exactly() {
         s["points_kernel"].as_u64().unwrap() > sent.valid_lines / 2,
         "{s}"
     );
+    assert!(s["datagrams_kernel"].as_u64().unwrap() > 0, "{s}");
     assert_exact(&d, &gen);
+}
+
+#[test]
+fn xdp_in_generic_mode_on_loopback_counts_exactly() {
+    let test = "xdp_in_generic_mode_on_loopback_counts_exactly";
+    xdp_on_loopback_counts_exactly(test, "127.0.0.1:0", "xdp-lo");
+}
+
+#[test]
+fn xdp_in_generic_mode_on_loopback_counts_ipv6_exactly() {
+    let test = "xdp_in_generic_mode_on_loopback_counts_ipv6_exactly";
+    xdp_on_loopback_counts_exactly(test, "[::1]:0", "xdp-lo6");
 }
 
 /// A datagram of exactly `len` bytes: `lines` lines of the seed's
@@ -339,7 +357,9 @@ fn summed_values_past_31_bits_go_to_userspace_and_both_modes_agree() {
     assert_eq!(ips(&ktop), ips(&utop));
 }
 
-/// A network namespace with a veth pair into it, removed on drop.
+/// A network namespace with a veth pair into it, removed on drop. The
+/// host's end is 10.`subnet`.0.1 and fd00:`subnet`::1, the namespace's
+/// 10.`subnet`.0.2 and fd00:`subnet`::2.
 struct Netns {
     name: String,
     host_if: String,
@@ -356,17 +376,23 @@ impl Netns {
         };
         let host_ip = format!("10.{subnet}.0.1/24");
         let ns_ip = format!("10.{subnet}.0.2/24");
-        let steps: [&[&str]; 7] = [
+        let host_ip6 = format!("fd00:{subnet}::1/64");
+        let ns_ip6 = format!("fd00:{subnet}::2/64");
+        let steps: [&[&str]; 9] = [
             &["netns", "add", &name],
             &[
                 "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
             ],
             &["link", "set", &ns_if, "netns", &name],
             &["addr", "add", &host_ip, "brd", "+", "dev", &host_if],
+            // No duplicate address detection: the addresses are usable at
+            // once instead of after a second or two.
+            &["addr", "add", &host_ip6, "dev", &host_if, "nodad"],
             &["link", "set", &host_if, "up"],
             &[
                 "-n", &name, "addr", "add", &ns_ip, "brd", "+", "dev", &ns_if,
             ],
+            &["-n", &name, "addr", "add", &ns_ip6, "dev", &ns_if, "nodad"],
             &["-n", &name, "link", "set", &ns_if, "up"],
         ];
         for args in steps {
@@ -510,19 +536,27 @@ fn broadcast_and_multicast_datagrams_are_counted_once_in_both_modes() {
     }
 }
 
-#[test]
-fn xdp_in_native_mode_on_a_veth_counts_traffic_from_another_namespace() {
-    if !kernel_available("xdp_in_native_mode_on_a_veth_counts_traffic_from_another_namespace") {
+/// XDP in native mode on the host's end of a veth, the daemon listening on
+/// `host_addr` (`ipv6`: the veth's IPv6 address, else its IPv4 one), the
+/// sender in the namespace: the kernel counts most lines, and every line
+/// exactly once.
+fn xdp_on_a_veth_counts_exactly(test: &str, tag: &str, subnet: u8, ipv6: bool) {
+    if !kernel_available(test) {
         return;
     }
-    let Some(ns) = Netns::create("x", 201) else {
+    let Some(ns) = Netns::create(tag, subnet) else {
         return;
     };
     let c = with_ingest(
-        &config("4s", "500ms", "xdp-veth"),
+        &config("4s", "500ms", &format!("xdp-veth-{tag}")),
         &format!("xdp_interface = \"{}\"\nxdp_mode = \"driver\"", ns.host_if),
     );
-    let d = Daemon::start_on(&c, "10.201.0.1:0", &["--mode", "kernel"]);
+    let listen = if ipv6 {
+        format!("[fd00:{subnet}::1]:0")
+    } else {
+        format!("10.{subnet}.0.1:0")
+    };
+    let d = Daemon::start_on(&c, &listen, &["--mode", "kernel"]);
     assert_eq!(d.stats()["kernel"]["setup"]["attach"], "xdp");
     let shape = Shape {
         keys: 8_000,
@@ -568,6 +602,18 @@ fn xdp_in_native_mode_on_a_veth_counts_traffic_from_another_namespace() {
         "{s}"
     );
     assert_exact(&d, &gen);
+}
+
+#[test]
+fn xdp_in_native_mode_on_a_veth_counts_traffic_from_another_namespace() {
+    let test = "xdp_in_native_mode_on_a_veth_counts_traffic_from_another_namespace";
+    xdp_on_a_veth_counts_exactly(test, "x", 201, false);
+}
+
+#[test]
+fn xdp_in_native_mode_on_a_veth_counts_ipv6_traffic_from_another_namespace() {
+    let test = "xdp_in_native_mode_on_a_veth_counts_ipv6_traffic_from_another_namespace";
+    xdp_on_a_veth_counts_exactly(test, "x6", 203, true);
 }
 
 #[test]

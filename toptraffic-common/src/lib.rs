@@ -236,7 +236,9 @@ pub struct KernelConfig {
     /// `ingest.max_datagram`: a longer payload is left to the socket whole,
     /// where userspace drops it as `oversize` (0: BUF_LEN is the only bound).
     pub max_datagram: u32,
-    pub _pad: u32,
+    /// XDP only: the address families it counts, [`XDP_IPV4`] and
+    /// [`XDP_IPV6`] bits (those the daemon's socket receives).
+    pub families: u32,
     pub measurements: [Name; MAX_MEASUREMENTS],
     /// Per measurement: bitmask of the kernel rules that take it.
     pub measurement_rules: [u32; MAX_MEASUREMENTS],
@@ -246,7 +248,16 @@ pub struct KernelConfig {
     pub names: [Name; MAX_NAMES],
     pub fields: [Name; MAX_FIELDS],
     pub rules: [RuleSpec; MAX_RULES],
+    /// XDP only: the IPv6 destination address of the daemon's socket, its
+    /// 16 bytes in network order read as two native-endian u64s (0, 0 for
+    /// any).
+    pub addr6: [u64; 2],
 }
+
+/// `KernelConfig::families`: XDP counts IPv4 UDP.
+pub const XDP_IPV4: u32 = 1;
+/// `KernelConfig::families`: XDP counts IPv6 UDP.
+pub const XDP_IPV6: u32 = 2;
 
 impl KernelConfig {
     pub const fn empty() -> KernelConfig {
@@ -258,13 +269,14 @@ impl KernelConfig {
             port: 0,
             addr: 0,
             max_datagram: 0,
-            _pad: 0,
+            families: 0,
             measurements: [Name::empty(); MAX_MEASUREMENTS],
             measurement_rules: [0; MAX_MEASUREMENTS],
             measurement_userspace: [0; MAX_MEASUREMENTS],
             names: [Name::empty(); MAX_NAMES],
             fields: [Name::empty(); MAX_FIELDS],
             rules: [RuleSpec::empty(); MAX_RULES],
+            addr6: [0; 2],
         }
     }
 }
@@ -347,8 +359,8 @@ mod pod {
     unsafe impl aya::Pod for super::Cell {}
     // SAFETY: #[repr(C)] eight u32s, then arrays of Name (u64, u32, u32,
     // [u8; 32]), of u32 and of RuleSpec (u32s, with `_pad` filling to the
-    // 8-byte alignment of its Names): every field starts where the one
-    // before ends, so no padding anywhere.
+    // 8-byte alignment of its Names), then two u64s: every field starts
+    // where the one before ends, so no padding anywhere.
     unsafe impl aya::Pod for super::KernelConfig {}
 }
 
@@ -371,12 +383,12 @@ mod tests {
         assert_eq!(offset_of!(RuleSpec, id), 40);
         assert_eq!(offset_of!(RuleSpec, filter_value), 48);
         assert_eq!(offset_of!(KernelConfig, max_datagram), 24);
+        assert_eq!(offset_of!(KernelConfig, families), 28);
         assert_eq!(offset_of!(KernelConfig, measurements), 32);
         assert_eq!(align_of::<KernelConfig>(), 8);
-        assert_eq!(
-            size_of::<KernelConfig>(),
-            32 + 8 * 48 + 8 * 4 + 8 * 4 + 8 * 48 + 4 * 48 + 8 * 144
-        );
+        let rules_end = 32 + 8 * 48 + 8 * 4 + 8 * 4 + 8 * 48 + 4 * 48 + 8 * 144;
+        assert_eq!(offset_of!(KernelConfig, addr6), rules_end);
+        assert_eq!(size_of::<KernelConfig>(), rules_end + 16);
     }
 
     #[test]

@@ -37,7 +37,9 @@ mod programs {
     };
     use aya_ebpf::macros::{btf_map, socket_filter, xdp};
     use aya_ebpf::programs::{SkBuffContext, XdpContext};
-    use toptraffic_common::{counter, Cell, GroupKey, KernelConfig, BUF_LEN, MAX_ITEMS};
+    use toptraffic_common::{
+        counter, Cell, GroupKey, KernelConfig, BUF_LEN, MAX_ITEMS, XDP_IPV4, XDP_IPV6,
+    };
     use toptraffic_ebpf::parse::{self, Scratch, DROP_FILTERED, DROP_MISSING_FIELD, DROP_UNKNOWN};
 
     type GenMap = PerCpuHashMap<GroupKey, Cell, 1>;
@@ -477,6 +479,9 @@ mod programs {
 
     const ETH_HLEN: usize = 14;
     const ETH_P_IP: u16 = 0x0800;
+    const ETH_P_IPV6: u16 = 0x86dd;
+    /// The fixed IPv6 header; extension headers are left to the stack.
+    const IPV6_HLEN: usize = 40;
     const IPPROTO_UDP: u8 = 17;
 
     /// Reads a `T` at `off` of the packet, bounds-checked for the verifier.
@@ -490,12 +495,10 @@ mod programs {
         Some((start + off) as *const T)
     }
 
-    /// Counts IPv4 UDP to the daemon's port; None (pass) for anything else.
+    /// The offset of the UDP header of an IPv4 or IPv6 packet (the families
+    /// `cfg.families` names) to the daemon's address; None for anything else.
     #[inline(always)]
-    fn try_xdp(ctx: &XdpContext) -> Option<Verdict> {
-        // SAFETY: live_config gave a non-null pointer to the live CONFIG
-        // slot, valid for the run; the daemon writes only the other slot.
-        let cfg = unsafe { &*live_config()? };
+    fn udp_offset(ctx: &XdpContext, cfg: &KernelConfig) -> Option<usize> {
         // The packet reads: at() returns a pointer only when the whole value
         // lies in [data, data_end), the packet's readable bytes (which the
         // verifier checks again). They may be unaligned (the address at 30),
@@ -505,7 +508,31 @@ mod programs {
         // program instead of running it.
         // SAFETY: in bounds, see above.
         let proto = u16::from_be(unsafe { *at::<u16>(ctx, 12)? });
-        if proto != ETH_P_IP {
+        if proto == ETH_P_IPV6 {
+            if cfg.families & XDP_IPV6 == 0 {
+                return None;
+            }
+            // SAFETY: in bounds, see the first read.
+            if unsafe { *at::<u8>(ctx, ETH_HLEN)? } >> 4 != 6 {
+                return None;
+            }
+            // A next header other than UDP (fragments and every other
+            // extension header among them) is left to the stack.
+            // SAFETY: in bounds, see the first read.
+            if unsafe { *at::<u8>(ctx, ETH_HLEN + 6)? } != IPPROTO_UDP {
+                return None;
+            }
+            // SAFETY: in bounds, see the first read.
+            let hi = unsafe { *at::<u64>(ctx, ETH_HLEN + 24)? };
+            // SAFETY: in bounds, see the first read.
+            let lo = unsafe { *at::<u64>(ctx, ETH_HLEN + 32)? };
+            let any = cfg.addr6[0] == 0 && cfg.addr6[1] == 0;
+            if !any && (hi != cfg.addr6[0] || lo != cfg.addr6[1]) {
+                return None;
+            }
+            return Some(ETH_HLEN + IPV6_HLEN);
+        }
+        if proto != ETH_P_IP || cfg.families & XDP_IPV4 == 0 {
             return None;
         }
         // SAFETY: in bounds, see the first read.
@@ -529,13 +556,25 @@ mod programs {
         if cfg.addr != 0 && daddr != cfg.addr {
             return None;
         }
-        let udp = ETH_HLEN + (ihl & 0x3c);
-        // SAFETY: in bounds, see the first read.
+        Some(ETH_HLEN + (ihl & 0x3c))
+    }
+
+    /// Counts IPv4 or IPv6 UDP to the daemon's port; None (pass) for
+    /// anything else.
+    #[inline(always)]
+    fn try_xdp(ctx: &XdpContext) -> Option<Verdict> {
+        // SAFETY: live_config gave a non-null pointer to the live CONFIG
+        // slot, valid for the run; the daemon writes only the other slot.
+        let cfg = unsafe { &*live_config()? };
+        // At most 14 + 60 (IPv4) or 14 + 40 (IPv6): the mask is for the
+        // verifier, which then knows the bound of the reads below.
+        let udp = udp_offset(ctx, cfg)? & 0x7f;
+        // SAFETY: in bounds, see udp_offset's reads.
         let dport = u16::from_be(unsafe { *at::<u16>(ctx, udp + 2)? });
         if dport as u32 != cfg.port {
             return None;
         }
-        // SAFETY: in bounds, see the first read.
+        // SAFETY: in bounds, see udp_offset's reads.
         let ulen = u16::from_be(unsafe { *at::<u16>(ctx, udp + 4)? }) as u32;
         if ulen < 8 {
             return None;

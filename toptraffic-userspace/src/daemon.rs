@@ -177,6 +177,15 @@ fn map_entries(config: &Config, plan: &KernelPlan) -> u32 {
     (keys + 1024).min(u32::MAX as usize) as u32
 }
 
+/// Whether the IPv6 socket `fd` takes IPv6 only (IPV6_V6ONLY); false when
+/// that cannot be read.
+fn v6_only(fd: RawFd) -> bool {
+    // SAFETY: `fd` is one of the daemon's receive sockets, open for as long
+    // as the daemon runs, so for this call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    socket2::SockRef::from(&fd).only_v6().unwrap_or(false)
+}
+
 /// Loads the kernel path for the config, attached to `fds` or XDP.
 fn load_kernel(
     config: &Config,
@@ -188,14 +197,10 @@ fn load_kernel(
     let (attach, info_attach, interface) = match &config.ingest.xdp_interface {
         None => (Attach::Sockets(fds), "socket_filter", None),
         Some(iface) => {
-            let addr = match listen {
-                SocketAddr::V4(a) => *a.ip(),
-                SocketAddr::V6(_) => {
-                    return Err(KernelError::Other(
-                        "XDP counts IPv4 only; listen on an IPv4 address".into(),
-                    ))
-                }
-            };
+            // A socket on `::` takes IPv4 too unless it is IPV6_V6ONLY.
+            let dual_stack = listen.ip().is_unspecified()
+                && listen.is_ipv6()
+                && !fds.first().is_some_and(|fd| v6_only(*fd));
             let mode = match config.ingest.xdp_mode {
                 XdpMode::Auto => aya::programs::XdpMode::Default,
                 XdpMode::Skb => aya::programs::XdpMode::Skb,
@@ -206,7 +211,8 @@ fn load_kernel(
                     interface: iface.clone(),
                     mode,
                     port: listen.port(),
-                    addr,
+                    addr: listen.ip(),
+                    dual_stack,
                 },
                 "xdp",
                 Some(format!("{iface} ({})", config.ingest.xdp_mode.as_str())),

@@ -11,7 +11,7 @@ use std::{fmt, io};
 use aya::maps::{ArrayOfMaps, Map, MapData, PerCpuArray};
 use aya::programs::{SocketFilter, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
-use toptraffic_common::KernelConfig;
+use toptraffic_common::{KernelConfig, XDP_IPV4, XDP_IPV6};
 
 use super::counters::KernelCounters;
 use super::drain::{Drained, Generations};
@@ -39,13 +39,17 @@ pub(super) const XDP_PROG: &str = "toptraffic_xdp";
 pub enum Attach {
     /// A socket filter on each of these (the daemon's UDP sockets).
     Sockets(Vec<RawFd>),
-    /// XDP on an interface, counting UDP to `port` (and `addr`, when not
-    /// 0.0.0.0).
+    /// XDP on an interface, counting UDP to `port` and `addr` (any
+    /// address of its family when unspecified) as the daemon's socket
+    /// bound there receives it: IPv4 for an IPv4 (or IPv4-mapped)
+    /// address, IPv6 for an IPv6 one, and both for `::` when `dual_stack`
+    /// (the socket is not IPV6_V6ONLY).
     Xdp {
         interface: String,
         mode: XdpMode,
         port: u16,
-        addr: std::net::Ipv4Addr,
+        addr: std::net::IpAddr,
+        dual_stack: bool,
     },
     /// Load and verify only (tests).
     None,
@@ -77,7 +81,35 @@ pub struct Options {
 struct Ingress {
     port: u32,
     addr: u32,
+    families: u32,
+    addr6: [u64; 2],
     max_datagram: u32,
+}
+
+/// What XDP matches for a socket bound to `addr` (see [`Attach::Xdp`]):
+/// the families (`XDP_IPV4`, `XDP_IPV6`), the IPv4 address and the IPv6
+/// one, each as `KernelConfig` holds it (network order; zero for any).
+pub(super) fn xdp_match(addr: std::net::IpAddr, dual_stack: bool) -> (u32, u32, [u64; 2]) {
+    use std::net::IpAddr;
+    match addr {
+        IpAddr::V4(a) => (XDP_IPV4, u32::from_ne_bytes(a.octets()), [0; 2]),
+        IpAddr::V6(a) => {
+            if let Some(v4) = a.to_ipv4_mapped() {
+                return (XDP_IPV4, u32::from_ne_bytes(v4.octets()), [0; 2]);
+            }
+            let o = a.octets();
+            let mut halves = [[0u8; 8]; 2];
+            halves[0].copy_from_slice(&o[..8]);
+            halves[1].copy_from_slice(&o[8..]);
+            let addr6 = halves.map(u64::from_ne_bytes);
+            let v4 = if a.is_unspecified() && dual_stack {
+                XDP_IPV4
+            } else {
+                0
+            };
+            (XDP_IPV6 | v4, 0, addr6)
+        }
+    }
 }
 
 /// The loaded and attached kernel path.
@@ -120,6 +152,8 @@ fn write_config(
     let mut config = *config;
     config.port = ingress.port;
     config.addr = ingress.addr;
+    config.families = ingress.families;
+    config.addr6 = ingress.addr6;
     config.max_datagram = ingress.max_datagram;
     let map = ebpf
         .map_mut("CONFIG")
@@ -187,13 +221,20 @@ impl KernelPath {
             }
             None => None,
         };
-        let (port, addr) = match &opts.attach {
-            Attach::Xdp { port, addr, .. } => (*port as u32, u32::from_ne_bytes(addr.octets())),
-            _ => (0, 0),
+        let (port, (families, addr, addr6)) = match &opts.attach {
+            Attach::Xdp {
+                port,
+                addr,
+                dual_stack,
+                ..
+            } => (*port as u32, xdp_match(*addr, *dual_stack)),
+            _ => (0, (0, 0, [0; 2])),
         };
         let ingress = Ingress {
             port,
             addr,
+            families,
+            addr6,
             // Past u32 it is past BUF_LEN too: the kernel's own bound holds.
             max_datagram: opts.max_datagram.min(u32::MAX as usize) as u32,
         };

@@ -410,3 +410,27 @@ fn maps_the_kernel_refuses_to_create_leave_the_maps_and_rules_in_force() {
     let key = crate::key::from_values(&["203.0.113.7", "1"]);
     assert_eq!(d.tables[0].get(&key).unwrap().lines, 4);
 }
+
+#[test]
+fn xdp_matches_what_the_socket_receives() {
+    use super::path::xdp_match;
+    use toptraffic_common::{XDP_IPV4, XDP_IPV6};
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let lo4 = u32::from_ne_bytes([127, 0, 0, 1]);
+    assert_eq!(xdp_match(ip("127.0.0.1"), false), (XDP_IPV4, lo4, [0, 0]));
+    assert_eq!(xdp_match(ip("0.0.0.0"), false), (XDP_IPV4, 0, [0, 0]));
+    assert_eq!(
+        xdp_match(ip("::ffff:127.0.0.1"), false),
+        (XDP_IPV4, lo4, [0, 0])
+    );
+    let one = u64::from_ne_bytes([0, 0, 0, 0, 0, 0, 0, 1]);
+    assert_eq!(xdp_match(ip("::1"), true), (XDP_IPV6, 0, [0, one]));
+    let fd00 = u64::from_ne_bytes([0xfd, 0, 0, 0xcb, 0, 0, 0, 0]);
+    assert_eq!(
+        xdp_match(ip("fd00:cb::1"), false),
+        (XDP_IPV6, 0, [fd00, one])
+    );
+    // `::`: IPv6 to any address, and IPv4 when the socket takes it too.
+    assert_eq!(xdp_match(ip("::"), false), (XDP_IPV6, 0, [0, 0]));
+    assert_eq!(xdp_match(ip("::"), true), (XDP_IPV6 | XDP_IPV4, 0, [0, 0]));
+}
