@@ -15,6 +15,7 @@ pub(crate) mod control;
 pub mod daemon;
 pub mod dirs;
 mod goformat;
+pub mod import;
 pub mod ingest;
 pub mod key;
 pub mod lineproto;

@@ -66,6 +66,18 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Convert Kapacitor TICKscripts into a config (printed on stdout).
+    /// What cannot be converted is named on stderr with its line and
+    /// column; exit status 0 when everything was converted, 1 when
+    /// something was left out, 2 when nothing could be.
+    Import {
+        /// TICKscript files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The rule's name (default: the file's name without .tick).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Print a rule's top keys from a running daemon.
     Top {
         #[arg(long, short)]
@@ -251,6 +263,61 @@ fn init_tracing() {
     }
 }
 
+/// `toptraffic import`: the config on stdout, findings on stderr.
+fn import(files: &[PathBuf], name: Option<&str>) -> ExitCode {
+    use toptraffic::import::{self, ImportError, Script};
+    let mut scripts = Vec::with_capacity(files.len());
+    for (i, f) in files.iter().enumerate() {
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("toptraffic import: {}: {e}", f.display());
+                return ExitCode::from(2);
+            }
+        };
+        let rule_name = match (name, i) {
+            (Some(n), 0) => n.to_string(),
+            (Some(n), i) => format!("{n}_{}", i + 1),
+            (None, _) => import::rule_name_of(f),
+        };
+        scripts.push(Script {
+            file: f.display().to_string(),
+            text,
+            rule_name,
+        });
+    }
+    match import::import(&scripts) {
+        Ok(out) => {
+            print!("{}", out.toml);
+            for f in &out.findings {
+                eprintln!("{f}");
+            }
+            if out.complete() {
+                eprintln!(
+                    "toptraffic import: converted completely ({} rules)",
+                    out.rules
+                );
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "toptraffic import: converted partly ({} rules): what is named \"not converted\" above is not in the config",
+                    out.rules
+                );
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            if let ImportError::Nothing { findings } | ImportError::Invalid { findings, .. } = &e {
+                for f in findings {
+                    eprintln!("{f}");
+                }
+            }
+            eprintln!("toptraffic import: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     keep_freed_pages();
     let cli = Cli::parse();
@@ -278,6 +345,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Import { files, name } => import(&files, name.as_deref()),
         Command::Top {
             rule,
             limit,
