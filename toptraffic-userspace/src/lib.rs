@@ -24,6 +24,7 @@ pub(crate) mod metrics;
 pub(crate) mod persist;
 #[cfg(test)]
 mod proptest_config;
+pub mod replay;
 pub(crate) mod rotation;
 pub mod rules;
 pub(crate) mod sink;

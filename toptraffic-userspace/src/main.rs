@@ -78,6 +78,10 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Run the rules on recorded traffic on simulated time, as fast as the
+    /// machine goes, and print every alert event as a JSON line (the log
+    /// sink's format) on stdout.
+    Replay(ReplayArgs),
     /// Print a rule's top keys from a running daemon.
     Top {
         #[arg(long, short)]
@@ -107,6 +111,36 @@ enum Command {
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// TOML config file (the embedded default without it).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Line protocol with timestamps (each line's timestamp is its arrival
+    /// time), or pcap/pcapng captures of the UDP datagrams to the listen
+    /// port (e.g. `tcpdump -w spike.pcap udp port 9100`).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Also print each interval's N top keys of every rule.
+    #[arg(long, value_name = "N")]
+    top: Option<usize>,
+    /// Unit of the line protocol timestamps: ns, us, ms or s.
+    #[arg(long, default_value = "ns")]
+    precision: toptraffic::replay::Precision,
+    /// Hand the events to the config's sinks too (they are not called
+    /// without it).
+    #[arg(long)]
+    sinks: bool,
+    /// After the input, go on until every window is empty (the step-downs
+    /// and recoveries a running daemon would then send).
+    #[arg(long)]
+    until_empty: bool,
+    /// UDP port whose datagrams a capture holds (default: the config's
+    /// ingest.listen port).
+    #[arg(long)]
+    port: Option<u16>,
 }
 
 #[derive(clap::Args)]
@@ -318,6 +352,86 @@ fn import(files: &[PathBuf], name: Option<&str>) -> ExitCode {
     }
 }
 
+/// `toptraffic replay`: events (and top keys) on stdout, a summary on
+/// stderr.
+fn replay(a: ReplayArgs) -> ExitCode {
+    use std::io::Write;
+    use toptraffic::replay::{self, Options, Skipped};
+    let config = match load(a.config.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let port = a.port.unwrap_or(config.ingest.listen.port());
+    let mut datagrams = Vec::new();
+    let mut skipped = Skipped::default();
+    for input in &a.inputs {
+        if let Err(e) = replay::read(input, a.precision, port, &mut datagrams, &mut skipped) {
+            eprintln!("toptraffic replay: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let opts = Options {
+        top: a.top,
+        sinks: a.sinks,
+        until_empty: a.until_empty,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut write_failed = None;
+    let result = replay::replay(config, datagrams, &opts, |o| {
+        if write_failed.is_none() {
+            if let Err(e) = writeln!(out, "{}", o.to_json()) {
+                write_failed = Some(e);
+            }
+        }
+    });
+    if let Err(e) = out.flush() {
+        write_failed.get_or_insert(e);
+    }
+    if let Some(e) = write_failed {
+        eprintln!("toptraffic replay: writing to stdout: {e}");
+        return ExitCode::FAILURE;
+    }
+    match result {
+        Ok(s) => {
+            let dropped: Vec<String> = s.dropped.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            eprintln!(
+                "toptraffic replay: {} datagrams, {} lines counted{}, {} intervals, {} events{}{}",
+                s.datagrams,
+                s.points,
+                if dropped.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (dropped: {})", dropped.join(", "))
+                },
+                s.intervals,
+                s.events,
+                if skipped.other_frames + skipped.fragments > 0 {
+                    format!(
+                        "; skipped {} frames not to UDP port {port} and {} IP fragments",
+                        skipped.other_frames, skipped.fragments
+                    )
+                } else {
+                    String::new()
+                },
+                if s.sink_drops > 0 {
+                    format!("; the sinks dropped {} events (full queues)", s.sink_drops)
+                } else {
+                    String::new()
+                },
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("toptraffic replay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     keep_freed_pages();
     let cli = Cli::parse();
@@ -346,6 +460,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Import { files, name } => import(&files, name.as_deref()),
+        Command::Replay(args) => replay(args),
         Command::Top {
             rule,
             limit,
