@@ -165,7 +165,17 @@ pub fn replay(
     let mut close = |rotator: &mut Rotator, index: u64, out: &mut dyn FnMut(Output)| {
         rotator.rotate(index);
         summary.intervals += 1;
+        // The engine offers a block's events in its window's (hashed)
+        // order: each block's are sorted by key, so that a replay always
+        // prints the same lines in the same order.
+        let mut batch: Vec<Arc<AlertEvent>> = Vec::new();
         while let Ok(ev) = events.try_recv() {
+            batch.push(ev);
+        }
+        for run in batch.chunk_by_mut(|a, b| a.task == b.task && a.block == b.block) {
+            run.sort_by(|a, b| a.tags.cmp(&b.tags));
+        }
+        for ev in batch {
             summary.events += 1;
             out(Output::Event(ev));
         }
