@@ -365,3 +365,37 @@ fn which_tcpdump() -> Result<PathBuf, ()> {
     }
     Err(())
 }
+
+fn default_tests() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.test.toml")
+}
+
+#[test]
+fn the_default_rules_pass_their_tests_and_a_wrong_expectation_prints_a_diff() {
+    let out = run(&["test", default_tests().to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.ends_with("3 passed, 0 failed\n"), "{stdout}");
+
+    // The same file with the 350/s key's first WARNING expected as
+    // CRITICAL, and beside the default config.
+    let wrong = std::fs::read_to_string(default_tests()).unwrap().replacen(
+        "at = \"55s\"\nlevel = \"WARNING\"",
+        "at = \"55s\"\nlevel = \"CRITICAL\"",
+        1,
+    );
+    let path = temp_file("wrong.test.toml", &wrong);
+    let out = run(&["test", path.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(": FAILED\n"), "{stdout}");
+    assert!(
+        stdout.contains("  -     55s CRITICAL  */* {id=350, ip=192.0.2.1} 19250\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  +     55s WARNING   top_combined/#1 {id=350, ip=192.0.2.1} 19250\n"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("2 passed, 1 failed\n"), "{stdout}");
+}

@@ -27,6 +27,7 @@ mod proptest_config;
 pub mod replay;
 pub(crate) mod rotation;
 pub mod rules;
+pub mod ruletest;
 pub(crate) mod sink;
 pub mod sketch;
 pub mod snapshot;

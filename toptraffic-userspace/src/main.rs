@@ -82,6 +82,15 @@ enum Command {
     /// machine goes, and print every alert event as a JSON line (the log
     /// sink's format) on stdout.
     Replay(ReplayArgs),
+    /// Run rule unit tests: per-key counts per interval (or recorded
+    /// traffic) through the rules, the alert events compared with those
+    /// expected; a difference is printed as a diff and the exit status is
+    /// 1 (2 when a file cannot run).
+    Test {
+        /// Test files (TOML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Print a rule's top keys from a running daemon.
     Top {
         #[arg(long, short)]
@@ -377,6 +386,7 @@ fn replay(a: ReplayArgs) -> ExitCode {
         top: a.top,
         sinks: a.sinks,
         until_empty: a.until_empty,
+        until: None,
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -432,6 +442,38 @@ fn replay(a: ReplayArgs) -> ExitCode {
     }
 }
 
+/// `toptraffic test`: a line per test, the diff of each failure, totals.
+fn rule_tests(files: &[PathBuf]) -> ExitCode {
+    let (mut passed, mut failed) = (0, 0);
+    for f in files {
+        let r = match toptraffic::ruletest::run_file(f) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("toptraffic test: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        for c in &r.cases {
+            match &c.diff {
+                None => {
+                    passed += 1;
+                    println!("{}: test {:?}: ok ({} events)", r.file, c.name, c.events);
+                }
+                Some(d) => {
+                    failed += 1;
+                    println!("{}: test {:?}: FAILED\n{d}", r.file, c.name);
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     keep_freed_pages();
     let cli = Cli::parse();
@@ -461,6 +503,7 @@ fn main() -> ExitCode {
         },
         Command::Import { files, name } => import(&files, name.as_deref()),
         Command::Replay(args) => replay(args),
+        Command::Test { files } => rule_tests(&files),
         Command::Top {
             rule,
             limit,

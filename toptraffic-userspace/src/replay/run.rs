@@ -35,6 +35,9 @@ pub struct Options {
     /// Go on closing intervals after the input until every window is empty
     /// (the step-downs and recoveries a daemon would then send).
     pub until_empty: bool,
+    /// Close the intervals up to this time at least (while a window can
+    /// hold anything), whatever the input's last datagram.
+    pub until: Option<std::time::SystemTime>,
 }
 
 /// A rule's top keys at the end of an interval.
@@ -215,11 +218,14 @@ pub fn replay(
         counter.datagram(&d.data, &rules, &mut t, &mut local);
     }
     if let Some(o) = open {
-        let last = if opts.until_empty {
-            o + window_intervals + 1
-        } else {
-            o
-        };
+        // Past a window and an interval after the last datagram every
+        // window is empty and every key has had its last evaluation.
+        let empty = o + window_intervals + 1;
+        let mut last = if opts.until_empty { empty } else { o };
+        if let Some(t) = opts.until {
+            let end = intervals.index_at(t.checked_sub(Duration::from_nanos(1)).unwrap_or(t));
+            last = last.max(end.min(empty));
+        }
         for i in o..=last {
             close(&mut rotator, i, &mut out);
         }
