@@ -28,7 +28,7 @@ use crate::view::{ModeInfo, Shared};
 /// How to replay.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Also report each interval's top keys of every rule.
+    /// Also report each interval's top keys of every rule that has keys.
     pub top: Option<usize>,
     /// Hand the events to the config's sinks too.
     pub sinks: bool,
@@ -184,7 +184,7 @@ pub fn replay(
         }
         if let Some(n) = opts.top {
             for rule in &top_rules {
-                if let Some(t) = rotator.top(rule, n) {
+                if let Some(t) = rotator.top(rule, n).filter(|t| t.keys > 0) {
                     out(Output::Top(Top {
                         rule: rule.clone(),
                         time: intervals.end(index),
