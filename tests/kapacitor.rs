@@ -399,3 +399,37 @@ fn the_default_rules_pass_their_tests_and_a_wrong_expectation_prints_a_diff() {
     );
     assert!(stdout.ends_with("2 passed, 1 failed\n"), "{stdout}");
 }
+
+#[test]
+fn replay_calls_the_sinks_only_when_asked() {
+    let dir = temp_file("x", "").parent().unwrap().to_path_buf();
+    let log = dir.join("alerts.log");
+    let config = toptraffic::config::DEFAULT_CONFIG.replacen(
+        "[rule.alert.log]\npath = \"-\"",
+        &format!("[rule.alert.log]\npath = {:?}", log.display().to_string()),
+        1,
+    );
+    let config_path = temp_file("config.toml", &config);
+    // 4,000 a second for 10 s: WARNING at 20,000, CRITICAL at 24,000.
+    let t0 = 1_764_720_000u64;
+    let lp: String = (0..10)
+        .map(|s| {
+            format!(
+                "combined,ip=a,id=1 count=4000 {}\n",
+                (t0 + s) * 1_000_000_000
+            )
+        })
+        .collect();
+    let input = temp_file("burst.lp", &lp);
+    let args = [
+        "--config",
+        config_path.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ];
+    let (stdout, _) = replay(&args);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(!log.exists(), "the log sink was called without --sinks");
+    let (again, _) = replay(&[&args[..], &["--sinks"]].concat());
+    assert_eq!(again, stdout);
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), stdout);
+}
