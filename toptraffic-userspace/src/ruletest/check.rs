@@ -44,7 +44,12 @@ struct Seen {
 pub fn run_file(path: &Path) -> Result<FileResult, String> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
-    let file: TestFile = toml::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
+    let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+    let file: TestFile = if yaml {
+        serde_yaml_ng::from_str(&text).map_err(|e| format!("{name}: {e}"))?
+    } else {
+        toml::from_str(&text).map_err(|e| format!("{name}: {e}"))?
+    };
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let config = match &file.config {
         None => Config::embedded_default(),

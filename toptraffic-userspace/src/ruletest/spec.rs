@@ -1,4 +1,5 @@
-//! A rule test file as written (TOML):
+//! A rule test file as written (TOML, or the same keys in YAML when the
+//! file ends in `.yaml` or `.yml`):
 //!
 //! ```toml
 //! config = "my.toml"             # relative to this file; the embedded default without it

@@ -87,3 +87,34 @@ fn inputs_that_cannot_be_are_refused_naming_the_test() {
         )
     );
 }
+
+#[test]
+fn a_yaml_file_holds_the_same_tests() {
+    let p = write(
+        "spike.test.yaml",
+        r#"
+start: "2026-01-01T00:00:00Z"
+config:
+  window: { period: "10s", every: "5s" }
+  rule:
+    - name: r
+      measurement: m
+      group_by: [k]
+      alert:
+        - warn: '"count" > 3'
+test:
+  - name: a spike warns
+    input:
+      - tags: { k: a }
+        values: "2 2"
+    expect:
+      - at: 10s
+        level: WARNING
+        tags: { k: a }
+        value: 4
+"#,
+    );
+    let r = run_file(&p).unwrap();
+    assert_eq!(r.cases[0].events, 1);
+    assert!(r.cases[0].diff.is_none(), "{:?}", r.cases[0].diff);
+}
