@@ -287,3 +287,272 @@ fn the_cluster_value_of_every_key_that_can_reach_the_threshold_is_exact() {
     assert!(a.terminate().success());
     assert!(b.terminate().success());
 }
+
+/// Three nodes, warn over 300 and crit over 600 on the cluster's values,
+/// each node's events to its own log file.
+fn alerting_config(port: u16, node: &str, log: &Path) -> String {
+    format!(
+        r#"
+[ingest]
+mode = "userspace"
+[window]
+period = "60s"
+every = "500ms"
+[cluster]
+redis = "redis://127.0.0.1:{port}"
+node = "{node}"
+timeout = "200ms"
+
+[[rule]]
+name = "top"
+measurement = "combined"
+group_by = ["ip", "id"]
+
+[[rule.alert]]
+warn = '"count" > 300'
+crit = '"count" > 600'
+state_changes_only = true
+[rule.alert.log]
+path = "{}"
+"#,
+        log.display()
+    )
+}
+
+/// Every event in the nodes' log files: (level, ip, value, the JSON).
+fn events(logs: &[std::path::PathBuf]) -> Vec<(String, String, f64, Value)> {
+    let mut all = Vec::new();
+    for log in logs {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        for line in text.lines() {
+            let j: Value = serde_json::from_str(line).unwrap();
+            let s = &j["data"]["series"][0];
+            all.push((
+                j["level"].as_str().unwrap().to_string(),
+                s["tags"]["ip"].as_str().unwrap().to_string(),
+                s["values"][0][1].as_f64().unwrap(),
+                j.clone(),
+            ));
+        }
+    }
+    all
+}
+
+fn levels(logs: &[std::path::PathBuf]) -> Vec<String> {
+    events(logs).into_iter().map(|e| e.0).collect()
+}
+
+fn holder(d: &Daemon) -> Option<String> {
+    cluster(d)["lease_holder"].as_str().map(str::to_string)
+}
+
+fn background(d: &Daemon, node: u8) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..300 {
+        let line = format!("combined,ip=10.{node}.{}.{},id=7 count=1", i / 256, i % 256);
+        sock.send_to(line.as_bytes(), d.udp).unwrap();
+    }
+}
+
+#[test]
+fn cluster_alerts_are_sent_once_survive_the_senders_stop_and_fall_back_while_redis_is_down() {
+    let test =
+        "cluster_alerts_are_sent_once_survive_the_senders_stop_and_fall_back_while_redis_is_down";
+    if !Path::new(REDIS).exists() {
+        skip(
+            test,
+            "redis-server is not installed (apt-get install redis-server)",
+        );
+        return;
+    }
+    let port = free_tcp_port();
+    let redis = Redis::start(port);
+    let logs: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|n| temp_file(&format!("events-{n}.json"), ""))
+        .collect();
+    // a starts first and takes the lease before the others come.
+    let a = Daemon::start(&alerting_config(port, "node-a", &logs[0]), &[]);
+    wait_for("a holds the lease", Duration::from_secs(10), || {
+        holder(&a).as_deref() == Some("node-a")
+    });
+    let b = Daemon::start(&alerting_config(port, "node-b", &logs[1]), &[]);
+    let c = Daemon::start(&alerting_config(port, "node-c", &logs[2]), &[]);
+    wait_for("three nodes in every view", Duration::from_secs(10), || {
+        [&a, &b, &c].iter().all(|d| members(d).len() == 3)
+    });
+    for (i, d) in [&a, &b, &c].into_iter().enumerate() {
+        background(d, i as u8);
+    }
+    // The hot key: 200 lines on b and on c, far under 300 on either, 400
+    // on the cluster; a, the sender, has none of it.
+    send(b.udp, "192.0.2.9", 200);
+    send(c.udp, "192.0.2.9", 200);
+    wait_for("the WARNING", Duration::from_secs(10), || {
+        levels(&logs).contains(&"WARNING".to_string())
+    });
+    wait_for("the cluster value settles", Duration::from_secs(10), || {
+        let top = a.get("/api/v1/top?rule=top&scope=cluster");
+        top["top"][0]["value"] == 400 && top["top"][0]["tags"]["ip"] == "192.0.2.9"
+    });
+    let alerts = b.get("/api/v1/alerts");
+    let k = &alerts["blocks"][0]["alerts"][0];
+    assert_eq!(k["scope"], "cluster", "{alerts}");
+    assert_eq!(k["nodes"], 3, "{alerts}");
+    assert_eq!(
+        k["shares"],
+        serde_json::json!({"node-a": 0, "node-b": 200, "node-c": 200}),
+        "{alerts}"
+    );
+    assert_eq!(b.get("/api/v1/top?rule=top")["top"][0]["value"], 200);
+    let ev = events(&logs);
+    assert_eq!(ev.len(), 1, "one event across the three sinks: {ev:?}");
+    assert_eq!(ev[0].3["scope"], "cluster", "{:?}", ev[0].3);
+    assert_eq!(ev[0].3["nodes"], 3, "{:?}", ev[0].3);
+    assert!(events(&logs[..1]).len() == 1, "a, the holder, sent it");
+
+    // The sender stops: b or c takes the lease over; the key goes on at
+    // 400 (a had none of it) and then crosses 600: one CRITICAL.
+    assert!(a.terminate().success());
+    wait_for("the lease handed over", Duration::from_secs(10), || {
+        holder(&b).is_some_and(|h| h != "node-a")
+    });
+    send(b.udp, "192.0.2.9", 150);
+    send(c.udp, "192.0.2.9", 150);
+    wait_for("the CRITICAL", Duration::from_secs(10), || {
+        levels(&logs).contains(&"CRITICAL".to_string())
+    });
+    wait_for(
+        "the cluster value is the sum sent",
+        Duration::from_secs(10),
+        || b.get("/api/v1/top?rule=top&scope=cluster")["top"][0]["value"] == 700,
+    );
+    // Four more intervals: nothing else is sent.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        levels(&logs),
+        ["WARNING", "CRITICAL"],
+        "{:?}",
+        events(&logs)
+    );
+    assert_eq!(events(&logs)[1].2, 700.0);
+
+    // Redis goes: each node runs the rule on its own 350 (WARNING), says
+    // so, and sends its own.
+    drop(redis);
+    for d in [&b, &c] {
+        d.wait_stats(Duration::from_secs(10), "the rule falls back", |s| {
+            s["rules"][0]["cluster"] == "fallback"
+        });
+    }
+    wait_for("each node's own WARNING", Duration::from_secs(10), || {
+        levels(&logs).iter().filter(|l| *l == "WARNING").count() == 3
+    });
+    let m = b.get_text("/metrics");
+    assert!(
+        m.contains("toptraffic_cluster_fallback{rule=\"top\"} 1"),
+        "{m}"
+    );
+    assert!(b
+        .log_text()
+        .contains("cluster rule falls back to this node's counts"));
+
+    // Redis is back: the cluster's 700 again, one CRITICAL for all.
+    let _redis = Redis::start(port);
+    for d in [&b, &c] {
+        d.wait_stats(
+            Duration::from_secs(15),
+            "the rule back on the cluster",
+            |s| s["rules"][0]["cluster"] == "cluster",
+        );
+    }
+    wait_for(
+        "the CRITICAL after Redis is back",
+        Duration::from_secs(10),
+        || levels(&logs).iter().filter(|l| *l == "CRITICAL").count() >= 2,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let ev = events(&logs);
+    let criticals = ev.iter().filter(|e| e.0 == "CRITICAL").count();
+    assert_eq!(criticals, 2, "no burst of duplicates: {ev:?}");
+    assert!(b.terminate().success());
+    assert!(c.terminate().success());
+}
+
+#[test]
+fn with_cluster_top_the_cluster_top_n_is_the_exact_top_n_of_the_union() {
+    let test = "with_cluster_top_the_cluster_top_n_is_the_exact_top_n_of_the_union";
+    if !Path::new(REDIS).exists() {
+        skip(
+            test,
+            "redis-server is not installed (apt-get install redis-server)",
+        );
+        return;
+    }
+    let port = free_tcp_port();
+    let _redis = Redis::start(port);
+    let nodes: Vec<Daemon> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let cfg = config_window(port, &format!("node-{n}"), "60s")
+                .replace("timeout = \"200ms\"", "timeout = \"200ms\"\ntop = 3")
+                .replace("> 100", "> 300");
+            Daemon::start(&cfg, &[])
+        })
+        .collect();
+    wait_for("three nodes in every view", Duration::from_secs(10), || {
+        nodes.iter().all(|d| members(d).len() == 3)
+    });
+    // T = 300, N = 3: no key reaches T / N = 100 on any node, so threshold
+    // pruning alone exchanges none; the top 3 of the union are P (180),
+    // S (120) and Q (110), ahead of R (100) and the tail.
+    let per_node: [&[(&str, usize)]; 3] = [
+        &[("P", 60), ("Q", 90), ("R", 50)],
+        &[("P", 60), ("Q", 10), ("R", 50), ("S", 40)],
+        &[("P", 60), ("Q", 10), ("S", 80)],
+    ];
+    let ip = |k: &str| format!("10.7.7.{}", k.as_bytes()[0]);
+    for (d, keys) in nodes.iter().zip(per_node) {
+        for (k, n) in keys {
+            send(d.udp, &ip(k), *n);
+        }
+        // A tail of 400 keys of 1 to 20 lines.
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..400usize {
+            let line = format!("combined,ip=10.8.{}.{},id=1 count=1", i / 256, i % 256);
+            for _ in 0..(1 + i % 20) {
+                sock.send_to(line.as_bytes(), d.udp).unwrap();
+            }
+        }
+    }
+    let want = vec![(ip("P"), 180.0), (ip("S"), 120.0), (ip("Q"), 110.0)];
+    let top3 = |d: &Daemon| -> Vec<(String, f64)> {
+        let (status, body) = d.get_status("/api/v1/top?rule=top&scope=cluster&limit=3");
+        if status != 200 {
+            return Vec::new();
+        }
+        let top: Value = serde_json::from_str(&body).unwrap();
+        top["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["tags"]["ip"].as_str().unwrap().to_string(),
+                    r["value"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    for d in &nodes {
+        wait_for("the exact top 3", Duration::from_secs(15), || {
+            top3(d) == want
+        });
+    }
+    let x = &cluster(&nodes[0])["rules"]["top"];
+    assert!(x["threshold"].as_f64().unwrap() < 100.0, "{x}");
+    eprintln!("exchange with cluster.top = 3: {x}");
+    for d in nodes {
+        assert!(d.terminate().success());
+    }
+}

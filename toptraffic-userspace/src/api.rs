@@ -240,12 +240,22 @@ async fn stats(State(st): State<AppState>) -> Json<Stats> {
         .map(|(r, n)| (r.as_str().to_string(), n))
         .collect();
     let view = s.view();
+    let cluster = s.cluster.get().map(|c| c.view());
     let rules = view
         .rules
         .iter()
         .map(|r| RuleStats {
             keys: r.keys() as u64,
             name: r.name.clone(),
+            cluster: cluster.as_ref().and_then(|c| {
+                c.rules.iter().any(|x| x.name == r.name).then(|| {
+                    match c.fallback.get(&r.name) {
+                        Some(true) => "fallback",
+                        _ => "cluster",
+                    }
+                    .to_string()
+                })
+            }),
             overflow: r.tier.map(|t| OverflowStats {
                 demotions: t.demotions,
                 error_bound: Number(t.error_bound),
@@ -389,6 +399,9 @@ async fn cluster(State(st): State<AppState>) -> Response {
     Json(toptraffic_api::Cluster {
         exchanges: v.exchanges,
         failures: v.failures,
+        fallback: v.fallback,
+        lease_holder: v.lease_holder,
+        takeovers: v.takeovers,
         last_error: v.last_error,
         last_ok: v.last_ok.map(rfc3339),
         members: v.members,
@@ -437,6 +450,13 @@ fn alert_block(b: &BlockView) -> AlertBlock {
                 tags: a.tags.clone(),
                 // Written by goformat::json_number: a number, or null.
                 value: Number(a.value.as_f64().unwrap_or(f64::NAN)),
+                scope: a.scope.map(str::to_string),
+                nodes: a.nodes.map(|n| n as u64),
+                shares: a.shares.as_ref().map(|s| {
+                    s.iter()
+                        .map(|(n, v)| (n.clone(), Number(v.as_f64().unwrap_or(f64::NAN))))
+                        .collect()
+                }),
             })
             .collect(),
         block: b.block.clone(),

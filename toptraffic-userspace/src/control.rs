@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::alert::engine::{ClusterValues, Outgoing};
 use crate::config::{Config, Overrides, DEFAULT_CONFIG, DEFAULT_CONFIG_NAME};
 
 /// A rule's top keys, as the API serves them.
@@ -32,6 +33,8 @@ pub struct LocalQuery {
     pub rule: String,
     pub at_least: Option<f64>,
     pub keys: Vec<Vec<u8>>,
+    /// This many of the largest keys, with their values.
+    pub top: usize,
 }
 
 /// The answer, of the window ending at `window_end`.
@@ -40,6 +43,19 @@ pub struct LocalAnswer {
     pub window_end: Option<SystemTime>,
     pub over: Vec<(Vec<u8>, f64)>,
     pub values: Vec<f64>,
+    /// The `top` largest keys.
+    pub top: Vec<(Vec<u8>, f64)>,
+    /// The rule's keys with alert state (asked with `at_least`): their
+    /// cluster values are exchanged whatever they are.
+    pub stateful: Vec<Vec<u8>>,
+}
+
+/// A cluster exchange's outcome for rule `rule`: the cluster values of the
+/// window ending at the given time, or None when the exchange failed (the
+/// rule's alerts then run on this node's window).
+pub struct ClusterInput {
+    pub rule: String,
+    pub values: Option<(SystemTime, ClusterValues)>,
 }
 
 /// Messages to the rotation thread.
@@ -54,6 +70,9 @@ pub enum Control {
     },
     /// Local values for a cluster exchange; None when there is no such rule.
     Local(LocalQuery, mpsc::Sender<Option<LocalAnswer>>),
+    /// Evaluate a cluster rule's alerts on the cluster's values; the
+    /// events decided come back, for the node holding the sending lease.
+    Cluster(ClusterInput, mpsc::Sender<Vec<Outgoing>>),
     /// Apply a validated config; the result (a summary, or why not) goes
     /// back on the channel.
     Reload(Box<Config>, mpsc::Sender<Result<String, String>>),

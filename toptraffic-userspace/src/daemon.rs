@@ -450,21 +450,11 @@ pub async fn run(
         let status = Arc::new(ClusterStatus::new(&c));
         info!(node = %c.node, redis = ?status.view().redis, "cluster: joining");
         let _ = shared.cluster.set(status.clone());
-        let rules = config
-            .rules
-            .iter()
-            .filter_map(|r| {
-                r.cluster_threshold.map(|threshold| ClusterRule {
-                    name: r.name.clone(),
-                    threshold,
-                })
-            })
-            .collect();
+        status.set_rules(ClusterRule::of(&config));
         tokio::spawn(run_cluster(
             c,
             config.window.every,
             status,
-            rules,
             control.clone(),
             shutdown.clone(),
         ));

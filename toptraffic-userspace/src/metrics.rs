@@ -237,6 +237,42 @@ impl Collector for SharedCollector {
                 "Live nodes of the cluster, as of Redis's last answer",
                 &[(&[], c.members.len() as i64)],
             )?;
+            let holds = c.lease_holder.as_deref() == Some(c.node.as_str());
+            gauge(
+                &mut enc,
+                "cluster_lease_held",
+                "1 while this node holds the lease that sends the cluster rules' alerts",
+                &[(&[], holds as i64)],
+            )?;
+            counter(
+                &mut enc,
+                "cluster_takeovers",
+                "Times this node took the sending lease",
+                &[(&[], c.takeovers)],
+            )?;
+            let fallback: Vec<(String, i64)> = c
+                .rules
+                .iter()
+                .map(|r| {
+                    (
+                        r.name.clone(),
+                        c.fallback.get(&r.name).copied().unwrap_or(false) as i64,
+                    )
+                })
+                .collect();
+            let fallback_labels: Vec<([(&str, &str); 1], i64)> = fallback
+                .iter()
+                .map(|(r, v)| ([("rule", r.as_str())], *v))
+                .collect();
+            gauge(
+                &mut enc,
+                "cluster_fallback",
+                "1 while a cluster rule's alerts run on this node's counts alone (the exchange failed)",
+                &fallback_labels
+                    .iter()
+                    .map(|(l, v)| (&l[..], *v))
+                    .collect::<Vec<_>>(),
+            )?;
             counter(
                 &mut enc,
                 "cluster_exchanges",

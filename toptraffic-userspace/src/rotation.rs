@@ -8,10 +8,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{error, info, info_span, warn};
 
-use crate::alert::engine::RuleAlerts;
+use crate::alert::engine::{Outgoing, RuleAlerts};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::control::{Control, LocalAnswer, LocalQuery, TopAnswer};
+use crate::config::Scope;
+use crate::control::{ClusterInput, Control, LocalAnswer, LocalQuery, TopAnswer};
 use crate::metrics::Metrics;
 use crate::persist::{self, SavedRule, SavedState};
 use crate::rules::RuleSet;
@@ -95,6 +96,35 @@ pub fn start_alerts(
     alerts
 }
 
+/// Where a rule's alerts take their values from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Eval {
+    /// This node's window, at each rotation.
+    Node,
+    /// The cluster's values, when the exchange brings them (`pending`: the
+    /// end of the interval they are awaited for). `fallback`: the last
+    /// exchange failed, so each rotation evaluates this node's window
+    /// until one succeeds again.
+    Cluster {
+        pending: Option<SystemTime>,
+        fallback: bool,
+    },
+}
+
+fn evals(config: &Config) -> Vec<Eval> {
+    config
+        .rules
+        .iter()
+        .map(|r| match (r.scope, r.cluster_threshold, &config.cluster) {
+            (Scope::Cluster, Some(_), Some(_)) => Eval::Cluster {
+                pending: None,
+                fallback: false,
+            },
+            _ => Eval::Node,
+        })
+        .collect()
+}
+
 /// Closes intervals: drains the sources, slides the window, publishes.
 pub struct Rotator {
     config: Config,
@@ -113,6 +143,8 @@ pub struct Rotator {
     sources: Vec<Box<dyn IntervalSource>>,
     /// Per rule (config order).
     alerts: Vec<RuleAlerts>,
+    /// Per rule: where its alerts take their values from.
+    evals: Vec<Eval>,
     /// Counts of rules that survived a reload, made before the switch; they
     /// join the next interval.
     carry: Vec<CountTable>,
@@ -138,6 +170,7 @@ impl Rotator {
             window.set_overflow(i, r.overflow.as_ref());
         }
         Rotator {
+            evals: evals(&config),
             alerts,
             window,
             ids: (0..n as u32).collect(),
@@ -199,11 +232,100 @@ impl Rotator {
                 .collect(),
             None => Vec::new(),
         };
+        let stateful = match q.at_least {
+            Some(_) => self.alerts[i]
+                .stateful_keys()
+                .iter()
+                .map(|k| k.to_vec())
+                .collect(),
+            None => Vec::new(),
+        };
         Some(LocalAnswer {
             window_end: self.window_end,
             over,
             values: q.keys.iter().map(|k| w.value(k).unwrap_or(0.0)).collect(),
+            stateful,
+            top: w
+                .top(q.top)
+                .into_iter()
+                .map(|(k, v)| (k.to_vec(), v))
+                .collect(),
         })
+    }
+
+    /// Evaluates cluster rule `i`'s alerts on this node's window, which
+    /// ends at `end`, and hands the events to the sinks: the node counts
+    /// alone for the rule until an exchange succeeds again.
+    fn fall_back(&mut self, i: usize, end: SystemTime, why: &str) {
+        self.enter_fallback(i, why);
+        self.alerts[i].evaluate(self.window.rule(i), end, self.intervals.every());
+    }
+
+    /// Cluster rule `i` runs on this node's window from now on (once per
+    /// outage: a log line, and the rule's fallback flag for the API).
+    fn enter_fallback(&mut self, i: usize, why: &str) {
+        if let Eval::Cluster { pending, fallback } = &mut self.evals[i] {
+            *pending = None;
+            if !*fallback {
+                warn!(
+                    rule = %self.config.rules[i].name,
+                    why,
+                    "cluster rule falls back to this node's counts"
+                );
+                if let Some(c) = self.shared.cluster.get() {
+                    c.set_fallback(&self.config.rules[i].name, true);
+                }
+            }
+            *fallback = true;
+        }
+    }
+
+    /// An exchange's outcome for a cluster rule: evaluates the rule's
+    /// alerts on the cluster values of the interval whose values are
+    /// awaited, and returns the events for the lease holder to send; on a
+    /// failed exchange, evaluates this node's window instead.
+    pub fn cluster(&mut self, input: ClusterInput) -> Vec<Outgoing> {
+        let Some(i) = self.config.rules.iter().position(|r| r.name == input.rule) else {
+            return Vec::new();
+        };
+        let Eval::Cluster { pending, fallback } = self.evals[i] else {
+            return Vec::new();
+        };
+        let events = match (input.values, pending) {
+            (None, Some(end)) => {
+                self.fall_back(i, end, "the exchange failed");
+                Vec::new()
+            }
+            (None, None) => {
+                // Nothing awaited: the next rotation evaluates this node's
+                // window at once.
+                self.enter_fallback(i, "the exchange failed");
+                Vec::new()
+            }
+            (Some((end, values)), p) => {
+                if fallback {
+                    info!(rule = %input.rule, "cluster rule evaluates the cluster's values again");
+                    if let Some(c) = self.shared.cluster.get() {
+                        c.set_fallback(&input.rule, false);
+                    }
+                }
+                self.evals[i] = Eval::Cluster {
+                    pending: p.filter(|&p| p != end),
+                    fallback: false,
+                };
+                if p == Some(end) {
+                    self.alerts[i].decide(&values, end, self.intervals.every())
+                } else {
+                    // This interval was evaluated already (on this node's
+                    // window, while the exchange failed): the next one is
+                    // the cluster's.
+                    Vec::new()
+                }
+            }
+        };
+        self.shared
+            .publish_alerts(self.alerts.iter().flat_map(|a| a.view()).collect());
+        events
     }
 
     /// Drains every source into a snapshot of interval `index`, with what
@@ -227,12 +349,29 @@ impl Rotator {
         let started = Instant::now();
         let snap = self.collect(index);
         let lines: u64 = snap.rules.iter().map(|t| t.lines()).sum();
+        // A cluster interval whose values never came is evaluated on this
+        // node's window before it slides.
+        for i in 0..self.evals.len() {
+            if let Eval::Cluster {
+                pending: Some(end), ..
+            } = self.evals[i]
+            {
+                self.fall_back(i, end, "no cluster values came within the interval");
+            }
+        }
         let report = self.slide(snap);
         let end = self.intervals.end(index);
         self.window_end = Some(end);
-        // Alerts see the window the API is about to publish.
-        for (i, ra) in self.alerts.iter_mut().enumerate() {
-            ra.evaluate(self.window.rule(i), end, self.intervals.every());
+        // Alerts see the window the API is about to publish; a cluster
+        // rule's wait for the exchange.
+        for i in 0..self.evals.len() {
+            match &mut self.evals[i] {
+                Eval::Cluster {
+                    pending,
+                    fallback: false,
+                } => *pending = Some(end),
+                _ => self.alerts[i].evaluate(self.window.rule(i), end, self.intervals.every()),
+            }
         }
         self.publish(Some(end), started);
         tracing::debug!(
@@ -401,6 +540,19 @@ impl Rotator {
         let fresh = keep.len() - kept;
         let removed = old.rules.len() - kept;
         self.alerts = alerts;
+        let mut evals = evals(&new);
+        for (j, e) in evals.iter_mut().enumerate() {
+            // A kept cluster rule keeps its place in the exchange.
+            if let (Eval::Cluster { .. }, Some(Some(old @ Eval::Cluster { .. }))) =
+                (*e, keep[j].map(|i| self.evals.get(i).copied()))
+            {
+                *e = old;
+            }
+        }
+        self.evals = evals;
+        if let Some(c) = self.shared.cluster.get() {
+            c.set_rules(crate::cluster::ClusterRule::of(&new));
+        }
         self.rules = rules;
         self.ids = ids;
         self.config = new;
@@ -573,6 +725,9 @@ impl Rotator {
                     }
                     Ok(Control::Local(q, reply)) => {
                         let _ = reply.send(self.local(&q));
+                    }
+                    Ok(Control::Cluster(input, reply)) => {
+                        let _ = reply.send(self.cluster(input));
                     }
                     Ok(Control::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                         return self.stop(clock.now());

@@ -41,6 +41,15 @@ pub struct KeyAlert {
     pub tags: BTreeMap<String, String>,
     /// The window value at the last evaluation.
     pub value: Number,
+    /// "cluster" for a cluster rule evaluated on the cluster's values;
+    /// absent for a node's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Under cluster scope: the nodes the value adds up, and each one's share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shares: Option<BTreeMap<String, Number>>,
 }
 
 #[cfg(test)]
@@ -59,6 +68,9 @@ mod tests {
                     since: Some("2026-11-25T10:00:00Z".into()),
                     tags: [("ip".to_string(), "10.0.0.1".to_string())].into(),
                     value: Number(30000.0),
+                    scope: None,
+                    nodes: None,
+                    shares: None,
                 }],
                 block: "ops".into(),
                 rule: "top_combined".into(),

@@ -11,6 +11,14 @@ pub struct Cluster {
     /// Exchanges with Redis, and those that failed or timed out.
     pub exchanges: u64,
     pub failures: u64,
+    /// Cluster rules now evaluated on this node's counts alone (the
+    /// exchange failed), by rule: false while the cluster's values come.
+    #[serde(default)]
+    pub fallback: BTreeMap<String, bool>,
+    /// The node that sends the cluster rules' alerts; null before Redis
+    /// answered.
+    #[serde(default)]
+    pub lease_holder: Option<String>,
     /// Why the last exchange failed; null when it succeeded.
     pub last_error: Option<String>,
     /// When Redis last answered (RFC 3339); null before it ever did.
@@ -21,6 +29,10 @@ pub struct Cluster {
     pub node: String,
     /// The Redis URLs, without passwords.
     pub redis: Vec<String>,
+    /// Times this node took the sending lease (at start or from a node
+    /// that stopped).
+    #[serde(default)]
+    pub takeovers: u64,
     /// Each cluster rule's last exchanged interval.
     pub rules: BTreeMap<String, ClusterExchange>,
     /// Whether Redis answered the last exchange: while false, cluster rules

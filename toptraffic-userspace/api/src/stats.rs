@@ -117,6 +117,11 @@ pub struct RuleStats {
     /// Keys with anything in the window: the exact tier's keys.
     pub keys: u64,
     pub name: String,
+    /// For a cluster rule: "cluster" while its alerts run on the cluster's
+    /// values, "fallback" while on this node's counts (Redis failed);
+    /// absent for a node rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     /// The approximate tier; absent when the rule has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overflow: Option<OverflowStats>,
@@ -213,6 +218,7 @@ mod tests {
             rules: vec![RuleStats {
                 keys: 15,
                 name: "top_combined".into(),
+                cluster: None,
                 overflow: None,
                 overflow_lines: 16,
             }],

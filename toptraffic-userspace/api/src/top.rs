@@ -128,7 +128,8 @@ mod tests {
             q,
             TopQuery {
                 rule: Some("r".into()),
-                limit: Some(5)
+                limit: Some(5),
+                scope: None,
             }
         );
     }

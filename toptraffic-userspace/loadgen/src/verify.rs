@@ -190,6 +190,7 @@ mod tests {
     fn top(rows: &[(&str, &str, f64)], keys: u64) -> Top {
         Top {
             as_name: "count".into(),
+            cluster: None,
             group_by: vec!["ip".into(), "id".into()],
             keys,
             period_s: Number(60.0),
@@ -199,6 +200,7 @@ mod tests {
                 .map(|&(ip, id, v)| TopRow {
                     approximate: false,
                     error_bound: None,
+                    shares: None,
                     tags: [("ip", ip), ("id", id)]
                         .map(|(k, v)| (k.to_string(), v.to_string()))
                         .into(),

@@ -52,6 +52,99 @@ struct KeyAlert {
     /// The value's error bound while it is partly the overflow sketch's
     /// estimate.
     bound: Option<f64>,
+    /// Under cluster scope: the nodes and each one's share of `value`.
+    shares: Option<Shares>,
+}
+
+/// The nodes a cluster value was added up from, and each one's share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shares {
+    pub nodes: Arc<[String]>,
+    pub values: Vec<f64>,
+}
+
+/// What an evaluation reads: each key's value (with its error bound while
+/// approximate), and what a key that is not there holds.
+pub trait Values {
+    /// Every key with a value, its value and error bound.
+    fn each(&self, f: &mut dyn FnMut(&Key, f64, Option<f64>));
+    /// Whether `key` has a value.
+    fn holds(&self, key: &[u8]) -> bool;
+    /// An estimate of a key that is not held, and its bound (the overflow
+    /// sketch's); None: the key left.
+    fn estimate(&self, _key: &[u8]) -> Option<(f64, f64)> {
+        None
+    }
+    /// The nodes' shares of `key`'s value, for cluster values.
+    fn shares(&self, _key: &[u8]) -> Option<Shares> {
+        None
+    }
+}
+
+impl Values for RuleWindow {
+    fn each(&self, f: &mut dyn FnMut(&Key, f64, Option<f64>)) {
+        for (k, v, b) in self.iter_with_bounds() {
+            f(k, v, b);
+        }
+    }
+
+    fn holds(&self, key: &[u8]) -> bool {
+        self.value(key).is_some()
+    }
+
+    fn estimate(&self, key: &[u8]) -> Option<(f64, f64)> {
+        RuleWindow::estimate(self, key)
+    }
+}
+
+/// One interval's cluster-wide values of a rule: every key that can reach
+/// the rule's lowest threshold, or that has alert state, with each node's
+/// share; a key not here is below the threshold on the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterValues {
+    pub nodes: Arc<[String]>,
+    pub keys: hashbrown::HashMap<Key, (f64, Vec<f64>), ahash::RandomState>,
+}
+
+impl Values for ClusterValues {
+    fn each(&self, f: &mut dyn FnMut(&Key, f64, Option<f64>)) {
+        for (k, (v, _)) in &self.keys {
+            if *v != 0.0 {
+                f(k, *v, None);
+            }
+        }
+    }
+
+    fn holds(&self, key: &[u8]) -> bool {
+        self.keys.get(key).is_some_and(|(v, _)| *v != 0.0)
+    }
+
+    fn shares(&self, key: &[u8]) -> Option<Shares> {
+        let (_, s) = self.keys.get(key)?;
+        Some(Shares {
+            nodes: self.nodes.clone(),
+            values: s.clone(),
+        })
+    }
+}
+
+/// An event decided and the sinks it goes to: handed over at once, or
+/// later by the node that holds a cluster's sending lease.
+#[derive(Clone)]
+pub struct Outgoing {
+    pub event: Arc<AlertEvent>,
+    pub sinks: Vec<SinkHandle>,
+    pub stats: Arc<BlockStats>,
+}
+
+impl Outgoing {
+    /// Hands the event to its sinks (each queues it; none blocks).
+    pub fn deliver(&self) {
+        self.stats.events[self.event.level as usize].fetch_add(1, Relaxed);
+        for s in &self.sinks {
+            s.offer(self.event.clone());
+        }
+    }
 }
 
 /// The alert blocks of one rule.
@@ -180,6 +273,19 @@ impl RuleAlerts {
     /// read before. A jump forward is time passing, for the states as for
     /// the window.
     pub fn evaluate(&mut self, window: &RuleWindow, end: SystemTime, every: Duration) {
+        for o in self.decide(window, end, every) {
+            o.deliver();
+        }
+    }
+
+    /// Evaluates `values` as `evaluate` does a window, and returns the
+    /// events decided instead of handing them to the sinks.
+    pub fn decide(
+        &mut self,
+        values: &dyn Values,
+        end: SystemTime,
+        every: Duration,
+    ) -> Vec<Outgoing> {
         if let Some(Err(back)) = self.last_end.map(|l| end.duration_since(l + every)) {
             let by = back.duration();
             for b in &mut self.blocks {
@@ -189,37 +295,57 @@ impl RuleAlerts {
             }
         }
         self.last_end = Some(end);
+        let mut out = Vec::new();
         for b in 0..self.blocks.len() {
-            for (k, value, bound) in window.iter_with_bounds() {
-                self.evaluate_key(b, k, (value, bound), end, true);
-            }
+            values.each(&mut |k, value, bound| {
+                self.evaluate_key(b, k, (value, bound), values.shares(k), end, true, &mut out);
+            });
             let gone: Vec<Key> = self.blocks[b]
                 .states
                 .keys()
-                .filter(|k| window.value(k).is_none())
+                .filter(|k| !values.holds(k))
                 .cloned()
                 .collect();
             for k in gone {
                 // A key demoted to the sketch goes on at its estimate, so
                 // that making room sends no false recovery; a key that
                 // left the window recovers.
-                match window.estimate(&k) {
+                let shares = values.shares(&k);
+                match values.estimate(&k) {
                     Some((v, bound)) if v > 0.0 => {
-                        self.evaluate_key(b, &k, (v, Some(bound)), end, true)
+                        self.evaluate_key(b, &k, (v, Some(bound)), shares, end, true, &mut out)
                     }
-                    _ => self.evaluate_key(b, &k, (0.0, None), end, false),
+                    _ => self.evaluate_key(b, &k, (0.0, None), shares, end, false, &mut out),
                 }
             }
         }
+        out
     }
 
+    /// Keys with state in any block: under cluster scope, their cluster
+    /// values are exchanged whatever their value, so that a recovery says
+    /// the real one.
+    pub fn stateful_keys(&self) -> Vec<Key> {
+        let mut keys: Vec<Key> = self
+            .blocks
+            .iter()
+            .flat_map(|b| b.states.keys().cloned())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn evaluate_key(
         &mut self,
         b: usize,
         k: &Key,
         (value, bound): (f64, Option<f64>),
+        shares: Option<Shares>,
         end: SystemTime,
         in_window: bool,
+        out: &mut Vec<Outgoing>,
     ) {
         let block = &mut self.blocks[b];
         let env = KeyEnv {
@@ -244,6 +370,7 @@ impl RuleAlerts {
                         state: st,
                         value,
                         bound,
+                        shares: shares.clone(),
                     },
                 );
                 d
@@ -251,6 +378,7 @@ impl RuleAlerts {
             Some(ka) => {
                 ka.value = value;
                 ka.bound = bound;
+                ka.shares = shares.clone();
                 let d = ka.state.update(&block.spec.settings, end, level);
                 if !in_window || (level == Level::Ok && ka.state.is_quiet()) {
                     block.states.remove(k);
@@ -290,7 +418,6 @@ impl RuleAlerts {
                 return;
             }
         };
-        block.stats.events[d.level as usize].fetch_add(1, Relaxed);
         let event = Arc::new(AlertEvent {
             id,
             message,
@@ -307,10 +434,13 @@ impl RuleAlerts {
             field: self.as_name.clone(),
             value,
             error_bound: bound,
+            shares,
         });
-        for s in &block.sinks {
-            s.offer(event.clone());
-        }
+        out.push(Outgoing {
+            event,
+            sinks: block.sinks.clone(),
+            stats: block.stats.clone(),
+        });
     }
 
     /// Keys not OK, per block, for `/api/v1/alerts`.
@@ -329,6 +459,9 @@ impl RuleAlerts {
                         value: crate::goformat::json_number(ka.value),
                         error_bound: ka.bound,
                         flapping: ka.state.flapping(),
+                        scope: ka.shares.as_ref().map(|_| "cluster"),
+                        nodes: ka.shares.as_ref().map(|s| s.nodes.len()),
+                        shares: ka.shares.as_ref().map(Shares::by_node),
                     })
                     .collect();
                 alerts.sort_by(|a, b| b.level.cmp(&a.level).then_with(|| a.tags.cmp(&b.tags)));
@@ -386,6 +519,7 @@ impl RuleAlerts {
                         state,
                         value,
                         bound: None,
+                        shares: None,
                     },
                 );
                 true
@@ -413,6 +547,24 @@ pub struct KeyAlertView {
     /// Its error bound while it is partly the overflow sketch's estimate.
     pub error_bound: Option<f64>,
     pub flapping: bool,
+    /// Under cluster scope: "cluster", the nodes and each one's share.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shares: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+impl Shares {
+    /// Each node's share, by node name.
+    pub fn by_node(&self) -> BTreeMap<String, serde_json::Value> {
+        self.nodes
+            .iter()
+            .cloned()
+            .zip(self.values.iter().map(|v| crate::goformat::json_number(*v)))
+            .collect()
+    }
 }
 
 /// One block's keys that are not OK.

@@ -73,6 +73,10 @@ pub struct AlertEvent {
     /// was promoted less than a period ago): the most it may exceed the
     /// truth by. The JSON then says `"approximate":true` and the bound.
     pub error_bound: Option<f64>,
+    /// Under cluster scope: the nodes the value was added up from and each
+    /// one's share. The JSON then says `"scope":"cluster"`, `"nodes"` and
+    /// `"shares"`.
+    pub shares: Option<super::engine::Shares>,
 }
 
 impl AlertEvent {
@@ -102,7 +106,8 @@ impl Serialize for KapacitorData<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let e = self.0;
         let time = rfc3339_nano(e.time);
-        let mut m = s.serialize_map(Some(if e.error_bound.is_some() { 11 } else { 9 }))?;
+        let extra = 2 * usize::from(e.error_bound.is_some()) + 3 * usize::from(e.shares.is_some());
+        let mut m = s.serialize_map(Some(9 + extra))?;
         m.serialize_entry("id", &e.id)?;
         m.serialize_entry("message", &e.message)?;
         m.serialize_entry("details", &e.details)?;
@@ -123,6 +128,11 @@ impl Serialize for KapacitorData<'_> {
         if let Some(b) = e.error_bound {
             m.serialize_entry("approximate", &true)?;
             m.serialize_entry("error_bound", &json_number(b))?;
+        }
+        if let Some(sh) = &e.shares {
+            m.serialize_entry("scope", "cluster")?;
+            m.serialize_entry("nodes", &sh.nodes.len())?;
+            m.serialize_entry("shares", &sh.by_node())?;
         }
         m.end()
     }

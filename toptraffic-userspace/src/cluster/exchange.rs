@@ -12,6 +12,13 @@
 //! 3. once every node has, each reads every node's values of the
 //!    candidates: the sum is the key's cluster value, exactly.
 //!
+//! With `cluster.top = K`, a phase 0 comes first (TPUT's own first phase):
+//! every node posts its top K, and τ, the K-th largest sum of what was
+//! posted, lowers the pruning threshold to τ / N when that is lower: the
+//! cluster's top K is then exact too. τ is small when the K-th key is
+//! (a quiet interval, a flat tail), and so many keys become candidates:
+//! that is why it is off by default.
+//!
 //! A node sends its candidates and its values for the others' (a key and a
 //! number each): its traffic grows with the candidates, never with its
 //! keys. A key left out is under T everywhere but in the sum: it cannot
@@ -58,12 +65,18 @@ pub struct Local {
 impl Local {
     /// The keys of value `at_least` or more with their values, and the
     /// values of `keys`; None when the rotation thread does not answer.
-    async fn query(&self, at_least: Option<f64>, keys: Vec<Vec<u8>>) -> Option<LocalAnswer> {
+    async fn query(
+        &self,
+        at_least: Option<f64>,
+        keys: Vec<Vec<u8>>,
+        top: usize,
+    ) -> Option<LocalAnswer> {
         let control = self.control.clone();
         let q = LocalQuery {
             rule: self.rule.clone(),
             at_least,
             keys,
+            top,
         };
         tokio::task::spawn_blocking(move || {
             let (tx, rx) = mpsc::channel();
@@ -85,6 +98,7 @@ fn millis(t: SystemTime) -> u128 {
 }
 
 struct Keys {
+    done0: String,
     candidates: String,
     done1: String,
     done2: String,
@@ -95,6 +109,7 @@ impl Keys {
     fn of(cfg: &Cluster, rule: &str, window_end: SystemTime) -> Keys {
         let prefix = format!("{{{}}}:x:{rule}:{}", cfg.key_prefix, millis(window_end));
         Keys {
+            done0: format!("{prefix}:done0"),
             candidates: format!("{prefix}:c"),
             done1: format!("{prefix}:done1"),
             done2: format!("{prefix}:done2"),
@@ -104,6 +119,10 @@ impl Keys {
 
     fn values(&self, node: &str) -> String {
         format!("{}:v:{node}", self.prefix)
+    }
+
+    fn top(&self, node: &str) -> String {
+        format!("{}:t:{node}", self.prefix)
     }
 }
 
@@ -147,16 +166,63 @@ pub async fn exchange<C: ConnectionLike + Send + Sync>(
     let deadline = started + budget;
     let poll = (budget / 50).clamp(Duration::from_millis(2), Duration::from_millis(20));
     let n = nodes.len().max(1);
-    let threshold = t / n as f64;
-    let Some(first) = local.query(Some(threshold), Vec::new()).await else {
+    let mut threshold = t / n as f64;
+    let Some(first) = local.query(Some(threshold), Vec::new(), cfg.top).await else {
         return Ok(None);
     };
-    let (Some(window_end), over) = (first.window_end, first.over) else {
+    let (Some(window_end), mut over) = (first.window_end, first.over) else {
         return Ok(None);
     };
     let k = Keys::of(cfg, &local.rule, window_end);
     let ttl = (every * 4).as_millis() as i64;
     let (mut bytes, mut round_trips) = (0u64, 0u64);
+    let mut complete = true;
+
+    // Phase 0, with cluster.top = K (TPUT's first phase): every node posts
+    // its own top K; τ, the K-th largest sum of what was posted, is at most
+    // the K-th largest cluster value, so each key of the cluster's top K
+    // holds τ / N or more on some node. Pruning at the lower of T / N and
+    // τ / N makes the top K exact as well.
+    if cfg.top > 0 {
+        let mine = k.top(&cfg.node);
+        let mut p = redis::pipe();
+        for (key, v) in &first.top {
+            let v = v.to_string();
+            bytes += (key.len() + v.len()) as u64;
+            p.hset(&mine, key, v).ignore();
+        }
+        p.sadd(&k.done0, &cfg.node).ignore();
+        for key in [&k.done0, &mine] {
+            p.pexpire(key, ttl).ignore();
+        }
+        p.query_async::<()>(conn).await?;
+        round_trips += 1;
+        complete &= barrier(conn, &k.done0, nodes, deadline, poll, &mut round_trips).await?;
+        let mut p = redis::pipe();
+        for node in nodes {
+            p.hgetall(k.top(node));
+        }
+        let tops: Vec<Vec<(Vec<u8>, String)>> = p.query_async(conn).await?;
+        round_trips += 1;
+        let mut partial: std::collections::HashMap<Vec<u8>, f64> = Default::default();
+        for (key, v) in tops.into_iter().flatten() {
+            bytes += (key.len() + v.len()) as u64;
+            *partial.entry(key).or_default() += v.parse::<f64>().unwrap_or(0.0);
+        }
+        let mut sums: Vec<f64> = partial.into_values().collect();
+        sums.sort_by(|a, b| b.total_cmp(a));
+        let tau = sums.get(cfg.top - 1).copied().unwrap_or(0.0);
+        if tau / (n as f64) < threshold {
+            threshold = tau / n as f64;
+            let Some(again) = local.query(Some(threshold), Vec::new(), 0).await else {
+                return Ok(None);
+            };
+            if again.window_end != Some(window_end) {
+                return Ok(None);
+            }
+            over = again.over;
+        }
+    }
 
     // Phase 1: this node's keys of T / N or more.
     let mut p = redis::pipe();
@@ -169,13 +235,21 @@ pub async fn exchange<C: ConnectionLike + Send + Sync>(
         p.hset(&mine, key, v).ignore();
         posted.insert(key.clone());
     }
+    // Keys with alert state are candidates whatever their value, so that
+    // a recovery carries the real one.
+    for key in &first.stateful {
+        if !posted.contains(key) {
+            bytes += key.len() as u64;
+            p.sadd(&k.candidates, key).ignore();
+        }
+    }
     p.sadd(&k.done1, &cfg.node).ignore();
     for key in [&k.candidates, &k.done1, &mine] {
         p.pexpire(key, ttl).ignore();
     }
     p.query_async::<()>(conn).await?;
     round_trips += 1;
-    let mut complete = barrier(conn, &k.done1, nodes, deadline, poll, &mut round_trips).await?;
+    complete &= barrier(conn, &k.done1, nodes, deadline, poll, &mut round_trips).await?;
 
     // Phase 2: this node's values of the others' candidates.
     let candidates: Vec<Vec<u8>> = conn.smembers(&k.candidates).await?;
@@ -188,7 +262,7 @@ pub async fn exchange<C: ConnectionLike + Send + Sync>(
         .collect();
     let mut p = redis::pipe();
     if !missing.is_empty() {
-        let Some(answer) = local.query(None, missing.clone()).await else {
+        let Some(answer) = local.query(None, missing.clone(), 0).await else {
             return Ok(None);
         };
         let values = answer.values;

@@ -16,9 +16,12 @@ use tracing::{info, warn};
 use std::sync::{mpsc, Arc, Mutex};
 
 use super::exchange::{exchange, Local};
+use super::lease::Sender;
 use super::status::ClusterStatus;
+use crate::alert::engine::{ClusterValues, Outgoing};
 use crate::config::Cluster;
-use crate::control::Control;
+use crate::control::{ClusterInput, Control};
+use crate::key::Key;
 
 /// Heartbeats a node may miss before it is counted out.
 const MISSED: u32 = 2;
@@ -105,13 +108,6 @@ async fn beat(
     Ok(members)
 }
 
-/// A cluster rule: its name and the threshold its keys are pruned by.
-#[derive(Debug, Clone)]
-pub struct ClusterRule {
-    pub name: String,
-    pub threshold: f64,
-}
-
 /// When the first exchange is due: a tenth of an interval after the next
 /// wall-clock boundary, when every node has closed the interval.
 fn first_tick(every: Duration) -> tokio::time::Instant {
@@ -123,19 +119,23 @@ fn first_tick(every: Duration) -> tokio::time::Instant {
     tokio::time::Instant::now() + (every - into) + every / 10
 }
 
-/// Runs until `stop`: each interval a heartbeat and, for each cluster rule,
-/// the exchange of its candidates' values, each bounded by `cfg.timeout`
-/// (the exchange by half an interval), reconnecting after a failure; on a
-/// clean stop the node takes itself out of the set.
+/// Runs until `stop`: each interval a heartbeat, the sending lease taken
+/// or renewed, and for each cluster rule the exchange of its candidates'
+/// values, whose outcome goes to the rotation thread for the rule's
+/// alerts; the events come back and the lease holder sends them. Each
+/// step is bounded by `cfg.timeout` (the exchange by half an interval);
+/// a failure reconnects next interval and makes the cluster rules run on
+/// this node's counts meanwhile. On a clean stop the node gives up the
+/// lease and leaves the set.
 pub async fn run_cluster(
     cfg: Cluster,
     every: Duration,
-    status: std::sync::Arc<ClusterStatus>,
-    rules: Vec<ClusterRule>,
+    status: Arc<ClusterStatus>,
     control: Arc<Mutex<mpsc::Sender<Control>>>,
     stop: CancellationToken,
 ) {
     let mut conn: Option<Conn> = None;
+    let mut sender = Sender::default();
     let mut tick = tokio::time::interval_at(first_tick(every), every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -143,18 +143,21 @@ pub async fn run_cluster(
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
+        let rules = status.view().rules;
         let result = tokio::time::timeout(cfg.timeout, async {
             if conn.is_none() {
                 conn = Some(connect(&cfg).await?);
             }
             let c = conn.as_mut().expect("connected above");
-            beat(c, &cfg, every, SystemTime::now()).await
+            let members = beat(c, &cfg, every, SystemTime::now()).await?;
+            let lease = sender.renew(c, &cfg, every).await?;
+            Ok::<_, redis::RedisError>((members, lease))
         })
         .await;
         let result = match result {
-            Ok(Ok(mut members)) => {
+            Ok(Ok((mut members, lease))) => {
                 members.sort();
-                Ok(members)
+                Ok((members, lease))
             }
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!(
@@ -165,10 +168,14 @@ pub async fn run_cluster(
         if result.is_err() {
             // A new connection next time: this one may be broken.
             conn = None;
+            sender.lost();
         }
         let error = result.as_ref().err().cloned().unwrap_or_default();
-        let members = result.as_ref().ok().cloned().unwrap_or_default();
-        let (was, now) = status.record(result, SystemTime::now());
+        let (members, lease) = match &result {
+            Ok((m, l)) => (m.clone(), Some(l.clone())),
+            Err(_) => (Vec::new(), None),
+        };
+        let (was, now) = status.record(result.map(|(m, _)| m), SystemTime::now());
         // Once per outage and once per return, not once per interval.
         if now && !was {
             info!(node = %cfg.node, members = members.len(), "cluster: Redis answers");
@@ -179,10 +186,24 @@ pub async fn run_cluster(
                 "cluster: Redis does not answer; cluster rules run on this node's counts"
             );
         }
+        if let Some((holder, took_over)) = lease {
+            if took_over {
+                info!(node = %cfg.node, "cluster: this node holds the sending lease");
+            }
+            status.set_lease(Some(holder), took_over);
+        }
         let Some(c) = conn.as_mut().filter(|_| now) else {
+            for rule in &rules {
+                evaluate(&control, &rule.name, None).await;
+            }
             continue;
         };
+        let mut failed = false;
         for rule in &rules {
+            if failed {
+                evaluate(&control, &rule.name, None).await;
+                continue;
+            }
             let local = Local {
                 control: control.clone(),
                 rule: rule.name.clone(),
@@ -193,31 +214,84 @@ pub async fn run_cluster(
                 exchange(c, &cfg, rule.threshold, &members, &local, budget, every),
             )
             .await;
-            match done {
-                Ok(Ok(Some(x))) => status.set_values(&rule.name, x),
-                Ok(Ok(None)) => {}
+            let x = match done {
+                Ok(Ok(Some(x))) => x,
+                // The window moved on meanwhile: the rotation falls back.
+                Ok(Ok(None)) => continue,
                 Ok(Err(e)) => {
                     warn!(rule = %rule.name, error = %e, "cluster: the exchange failed");
-                    conn = None;
-                    break;
+                    failed = true;
+                    evaluate(&control, &rule.name, None).await;
+                    continue;
                 }
                 Err(_) => {
                     warn!(rule = %rule.name, "cluster: the exchange ran out of time");
-                    conn = None;
-                    break;
+                    failed = true;
+                    evaluate(&control, &rule.name, None).await;
+                    continue;
                 }
+            };
+            let end = x.window_end;
+            let values = ClusterValues {
+                nodes: x.nodes.iter().cloned().collect(),
+                keys: x
+                    .keys
+                    .iter()
+                    .map(|(k, v, shares)| (Key::from(k.as_slice()), (*v, shares.clone())))
+                    .collect(),
+            };
+            status.set_values(&rule.name, x);
+            let events = evaluate(&control, &rule.name, Some((end, values))).await;
+            let sent =
+                tokio::time::timeout(cfg.timeout, sender.offer(c, &cfg, &rule.name, end, events))
+                    .await;
+            if !matches!(sent, Ok(Ok(_))) {
+                warn!(rule = %rule.name, "cluster: the lease's watermark could not be written");
+                failed = true;
             }
+        }
+        if failed {
+            conn = None;
+            sender.lost();
         }
     }
     if let Some(c) = conn.as_mut() {
         let key = members_key(&cfg);
-        let _ = tokio::time::timeout(
-            cfg.timeout,
+        let _ = tokio::time::timeout(cfg.timeout, async {
+            let _ = sender.release(c, &cfg).await;
             redis::cmd("ZREM")
                 .arg(&key)
                 .arg(&cfg.node)
-                .query_async::<i64>(c),
-        )
+                .query_async::<i64>(c)
+                .await
+        })
         .await;
     }
+}
+
+/// Hands an exchange's outcome for `rule` to the rotation thread, which
+/// evaluates the rule's alerts; the events it decided.
+async fn evaluate(
+    control: &Arc<Mutex<mpsc::Sender<Control>>>,
+    rule: &str,
+    values: Option<(SystemTime, ClusterValues)>,
+) -> Vec<Outgoing> {
+    let control = control.clone();
+    let input = ClusterInput {
+        rule: rule.to_string(),
+        values,
+    };
+    tokio::task::spawn_blocking(move || {
+        let (tx, rx) = mpsc::channel();
+        control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(Control::Cluster(input, tx))
+            .ok()?;
+        rx.recv_timeout(Duration::from_secs(5)).ok()
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_default()
 }

@@ -5,8 +5,9 @@
 //! `cluster.timeout`.
 
 mod exchange;
+mod lease;
 mod membership;
 mod status;
 
-pub use membership::{run_cluster, ClusterRule};
-pub use status::ClusterStatus;
+pub use membership::run_cluster;
+pub use status::{ClusterRule, ClusterStatus};

@@ -29,6 +29,43 @@ pub struct ClusterView {
     pub failures: u64,
     /// Each cluster rule's last exchanged interval.
     pub values: BTreeMap<String, Exchanged>,
+    /// The node holding the sending lease, as of the last exchange.
+    pub lease_holder: Option<String>,
+    /// Times this node took the lease over from another (or from none).
+    pub takeovers: u64,
+    /// Cluster rules now evaluated on this node's counts (the exchange
+    /// failed), by rule.
+    pub fallback: BTreeMap<String, bool>,
+    /// The rules exchanged, with their thresholds (the config's, as of the
+    /// last reload).
+    pub rules: Vec<ClusterRule>,
+}
+
+/// A cluster rule: its name and the threshold its keys are pruned by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterRule {
+    pub name: String,
+    pub threshold: f64,
+}
+
+impl ClusterRule {
+    /// The config's cluster rules: those of scope cluster with alerts.
+    pub fn of(config: &crate::config::Config) -> Vec<ClusterRule> {
+        if config.cluster.is_none() {
+            return Vec::new();
+        }
+        config
+            .rules
+            .iter()
+            .filter(|r| r.scope == crate::config::Scope::Cluster)
+            .filter_map(|r| {
+                r.cluster_threshold.map(|threshold| ClusterRule {
+                    name: r.name.clone(),
+                    threshold,
+                })
+            })
+            .collect()
+    }
 }
 
 impl ClusterStatus {
@@ -45,12 +82,37 @@ impl ClusterStatus {
                 exchanges: 0,
                 failures: 0,
                 values: BTreeMap::new(),
+                lease_holder: None,
+                takeovers: 0,
+                fallback: BTreeMap::new(),
+                rules: Vec::new(),
             }),
         }
     }
 
     pub fn view(&self) -> ClusterView {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Marks cluster rule `rule` as running on this node's counts, or on
+    /// the cluster's again.
+    pub fn set_fallback(&self, rule: &str, on: bool) {
+        let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        v.fallback.insert(rule.to_string(), on);
+    }
+
+    /// The rules to exchange (at start and after each reload).
+    pub fn set_rules(&self, rules: Vec<ClusterRule>) {
+        let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        v.fallback.retain(|r, _| rules.iter().any(|c| &c.name == r));
+        v.values.retain(|r, _| rules.iter().any(|c| &c.name == r));
+        v.rules = rules;
+    }
+
+    pub(super) fn set_lease(&self, holder: Option<String>, took_over: bool) {
+        let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        v.lease_holder = holder;
+        v.takeovers += u64::from(took_over);
     }
 
     pub(super) fn set_values(&self, rule: &str, x: Exchanged) {

@@ -14,6 +14,10 @@ use super::ConfigError;
 /// exchange must end well within an interval.
 const TIMEOUT_SHARE: u32 = 5;
 
+/// The largest exact cluster top: each node posts its own top this many
+/// keys every interval.
+const MAX_TOP: usize = 1_000;
+
 pub(super) fn validate_cluster(
     raw: Option<Spanned<RawCluster>>,
     every: Duration,
@@ -95,11 +99,24 @@ pub(super) fn validate_cluster(
         }
         None => "toptraffic".into(),
     };
+    let top = match raw.top {
+        Some(t) => match usize::try_from(*t.get_ref()) {
+            Ok(n) if n <= MAX_TOP => n,
+            _ => {
+                return Err(src.at(
+                    t.span(),
+                    format!("cluster.top = {}: 0 to {MAX_TOP}", t.get_ref()),
+                ))
+            }
+        },
+        None => 0,
+    };
     Ok(Some(Cluster {
         redis,
         node,
         timeout,
         key_prefix,
+        top,
     }))
 }
 
@@ -162,6 +179,17 @@ mod tests {
     }
 
     #[test]
+    fn cluster_top_is_0_to_1000() {
+        let c = parse("[cluster]\nredis = \"redis://h:1\"\nnode = \"n\"\ntop = 10\n").unwrap();
+        assert_eq!(c.cluster.unwrap().top, 10);
+        let e = parse("[cluster]\nredis = \"redis://h:1\"\nnode = \"n\"\ntop = -1\n").unwrap_err();
+        assert!(
+            e.contains("t.toml:4") && e.contains("cluster.top = -1: 0 to 1000"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_cluster_takes_urls_a_node_and_a_timeout_under_every() {
         let c = parse("[cluster]\nredis = \"redis://10.0.0.1:6379\"\nnode = \"n1\"\n").unwrap();
         let cl = c.cluster.unwrap();
@@ -171,6 +199,7 @@ mod tests {
             ("n1", Duration::from_secs(1))
         );
         assert_eq!(cl.key_prefix, "toptraffic");
+        assert_eq!(cl.top, 0);
         assert_eq!(c.rules[0].scope, Scope::Cluster);
         assert_eq!(c.rules[1].scope, Scope::Node);
         let seeds = parse(

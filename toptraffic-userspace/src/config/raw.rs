@@ -65,6 +65,7 @@ pub(super) struct RawCluster {
     pub(super) node: Option<Spanned<String>>,
     pub(super) timeout: Option<Spanned<String>>,
     pub(super) key_prefix: Option<Spanned<String>>,
+    pub(super) top: Option<Spanned<i64>>,
 }
 
 /// One Redis server, or the seed nodes of a Redis Cluster.

@@ -167,6 +167,10 @@ pub struct Cluster {
     /// What every key in Redis starts with, in braces: one hash slot in a
     /// Redis Cluster.
     pub key_prefix: String,
+    /// The exact cluster-wide top this many keys per rule, each interval
+    /// (TPUT's first phase); 0: only the keys that can reach the rule's
+    /// threshold.
+    pub top: usize,
 }
 
 /// Whether a rule's values are this node's or the cluster's.

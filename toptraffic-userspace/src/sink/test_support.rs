@@ -42,6 +42,7 @@ pub(crate) fn event(level: Level) -> AlertEvent {
         field: "totalCount".into(),
         value: 18630.0,
         error_bound: None,
+        shares: None,
     }
 }
 
