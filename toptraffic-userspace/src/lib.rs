@@ -15,6 +15,7 @@ pub(crate) mod control;
 pub mod daemon;
 pub mod dirs;
 mod goformat;
+pub mod import;
 pub mod ingest;
 pub mod key;
 pub mod lineproto;
@@ -23,8 +24,10 @@ pub(crate) mod metrics;
 pub(crate) mod persist;
 #[cfg(test)]
 mod proptest_config;
+pub mod replay;
 pub(crate) mod rotation;
 pub mod rules;
+pub mod ruletest;
 pub(crate) mod sink;
 pub mod sketch;
 pub mod snapshot;

@@ -428,10 +428,10 @@ impl<'a> Lines<'a> {
     }
 }
 
-impl<'a> Iterator for Lines<'a> {
-    type Item = Result<Line<'a>, ParseError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<'a> Lines<'a> {
+    /// The next line's bytes, as [`Iterator::next`] parses them (blank
+    /// lines and comments skipped): a replay sends each as a datagram.
+    pub fn next_raw(&mut self) -> Option<&'a [u8]> {
         while self.pos < self.buf.len() {
             let end = line_end(self.buf, self.pos);
             let mut block = &self.buf[self.pos..end];
@@ -443,9 +443,22 @@ impl<'a> Iterator for Lines<'a> {
             if block.last() == Some(&b'\n') {
                 block = &block[..block.len() - 1];
             }
-            return Some(parse_point(&block[start..]));
+            return Some(&block[start..]);
         }
         None
+    }
+
+    /// Bytes read so far.
+    pub fn offset(&self) -> usize {
+        self.pos.min(self.buf.len())
+    }
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = Result<Line<'a>, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_raw().map(parse_point)
     }
 }
 

@@ -66,6 +66,31 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Convert Kapacitor TICKscripts into a config (printed on stdout).
+    /// What cannot be converted is named on stderr with its line and
+    /// column; exit status 0 when everything was converted, 1 when
+    /// something was left out, 2 when nothing could be.
+    Import {
+        /// TICKscript files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The rule's name (default: the file's name without .tick).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Run the rules on recorded traffic on simulated time, as fast as the
+    /// machine goes, and print every alert event as a JSON line (the log
+    /// sink's format) on stdout.
+    Replay(ReplayArgs),
+    /// Run rule unit tests: per-key counts per interval (or recorded
+    /// traffic) through the rules, the alert events compared with those
+    /// expected; a difference is printed as a diff and the exit status is
+    /// 1 (2 when a file cannot run).
+    Test {
+        /// Test files (TOML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Print a rule's top keys from a running daemon.
     Top {
         #[arg(long, short)]
@@ -95,6 +120,36 @@ enum Command {
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// TOML config file (the embedded default without it).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Line protocol with timestamps (each line's timestamp is its arrival
+    /// time), or pcap/pcapng captures of the UDP datagrams to the listen
+    /// port (e.g. `tcpdump -w spike.pcap udp port 9100`).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Also print each interval's N top keys of every rule.
+    #[arg(long, value_name = "N")]
+    top: Option<usize>,
+    /// Unit of the line protocol timestamps: ns, us, ms or s.
+    #[arg(long, default_value = "ns")]
+    precision: toptraffic::replay::Precision,
+    /// Hand the events to the config's sinks too (they are not called
+    /// without it).
+    #[arg(long)]
+    sinks: bool,
+    /// After the input, go on until every window is empty (the step-downs
+    /// and recoveries a running daemon would then send).
+    #[arg(long)]
+    until_empty: bool,
+    /// UDP port whose datagrams a capture holds (default: the config's
+    /// ingest.listen port).
+    #[arg(long)]
+    port: Option<u16>,
 }
 
 #[derive(clap::Args)]
@@ -251,6 +306,174 @@ fn init_tracing() {
     }
 }
 
+/// `toptraffic import`: the config on stdout, findings on stderr.
+fn import(files: &[PathBuf], name: Option<&str>) -> ExitCode {
+    use toptraffic::import::{self, ImportError, Script};
+    let mut scripts = Vec::with_capacity(files.len());
+    for (i, f) in files.iter().enumerate() {
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("toptraffic import: {}: {e}", f.display());
+                return ExitCode::from(2);
+            }
+        };
+        let rule_name = match (name, i) {
+            (Some(n), 0) => n.to_string(),
+            (Some(n), i) => format!("{n}_{}", i + 1),
+            (None, _) => import::rule_name_of(f),
+        };
+        scripts.push(Script {
+            file: f.display().to_string(),
+            text,
+            rule_name,
+        });
+    }
+    match import::import(&scripts) {
+        Ok(out) => {
+            print!("{}", out.toml);
+            for f in &out.findings {
+                eprintln!("{f}");
+            }
+            if out.complete() {
+                eprintln!(
+                    "toptraffic import: converted completely ({} rules)",
+                    out.rules
+                );
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "toptraffic import: converted partly ({} rules): what is named \"not converted\" above is not in the config",
+                    out.rules
+                );
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            if let ImportError::Nothing { findings } | ImportError::Invalid { findings, .. } = &e {
+                for f in findings {
+                    eprintln!("{f}");
+                }
+            }
+            eprintln!("toptraffic import: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `toptraffic replay`: events (and top keys) on stdout, a summary on
+/// stderr.
+fn replay(a: ReplayArgs) -> ExitCode {
+    use std::io::Write;
+    use toptraffic::replay::{self, Options, Skipped};
+    let config = match load(a.config.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let port = a.port.unwrap_or(config.ingest.listen.port());
+    let mut datagrams = Vec::new();
+    let mut skipped = Skipped::default();
+    for input in &a.inputs {
+        if let Err(e) = replay::read(input, a.precision, port, &mut datagrams, &mut skipped) {
+            eprintln!("toptraffic replay: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let opts = Options {
+        top: a.top,
+        sinks: a.sinks,
+        until_empty: a.until_empty,
+        until: None,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut write_failed = None;
+    let result = replay::replay(config, datagrams, &opts, |o| {
+        if write_failed.is_none() {
+            if let Err(e) = writeln!(out, "{}", o.to_json()) {
+                write_failed = Some(e);
+            }
+        }
+    });
+    if let Err(e) = out.flush() {
+        write_failed.get_or_insert(e);
+    }
+    if let Some(e) = write_failed {
+        eprintln!("toptraffic replay: writing to stdout: {e}");
+        return ExitCode::FAILURE;
+    }
+    match result {
+        Ok(s) => {
+            let dropped: Vec<String> = s.dropped.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            eprintln!(
+                "toptraffic replay: {} datagrams, {} lines counted{}, {} intervals, {} events{}{}",
+                s.datagrams,
+                s.points,
+                if dropped.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (dropped: {})", dropped.join(", "))
+                },
+                s.intervals,
+                s.events,
+                if skipped.other_frames + skipped.fragments > 0 {
+                    format!(
+                        "; skipped {} frames not to UDP port {port} and {} IP fragments",
+                        skipped.other_frames, skipped.fragments
+                    )
+                } else {
+                    String::new()
+                },
+                if s.sink_drops > 0 {
+                    format!("; the sinks dropped {} events (full queues)", s.sink_drops)
+                } else {
+                    String::new()
+                },
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("toptraffic replay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `toptraffic test`: a line per test, the diff of each failure, totals.
+fn rule_tests(files: &[PathBuf]) -> ExitCode {
+    let (mut passed, mut failed) = (0, 0);
+    for f in files {
+        let r = match toptraffic::ruletest::run_file(f) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("toptraffic test: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        for c in &r.cases {
+            match &c.diff {
+                None => {
+                    passed += 1;
+                    println!("{}: test {:?}: ok ({} events)", r.file, c.name, c.events);
+                }
+                Some(d) => {
+                    failed += 1;
+                    println!("{}: test {:?}: FAILED\n{d}", r.file, c.name);
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     keep_freed_pages();
     let cli = Cli::parse();
@@ -278,6 +501,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Import { files, name } => import(&files, name.as_deref()),
+        Command::Replay(args) => replay(args),
+        Command::Test { files } => rule_tests(&files),
         Command::Top {
             rule,
             limit,

@@ -23,7 +23,8 @@ const NIGHTLY: &str = "nightly-2026-05-20";
 /// for inspecting pinned maps and for the tests' network namespaces;
 /// influxdb (influxd 1.6, which the line protocol parser is checked
 /// against), prometheus-alertmanager, haproxy, nginx with its Lua module and
-/// redis-server are the real components the end-to-end tests drive.
+/// redis-server are the real components the end-to-end tests drive;
+/// tcpdump captures what a daemon receives, for the replay's test.
 const DEBS: &[&str] = &[
     "llvm-22-dev",
     "bpftool",
@@ -35,6 +36,7 @@ const DEBS: &[&str] = &[
     "libnginx-mod-http-lua",
     "redis-server",
     "influxdb",
+    "tcpdump",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -119,15 +119,15 @@ impl SinkHandle {
     }
 }
 
-#[cfg(test)]
 impl SinkHandle {
     /// A handle without a worker: what is offered waits in the returned
-    /// receiver (tests of what the alert engine sends).
-    pub(crate) fn capture(
+    /// receiver, up to `capacity` events (`toptraffic replay` prints them;
+    /// tests read what the alert engine sends).
+    pub fn collector(
         name: &str,
         kind: &'static str,
+        capacity: usize,
     ) -> (SinkHandle, mpsc::Receiver<Arc<AlertEvent>>) {
-        let capacity = 4096;
         let (tx, rx) = mpsc::channel(capacity);
         let inner = Inner {
             tx,
@@ -144,5 +144,14 @@ impl SinkHandle {
             },
             rx,
         )
+    }
+
+    /// [`collector`](Self::collector) with room for 4096 events.
+    #[cfg(test)]
+    pub(crate) fn capture(
+        name: &str,
+        kind: &'static str,
+    ) -> (SinkHandle, mpsc::Receiver<Arc<AlertEvent>>) {
+        SinkHandle::collector(name, kind, 4096)
     }
 }

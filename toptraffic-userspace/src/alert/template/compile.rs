@@ -44,6 +44,11 @@ impl Template {
         })
     }
 
+    /// The source text the template was parsed from.
+    pub fn source(&self) -> &str {
+        &self.src
+    }
+
     /// Executes the template on `data` (Go's `Execute`).
     pub fn render(&self, data: &Value) -> Result<String, RenderError> {
         execute(&self.src, &self.defs, &self.root, data)

@@ -50,7 +50,8 @@
 //! influxql behaviours the port must match), `gomath` (Go's `math` as
 //! Kapacitor's amd64 build computes it, to the last bit), `goregex` (Go's
 //! regexp syntax, checked as Go parses it and run by the regex crate), `error`, `lexer`, `functions`,
-//! `parser` (the syntax tree), `eval`, and `expr`, the face the crate uses.
+//! `parser` (the syntax tree), `eval`, and `expr`, the face the crate uses;
+//! `script` lexes whole TICKscripts for `toptraffic import`.
 
 mod error;
 mod eval;
@@ -61,6 +62,7 @@ mod gomath;
 mod goregex;
 mod lexer;
 mod parser;
+pub(crate) mod script;
 mod types;
 
 #[cfg(test)]

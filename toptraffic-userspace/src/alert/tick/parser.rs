@@ -368,7 +368,7 @@ fn number_literal(text: &str) -> Result<Node, String> {
 }
 
 /// node.go's `newString`: triple quotes are raw, single quotes unescape `\'`.
-fn string_literal(text: &str) -> String {
+pub(super) fn string_literal(text: &str) -> String {
     if text.len() >= 6 && text.starts_with("'''") {
         text[3..text.len() - 3].to_string()
     } else {
