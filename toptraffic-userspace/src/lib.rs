@@ -10,6 +10,9 @@ pub(crate) mod api;
 pub mod caps;
 pub mod clock;
 pub(crate) mod cluster;
+/// Simulated cluster nodes, for `cargo xtask bench cluster`.
+#[cfg(feature = "bench")]
+pub use cluster::sim as cluster_sim;
 pub mod config;
 pub(crate) mod control;
 pub mod daemon;

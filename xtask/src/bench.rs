@@ -16,6 +16,9 @@
 //!   alerts, false alerts, RSS and CPU per line; target/bench/flood.md.
 //!   With `--minutes` the flood alone as a soak, RSS every 10 s in
 //!   target/bench/flood-soak.csv.
+//! - `cluster [--nodes 50 --keys 15000,150000 --intervals 3]`: the cluster
+//!   exchange of simulated nodes against a real redis-server, per node and
+//!   interval, against shipping every key; target/bench/cluster.md.
 //! - `all`: drain, parse, micro, flood and load, one after the other.
 //!
 //! Each first runs `setup` and builds with the kernel path required, as
@@ -27,7 +30,9 @@ use anyhow::{bail, Context, Result};
 
 use crate::{cargo_ebpf, mount_bpffs, setup, status, workspace_root};
 
-pub const NAMES: &[&str] = &["load", "micro", "drain", "parse", "soak", "flood", "all"];
+pub const NAMES: &[&str] = &[
+    "load", "micro", "drain", "parse", "soak", "flood", "cluster", "all",
+];
 
 pub fn bench(name: &str, args: Vec<String>) -> Result<()> {
     if !NAMES.contains(&name) {

@@ -7,6 +7,8 @@
 mod exchange;
 mod lease;
 mod membership;
+#[cfg(feature = "bench")]
+pub mod sim;
 mod status;
 
 pub use membership::run_cluster;
