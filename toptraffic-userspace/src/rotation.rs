@@ -370,7 +370,13 @@ impl Rotator {
                     pending,
                     fallback: false,
                 } => *pending = Some(end),
-                _ => self.alerts[i].evaluate(self.window.rule(i), end, self.intervals.every()),
+                // A rotator built without alerting (no RuleAlerts) has
+                // nothing to evaluate.
+                _ => {
+                    if let Some(a) = self.alerts.get_mut(i) {
+                        a.evaluate(self.window.rule(i), end, self.intervals.every());
+                    }
+                }
             }
         }
         self.publish(Some(end), started);
