@@ -123,13 +123,19 @@ mod programs {
         }
     }
 
-    extern "C" fn line_cb(l: u32, ctx: *mut c_void) -> i64 {
+    extern "C" fn rule_cb(i: u32, ctx: *mut c_void) -> i64 {
         // SAFETY: as in parse_cb: the caller's LoopCtx, borrowed once.
         let c = unsafe { &mut *(ctx as *mut LoopCtx) };
         // SAFETY: as in parse_cb: this CPU's scratch and the live config,
         // valid for the run, no other reference to them meanwhile.
         let (s, cfg) = unsafe { (&mut *c.s, &*c.cfg) };
-        if parse::eval_line(s, cfg, l) {
+        // rules_per_line is at least 1: checked only so that no panic
+        // path is compiled in.
+        let n = parse::rules_per_line(cfg);
+        let (Some(l), Some(r)) = (i.checked_div(n), i.checked_rem(n)) else {
+            return 1;
+        };
+        if parse::eval_rule(s, cfg, l, r) {
             0
         } else {
             1
@@ -289,10 +295,13 @@ mod programs {
         let lines = unsafe { (*s).st.lines };
         // SAFETY: reads through s, valid as above; no borrow is alive.
         if unsafe { (*s).st.bail } == 0 && lines > 0 {
-            // SAFETY: as the first bpf_loop, with line_cb.
-            unsafe { bpf_loop(lines, line_cb as *mut c_void, ctx_ptr, 0) };
+            // A call per rule of each line (see parse::eval_rule).
+            // SAFETY: cfg is the live config, as in parse_cb.
+            let calls = lines * parse::rules_per_line(unsafe { &*cfg });
+            // SAFETY: as the first bpf_loop, with rule_cb.
+            unsafe { bpf_loop(calls, rule_cb as *mut c_void, ctx_ptr, 0) };
         }
-        // SAFETY: s valid as above; line_cb's borrows ended when bpf_loop
+        // SAFETY: s valid as above; rule_cb's borrows ended when bpf_loop
         // returned, and `st` is last used before commit_cb, which writes
         // the scratch, runs.
         let st = unsafe { &(*s).st };

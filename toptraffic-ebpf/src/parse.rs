@@ -8,7 +8,8 @@
 //!    skips plain runs and hands every other byte to [`step`]): validates
 //!    the line protocol and records per line its measurement, the positions
 //!    of the tag values the rules name, and the summed fields' values;
-//! 2. [`eval_line`] over the lines: which rules take each line, as [`Item`]s;
+//! 2. [`eval_rule`] over the lines and rules: which rules take each line,
+//!    as [`Item`]s;
 //! 3. over the items: [`build_key`] and the map update (in the program).
 //!
 //! Splitting the work keeps each callback small for the verifier, which
@@ -141,7 +142,12 @@ pub struct State {
     /// Hashes of the line's tag keys so far, to find a key written twice.
     pub tag_keys: [u64; MAX_TAG_KEYS],
     pub n_tag_keys: u32,
-    pub _pad2: u32,
+    /// Pass 2, the line in progress: whether a rule took it so far, and
+    /// its drop reason if none does.
+    pub line_counted: u32,
+    pub line_reason: u32,
+    /// The rule pass 2 is at.
+    pub rule: u32,
     /// The line being parsed.
     pub cur: LineRec,
 }
@@ -167,10 +173,16 @@ impl LineRec {
     };
 }
 
+/// Bytes of the parse buffer: a payload of up to BUF_LEN bytes, then
+/// NAME_LEN bytes no payload reaches, so that [`eq_name`] reads whole words
+/// of a token that ends the buffer.
+pub const BUF_SPACE: usize = BUF_LEN + NAME_LEN;
+pub type Buf = [u8; BUF_SPACE];
+
 /// The per-CPU parse area: the payload, the state, the lines and the items.
 #[repr(C)]
 pub struct Scratch {
-    pub buf: [u8; BUF_LEN],
+    pub buf: Buf,
     pub st: State,
     pub lines: [LineRec; MAX_LINES as usize],
     pub items: [Item; MAX_ITEMS],
@@ -180,7 +192,7 @@ impl Scratch {
     /// An empty parse area, for the host tests (the programs use the
     /// per-CPU map's).
     pub const EMPTY: Scratch = Scratch {
-        buf: [0; BUF_LEN],
+        buf: [0; BUF_SPACE],
         st: State::new(),
         lines: [LineRec::EMPTY; MAX_LINES as usize],
         items: [Item {
@@ -223,10 +235,12 @@ pub fn parse_lines(s: &mut Scratch, cfg: &KernelConfig, data: &[u8]) -> Result<(
     if s.st.bail != 0 {
         return Err(s.st.bail);
     }
-    // Pass 2: the lines.
-    for l in 0..s.st.lines {
-        if !eval_line(s, cfg, l) {
-            break;
+    // Pass 2: the lines, a rule at a time.
+    'lines: for l in 0..s.st.lines {
+        for r in 0..rules_per_line(cfg) {
+            if !eval_rule(s, cfg, l, r) {
+                break 'lines;
+            }
         }
     }
     if s.st.bail != 0 {
@@ -258,7 +272,9 @@ impl State {
             ts: 0,
             tag_keys: [0; MAX_TAG_KEYS],
             n_tag_keys: 0,
-            _pad2: 0,
+            line_counted: 0,
+            line_reason: 0,
+            rule: 0,
             cur: LineRec::EMPTY,
         }
     }
@@ -299,31 +315,61 @@ fn bail(st: &mut State, reason: u32) -> bool {
     false
 }
 
+/// `WORD_MASK[len][w]`: the bytes of word `w` (bytes `8w..8w+8`) that a
+/// name of `len` bytes covers, as a little-endian mask.
+static WORD_MASK: [[u64; NAME_WORDS]; NAME_LEN + 1] = {
+    let mut m = [[0u64; NAME_WORDS]; NAME_LEN + 1];
+    let mut len = 0;
+    while len <= NAME_LEN {
+        let mut j = 0;
+        while j < len {
+            m[len][j / 8] |= 0xff << ((j % 8) * 8);
+            j += 1;
+        }
+        len += 1;
+    }
+    m
+};
+const NAME_WORDS: usize = NAME_LEN / 8;
+
 /// Whether `len` bytes of `buf` from `start` are exactly `name`.
 ///
-/// A fixed NAME_LEN-step loop without early exit: with a length-bounded loop
-/// the compiler drops the NAME_LEN bound (it knows len <= NAME_LEN) and the
-/// verifier, which does not, rejects the read of `name.bytes` past its end.
+/// Word by word, the bytes past `len` masked by a table load: no branch
+/// a byte, which the verifier would walk as a state per length (BPF has no
+/// conditional move), and no loop, which it walks once an iteration. The
+/// words may reach past the payload into the buffer's tail (see [`Buf`]).
 #[inline(always)]
-fn eq_name(buf: &[u8; BUF_LEN], start: u32, len: u32, name: &Name) -> bool {
+fn eq_name(buf: &Buf, start: u32, len: u32, name: &Name) -> bool {
     if name.exact == 0 || name.len != len || len as usize > NAME_LEN {
         return false;
     }
-    let mut diff = 0u8;
-    let mut j = 0usize;
-    while j < NAME_LEN {
-        let a = buf[((start + j as u32) & MASK) as usize];
-        let b = name.bytes[j];
-        diff |= if (j as u32) < len { a ^ b } else { 0 };
-        j += 1;
+    let mask = &WORD_MASK[len as usize];
+    let at = (start & MASK) as usize;
+    let mut diff = 0u64;
+    let mut w = 0;
+    while w < NAME_WORDS {
+        let a = u64::from_le_bytes(word(buf, at + w * 8));
+        let b = u64::from_le_bytes(word(&name.bytes, w * 8));
+        diff |= (a ^ b) & mask[w];
+        w += 1;
     }
     diff == 0
+}
+
+/// The 8 bytes of `bytes` from `at` (zero where they would pass its end,
+/// which no caller reaches).
+#[inline(always)]
+fn word(bytes: &[u8], at: usize) -> [u8; 8] {
+    match bytes.get(at..at + 8) {
+        Some(w) => [w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]],
+        None => [0; 8],
+    }
 }
 
 /// Index of the name in `table[..n]` that the token equals, or NONE.
 #[inline(always)]
 fn find<const N: usize>(
-    buf: &[u8; BUF_LEN],
+    buf: &Buf,
     table: &[Name; N],
     n: u32,
     start: u32,
@@ -366,6 +412,14 @@ pub fn advance(s: &mut Scratch, cfg: &KernelConfig) -> bool {
         let equals = name || state == TAG_VALUE;
         pos = skip_plain(&s.buf, pos, s.st.len, name, equals, &mut hash);
         s.st.hash = hash;
+        // Through memory: skip_plain's exits leave `pos` with as many
+        // ranges as it has paths, and the verifier would walk step once
+        // for each; read back from the map value it is one unknown.
+        // SAFETY: a u32 field of the scratch, valid and aligned.
+        unsafe {
+            core::ptr::write_volatile(&mut s.st.pos, pos);
+            pos = core::ptr::read_volatile(&s.st.pos);
+        }
     }
     if !step(s, cfg, pos) {
         return false;
@@ -387,14 +441,7 @@ const SKIP_WORDS: u32 = 4;
 /// passed over without effect but, in a name, adding it to the hash: so it
 /// adds the skipped bytes of a name to `hash` itself.
 #[inline(always)]
-fn skip_plain(
-    buf: &[u8; BUF_LEN],
-    pos: u32,
-    len: u32,
-    name: bool,
-    equals: bool,
-    hash: &mut u64,
-) -> u32 {
+fn skip_plain(buf: &Buf, pos: u32, len: u32, name: bool, equals: bool, hash: &mut u64) -> u32 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     // The high bit of each byte of `w` that equals `c` (exact for the
@@ -770,85 +817,111 @@ fn end_line(st: &mut State, lines: &mut [LineRec; MAX_LINES as usize]) -> bool {
     true
 }
 
-/// Pass 2 for line `l`: which rules take it; their items are appended.
+/// Calls of pass 2 per line: one per rule slot the config uses.
+#[inline(always)]
+pub fn rules_per_line(cfg: &KernelConfig) -> u32 {
+    cfg.n_rules.clamp(1, MAX_RULES as u32)
+}
+
+/// Pass 2 for rule `r` of line `l`: whether the rule takes the line, as an
+/// [`Item`] appended. Called for each line, for `r` in
+/// `0..rules_per_line(cfg)` in order: the line's outcome (a point, or a
+/// drop reason) is settled at its last rule.
+///
+/// One rule a call, not one line: what a rule decides would otherwise be
+/// carried in registers to the next rule, and the verifier walk every
+/// combination of eight rules' outcomes (it exceeded its million
+/// instructions so). Between calls the line's progress is in the scratch,
+/// which the verifier does not track.
 /// Returns false when the datagram must go to userspace (see `bail`).
 #[inline(always)]
-pub fn eval_line(s: &mut Scratch, cfg: &KernelConfig, l: u32) -> bool {
+pub fn eval_rule(s: &mut Scratch, cfg: &KernelConfig, l: u32, r: u32) -> bool {
     let line = &s.lines[(l & (MAX_LINES - 1)) as usize];
     let st = &mut s.st;
+    let last = r + 1 >= rules_per_line(cfg);
+    if r == 0 {
+        st.line_counted = 0;
+        st.line_reason = DROP_FILTERED as u32;
+    }
     let mask = match cfg.measurement_rules.get(line.meas as usize) {
         Some(m) => *m,
         None => {
-            st.drops[DROP_UNKNOWN] += 1;
+            if last {
+                st.drops[DROP_UNKNOWN] += 1;
+            }
             return true;
         }
     };
-    let mut counted = false;
-    let mut reason = DROP_FILTERED;
-    let mut r = 0usize;
-    while r < MAX_RULES {
-        let spec = &cfg.rules[r];
-        let mut take = mask & (1 << r) != 0 && spec.flags & RULE_ENABLED != 0;
-        let mut k = 0usize;
-        while take && k < MAX_FILTERS {
-            if k as u32 >= spec.n_filters {
+    // The mask is for the verifier, which does not know r < MAX_RULES; the
+    // compiler does (r is a remainder of rules_per_line), and would drop a
+    // mask of the value it knows: so the mask is of a copy it does not.
+    st.rule = r;
+    // SAFETY: a u32 field of the scratch, valid and aligned.
+    let r = unsafe { core::ptr::read_volatile(&st.rule) } as usize & (MAX_RULES - 1);
+    let spec = &cfg.rules[r];
+    let mut take = mask & (1 << r) != 0 && spec.flags & RULE_ENABLED != 0;
+    let mut k = 0usize;
+    while take && k < MAX_FILTERS {
+        if k as u32 >= spec.n_filters {
+            break;
+        }
+        let cap = match line.caps.get(spec.filter_name[k] as usize) {
+            Some(c) => *c,
+            None => Cap::UNSEEN,
+        };
+        take = cap.len != UNSET && eq_name(&s.buf, cap.start, cap.len, &spec.filter_value[k]);
+        k += 1;
+    }
+    let mut value = 1;
+    if take && spec.flags & RULE_SUM != 0 {
+        let f = spec.field as usize & (MAX_FIELDS - 1);
+        if line.fset & (1 << f) == 0 {
+            st.line_reason = DROP_MISSING_FIELD as u32;
+            take = false;
+        } else {
+            value = line.fvals[f];
+        }
+    }
+    if take {
+        let idx = st.n_items as usize;
+        if idx >= MAX_ITEMS {
+            return bail(st, counter::PASS_TOO_MANY_LINES);
+        }
+        let item = &mut s.items[idx];
+        item.rule = spec.id;
+        item.value = value;
+        item.owner = (st.line_counted == 0) as u32;
+        item.committed = 0;
+        let mut key_len = 0u32;
+        let mut g = 0usize;
+        while g < MAX_GROUP {
+            if g as u32 >= spec.n_group {
                 break;
             }
-            let cap = match line.caps.get(spec.filter_name[k] as usize) {
+            let cap = match line.caps.get(spec.group[g] as usize) {
                 Some(c) => *c,
                 None => Cap::UNSEEN,
             };
-            take = cap.len != UNSET && eq_name(&s.buf, cap.start, cap.len, &spec.filter_value[k]);
-            k += 1;
+            let len = if cap.len == UNSET { 0 } else { cap.len };
+            key_len += KEY_LEN_PREFIX as u32 + len;
+            item.slots[g] = cap;
+            g += 1;
         }
-        let mut value = 1;
-        if take && spec.flags & RULE_SUM != 0 {
-            let f = spec.field as usize & (MAX_FIELDS - 1);
-            if line.fset & (1 << f) == 0 {
-                reason = DROP_MISSING_FIELD;
-                take = false;
-            } else {
-                value = line.fvals[f];
-            }
+        item.n_group = g as u32;
+        if key_len > KEY_DATA as u32 {
+            return bail(st, counter::PASS_KEY_TOO_LONG);
         }
-        if take {
-            let idx = st.n_items as usize;
-            if idx >= MAX_ITEMS {
-                return bail(st, counter::PASS_TOO_MANY_LINES);
-            }
-            let item = &mut s.items[idx];
-            item.rule = spec.id;
-            item.value = value;
-            item.owner = !counted as u32;
-            item.committed = 0;
-            let mut key_len = 0u32;
-            let mut g = 0usize;
-            while g < MAX_GROUP {
-                if g as u32 >= spec.n_group {
-                    break;
-                }
-                let cap = match line.caps.get(spec.group[g] as usize) {
-                    Some(c) => *c,
-                    None => Cap::UNSEEN,
-                };
-                let len = if cap.len == UNSET { 0 } else { cap.len };
-                key_len += KEY_LEN_PREFIX as u32 + len;
-                item.slots[g] = cap;
-                g += 1;
-            }
-            item.n_group = g as u32;
-            if key_len > KEY_DATA as u32 {
-                return bail(st, counter::PASS_KEY_TOO_LONG);
-            }
-            st.n_items += 1;
-            counted = true;
-        }
-        r += 1;
+        st.n_items += 1;
+        st.line_counted = 1;
     }
-    if counted {
-        st.points += 1;
-    } else {
-        st.drops[reason] += 1;
+    if last {
+        if st.line_counted != 0 {
+            st.points += 1;
+        } else if st.line_reason == DROP_MISSING_FIELD as u32 {
+            st.drops[DROP_MISSING_FIELD] += 1;
+        } else {
+            st.drops[DROP_FILTERED] += 1;
+        }
     }
     true
 }
@@ -856,7 +929,7 @@ pub fn eval_line(s: &mut Scratch, cfg: &KernelConfig, l: u32) -> bool {
 /// Writes an item's group key: per group tag, a u16 LE length and the value
 /// bytes from the buffer. `key` must be zeroed beforehand (keys hash whole).
 #[inline(always)]
-pub fn build_key(buf: &[u8; BUF_LEN], item: &Item, key: &mut GroupKey) {
+pub fn build_key(buf: &Buf, item: &Item, key: &mut GroupKey) {
     key.rule = item.rule;
     let mut off = 0u32;
     let mut g = 0usize;

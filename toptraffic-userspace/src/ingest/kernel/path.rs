@@ -205,6 +205,13 @@ impl KernelPath {
             return Err(KernelError::NoBtf);
         }
         let mut loader = EbpfLoader::new();
+        // TOPTRAFFIC_VERIFIER_LOG=verbose: the verifier's instruction-level
+        // log in the file a refused program's log goes to (the kernel keeps
+        // its last 16 MiB).
+        if std::env::var("TOPTRAFFIC_VERIFIER_LOG").as_deref() == Ok("verbose") {
+            loader
+                .verifier_log_level(aya::VerifierLogLevel::VERBOSE | aya::VerifierLogLevel::STATS);
+        }
         loader
             .map_max_entries("GEN_A", opts.map_entries)
             .map_max_entries("GEN_B", opts.map_entries);
