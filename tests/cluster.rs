@@ -395,6 +395,11 @@ fn cluster_alerts_are_sent_once_survive_the_senders_stop_and_fall_back_while_red
         let top = a.get("/api/v1/top?rule=top&scope=cluster");
         top["top"][0]["value"] == 400 && top["top"][0]["tags"]["ip"] == "192.0.2.9"
     });
+    // Every node evaluates the cluster's values when its own exchange of
+    // the interval ends, which may be after a's.
+    wait_for("b's alert state", Duration::from_secs(10), || {
+        b.get("/api/v1/alerts")["blocks"][0]["alerts"][0]["level"] == "WARNING"
+    });
     let alerts = b.get("/api/v1/alerts");
     let k = &alerts["blocks"][0]["alerts"][0];
     assert_eq!(k["scope"], "cluster", "{alerts}");
