@@ -496,9 +496,12 @@ fn skip_plain(buf: &Buf, pos: u32, len: u32, name: bool, equals: bool, hash: &mu
             let mut h = *hash;
             let mut j = 0u32;
             while j < 8 {
-                if j >= from && j < to {
-                    h = fnv1a_step(h, (w >> (j * 8)) as u8);
-                }
+                let next = fnv1a_step(h, (w >> (j * 8)) as u8);
+                // All ones when from <= j < to, by sign bits: a branch
+                // here would be one a byte, for the CPU and the verifier.
+                let take = (from.wrapping_sub(j + 1) >> 31) & (j.wrapping_sub(to) >> 31);
+                let keep = (take as u64).wrapping_neg();
+                h = (next & keep) | (h & !keep);
                 j += 1;
             }
             *hash = h;
