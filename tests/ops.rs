@@ -564,10 +564,7 @@ struct Pins {
 
 impl Pins {
     fn new(name: &str, uid: u32) -> Pins {
-        let parent = PathBuf::from(format!(
-            "/sys/fs/bpf/toptraffic-test-{}-{name}",
-            std::process::id()
-        ));
+        let parent = PathBuf::from(common::pin_dir(name));
         std::fs::create_dir_all(&parent).unwrap();
         std::os::unix::fs::chown(&parent, Some(uid), Some(uid)).unwrap();
         Pins { parent }

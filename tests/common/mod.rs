@@ -298,9 +298,21 @@ pub fn without_overflow(config: &str) -> String {
     out
 }
 
-/// A pin directory of this test process's own.
+/// A pin directory of this test process's own: the same for a name all
+/// through the process, never one an earlier process left or still holds
+/// (pids are reused; the start time tells processes of one pid apart).
 pub fn pin_dir(name: &str) -> String {
-    format!("/sys/fs/bpf/toptraffic-test-{}-{name}", std::process::id())
+    static STARTED: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let started = STARTED.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+    });
+    format!(
+        "/sys/fs/bpf/toptraffic-test-{}-{started}-{name}",
+        std::process::id()
+    )
 }
 
 /// An HTTP receiver on 127.0.0.1 that records request bodies and answers
