@@ -25,8 +25,9 @@ struct Proxy(Child);
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        // SIGTERM first: nginx's master then stops its workers, which a
+        // SIGKILL of the master would leave running.
+        common::stop::stop(&mut self.0, Duration::from_secs(10));
     }
 }
 
