@@ -141,7 +141,9 @@ pub struct Rotator {
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
     sources: Vec<Box<dyn IntervalSource>>,
-    /// Per rule (config order).
+    /// Per rule (config order), or empty for a rotator without alerting
+    /// (its rules then all evaluate on this node's window: a cluster rule
+    /// has alert blocks by construction, so needs its RuleAlerts).
     alerts: Vec<RuleAlerts>,
     /// Per rule: where its alerts take their values from.
     evals: Vec<Eval>,
@@ -370,8 +372,7 @@ impl Rotator {
                     pending,
                     fallback: false,
                 } => *pending = Some(end),
-                // A rotator built without alerting (no RuleAlerts) has
-                // nothing to evaluate.
+                // Empty `alerts`: a rotator without alerting.
                 _ => {
                     if let Some(a) = self.alerts.get_mut(i) {
                         a.evaluate(self.window.rule(i), end, self.intervals.every());
