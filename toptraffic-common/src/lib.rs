@@ -38,8 +38,7 @@ pub const NAME_LEN: usize = 32;
 /// masked with `KEY_DATA - 1`).
 pub const KEY_DATA: usize = 64;
 
-/// FNV-1a, 64 bits: how the kernel and userspace hash names. A hash match is
-/// always confirmed byte for byte.
+/// FNV-1a, 64 bits (the state file's checksum).
 pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 pub const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
@@ -56,6 +55,34 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
         i += 1;
     }
     h
+}
+
+/// A name's fingerprint: its length and its first and last eight bytes,
+/// mixed. The kernel reads those three at a token's end with two word loads
+/// each (a byte-by-byte hash would cost a step per byte); names that differ
+/// only in the middle share a fingerprint, which is why a match is always
+/// confirmed byte for byte, or only ever hands a line to userspace.
+///
+/// `head` is the first `min(len, 8)` bytes as a little-endian word, zero
+/// above; `tail` the last 8 bytes when `len > 8`, else 0.
+#[inline(always)]
+pub fn fingerprint_words(head: u64, tail: u64, len: u32) -> u64 {
+    const K1: u64 = 0x9e37_79b9_7f4a_7c15;
+    const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
+    (head.wrapping_mul(K1) ^ tail).wrapping_mul(K2) ^ len as u64
+}
+
+/// [`fingerprint_words`] of `bytes`.
+pub fn fingerprint(bytes: &[u8]) -> u64 {
+    let le = |b: &[u8]| {
+        let mut w = [0u8; 8];
+        w[..b.len()].copy_from_slice(b);
+        u64::from_le_bytes(w)
+    };
+    let n = bytes.len();
+    let head = le(&bytes[..n.min(8)]);
+    let tail = if n > 8 { le(&bytes[n - 8..]) } else { 0 };
+    fingerprint_words(head, tail, n as u32)
 }
 
 /// The key of a generation map: a rule and its group key bytes.
@@ -142,14 +169,15 @@ impl Cell {
     }
 }
 
-/// A name the kernel matches: hash and length first, then the bytes.
+/// A name the kernel matches: fingerprint and length first, then the bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Name {
-    pub hash: u64,
+    /// [`fingerprint`] of the whole name.
+    pub fp: u64,
     pub len: u32,
     /// 1 when `bytes` holds the whole name (it is at most NAME_LEN long);
-    /// 0 when only the hash is known, which is enough to hand a line to
+    /// 0 when only the fingerprint is known, which is enough to hand a line to
     /// userspace but never to count it.
     pub exact: u32,
     pub bytes: [u8; NAME_LEN],
@@ -158,7 +186,7 @@ pub struct Name {
 impl Name {
     pub const fn empty() -> Name {
         Name {
-            hash: 0,
+            fp: 0,
             len: 0,
             exact: 0,
             bytes: [0; NAME_LEN],
@@ -167,7 +195,7 @@ impl Name {
 
     pub fn new(name: &[u8]) -> Name {
         let mut n = Name::empty();
-        n.hash = fnv1a(name);
+        n.fp = fingerprint(name);
         n.len = name.len() as u32;
         if name.len() <= NAME_LEN {
             n.bytes[..name.len()].copy_from_slice(name);
@@ -432,7 +460,38 @@ mod tests {
     }
 
     #[test]
-    fn long_names_are_hash_only() {
+    fn fingerprints_read_the_length_and_the_ends() {
+        let mut seen = [0u64; 20];
+        for (n, slot) in seen.iter_mut().enumerate() {
+            let name = &b"abcdefghijklmnopqrst"[..n];
+            let mut head = [0u8; 8];
+            head[..n.min(8)].copy_from_slice(&name[..n.min(8)]);
+            let tail = if n > 8 {
+                u64::from_le_bytes(name[n - 8..].try_into().unwrap())
+            } else {
+                0
+            };
+            *slot = fingerprint(name);
+            assert_eq!(
+                *slot,
+                fingerprint_words(u64::from_le_bytes(head), tail, n as u32)
+            );
+        }
+        for i in 0..seen.len() {
+            for j in 0..i {
+                assert_ne!(seen[i], seen[j], "prefixes of {i} and {j} bytes");
+            }
+        }
+        assert_ne!(fingerprint(b"ip"), fingerprint(b"id"));
+        // The middle is not read: byte-for-byte checks confirm a match.
+        assert_eq!(
+            fingerprint(b"abcdefgh_X_stuvwxyz"),
+            fingerprint(b"abcdefgh_Y_stuvwxyz")
+        );
+    }
+
+    #[test]
+    fn long_names_are_fingerprint_only() {
         let n = Name::new(&[b'x'; NAME_LEN + 1]);
         assert_eq!(n.exact, 0);
         assert_eq!(Name::new(b"combined").exact, 1);

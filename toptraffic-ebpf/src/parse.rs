@@ -26,9 +26,9 @@
 //! within InfluxDB's range.
 
 use toptraffic_common::{
-    counter, fnv1a_step, GroupKey, KernelConfig, Name, BUF_LEN, FNV_OFFSET, KEY_DATA,
-    KEY_LEN_PREFIX, MAX_FIELDS, MAX_FILTERS, MAX_GROUP, MAX_ITEMS, MAX_LINES, MAX_MEASUREMENTS,
-    MAX_NAMES, MAX_RULES, MAX_SUMMED, NAME_LEN, RULE_ENABLED, RULE_SUM,
+    counter, fingerprint_words, GroupKey, KernelConfig, Name, BUF_LEN, KEY_DATA, KEY_LEN_PREFIX,
+    MAX_FIELDS, MAX_FILTERS, MAX_GROUP, MAX_ITEMS, MAX_LINES, MAX_MEASUREMENTS, MAX_NAMES,
+    MAX_RULES, MAX_SUMMED, NAME_LEN, RULE_ENABLED, RULE_SUM,
 };
 
 const MASK: u32 = BUF_LEN as u32 - 1;
@@ -130,7 +130,6 @@ pub struct State {
     /// Valid lines no rule took, by DROP_* reason.
     pub drops: [u32; 3],
     pub tok_start: u32,
-    pub hash: u64,
     pub name: u32,
     pub field: u32,
     pub nfields: u32,
@@ -139,7 +138,8 @@ pub struct State {
     pub num_frac: u32,
     pub acc: i64,
     pub ts: u64,
-    /// Hashes of the line's tag keys so far, to find a key written twice.
+    /// Fingerprints of the line's tag keys so far, to find a key written
+    /// twice.
     pub tag_keys: [u64; MAX_TAG_KEYS],
     pub n_tag_keys: u32,
     /// Pass 2, the line in progress: whether a rule took it so far, and
@@ -261,7 +261,6 @@ impl State {
             points: 0,
             drops: [0; 3],
             tok_start: 0,
-            hash: FNV_OFFSET,
             name: NONE,
             field: NONE,
             nfields: 0,
@@ -298,7 +297,6 @@ impl State {
     #[inline(always)]
     fn begin_token(&mut self, at: u32) {
         self.tok_start = at;
-        self.hash = FNV_OFFSET;
     }
 }
 
@@ -366,6 +364,43 @@ fn word(bytes: &[u8], at: usize) -> [u8; 8] {
     }
 }
 
+/// The 8 bytes of `buf` from `p`, of any alignment, as a little-endian
+/// word: two aligned loads and shifts (the BPF target splits an unaligned
+/// load into eight). `p` may reach BUF_LEN only for an empty token, whose
+/// bytes no caller keeps.
+#[inline(always)]
+fn load_word(buf: &Buf, p: u32) -> u64 {
+    let at = (p & MASK) as usize & !7;
+    let sh = (p & 7) * 8;
+    // SAFETY: at <= BUF_LEN - 8, so both words lie in `buf` (BUF_SPACE =
+    // BUF_LEN + NAME_LEN bytes), and at is a multiple of 8 from an 8-aligned
+    // `buf` (see skip_plain). Any 8 bytes are a valid u64.
+    let (w0, w1) = unsafe {
+        let w = buf.as_ptr().add(at) as *const u64;
+        (u64::from_le(*w), u64::from_le(*w.add(1)))
+    };
+    // Two shifts for the second word: one of 64 (at sh = 0) is undefined.
+    (w0 >> sh) | ((w1 << 1) << (63 - sh))
+}
+
+/// The [`fingerprint_words`] of the `len` bytes of `buf` from `start`,
+/// without a branch (BPF has no conditional move: a branch here would have
+/// the verifier walk the rest of the step once per side).
+#[inline(always)]
+fn token_fp(buf: &Buf, start: u32, len: u32) -> u64 {
+    // d < 0 (all ones in `short`) when len < 8.
+    let d = len.wrapping_sub(8) as i32;
+    let short = (d >> 31) as u32;
+    let k = 8u32.wrapping_add(d as u32 & short); // min(len, 8)
+                                                 // Two shifts: one of 64 bits (k = 8) is undefined.
+    let head_mask = ((1u64 << (k * 4)) << (k * 4)).wrapping_sub(1);
+    let head = load_word(buf, start) & head_mask;
+    // All ones when len > 8: then the tail is the last 8 bytes.
+    let long = ((8u32.wrapping_sub(len) as i32) >> 31) as u32;
+    let tail = load_word(buf, start.wrapping_add(d as u32 & long)) & (long as i32 as i64 as u64);
+    fingerprint_words(head, tail, len)
+}
+
 /// Index of the name in `table[..n]` that the token equals, or NONE.
 #[inline(always)]
 fn find<const N: usize>(
@@ -374,7 +409,7 @@ fn find<const N: usize>(
     n: u32,
     start: u32,
     len: u32,
-    hash: u64,
+    fp: u64,
 ) -> u32 {
     let mut k = 0usize;
     while k < N {
@@ -382,7 +417,7 @@ fn find<const N: usize>(
             break;
         }
         let name = &table[k];
-        if name.hash == hash && name.len == len && eq_name(buf, start, len, name) {
+        if name.fp == fp && name.len == len && eq_name(buf, start, len, name) {
             return k as u32;
         }
         k += 1;
@@ -391,7 +426,7 @@ fn find<const N: usize>(
 }
 
 /// One call of pass 1: skips the plain bytes of a name (measurement, tag
-/// key, field key: hashing them) or of a tag value or comment eight at a
+/// key, field key) or of a tag value or comment eight at a
 /// time, then [`step`]s over the next byte. Returns false when the walk is
 /// over: the virtual newline past the end was taken, or the datagram goes
 /// to userspace (see `st.bail`). Each call takes at least one byte, so
@@ -408,10 +443,8 @@ pub fn advance(s: &mut Scratch, cfg: &KernelConfig) -> bool {
     let state = unsafe { core::ptr::read_volatile(&s.st.state) };
     let name = state == MEAS || state == TAG_KEY || state == FIELD_KEY;
     if name || state == TAG_VALUE || state == COMMENT {
-        let mut hash = s.st.hash;
         let equals = name || state == TAG_VALUE;
-        pos = skip_plain(&s.buf, pos, s.st.len, name, equals, &mut hash);
-        s.st.hash = hash;
+        pos = skip_plain(&s.buf, pos, s.st.len, name, equals);
         // Through memory: skip_plain's exits leave `pos` with as many
         // ranges as it has paths, and the verifier would walk step once
         // for each; read back from the map value it is one unknown.
@@ -438,10 +471,9 @@ const SKIP_WORDS: u32 = 4;
 /// looking at whole 8-byte words below `len` only: where it stops (a word
 /// past `len`, or SKIP_WORDS words looked at), the byte there is handed to
 /// [`step`], which decides. Every byte it skips is one `step` would have
-/// passed over without effect but, in a name, adding it to the hash: so it
-/// adds the skipped bytes of a name to `hash` itself.
+/// passed over without effect.
 #[inline(always)]
-fn skip_plain(buf: &Buf, pos: u32, len: u32, name: bool, equals: bool, hash: &mut u64) -> u32 {
+fn skip_plain(buf: &Buf, pos: u32, len: u32, name: bool, equals: bool) -> u32 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     // The high bit of each byte of `w` that equals `c` (exact for the
@@ -492,20 +524,6 @@ fn skip_plain(buf: &Buf, pos: u32, len: u32, name: bool, equals: bool, hash: &mu
         } else {
             8
         };
-        if name {
-            let mut h = *hash;
-            let mut j = 0u32;
-            while j < 8 {
-                let next = fnv1a_step(h, (w >> (j * 8)) as u8);
-                // All ones when from <= j < to, by sign bits: a branch
-                // here would be one a byte, for the CPU and the verifier.
-                let take = (from.wrapping_sub(j + 1) >> 31) & (j.wrapping_sub(to) >> 31);
-                let keep = (take as u64).wrapping_neg();
-                h = (next & keep) | (h & !keep);
-                j += 1;
-            }
-            *hash = h;
-        }
         if to < 8 {
             return at + to;
         }
@@ -540,7 +558,6 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
             b'\\' => return bail(st, counter::PASS_ESCAPE),
             _ => {
                 st.begin_token(i);
-                st.hash = fnv1a_step(st.hash, c);
                 st.state = MEAS;
             }
         },
@@ -556,6 +573,7 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
         MEAS => match c {
             b',' | b' ' => {
                 let len = i - st.tok_start;
+                let fp = token_fp(&s.buf, st.tok_start, len);
                 let mut m = NONE;
                 let mut k = 0usize;
                 while k < MAX_MEASUREMENTS {
@@ -563,9 +581,9 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
                         break;
                     }
                     let name = &cfg.measurements[k];
-                    if name.hash == st.hash && name.len == len {
+                    if name.fp == fp && name.len == len {
                         // A userspace-only rule's measurement may be known
-                        // by hash alone: enough to hand the datagram over,
+                        // by fingerprint alone: enough to hand the datagram over,
                         // never to count.
                         if cfg.measurement_userspace[k] != 0 {
                             return bail(st, counter::PASS_USERSPACE_RULE);
@@ -586,7 +604,7 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
             // Ordinary bytes in names to InfluxDB 1.x: valid, for userspace.
             b'\t' | 0 => return bail(st, counter::PASS_UNSUPPORTED),
             b'\r' | b'"' => return bail(st, counter::PASS_UNSUPPORTED),
-            _ => st.hash = fnv1a_step(st.hash, c),
+            _ => {}
         },
         TAG_KEY => match c {
             b'=' => {
@@ -594,34 +612,30 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
                     return bail(st, counter::PASS_INVALID);
                 }
                 // A key twice is an error in InfluxDB (scanKey's "duplicate
-                // tags"); equal hashes go to userspace, which compares keys.
+                // tags"); equal fingerprints go to userspace, which compares
+                // keys.
+                let len = i - st.tok_start;
+                let fp = token_fp(&s.buf, st.tok_start, len);
                 let mut k = 0usize;
                 while k < MAX_TAG_KEYS {
-                    if (k as u32) < st.n_tag_keys && st.tag_keys[k] == st.hash {
+                    if (k as u32) < st.n_tag_keys && st.tag_keys[k] == fp {
                         return bail(st, counter::PASS_UNSUPPORTED);
                     }
                     k += 1;
                 }
                 match st.tag_keys.get_mut(st.n_tag_keys as usize) {
-                    Some(slot) => *slot = st.hash,
+                    Some(slot) => *slot = fp,
                     None => return bail(st, counter::PASS_UNSUPPORTED),
                 }
                 st.n_tag_keys += 1;
-                st.name = find(
-                    &s.buf,
-                    &cfg.names,
-                    cfg.n_names,
-                    st.tok_start,
-                    i - st.tok_start,
-                    st.hash,
-                );
+                st.name = find(&s.buf, &cfg.names, cfg.n_names, st.tok_start, len, fp);
                 st.state = TAG_VALUE;
                 st.begin_token(i + 1);
             }
             b',' | b' ' | b'\n' => return bail(st, counter::PASS_INVALID),
             b'\\' => return bail(st, counter::PASS_ESCAPE),
             b'\r' | b'"' | b'\t' => return bail(st, counter::PASS_UNSUPPORTED),
-            _ => st.hash = fnv1a_step(st.hash, c),
+            _ => {}
         },
         TAG_VALUE => match c {
             b',' | b' ' => {
@@ -656,14 +670,9 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
                 if i == st.tok_start {
                     return bail(st, counter::PASS_INVALID);
                 }
-                st.field = find(
-                    &s.buf,
-                    &cfg.fields,
-                    cfg.n_fields,
-                    st.tok_start,
-                    i - st.tok_start,
-                    st.hash,
-                );
+                let len = i - st.tok_start;
+                let fp = token_fp(&s.buf, st.tok_start, len);
+                st.field = find(&s.buf, &cfg.fields, cfg.n_fields, st.tok_start, len, fp);
                 st.num_flags = 0;
                 st.num_digits = 0;
                 st.num_frac = 0;
@@ -676,7 +685,7 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
             b',' | b' ' | b'\n' => return bail(st, counter::PASS_INVALID),
             b'\\' => return bail(st, counter::PASS_ESCAPE),
             b'\r' | b'"' | b'\t' => return bail(st, counter::PASS_UNSUPPORTED),
-            _ => st.hash = fnv1a_step(st.hash, c),
+            _ => {}
         },
         FIELD_VALUE => match c {
             b'0'..=b'9' => {
