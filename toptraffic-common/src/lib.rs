@@ -86,7 +86,9 @@ pub fn fingerprint(bytes: &[u8]) -> u64 {
 }
 
 /// The key of a generation map: a rule and its group key bytes.
-#[repr(C)]
+///
+/// 8-aligned: the kernel writes `data` a word at a time.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GroupKey {
     pub rule: u32,

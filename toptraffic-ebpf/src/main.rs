@@ -146,15 +146,14 @@ mod programs {
         // SAFETY: as in parse_cb: the caller's LoopCtx, borrowed once.
         let c = unsafe { &mut *(ctx as *mut LoopCtx) };
         // SAFETY: as in parse_cb: this CPU's scratch, valid for the run;
-        // only the items' `committed` and, at a full map, `st.bail` are
-        // written during this loop, which no other reference reads
-        // meanwhile.
+        // only its `key`, the items' `committed` and, at a full map,
+        // `st.bail` are written during this loop, through this borrow.
         let s = unsafe { &mut *c.s };
         let Some(item) = s.items.get_mut((i as usize) & (MAX_ITEMS - 1)) else {
             return 1;
         };
-        let mut key = GroupKey::zeroed();
-        parse::build_key(&s.buf, item, &mut key);
+        let key = &mut s.key;
+        parse::build_key(&s.buf, item, key);
         // SAFETY: gen is the non-null inner map GENERATION gave before the
         // loop; it stays alive while a program that looked it up runs (the
         // swap waits for an RCU grace period).
@@ -162,7 +161,7 @@ mod programs {
         if item.owner != 0 {
             c.pending = 1;
         }
-        match bump(gen, &key, c.pending, item.value) {
+        match bump(gen, key, c.pending, item.value) {
             Bump::Added => {
                 item.committed = parse::COMMITTED | (c.pending * parse::OWNED);
                 c.owned += c.pending;
@@ -185,23 +184,23 @@ mod programs {
     extern "C" fn undo_cb(i: u32, ctx: *mut c_void) -> i64 {
         // SAFETY: as in parse_cb: the caller's LoopCtx, borrowed once.
         let c = unsafe { &mut *(ctx as *mut LoopCtx) };
-        // SAFETY: as in parse_cb: this CPU's scratch, valid for the run and
-        // not written during this loop.
-        let s = unsafe { &*c.s };
+        // SAFETY: as in parse_cb: this CPU's scratch, valid for the run;
+        // only its `key` is written during this loop, through this borrow.
+        let s = unsafe { &mut *c.s };
         let Some(item) = s.items.get((i as usize) & (MAX_ITEMS - 1)) else {
             return 1;
         };
         if item.committed & parse::COMMITTED == 0 {
             return 0;
         }
-        let mut key = GroupKey::zeroed();
-        parse::build_key(&s.buf, item, &mut key);
+        let key = &mut s.key;
+        parse::build_key(&s.buf, item, key);
         // SAFETY: as in commit_cb: the generation this run looked up, alive
         // while it runs.
         let gen = unsafe { &*c.gen };
         // Present: commit_cb found or inserted it, and nothing deletes from
         // a generation a program may be writing.
-        if let Some(cell) = gen.get_ptr_mut(key) {
+        if let Some(cell) = gen.get_ptr_mut(&*key) {
             let owned = (item.committed & parse::OWNED != 0) as u32;
             // SAFETY: as in bump: this CPU's Cell, valid for the run, written
             // by no one else; the add being undone was this run's, on this

@@ -186,6 +186,10 @@ pub struct Scratch {
     pub st: State,
     pub lines: [LineRec; MAX_LINES as usize],
     pub items: [Item; MAX_ITEMS],
+    /// The key pass 3 builds and looks up: here rather than on the
+    /// program's stack, where the verifier wants every access aligned and
+    /// at a fixed offset.
+    pub key: GroupKey,
 }
 
 impl Scratch {
@@ -203,6 +207,7 @@ impl Scratch {
             committed: 0,
             slots: [Cap::UNSEEN; MAX_GROUP],
         }; MAX_ITEMS],
+        key: GroupKey::zeroed(),
     };
 }
 
@@ -278,11 +283,33 @@ impl State {
         }
     }
 
-    /// Resets for a datagram of `len` bytes.
+    /// Resets for a datagram of `len` bytes: the fields read before a
+    /// datagram writes them; the rest (the token, the number, the tag keys
+    /// past `n_tag_keys`, pass 2's progress) are written first.
+    ///
+    /// Field by field, not `*self = State::new()`, and by volatile stores:
+    /// the compiler makes a memset call of a run of zeros, a byte loop on
+    /// the BPF target.
     #[inline(always)]
     pub fn start(&mut self, len: u32) {
-        *self = State::new();
         self.len = len;
+        let [d0, d1, d2] = &mut self.drops;
+        for field in [
+            &mut self.pos,
+            &mut self.state,
+            &mut self.bail,
+            &mut self.lines,
+            &mut self.n_items,
+            &mut self.points,
+            d0,
+            d1,
+            d2,
+        ] {
+            // SAFETY: a valid, aligned u32 field of self.
+            unsafe { core::ptr::write_volatile(field, 0) };
+        }
+        const _: () = assert!(LINE_START == 0);
+        self.reset_line();
     }
 
     #[inline(always)]
@@ -291,7 +318,15 @@ impl State {
         self.field = NONE;
         self.nfields = 0;
         self.n_tag_keys = 0;
-        self.cur = LineRec::EMPTY;
+        // The fields' values are read only where `fset` has their bit,
+        // and a cap's start only where its len is set.
+        self.cur.meas = NONE;
+        self.cur.fset = 0;
+        let mut k = 0;
+        while k < MAX_NAMES {
+            self.cur.caps[k].len = UNSET;
+            k += 1;
+        }
     }
 
     #[inline(always)]
@@ -940,11 +975,31 @@ pub fn eval_rule(s: &mut Scratch, cfg: &KernelConfig, l: u32, r: u32) -> bool {
     true
 }
 
+/// Words of a group key's data.
+const KEY_WORDS: usize = KEY_DATA / 8;
+// build_key writes the data as aligned words.
+const _: () = assert!(core::mem::offset_of!(GroupKey, data) % 8 == 0 && KEY_DATA % 8 == 0);
+
 /// Writes an item's group key: per group tag, a u16 LE length and the value
-/// bytes from the buffer. `key` must be zeroed beforehand (keys hash whole).
+/// bytes from the buffer. All of `key` is written, zero past the key's
+/// bytes (keys hash whole), so it needs no clearing first.
+///
+/// A word at a time: the bytes go in as words or-ed into the data's words
+/// at their offset. A byte at a time cost a store and a load a byte, and
+/// clearing the key first a call of the target's memset, which is a byte
+/// loop too.
 #[inline(always)]
 pub fn build_key(buf: &Buf, item: &Item, key: &mut GroupKey) {
     key.rule = item.rule;
+    let data = key.data.as_mut_ptr() as *mut u64;
+    let mut w = 0;
+    while w < KEY_WORDS {
+        // Volatile: plain stores of zero the compiler makes a memset call.
+        // SAFETY: word w < KEY_WORDS of `data`, which is 8-aligned (asserted
+        // above; GroupKey is 8-aligned).
+        unsafe { core::ptr::write_volatile(data.add(w), 0) };
+        w += 1;
+    }
     let mut off = 0u32;
     let mut g = 0usize;
     while g < MAX_GROUP {
@@ -953,24 +1008,41 @@ pub fn build_key(buf: &Buf, item: &Item, key: &mut GroupKey) {
         }
         let cap = item.slots[g];
         let len = if cap.len == UNSET { 0 } else { cap.len };
-        // end_line checked that every value fits; the masks are for the
-        // verifier, which cannot follow that.
-        key.data[(off as usize) & (KEY_DATA - 1)] = len as u8;
-        key.data[((off + 1) as usize) & (KEY_DATA - 1)] = (len >> 8) as u8;
+        put_bytes(data, off, len as u64);
         off += KEY_LEN_PREFIX as u32;
         let mut j = 0u32;
         while j < KEY_DATA as u32 {
             if j >= len {
                 break;
             }
-            key.data[((off + j) as usize) & (KEY_DATA - 1)] =
-                buf[((cap.start + j) & MASK) as usize];
-            j += 1;
+            // The value's next 8 bytes or fewer, zero above.
+            let d = (len - j) as i32 - 8;
+            let n = 8u32.wrapping_add((d & (d >> 31)) as u32); // min(len - j, 8)
+            let keep = ((1u64 << (n * 4)) << (n * 4)).wrapping_sub(1);
+            put_bytes(data, off + j, load_word(buf, cap.start + j) & keep);
+            j += 8;
         }
         off += len;
         g += 1;
     }
     key.len = off;
+}
+
+/// Ors the bytes of `v` (little-endian) into the key data from byte `off`.
+/// eval_rule checked that every key fits in KEY_DATA bytes, so what would
+/// pass the last word is zero, and the mask that wraps it to the first
+/// word (for the verifier, which cannot follow that) adds nothing.
+#[inline(always)]
+fn put_bytes(data: *mut u64, off: u32, v: u64) {
+    let w = ((off >> 3) as usize) & (KEY_WORDS - 1);
+    let sh = (off & 7) * 8;
+    // SAFETY: w and (w + 1) & (KEY_WORDS - 1) are words of `data`, the
+    // 8-aligned KEY_WORDS words of a GroupKey the caller borrows mutably.
+    unsafe {
+        *data.add(w) |= v << sh;
+        // Two shifts: one of 64 (at sh = 0) is undefined.
+        *data.add((w + 1) & (KEY_WORDS - 1)) |= (v >> 1) >> (63 - sh);
+    }
 }
 
 #[cfg(test)]
