@@ -193,14 +193,14 @@ mod programs {
         if item.committed & parse::COMMITTED == 0 {
             return 0;
         }
-        let key = &mut s.key;
-        parse::build_key(&s.buf, item, key);
+        parse::build_key(&s.buf, item, &mut s.key);
+        let key = &s.key;
         // SAFETY: as in commit_cb: the generation this run looked up, alive
         // while it runs.
         let gen = unsafe { &*c.gen };
         // Present: commit_cb found or inserted it, and nothing deletes from
         // a generation a program may be writing.
-        if let Some(cell) = gen.get_ptr_mut(&*key) {
+        if let Some(cell) = gen.get_ptr_mut(key) {
             let owned = (item.committed & parse::OWNED != 0) as u32;
             // SAFETY: as in bump: this CPU's Cell, valid for the run, written
             // by no one else; the add being undone was this run's, on this

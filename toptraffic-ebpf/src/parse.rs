@@ -367,7 +367,7 @@ static WORD_MASK: [[u64; NAME_WORDS]; 64] = {
 };
 const NAME_WORDS: usize = NAME_LEN / 8;
 // eq_name reads a name's bytes as aligned words.
-const _: () = assert!(core::mem::offset_of!(Name, bytes) % 8 == 0);
+const _: () = assert!(core::mem::offset_of!(Name, bytes).is_multiple_of(8));
 
 /// Whether `len` bytes of `buf` from `start` are exactly `name`.
 ///
@@ -978,7 +978,8 @@ pub fn eval_rule(s: &mut Scratch, cfg: &KernelConfig, l: u32, r: u32) -> bool {
 /// Words of a group key's data.
 const KEY_WORDS: usize = KEY_DATA / 8;
 // build_key writes the data as aligned words.
-const _: () = assert!(core::mem::offset_of!(GroupKey, data) % 8 == 0 && KEY_DATA % 8 == 0);
+const _: () =
+    assert!(core::mem::offset_of!(GroupKey, data).is_multiple_of(8) && KEY_DATA.is_multiple_of(8));
 
 /// Writes an item's group key: per group tag, a u16 LE length and the value
 /// bytes from the buffer. All of `key` is written, zero past the key's
