@@ -10,6 +10,11 @@
 //! --lines 1,20 --senders 2 --flows 4 --profile]` (root; needs the kernel
 //! path). Writes target/bench/load.md and, with --profile, perf reports in
 //! target/bench/perf-*.txt.
+//!
+//! With `--rate N` (lines/s) there is no search: each path takes `--repeat`
+//! trials (3) of `--trial` (20 s then) at that rate, and the table gives the
+//! median trial's CPU per line, over the floor's, and the daemon's own CPU
+//! as a share of a core: what a node at a steady rate pays.
 
 mod common;
 
@@ -84,6 +89,9 @@ struct Args {
     flows: usize,
     /// Bisection steps after the doubling.
     bisect: usize,
+    /// A fixed rate instead of the search, and its trials a path.
+    rate: Option<u64>,
+    repeat: usize,
     profile: bool,
     out: PathBuf,
     smoke: bool,
@@ -116,9 +124,17 @@ fn parse_args() -> Args {
             .iter()
             .map(|s| s.parse().expect("--lines: numbers"))
             .collect(),
+        // CPU is read in clock ticks (10 ms): a fixed-rate trial is longer,
+        // so that a fraction of a microsecond a line shows.
         trial: get("--trial")
             .map(|s| toptraffic::config::parse_duration(&s).expect("--trial: a duration"))
-            .unwrap_or(Duration::from_secs(3)),
+            .unwrap_or(Duration::from_secs(if get("--rate").is_some() {
+                20
+            } else {
+                3
+            })),
+        rate: get("--rate").map(|s| s.parse().expect("--rate: lines per second")),
+        repeat: get("--repeat").map_or(3, |s| s.parse().expect("--repeat")),
         senders: get("--senders").map_or(cpus, |s| s.parse().expect("--senders")),
         flows: get("--flows").map_or(4, |s| s.parse().expect("--flows")),
         bisect: get("--bisect").map_or(4, |s| s.parse().expect("--bisect")),
@@ -296,6 +312,8 @@ struct Trial {
     machine_cpu: f64,
     /// The daemon's own CPU seconds.
     daemon_cpu: Option<f64>,
+    /// Seconds from the first send to the end of the count.
+    wall: f64,
 }
 
 impl Trial {
@@ -332,6 +350,7 @@ fn trial(
     let (busy0, _) = machine_jiffies();
     let own0 = own_jiffies(t.pid(), &softirqd);
     let d0 = t.pid().map(process_jiffies);
+    let began = Instant::now();
     let plan = Plan {
         to: t.udp(),
         lines: (rate as f64 * a.trial.as_secs_f64()) as u64,
@@ -373,6 +392,7 @@ fn trial(
             .pid()
             .zip(d0)
             .map(|(p, d0)| (process_jiffies(p) - d0) as f64 / ticks),
+        wall: began.elapsed().as_secs_f64(),
     };
     eprintln!(
         "  [{label}] target {:>10} lines/s: sent {:>10.0} lines/s, lost {} ({:.3}%), queued at end {:.2}%, CPU {:.3} us/line{}, machine {:.3}: {}",
@@ -550,6 +570,91 @@ fn profile(t: &Target, gens: &mut Vec<Generator>, kind: Kind, per: usize, rate: 
     let _ = std::fs::remove_file(&data);
 }
 
+/// `a.repeat` trials at `rate`: the one of median CPU per line.
+fn fixed(
+    t: &Target,
+    gens: &mut Vec<Generator>,
+    kind: Kind,
+    per: usize,
+    rate: u64,
+    a: &Args,
+) -> Found {
+    let label = format!("{} x{per} at {rate}", kind.name());
+    let mut runs: Vec<Trial> = (0..a.repeat.max(1))
+        .map(|_| trial(t, gens, per, rate, a, &label))
+        .collect();
+    runs.sort_by(|x, y| x.cpu_us_per_line().total_cmp(&y.cpu_us_per_line()));
+    let mid = runs[runs.len() / 2];
+    Found {
+        kind,
+        per,
+        best: mid.passed().then_some(mid),
+        limit: if mid.passed() { "-" } else { "loss" },
+        trials: runs.len(),
+    }
+}
+
+fn rate_table(found: &[Found], a: &Args, rate: u64) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| path | lines/datagram | lines/s sent | CPU/line, all (us) | over the floor (us) | CPU/line, daemon (us) | daemon, share of a core | trials |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for f in found {
+        let Some(b) = f.best else {
+            let _ = writeln!(
+                s,
+                "| {} | {} | lost more than 0.1% | | | | | {} |",
+                f.kind.title(),
+                f.per,
+                f.trials
+            );
+            continue;
+        };
+        let floor = found
+            .iter()
+            .find(|g| g.kind == Kind::Floor && g.per == f.per)
+            .and_then(|g| g.best);
+        let over = floor.map_or("-".to_string(), |fl| {
+            format!("{:.3}", b.cpu_us_per_line() - fl.cpu_us_per_line())
+        });
+        let counted = (b.sent - b.lost).max(1) as f64;
+        let (daemon, share) = b
+            .daemon_cpu
+            .map_or(("-".to_string(), "-".to_string()), |c| {
+                (
+                    format!("{:.3}", c * 1e6 / counted),
+                    format!("{:.2}%", c * 100.0 / b.wall.max(1e-9)),
+                )
+            });
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.0} | {:.3} | {} | {} | {} | {} |",
+            f.kind.title(),
+            f.per,
+            b.achieved,
+            b.cpu_us_per_line(),
+            over,
+            daemon,
+            share,
+            f.trials
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n{rate} lines/s, {} sender thread(s) x {} source ports, median of {} trials of {:?}, seed-like shape; CPU/line: CPU time of the senders (with the receive path their softirqs run), the daemon and ksoftirqd, over the lines counted; over the floor: less the floor's in this run (the sending and receiving); the daemon's share: its CPU time over the trial's wall time.",
+        a.senders, a.flows, a.repeat, a.trial
+    );
+    let _ = writeln!(
+        s,
+        "Load average (1, 5, 15 min) at the start: {}; at the end: {}.",
+        a.loadavg,
+        loadavg()
+    );
+    s
+}
+
 fn pools(a: &Args) -> Vec<(usize, Vec<Generator>)> {
     a.per
         .iter()
@@ -692,6 +797,10 @@ fn main() {
             }
         };
         for (per, gens) in &mut pools {
+            if let Some(rate) = a.rate {
+                found.push(fixed(&target, gens, kind, *per, rate, &a));
+                continue;
+            }
             let f = search(&target, gens, kind, *per, &a);
             if a.profile {
                 if let Some(b) = f.best {
@@ -707,12 +816,15 @@ fn main() {
         eprintln!("load benchmark smoke run: ok");
         return;
     }
-    let t = table(&found, &a);
+    let (t, file) = match a.rate {
+        Some(rate) => (rate_table(&found, &a, rate), "load-rate.md"),
+        None => (table(&found, &a), "load.md"),
+    };
     println!("{t}");
-    let _ = std::fs::write(a.out.join("load.md"), &t);
+    let _ = std::fs::write(a.out.join(file), &t);
     eprintln!(
         "load benchmark done in {:.0} s; table in {}",
         started.elapsed().as_secs_f64(),
-        a.out.join("load.md").display()
+        a.out.join(file).display()
     );
 }
