@@ -7,7 +7,9 @@
 //! costs the programs themselves: the figure the load benchmark's kernel
 //! rows add to the floor's.
 //!
-//! `cargo xtask bench parse` (root; needs the kernel path).
+//! `cargo xtask bench parse [-- --line L]` (root; needs the kernel path).
+//! With `--line`, every datagram is the line `L` repeated: what each part
+//! of a line costs, by difference between lines.
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +22,13 @@ use toptraffic::stats::LocalCounters;
 use toptraffic_common::counter;
 use toptraffic_loadgen::{Generator, Shape};
 
-fn datagrams(per: usize, n: usize) -> Vec<Vec<u8>> {
+fn datagrams(per: usize, n: usize, line: Option<&str>) -> Vec<Vec<u8>> {
+    if let Some(l) = line {
+        let d: Vec<u8> = (0..per)
+            .flat_map(|_| format!("{l}\n").into_bytes())
+            .collect();
+        return vec![d; n];
+    }
     let mut g = Generator::new(Shape {
         lines_per_datagram: (per, per),
         ..Shape::seed_like()
@@ -40,7 +48,9 @@ fn kernel_ns(k: &KernelPath, floor: bool, pool: &[Vec<u8>], repeat: u32) -> f64 
     total.as_nanos() as f64 / pool.len() as f64
 }
 
-fn userspace_ns(config: &Config, pool: &[Vec<u8>], repeat: u32) -> f64 {
+/// Mean time per datagram of the userspace count path, and the points it
+/// counted.
+fn userspace_ns(config: &Config, pool: &[Vec<u8>], repeat: u32) -> (f64, u64) {
     let rules = RuleSet::new(&config.rules);
     let mut counter = Counter::new();
     let mut tables = rules.new_tables();
@@ -51,7 +61,8 @@ fn userspace_ns(config: &Config, pool: &[Vec<u8>], repeat: u32) -> f64 {
             counter.datagram(d, &rules, &mut tables, &mut local);
         }
     }
-    t.elapsed().as_nanos() as f64 / (pool.len() as f64 * repeat as f64)
+    let ns = t.elapsed().as_nanos() as f64 / (pool.len() as f64 * repeat as f64);
+    (ns, local.points)
 }
 
 fn main() {
@@ -62,6 +73,12 @@ fn main() {
     // `cargo test` runs benches too (without --bench): a small smoke run.
     let full = std::env::args().any(|a| a == "--bench");
     let (n, repeat) = if full { (4000, 50) } else { (20, 2) };
+    let args: Vec<String> = std::env::args().collect();
+    let line = args.iter().position(|a| a == "--line").map(|i| {
+        args.get(i + 1)
+            .expect("--line: a line of line protocol")
+            .as_str()
+    });
     let config = Config::embedded_default();
     let plan = kernel_config::plan(&config.rules).unwrap();
     let max_keys = config.rules.iter().map(|r| r.max_keys).collect();
@@ -84,16 +101,23 @@ fn main() {
     println!("|---:|---:|---:|---:|---:|---:|");
     let counters = k.counters();
     for per in [1usize, 20] {
-        let pool = datagrams(per, n / per.min(4));
+        let pool = datagrams(per, n / per.min(4), line);
         let before = counters.read()[counter::POINTS as usize];
         let sock = kernel_ns(&k, false, &pool, repeat);
-        // Every line timed was counted in the kernel: a parser that dropped
-        // or passed them would look fast for nothing.
         let points = counters.read()[counter::POINTS as usize] - before;
-        let lines = (pool.len() * per) as u64 * repeat as u64;
-        assert_eq!(points, lines, "lines the socket filter counted");
         let floor = kernel_ns(&k, true, &pool, repeat);
-        let user = userspace_ns(&config, &pool, repeat);
+        let (user, user_points) = userspace_ns(&config, &pool, repeat);
+        // The kernel counted what userspace counts: a parser that dropped
+        // or passed lines would look fast for nothing. The seed-like lines
+        // are all counted.
+        assert_eq!(
+            points, user_points,
+            "points, socket filter against userspace"
+        );
+        if line.is_none() {
+            let lines = (pool.len() * per) as u64 * repeat as u64;
+            assert_eq!(points, lines, "lines the socket filter counted");
+        }
         let (sock_line, user_line) = (sock / per as f64, user / per as f64);
         println!(
             "| {per} | {sock:.0} | {sock_line:.0} | {floor:.0} | {user_line:.0} | {:.2} |",
