@@ -1,8 +1,7 @@
 //! Rotation drain of the kernel's generation map: swap + one
-//! BPF_MAP_LOOKUP_BATCH walk (the map is then emptied with one
-//! BPF_MAP_DELETE_BATCH on a side thread, shown as "clear"), against the
-//! per-key baseline (get_next_key, lookup, delete) on the same keys in the
-//! same run.
+//! BPF_MAP_LOOKUP_AND_DELETE_BATCH walk, which reads and empties it, against
+//! the per-key baseline (get_next_key, lookup, delete) on the same keys in
+//! the same run.
 //!
 //! `cargo xtask bench drain` (root; needs the kernel path). Sizes from
 //! TOPTRAFFIC_BENCH_SIZES (default 10000,100000,150000,1000000; 150,000
@@ -55,8 +54,8 @@ fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let c = Config::embedded_default();
-    println!("| keys | map entries | swap | swap + batch drain | clear (side thread) | per-key drain (baseline) | baseline / batch |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| keys | map entries | swap | swap + batch drain | per-key drain (baseline) | baseline / batch |");
+    println!("|---:|---:|---:|---:|---:|---:|");
     for n in sizes {
         let entries = (n + n / 4 + 4096) as u32;
         let plan = kernel_config::plan(&c.rules).unwrap();
@@ -80,31 +79,26 @@ fn main() {
             sum: 3,
         };
         let rounds = if n >= 1_000_000 { 3 } else { 5 };
-        let (mut swaps, mut drains, mut clears, mut slow) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut swaps, mut drains, mut slow) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             k.fill_active(&ks, cell).unwrap();
             let d = k.drain().unwrap();
             assert_eq!(d.keys, n, "drained every key");
             swaps.push(d.swap);
             drains.push(d.swap + d.drain);
-            k.finish_clearing().unwrap();
-            clears.push(k.last_clear());
-            // Back to the first generation, so both runs fill the same map.
-            k.drain().unwrap();
-            k.finish_clearing().unwrap();
+            // Back to the first generation, so both runs fill the same map;
+            // the drain emptied it.
+            assert_eq!(k.drain().unwrap().keys, 0, "the drain emptied the map");
             k.fill_active(&ks, cell).unwrap();
             let t = Instant::now();
             assert_eq!(k.drain_per_key().unwrap(), n);
             slow.push(t.elapsed());
         }
-        let (swap, fast, clear, slow) =
-            (median(swaps), median(drains), median(clears), median(slow));
+        let (swap, fast, slow) = (median(swaps), median(drains), median(slow));
         println!(
-            "| {n} | {entries} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1}x |",
+            "| {n} | {entries} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1}x |",
             swap.as_secs_f64() * 1e3,
             fast.as_secs_f64() * 1e3,
-            clear.as_secs_f64() * 1e3,
             slow.as_secs_f64() * 1e3,
             slow.as_secs_f64() / fast.as_secs_f64()
         );

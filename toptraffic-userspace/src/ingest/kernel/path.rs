@@ -5,7 +5,6 @@
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 use std::{fmt, io};
 
 use aya::maps::{ArrayOfMaps, Map, MapData, PerCpuArray};
@@ -475,21 +474,10 @@ impl KernelPath {
     pub fn drain(&mut self) -> io::Result<Drained> {
         self.gens.drain(&self.max_keys, &self.id_index)
     }
-
-    /// Waits for the previous generation to be emptied.
-    pub fn finish_clearing(&mut self) -> io::Result<()> {
-        self.gens.finish_clearing()
-    }
-
-    /// How long emptying the last drained generation took.
-    pub fn last_clear(&self) -> Duration {
-        self.gens.last_clear()
-    }
 }
 
 impl Drop for KernelPath {
     fn drop(&mut self) {
-        let _ = self.finish_clearing();
         for fd in &self.sockets {
             // The sockets are still open (the daemon drops the kernel path
             // before them).

@@ -98,21 +98,6 @@ pub(super) fn detach_socket_filter(socket: RawFd) {
     let _ = SocketFilter::detach(sock);
 }
 
-/// Empties the generation map `map` with BPF_MAP_LOOKUP_AND_DELETE_BATCH,
-/// on the clearing thread, which has its descriptor but not the map.
-pub(super) fn delete_all(map: RawFd, ncpus: usize) -> io::Result<()> {
-    // SAFETY: the borrow lives for this call only, and the map is open
-    // through it: the KernelPath that owns it waits for the clearing thread
-    // to finish before it swaps the map in again and before it drops it.
-    let fd = unsafe { BorrowedFd::borrow_raw(map) };
-    batch_walk(
-        fd,
-        ncpus,
-        bpf_cmd::BPF_MAP_LOOKUP_AND_DELETE_BATCH,
-        |_, _| {},
-    )
-}
-
 /// Walks every entry of a generation map with a batch command
 /// (BPF_MAP_LOOKUP_BATCH, or ..._AND_DELETE_BATCH to empty it as it goes);
 /// `each` gets the key and the per-CPU values. `ncpus` is the number of
