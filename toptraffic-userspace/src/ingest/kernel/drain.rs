@@ -47,6 +47,8 @@ pub(super) struct Generations {
     retired: Vec<MapData>,
     /// Possible CPUs: the per-CPU values of each key.
     pub(super) ncpus: usize,
+    /// The drain's batch buffers, kept between rotations.
+    bufs: sys::WalkBuffers,
     /// Keys per rule at the last drain, to size the next tables.
     pub(super) last_keys: Vec<usize>,
 }
@@ -67,6 +69,7 @@ impl Generations {
             capacity,
             retired: Vec::new(),
             ncpus,
+            bufs: sys::WalkBuffers::default(),
             last_keys: vec![0; rules],
         })
     }
@@ -144,7 +147,14 @@ impl Generations {
             .collect();
         let mut walked = Walked::default();
         for map in std::iter::once(&self.maps[old]).chain(&self.retired) {
-            walked.add(walk(map, self.ncpus, id_index, &mut tables, unique)?);
+            walked.add(walk(
+                map,
+                self.ncpus,
+                id_index,
+                &mut tables,
+                unique,
+                &mut self.bufs,
+            )?);
         }
         // Read whole: no longer needed (the programs never saw them again).
         self.retired.clear();
@@ -210,12 +220,14 @@ fn walk(
     id_index: &HashMap<u32, usize>,
     tables: &mut [CountTable],
     unique: bool,
+    bufs: &mut sys::WalkBuffers,
 ) -> io::Result<Walked> {
     let (mut owned, mut keys) = (0u64, 0u64);
     sys::batch_walk(
         map.fd().as_fd(),
         ncpus,
         aya_obj::generated::bpf_cmd::BPF_MAP_LOOKUP_AND_DELETE_BATCH,
+        bufs,
         |key, cells| {
             let (lines, own, sum) = add_cpus(cells);
             // A key a datagram inserted before the map turned out full for

@@ -98,6 +98,15 @@ pub(super) fn detach_socket_filter(socket: RawFd) {
     let _ = SocketFilter::detach(sock);
 }
 
+/// The buffers of [`batch_walk`], kept from one walk to the next: made
+/// anew every walk they were 1.7 MB of fresh pages for the kernel to fault
+/// in and zero every rotation.
+#[derive(Default)]
+pub(super) struct WalkBuffers {
+    keys: Vec<GroupKey>,
+    values: Vec<KCell>,
+}
+
 /// Walks every entry of a generation map with a batch command
 /// (BPF_MAP_LOOKUP_BATCH, or ..._AND_DELETE_BATCH to empty it as it goes);
 /// `each` gets the key and the per-CPU values. `ncpus` is the number of
@@ -107,11 +116,13 @@ pub(super) fn batch_walk(
     fd: BorrowedFd<'_>,
     ncpus: usize,
     cmd: bpf_cmd,
+    bufs: &mut WalkBuffers,
     mut each: impl FnMut(&GroupKey, &[KCell]),
 ) -> io::Result<()> {
     const BATCH: usize = 16384;
-    let mut keys = vec![GroupKey::zeroed(); BATCH];
-    let mut values = vec![KCell::default(); BATCH * ncpus];
+    bufs.keys.resize(BATCH, GroupKey::zeroed());
+    bufs.values.resize(BATCH * ncpus, KCell::default());
+    let WalkBuffers { keys, values } = bufs;
     let mut in_token: u32 = 0;
     let mut out_token: u32 = 0;
     let mut first = true;
