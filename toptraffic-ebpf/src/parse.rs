@@ -171,6 +171,16 @@ impl LineRec {
         caps: [Cap::UNSEEN; MAX_NAMES],
         fvals: [0; MAX_FIELDS],
     };
+
+    /// Where the tag of name index `name` sits, or UNSEEN (not on the
+    /// line, or an index past the table).
+    #[inline(always)]
+    fn cap(&self, name: u32) -> Cap {
+        match self.caps.get(name as usize) {
+            Some(c) => *c,
+            None => Cap::UNSEEN,
+        }
+    }
 }
 
 /// Bytes of the parse buffer: a payload of up to BUF_LEN bytes, then
@@ -914,10 +924,7 @@ pub fn eval_rule(s: &mut Scratch, cfg: &KernelConfig, l: u32, r: u32) -> bool {
         if k as u32 >= spec.n_filters {
             break;
         }
-        let cap = match line.caps.get(spec.filter_name[k] as usize) {
-            Some(c) => *c,
-            None => Cap::UNSEEN,
-        };
+        let cap = line.cap(spec.filter_name[k]);
         take = cap.len != UNSET && eq_name(&s.buf, cap.start, cap.len, &spec.filter_value[k]);
         k += 1;
     }
@@ -947,10 +954,7 @@ pub fn eval_rule(s: &mut Scratch, cfg: &KernelConfig, l: u32, r: u32) -> bool {
             if g as u32 >= spec.n_group {
                 break;
             }
-            let cap = match line.caps.get(spec.group[g] as usize) {
-                Some(c) => *c,
-                None => Cap::UNSEEN,
-            };
+            let cap = line.cap(spec.group[g]);
             let len = if cap.len == UNSET { 0 } else { cap.len };
             key_len += KEY_LEN_PREFIX as u32 + len;
             item.slots[g] = cap;
