@@ -94,7 +94,7 @@ fn kernel_mode_counts_plain_traffic_in_the_kernel_exactly() {
     assert_exact(&d, &gen);
     // The maps are pinned for bpftool, and gone after a clean stop.
     let pins = pin_dir("plain");
-    for m in ["config", "counters", "generation", "gen_a", "gen_b"] {
+    for m in PINS {
         assert!(
             std::path::Path::new(&pins).join(m).exists(),
             "{m} not pinned"
@@ -665,7 +665,16 @@ fn run_to_exit(config: &str, mode: &str) -> (std::process::ExitStatus, String) {
     (status, std::fs::read_to_string(&log).unwrap())
 }
 
-const PINS: [&str; 5] = ["config", "counters", "generation", "gen_a", "gen_b"];
+const PINS: [&str; 8] = [
+    "config",
+    "counters",
+    "generation",
+    "gen_a",
+    "gen_b",
+    "keys",
+    "key_of",
+    "free",
+];
 
 #[test]
 fn a_second_daemon_on_the_same_pin_dir_is_refused_and_the_first_keeps_its_pins() {

@@ -353,7 +353,7 @@ fn kernel_reloads_grow_the_maps_add_rules_and_a_failed_one_keeps_the_old_config(
     assert!(msg.contains("1 rules kept their counts"), "{msg}");
     let grown = map_entries(&s);
     assert!(grown > 20_000 && grown > small, "{s}");
-    for n in ["gen_a", "gen_b"] {
+    for n in ["gen_a", "gen_b", "keys", "key_of", "free"] {
         assert!(std::path::Path::new(&pins).join(n).exists(), "{n} unpinned");
     }
     // Twelve thousand keys more, each counted exactly, none dropped.

@@ -85,7 +85,10 @@ pub fn fingerprint(bytes: &[u8]) -> u64 {
     fingerprint_words(head, tail, n as u32)
 }
 
-/// The key of a generation map: a rule and its group key bytes.
+/// A counted key: a rule and its group key bytes. The kernel gives each
+/// key a slot (`KEYS`, key to slot) and writes the key once into the slot's
+/// entry of `KEY_OF`, where the daemon reads it; the counts go to the
+/// slot's cells.
 ///
 /// 8-aligned: the kernel writes `data` a word at a time.
 #[repr(C, align(8))]
@@ -123,9 +126,10 @@ impl GroupKey {
 /// (2^32 - 1) x (2^31 - 1) < 2^63: it never wraps.
 pub const MAX_SUMMED: i64 = i32::MAX as i64;
 
-/// What a key added in one generation, per CPU.
+/// What a key's slot added in one generation, on one CPU: the cell of slot
+/// `s` on CPU `c` is entry `c x slots + s` of the generation's cell array.
 ///
-/// 16 bytes (it is allocated for every entry on every possible CPU): the
+/// 16 bytes (there is one for every slot on every possible CPU): the
 /// line counts are 32 bits, and a cell refuses a line that would take
 /// `lines` past u32::MAX, so that the sum, of values of at most
 /// [`MAX_SUMMED`] in magnitude, never wraps. The drain adds the CPUs' cells
@@ -133,8 +137,8 @@ pub const MAX_SUMMED: i64 = i32::MAX as i64;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cell {
-    /// Lines counted. 0 in a key a datagram inserted before the map
-    /// turned out full for it (see `counter::PASS_MAP_FULL`): such a key holds nothing.
+    /// Lines counted; 0 in a slot nothing was counted in (a count taken
+    /// back leaves 0: see `counter::PASS_MAP_FULL`).
     pub lines: u32,
     /// Of `lines`, those this rule owns: the line's first rule, in config
     /// order, whose count was committed (the rule that counts it as a
@@ -282,6 +286,13 @@ pub struct KernelConfig {
     /// 16 bytes in network order read as two native-endian u64s (0, 0 for
     /// any).
     pub addr6: [u64; 2],
+    /// Slots of the key set `epoch` names: a CPU's cells are the `slots`
+    /// cells from `cpu x slots` of its cell arrays (see [`Cell`]).
+    pub slots: u32,
+    /// Which of the two key sets (the entries of the programs' outer maps)
+    /// the programs use: a resize fills the other and flips this with the
+    /// config.
+    pub epoch: u32,
 }
 
 /// `KernelConfig::families`: XDP counts IPv4 UDP.
@@ -307,6 +318,8 @@ impl KernelConfig {
             fields: [Name::empty(); MAX_FIELDS],
             rules: [RuleSpec::empty(); MAX_RULES],
             addr6: [0; 2],
+            slots: 0,
+            epoch: 0,
         }
     }
 }
@@ -352,8 +365,8 @@ pub mod counter {
     pub const PASS_INTERNAL: u32 = 15;
     /// A summed integer past [`crate::MAX_SUMMED`] in magnitude.
     pub const PASS_LARGE_VALUE: u32 = 16;
-    /// A key of the datagram that the generation map could not take (it
-    /// was full): nothing of the datagram stays counted in the kernel.
+    /// A new key of the datagram that found no free slot: nothing of the
+    /// datagram stays counted in the kernel.
     pub const PASS_MAP_FULL: u32 = 17;
     /// Broadcast or multicast copies that the sockets other than the first
     /// emptied (the first socket's copy is counted).
@@ -389,8 +402,8 @@ mod pod {
     unsafe impl aya::Pod for super::Cell {}
     // SAFETY: #[repr(C)] eight u32s, then arrays of Name (u64, u32, u32,
     // [u8; 32]), of u32 and of RuleSpec (u32s, with `_pad` filling to the
-    // 8-byte alignment of its Names), then two u64s: every field starts
-    // where the one before ends, so no padding anywhere.
+    // 8-byte alignment of its Names), then two u64s and two u32s: every
+    // field starts where the one before ends, so no padding anywhere.
     unsafe impl aya::Pod for super::KernelConfig {}
 }
 
@@ -418,7 +431,8 @@ mod tests {
         assert_eq!(align_of::<KernelConfig>(), 8);
         let rules_end = 32 + 8 * 48 + 8 * 4 + 8 * 4 + 8 * 48 + 4 * 48 + 8 * 144;
         assert_eq!(offset_of!(KernelConfig, addr6), rules_end);
-        assert_eq!(size_of::<KernelConfig>(), rules_end + 16);
+        assert_eq!(offset_of!(KernelConfig, slots), rules_end + 16);
+        assert_eq!(size_of::<KernelConfig>(), rules_end + 24);
     }
 
     #[test]

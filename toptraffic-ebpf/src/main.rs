@@ -4,17 +4,27 @@
 //! `toptraffic_xdp` an XDP program for a named interface. Both copy the
 //! payload into a per-CPU scratch area, parse it with `parse::advance` over
 //! `bpf_loop`, and then either commit every count to the current generation
-//! map and consume the datagram, or leave it whole for the socket (userspace).
-//! A generation map that is full refuses a new key rather than evict one:
-//! the datagram then goes to userspace whole, its counts committed so far
-//! taken back, so that no line is ever lost to the map's size.
+//! and consume the datagram, or leave it whole for the socket (userspace).
 //!
-//! Maps:
-//! - `CONFIG`: the rules (`KernelConfig`), written by the daemon.
-//! - `GENERATION`: array of maps; slot 0 is the generation map being
-//!   written. The daemon swaps in a spare every interval and drains the old.
-//! - `GEN_A`, `GEN_B`: the two generation maps (per-CPU hash, preallocated,
-//!   sized by the daemon at load).
+//! Counts live in slots, not in a hash keyed by the group key: a key's
+//! first count takes a free slot from `FREE`, writes the key into the
+//! slot's `KEY_OF` entry and maps key to slot in `KEYS`; every count adds to
+//! the slot's cell, this CPU's, in the generation's cell array. The daemon
+//! reads a generation's cells whole and in order (a few ms for 150,000
+//! keys, where a per-CPU hash's walk cost a cache miss a key), knows a new
+//! slot's key from `KEY_OF`, and gives back the slots of keys that went
+//! idle. No free slot refuses a new key rather than evict one: the datagram
+//! then goes to userspace whole, its counts committed so far taken back, so
+//! that no line is ever lost to the slots' number.
+//!
+//! Maps (those of the key sets are by epoch, `KernelConfig::epoch`: a
+//! resize fills the other epoch's and flips the config):
+//! - `CONFIG`, `CONFIG_SEL`: the rules (`KernelConfig`), written by the
+//!   daemon.
+//! - `GENERATION`: by epoch, the cell array the programs write. The daemon
+//!   swaps in a spare every interval and reads the old.
+//! - `KEYS`, `KEY_OF`, `FREE`: by epoch, key to slot, slot to key, and the
+//!   free slots.
 //! - `COUNTERS`: per-CPU totals by `counter::*` index.
 //! - `SCRATCH`: per-CPU parse area.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -30,10 +40,13 @@ fn main() {
 mod programs {
     use core::ffi::c_void;
 
-    use aya_ebpf::bindings::{bpf_hdr_start_off, xdp_action, BPF_NOEXIST};
-    use aya_ebpf::btf_maps::{Array, ArrayOfMaps, PerCpuArray, PerCpuHashMap};
+    use aya_ebpf::bindings::{
+        bpf_hdr_start_off, xdp_action, BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_NOEXIST,
+    };
+    use aya_ebpf::btf_maps::{Array, ArrayOfMaps, HashMap, PerCpuArray, Queue};
     use aya_ebpf::helpers::generated::{
-        bpf_loop, bpf_skb_load_bytes, bpf_skb_load_bytes_relative, bpf_xdp_load_bytes,
+        bpf_get_smp_processor_id, bpf_loop, bpf_skb_load_bytes, bpf_skb_load_bytes_relative,
+        bpf_xdp_load_bytes,
     };
     use aya_ebpf::macros::{btf_map, socket_filter, xdp};
     use aya_ebpf::programs::{SkBuffContext, XdpContext};
@@ -42,7 +55,13 @@ mod programs {
     };
     use toptraffic_ebpf::parse::{self, Scratch, DROP_FILTERED, DROP_MISSING_FIELD, DROP_UNKNOWN};
 
-    type GenMap = PerCpuHashMap<GroupKey, Cell, 1>;
+    /// The daemon maps the arrays (mmap) to read them; INNER_MAP lets an
+    /// epoch's arrays have their own size.
+    const ARRAY_FLAGS: usize = (BPF_F_INNER_MAP | BPF_F_MMAPABLE) as usize;
+    type CellArray = Array<Cell, 1, ARRAY_FLAGS>;
+    type KeyArray = Array<GroupKey, 1, ARRAY_FLAGS>;
+    type KeyMap = HashMap<GroupKey, u32, 1>;
+    type FreeQueue = Queue<u32, 1>;
 
     /// Two slots, and `CONFIG_SEL` says which one is live: a reload writes
     /// the other slot whole and then flips the selector, so no program
@@ -56,11 +75,13 @@ mod programs {
     #[btf_map]
     static SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
     #[btf_map]
-    static GENERATION: ArrayOfMaps<GenMap, 1> = ArrayOfMaps::new();
+    static GENERATION: ArrayOfMaps<CellArray, 2> = ArrayOfMaps::new();
     #[btf_map]
-    static GEN_A: PerCpuHashMap<GroupKey, Cell, 65536> = PerCpuHashMap::new();
+    static KEYS: ArrayOfMaps<KeyMap, 2> = ArrayOfMaps::new();
     #[btf_map]
-    static GEN_B: PerCpuHashMap<GroupKey, Cell, 65536> = PerCpuHashMap::new();
+    static KEY_OF: ArrayOfMaps<KeyArray, 2> = ArrayOfMaps::new();
+    #[btf_map]
+    static FREE: ArrayOfMaps<FreeQueue, 2> = ArrayOfMaps::new();
 
     /// The config slot the selector names.
     #[inline(always)]
@@ -90,14 +111,26 @@ mod programs {
         }
     }
 
+    /// The maps of the key set a run counts in, looked up once: a swap or
+    /// a resize during the run must not split its counts (or its totals).
+    #[repr(C)]
+    struct Set {
+        /// The generation's cells.
+        cells: *const CellArray,
+        keys: *const KeyMap,
+        key_of: *const KeyArray,
+        free: *const FreeQueue,
+        /// This CPU's first cell: cpu x slots.
+        base: u32,
+        _pad: u32,
+    }
+
     /// Handed to the bpf_loop callbacks.
     #[repr(C)]
     struct LoopCtx {
         s: *mut Scratch,
         cfg: *const KernelConfig,
-        /// The generation this run writes, looked up once: a swap during
-        /// the run must not split its counts (or its totals) over two maps.
-        gen: *const GenMap,
+        set: Set,
         /// Lines owned: those one of whose items was committed.
         owned: u32,
         /// 1 from a line's first item until one of its items is committed:
@@ -146,23 +179,20 @@ mod programs {
         // SAFETY: as in parse_cb: the caller's LoopCtx, borrowed once.
         let c = unsafe { &mut *(ctx as *mut LoopCtx) };
         // SAFETY: as in parse_cb: this CPU's scratch, valid for the run;
-        // only its `key`, the items' `committed` and, at a full map,
-        // `st.bail` are written during this loop, through this borrow.
+        // only its `key`, the items' `committed` and `cell` and, at a full
+        // map, `st.bail` are written during this loop, through this borrow.
         let s = unsafe { &mut *c.s };
         let Some(item) = s.items.get_mut((i as usize) & (MAX_ITEMS - 1)) else {
             return 1;
         };
         let key = &mut s.key;
         parse::build_key(&s.buf, item, key);
-        // SAFETY: gen is the non-null inner map GENERATION gave before the
-        // loop; it stays alive while a program that looked it up runs (the
-        // swap waits for an RCU grace period).
-        let gen = unsafe { &*c.gen };
         if item.owner != 0 {
             c.pending = 1;
         }
-        match bump(gen, key, c.pending, item.value) {
-            Bump::Added => {
+        match bump(&c.set, key, c.pending, item.value) {
+            Bump::Added(slot) => {
+                item.cell = slot;
                 item.committed = parse::COMMITTED | (c.pending * parse::OWNED);
                 c.owned += c.pending;
                 c.pending = 0;
@@ -185,22 +215,18 @@ mod programs {
         // SAFETY: as in parse_cb: the caller's LoopCtx, borrowed once.
         let c = unsafe { &mut *(ctx as *mut LoopCtx) };
         // SAFETY: as in parse_cb: this CPU's scratch, valid for the run;
-        // only its `key` is written during this loop, through this borrow.
-        let s = unsafe { &mut *c.s };
+        // nothing of it is written during this loop.
+        let s = unsafe { &*c.s };
         let Some(item) = s.items.get((i as usize) & (MAX_ITEMS - 1)) else {
             return 1;
         };
         if item.committed & parse::COMMITTED == 0 {
             return 0;
         }
-        parse::build_key(&s.buf, item, &mut s.key);
-        let key = &s.key;
-        // SAFETY: as in commit_cb: the generation this run looked up, alive
-        // while it runs.
-        let gen = unsafe { &*c.gen };
-        // Present: commit_cb found or inserted it, and nothing deletes from
-        // a generation a program may be writing.
-        if let Some(cell) = gen.get_ptr_mut(key) {
+        // The slot the commit added to, not the key's slot now: the daemon
+        // may have taken the key's slot back meanwhile, and it reads that
+        // slot's cells once more before it frees it.
+        if let Some(cell) = cells(&c.set).get_ptr_mut(c.set.base.wrapping_add(item.cell)) {
             let owned = (item.committed & parse::OWNED != 0) as u32;
             // SAFETY: as in bump: this CPU's Cell, valid for the run, written
             // by no one else; the add being undone was this run's, on this
@@ -212,44 +238,87 @@ mod programs {
 
     /// What [`bump`] did with a count.
     enum Bump {
-        Added,
+        /// In this slot's cell.
+        Added(u32),
         /// The key's cell is at u32::MAX lines: the line goes to its next
         /// rule that takes it, or is lost (`counter::LOST_LINES`).
         CellFull,
-        /// The key is not in the map and the map cannot take it.
+        /// The key has no slot and there is no free one.
         MapFull,
     }
 
-    /// Adds one line, `owned` (0 or 1) of it owned, of value `sum`, to
-    /// `key` in the current generation.
+    // The set's maps: non-null inner maps the outer maps gave before the
+    // loops; they stay alive while a program that looked them up runs (a
+    // swap or a resize waits for an RCU grace period before it frees or
+    // reads them).
     #[inline(always)]
-    fn bump(gen: &GenMap, key: &GroupKey, owned: u32, sum: i64) -> Bump {
-        let cell = match gen.get_ptr_mut(key) {
-            Some(p) => p,
-            None => {
-                let first = Cell {
-                    lines: 1,
-                    owned,
-                    sum,
-                };
-                // Inserted with this CPU's count (and zero on the others).
-                // Another CPU may insert the same key meanwhile: then
-                // NOEXIST fails and the lookup below finds theirs. A full
-                // map fails it too (E2BIG), and the lookup finds nothing.
-                if gen.insert(key, first, BPF_NOEXIST as u64).is_ok() {
-                    return Bump::Added;
-                }
-                match gen.get_ptr_mut(key) {
-                    Some(p) => p,
-                    None => return Bump::MapFull,
-                }
-            }
+    fn cells(set: &Set) -> &CellArray {
+        // SAFETY: see above.
+        unsafe { &*set.cells }
+    }
+
+    /// The slot of `key`: its own, or a free one it is given now.
+    #[inline(always)]
+    fn slot_of(set: &Set, key: &GroupKey) -> Option<u32> {
+        // SAFETY: see `cells`.
+        let (keys, key_of, free) = unsafe { (&*set.keys, &*set.key_of, &*set.free) };
+        if let Some(s) = keys.get_ptr(key) {
+            // SAFETY: a non-null pointer to the entry's u32, valid for the
+            // run (the element is freed only after an RCU grace period).
+            return Some(unsafe { *s });
+        }
+        let Ok(Some(slot)) = free.pop() else {
+            return None;
         };
-        // SAFETY: cell is non-null (get_ptr_mut returned it) and points at
-        // this CPU's Cell of a per-CPU map, valid for the run; the programs
-        // do not nest on one CPU, so no one else writes it.
+        // The key first, then the mapping: a slot the daemon finds counted
+        // has its key in KEY_OF.
+        match key_of.get_ptr_mut(slot) {
+            Some(k) => copy_key(key, k),
+            None => return None,
+        }
+        // Another CPU may give the same key a slot meanwhile: then NOEXIST
+        // fails, this slot goes back, and the lookup finds theirs.
+        if keys.insert(key, slot, BPF_NOEXIST as u64).is_ok() {
+            return Some(slot);
+        }
+        let _ = free.push(slot, 0);
+        // SAFETY: as the first lookup.
+        keys.get_ptr(key).map(|s| unsafe { *s })
+    }
+
+    /// Copies a key a word at a time: a struct copy may become a call to
+    /// aya-ebpf's memcpy, a loop a byte.
+    #[inline(always)]
+    fn copy_key(from: &GroupKey, to: *mut GroupKey) {
+        const WORDS: usize = core::mem::size_of::<GroupKey>() / 8;
+        let src = from as *const GroupKey as *const u64;
+        let dst = to as *mut u64;
+        let mut w = 0;
+        while w < WORDS {
+            // SAFETY: word w < WORDS of two 8-aligned GroupKeys (GroupKey is
+            // align(8) and a multiple of 8 bytes): `from`, a reference, and
+            // `to`, a non-null entry of KEY_OF owned by this run (its slot
+            // came off the free queue).
+            unsafe { core::ptr::write_volatile(dst.add(w), core::ptr::read_volatile(src.add(w))) };
+            w += 1;
+        }
+    }
+
+    /// Adds one line, `owned` (0 or 1) of it owned, of value `sum`, to
+    /// `key`'s slot in the current generation.
+    #[inline(always)]
+    fn bump(set: &Set, key: &GroupKey, owned: u32, sum: i64) -> Bump {
+        let Some(slot) = slot_of(set, key) else {
+            return Bump::MapFull;
+        };
+        let Some(cell) = cells(set).get_ptr_mut(set.base.wrapping_add(slot)) else {
+            return Bump::MapFull;
+        };
+        // SAFETY: cell is non-null (get_ptr_mut returned it) and is this
+        // CPU's cell of the slot (base is this CPU's), valid for the run;
+        // the programs do not nest on one CPU, so no one else writes it.
         if unsafe { (*cell).add(1, owned, sum) } {
-            Bump::Added
+            Bump::Added(slot)
         } else {
             Bump::CellFull
         }
@@ -263,17 +332,33 @@ mod programs {
         len: u32,
         datagram_counter: u32,
     ) -> Verdict {
-        let Some(gen) = GENERATION.get(0) else {
+        // SAFETY: cfg is the live config, as in parse_cb.
+        let (epoch, slots) = unsafe { ((*cfg).epoch & 1, (*cfg).slots) };
+        let (Some(cells), Some(keys), Some(key_of), Some(free)) = (
+            GENERATION.get(epoch),
+            KEYS.get(epoch),
+            KEY_OF.get(epoch),
+            FREE.get(epoch),
+        ) else {
             add(counter::PASS_INTERNAL, 1);
             return Verdict::Pass;
         };
+        // SAFETY: a helper without arguments.
+        let cpu = unsafe { bpf_get_smp_processor_id() };
         // SAFETY: s is this CPU's SCRATCH value, non-null (the callers
         // checked) and valid for the run, and no reference to it is alive.
         unsafe { (*s).st.start(len) };
         let mut ctx = LoopCtx {
             s,
             cfg,
-            gen,
+            set: Set {
+                cells,
+                keys,
+                key_of,
+                free,
+                base: cpu.wrapping_mul(slots),
+                _pad: 0,
+            },
             owned: 0,
             pending: 0,
         };
@@ -317,10 +402,9 @@ mod programs {
             // ended when bpf_loop returned.
             let bail = unsafe { (*s).st.bail };
             if bail != 0 {
-                // The map had no room for a key: take back what the items
-                // before it committed (the items after it are not marked).
-                // Keys this run inserted stay, with nothing in this CPU's
-                // cell: the drain skips keys of no lines.
+                // No slot for a key: take back what the items before it
+                // committed (the items after it are not marked). Slots this
+                // run gave keys stay theirs, with nothing in their cells.
                 // SAFETY: as the first bpf_loop, with undo_cb.
                 unsafe { bpf_loop(n_items, undo_cb as *mut c_void, ctx_ptr, 0) };
                 add(bail, 1);

@@ -110,6 +110,10 @@ pub struct Item {
     /// Written by the commit: [`COMMITTED`], with [`OWNED`] when the item's
     /// rule took the line as its owner; what a commit taken back undoes.
     pub committed: u32,
+    /// Written by the commit: the key's slot, whose cell an undo takes the
+    /// count back from (the key may have lost its slot meanwhile).
+    pub cell: u32,
+    pub _pad: u32,
     pub slots: [Cap; MAX_GROUP],
 }
 
@@ -215,6 +219,8 @@ impl Scratch {
             value: 0,
             owner: 0,
             committed: 0,
+            cell: 0,
+            _pad: 0,
             slots: [Cap::UNSEEN; MAX_GROUP],
         }; MAX_ITEMS],
         key: GroupKey::zeroed(),

@@ -5,14 +5,16 @@
 
 use std::io;
 use std::os::fd::AsFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aya::maps::{MapData, PerCpuArray};
 use aya::programs::SocketFilter;
+use aya_obj::generated::bpf_cmd;
 use toptraffic_common::{Cell as KCell, GroupKey};
 
 use super::path::{KernelPath, FLOOR_PROG, PEER_PROG, SOCK_PROG, XDP_PROG};
 use super::sys;
+use crate::snapshot::{Cell, CountTable};
 
 impl KernelPath {
     /// Instructions the verifier processed for each loaded program (its
@@ -77,23 +79,50 @@ impl KernelPath {
             .map_or(0, |v| v.iter().sum())
     }
 
-    /// Writes entries into the generation the programs write now, as if
-    /// they had counted them (each CPU's value set to `cell` on the first
-    /// CPU, zero on the others). For benchmarks and tests of the drain.
-    pub fn fill_active(&self, keys: &[GroupKey], cell: KCell) -> io::Result<()> {
-        let ncpus = self.gens.ncpus;
-        let fd = self.gens.maps[self.gens.active].fd().as_fd();
-        let mut values = vec![KCell::default(); keys.len() * ncpus];
-        for i in 0..keys.len() {
-            values[i * ncpus] = cell;
-        }
-        sys::update_batch(fd, keys, &values, ncpus)
+    /// Sets the cell on CPU 0 of each of `keys` to `cell` in the
+    /// generation the programs write now, as if they had counted them. For
+    /// benchmarks and tests of the drain.
+    pub fn fill_active(&mut self, keys: &[GroupKey], cell: KCell) -> io::Result<()> {
+        self.gens.fill_active(keys, cell)
     }
+}
 
-    /// Empties the active generation one key at a time (lookup, then delete,
-    /// walking with get_next_key): the slow way, as a benchmark baseline.
-    pub fn drain_per_key(&mut self) -> io::Result<usize> {
-        let fd = self.gens.maps[self.gens.active].fd().as_fd();
-        sys::delete_per_key(fd, self.gens.ncpus)
+/// The drain as it was before the key set, for the drain benchmark's
+/// baseline: `keys` in a per-CPU hash of `entries` entries (`cell` on CPU
+/// 0), read and emptied with one BPF_MAP_LOOKUP_AND_DELETE_BATCH walk into
+/// a table, as the rotation did. Returns the keys drained and the walk's
+/// time.
+pub fn hash_drain_baseline(
+    keys: &[GroupKey],
+    cell: KCell,
+    entries: u32,
+) -> io::Result<(usize, Duration)> {
+    let ncpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+    let map = sys::create_percpu_hash(entries)?;
+    let mut values = vec![KCell::default(); keys.len() * ncpus];
+    for i in 0..keys.len() {
+        values[i * ncpus] = cell;
     }
+    sys::update_batch(map.as_fd(), keys, &values, ncpus)?;
+    let started = Instant::now();
+    let mut table = CountTable::unique_with_capacity(keys.len(), keys.len()).spilling();
+    sys::batch_walk::<KCell>(
+        map.as_fd(),
+        ncpus,
+        bpf_cmd::BPF_MAP_LOOKUP_AND_DELETE_BATCH,
+        |key, cells| {
+            let (mut lines, mut owned, mut sum) = (0u64, 0u64, 0i128);
+            for c in cells {
+                lines += c.lines as u64;
+                owned += c.owned as u64;
+                sum += c.sum as i128;
+            }
+            if lines > 0 {
+                let mut cell = Cell::from_exact(sum, lines);
+                cell.owned.kernel = owned.min(u32::MAX as u64) as u32;
+                table.push_unique(key.bytes(), cell);
+            }
+        },
+    )?;
+    Ok((table.len(), started.elapsed()))
 }

@@ -1,25 +1,49 @@
-//! The generation maps at rotation: swap in the spare, then read and empty
-//! the old one in one walk (BPF_MAP_LOOKUP_AND_DELETE_BATCH) into per-rule
-//! count tables; it is the spare for the next rotation.
+//! The key set and its generations at rotation: swap in the spare cell
+//! array, read the old one whole, in slot order, and empty it; then keep
+//! the slots: a slot counted for the first time gets its key from
+//! `KEY_OF`, and the slots of keys that stopped counting go back to the
+//! free queue.
 //!
-//! One walk, not a read and then a clearing walk on a side thread: the
-//! kernel's walk of the per-CPU hash is the drain's cost, and deleting as
-//! it reads adds nothing measurable to it (`cargo xtask bench drain`: 150k
-//! keys in 60-64 ms either way), where the second walk cost 27-47 ms of CPU
-//! every rotation.
+//! The kernel gives a key a slot at its first count and keeps it (see the
+//! programs' crate). What the daemon knows of each slot, and the rules that
+//! keep every count exact:
+//! - `Free`: on the free queue, or taken by a program for a key that has
+//!   not shown a count yet. A counted `Free` slot is a new key's: its
+//!   `KEY_OF` entry was written before its first count, and the swap's
+//!   grace period makes both visible.
+//! - `Live(idle)`: a key's, `idle` rotations since its last count. Idle
+//!   for a window ([`RETIRE_AFTER`]), or for a rotation when the slots run
+//!   short, it is retired: its key is deleted from `KEYS`, so that the
+//!   programs give the key a new slot at its next count.
+//! - `Retiring`: a program that found the key before the delete may still
+//!   add to the slot in the open generation. The next drain reads that
+//!   generation (after the swap's grace period, no program holds the slot)
+//!   and then frees it. Its key may meanwhile have a second slot: a drain
+//!   that reads a retiring slot's count adds keys up instead of listing
+//!   them.
+//!
+//! A datagram that found no free slot takes back what it counted, but the
+//! slots it gave keys stay in `KEYS` with nothing counted: `Free` to the
+//! daemon, in use to the kernel. When the kernel reports full slots while
+//! the daemon sees free ones, it reads `KEYS` and retires those (at most
+//! once a window).
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use aya::maps::{ArrayOfMaps, Map, MapData};
-use toptraffic_common::Cell as KCell;
-use tracing::debug;
+use toptraffic_common::{Cell as KCell, GroupKey};
+use tracing::{debug, warn};
 
-use super::probe::KernelError;
-use super::sys;
+use super::sys::{self, Mapped, SetMap};
 use crate::snapshot::{Cell, CountTable};
+
+/// Rotations without a count after which a key gives its slot back: a
+/// window of the default 5-s interval, after which the key has left the
+/// window anyway.
+pub const RETIRE_AFTER: u8 = 12;
 
 /// One drain's result.
 #[derive(Debug)]
@@ -27,111 +51,315 @@ pub struct Drained {
     /// Per rule (config order).
     pub tables: Vec<CountTable>,
     pub keys: usize,
-    /// Time to swap, and to read and empty the old map.
+    /// Time to swap, and to read and empty the old cells and keep the slots.
     pub swap: Duration,
     pub drain: Duration,
+    /// Slots given back (retired) at this drain.
+    pub retired: usize,
 }
 
-/// The two generation maps, which one the programs write, and the
-/// emptying of the other.
+/// What the daemon knows of a slot (see the module's comment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Free,
+    Live(u8),
+    Retiring,
+}
+
+/// A slot counted in the generation read: its CPUs' cells added up.
+struct Counted {
+    slot: u32,
+    lines: u64,
+    owned: u64,
+    sum: i128,
+}
+
+/// The programs' outer maps: a key set's maps go in at its epoch.
+pub(super) struct Outer {
+    pub(super) generation: Map,
+    pub(super) keys: Map,
+    pub(super) key_of: Map,
+    pub(super) free: Map,
+}
+
+/// One key set: its maps, mapped where the daemon reads them, and the
+/// daemon's view of its slots.
+pub(super) struct KeySet {
+    slots: u32,
+    ncpus: usize,
+    /// Key to slot (hash), slot to key (array), the free slots (queue).
+    keys: MapData,
+    key_of: MapData,
+    free: MapData,
+    key_of_view: Mapped<GroupKey>,
+    /// The two generations' cells; `active` is the one the programs write.
+    cells: [MapData; 2],
+    cell_views: [Mapped<KCell>; 2],
+    active: usize,
+    state: Vec<Slot>,
+    /// Slots in state `Free`.
+    free_count: usize,
+    /// Slots in state `Retiring`, freed at the next drain.
+    retiring: Vec<u32>,
+}
+
+fn map_data(fd: OwnedFd) -> io::Result<MapData> {
+    MapData::from_fd(fd).map_err(|e| io::Error::other(e.to_string()))
+}
+
+impl KeySet {
+    /// A set of `slots` slots, every one on the free queue, for `ncpus`
+    /// possible CPUs.
+    pub(super) fn new(slots: u32, ncpus: usize) -> io::Result<KeySet> {
+        let cells_len = slots as usize * ncpus;
+        let cell_entries = u32::try_from(cells_len)
+            .map_err(|_| io::Error::other(format!("{slots} slots x {ncpus} CPUs pass 2^32")))?;
+        // The hash first: past its limits it fails at once, before the
+        // arrays are allocated.
+        let keys = map_data(sys::create_set_map(SetMap::Keys, slots, "KEYS")?)?;
+        let free = map_data(sys::create_set_map(SetMap::Free, slots, "FREE")?)?;
+        let key_of = map_data(sys::create_set_map(SetMap::KeyOf, slots, "KEY_OF")?)?;
+        let cells = [
+            map_data(sys::create_set_map(SetMap::Cells, cell_entries, "GEN_A")?)?,
+            map_data(sys::create_set_map(SetMap::Cells, cell_entries, "GEN_B")?)?,
+        ];
+        let cell_views = [
+            Mapped::new(cells[0].fd().as_fd(), cells_len)?,
+            Mapped::new(cells[1].fd().as_fd(), cells_len)?,
+        ];
+        let key_of_view = Mapped::new(key_of.fd().as_fd(), slots as usize)?;
+        for s in 0..slots {
+            sys::push_free(free.fd().as_fd(), s)?;
+        }
+        Ok(KeySet {
+            slots,
+            ncpus,
+            keys,
+            key_of,
+            free,
+            key_of_view,
+            cells,
+            cell_views,
+            active: 0,
+            state: vec![Slot::Free; slots as usize],
+            free_count: slots as usize,
+            retiring: Vec::new(),
+        })
+    }
+
+    pub(super) fn slots(&self) -> u32 {
+        self.slots
+    }
+
+    /// Puts this set's maps in the outer maps at `epoch`; each put returns
+    /// after an RCU grace period.
+    fn install(&self, outer: &mut Outer, epoch: u32) -> io::Result<()> {
+        put(&mut outer.generation, epoch, &self.cells[self.active])?;
+        put(&mut outer.keys, epoch, &self.keys)?;
+        put(&mut outer.key_of, epoch, &self.key_of)?;
+        put(&mut outer.free, epoch, &self.free)
+    }
+
+    /// The maps to pin, by pin name.
+    pub(super) fn pins(&self) -> [(&'static str, &MapData); 5] {
+        [
+            ("GEN_A", &self.cells[0]),
+            ("GEN_B", &self.cells[1]),
+            ("KEYS", &self.keys),
+            ("KEY_OF", &self.key_of),
+            ("FREE", &self.free),
+        ]
+    }
+
+    /// Reads and empties generation `g`, which no program writes any more:
+    /// every counted slot into `out`, in slot order.
+    fn take(&mut self, g: usize, out: &mut Vec<Counted>) {
+        let n = self.slots as usize;
+        let ncpus = self.ncpus;
+        let cells = self.cell_views[g].idle_entries();
+        for s in 0..n {
+            // A slot none of whose CPUs counted a line holds nothing: a
+            // count taken back leaves exactly zero.
+            if (0..ncpus).all(|c| cells[c * n + s].lines == 0) {
+                continue;
+            }
+            let mut k = Counted {
+                slot: s as u32,
+                lines: 0,
+                owned: 0,
+                sum: 0,
+            };
+            for c in 0..ncpus {
+                let cell = &mut cells[c * n + s];
+                // Each CPU's sum is within i64 (see toptraffic_common::Cell);
+                // their total may not be: added exactly, as the window needs.
+                k.lines += cell.lines as u64;
+                k.owned += cell.owned as u64;
+                k.sum += cell.sum as i128;
+                *cell = KCell::default();
+            }
+            out.push(k);
+        }
+    }
+
+    /// The key of a slot a program gave one (Live, Retiring, or counted).
+    fn key(&self, slot: u32) -> GroupKey {
+        self.key_of_view.get(slot as usize)
+    }
+
+    /// Frees the slots retired at the last drain: their last counts were
+    /// read by this one.
+    fn free_retired(&mut self) -> io::Result<()> {
+        for s in std::mem::take(&mut self.retiring) {
+            sys::push_free(self.free.fd().as_fd(), s)?;
+            self.state[s as usize] = Slot::Free;
+            self.free_count += 1;
+        }
+        Ok(())
+    }
+
+    /// Adopts the slots the kernel holds for keys that never showed a
+    /// count (see the module's comment): they retire at once.
+    fn reconcile(&mut self) -> io::Result<usize> {
+        let mut n = 0;
+        for (_, s) in sys::key_slots(self.keys.fd().as_fd())? {
+            if let Some(st @ Slot::Free) = self.state.get_mut(s as usize) {
+                *st = Slot::Live(RETIRE_AFTER);
+                self.free_count -= 1;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Retires the slots idle for RETIRE_AFTER rotations, or for one when
+    /// `short` of slots.
+    fn retire_idle(&mut self, short: bool) -> io::Result<usize> {
+        let min = if short { 1 } else { RETIRE_AFTER };
+        let mut keys = Vec::new();
+        for (s, st) in self.state.iter_mut().enumerate() {
+            if let Slot::Live(idle) = *st {
+                if idle >= min {
+                    *st = Slot::Retiring;
+                    self.retiring.push(s as u32);
+                }
+            }
+        }
+        keys.extend(self.retiring.iter().map(|s| self.key(*s)));
+        sys::delete_keys(self.keys.fd().as_fd(), &keys)?;
+        Ok(keys.len())
+    }
+}
+
+/// Puts `map` at `index` of the outer map `outer`. Returns after an RCU
+/// grace period: no program uses the map it replaced any more.
+fn put(outer: &mut Map, index: u32, map: &MapData) -> io::Result<()> {
+    let mut arr: ArrayOfMaps<&mut MapData, MapData> =
+        ArrayOfMaps::try_from(outer).map_err(|e| io::Error::other(e.to_string()))?;
+    arr.set(index, map, 0)
+        .map_err(|e| io::Error::other(format!("installing a key set map: {e}")))
+}
+
+/// The key sets, the epoch the programs use, and the drain.
 pub(super) struct Generations {
-    /// `GENERATION`: slot 0 names the map the programs write.
-    pub(super) outer: Map,
-    pub(super) maps: [MapData; 2],
-    /// Index into `maps` of the map the programs write.
-    pub(super) active: usize,
-    /// Entries each of `maps` holds.
-    capacity: u32,
-    /// Generations a resize took out of `outer` in the open interval: no
-    /// program writes them any more, and their counts join the next drain.
-    retired: Vec<MapData>,
-    /// Possible CPUs: the per-CPU values of each key.
-    pub(super) ncpus: usize,
-    /// The drain's batch buffers, kept between rotations.
-    bufs: sys::WalkBuffers,
+    outer: Outer,
+    pub(super) set: KeySet,
+    epoch: u32,
+    /// Sets a resize replaced: no program uses them after the next swap,
+    /// and their counts join the next drain.
+    retired: Vec<KeySet>,
+    /// The kernel's map_full total at the last drain.
+    last_full: u64,
+    /// Drains since the last reconcile.
+    since_reconcile: u32,
+    counted: Vec<Counted>,
     /// Keys per rule at the last drain, to size the next tables.
     pub(super) last_keys: Vec<usize>,
 }
 
 impl Generations {
-    /// `maps[0]` is the one installed in `outer`, the active one.
-    pub(super) fn new(
-        outer: Map,
-        maps: [MapData; 2],
-        capacity: u32,
-        ncpus: usize,
-        rules: usize,
-    ) -> Result<Generations, KernelError> {
+    /// Installs `set` at epoch 0.
+    pub(super) fn new(mut outer: Outer, set: KeySet, rules: usize) -> io::Result<Generations> {
+        set.install(&mut outer, 0)?;
         Ok(Generations {
             outer,
-            maps,
-            active: 0,
-            capacity,
+            set,
+            epoch: 0,
             retired: Vec::new(),
-            ncpus,
-            bufs: sys::WalkBuffers::default(),
+            last_full: 0,
+            since_reconcile: 0,
+            counted: Vec::new(),
             last_keys: vec![0; rules],
         })
     }
 
-    /// Entries each generation map holds.
+    /// Slots of the set in use.
     pub(super) fn capacity(&self) -> u32 {
-        self.capacity
+        self.set.slots
     }
 
-    /// Two empty generation maps of `entries` entries, like the ones in
-    /// use; nothing changes until [`Generations::resize`] installs them.
-    pub(super) fn create_maps(&self, entries: u32) -> io::Result<[MapData; 2]> {
-        let like = self.maps[0]
-            .info()
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        let make = |name: &str| {
-            let fd = sys::create_generation_map(&like, entries, name)?;
-            MapData::from_fd(fd).map_err(|e| io::Error::other(e.to_string()))
-        };
-        Ok([make("GEN_A")?, make("GEN_B")?])
+    /// The epoch the config must name, and its slots.
+    pub(super) fn epoch(&self) -> (u32, u32) {
+        (self.epoch, self.set.slots)
     }
 
-    /// Makes `maps` (from [`Generations::create_maps`]) the generation
-    /// maps: the first is swapped in at once; the one it replaces keeps its
-    /// counts for the next drain (the swap returns after every program
-    /// writing it has finished, so they are whole), the spare is dropped.
-    /// On error nothing changed.
-    pub(super) fn resize(&mut self, maps: [MapData; 2], entries: u32) -> io::Result<()> {
-        install(&mut self.outer, &maps[0])?;
-        let [a, b] = std::mem::replace(&mut self.maps, maps);
-        let (old, _spare) = if self.active == 0 { (a, b) } else { (b, a) };
+    /// Possible CPUs.
+    pub(super) fn ncpus(&self) -> usize {
+        self.set.ncpus
+    }
+
+    /// Puts `set` (a new, larger one) at the other epoch, which no program
+    /// uses until a config names it; returns that epoch. Then
+    /// [`Generations::resized`] once the config names it.
+    pub(super) fn install_other(&mut self, set: &KeySet) -> io::Result<u32> {
+        let epoch = 1 - self.epoch;
+        set.install(&mut self.outer, epoch)?;
+        Ok(epoch)
+    }
+
+    /// Makes `set`, installed by [`Generations::install_other`] and named
+    /// by the live config, the set in use. The old one may still be written
+    /// by programs that read the old config; its last generation is read
+    /// whole at the next drain, after the swap's grace period.
+    pub(super) fn resized(&mut self, set: KeySet) {
+        let old = std::mem::replace(&mut self.set, set);
         self.retired.push(old);
-        self.active = 0;
-        self.capacity = entries;
-        Ok(())
-    }
-
-    /// The two generation maps, in pin order (GEN_A, GEN_B).
-    pub(super) fn maps(&self) -> &[MapData; 2] {
-        &self.maps
+        self.epoch = 1 - self.epoch;
     }
 
     /// Swaps in the spare generation, then reads and empties the old one
-    /// (and any a resize retired) into per-rule tables: rule `i` (config
-    /// order) keeps at most `max_keys[i]` keys, and `id_index` maps the rule
-    /// ids of the kernel's keys to `i`.
+    /// (and the last generation of any set a resize replaced) into per-rule
+    /// tables: rule `i` (config order) keeps at most `max_keys[i]` keys, and
+    /// `id_index` maps the rule ids of the kernel's keys to `i`. `map_full`
+    /// is the kernel's total of datagrams that found no free slot.
     pub(super) fn drain(
         &mut self,
         max_keys: &[usize],
         id_index: &HashMap<u32, usize>,
+        map_full: u64,
     ) -> io::Result<Drained> {
-        // The spare is empty: the last drain emptied it.
         let started = Instant::now();
-        let spare = 1 - self.active;
-        install(&mut self.outer, &self.maps[spare])?;
+        let set = &mut self.set;
+        let spare = 1 - set.active;
+        put(&mut self.outer.generation, self.epoch, &set.cells[spare])?;
         let swap = started.elapsed();
-        let old = self.active;
-        self.active = spare;
-        // A walk yields each key once: lists, not hash tables, sized like
-        // the last drain. Maps a resize retired hold the same keys again:
-        // then the tables add up.
-        let unique = self.retired.is_empty();
+        let old = set.active;
+        set.active = spare;
+
+        for st in &mut set.state {
+            if let Slot::Live(idle) = st {
+                *idle = idle.saturating_add(1);
+            }
+        }
+        let mut counted = std::mem::take(&mut self.counted);
+        counted.clear();
+        set.take(old, &mut counted);
+        // A key is in one slot unless a retiring slot or a replaced set
+        // holds it too: then the tables add keys up.
+        let unique = self.retired.is_empty()
+            && counted
+                .iter()
+                .all(|c| set.state[c.slot as usize] != Slot::Retiring);
         let mut tables: Vec<CountTable> = max_keys
             .iter()
             .zip(&self.last_keys)
@@ -145,146 +373,111 @@ impl Generations {
                 }
             })
             .collect();
-        let mut walked = Walked::default();
-        for map in std::iter::once(&self.maps[old]).chain(&self.retired) {
-            walked.add(walk(
-                map,
-                self.ncpus,
-                id_index,
-                &mut tables,
-                unique,
-                &mut self.bufs,
-            )?);
-        }
-        // Read whole: no longer needed (the programs never saw them again).
-        self.retired.clear();
-        for (n, t) in self.last_keys.iter_mut().zip(&tables) {
-            *n = t.len();
-        }
-        let drain = started.elapsed() - swap;
-        let Walked { owned, keys } = walked;
-        debug!(keys, owned, ?swap, ?drain, "drained generation");
-        Ok(Drained {
-            tables,
-            keys: keys as usize,
-            swap,
-            drain,
-        })
-    }
-}
-
-/// Puts `map` in slot 0 of `outer`, GENERATION. Returns after an RCU grace
-/// period: no program writes the map it replaced any more.
-fn install(outer: &mut Map, map: &MapData) -> io::Result<()> {
-    let mut arr: ArrayOfMaps<&mut MapData, MapData> =
-        ArrayOfMaps::try_from(outer).map_err(|e| io::Error::other(e.to_string()))?;
-    arr.set(0, map, 0)
-        .map_err(|e| io::Error::other(format!("swapping generations: {e}")))
-}
-
-/// What the walk of one generation map found.
-#[derive(Default)]
-struct Walked {
-    /// Lines the drained keys own (see `Cell::owned`).
-    owned: u64,
-    keys: u64,
-}
-
-impl Walked {
-    fn add(&mut self, o: Walked) {
-        self.owned += o.owned;
-        self.keys += o.keys;
-    }
-}
-
-/// A key's per-CPU cells added up: lines, owned lines and the sum. Each
-/// CPU's sum is within i64 (see `toptraffic_common::Cell`); their total
-/// may not be: added exactly, as the window needs (see `snapshot::Cell`).
-fn add_cpus(cells: &[KCell]) -> (u64, u64, i128) {
-    let (mut lines, mut owned, mut sum) = (0u64, 0u64, 0i128);
-    for c in cells {
-        lines += c.lines as u64;
-        owned += c.owned as u64;
-        sum += c.sum as i128;
-    }
-    (lines, owned, sum)
-}
-
-/// Reads and empties the generation map `map`, which no program writes any
-/// more, into `tables` (with `push_unique` when `unique`, else adding up).
-/// On an error the keys not yet read stay in the map, and are counted when
-/// it is drained next.
-fn walk(
-    map: &MapData,
-    ncpus: usize,
-    id_index: &HashMap<u32, usize>,
-    tables: &mut [CountTable],
-    unique: bool,
-    bufs: &mut sys::WalkBuffers,
-) -> io::Result<Walked> {
-    let (mut owned, mut keys) = (0u64, 0u64);
-    sys::batch_walk(
-        map.fd().as_fd(),
-        ncpus,
-        aya_obj::generated::bpf_cmd::BPF_MAP_LOOKUP_AND_DELETE_BATCH,
-        bufs,
-        |key, cells| {
-            let (lines, own, sum) = add_cpus(cells);
-            // A key a datagram inserted before the map turned out full for
-            // a later key of it: its count was taken back, the datagram
-            // counted in userspace.
-            if lines == 0 {
-                return;
-            }
-            owned += own;
+        let (mut keys, mut owned) = (0usize, 0u64);
+        let mut record = |key: &GroupKey, c: &Counted| {
             keys += 1;
-            // Counts of a rule a reload removed or regrouped are gone
-            // with it.
+            owned += c.owned;
+            // Counts of a rule a reload removed or regrouped are gone with
+            // it.
             if let Some(t) = id_index.get(&key.rule).and_then(|i| tables.get_mut(*i)) {
-                let mut cell = Cell::from_exact(sum, lines);
-                cell.owned.kernel = own.min(u32::MAX as u64) as u32;
+                let mut cell = Cell::from_exact(c.sum, c.lines);
+                cell.owned.kernel = c.owned.min(u32::MAX as u64) as u32;
                 if unique {
                     t.push_unique(key.bytes(), cell);
                 } else {
                     t.add_counted(key.bytes(), cell);
                 }
             }
-        },
-    )?;
-    Ok(Walked { owned, keys })
+        };
+        for c in &counted {
+            let st = &mut set.state[c.slot as usize];
+            match *st {
+                Slot::Free => {
+                    *st = Slot::Live(0);
+                    set.free_count -= 1;
+                }
+                Slot::Live(_) => *st = Slot::Live(0),
+                Slot::Retiring => {}
+            }
+            record(&set.key(c.slot), c);
+        }
+        for mut gone in self.retired.drain(..) {
+            counted.clear();
+            let g = gone.active;
+            gone.take(g, &mut counted);
+            for c in &counted {
+                record(&gone.key(c.slot), c);
+            }
+            // Its maps go with it (the outer maps held them too).
+            let o = &self.outer;
+            for m in [&o.generation, &o.keys, &o.key_of, &o.free] {
+                if let Map::ArrayOfMaps(d) = m {
+                    if let Err(e) = sys::clear_outer(d.fd().as_fd(), 1 - self.epoch) {
+                        warn!(error = %e, "cannot let go of a replaced key set");
+                    }
+                }
+            }
+        }
+        self.counted = counted;
+        for (n, t) in self.last_keys.iter_mut().zip(&tables) {
+            *n = t.len();
+        }
+
+        // The slots: free those whose last counts were just read, retire
+        // the idle ones.
+        set.free_retired()?;
+        let full = map_full > self.last_full;
+        self.last_full = map_full;
+        self.since_reconcile = self.since_reconcile.saturating_add(1);
+        let short = full || set.free_count < set.slots as usize / 8;
+        if full && set.free_count >= set.slots as usize / 8 {
+            // The kernel found no slot where the daemon sees free ones.
+            if self.since_reconcile >= RETIRE_AFTER as u32 {
+                self.since_reconcile = 0;
+                match set.reconcile() {
+                    Ok(n) => debug!(slots = n, "slots held for keys never counted"),
+                    Err(e) => warn!(error = %e, "cannot read the kernel's key map"),
+                }
+            }
+        }
+        let retired = set.retire_idle(short)?;
+        let drain = started.elapsed() - swap;
+        debug!(keys, owned, retired, ?swap, ?drain, "drained generation");
+        Ok(Drained {
+            tables,
+            keys,
+            swap,
+            drain,
+            retired,
+        })
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cpu(values: &[i64]) -> KCell {
-        let mut c = KCell::default();
-        for v in values {
-            assert!(c.add(1, 1, *v));
+#[cfg(any(test, feature = "bench"))]
+impl Generations {
+    /// Sets the cell on CPU 0 of each of `keys` to `cell` in the generation
+    /// the programs write, giving a key without a slot a free one as the
+    /// programs do (its KEY_OF entry first, then KEYS). For benchmarks and
+    /// tests of the drain.
+    pub(super) fn fill_active(&mut self, keys: &[GroupKey], cell: KCell) -> io::Result<()> {
+        let set = &mut self.set;
+        let held: HashMap<GroupKey, u32> =
+            sys::key_slots(set.keys.fd().as_fd())?.into_iter().collect();
+        let (mut new_keys, mut new_slots) = (Vec::new(), Vec::new());
+        for k in keys {
+            let slot = match held.get(k) {
+                Some(s) => *s,
+                None => {
+                    let s = sys::pop_free(set.free.fd().as_fd())?
+                        .ok_or_else(|| io::Error::other("no free slot"))?;
+                    set.key_of_view.set(s as usize, *k);
+                    new_keys.push(*k);
+                    new_slots.push(s);
+                    s
+                }
+            };
+            set.cell_views[set.active].set(slot as usize, cell);
         }
-        c
-    }
-
-    #[test]
-    fn cpus_add_up_exactly_past_i64() {
-        // The most a CPU's cell can hold: u32::MAX lines of MAX_SUMMED.
-        let full = |v: i64| KCell {
-            lines: u32::MAX,
-            owned: 1,
-            sum: u32::MAX as i64 * v,
-        };
-        let max = toptraffic_common::MAX_SUMMED;
-        let cells = [full(max), full(max), cpu(&[]), cpu(&[1, 2])];
-        let want = 2 * u32::MAX as i128 * max as i128 + 3;
-        assert!(want > i64::MAX as i128);
-        assert_eq!(add_cpus(&cells), (2 * u32::MAX as u64 + 2, 4, want));
-        // CPUs in opposite directions cancel exactly.
-        let cells = [full(max), full(-max), full(max), cpu(&[-2, 7])];
-        let (lines, _, sum) = add_cpus(&cells);
-        assert_eq!(
-            (lines, sum),
-            (3 * u32::MAX as u64 + 2, u32::MAX as i128 * max as i128 + 5)
-        );
+        sys::update_batch(set.keys.fd().as_fd(), &new_keys, &new_slots, 1)
     }
 }

@@ -1,19 +1,20 @@
 //! The loaded kernel path: loads the eBPF programs, writes the rules into
 //! their config map, attaches them (socket filter on the daemon's sockets,
-//! or XDP on an interface), and rotates the generation maps.
+//! or XDP on an interface), and rotates the generations of the key set.
 
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::{fmt, io};
 
-use aya::maps::{ArrayOfMaps, Map, MapData, PerCpuArray};
+use aya::maps::{Map, MapData, PerCpuArray};
 use aya::programs::{SocketFilter, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
-use toptraffic_common::{KernelConfig, XDP_IPV4, XDP_IPV6};
+use toptraffic_common::{counter, KernelConfig, XDP_IPV4, XDP_IPV6};
+use tracing::warn;
 
 use super::counters::KernelCounters;
-use super::drain::{Drained, Generations};
+use super::drain::{Drained, Generations, KeySet, Outer};
 use super::pins::Pins;
 use super::probe::{
     classify, io_source, missing_capabilities, missing_capabilities_for_xdp, KernelError, BUILT,
@@ -62,7 +63,7 @@ pub enum Attach {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub attach: Attach,
-    /// Entries of each generation map.
+    /// Slots of the key set: keys the kernel holds at once.
     pub map_entries: u32,
     /// Pin the maps here (None: no pins).
     pub pin_dir: Option<PathBuf>,
@@ -114,7 +115,7 @@ pub(super) fn xdp_match(addr: std::net::IpAddr, dual_stack: bool) -> (u32, u32, 
 /// The loaded and attached kernel path.
 pub struct KernelPath {
     pub(super) ebpf: Ebpf,
-    /// The generation maps and their rotation.
+    /// The key set, its generations and their rotation.
     pub(super) gens: Generations,
     counters: Arc<KernelCounters>,
     max_keys: Vec<usize>,
@@ -134,21 +135,25 @@ pub struct KernelPath {
 impl fmt::Debug for KernelPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KernelPath")
-            .field("active", &self.gens.active)
+            .field("epoch", &self.gens.epoch())
             .field("pin_dir", &self.pins.as_ref().map(Pins::dir))
             .finish_non_exhaustive()
     }
 }
 
 /// Writes `config` into CONFIG slot `slot`, which no program reads until
-/// [`select_config`] makes it the live one.
+/// [`select_config`] makes it the live one; `(epoch, slots)` name the key
+/// set the programs count in.
 fn write_config(
     ebpf: &mut Ebpf,
     slot: u32,
     config: &KernelConfig,
     ingress: Ingress,
+    (epoch, slots): (u32, u32),
 ) -> Result<(), String> {
     let mut config = *config;
+    config.epoch = epoch;
+    config.slots = slots;
     config.port = ingress.port;
     config.addr = ingress.addr;
     config.families = ingress.families;
@@ -183,13 +188,6 @@ fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map, KernelError> {
         .ok_or_else(|| KernelError::Other(format!("the object has no map {name}")))
 }
 
-fn gen_data(m: Map, name: &str) -> Result<MapData, KernelError> {
-    match m {
-        Map::PerCpuHashMap(d) => Ok(d),
-        _ => Err(KernelError::Other(format!("{name} is not a per-CPU hash"))),
-    }
-}
-
 impl KernelPath {
     /// Loads, configures and attaches the programs.
     pub fn load(
@@ -211,9 +209,6 @@ impl KernelPath {
             loader
                 .verifier_log_level(aya::VerifierLogLevel::VERBOSE | aya::VerifierLogLevel::STATS);
         }
-        loader
-            .map_max_entries("GEN_A", opts.map_entries)
-            .map_max_entries("GEN_B", opts.map_entries);
         let mut ebpf = loader.load(OBJECT).map_err(|e| {
             let io = io_source(&e);
             classify(format!("loading the eBPF object: {e}"), io)
@@ -244,19 +239,12 @@ impl KernelPath {
             // Past u32 it is past BUF_LEN too: the kernel's own bound holds.
             max_datagram: opts.max_datagram.min(u32::MAX as usize) as u32,
         };
-        write_config(&mut ebpf, 0, &plan.config, ingress)
-            .and_then(|()| select_config(&mut ebpf, 0))
-            .map_err(KernelError::Other)?;
-
-        let gen_a = gen_data(take(&mut ebpf, "GEN_A")?, "GEN_A")?;
-        let gen_b = gen_data(take(&mut ebpf, "GEN_B")?, "GEN_B")?;
-        let mut outer = take(&mut ebpf, "GENERATION")?;
-        {
-            let mut arr: ArrayOfMaps<&mut MapData, MapData> =
-                ArrayOfMaps::try_from(&mut outer).map_err(|e| KernelError::Other(e.to_string()))?;
-            arr.set(0, &gen_a, 0)
-                .map_err(|e| KernelError::Other(format!("installing the first generation: {e}")))?;
-        }
+        let outer = Outer {
+            generation: take(&mut ebpf, "GENERATION")?,
+            keys: take(&mut ebpf, "KEYS")?,
+            key_of: take(&mut ebpf, "KEY_OF")?,
+            free: take(&mut ebpf, "FREE")?,
+        };
         let counters = match take(&mut ebpf, "COUNTERS")? {
             m @ Map::PerCpuArray(_) => {
                 PerCpuArray::try_from(m).map_err(|e| KernelError::Other(e.to_string()))?
@@ -264,14 +252,21 @@ impl KernelPath {
             _ => return Err(KernelError::Other("COUNTERS is not a per-CPU array".into())),
         };
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| KernelError::Other(e.to_string()))?;
-
-        let gens = Generations::new(
-            outer,
-            [gen_a, gen_b],
-            opts.map_entries,
-            ncpus,
-            max_keys.len(),
-        )?;
+        let set = KeySet::new(opts.map_entries, ncpus).map_err(|e| {
+            classify(
+                format!("creating the key set of {} slots: {e}", opts.map_entries),
+                Some(&e),
+            )
+        })?;
+        let gens = Generations::new(outer, set, max_keys.len())
+            .map_err(|e| KernelError::Other(format!("installing the key set: {e}")))?;
+        let mut pins = pins;
+        if let Some(p) = &mut pins {
+            p.pin_set(&gens.set.pins()).map_err(KernelError::Other)?;
+        }
+        write_config(&mut ebpf, 0, &plan.config, ingress, gens.epoch())
+            .and_then(|()| select_config(&mut ebpf, 0))
+            .map_err(KernelError::Other)?;
 
         let mut path = KernelPath {
             ebpf,
@@ -419,11 +414,11 @@ impl KernelPath {
     /// a slot while it is written. Counts already in the maps carry rule
     /// ids: those of rules that kept their id go on counting for them.
     ///
-    /// When each generation map must hold more than `map_entries` entries,
-    /// two larger maps are created and the first swapped in before the
-    /// rules change (see [`Generations::resize`]); smaller needs keep the
-    /// maps. On error the rules in force are unchanged (a resize that was
-    /// made stays: larger maps serve the old rules as well).
+    /// When the key set must hold more than `map_entries` keys, a larger
+    /// set is made and put at the other epoch, and the new config names
+    /// it (see [`Generations::install_other`]); the old set's last counts
+    /// join the next drain. Smaller needs keep the set. On error the rules
+    /// and the set in force are unchanged.
     pub fn set_rules(
         &mut self,
         plan: KernelPlan,
@@ -432,25 +427,34 @@ impl KernelPath {
     ) -> Result<(), String> {
         let held = self.gens.capacity();
         let larger = if map_entries > held {
-            let maps = self.gens.create_maps(map_entries).map_err(|e| {
-                format!("creating generation maps of {map_entries} entries failed ({e})")
-            })?;
-            Some(maps)
+            let set = KeySet::new(map_entries, self.gens.ncpus())
+                .map_err(|e| format!("creating a key set of {map_entries} slots failed ({e})"))?;
+            // At the other epoch: no program uses it until the config
+            // written below names it.
+            let epoch = self
+                .gens
+                .install_other(&set)
+                .map_err(|e| format!("installing a key set of {map_entries} slots: {e}"))?;
+            Some((set, epoch))
         } else {
             None
         };
         let slot = 1 - self.config_slot;
-        write_config(&mut self.ebpf, slot, &plan.config, self.ingress)?;
-        if let Some(maps) = larger {
-            self.gens
-                .resize(maps, map_entries)
-                .map_err(|e| format!("installing generation maps of {map_entries} entries: {e}"))?;
-            if let Some(pins) = &mut self.pins {
-                pins.repin_generations(self.gens.maps());
-            }
-        }
+        let epoch = match &larger {
+            Some((set, e)) => (*e, set.slots()),
+            None => self.gens.epoch(),
+        };
+        write_config(&mut self.ebpf, slot, &plan.config, self.ingress, epoch)?;
         select_config(&mut self.ebpf, slot)?;
         self.config_slot = slot;
+        if let Some((set, _)) = larger {
+            self.gens.resized(set);
+            if let Some(pins) = &mut self.pins {
+                if let Err(e) = pins.pin_set(&self.gens.set.pins()) {
+                    warn!(error = %e, "cannot pin the resized key set");
+                }
+            }
+        }
         self.id_index = index_ids(&plan.ids);
         let mut last = vec![0; max_keys.len()];
         for (i, id) in plan.ids.iter().enumerate() {
@@ -464,15 +468,16 @@ impl KernelPath {
         Ok(())
     }
 
-    /// Entries each generation map holds.
+    /// Slots of the key set: keys the kernel holds at once.
     pub fn map_entries(&self) -> u32 {
         self.gens.capacity()
     }
 
     /// Swaps in the spare generation, then reads and empties the old one
-    /// into per-rule tables.
+    /// into per-rule tables, and keeps the slots.
     pub fn drain(&mut self) -> io::Result<Drained> {
-        self.gens.drain(&self.max_keys, &self.id_index)
+        let full = self.counters.read()[counter::PASS_MAP_FULL as usize];
+        self.gens.drain(&self.max_keys, &self.id_index, full)
     }
 }
 

@@ -59,14 +59,10 @@ fn ensure_bpffs(dir: &Path) -> Result<bool, String> {
     Ok(created)
 }
 
-const MAP_NAMES: [&str; 6] = [
-    "CONFIG",
-    "CONFIG_SEL",
-    "COUNTERS",
-    "GENERATION",
-    "GEN_A",
-    "GEN_B",
-];
+/// The object's maps that are pinned, then the key set's (made by the
+/// daemon: a generation's cells, key to slot, slot to key, free slots).
+const OBJECT_MAPS: [&str; 4] = ["CONFIG", "CONFIG_SEL", "COUNTERS", "GENERATION"];
+const SET_MAPS: [&str; 5] = ["GEN_A", "GEN_B", "KEYS", "KEY_OF", "FREE"];
 
 /// The pin of map `name` under `dir`.
 fn pin_path(dir: &Path, name: &str) -> PathBuf {
@@ -140,8 +136,9 @@ impl Pins {
     /// Removes the pins of our names that a daemon which died (its claim
     /// is gone) left behind.
     fn remove_stale(&self) -> Result<(), String> {
-        let stale: Vec<PathBuf> = MAP_NAMES
+        let stale: Vec<PathBuf> = OBJECT_MAPS
             .iter()
+            .chain(&SET_MAPS)
             .map(|n| pin_path(&self.dir, n))
             .filter(|p| p.symlink_metadata().is_ok())
             .collect();
@@ -159,9 +156,10 @@ impl Pins {
         Ok(())
     }
 
-    /// Pins every map of `ebpf` under the dir (lower-case names).
+    /// Pins the maps of `ebpf` that are pinned under the dir (lower-case
+    /// names).
     pub(super) fn pin_maps(&mut self, ebpf: &Ebpf) -> Result<(), String> {
-        for name in MAP_NAMES {
+        for name in OBJECT_MAPS {
             let p = pin_path(&self.dir, name);
             if let Some(m) = ebpf.map(name) {
                 m.pin(&p)
@@ -172,12 +170,17 @@ impl Pins {
         Ok(())
     }
 
-    /// Points the pins of GEN_A and GEN_B at `maps`, which replaced them.
-    /// A pin that cannot be made is reported, not fatal: the pins are for
-    /// inspection, and the old map's pin is removed either way so that it
-    /// does not keep that map's memory.
-    pub(super) fn repin_generations(&mut self, maps: &[aya::maps::MapData; 2]) {
-        for (name, map) in ["GEN_A", "GEN_B"].into_iter().zip(maps) {
+    /// Points the key set's pins at `maps` (the set in use, by name): at
+    /// start and when a resize replaced the set. The old map's pin is
+    /// removed either way, so that it does not keep that map's memory; the
+    /// first pin that cannot be made is the error, after the others.
+    pub(super) fn pin_set(
+        &mut self,
+        maps: &[(&'static str, &aya::maps::MapData)],
+    ) -> Result<(), String> {
+        let mut first = Ok(());
+        for (name, map) in maps {
+            debug_assert!(SET_MAPS.contains(name));
             let p = pin_path(&self.dir, name);
             if self.pinned.contains(&p) {
                 let _ = std::fs::remove_file(&p);
@@ -186,10 +189,13 @@ impl Pins {
             match map.pin(&p) {
                 Ok(()) => self.pinned.push(p),
                 Err(e) => {
-                    warn!(pin = %p.display(), error = %e, "cannot pin the resized generation map")
+                    if first.is_ok() {
+                        first = Err(format!("pinning {}: {e}", p.display()));
+                    }
                 }
             }
         }
+        first
     }
 
     pub(super) fn dir(&self) -> &Path {

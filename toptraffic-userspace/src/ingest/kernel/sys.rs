@@ -2,14 +2,14 @@
 //! every borrow of a descriptor the kernel path does not own, each with the
 //! reason it is sound, so that the rest of the path has no `unsafe`.
 //!
-//! The map walks take the descriptor of a generation map, `GEN_A` or
-//! `GEN_B`: a per-CPU hash of `GroupKey` -> `Cell`, the two types the
-//! kernel programs declare it with (the same definitions, from
-//! toptraffic-common). The buffers handed to the kernel are sized by those
-//! types; no other map may be passed.
+//! The map calls take the descriptors of a key set's maps, made by
+//! [`create_set_map`] with the types the kernel programs declare them with
+//! (the same definitions, from toptraffic-common): the buffers handed to
+//! the kernel are sized by those types; no other map may be passed.
 
 use std::ffi::CString;
 use std::io;
+use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
@@ -58,11 +58,42 @@ pub(super) fn attach_socket_filter(prog: &SocketFilter, socket: RawFd) -> Result
     prog.attach(sock)
 }
 
-/// Creates an empty generation map of `max_entries` entries, with the type,
-/// key and value sizes and flags of `like` (the outer map accepts an inner
-/// map of another size only when these match).
-pub(super) fn create_generation_map(
-    like: &aya::maps::MapInfo,
+/// The maps of a key set, which the daemon makes itself (sized per set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SetMap {
+    /// A generation's cells: array of `Cell`, slots x possible CPUs.
+    Cells,
+    /// Slot to key: array of `GroupKey`.
+    KeyOf,
+    /// Key to slot: hash of `GroupKey` -> u32, preallocated.
+    Keys,
+    /// Free slots: queue of u32.
+    Free,
+}
+
+/// BPF_F_INNER_MAP | BPF_F_MMAPABLE: the arrays are mapped by the daemon,
+/// and an epoch's may be larger than the other's.
+const ARRAY_FLAGS: u32 = 4096 | 1024;
+
+/// Creates an empty map `kind` of `max_entries` entries, with the type,
+/// sizes and flags the programs' outer maps want of it.
+pub(super) fn create_set_map(kind: SetMap, max_entries: u32, name: &str) -> io::Result<OwnedFd> {
+    use aya_obj::generated::bpf_map_type::*;
+    let key = size_of::<GroupKey>() as u32;
+    let (map_type, sizes, flags) = match kind {
+        SetMap::Cells => (BPF_MAP_TYPE_ARRAY, (4, size_of::<KCell>()), ARRAY_FLAGS),
+        SetMap::KeyOf => (BPF_MAP_TYPE_ARRAY, (4, size_of::<GroupKey>()), ARRAY_FLAGS),
+        SetMap::Keys => (BPF_MAP_TYPE_HASH, (key, 4), 0),
+        SetMap::Free => (BPF_MAP_TYPE_QUEUE, (0, 4), 0),
+    };
+    create_map(map_type, sizes, flags, max_entries, name)
+}
+
+/// BPF_MAP_CREATE of a map with no BTF: `(key, value)` sizes in bytes.
+fn create_map(
+    map_type: aya_obj::generated::bpf_map_type,
+    (key_size, value_size): (u32, usize),
+    flags: u32,
     max_entries: u32,
     name: &str,
 ) -> io::Result<OwnedFd> {
@@ -70,12 +101,12 @@ pub(super) fn create_generation_map(
     // zeroes is a valid value (and the kernel's "unset").
     let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
     // SAFETY: the map-creation member is the one written; each field is a
-    // plain integer copied from a map of the same kind.
+    // plain integer.
     let a = unsafe { &mut attr.__bindgen_anon_1 };
-    a.map_type = aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_PERCPU_HASH as u32;
-    a.key_size = like.key_size();
-    a.value_size = like.value_size();
-    a.map_flags = like.map_flags();
+    a.map_type = map_type as u32;
+    a.key_size = key_size;
+    a.value_size = value_size as u32;
+    a.map_flags = flags;
     a.max_entries = max_entries;
     for (d, s) in a.map_name.iter_mut().zip(name.bytes().take(15)) {
         *d = s as libc::c_char;
@@ -90,42 +121,232 @@ pub(super) fn create_generation_map(
     Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
 }
 
-/// Detaches whatever filter the socket `socket`, one of the daemon's, has.
-pub(super) fn detach_socket_filter(socket: RawFd) {
-    // SAFETY: as in attach_socket_filter; the kernel path detaches on drop,
-    // before the daemon closes its sockets.
-    let sock = unsafe { BorrowedFd::borrow_raw(socket) };
-    let _ = SocketFilter::detach(sock);
+/// Kinds of entry an array map may be mapped as: the two the programs
+/// declare their arrays with.
+pub(super) trait Entry: Copy {}
+impl Entry for KCell {}
+impl Entry for GroupKey {}
+
+/// An array map (`SetMap::Cells` or `SetMap::KeyOf`) mapped into the
+/// daemon: its entries, in order, are the map's values.
+pub(super) struct Mapped<T: Entry> {
+    ptr: *mut T,
+    len: usize,
+    bytes: usize,
 }
 
-/// The buffers of [`batch_walk`], kept from one walk to the next: made
-/// anew every walk they were 1.7 MB of fresh pages for the kernel to fault
-/// in and zero every rotation.
-#[derive(Default)]
-pub(super) struct WalkBuffers {
-    keys: Vec<GroupKey>,
-    values: Vec<KCell>,
+// SAFETY: the mapping is plain shared memory, owned by this value; moving
+// it to another thread moves that ownership (no thread-bound state).
+unsafe impl<T: Entry> Send for Mapped<T> {}
+
+impl<T: Entry> Mapped<T> {
+    /// Maps the `len` entries of the array map `fd`, created by
+    /// [`create_set_map`] with `len` entries of `T` (`Cells`: KCell,
+    /// `KeyOf`: GroupKey).
+    pub(super) fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapped<T>> {
+        let page = 4096;
+        let bytes = (len * size_of::<T>()).div_ceil(page).max(1) * page;
+        // SAFETY: a new shared mapping of `bytes` bytes of the map, which
+        // its creation sized at len x size_of::<T>() (the kernel rounds the
+        // value size up to 8, which both entry types already are) and
+        // BPF_F_MMAPABLE lets map; mmap(2) checks the size against the map.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapped {
+            ptr: ptr as *mut T,
+            len,
+            bytes,
+        })
+    }
+
+    /// Entry `i`, read once (the programs may write other entries of the
+    /// map meanwhile; only this one is read).
+    pub(super) fn get(&self, i: usize) -> T {
+        assert!(i < self.len);
+        // SAFETY: i < len entries of the live mapping, aligned (page-aligned
+        // base, entries of size a multiple of their alignment); a volatile
+        // read of one entry, as written by a program that finished.
+        unsafe { self.ptr.add(i).read_volatile() }
+    }
+
+    /// Writes entry `i` (what a program would: for tests and benchmarks).
+    #[cfg(any(test, feature = "bench"))]
+    pub(super) fn set(&mut self, i: usize, v: T) {
+        assert!(i < self.len);
+        // SAFETY: as in `get`, a volatile write of one entry.
+        unsafe { self.ptr.add(i).write_volatile(v) }
+    }
+
+    /// All entries, to read and write: only for an array no program writes
+    /// any more (a generation swapped out, after the swap's grace period).
+    pub(super) fn idle_entries(&mut self) -> &mut [T] {
+        // SAFETY: len entries of the live mapping, aligned as in `get`; no
+        // program writes them (the caller's promise) and `&mut self` makes
+        // this the only reference the daemon holds.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
 }
 
-/// Walks every entry of a generation map with a batch command
-/// (BPF_MAP_LOOKUP_BATCH, or ..._AND_DELETE_BATCH to empty it as it goes);
-/// `each` gets the key and the per-CPU values. `ncpus` is the number of
-/// possible CPUs, for which the kernel keeps a value each. Only for a map
-/// no program writes any more.
-pub(super) fn batch_walk(
+impl<T: Entry> Drop for Mapped<T> {
+    fn drop(&mut self) {
+        // SAFETY: the mapping this value made, of `bytes` bytes, unmapped
+        // once; no reference into it outlives `self`.
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.bytes) };
+    }
+}
+
+/// Empties entry `index` of the outer map `fd` (an array of maps), so that
+/// it no longer holds the map there.
+pub(super) fn clear_outer(fd: BorrowedFd<'_>, index: u32) -> io::Result<()> {
+    // SAFETY: bpf_attr is a union of structs of integers, for which all
+    // zeroes is a valid value (and the kernel's "unset").
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    attr.__bindgen_anon_2.map_fd = fd.as_raw_fd() as u32;
+    attr.__bindgen_anon_2.key = &index as *const u32 as u64;
+    // SAFETY: DELETE_ELEM reads the 4-byte key from `index`, alive for the
+    // call, and writes nothing.
+    if unsafe { bpf(bpf_cmd::BPF_MAP_DELETE_ELEM, &mut attr) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Pushes `slot` onto the free queue `fd`.
+pub(super) fn push_free(fd: BorrowedFd<'_>, slot: u32) -> io::Result<()> {
+    // SAFETY: bpf_attr is a union of structs of integers, for which all
+    // zeroes is a valid value (and the kernel's "unset").
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    attr.__bindgen_anon_2.map_fd = fd.as_raw_fd() as u32;
+    attr.__bindgen_anon_2.__bindgen_anon_1.value = &slot as *const u32 as u64;
+    // SAFETY: a queue's UPDATE_ELEM (push) reads its 4-byte value from
+    // `slot`, alive for the call, and no key.
+    if unsafe { bpf(bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut attr) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Pops a slot off the free queue `fd`, as a program does (for tests and
+/// benchmarks); None when it is empty.
+#[cfg(any(test, feature = "bench"))]
+pub(super) fn pop_free(fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
+    let mut slot = 0u32;
+    // SAFETY: bpf_attr is a union of structs of integers, for which all
+    // zeroes is a valid value (and the kernel's "unset").
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    attr.__bindgen_anon_2.map_fd = fd.as_raw_fd() as u32;
+    attr.__bindgen_anon_2.__bindgen_anon_1.value = &mut slot as *mut u32 as u64;
+    // SAFETY: a queue's LOOKUP_AND_DELETE_ELEM (pop) writes its 4-byte
+    // value into `slot`, alive for the call, and reads no key.
+    if unsafe { bpf(bpf_cmd::BPF_MAP_LOOKUP_AND_DELETE_ELEM, &mut attr) } < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOENT) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    Ok(Some(slot))
+}
+
+/// Deletes `keys` from the key map `fd` (a `SetMap::Keys`), in one call
+/// (BPF_MAP_DELETE_BATCH); keys not in it are skipped.
+pub(super) fn delete_keys(fd: BorrowedFd<'_>, keys: &[GroupKey]) -> io::Result<()> {
+    let mut done = 0usize;
+    while done < keys.len() {
+        // SAFETY: bpf_attr is a union of structs of integers, for which all
+        // zeroes is a valid value (and the kernel's "unset").
+        let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+        attr.batch.keys = keys[done..].as_ptr() as u64;
+        attr.batch.count = (keys.len() - done) as u32;
+        attr.batch.map_fd = fd.as_raw_fd() as u32;
+        // SAFETY: the kernel reads `count` keys of size_of::<GroupKey>(),
+        // the map's key size, from `keys[done..]`, which holds that many;
+        // `attr` is as large as the size passed.
+        let rc = unsafe { bpf(bpf_cmd::BPF_MAP_DELETE_BATCH, &mut attr) };
+        // SAFETY: the `batch` member is the one written above (the kernel
+        // writes back how many it handled), and any u32 is valid.
+        let n = unsafe { attr.batch.count } as usize;
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                return Err(e);
+            }
+        }
+        // The batch stops at a key not in the map: skip it.
+        done += n + (rc < 0) as usize;
+    }
+    Ok(())
+}
+
+/// Values a key-set or baseline map holds, as the kernel copies them in a
+/// batch: u32 (a key's slot) or a `Cell` per CPU (the per-CPU hash of the
+/// drain benchmark's baseline).
+pub(super) trait Value: Copy + Default {}
+impl Value for u32 {}
+impl Value for KCell {}
+
+/// BPF_MAP_UPDATE_BATCH of `keys` into the hash `fd`, with `per_key`
+/// values each (the possible CPUs of a per-CPU map, else 1); the map's
+/// key is a GroupKey and its value a `V`. For tests and benchmarks.
+#[cfg(any(test, feature = "bench"))]
+pub(super) fn update_batch<V: Value>(
     fd: BorrowedFd<'_>,
-    ncpus: usize,
-    cmd: bpf_cmd,
-    bufs: &mut WalkBuffers,
-    mut each: impl FnMut(&GroupKey, &[KCell]),
+    keys: &[GroupKey],
+    values: &[V],
+    per_key: usize,
 ) -> io::Result<()> {
-    const BATCH: usize = 16384;
-    bufs.keys.resize(BATCH, GroupKey::zeroed());
-    bufs.values.resize(BATCH * ncpus, KCell::default());
-    let WalkBuffers { keys, values } = bufs;
-    let mut in_token: u32 = 0;
-    let mut out_token: u32 = 0;
-    let mut first = true;
+    assert_eq!(values.len(), keys.len() * per_key, "per_key values a key");
+    let mut done = 0usize;
+    while done < keys.len() {
+        // SAFETY: bpf_attr is a union of structs of integers, for which all
+        // zeroes is a valid value (and the kernel's "unset").
+        let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+        attr.batch.keys = keys[done..].as_ptr() as u64;
+        attr.batch.values = values[done * per_key..].as_ptr() as u64;
+        attr.batch.count = (keys.len() - done) as u32;
+        attr.batch.map_fd = fd.as_raw_fd() as u32;
+        // SAFETY: the kernel only reads `count` keys of
+        // size_of::<GroupKey>() from `keys[done..]` and per_key values of
+        // the map's value size (the caller's V) for each from
+        // `values[done * per_key..]`, which hold that many (asserted
+        // above); `attr` is as large as the size passed.
+        let rc = unsafe { bpf(bpf_cmd::BPF_MAP_UPDATE_BATCH, &mut attr) };
+        // SAFETY: the `batch` member is the one written above (the kernel
+        // writes back how many it updated), and any u32 is valid.
+        let n = unsafe { attr.batch.count } as usize;
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        done += n.max(1);
+    }
+    Ok(())
+}
+
+/// Walks every entry of the hash `fd` (key GroupKey, `per_key` values of
+/// `V` each) with a batch command: BPF_MAP_LOOKUP_BATCH, or
+/// ..._AND_DELETE_BATCH to empty it as it goes (only for a map no program
+/// writes); `each` gets the key and its values.
+pub(super) fn batch_walk<V: Value>(
+    fd: BorrowedFd<'_>,
+    per_key: usize,
+    cmd: bpf_cmd,
+    mut each: impl FnMut(&GroupKey, &[V]),
+) -> io::Result<()> {
+    const BATCH: usize = 4096;
+    let mut keys = vec![GroupKey::zeroed(); BATCH];
+    let mut values = vec![V::default(); BATCH * per_key];
+    let (mut in_token, mut out_token, mut first) = (0u32, 0u32, true);
     loop {
         // SAFETY: bpf_attr is a union of structs of integers, for which all
         // zeroes is a valid value (and the kernel's "unset").
@@ -140,20 +361,18 @@ pub(super) fn batch_walk(
         attr.batch.values = values.as_mut_ptr() as u64;
         attr.batch.count = BATCH as u32;
         attr.batch.map_fd = fd.as_raw_fd() as u32;
-        // SAFETY: the kernel writes at most `count` (BATCH) keys of the
-        // map's key size, size_of::<GroupKey>(), into `keys` (BATCH keys),
-        // and for each the map's per-CPU value of ncpus times 16 bytes
-        // (Cell, already a multiple of 8) into `values` (BATCH * ncpus
-        // cells); a hash map's batch tokens are one u32, read from
-        // `in_token` and written to `out_token`. All of them outlive the
-        // call, and `attr` is as large as the size passed.
+        // SAFETY: the kernel writes at most `count` (BATCH) keys of
+        // size_of::<GroupKey>() into `keys` and per_key values of the
+        // map's value size (the caller's V) for each into `values` (BATCH
+        // x per_key); a hash map's batch tokens are one u32, read from
+        // `in_token` and written to `out_token`. All outlive the call.
         let rc = unsafe { bpf(cmd, &mut attr) };
         let err = (rc < 0).then(io::Error::last_os_error);
-        // SAFETY: the `batch` member is the one written above (the kernel
-        // writes back how many entries it returned), and any u32 is valid.
-        let n = unsafe { attr.batch.count } as usize;
-        for i in 0..n.min(BATCH) {
-            each(&keys[i], &values[i * ncpus..(i + 1) * ncpus]);
+        // SAFETY: the `batch` member is the one written above, and any u32
+        // is valid.
+        let n = (unsafe { attr.batch.count } as usize).min(BATCH);
+        for i in 0..n {
+            each(&keys[i], &values[i * per_key..(i + 1) * per_key]);
         }
         match err {
             None => {}
@@ -165,124 +384,35 @@ pub(super) fn batch_walk(
     }
 }
 
-/// BPF_MAP_UPDATE_BATCH of `keys` into a generation map, with `ncpus`
-/// per-CPU `values` for each key.
-#[cfg(any(test, feature = "bench"))]
-pub(super) fn update_batch(
-    fd: BorrowedFd<'_>,
-    keys: &[GroupKey],
-    values: &[KCell],
-    ncpus: usize,
-) -> io::Result<()> {
-    assert_eq!(values.len(), keys.len() * ncpus, "ncpus values per key");
-    let mut done = 0usize;
-    let per_key = ncpus;
-    while done < keys.len() {
-        // SAFETY: bpf_attr is a union of structs of integers, for which all
-        // zeroes is a valid value (and the kernel's "unset").
-        let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
-        attr.batch.keys = keys[done..].as_ptr() as u64;
-        attr.batch.values = values[done * per_key..].as_ptr() as u64;
-        attr.batch.count = (keys.len() - done) as u32;
-        attr.batch.map_fd = fd.as_raw_fd() as u32;
-        // SAFETY: the kernel only reads: `count` keys of size_of::<GroupKey>()
-        // from `keys[done..]`, and ncpus cells for each from
-        // `values[done * ncpus..]`, which hold that many (asserted above);
-        // `attr` is as large as the size passed.
-        let rc = unsafe { bpf(bpf_cmd::BPF_MAP_UPDATE_BATCH, &mut attr) };
-        // SAFETY: the `batch` member is the one written above (the kernel
-        // writes back how many it updated), and any u32 is valid.
-        let n = unsafe { attr.batch.count } as usize;
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        done += n.max(1);
-    }
-    Ok(())
+/// Every (key, slot) of the key map `fd`: for finding slots the programs
+/// gave keys that the daemon never saw counted.
+pub(super) fn key_slots(fd: BorrowedFd<'_>) -> io::Result<Vec<(GroupKey, u32)>> {
+    let mut out = Vec::new();
+    batch_walk::<u32>(fd, 1, bpf_cmd::BPF_MAP_LOOKUP_BATCH, |k, s| {
+        out.push((*k, s[0]))
+    })?;
+    Ok(out)
 }
 
-/// Empties a generation map one key at a time (lookup, then delete,
-/// walking with get_next_key): the slow way, as a benchmark baseline.
-/// Returns how many keys it deleted.
-#[cfg(any(test, feature = "bench"))]
-pub(super) fn delete_per_key(fd: BorrowedFd<'_>, ncpus: usize) -> io::Result<usize> {
-    use bpf_cmd::{BPF_MAP_DELETE_ELEM, BPF_MAP_GET_NEXT_KEY, BPF_MAP_LOOKUP_ELEM};
-    let mut values = vec![KCell::default(); ncpus];
-    let mut n = 0;
-    let mut key = GroupKey::zeroed();
-    // SAFETY: GET_NEXT_KEY writes one key into `key`, a GroupKey.
-    if !unsafe { bpf_elem(fd, BPF_MAP_GET_NEXT_KEY, None, &mut key as *mut _ as u64)? } {
-        return Ok(0);
-    }
-    loop {
-        // Find the next key before deleting this one: from a deleted key
-        // the kernel restarts at the first bucket, which is quadratic.
-        let mut next = GroupKey::zeroed();
-        // SAFETY: GET_NEXT_KEY writes one key into `next`, a GroupKey.
-        let more = unsafe {
-            bpf_elem(
-                fd,
-                BPF_MAP_GET_NEXT_KEY,
-                Some(&key),
-                &mut next as *mut _ as u64,
-            )?
-        };
-        // SAFETY: LOOKUP_ELEM writes the key's per-CPU value, ncpus cells,
-        // into `values`, which holds ncpus cells.
-        unsafe {
-            bpf_elem(
-                fd,
-                BPF_MAP_LOOKUP_ELEM,
-                Some(&key),
-                values.as_mut_ptr() as u64,
-            )?
-        };
-        // SAFETY: DELETE_ELEM reads the key only.
-        unsafe { bpf_elem(fd, BPF_MAP_DELETE_ELEM, Some(&key), 0)? };
-        n += 1;
-        if !more {
-            return Ok(n);
-        }
-        key = next;
-    }
+/// A per-CPU hash of GroupKey -> Cell, as the generations were before the
+/// key set: the drain benchmark's baseline.
+#[cfg(feature = "bench")]
+pub(super) fn create_percpu_hash(max_entries: u32) -> io::Result<OwnedFd> {
+    create_map(
+        aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_PERCPU_HASH,
+        (size_of::<GroupKey>() as u32, size_of::<KCell>()),
+        0,
+        max_entries,
+        "BASELINE",
+    )
 }
 
-/// One BPF_MAP_*_ELEM call on `key` (None: the first key for
-/// GET_NEXT_KEY); false when the kernel says ENOENT.
-///
-/// # Safety
-///
-/// `fd` is a generation map, and `value_or_next` is 0 or the address of
-/// a buffer, alive for the call, as large as what `cmd` writes there: a
-/// GroupKey for GET_NEXT_KEY, ncpus cells for LOOKUP_ELEM (the number of
-/// possible CPUs); DELETE_ELEM writes nothing.
-#[cfg(any(test, feature = "bench"))]
-unsafe fn bpf_elem(
-    fd: BorrowedFd<'_>,
-    cmd: bpf_cmd,
-    key: Option<&GroupKey>,
-    value_or_next: u64,
-) -> io::Result<bool> {
-    // SAFETY: bpf_attr is a union of structs of integers, for which all
-    // zeroes is a valid value (and the kernel's "unset").
-    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
-    attr.__bindgen_anon_2.map_fd = fd.as_raw_fd() as u32;
-    attr.__bindgen_anon_2.key = key.map_or(0, |k| k as *const GroupKey as u64);
-    attr.__bindgen_anon_2.__bindgen_anon_1.value = value_or_next;
-    // SAFETY: the kernel reads the key, a GroupKey of the map's key size,
-    // from `key` (alive for the call) and writes only into `value_or_next`,
-    // which the caller guarantees is large enough; `attr` is as large as
-    // the size passed.
-    let rc = unsafe { bpf(cmd, &mut attr) };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::ENOENT) {
-        Ok(false)
-    } else {
-        Err(e)
-    }
+/// Detaches whatever filter the socket `socket`, one of the daemon's, has.
+pub(super) fn detach_socket_filter(socket: RawFd) {
+    // SAFETY: as in attach_socket_filter; the kernel path detaches on drop,
+    // before the daemon closes its sockets.
+    let sock = unsafe { BorrowedFd::borrow_raw(socket) };
+    let _ = SocketFilter::detach(sock);
 }
 
 /// bpf(2): runs `cmd` with `attr`; the raw return value (negative with errno

@@ -62,7 +62,16 @@ fn fresh_pin_dir(name: &str) -> PathBuf {
     dir
 }
 
-const PINS: [&str; 5] = ["config", "counters", "generation", "gen_a", "gen_b"];
+const PINS: [&str; 8] = [
+    "config",
+    "counters",
+    "generation",
+    "gen_a",
+    "gen_b",
+    "keys",
+    "key_of",
+    "free",
+];
 
 #[test]
 fn a_second_path_on_a_held_pin_dir_is_refused_and_the_first_keeps_its_pins() {
@@ -226,11 +235,12 @@ fn test_run_sums_the_largest_values_exactly_up_to_the_line_bound() {
     );
 }
 
-/// A full generation map takes no new key and evicts none: a datagram with
-/// a key it has no room for goes to userspace whole (`map_full`), what the
-/// run had committed of its earlier lines taken back (keys it inserted stay
-/// empty, and the drain skips them), while lines of keys the map holds
-/// still count.
+/// A key set with no free slot takes no new key and evicts none: a
+/// datagram with a key it has no slot for goes to userspace whole
+/// (`map_full`), what the run had committed of its earlier lines taken back
+/// (slots it gave keys stay empty, and the drain skips them), while lines
+/// of keys that hold a slot still count. Slots come back once their keys
+/// idle.
 #[test]
 fn a_full_map_passes_datagrams_of_new_keys_whole_and_keeps_none_of_their_lines() {
     use toptraffic_common::Cell as KCell;
@@ -286,10 +296,43 @@ fn a_full_map_passes_datagrams_of_new_keys_whole_and_keeps_none_of_their_lines()
         assert!(t.get(&key(ip)).is_none(), "{ip} stayed counted");
     }
     assert_eq!((d.keys, t.len()), (held.len(), held.len()));
-    // The next generation is empty: the same datagrams are counted.
-    k.drain().unwrap();
+    // Short of slots, the keys idle for a rotation are retired, and their
+    // slots freed at the next: then the same datagrams are counted.
+    assert_eq!(k.drain().unwrap().retired, held.len());
+    let d = k.drain().unwrap();
+    assert_eq!((d.keys, d.retired), (0, 0));
     let (verdict, _) = k.test_run(false, first.as_bytes(), 1).unwrap();
-    assert_eq!(verdict, 0, "counted in an empty generation");
+    assert_eq!(verdict, 0, "counted in freed slots");
+    let d = k.drain().unwrap();
+    assert_eq!(d.tables[0].get(&key("10.2.0.2")).unwrap().lines, 1);
+    assert_eq!(d.keys, 3);
+}
+
+/// A key idle for a window gives its slot back; counted again, it gets a
+/// slot anew, and a count that reached the old slot after its retirement
+/// is read before the slot is freed.
+#[test]
+fn idle_keys_give_their_slots_back_and_lose_no_count() {
+    use super::drain::RETIRE_AFTER;
+    let Some(mut k) = load_or_skip(Attach::None) else {
+        return;
+    };
+    let plain = b"combined,uri=/p,id=1,ip=203.0.113.7 count=2";
+    let key = crate::key::from_values(&["203.0.113.7", "1"]);
+    k.test_run(false, plain, 3).unwrap();
+    assert_eq!(k.drain().unwrap().tables[0].get(&key).unwrap().lines, 3);
+    let mut retired = 0;
+    for _ in 0..RETIRE_AFTER {
+        let d = k.drain().unwrap();
+        assert_eq!(d.keys, 0);
+        retired += d.retired;
+    }
+    assert_eq!(retired, 1, "retired after a window idle");
+    // Counted again: a new slot (the old one is freed at the next drain).
+    k.test_run(false, plain, 5).unwrap();
+    let d = k.drain().unwrap();
+    assert_eq!(d.tables[0].get(&key).unwrap().lines, 5);
+    assert_eq!((d.keys, d.retired), (1, 0));
 }
 
 #[test]
@@ -361,7 +404,7 @@ fn a_resize_swaps_in_larger_maps_and_keeps_what_the_old_ones_counted() {
     let (plan, max_keys) = default_rules();
     k.set_rules(plan, max_keys, 8192).unwrap();
     assert_eq!(k.map_entries(), 8192);
-    let pinned = aya::maps::MapData::from_pin(dir.join("gen_a")).unwrap();
+    let pinned = aya::maps::MapData::from_pin(dir.join("key_of")).unwrap();
     assert_eq!(
         pinned.info().unwrap().max_entries(),
         8192,
@@ -401,7 +444,7 @@ fn maps_the_kernel_refuses_to_create_leave_the_maps_and_rules_in_force() {
     // A hash of 2^30 entries is over the kernel's bucket limit (E2BIG).
     let err = k.set_rules(plan, max_keys, 1 << 30).unwrap_err();
     assert!(
-        err.contains("creating generation maps of 1073741824 entries failed"),
+        err.contains("creating a key set of 1073741824 slots failed"),
         "{err}"
     );
     assert_eq!(k.map_entries(), 4096);
