@@ -45,6 +45,10 @@ use crate::snapshot::{Cell, CountTable};
 /// window anyway.
 pub const RETIRE_AFTER: u8 = 12;
 
+/// Rule id to the rule's index in config order: looked up for every key
+/// drained, so with a fast hash.
+pub(super) type IdIndex = HashMap<u32, usize, ahash::RandomState>;
+
 /// One drain's result.
 #[derive(Debug)]
 pub struct Drained {
@@ -202,9 +206,11 @@ impl KeySet {
         }
     }
 
-    /// The key of a slot a program gave one (Live, Retiring, or counted).
-    fn key(&self, slot: u32) -> GroupKey {
-        self.key_of_view.get(slot as usize)
+    /// The key of a slot a program gave one (Live, Retiring, or counted):
+    /// not on the free queue, so its entry stays as it is until the daemon
+    /// frees the slot.
+    fn key(&self, slot: u32) -> &GroupKey {
+        self.key_of_view.settled(slot as usize)
     }
 
     /// Frees the slots retired at the last drain: their last counts were
@@ -245,7 +251,7 @@ impl KeySet {
                 }
             }
         }
-        keys.extend(self.retiring.iter().map(|s| self.key(*s)));
+        keys.extend(self.retiring.iter().map(|s| *self.key(*s)));
         sys::delete_keys(self.keys.fd().as_fd(), &keys)?;
         Ok(keys.len())
     }
@@ -335,7 +341,7 @@ impl Generations {
     pub(super) fn drain(
         &mut self,
         max_keys: &[usize],
-        id_index: &HashMap<u32, usize>,
+        id_index: &IdIndex,
         map_full: u64,
     ) -> io::Result<Drained> {
         let started = Instant::now();
@@ -399,14 +405,14 @@ impl Generations {
                 Slot::Live(_) => *st = Slot::Live(0),
                 Slot::Retiring => {}
             }
-            record(&set.key(c.slot), c);
+            record(set.key(c.slot), c);
         }
         for mut gone in self.retired.drain(..) {
             counted.clear();
             let g = gone.active;
             gone.take(g, &mut counted);
             for c in &counted {
-                record(&gone.key(c.slot), c);
+                record(gone.key(c.slot), c);
             }
             // Its maps go with it (the outer maps held them too).
             let o = &self.outer;

@@ -14,7 +14,7 @@ use toptraffic_common::{counter, KernelConfig, XDP_IPV4, XDP_IPV6};
 use tracing::warn;
 
 use super::counters::KernelCounters;
-use super::drain::{Drained, Generations, KeySet, Outer};
+use super::drain::{Drained, Generations, IdIndex, KeySet, Outer};
 use super::pins::Pins;
 use super::probe::{
     classify, io_source, missing_capabilities, missing_capabilities_for_xdp, KernelError, BUILT,
@@ -129,7 +129,7 @@ pub struct KernelPath {
     /// Kept in every config written.
     ingress: Ingress,
     /// Rule id (as in the kernel's keys) to rule index.
-    id_index: std::collections::HashMap<u32, usize>,
+    id_index: IdIndex,
 }
 
 impl fmt::Debug for KernelPath {
@@ -179,7 +179,7 @@ fn select_config(ebpf: &mut Ebpf, slot: u32) -> Result<(), String> {
         .map_err(|e| format!("selecting the rules: {e}"))
 }
 
-fn index_ids(ids: &[u32]) -> std::collections::HashMap<u32, usize> {
+fn index_ids(ids: &[u32]) -> IdIndex {
     ids.iter().enumerate().map(|(i, id)| (*id, i)).collect()
 }
 

@@ -170,28 +170,33 @@ impl<T: Entry> Mapped<T> {
         })
     }
 
-    /// Entry `i`, read once (the programs may write other entries of the
-    /// map meanwhile; only this one is read).
-    pub(super) fn get(&self, i: usize) -> T {
+    /// Entry `i`, borrowed where it lies: only for an entry no program
+    /// writes while the borrow lives (a `KEY_OF` entry of a slot that is
+    /// not on the free queue: a program writes one only after taking its
+    /// slot off the queue).
+    pub(super) fn settled(&self, i: usize) -> &T {
         assert!(i < self.len);
-        // SAFETY: i < len entries of the live mapping, aligned (page-aligned
-        // base, entries of size a multiple of their alignment); a volatile
-        // read of one entry, as written by a program that finished.
-        unsafe { self.ptr.add(i).read_volatile() }
+        // SAFETY: i < len entries of the live mapping, which lives as long
+        // as `self`; aligned (page-aligned base, entries of a size that is
+        // a multiple of their alignment); no one writes the entry while it
+        // is borrowed (the caller's promise), and any bytes are a valid T
+        // (plain integers).
+        unsafe { &*self.ptr.add(i) }
     }
 
     /// Writes entry `i` (what a program would: for tests and benchmarks).
     #[cfg(any(test, feature = "bench"))]
     pub(super) fn set(&mut self, i: usize, v: T) {
         assert!(i < self.len);
-        // SAFETY: as in `get`, a volatile write of one entry.
+        // SAFETY: i < len entries of the live mapping, aligned as in
+        // `settled`; a volatile write of one entry, as a program makes.
         unsafe { self.ptr.add(i).write_volatile(v) }
     }
 
     /// All entries, to read and write: only for an array no program writes
     /// any more (a generation swapped out, after the swap's grace period).
     pub(super) fn idle_entries(&mut self) -> &mut [T] {
-        // SAFETY: len entries of the live mapping, aligned as in `get`; no
+        // SAFETY: len entries of the live mapping, aligned as in `settled`; no
         // program writes them (the caller's promise) and `&mut self` makes
         // this the only reference the daemon holds.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
