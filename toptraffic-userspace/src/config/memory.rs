@@ -23,7 +23,8 @@ pub struct MemoryBound {
     /// Every rule's `max_keys` keys at their worst-case size, and its
     /// overflow sketches.
     pub userspace: u64,
-    /// The kernel's two generation maps, every rule counted there.
+    /// The kernel's key set (its slots, key maps and two generations of
+    /// cells), every rule counted there.
     pub kernel: u64,
 }
 
@@ -96,13 +97,17 @@ pub fn memory_bound(config: &Config, cpus: u64) -> MemoryBound {
         .map(|r| r.max_keys as u64 * bytes_per_key(r, n, threads) + sketch_bytes(r, n, threads))
         .sum();
     let keys: u64 = config.rules.iter().map(|r| r.max_keys as u64).sum();
-    // daemon.rs's map_entries: a preallocated per-CPU hash never evicts.
-    let entries = keys + 1024;
-    let generation = 16 * entries.next_power_of_two() + (128 + 16 * cpus) * entries;
+    // daemon.rs's map_entries: the key set's slots. Per slot: KEYS, a
+    // preallocated hash (16-byte buckets, a power of two of them; 128-byte
+    // elements of a 72-byte key and a u32), KEY_OF (72 bytes), FREE (4),
+    // and a 16-byte cell on every possible CPU in each of the two
+    // generations; the arrays round up to pages.
+    let slots = keys + 1024;
+    let key_set = 16 * slots.next_power_of_two() + (128 + 72 + 4 + 2 * 16 * cpus) * slots;
     MemoryBound {
         base: (32 << 20) + threads * 64 * config.ingest.max_datagram as u64,
         userspace,
-        kernel: 2 * generation,
+        kernel: key_set + (16 << 10),
     }
 }
 
@@ -123,11 +128,11 @@ mod tests {
         let b = memory_bound(&cfg, 16);
         assert_eq!(
             (b.base, b.userspace, b.kernel),
-            (35_651_584, 900_900_000 + 3 * 11_526_440, 286_363_648)
+            (35_651_584, 900_900_000 + 3 * 11_526_440, 259_738_176)
         );
         // Each rule's sketches: 4 x 12 intervals, 4 threads and the
         // snapshot, of 5 x 5,437 counters of 8 bytes.
         assert_eq!(sketch_bytes(&cfg.rules[0], 12, 4), 11_526_440);
-        assert_eq!(b.total(), 1_257_494_552);
+        assert_eq!(b.total(), 1_230_869_080);
     }
 }
