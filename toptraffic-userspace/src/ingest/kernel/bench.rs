@@ -1,20 +1,16 @@
 //! What only the benchmarks (and this folder's tests) use: the kernel's
 //! own test harness on a loaded filter, the floor filter's count, the
-//! verifier's instruction counts, and filling or emptying a generation by
-//! hand. Built with the `bench` feature.
+//! verifier's instruction counts, filling a generation by hand, and the
+//! drain benchmark's baseline. Built with the `bench` feature.
 
 use std::io;
-use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aya::maps::{MapData, PerCpuArray};
 use aya::programs::SocketFilter;
-use aya_obj::generated::bpf_cmd;
 use toptraffic_common::{Cell as KCell, GroupKey};
 
 use super::path::{KernelPath, FLOOR_PROG, PEER_PROG, SOCK_PROG, XDP_PROG};
-use super::sys;
-use crate::snapshot::{Cell, CountTable};
 
 impl KernelPath {
     /// Instructions the verifier processed for each loaded program (its
@@ -92,11 +88,20 @@ impl KernelPath {
 /// 0), read and emptied with one BPF_MAP_LOOKUP_AND_DELETE_BATCH walk into
 /// a table, as the rotation did. Returns the keys drained and the walk's
 /// time.
+#[cfg(feature = "bench")]
 pub fn hash_drain_baseline(
     keys: &[GroupKey],
     cell: KCell,
     entries: u32,
 ) -> io::Result<(usize, Duration)> {
+    use std::os::fd::AsFd;
+    use std::time::Instant;
+
+    use aya_obj::generated::bpf_cmd;
+
+    use super::sys;
+    use crate::snapshot::{Cell, CountTable};
+
     let ncpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
     let map = sys::create_percpu_hash(entries)?;
     let mut values = vec![KCell::default(); keys.len() * ncpus];
