@@ -344,7 +344,7 @@ fn kernel_reloads_grow_the_maps_add_rules_and_a_failed_one_keeps_the_old_config(
     assert_eq!(d.get("/api/v1/top?rule=top_combined")["keys"], 1_000);
     assert_eq!(top_values(&d, "top_combined")[kept], 300.0);
 
-    // SIGHUP raising max_keys past what the maps hold: they grow, the
+    // SIGHUP raising max_keys past what the key set holds: it grows, the
     // window keeps its keys.
     std::fs::write(&path, kernel_config(20_000, "", &pins)).unwrap();
     sighup(&d);
@@ -412,7 +412,7 @@ fn kernel_reloads_grow_the_maps_add_rules_and_a_failed_one_keeps_the_old_config(
     for want in [
         "the kernel path cannot take the new rules",
         "rule \\\"top_ips\\\" max_keys = 100000000",
-        &format!("the maps hold {}", map_entries(&s)),
+        &format!("the kernel's holds {}", map_entries(&s)),
         "lower max_keys",
         "the old one stays in force",
     ] {

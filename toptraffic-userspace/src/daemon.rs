@@ -138,7 +138,7 @@ impl IntervalSource for KernelSource {
         self.path.set_rules(plan, max_keys, entries).map_err(|e| {
             if entries > held {
                 format!(
-                    "the kernel path cannot take the new rules: they need generation maps of {entries} entries ({}), the maps hold {held}, and {e}; lower max_keys, or run these rules in userspace (restart with --mode userspace)",
+                    "the kernel path cannot take the new rules: they need a key set of {entries} slots ({}), the kernel's holds {held}, and {e}; lower max_keys, or run these rules in userspace (restart with --mode userspace)",
                     kernel_rules.join(", ")
                 )
             } else {
@@ -150,7 +150,7 @@ impl IntervalSource for KernelSource {
                 from = held,
                 to = entries,
                 took_ms = started.elapsed().as_millis() as u64,
-                "resized the kernel's generation maps"
+                "resized the kernel's key set"
             );
         }
         let mut mode = self.shared.mode.write().unwrap_or_else(|e| e.into_inner());
@@ -162,10 +162,10 @@ impl IntervalSource for KernelSource {
     }
 }
 
-/// Entries of each generation map: every kernel rule's max_keys (a
-/// generation holds one interval's keys, and the window keeps at most
-/// max_keys of a rule) and a margin. The map never evicts: a datagram with
-/// a key it has no room for goes to userspace whole (`map_full`).
+/// Slots of the kernel's key set: every kernel rule's max_keys (the set
+/// holds a key while it counts, and the window keeps at most max_keys of a
+/// rule) and a margin. The set never evicts: a datagram with a new key that
+/// finds no free slot goes to userspace whole (`map_full`).
 fn map_entries(config: &Config, plan: &KernelPlan) -> u32 {
     let keys: usize = config
         .rules

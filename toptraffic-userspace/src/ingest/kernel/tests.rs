@@ -20,7 +20,7 @@ fn load_pinned(attach: Attach, pin_dir: Option<&Path>) -> Option<Result<KernelPa
     load_with(attach, pin_dir, 4096)
 }
 
-/// As load_pinned, with generation maps of `map_entries` entries.
+/// As load_pinned, with a key set of `map_entries` slots.
 fn load_with(
     attach: Attach,
     pin_dir: Option<&Path>,
