@@ -272,10 +272,13 @@ mod programs {
         };
         // The key first, then the mapping: a slot the daemon finds counted
         // has its key in KEY_OF.
-        match key_of.get_ptr_mut(slot) {
-            Some(k) => copy_key(key, k),
-            None => return None,
-        }
+        let Some(k) = key_of.get_ptr_mut(slot) else {
+            // Never (the daemon pushes only slots of this set): back on
+            // the queue as it came.
+            let _ = free.push(slot, 0);
+            return None;
+        };
+        copy_key(key, k);
         // Another CPU may give the same key a slot meanwhile: then NOEXIST
         // fails, this slot goes back, and the lookup finds theirs.
         if keys.insert(key, slot, BPF_NOEXIST as u64).is_ok() {

@@ -1,8 +1,10 @@
 //! The soak: the kernel path (socket filter) for a long run at a steady
 //! rate, with 100,000 keys in each of the three default rules and churn
 //! (a share of the keys replaced by new ones every minute), sampling every
-//! 10 s the daemon's RSS, the memory of its kernel maps (memlock from
-//! fdinfo), the active keys per rule and what was counted and lost.
+//! 10 s the daemon's RSS (less its mappings of the key set's arrays,
+//! which are the kernel maps' memory), the memory of its kernel maps
+//! (memlock from fdinfo), the active keys per rule and what was counted
+//! and lost.
 //!
 //! `cargo xtask bench soak [--minutes 30]` (root; needs the kernel path).
 //! Writes target/bench/soak.csv and docs/soak.png and prints how flat each
@@ -112,14 +114,41 @@ impl Sample {
     }
 }
 
-/// VmRSS of a process, in KiB.
+/// VmRSS of a process less its mappings of BPF maps, in KiB: the key
+/// set's arrays that the daemon maps are kernel memory, which the maps
+/// column counts (memlock); in VmRSS they would count twice.
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    let kib = |v: &str| -> u64 {
+        v.split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let vm_rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+        .find_map(|l| l.strip_prefix("VmRSS:").map(kib))
+        .unwrap_or(0);
+    // smaps: a mapping's header (its address range first, its file
+    // last), then its fields.
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let is_range = |w: &str| {
+        w.split_once('-').is_some_and(|(a, b)| {
+            u64::from_str_radix(a, 16).is_ok() && u64::from_str_radix(b, 16).is_ok()
+        })
+    };
+    let mut in_map = false;
+    let mut mapped = 0;
+    for l in smaps.lines() {
+        if l.split_whitespace().next().is_some_and(is_range) {
+            in_map = l.ends_with("bpf-map");
+        } else if let Some(rss) = l.strip_prefix("Rss:") {
+            if in_map {
+                mapped += kib(rss);
+            }
+        }
+    }
+    vm_rss.saturating_sub(mapped)
 }
 
 /// The memlock of every BPF map the process holds, each map once (by id),
