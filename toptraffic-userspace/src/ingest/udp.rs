@@ -26,8 +26,6 @@ use crate::stats::{DropReason, LocalCounters, PathCounters};
 
 /// Datagrams taken per recvmmsg call.
 const BATCH: usize = 64;
-/// How often a blocked receive wakes to check for shutdown.
-const RECV_TIMEOUT: Duration = Duration::from_millis(100);
 // Not in libc for every Linux target: values from include/uapi/asm-generic/socket.h.
 const SO_RCVBUFFORCE: libc::c_int = 33;
 const SO_MEMINFO: libc::c_int = 55;
@@ -239,7 +237,7 @@ impl UdpIngest {
     /// that drops everything takes the place of the kernel path's), each
     /// thread counts what its socket still had queued, and the threads end.
     /// What they counted stays for [`UdpIngest::take_interval`]. Blocks for
-    /// at most a receive timeout and the time to count the queues.
+    /// the time to count the queues.
     pub fn stop_receiving(&self) {
         for s in &self.sockets {
             if let Err(e) = refuse_all(s.as_raw_fd()) {
@@ -249,6 +247,11 @@ impl UdpIngest {
             }
         }
         self.stop.store(true, Ordering::Relaxed);
+        // The threads block without a timeout (no wake-ups while idle, which
+        // the kernel path mostly is): a read shutdown wakes a blocked one.
+        for s in &self.sockets {
+            wake_readers(s.as_raw_fd());
+        }
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for t in threads {
             let _ = t.join();
@@ -259,6 +262,18 @@ impl UdpIngest {
 impl Drop for UdpIngest {
     fn drop(&mut self) {
         self.stop_receiving();
+    }
+}
+
+/// Wakes the threads blocked on `fd`: a blocking read of an empty queue
+/// returns at once from now on. Datagrams queued before are still read.
+fn wake_readers(fd: RawFd) {
+    // SAFETY: shutdown(2) on a descriptor of ours. On an unconnected UDP
+    // socket it fails with ENOTCONN after it has marked the socket shut for
+    // reading and woken its readers (inet_shutdown), which is what is
+    // wanted here: the error is expected and ignored.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RD);
     }
 }
 
@@ -349,7 +364,6 @@ fn bind_socket(addr: SocketAddr, recv_buffer: usize) -> io::Result<Socket> {
     if !setsockopt_int(s.as_raw_fd(), libc::SOL_SOCKET, SO_RCVBUFFORCE, size) {
         s.set_recv_buffer_size(recv_buffer)?;
     }
-    s.set_read_timeout(Some(RECV_TIMEOUT))?;
     s.bind(&addr.into())
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}")))?;
     Ok(s)
@@ -391,11 +405,16 @@ fn socket_drops(fd: RawFd) -> u64 {
     info[libc::SK_MEMINFO_DROPS as usize] as u64
 }
 
+const NAME_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_storage>() as _;
+
 /// recvmmsg buffers for one thread, allocated once.
 struct Batch {
     bufs: Vec<u8>,
     size: usize,
     iovecs: Vec<libc::iovec>,
+    /// Each datagram's source: only its length is read, which tells a
+    /// datagram (an address) from a shut socket's end of data (none).
+    names: Vec<libc::sockaddr_storage>,
     headers: Vec<libc::mmsghdr>,
 }
 
@@ -405,6 +424,9 @@ impl Batch {
             bufs: vec![0; BATCH * size],
             size,
             iovecs: Vec::with_capacity(BATCH),
+            // SAFETY: sockaddr_storage is integers, for which zero bytes are
+            // a valid value.
+            names: vec![unsafe { MaybeUninit::zeroed().assume_init() }; BATCH],
             headers: Vec::with_capacity(BATCH),
         };
         for i in 0..BATCH {
@@ -419,13 +441,15 @@ impl Batch {
             let mut h: libc::mmsghdr = unsafe { MaybeUninit::zeroed().assume_init() };
             h.msg_hdr.msg_iov = &mut b.iovecs[i];
             h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_name = (&mut b.names[i] as *mut libc::sockaddr_storage).cast();
             b.headers.push(h);
         }
         b
     }
 
     /// Receives up to BATCH datagrams, blocking for the first only unless
-    /// `wait` is false.
+    /// `wait` is false. Ok(0) when a blocked read was woken by
+    /// [`wake_readers`] with nothing queued.
     fn recv(&mut self, fd: RawFd, wait: bool) -> io::Result<usize> {
         let flags = if wait {
             libc::MSG_WAITFORONE
@@ -435,6 +459,7 @@ impl Batch {
         for h in &mut self.headers {
             h.msg_len = 0;
             h.msg_hdr.msg_flags = 0;
+            h.msg_hdr.msg_namelen = NAME_LEN;
         }
         // SAFETY: the kernel fills at most BATCH headers, the number there
         // are; each points at its iovec, and each iovec at its own `size`
@@ -454,6 +479,11 @@ impl Batch {
         };
         if n < 0 {
             Err(io::Error::last_os_error())
+        } else if n == 1 && self.headers[0].msg_hdr.msg_namelen == 0 {
+            // A read of a socket shut for reading, with nothing queued,
+            // returns 0 bytes from no one: recvmmsg counts it as a datagram.
+            // Every real datagram has its sender's address.
+            Ok(0)
         } else {
             Ok(n as usize)
         }
@@ -560,13 +590,17 @@ mod tests {
     /// The default rules on two loopback sockets taking datagrams of up
     /// to 128 bytes, receiving.
     fn started(recv_buffer: usize) -> (UdpIngest, Arc<PathCounters>) {
+        started_with(recv_buffer, 2)
+    }
+
+    fn started_with(recv_buffer: usize, threads: usize) -> (UdpIngest, Arc<PathCounters>) {
         let c = Config::embedded_default();
         let rules = Arc::new(RuleSet::new(&c.rules));
         let settings = UdpSettings {
             listen: "127.0.0.1:0".parse().unwrap(),
             recv_buffer,
             max_datagram: 128,
-            threads: 2,
+            threads,
         };
         let mut ingest = UdpIngest::bind(&settings, rules).unwrap();
         let counters = Arc::new(PathCounters::default());
@@ -601,6 +635,44 @@ mod tests {
         assert_eq!(total, 100.0);
         assert_eq!(counters.snapshot().dropped(DropReason::Oversize), 1);
         ingest.stop_receiving();
+    }
+
+    #[test]
+    fn stopping_wakes_idle_threads_and_an_empty_datagram_stays_a_datagram() {
+        // One socket: a peer socket takes an empty datagram for a broadcast
+        // copy the first one counts (see `empty_copies`).
+        let (ingest, counters) = started_with(1 << 20, 1);
+        let to = ingest.local_addr();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Empty datagrams look like a shut socket's end of data to recvmmsg
+        // but for their sender's address: each is one datagram, no line.
+        for _ in 0..3 {
+            tx.send_to(b"", to).unwrap();
+        }
+        tx.send_to(b"combined,ip=9.9.9.9,id=1 count=1", to).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while counters.snapshot().datagrams < 4 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                counters.snapshot()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The threads are blocked on empty sockets, with no timeout: the
+        // stop must wake them (a hang here is the failure).
+        let (done, stopped) = std::sync::mpsc::channel();
+        let ingest = Arc::new(ingest);
+        let i = ingest.clone();
+        std::thread::spawn(move || {
+            i.stop_receiving();
+            let _ = done.send(());
+        });
+        stopped
+            .recv_timeout(Duration::from_secs(30))
+            .expect("stop_receiving returned");
+        let s = counters.snapshot();
+        assert_eq!((s.datagrams, s.points), (4, 1), "{s:?}");
     }
 
     #[test]
