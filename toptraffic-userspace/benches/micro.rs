@@ -1,6 +1,7 @@
 //! Microbenchmarks of the userspace hot paths: the line protocol parser,
 //! the rule/count path of a receive thread (`Counter::datagram`), and the
-//! window engine's rotation (`WindowEngine::apply`) with 100k keys.
+//! window engine's rotation (`WindowEngine::apply`) and the alert
+//! decisions with 100k keys.
 //!
 //! `cargo xtask bench micro` (criterion; throughput in lines or keys per
 //! second). Under `cargo test` each runs once.
@@ -149,6 +150,26 @@ fn window(c: &mut Criterion) {
     g.finish();
 }
 
+fn alerts(c: &mut Criterion) {
+    const KEYS: usize = 100_000;
+    let mut g = c.benchmark_group("alert");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(KEYS as u64));
+    let mut a = toptraffic::AlertBench::new(KEYS);
+    g.bench_function("decide 100k keys, none alerting", |b| {
+        b.iter(|| black_box(a.decide()))
+    });
+    // The warn condition on values either side of its threshold: the path
+    // the engine takes, and the interpreter alone as the baseline.
+    let values: Vec<f64> = (0..KEYS).map(|i| (i % 35_000) as f64).collect();
+    for (name, interpreted) in [("threshold path", false), ("interpreter", true)] {
+        g.bench_function(format!("warn condition, 100k keys, {name}"), |b| {
+            b.iter(|| black_box(a.conditions(black_box(&values), interpreted)))
+        });
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     // No HTML plots: the numbers are what docs/BENCHMARKS.md takes, and
     // criterion's plotters would need a font registered (see soak.rs).
@@ -161,6 +182,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = parser, counter, window
+    targets = parser, counter, window, alerts
 }
 criterion_main!(benches);

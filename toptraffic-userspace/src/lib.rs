@@ -6,6 +6,9 @@
 //! serves). `daemon` wires the threads together.
 
 pub(crate) mod alert;
+/// The alerting's benchmark, for `cargo xtask bench micro`.
+#[cfg(feature = "bench")]
+pub use alert::bench::AlertBench;
 pub(crate) mod api;
 pub mod caps;
 pub mod clock;

@@ -47,6 +47,67 @@ pub struct Expr {
     root: Node,
     /// Distinct references in order of first appearance.
     refs: Vec<String>,
+    /// Set when the expression is one reference compared with a number.
+    threshold: Option<Threshold>,
+}
+
+/// `"name" OP number` or `number OP "name"`: most alert conditions, decided
+/// for a key without the interpreter, every key of every rule every
+/// interval. The same result as the interpreter's wherever this gives one
+/// (a property test holds them together); anything else (the reference a
+/// tag, or missing) goes to the interpreter for its error.
+#[derive(Debug, Clone, Copy)]
+struct Threshold {
+    op: BinOp,
+    /// The number, as the interpreter compares a float field with it (an
+    /// integer converted to f64).
+    number: f64,
+    /// Whether the reference is the left operand.
+    name_left: bool,
+}
+
+impl Threshold {
+    fn of(root: &Node) -> Option<Threshold> {
+        let Kind::Binary(op, l, r) = &root.kind else {
+            return None;
+        };
+        if !op.is_comparison() || matches!(op, BinOp::RegexEq | BinOp::RegexNe) {
+            return None;
+        }
+        let number = |n: &Node| match n.kind {
+            Kind::Int(i) => Some(i as f64),
+            Kind::Float(f) => Some(f),
+            _ => None,
+        };
+        let is_ref = |n: &Node| matches!(n.kind, Kind::Ref(_));
+        let (name_left, number) = match (is_ref(l), is_ref(r)) {
+            (true, false) => (true, number(r)?),
+            (false, true) => (false, number(l)?),
+            _ => return None,
+        };
+        Some(Threshold {
+            op: *op,
+            number,
+            name_left,
+        })
+    }
+
+    /// The comparison for a field `value`.
+    fn holds(&self, value: f64) -> bool {
+        let (a, b) = if self.name_left {
+            (value, self.number)
+        } else {
+            (self.number, value)
+        };
+        match self.op {
+            BinOp::Eq => a == b,
+            BinOp::Ne => a != b,
+            BinOp::Lt => a < b,
+            BinOp::Le => a <= b,
+            BinOp::Gt => a > b,
+            _ => a >= b,
+        }
+    }
 }
 
 impl Expr {
@@ -70,6 +131,7 @@ impl Expr {
         }
         Ok(Expr {
             src: src.to_string(),
+            threshold: Threshold::of(&root),
             root,
             refs: p.refs,
         })
@@ -113,6 +175,25 @@ impl Expr {
     /// Evaluates an alert condition: as Kapacitor's `EvalPredicate`, a
     /// result that is not a boolean is an error.
     pub fn eval_bool(&self, env: &dyn Env) -> Result<bool, EvalError> {
+        if let (Some(t), [name]) = (&self.threshold, self.refs.as_slice()) {
+            // A field that is not also a tag: the interpreter would compare
+            // the same two floats (fillScope refuses a name that is both).
+            if let Some(v) = env.field(name) {
+                if env.tag(name).is_none() {
+                    return Ok(t.holds(v));
+                }
+            }
+        }
+        self.interpret_bool(env)
+    }
+
+    /// [`Expr::eval_bool`] by the interpreter alone.
+    #[cfg(any(test, feature = "bench"))]
+    pub(crate) fn eval_bool_interpreted(&self, env: &dyn Env) -> Result<bool, EvalError> {
+        self.interpret_bool(env)
+    }
+
+    fn interpret_bool(&self, env: &dyn Env) -> Result<bool, EvalError> {
         let cx = Ctx::new(&self.refs, env)?;
         match cx.eval(&self.root)? {
             Val::Bool(b) => Ok(b),

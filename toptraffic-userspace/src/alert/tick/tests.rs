@@ -784,3 +784,62 @@ fn lower_bound_of_the_value_from_plain_comparisons() {
     assert_eq!(b(r#""other" > 500"#), None);
     assert_eq!(b(r#"!("count" > 500)"#), None);
 }
+
+mod threshold {
+    //! The comparisons of a reference with a number take a path around
+    //! the interpreter: it must decide every key as the interpreter does.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<f64>(),
+            (0u32..40_000).prop_map(f64::from),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+            Just(-0.0),
+        ]
+    }
+
+    /// A number literal as the lambda language writes it, and its source.
+    fn literal() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (0u64..40_000).prop_map(|i| i.to_string()),
+            (0u64..40_000, 0u32..1000).prop_map(|(i, f)| format!("{i}.{f}")),
+            Just("9223372036854775807".to_string()),
+            Just("9007199254740993".to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_config::config(512))]
+
+        #[test]
+        fn a_threshold_decides_as_the_interpreter(
+            op in prop::sample::select(vec!["==", "!=", "<", "<=", ">", ">="]),
+            lit in literal(),
+            name_left in any::<bool>(),
+            v in value(),
+            // 0: a field; 1: a field and a tag of that name; 2: a tag; 3: neither.
+            shape in 0u8..4,
+        ) {
+            let src = if name_left {
+                format!("\"totalCount\" {op} {lit}")
+            } else {
+                format!("{lit} {op} \"totalCount\"")
+            };
+            let e = Expr::parse(&src).unwrap();
+            let en = match shape {
+                0 => env(&[("totalCount", v)], &[("ip", "10.0.0.1")]),
+                1 => env(&[("totalCount", v)], &[("totalCount", "x")]),
+                2 => env(&[], &[("totalCount", "x")]),
+                _ => env(&[("other", v)], &[]),
+            };
+            let fast = e.eval_bool(&en).map_err(|e| e.to_string());
+            let slow = e.eval_bool_interpreted(&en).map_err(|e| e.to_string());
+            prop_assert_eq!(fast, slow, "{}", src);
+        }
+    }
+}
