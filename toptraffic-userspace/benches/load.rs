@@ -12,7 +12,8 @@
 //! target/bench/perf-*.txt.
 //!
 //! With `--rate N` (lines/s) there is no search: each path takes `--repeat`
-//! trials (3) of `--trial` (20 s then) at that rate, and the table gives the
+//! trials (3) of `--trial` (20 s then) at that rate, after `--warmup` (1)
+//! not counted while the keys enter the daemon, and the table gives the
 //! median trial's CPU per line, over the floor's, and the daemon's own CPU
 //! as a share of a core: what a node at a steady rate pays.
 
@@ -92,6 +93,10 @@ struct Args {
     /// A fixed rate instead of the search, and its trials a path.
     rate: Option<u64>,
     repeat: usize,
+    /// Trials a path runs at `rate` before those counted: the keys enter
+    /// the daemon's window (every key new, its tables growing), which is
+    /// not the steady state the rate measures.
+    warmup: usize,
     profile: bool,
     out: PathBuf,
     smoke: bool,
@@ -135,6 +140,7 @@ fn parse_args() -> Args {
             })),
         rate: get("--rate").map(|s| s.parse().expect("--rate: lines per second")),
         repeat: get("--repeat").map_or(3, |s| s.parse().expect("--repeat")),
+        warmup: get("--warmup").map_or(1, |s| s.parse().expect("--warmup")),
         senders: get("--senders").map_or(cpus, |s| s.parse().expect("--senders")),
         flows: get("--flows").map_or(4, |s| s.parse().expect("--flows")),
         bisect: get("--bisect").map_or(4, |s| s.parse().expect("--bisect")),
@@ -580,6 +586,16 @@ fn fixed(
     a: &Args,
 ) -> Found {
     let label = format!("{} x{per} at {rate}", kind.name());
+    for _ in 0..a.warmup {
+        trial(
+            t,
+            gens,
+            per,
+            rate,
+            a,
+            &format!("{label}, warm-up, not counted"),
+        );
+    }
     let mut runs: Vec<Trial> = (0..a.repeat.max(1))
         .map(|_| trial(t, gens, per, rate, a, &label))
         .collect();
@@ -643,8 +659,8 @@ fn rate_table(found: &[Found], a: &Args, rate: u64) -> String {
     }
     let _ = writeln!(
         s,
-        "\n{rate} lines/s, {} sender thread(s) x {} source ports, median of {} trials of {:?}, seed-like shape; CPU/line: CPU time of the senders (with the receive path their softirqs run), the daemon and ksoftirqd, over the lines counted; over the floor: less the floor's in this run (the sending and receiving); the daemon's share: its CPU time over the trial's wall time.",
-        a.senders, a.flows, a.repeat, a.trial
+        "\n{rate} lines/s, {} sender thread(s) x {} source ports, median of {} trials of {:?} after {} not counted (warm-up), seed-like shape; CPU/line: CPU time of the senders (with the receive path their softirqs run), the daemon and ksoftirqd, over the lines counted; over the floor: less the floor's in this run (the sending and receiving); the daemon's share: its CPU time over the trial's wall time.",
+        a.senders, a.flows, a.repeat, a.trial, a.warmup
     );
     let _ = writeln!(
         s,
