@@ -214,7 +214,8 @@ fn binary_error(op: BinOp, lt: Ty, rt: Ty, l: &Node, r: &Node) -> EvalError {
     }
 }
 
-fn compare<T: PartialOrd>(op: BinOp, a: T, b: T) -> bool {
+/// A comparison operator's result (any but the regex ones).
+pub(super) fn compare<T: PartialOrd>(op: BinOp, a: T, b: T) -> bool {
     match op {
         BinOp::Eq => a == b,
         BinOp::Ne => a != b,

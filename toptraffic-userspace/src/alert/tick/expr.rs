@@ -9,7 +9,7 @@ use std::fmt;
 use regex::Regex;
 
 use super::error::{missing_value, type_guard, EvalError, ExprError};
-use super::eval::{Ctx, Env};
+use super::eval::{compare, Ctx, Env};
 use super::lexer::{lex, TokKind};
 use super::parser::{Kind, Node, Parser};
 use super::types::{BinOp, Ty, UnOp, Val};
@@ -94,18 +94,10 @@ impl Threshold {
 
     /// The comparison for a field `value`.
     fn holds(&self, value: f64) -> bool {
-        let (a, b) = if self.name_left {
-            (value, self.number)
+        if self.name_left {
+            compare(self.op, value, self.number)
         } else {
-            (self.number, value)
-        };
-        match self.op {
-            BinOp::Eq => a == b,
-            BinOp::Ne => a != b,
-            BinOp::Lt => a < b,
-            BinOp::Le => a <= b,
-            BinOp::Gt => a > b,
-            _ => a >= b,
+            compare(self.op, self.number, value)
         }
     }
 }
