@@ -352,10 +352,6 @@ impl RuleAlerts {
         } else {
             Level::Ok
         };
-        if level == Level::Ok && block.states.is_empty() {
-            // The common case, every key quiet: no lookup.
-            return;
-        }
         let decision = match block.states.get_mut(k) {
             None if level == Level::Ok => return,
             None => {
