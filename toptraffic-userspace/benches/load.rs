@@ -16,6 +16,10 @@
 //! not counted while the keys enter the daemon, and the table gives the
 //! median trial's CPU per line, over the floor's, and the daemon's own CPU
 //! as a share of a core: what a node at a steady rate pays.
+//!
+//! `--keys N` sends N distinct keys (as many ips, ids in the seed's
+//! proportion) instead of the seed's 94,000: a set small enough to stay in
+//! the caches shows what the memory the key set spans costs a line.
 
 mod common;
 
@@ -97,6 +101,9 @@ struct Args {
     /// the daemon's window (every key new, its tables growing), which is
     /// not the steady state the rate measures.
     warmup: usize,
+    /// Distinct keys (None: the seed's 94,000): a small set stays in the
+    /// caches, which shows what the memory the key set spans costs a line.
+    keys: Option<usize>,
     profile: bool,
     out: PathBuf,
     smoke: bool,
@@ -144,6 +151,7 @@ fn parse_args() -> Args {
         senders: get("--senders").map_or(cpus, |s| s.parse().expect("--senders")),
         flows: get("--flows").map_or(4, |s| s.parse().expect("--flows")),
         bisect: get("--bisect").map_or(4, |s| s.parse().expect("--bisect")),
+        keys: get("--keys").map(|s| s.parse().expect("--keys: a number")),
         profile: argv.iter().any(|a| a == "--profile"),
         out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench"),
         smoke,
@@ -659,8 +667,8 @@ fn rate_table(found: &[Found], a: &Args, rate: u64) -> String {
     }
     let _ = writeln!(
         s,
-        "\n{rate} lines/s, {} sender thread(s) x {} source ports, median of {} trials of {:?} after {} not counted (warm-up), seed-like shape; CPU/line: CPU time of the senders (with the receive path their softirqs run), the daemon and ksoftirqd, over the lines counted; over the floor: less the floor's in this run (the sending and receiving); the daemon's share: its CPU time over the trial's wall time.",
-        a.senders, a.flows, a.repeat, a.trial, a.warmup
+        "\n{rate} lines/s, {} sender thread(s) x {} source ports, median of {} trials of {:?} after {} not counted (warm-up), {}; CPU/line: CPU time of the senders (with the receive path their softirqs run), the daemon and ksoftirqd, over the lines counted; over the floor: less the floor's in this run (the sending and receiving); the daemon's share: its CPU time over the trial's wall time.",
+        a.senders, a.flows, a.repeat, a.trial, a.warmup, shape_note(a)
     );
     let _ = writeln!(
         s,
@@ -671,13 +679,32 @@ fn rate_table(found: &[Found], a: &Args, rate: u64) -> String {
     s
 }
 
+/// The traffic's shape, as the tables' notes give it.
+fn shape_note(a: &Args) -> String {
+    match a.keys {
+        Some(k) => format!("seed-like shape with {k} keys (as many ips, skew 2)"),
+        None => "seed-like shape (94k keys, 50k ips, 25k ids, skew 2)".into(),
+    }
+}
+
 fn pools(a: &Args) -> Vec<(usize, Vec<Generator>)> {
     a.per
         .iter()
         .map(|&per| {
-            let shape = Shape {
-                lines_per_datagram: (per, per),
-                ..Shape::seed_like()
+            let seed = Shape::seed_like();
+            let shape = match a.keys {
+                // As many ips as keys, ids in the seed's proportion.
+                Some(keys) => Shape {
+                    lines_per_datagram: (per, per),
+                    keys,
+                    ips: keys,
+                    ids: (keys * seed.ids / seed.keys).max(1),
+                    ..seed
+                },
+                None => Shape {
+                    lines_per_datagram: (per, per),
+                    ..seed
+                },
             };
             let mut gens = loadgen::senders(Generator::new(shape), a.senders);
             // About 400k lines per sender: every key recurs, and the
@@ -746,8 +773,8 @@ fn table(found: &[Found], a: &Args) -> String {
     }
     let _ = writeln!(
         s,
-        "\n{} sender thread(s) x {} source ports, {:?} trials, seed-like shape (94k keys, 50k ips, 25k ids, skew 2); CPU/line: CPU time of the senders (with the receive path their softirqs run), the daemon and ksoftirqd, over the lines counted.",
-        a.senders, a.flows, a.trial
+        "\n{} sender thread(s) x {} source ports, {:?} trials, {}; CPU/line: CPU time of the senders (with the receive path their softirqs run), the daemon and ksoftirqd, over the lines counted.",
+        a.senders, a.flows, a.trial, shape_note(a)
     );
     let _ = writeln!(
         s,
