@@ -10,6 +10,13 @@
 //! `cargo xtask bench parse [-- --line L]` (root; needs the kernel path).
 //! With `--line`, every datagram is the line `L` repeated: what each part
 //! of a line costs, by difference between lines.
+//!
+//! A second table runs each datagram once on cold caches: before every run
+//! the bench writes a buffer twice the size of the last-level cache, as
+//! another task on the core would between two datagrams of a node at a
+//! modest rate. The warm table is what the programs cost at a high rate,
+//! the cold one what a datagram costs when they have to come back from
+//! memory (their code, the config, the scratch, the key set's entries).
 
 use std::time::{Duration, Instant};
 
@@ -36,11 +43,38 @@ fn datagrams(per: usize, n: usize, line: Option<&str>) -> Vec<Vec<u8>> {
     g.datagrams(n)
 }
 
+/// Empties the caches between two runs: writes a line in every 64 bytes of
+/// a buffer of twice the last-level cache (32 MiB here) in 4 KiB pages,
+/// which also takes the TLBs' entries.
+struct Evict(Vec<u8>);
+
+impl Evict {
+    fn new() -> Self {
+        Evict(vec![1; 64 << 20])
+    }
+
+    fn run(&mut self) {
+        for b in self.0.iter_mut().step_by(64) {
+            *b = b.wrapping_add(1);
+        }
+        std::hint::black_box(&self.0);
+    }
+}
+
 /// Mean time per datagram of one program over the pool, each datagram
-/// run `repeat` times.
-fn kernel_ns(k: &KernelPath, floor: bool, pool: &[Vec<u8>], repeat: u32) -> f64 {
+/// run `repeat` times, or, with `evict`, once after emptying the caches.
+fn kernel_ns(
+    k: &KernelPath,
+    floor: bool,
+    pool: &[Vec<u8>],
+    repeat: u32,
+    mut evict: Option<&mut Evict>,
+) -> f64 {
     let mut total = Duration::ZERO;
     for d in pool {
+        if let Some(e) = evict.as_deref_mut() {
+            e.run();
+        }
         let (verdict, mean) = k.test_run(floor, d, repeat).expect("test run");
         assert_eq!(verdict, 0, "the program took the datagram");
         total += mean;
@@ -48,21 +82,50 @@ fn kernel_ns(k: &KernelPath, floor: bool, pool: &[Vec<u8>], repeat: u32) -> f64 
     total.as_nanos() as f64 / pool.len() as f64
 }
 
-/// Mean time per datagram of the userspace count path, and the points it
-/// counted.
-fn userspace_ns(config: &Config, pool: &[Vec<u8>], repeat: u32) -> (f64, u64) {
-    let rules = RuleSet::new(&config.rules);
-    let mut counter = Counter::new();
-    let mut tables = rules.new_tables();
-    let mut local = LocalCounters::default();
-    let t = Instant::now();
-    for d in pool {
-        for _ in 0..repeat {
-            counter.datagram(d, &rules, &mut tables, &mut local);
+/// The userspace count path over a pool, as the receive thread runs it.
+struct Userspace {
+    rules: RuleSet,
+    counter: Counter,
+    tables: Vec<toptraffic::snapshot::CountTable>,
+    local: LocalCounters,
+}
+
+impl Userspace {
+    fn new(config: &Config) -> Self {
+        let rules = RuleSet::new(&config.rules);
+        let tables = rules.new_tables();
+        Userspace {
+            rules,
+            counter: Counter::new(),
+            tables,
+            local: LocalCounters::default(),
         }
     }
-    let ns = t.elapsed().as_nanos() as f64 / (pool.len() as f64 * repeat as f64);
-    (ns, local.points)
+
+    /// Mean time per datagram over the pool, each datagram run `repeat`
+    /// times, or, with `evict`, once after emptying the caches (each run
+    /// timed alone, the clock's reads included: 20-30 ns).
+    fn ns(&mut self, pool: &[Vec<u8>], repeat: u32, evict: Option<&mut Evict>) -> f64 {
+        let mut total = Duration::ZERO;
+        if let Some(e) = evict {
+            for d in pool {
+                e.run();
+                let t = Instant::now();
+                self.counter
+                    .datagram(d, &self.rules, &mut self.tables, &mut self.local);
+                total += t.elapsed();
+            }
+            return total.as_nanos() as f64 / pool.len() as f64;
+        }
+        let t = Instant::now();
+        for d in pool {
+            for _ in 0..repeat {
+                self.counter
+                    .datagram(d, &self.rules, &mut self.tables, &mut self.local);
+            }
+        }
+        t.elapsed().as_nanos() as f64 / (pool.len() as f64 * repeat as f64)
+    }
 }
 
 fn main() {
@@ -72,7 +135,7 @@ fn main() {
     }
     // `cargo test` runs benches too (without --bench): a small smoke run.
     let full = std::env::args().any(|a| a == "--bench");
-    let (n, repeat) = if full { (4000, 50) } else { (20, 2) };
+    let (n, repeat, cold) = if full { (4000, 50, 400) } else { (20, 2, 5) };
     let args: Vec<String> = std::env::args().collect();
     let line = args.iter().position(|a| a == "--line").map(|i| {
         args.get(i + 1)
@@ -97,31 +160,52 @@ fn main() {
     for (name, n) in k.verified_insns() {
         eprintln!("{name}: the verifier processed {n} instructions (limit 1000000)");
     }
+    println!("Warm: each datagram run {repeat} times in a row.\n");
     println!("| lines/datagram | socket filter, ns/datagram | ns/line | floor program, ns/datagram | userspace count path, ns/line | kernel / userspace per line |");
     println!("|---:|---:|---:|---:|---:|---:|");
     let counters = k.counters();
+    let mut pools = Vec::new();
     for per in [1usize, 20] {
         let pool = datagrams(per, n / per.min(4), line);
+        let mut user = Userspace::new(&config);
         let before = counters.read()[counter::POINTS as usize];
-        let sock = kernel_ns(&k, false, &pool, repeat);
+        let sock = kernel_ns(&k, false, &pool, repeat, None);
         let points = counters.read()[counter::POINTS as usize] - before;
-        let floor = kernel_ns(&k, true, &pool, repeat);
-        let (user, user_points) = userspace_ns(&config, &pool, repeat);
+        let floor = kernel_ns(&k, true, &pool, repeat, None);
+        let user_ns = user.ns(&pool, repeat, None);
         // The kernel counted what userspace counts: a parser that dropped
         // or passed lines would look fast for nothing. The seed-like lines
         // are all counted.
         assert_eq!(
-            points, user_points,
+            points, user.local.points,
             "points, socket filter against userspace"
         );
         if line.is_none() {
             let lines = (pool.len() * per) as u64 * repeat as u64;
             assert_eq!(points, lines, "lines the socket filter counted");
         }
-        let (sock_line, user_line) = (sock / per as f64, user / per as f64);
+        let (sock_line, user_line) = (sock / per as f64, user_ns / per as f64);
         println!(
             "| {per} | {sock:.0} | {sock_line:.0} | {floor:.0} | {user_line:.0} | {:.2} |",
             sock_line / user_line
+        );
+        pools.push((per, pool, user));
+    }
+    // The same datagrams once more, their keys known to both paths as in
+    // a steady state, each run once on cold caches.
+    let mut evict = Evict::new();
+    println!("\nCold: the caches emptied before each datagram, {cold} datagrams, each run once.\n");
+    println!("| lines/datagram | socket filter, ns/datagram | floor program, ns/datagram | socket filter over the floor, ns/datagram | userspace count path, ns/datagram | kernel / userspace per datagram |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for (per, pool, mut user) in pools {
+        let pool = &pool[..cold.min(pool.len())];
+        let sock = kernel_ns(&k, false, pool, 1, Some(&mut evict));
+        let floor = kernel_ns(&k, true, pool, 1, Some(&mut evict));
+        let user_ns = user.ns(pool, 1, Some(&mut evict));
+        println!(
+            "| {per} | {sock:.0} | {floor:.0} | {:.0} | {user_ns:.0} | {:.2} |",
+            sock - floor,
+            sock / user_ns
         );
     }
 }

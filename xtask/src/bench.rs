@@ -7,7 +7,8 @@
 //!   window engine, summed up as a table of lines (or keys) per second.
 //! - `drain`: the kernel map drain at rotation, 10k to 1M keys.
 //! - `parse`: the kernel programs alone (BPF_PROG_TEST_RUN) per datagram
-//!   and per line, against the userspace count path.
+//!   and per line, against the userspace count path, warm and on cold
+//!   caches.
 //! - `soak [--minutes 30]`: the kernel path at 50,000 lines/s with churn;
 //!   target/bench/soak.csv and docs/soak.png.
 //! - `flood [--minutes M] [--mode userspace|kernel|both]`: the overflow
