@@ -687,24 +687,28 @@ fn shape_note(a: &Args) -> String {
     }
 }
 
+/// The seed's shape, or with `--keys` that many keys: as many ips, ids in
+/// the seed's proportion.
+fn key_shape(a: &Args) -> Shape {
+    let seed = Shape::seed_like();
+    match a.keys {
+        Some(keys) => Shape {
+            keys,
+            ips: keys,
+            ids: (keys * seed.ids / seed.keys).max(1),
+            ..seed
+        },
+        None => seed,
+    }
+}
+
 fn pools(a: &Args) -> Vec<(usize, Vec<Generator>)> {
     a.per
         .iter()
         .map(|&per| {
-            let seed = Shape::seed_like();
-            let shape = match a.keys {
-                // As many ips as keys, ids in the seed's proportion.
-                Some(keys) => Shape {
-                    lines_per_datagram: (per, per),
-                    keys,
-                    ips: keys,
-                    ids: (keys * seed.ids / seed.keys).max(1),
-                    ..seed
-                },
-                None => Shape {
-                    lines_per_datagram: (per, per),
-                    ..seed
-                },
+            let shape = Shape {
+                lines_per_datagram: (per, per),
+                ..key_shape(a)
             };
             let mut gens = loadgen::senders(Generator::new(shape), a.senders);
             // About 400k lines per sender: every key recurs, and the
