@@ -149,7 +149,17 @@ mod programs {
         // whole run; parse_and_commit holds no reference to the scratch
         // during the loop, and the daemon never writes the live slot.
         let (s, cfg) = unsafe { (&mut *c.s, &*c.cfg) };
-        if parse::advance(s, cfg) {
+        // Four tokens a call: a callback's call and return cost more than
+        // their instructions where the kernel mitigates SRSO (every return
+        // through a thunk), and a seed line is about 13 tokens. Written out rather than as a loop,
+        // which the verifier walks once per iteration's state (4 in a loop:
+        // 461k instructions, against 196k straight; 6 and 8 gained nothing
+        // more, docs/BENCHMARKS.md section 10).
+        if parse::advance(s, cfg)
+            && parse::advance(s, cfg)
+            && parse::advance(s, cfg)
+            && parse::advance(s, cfg)
+        {
             0
         } else {
             1
@@ -162,17 +172,28 @@ mod programs {
         // SAFETY: as in parse_cb: this CPU's scratch and the live config,
         // valid for the run, no other reference to them meanwhile.
         let (s, cfg) = unsafe { (&mut *c.s, &*c.cfg) };
-        // rules_per_line is at least 1: checked only so that no panic
-        // path is compiled in.
-        let n = parse::rules_per_line(cfg);
-        let (Some(l), Some(r)) = (i.checked_div(n), i.checked_rem(n)) else {
-            return 1;
-        };
-        if parse::eval_rule(s, cfg, l, r) {
+        // Two rule checks a call, for the reason of parse_cb's four tokens.
+        // (Two items a commit_cb call as well took the verifier to 868k
+        // instructions for no gain beyond the runs' spread.)
+        let total = s.st.lines * parse::rules_per_line(cfg);
+        let first = i * 2;
+        if eval_at(s, cfg, first) && (first + 1 >= total || eval_at(s, cfg, first + 1)) {
             0
         } else {
             1
         }
+    }
+
+    /// Rule `i % n` of line `i / n`, n the rules a line.
+    #[inline(always)]
+    fn eval_at(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
+        // rules_per_line is at least 1: checked only so that no panic
+        // path is compiled in.
+        let n = parse::rules_per_line(cfg);
+        let (Some(l), Some(r)) = (i.checked_div(n), i.checked_rem(n)) else {
+            return false;
+        };
+        parse::eval_rule(s, cfg, l, r)
     }
 
     extern "C" fn commit_cb(i: u32, ctx: *mut c_void) -> i64 {
@@ -386,7 +407,7 @@ mod programs {
             // SAFETY: cfg is the live config, as in parse_cb.
             let calls = lines * parse::rules_per_line(unsafe { &*cfg });
             // SAFETY: as the first bpf_loop, with rule_cb.
-            unsafe { bpf_loop(calls, rule_cb as *mut c_void, ctx_ptr, 0) };
+            unsafe { bpf_loop(calls.div_ceil(2), rule_cb as *mut c_void, ctx_ptr, 0) };
         }
         // SAFETY: s valid as above; rule_cb's borrows ended when bpf_loop
         // returned, and `st` is last used before commit_cb, which writes
