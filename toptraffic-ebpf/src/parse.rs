@@ -13,7 +13,8 @@
 //! 3. over the items: [`build_key`] and the map update (in the program).
 //!
 //! Splitting the work keeps each callback small for the verifier, which
-//! checks each once. Nothing is counted before pass 3, and pass 3 runs only
+//! checks each once (pass 1 calls `advance` four times a callback, pass 2
+//! two rules a callback). Nothing is counted before pass 3, and pass 3 runs only
 //! when passes 1 and 2 took the whole datagram: anything the parser does not
 //! take, valid or not, sets [`State::bail`] and the datagram goes to
 //! userspace whole, which keeps every datagram on exactly one path.
@@ -483,9 +484,11 @@ fn find<const N: usize>(
 /// userspace (see `st.bail`). Each call takes at least one byte, so
 /// `len + 1` calls always finish.
 ///
-/// One token a call: more (tried: 2, 3, 6 and 12 a call, each read back
-/// from memory so that the verifier walks them one after another) saved
-/// nothing measurable; the cost is in the bytes, not in the calls.
+/// One token a call; the programs call it four times a callback. Where
+/// returns are cheap, more tokens a callback saved nothing measurable;
+/// where the kernel sends every return through a thunk (SRSO mitigated),
+/// four save about a fifth of a seed line's cost (docs/BENCHMARKS.md,
+/// section 10).
 #[inline(always)]
 pub fn advance(s: &mut Scratch, cfg: &KernelConfig) -> bool {
     let mut pos = s.st.pos;

@@ -136,6 +136,9 @@ fn verifier_accepts_both_programs() {
     assert!(c.iter().all(|&v| v == 0));
     for (name, n) in k.verified_insns() {
         eprintln!("{name}: the verifier processed {n} instructions (limit 1000000)");
+        // Half the limit as margin: another LLVM or kernel walks the same
+        // code differently (docs/BENCHMARKS.md, section 5).
+        assert!(n < 500_000, "{name}: {n} instructions, too near the limit");
     }
 }
 
