@@ -311,6 +311,31 @@ fn a_full_map_passes_datagrams_of_new_keys_whole_and_keeps_none_of_their_lines()
     assert_eq!(d.keys, 3);
 }
 
+/// A datagram refused in the rule pass (here a key longer than the
+/// kernel's, on its second line) goes to userspace whole, and the kernel
+/// keeps none of it, its first line included.
+#[test]
+fn a_datagram_refused_after_its_first_counts_keeps_none_of_them() {
+    let Some(mut k) = load_or_skip(Attach::None) else {
+        return;
+    };
+    pin_to_cpu0();
+    let line = |ip: &str, id: &str| format!("combined,ip={ip},id={id} count=1\n");
+    let refused = [line("10.3.0.1", "1"), line("10.3.0.2", &"7".repeat(200))].concat();
+    let (verdict, _) = k.test_run(false, refused.as_bytes(), 1).unwrap();
+    assert_eq!(verdict as usize, 8 + refused.len(), "passed whole");
+    assert!(k.counters().passed().contains(&("key_too_long", 1)));
+    let counted = line("10.3.0.3", "1");
+    let (verdict, _) = k.test_run(false, counted.as_bytes(), 1).unwrap();
+    assert_eq!(verdict, 0, "counted in the kernel");
+    let d = k.drain().unwrap();
+    let key = |ip: &str| crate::key::from_values(&[ip, "1"]);
+    assert!(d.tables[0].get(&key("10.3.0.1")).is_none(), "taken back");
+    assert_eq!(d.tables[0].get(&key("10.3.0.3")).unwrap().lines, 1);
+    let c = k.counters().snapshot();
+    assert_eq!((c.datagrams, c.points), (1, 1), "only the counted datagram");
+}
+
 /// A key idle for a window gives its slot back; counted again, it gets a
 /// slot anew, and a count that reached the old slot after its retirement
 /// is read before the slot is freed.
