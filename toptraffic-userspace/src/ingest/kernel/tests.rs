@@ -190,6 +190,11 @@ fn group_key(ip: &str) -> toptraffic_common::GroupKey {
     g
 }
 
+/// The same key as the drain gives it: `ip` and id 1.
+fn table_key(ip: &str) -> crate::key::Key {
+    crate::key::from_values(&[ip, "1"])
+}
+
 /// The largest values the kernel sums, either sign, on a cell filled to
 /// its line bound: the sum reaches u32::MAX x (2^31 - 1) exactly, the cell
 /// then refuses the line (lost: `evicted`), and a larger value sends its
@@ -222,14 +227,13 @@ fn test_run_sums_the_largest_values_exactly_up_to_the_line_bound() {
     assert_eq!(verdict as usize, 8 + larger.len(), "passed whole");
     assert!(k.counters().passed().contains(&("large_value", 1)));
     let d = k.drain().unwrap();
-    let key = |ip: &str| crate::key::from_values(&[ip, "1"]);
-    let a = d.tables[0].get(&key("10.0.0.1")).unwrap();
+    let a = d.tables[0].get(&table_key("10.0.0.1")).unwrap();
     let want = u32::MAX as i128 * MAX_SUMMED as i128;
     assert_eq!((a.exact(), a.lines), (want, u32::MAX as u64));
     assert_eq!(a.value(), want as f64);
-    let b = d.tables[0].get(&key("10.0.0.2")).unwrap();
+    let b = d.tables[0].get(&table_key("10.0.0.2")).unwrap();
     assert_eq!((b.exact(), b.lines), (-12_000 * MAX_SUMMED as i128, 12_000));
-    assert!(d.tables[0].get(&key("10.0.0.3")).is_none());
+    assert!(d.tables[0].get(&table_key("10.0.0.3")).is_none());
     let dropped = k.counters().snapshot().dropped;
     assert_eq!(
         dropped[crate::stats::DropReason::Evicted as usize],
@@ -289,14 +293,13 @@ fn a_full_map_passes_datagrams_of_new_keys_whole_and_keeps_none_of_their_lines()
 
     let d = k.drain().unwrap();
     let t = &d.tables[0];
-    let key = |ip: &str| crate::key::from_values(&[ip, "1"]);
     for ip in &held {
         let want = if ip == "10.1.0.5" { (3, 11) } else { (1, 1) };
-        let cell = t.get(&key(ip)).unwrap();
+        let cell = t.get(&table_key(ip)).unwrap();
         assert_eq!((cell.lines, cell.exact()), (want.0, want.1), "{ip}");
     }
     for ip in ["10.2.0.1", "10.2.0.2", "10.2.0.3", "10.2.0.4"] {
-        assert!(t.get(&key(ip)).is_none(), "{ip} stayed counted");
+        assert!(t.get(&table_key(ip)).is_none(), "{ip} stayed counted");
     }
     assert_eq!((d.keys, t.len()), (held.len(), held.len()));
     // Short of slots, the keys idle for a rotation are retired, and their
@@ -307,7 +310,7 @@ fn a_full_map_passes_datagrams_of_new_keys_whole_and_keeps_none_of_their_lines()
     let (verdict, _) = k.test_run(false, first.as_bytes(), 1).unwrap();
     assert_eq!(verdict, 0, "counted in freed slots");
     let d = k.drain().unwrap();
-    assert_eq!(d.tables[0].get(&key("10.2.0.2")).unwrap().lines, 1);
+    assert_eq!(d.tables[0].get(&table_key("10.2.0.2")).unwrap().lines, 1);
     assert_eq!(d.keys, 3);
 }
 
@@ -329,9 +332,11 @@ fn a_datagram_refused_after_its_first_counts_keeps_none_of_them() {
     let (verdict, _) = k.test_run(false, counted.as_bytes(), 1).unwrap();
     assert_eq!(verdict, 0, "counted in the kernel");
     let d = k.drain().unwrap();
-    let key = |ip: &str| crate::key::from_values(&[ip, "1"]);
-    assert!(d.tables[0].get(&key("10.3.0.1")).is_none(), "taken back");
-    assert_eq!(d.tables[0].get(&key("10.3.0.3")).unwrap().lines, 1);
+    assert!(
+        d.tables[0].get(&table_key("10.3.0.1")).is_none(),
+        "taken back"
+    );
+    assert_eq!(d.tables[0].get(&table_key("10.3.0.3")).unwrap().lines, 1);
     let c = k.counters().snapshot();
     assert_eq!((c.datagrams, c.points), (1, 1), "only the counted datagram");
 }
