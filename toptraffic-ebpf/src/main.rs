@@ -151,10 +151,11 @@ mod programs {
         let (s, cfg) = unsafe { (&mut *c.s, &*c.cfg) };
         // Four tokens a call: a callback's call and return cost more than
         // their instructions where the kernel mitigates SRSO (every return
-        // through a thunk), and a seed line is about 13 tokens. Written out rather than as a loop,
-        // which the verifier walks once per iteration's state (4 in a loop:
-        // 461k instructions, against 196k straight; 6 and 8 gained nothing
-        // more, docs/BENCHMARKS.md section 10).
+        // through a thunk), and a seed line is about 13 tokens. Written out
+        // rather than as a loop, which the verifier walks once per
+        // iteration's state (4 in a loop: 461k instructions, against 196k
+        // straight; 6 and 8 gained nothing more, docs/BENCHMARKS.md
+        // section 10).
         if parse::advance(s, cfg)
             && parse::advance(s, cfg)
             && parse::advance(s, cfg)
@@ -175,21 +176,21 @@ mod programs {
         // Two rule checks a call, for the reason of parse_cb's four tokens.
         // (Two items a commit_cb call as well took the verifier to 868k
         // instructions for no gain beyond the runs' spread.)
-        let total = s.st.lines * parse::rules_per_line(cfg);
+        let n = parse::rules_per_line(cfg);
+        let total = s.st.lines * n;
         let first = i * 2;
-        if eval_at(s, cfg, first) && (first + 1 >= total || eval_at(s, cfg, first + 1)) {
+        if eval_at(s, cfg, n, first) && (first + 1 >= total || eval_at(s, cfg, n, first + 1)) {
             0
         } else {
             1
         }
     }
 
-    /// Rule `i % n` of line `i / n`, n the rules a line.
+    /// Rule `i % n` of line `i / n`, `n` the rules a line.
     #[inline(always)]
-    fn eval_at(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
+    fn eval_at(s: &mut Scratch, cfg: &KernelConfig, n: u32, i: u32) -> bool {
         // rules_per_line is at least 1: checked only so that no panic
         // path is compiled in.
-        let n = parse::rules_per_line(cfg);
         let (Some(l), Some(r)) = (i.checked_div(n), i.checked_rem(n)) else {
             return false;
         };

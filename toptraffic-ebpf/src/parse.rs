@@ -14,10 +14,10 @@
 //!
 //! Splitting the work keeps each callback small for the verifier, which
 //! checks each once (pass 1 calls `advance` four times a callback, pass 2
-//! two rules a callback). Nothing is counted before pass 3, and pass 3 runs only
-//! when passes 1 and 2 took the whole datagram: anything the parser does not
-//! take, valid or not, sets [`State::bail`] and the datagram goes to
-//! userspace whole, which keeps every datagram on exactly one path.
+//! two rules a callback). Nothing is counted before pass 3, and pass 3 runs
+//! only when passes 1 and 2 took the whole datagram: anything the parser
+//! does not take, valid or not, sets [`State::bail`] and the datagram goes
+//! to userspace whole, which keeps every datagram on exactly one path.
 //!
 //! What the kernel takes is a strict subset of what userspace accepts
 //! (InfluxDB 1.x's rules, see `lineproto.rs`): no escapes, no quotes (not
