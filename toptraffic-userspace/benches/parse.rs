@@ -7,9 +7,13 @@
 //! costs the programs themselves: the figure the load benchmark's kernel
 //! rows add to the floor's.
 //!
-//! `cargo xtask bench parse [-- --line L]` (root; needs the kernel path).
-//! With `--line`, every datagram is the line `L` repeated: what each part
-//! of a line costs, by difference between lines.
+//! `cargo xtask bench parse [-- --line L] [-- --profile]` (root; needs
+//! the kernel path). With `--line`, every datagram is the line `L`
+//! repeated: what each part of a line costs, by difference between lines.
+//! With `--profile`, the warm runs are sampled (cpu-clock, kernel side,
+//! this thread only) and two more tables say where the socket filter's
+//! time goes: by function (its own, the helpers and map code it calls) and
+//! by source line of the program, from the JIT's line info.
 //!
 //! A second table runs each datagram once on cold caches: before every run
 //! the bench writes a buffer twice the size of the last-level cache, as
@@ -18,10 +22,14 @@
 //! the cold one what a datagram costs when they have to come back from
 //! memory (their code, the config, the scratch, the key set's entries).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use perf_event::events::Software;
+use perf_event::{data, Builder, SampleFlag, Sampler};
+
 use toptraffic::config::Config;
-use toptraffic::ingest::kernel::{self, Attach, KernelPath, Options};
+use toptraffic::ingest::kernel::{self, Attach, JitLines, KernelPath, Options};
 use toptraffic::ingest::kernel_config;
 use toptraffic::ingest::udp::Counter;
 use toptraffic::rules::RuleSet;
@@ -123,6 +131,179 @@ impl Userspace {
     }
 }
 
+/// Samples of the socket filter's warm runs, attributed to functions and
+/// to the program's source lines (`--profile`).
+struct Profile {
+    sampler: Sampler,
+    jit: JitLines,
+    /// /proc/kallsyms text symbols by address: the JIT's functions
+    /// (`bpf_prog_<tag>_<name>`) and the kernel's.
+    syms: Vec<(u64, String)>,
+}
+
+/// What one pool's samples came to: samples under the socket filter, by
+/// function and by program source line (`file:line`, text).
+#[derive(Default)]
+struct Shares {
+    total: u64,
+    lost: u64,
+    by_fn: HashMap<String, u64>,
+    by_line: HashMap<(String, String), u64>,
+}
+
+impl Profile {
+    /// A cpu-clock sampler on this thread, kernel side only, with call
+    /// chains: a sample counts when the socket filter is on its stack (the
+    /// harness around it, the syscall and the clock reads are left out).
+    fn new(k: &KernelPath) -> std::io::Result<Self> {
+        let sampler = Builder::new(Software::CPU_CLOCK)
+            .observe_self()
+            .any_cpu()
+            .exclude_user(true)
+            .exclude_kernel(false)
+            .exclude_hv(true)
+            .sample_period(20_000)
+            .sample(SampleFlag::IP | SampleFlag::CALLCHAIN)
+            .build()?
+            .sampled(4 << 20)?;
+        let mut syms: Vec<(u64, String)> = std::fs::read_to_string("/proc/kallsyms")?
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let addr = u64::from_str_radix(f.next()?, 16).ok()?;
+                let kind = f.next()?;
+                let name = f.next()?;
+                (addr != 0 && matches!(kind, "t" | "T")).then(|| (addr, name.to_string()))
+            })
+            .collect();
+        if syms.is_empty() {
+            return Err(std::io::Error::other(
+                "/proc/kallsyms shows no addresses (run as root)",
+            ));
+        }
+        syms.sort_unstable();
+        Ok(Profile {
+            sampler,
+            jit: k.jit_lines()?,
+            syms,
+        })
+    }
+
+    /// The function holding `ip`: a JIT function's program name, or a
+    /// kernel symbol.
+    fn function(&self, ip: u64) -> &str {
+        let Some(i) = self.syms.partition_point(|s| s.0 <= ip).checked_sub(1) else {
+            return "?";
+        };
+        let name = self.syms[i].1.as_str();
+        // bpf_prog_<16 hex digits of tag>_<function name>
+        match name.strip_prefix("bpf_prog_") {
+            Some(rest) if rest.len() > 17 => &rest[17..],
+            _ => name,
+        }
+    }
+
+    /// Runs `f` with sampling on and adds what was sampled to `into`.
+    fn sample<T>(&mut self, into: &mut Shares, f: impl FnOnce() -> T) -> T {
+        self.sampler.enable().expect("enable the sampler");
+        let out = f();
+        self.sampler.disable().expect("disable the sampler");
+        let mut ips = Vec::new();
+        while let Some(record) = self.sampler.next_record() {
+            match record.parse_record() {
+                Ok(data::Record::Sample(s)) => {
+                    // A chain of kernel addresses, the sampled one first;
+                    // values past -4096 mark contexts, not addresses.
+                    let chain: Vec<u64> = s
+                        .callchain()
+                        .unwrap_or_default()
+                        .iter()
+                        .copied()
+                        .filter(|&a| a < (-4095i64) as u64)
+                        .collect();
+                    ips.push((s.ip().unwrap_or(0), chain));
+                }
+                Ok(data::Record::Lost(l)) => into.lost += l.lost,
+                _ => {}
+            }
+        }
+        for (ip, chain) in ips {
+            if !chain
+                .iter()
+                .chain([&ip])
+                .any(|&a| self.jit.find(a).is_some())
+            {
+                continue;
+            }
+            into.total += 1;
+            *into.by_fn.entry(self.function(ip).to_string()).or_default() += 1;
+            // The line is the program's: the sampled address if it is in
+            // the program, else the call in the program that led there.
+            if let Some((at, text)) = chain.iter().chain([&ip]).find_map(|&a| self.jit.find(a)) {
+                *into
+                    .by_line
+                    .entry((at.to_string(), text.to_string()))
+                    .or_default() += 1;
+            }
+        }
+        out
+    }
+}
+
+/// Prints the profile tables: functions and source lines by share of the
+/// samples, one column per pool.
+fn print_profile(pools: &[(usize, Shares)]) {
+    let header: String = pools
+        .iter()
+        .map(|(per, _)| format!(" {per} line(s)/datagram |"))
+        .collect();
+    let rule: String = pools.iter().map(|_| "---:|").collect();
+    let samples: Vec<String> = pools
+        .iter()
+        .map(|(per, s)| format!("{} at {per} ({} lost)", s.total, s.lost))
+        .collect();
+    println!(
+        "\nProfile: samples (cpu-clock every 20 µs) with the socket filter on the stack: {}.\n",
+        samples.join(", ")
+    );
+    fn table<K: std::hash::Hash + Eq + Clone>(
+        pools: &[(usize, Shares)],
+        of: impl Fn(&Shares) -> &HashMap<K, u64>,
+        rows: usize,
+    ) -> Vec<(K, Vec<f64>)> {
+        let mut keys: Vec<K> = pools
+            .iter()
+            .flat_map(|(_, s)| of(s).keys().cloned())
+            .collect::<std::collections::HashSet<_>>()
+            .into_iter()
+            .collect();
+        let share = |s: &Shares, k: &K| {
+            100.0 * of(s).get(k).copied().unwrap_or(0) as f64 / s.total.max(1) as f64
+        };
+        // Sorted by the last pool's share (the most lines a datagram).
+        let last = &pools.last().expect("a pool").1;
+        keys.sort_by(|a, b| share(last, b).total_cmp(&share(last, a)));
+        keys.truncate(rows);
+        keys.into_iter()
+            .map(|k| {
+                let shares = pools.iter().map(|(_, s)| share(s, &k)).collect();
+                (k, shares)
+            })
+            .collect()
+    }
+    let cells = |v: &[f64]| -> String { v.iter().map(|x| format!(" {x:.1} % |")).collect() };
+    println!("| function |{header}");
+    println!("|---|{rule}");
+    for (f, v) in table(pools, |s| &s.by_fn, 20) {
+        println!("| {f} |{}", cells(&v));
+    }
+    println!("\n| program line | source |{header}");
+    println!("|---|---|{rule}");
+    for ((at, text), v) in table(pools, |s| &s.by_line, 25) {
+        println!("| {at} | `{}` |{}", text.replace('|', "\\|"), cells(&v));
+    }
+}
+
 fn main() {
     if let Err(e) = kernel::probe() {
         eprintln!("SKIPPED parse benchmark: the kernel path cannot run here: {e}");
@@ -132,6 +313,7 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (n, repeat, cold) = if full { (4000, 50, 400) } else { (20, 2, 5) };
     let args: Vec<String> = std::env::args().collect();
+    let profile = args.iter().any(|a| a == "--profile");
     let line = args.iter().position(|a| a == "--line").map(|i| {
         args.get(i + 1)
             .expect("--line: a line of line protocol")
@@ -185,6 +367,21 @@ fn main() {
             sock_line / user_line
         );
         pools.push((per, pool, user));
+    }
+    if profile {
+        let mut p = Profile::new(&k).unwrap_or_else(|e| panic!("--profile: {e}"));
+        let shares: Vec<(usize, Shares)> = pools
+            .iter()
+            .map(|(per, pool, _)| {
+                let mut s = Shares::default();
+                // Drained every few datagrams, before the ring fills.
+                for chunk in pool.chunks(50) {
+                    p.sample(&mut s, || kernel_ns(&k, false, chunk, repeat, None));
+                }
+                (*per, s)
+            })
+            .collect();
+        print_profile(&shares);
     }
     // The same datagrams once more, their keys known to both paths as in
     // a steady state, each run once on cold caches.

@@ -29,7 +29,7 @@ mod sys;
 mod tests;
 
 #[cfg(feature = "bench")]
-pub use bench::hash_drain_baseline;
+pub use bench::{hash_drain_baseline, JitLines};
 pub use counters::KernelCounters;
 pub use drain::Drained;
 pub use path::{Attach, KernelPath, Options};

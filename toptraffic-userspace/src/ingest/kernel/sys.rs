@@ -412,6 +412,59 @@ pub(super) fn create_percpu_hash(max_entries: u32) -> io::Result<OwnedFd> {
     )
 }
 
+/// BPF_OBJ_GET_INFO_BY_FD: fills `info` (a `bpf_*_info`), whose pointer
+/// fields the caller has set to buffers of the lengths it gives.
+///
+/// # Safety
+///
+/// `info` must be the info struct of `fd`'s kind, and every address in it
+/// valid for the kernel to write as many records as its counts say.
+#[cfg(feature = "bench")]
+pub(super) unsafe fn obj_info<T>(fd: BorrowedFd<'_>, info: &mut T) -> io::Result<()> {
+    // SAFETY: bpf_attr is a union of structs of integers, for which all
+    // zeroes is a valid value (and the kernel's "unset").
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    attr.info.bpf_fd = fd.as_raw_fd() as u32;
+    attr.info.info_len = size_of::<T>() as u32;
+    attr.info.info = info as *mut T as u64;
+    // SAFETY: the kernel writes at most info_len bytes into `info`, and
+    // what its pointers reach is the caller's promise.
+    if unsafe { bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The raw BTF (header, types, strings) of the loaded BTF object `id`.
+#[cfg(feature = "bench")]
+pub(super) fn btf_bytes(id: u32) -> io::Result<Vec<u8>> {
+    use std::os::fd::AsFd;
+
+    use aya_obj::generated::bpf_btf_info;
+    // SAFETY: as in clear_outer.
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    attr.__bindgen_anon_6.__bindgen_anon_1.btf_id = id;
+    // SAFETY: BTF_GET_FD_BY_ID reads only the id.
+    let fd = unsafe { bpf(bpf_cmd::BPF_BTF_GET_FD_BY_ID, &mut attr) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor that only this function owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    // SAFETY: all zeroes is a valid bpf_btf_info with no buffers.
+    let mut info: bpf_btf_info = unsafe { std::mem::zeroed() };
+    // SAFETY: a BTF object's info, no buffers: the kernel only says its size.
+    unsafe { obj_info(fd.as_fd(), &mut info)? };
+    let mut bytes = vec![0u8; info.btf_size as usize];
+    // SAFETY: as above.
+    let mut info: bpf_btf_info = unsafe { std::mem::zeroed() };
+    info.btf = bytes.as_mut_ptr() as u64;
+    info.btf_size = bytes.len() as u32;
+    // SAFETY: the kernel writes at most btf_size bytes at `btf`, `bytes`.
+    unsafe { obj_info(fd.as_fd(), &mut info)? };
+    Ok(bytes)
+}
+
 /// Detaches whatever filter the socket `socket`, one of the daemon's, has.
 pub(super) fn detach_socket_filter(socket: RawFd) {
     // SAFETY: as in attach_socket_filter; the kernel path detaches on drop,
