@@ -16,17 +16,33 @@ use toptraffic::clock::SystemClock;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc's `mi_option_purge_delay` (mimalloc.h, v3): the number the
-/// crate does not export. -1 keeps freed pages instead of returning them.
+/// crate does not export. Milliseconds a freed page waits before it goes
+/// back to the kernel; -1 keeps freed pages.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// The daemon's memory is bounded by its config (docs/OPERATIONS.md), and
-/// every interval frees and takes again much the same tables: returning
-/// the freed pages to the kernel would only cost page faults and make RSS
-/// wander under churn. Kept, RSS is the high-water mark, flat.
+/// Keeps freed pages until [`return_pages_after`] says otherwise: set
+/// first thing, before anything could free and purge a page.
 fn keep_freed_pages() {
     // SAFETY: sets one of mimalloc's options, a plain integer it reads
     // when deciding to purge; any value is valid, -1 disables purging.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
+/// Pages freed and not taken again within `delay` go back to the kernel.
+///
+/// The daemon's memory is bounded by its config (docs/OPERATIONS.md), and
+/// every interval frees and takes again much the same tables: a delay of a
+/// window keeps most of those pages (no page faults a rotation, RSS flat
+/// under steady churn). Never returning any, though, keeps every page the
+/// allocator ever used: tables that grow with a flood take new pages where
+/// the freed ones are too small, and RSS stayed 29 MiB over the daemon's
+/// use after a doubled flood (tests/flood.rs, kernel mode), for good. Set
+/// from the config at start, before the runtime's threads (a reload keeps
+/// the delay).
+fn return_pages_after(delay: std::time::Duration) {
+    let ms = libc::c_long::try_from(delay.as_millis()).unwrap_or(libc::c_long::MAX);
+    // SAFETY: as in keep_freed_pages; a positive value is a delay in ms.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms.max(1)) };
 }
 use toptraffic::config::Overrides;
 use toptraffic::config::{self, Config, Mode};
@@ -563,6 +579,7 @@ fn main() -> ExitCode {
             };
             let overrides = Overrides { mode, listen, http };
             overrides.apply(&mut c);
+            return_pages_after(c.window.period);
             let opts = daemon::RunOptions {
                 config_path: config.clone(),
                 overrides,
@@ -618,5 +635,9 @@ mod tests {
         // SAFETY: as above.
         let v = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
         assert_eq!(v, -1);
+        return_pages_after(std::time::Duration::from_secs(60));
+        // SAFETY: as above.
+        let v = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert_eq!(v, 60_000);
     }
 }
