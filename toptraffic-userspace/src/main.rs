@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use toptraffic::clock::SystemClock;
 
-/// See Cargo.toml: flat RSS under churn, and speed in the musl build.
+/// See Cargo.toml: little fragmentation under churn, and speed in the musl build.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -32,13 +32,12 @@ fn keep_freed_pages() {
 ///
 /// The daemon's memory is bounded by its config (docs/OPERATIONS.md), and
 /// every interval frees and takes again much the same tables: a delay of a
-/// window keeps most of those pages (no page faults a rotation, RSS flat
-/// under steady churn). Never returning any, though, keeps every page the
-/// allocator ever used: tables that grow with a flood take new pages where
-/// the freed ones are too small, and RSS stayed 29 MiB over the daemon's
-/// use after a doubled flood (tests/flood.rs, kernel mode), for good. Set
-/// from the config at start, before the runtime's threads (a reload keeps
-/// the delay).
+/// window keeps most of those pages (no page faults a rotation). Never
+/// returning any, though, keeps every page the allocator ever used: RSS
+/// climbed 18-29 MiB over the daemon's use after a doubled flood
+/// (tests/flood.rs, kernel mode), and held the soak at 225 MiB against
+/// 145-183 (docs/BENCHMARKS.md). Set from the config at start, before the
+/// runtime's threads (a reload keeps the delay).
 fn return_pages_after(delay: std::time::Duration) {
     let ms = libc::c_long::try_from(delay.as_millis()).unwrap_or(libc::c_long::MAX);
     // SAFETY: as in keep_freed_pages; a positive value is a delay in ms.
