@@ -89,7 +89,7 @@ struct KernelSource {
 
 impl IntervalSource for KernelSource {
     fn drain_into(&mut self, snap: &mut IntervalSnapshot) {
-        match self.path.drain() {
+        match self.path.drain_reusing(&mut snap.spare) {
             Ok(d) => {
                 let secs = (d.swap + d.drain).as_secs_f64();
                 self.metrics.drain_seconds.observe(secs);

@@ -489,7 +489,27 @@ fn rule_tests(files: &[PathBuf]) -> ExitCode {
     }
 }
 
+/// Small pages only, for the whole process. mimalloc asks for transparent
+/// huge pages on its arena (MADV_HUGEPAGE) and returns freed memory in
+/// smaller pieces; khugepaged then collapses a 2 MiB range with any page
+/// still in use back into a whole huge page, so RSS rose by tens of MiB
+/// with nothing allocated, and fell at the next purge (30-44 MiB steps in
+/// the soak, docs/BENCHMARKS.md). Set before anything is allocated that
+/// could be collapsed; a child inherits it.
+fn small_pages_only() {
+    // SAFETY: PR_SET_THP_DISABLE takes a flag and no pointers.
+    let r = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if r != 0 {
+        // Before logging is set up; the daemon runs on without it.
+        eprintln!(
+            "toptraffic: cannot turn transparent huge pages off ({}); RSS may step",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 fn main() -> ExitCode {
+    small_pages_only();
     keep_freed_pages();
     let cli = Cli::parse();
     match cli.command {
@@ -638,5 +658,13 @@ mod tests {
         // SAFETY: as above.
         let v = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
         assert_eq!(v, 60_000);
+    }
+
+    #[test]
+    fn huge_pages_are_off_for_the_process() {
+        small_pages_only();
+        // SAFETY: PR_GET_THP_DISABLE takes no arguments.
+        let r = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        assert_eq!(r, 1);
     }
 }

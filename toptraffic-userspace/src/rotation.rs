@@ -334,6 +334,7 @@ impl Rotator {
     /// a reload carried over.
     fn collect(&mut self, index: u64) -> IntervalSnapshot {
         let mut snap = self.rules.new_snapshot(index);
+        snap.spare = self.window.take_spare();
         if !self.carry.is_empty() {
             snap.merge(std::mem::take(&mut self.carry));
         }

@@ -115,6 +115,7 @@ impl RuleSet {
         crate::snapshot::IntervalSnapshot {
             index,
             rules: self.new_tables(),
+            spare: Default::default(),
         }
     }
 

@@ -212,8 +212,15 @@ impl CountTable {
     /// An empty table for a source that yields each key once, with room
     /// for `capacity` of them (see [`CountTable::push_unique`]).
     pub fn unique_with_capacity(max_keys: usize, capacity: usize) -> CountTable {
+        CountTable::unique_in(max_keys, Vec::with_capacity(capacity.min(max_keys)))
+    }
+
+    /// An empty table for a source that yields each key once, in `list`
+    /// (emptied; a [`Spare`] one).
+    pub fn unique_in(max_keys: usize, mut list: Vec<(Key, Cell)>) -> CountTable {
+        list.clear();
         let mut t = CountTable::new(max_keys);
-        t.list = Vec::with_capacity(capacity.min(max_keys));
+        t.list = list;
         t
     }
 
@@ -293,6 +300,19 @@ impl CountTable {
             return;
         }
         self.list.push((key.into(), cell));
+    }
+
+    /// Appends a key that this source has not listed before, looking it up
+    /// only among those it gave by [`CountTable::add_counted`], if any.
+    #[inline]
+    pub fn push_listed(&mut self, key: &[u8], cell: Cell) {
+        if !self.map.is_empty() {
+            if let Some(c) = self.map.get_mut(key) {
+                c.add(cell);
+                return;
+            }
+        }
+        self.push_unique(key, cell);
     }
 
     /// Moves every cell of `other` into this table.
@@ -421,6 +441,71 @@ impl CountTable {
     }
 }
 
+impl CountTable {
+    /// Every entry, spill last, leaving the table empty; the sketch stays
+    /// behind (take it first with [`CountTable::take_sketch`]). The list
+    /// keeps its allocation, for [`CountTable::into_list`].
+    pub fn drain(&mut self) -> impl Iterator<Item = (Key, Cell)> + '_ {
+        self.map
+            .drain()
+            .chain(self.list.drain(..))
+            .chain(self.spill.drain(..))
+    }
+
+    /// The list, with its allocation (see [`Spare`]).
+    pub fn into_list(self) -> Vec<(Key, Cell)> {
+        self.list
+    }
+}
+
+/// Emptied lists of whole cells, kept from one interval to the next.
+///
+/// The kernel's drain fills a list per rule every interval (80 bytes a
+/// key: 28 MiB for the soak's 324,000 keys), which the window empties.
+/// Taking the last interval's lists again keeps those pages in place:
+/// allocated and freed each rotation, they made RSS step by their size as
+/// the allocator gave pages back and took them again (docs/BENCHMARKS.md,
+/// the soak).
+#[derive(Debug, Default, Clone)]
+pub struct Spare(Vec<Vec<(Key, Cell)>>);
+
+impl Spare {
+    /// Keeps `list`'s allocation, if it has one.
+    pub fn put(&mut self, mut list: Vec<(Key, Cell)>) {
+        if list.capacity() > 0 {
+            list.clear();
+            self.0.push(list);
+        }
+    }
+
+    /// An empty list with room for `len` entries and an eighth more, at
+    /// most `max`: the largest spare one, grown if it must, and shrunk when
+    /// more than twice that (what a flood grew goes back); else a new one.
+    pub fn take(&mut self, len: usize, max: usize) -> Vec<(Key, Cell)> {
+        let want = (len + len / 8).min(max).max(len.min(max));
+        let largest = (0..self.0.len()).max_by_key(|&i| self.0[i].capacity());
+        let Some(i) = largest else {
+            return Vec::with_capacity(want);
+        };
+        let mut list = self.0.swap_remove(i);
+        if list.capacity() < len.min(max) {
+            list.reserve_exact(want);
+        } else if list.capacity() > 2 * want + 1024 {
+            list.shrink_to(want);
+        }
+        list
+    }
+
+    /// Lists held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 impl IntoIterator for CountTable {
     type Item = (Key, Cell);
     type IntoIter = std::iter::Chain<
@@ -441,6 +526,8 @@ pub struct IntervalSnapshot {
     /// since the Unix epoch.
     pub index: u64,
     pub rules: Vec<CountTable>,
+    /// Lists the window emptied, for a source to fill again.
+    pub spare: Spare,
 }
 
 impl IntervalSnapshot {
@@ -448,6 +535,7 @@ impl IntervalSnapshot {
         IntervalSnapshot {
             index,
             rules: max_keys.into_iter().map(CountTable::new).collect(),
+            spare: Spare::default(),
         }
     }
 

@@ -10,7 +10,7 @@
 use crate::config::Overflow;
 use crate::key::Key;
 use crate::sketch::{Sketch, SketchRing};
-use crate::snapshot::{ByPath, IntervalSnapshot};
+use crate::snapshot::{ByPath, IntervalSnapshot, Spare};
 
 /// A key's bookkeeping besides its slots.
 #[derive(Debug, Clone, Copy)]
@@ -379,6 +379,8 @@ pub struct WindowEngine {
     n: usize,
     rules: Vec<RuleWindow>,
     current: Option<u64>,
+    /// The lists of the last interval applied, emptied (see [`Spare`]).
+    spare: Spare,
 }
 
 impl WindowEngine {
@@ -392,7 +394,14 @@ impl WindowEngine {
                 .map(|m| RuleWindow::empty(intervals, m))
                 .collect(),
             current: None,
+            spare: Spare::default(),
         }
+    }
+
+    /// The lists of the last interval applied, emptied, for the next
+    /// interval's sources to fill.
+    pub fn take_spare(&mut self) -> Spare {
+        std::mem::take(&mut self.spare)
     }
 
     /// The last interval applied: the window ends where it ends.
@@ -577,7 +586,7 @@ impl WindowEngine {
                 owned.add(unnamed_owned);
             }
             let mut estimated: Vec<Key> = Vec::new();
-            let mut entries = table.into_iter();
+            let mut entries = table.drain();
             let mut ahead = std::collections::VecDeque::with_capacity(LOOKAHEAD);
             loop {
                 // The window's memory of the keys a few entries on is
@@ -628,6 +637,8 @@ impl WindowEngine {
                     owned.add_owned(cell.owned);
                 }
             }
+            drop(entries);
+            self.spare.put(table.into_list());
             rule.overflow_lines += overflow;
             report.overflow_lines.push(overflow);
             report.refused_owned.push(owned);

@@ -38,7 +38,7 @@ use toptraffic_common::{Cell as KCell, GroupKey};
 use tracing::{debug, warn};
 
 use super::sys::{self, Mapped, SetMap};
-use crate::snapshot::{Cell, CountTable};
+use crate::snapshot::{Cell, CountTable, Spare};
 
 /// Rotations without a count after which a key gives its slot back: a
 /// window of the default 5-s interval, after which the key has left the
@@ -70,9 +70,14 @@ enum Slot {
     Retiring,
 }
 
+/// Whether slot `s` of a generation's `cells` (`n` slots a CPU, `ncpus`
+/// CPUs) holds a count on any CPU.
+fn counted_in(cells: &[KCell], n: usize, ncpus: usize, s: usize) -> bool {
+    (0..ncpus).any(|c| cells[c * n + s].lines != 0)
+}
+
 /// A slot counted in the generation read: its CPUs' cells added up.
 struct Counted {
-    slot: u32,
     lines: u64,
     owned: u64,
     sum: i128,
@@ -176,19 +181,27 @@ impl KeySet {
     }
 
     /// Reads and empties generation `g`, which no program writes any more:
-    /// every counted slot into `out`, in slot order.
-    fn take(&mut self, g: usize, out: &mut Vec<Counted>) {
+    /// `f` gets every counted slot of `slots`, in their order, with its
+    /// state and key. Streamed, not listed: a list of a generation's
+    /// counted slots was the drain's largest buffer (48 bytes a key, 24 MiB
+    /// held for the soak's 324,000 keys).
+    fn take(
+        &mut self,
+        g: usize,
+        slots: impl IntoIterator<Item = u32>,
+        mut f: impl FnMut(&mut Slot, &GroupKey, &Counted),
+    ) {
         let n = self.slots as usize;
         let ncpus = self.ncpus;
         let cells = self.cell_views[g].idle_entries();
-        for s in 0..n {
+        for s in slots {
+            let s = s as usize;
             // A slot none of whose CPUs counted a line holds nothing: a
             // count taken back leaves exactly zero.
-            if (0..ncpus).all(|c| cells[c * n + s].lines == 0) {
+            if !counted_in(cells, n, ncpus, s) {
                 continue;
             }
             let mut k = Counted {
-                slot: s as u32,
                 lines: 0,
                 owned: 0,
                 sum: 0,
@@ -202,7 +215,8 @@ impl KeySet {
                 k.sum += cell.sum as i128;
                 *cell = KCell::default();
             }
-            out.push(k);
+            // Counted: a program gave the slot its key (see `key`).
+            f(&mut self.state[s], self.key_of_view.settled(s), &k);
         }
     }
 
@@ -278,7 +292,6 @@ pub(super) struct Generations {
     last_full: u64,
     /// Drains since the last reconcile.
     since_reconcile: u32,
-    counted: Vec<Counted>,
     /// Keys per rule at the last drain, to size the next tables.
     pub(super) last_keys: Vec<usize>,
 }
@@ -294,7 +307,6 @@ impl Generations {
             retired: Vec::new(),
             last_full: 0,
             since_reconcile: 0,
-            counted: Vec::new(),
             last_keys: vec![0; rules],
         })
     }
@@ -337,12 +349,14 @@ impl Generations {
     /// (and the last generation of any set a resize replaced) into per-rule
     /// tables: rule `i` (config order) keeps at most `max_keys[i]` keys, and
     /// `id_index` maps the rule ids of the kernel's keys to `i`. `map_full`
-    /// is the kernel's total of datagrams that found no free slot.
+    /// is the kernel's total of datagrams that found no free slot. The
+    /// tables' lists come from `lists` where it has them.
     pub(super) fn drain(
         &mut self,
         max_keys: &[usize],
         id_index: &IdIndex,
         map_full: u64,
+        lists: &mut Spare,
     ) -> io::Result<Drained> {
         let started = Instant::now();
         let set = &mut self.set;
@@ -357,30 +371,21 @@ impl Generations {
                 *idle = idle.saturating_add(1);
             }
         }
-        let mut counted = std::mem::take(&mut self.counted);
-        counted.clear();
-        set.take(old, &mut counted);
-        // A key is in one slot unless a retiring slot or a replaced set
-        // holds it too: then the tables add keys up.
-        let unique = self.retired.is_empty()
-            && counted
-                .iter()
-                .all(|c| set.state[c.slot as usize] != Slot::Retiring);
+        // Keys past max_keys wait for the interval's table, which holds,
+        // sketches or refuses them as the rule says.
         let mut tables: Vec<CountTable> = max_keys
             .iter()
             .zip(&self.last_keys)
-            .map(|(m, n)| {
-                // Keys past max_keys wait for the interval's table, which
-                // holds, sketches or refuses them as the rule says.
-                if unique {
-                    CountTable::unique_with_capacity(*m, n + n / 8).spilling()
-                } else {
-                    CountTable::with_capacity(*m, n + n / 8).spilling()
-                }
-            })
+            .map(|(m, n)| CountTable::unique_in(*m, lists.take(*n, *m)).spilling())
             .collect();
         let (mut keys, mut owned) = (0usize, 0u64);
-        let mut record = |key: &GroupKey, c: &Counted| {
+        // A key is in one live slot, listed without a lookup. A retiring
+        // slot or a replaced set may hold it too (`again`): those few are
+        // read first, into the table's map, where the live slot's count
+        // then finds them. (A table of every key, for the rotations that
+        // had such a slot, was 30 MiB allocated and freed at once in the
+        // soak.)
+        let mut record = |key: &GroupKey, c: &Counted, again: bool| {
             keys += 1;
             owned += c.owned;
             // Counts of a rule a reload removed or regrouped are gone with
@@ -388,32 +393,16 @@ impl Generations {
             if let Some(t) = id_index.get(&key.rule).and_then(|i| tables.get_mut(*i)) {
                 let mut cell = Cell::from_exact(c.sum, c.lines);
                 cell.owned.kernel = c.owned.min(u32::MAX as u64) as u32;
-                if unique {
-                    t.push_unique(key.bytes(), cell);
-                } else {
+                if again {
                     t.add_counted(key.bytes(), cell);
+                } else {
+                    t.push_listed(key.bytes(), cell);
                 }
             }
         };
-        for c in &counted {
-            let st = &mut set.state[c.slot as usize];
-            match *st {
-                Slot::Free => {
-                    *st = Slot::Live(0);
-                    set.free_count -= 1;
-                }
-                Slot::Live(_) => *st = Slot::Live(0),
-                Slot::Retiring => {}
-            }
-            record(set.key(c.slot), c);
-        }
         for mut gone in self.retired.drain(..) {
-            counted.clear();
             let g = gone.active;
-            gone.take(g, &mut counted);
-            for c in &counted {
-                record(gone.key(c.slot), c);
-            }
+            gone.take(g, 0..gone.slots, |_, key, c| record(key, c, true));
             // Its maps go with it (the outer maps held them too).
             let o = &self.outer;
             for m in [&o.generation, &o.keys, &o.key_of, &o.free] {
@@ -424,7 +413,26 @@ impl Generations {
                 }
             }
         }
-        self.counted = counted;
+        // Read and emptied here, the retiring slots count nothing in the
+        // pass over every slot.
+        let retiring = std::mem::take(&mut set.retiring);
+        set.take(old, retiring.iter().copied(), |_, key, c| {
+            record(key, c, true)
+        });
+        set.retiring = retiring;
+        let mut taken = 0;
+        set.take(old, 0..set.slots, |st, key, c| {
+            match *st {
+                Slot::Free => {
+                    *st = Slot::Live(0);
+                    taken += 1;
+                }
+                Slot::Live(_) => *st = Slot::Live(0),
+                Slot::Retiring => {}
+            }
+            record(key, c, false);
+        });
+        set.free_count -= taken;
         for (n, t) in self.last_keys.iter_mut().zip(&tables) {
             *n = t.len();
         }
@@ -485,5 +493,19 @@ impl Generations {
             set.cell_views[set.active].set(slot as usize, cell);
         }
         sys::update_batch(set.keys.fd().as_fd(), &new_keys, &new_slots, 1)
+    }
+}
+
+#[cfg(test)]
+impl Generations {
+    /// Sets the cell on CPU 0 of every retiring slot to `cell` in the
+    /// generation the programs write: what a program that found the key
+    /// before its delete does. Returns the slots.
+    pub(super) fn count_retiring(&mut self, cell: KCell) -> usize {
+        let set = &mut self.set;
+        for &s in &set.retiring {
+            set.cell_views[set.active].set(s as usize, cell);
+        }
+        set.retiring.len()
     }
 }

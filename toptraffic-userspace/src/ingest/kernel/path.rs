@@ -21,6 +21,7 @@ use super::probe::{
 };
 use super::sys;
 use crate::ingest::kernel_config::KernelPlan;
+use crate::snapshot::Spare;
 
 #[cfg(toptraffic_ebpf)]
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/toptraffic-ebpf"));
@@ -476,8 +477,14 @@ impl KernelPath {
     /// Swaps in the spare generation, then reads and empties the old one
     /// into per-rule tables, and keeps the slots.
     pub fn drain(&mut self) -> io::Result<Drained> {
+        self.drain_reusing(&mut Spare::default())
+    }
+
+    /// As [`KernelPath::drain`], the tables' lists taken from `spare` where
+    /// it has them.
+    pub fn drain_reusing(&mut self, spare: &mut Spare) -> io::Result<Drained> {
         let full = self.counters.read()[counter::PASS_MAP_FULL as usize];
-        self.gens.drain(&self.max_keys, &self.id_index, full)
+        self.gens.drain(&self.max_keys, &self.id_index, full, spare)
     }
 }
 

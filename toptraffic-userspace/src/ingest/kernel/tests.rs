@@ -368,6 +368,34 @@ fn idle_keys_give_their_slots_back_and_lose_no_count() {
     assert_eq!((d.keys, d.retired), (1, 0));
 }
 
+/// A key counted anew while a program still adds to its retiring slot:
+/// both counts, and the key once in its table.
+#[test]
+fn a_key_counted_in_its_retiring_slot_and_a_new_one_is_held_once() {
+    use super::drain::RETIRE_AFTER;
+    let Some(mut k) = load_or_skip(Attach::None) else {
+        return;
+    };
+    let plain = b"combined,uri=/p,id=1,ip=203.0.113.7 count=2";
+    let key = crate::key::from_values(&["203.0.113.7", "1"]);
+    k.test_run(false, plain, 3).unwrap();
+    k.drain().unwrap();
+    let retired: usize = (0..RETIRE_AFTER).map(|_| k.drain().unwrap().retired).sum();
+    assert_eq!(retired, 1);
+    k.test_run(false, plain, 5).unwrap();
+    let late = toptraffic_common::Cell {
+        lines: 2,
+        owned: 2,
+        sum: 4,
+    };
+    assert_eq!(k.gens.count_retiring(late), 1);
+    let d = k.drain().unwrap();
+    let c = d.tables[0].get(&key).unwrap();
+    assert_eq!((c.lines, c.value(), c.owned.kernel), (7, 14.0, 7));
+    assert_eq!(d.tables[0].len(), 1);
+    assert_eq!(d.keys, 2, "two slots read");
+}
+
 #[test]
 fn socket_filter_counts_plain_datagrams_and_passes_the_rest_whole() {
     let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
