@@ -592,6 +592,45 @@ mod tests {
     }
 
     #[test]
+    fn spare_lists_are_taken_again_and_shrink_after_a_flood() {
+        let mut spare = Spare::default();
+        assert_eq!(spare.take(100, 1000).capacity(), 112, "an eighth more");
+        let mut big = Vec::with_capacity(5000);
+        big.push((from_values(&["a"]), cell(1.0)));
+        let ptr = big.as_ptr();
+        spare.put(big);
+        spare.put(Vec::new());
+        assert_eq!(spare.len(), 1, "nothing to keep of an empty list");
+        // The same allocation, emptied, when it fits.
+        let l = spare.take(4000, 10_000);
+        assert_eq!((l.as_ptr(), l.len(), l.capacity()), (ptr, 0, 5000));
+        spare.put(l);
+        // Grown when it does not.
+        assert!(spare.take(6000, 10_000).capacity() >= 6000);
+        // Shrunk when more than twice what is asked.
+        spare.put(Vec::with_capacity(100_000));
+        let l = spare.take(1000, 10_000);
+        assert!(
+            l.capacity() >= 1000 && l.capacity() < 2000,
+            "{}",
+            l.capacity()
+        );
+        // Never past max_keys.
+        assert_eq!(spare.take(1000, 500).capacity(), 500);
+    }
+
+    #[test]
+    fn a_listed_key_finds_its_cell_given_whole_before() {
+        let k = from_values(&["a"]);
+        let mut t = CountTable::unique_in(10, Vec::new());
+        t.push_listed(&from_values(&["b"]), cell(1.0));
+        t.add_counted(&k, cell(2.0));
+        t.push_listed(&k, cell(3.0));
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.get(&k).unwrap().value(), 5.0);
+    }
+
+    #[test]
     fn integer_values_add_exactly_whatever_the_order() {
         let big = 999_999_999_999_999.0;
         let mut up = Cell::default();

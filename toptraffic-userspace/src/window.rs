@@ -872,6 +872,27 @@ mod tests {
     }
 
     #[test]
+    fn a_drained_list_comes_back_emptied_for_the_next_interval() {
+        let mut w = WindowEngine::new(N, [100]);
+        let mut s = IntervalSnapshot::empty(1000, [100]);
+        let list = crate::snapshot::Spare::default().take(40, 100);
+        let (ptr, cap) = (list.as_ptr(), list.capacity());
+        s.rules[0] = crate::snapshot::CountTable::unique_in(100, list);
+        s.rules[0].push_unique(&from_values(&["a"]), Cell::new(2.0, 1));
+        s.rules[0].push_unique(&from_values(&["b"]), Cell::new(3.0, 1));
+        w.apply(s);
+        assert_eq!((value(&w, "a"), value(&w, "b")), (Some(2.0), Some(3.0)));
+        let mut spare = w.take_spare();
+        assert_eq!(spare.len(), 1);
+        let again = spare.take(40, 100);
+        assert_eq!(
+            (again.as_ptr(), again.len(), again.capacity()),
+            (ptr, 0, cap)
+        );
+        assert!(w.take_spare().is_empty(), "handed over once");
+    }
+
+    #[test]
     fn key_is_forgotten_one_period_after_its_last_point() {
         let mut w = WindowEngine::new(N, [100]);
         w.apply(snap(100, &[("a", 5.0)]));
