@@ -9,6 +9,8 @@
 //! `cargo xtask bench soak [--minutes 30]` (root; needs the kernel path).
 //! Writes target/bench/soak.csv and docs/soak.png and prints how flat each
 //! curve is after the warm-up. `-- --plot-only FILE.csv` redraws the plot.
+//! `-- --mode userspace` soaks the userspace path instead (no root; its
+//! CSV and plot go to target/bench/soak-userspace.*).
 
 mod common;
 
@@ -28,6 +30,8 @@ use common::Daemon;
 const RULES: [&str; 3] = ["top_combined", "top_ips", "top_stores"];
 
 struct Args {
+    /// "kernel" (the default) or "userspace".
+    mode: String,
     minutes: f64,
     rate: u64,
     keys: usize,
@@ -47,6 +51,19 @@ fn parse_args() -> Args {
             .and_then(|i| argv.get(i + 1).cloned())
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mode = get("--mode").unwrap_or_else(|| "kernel".into());
+    assert!(
+        mode == "kernel" || mode == "userspace",
+        "--mode kernel|userspace"
+    );
+    // The docs' plot is the kernel path's.
+    let (csv, png) = match mode.as_str() {
+        "kernel" => ("target/bench/soak.csv", "docs/soak.png"),
+        _ => (
+            "target/bench/soak-userspace.csv",
+            "target/bench/soak-userspace.png",
+        ),
+    };
     Args {
         minutes: get("--minutes").map_or(30.0, |s| s.parse().expect("--minutes")),
         rate: get("--rate").map_or(50_000, |s| s.parse().expect("--rate")),
@@ -54,9 +71,10 @@ fn parse_args() -> Args {
         churn: get("--churn").map_or(0.1, |s| s.parse().expect("--churn")),
         every: Duration::from_secs(get("--every").map_or(10, |s| s.parse().expect("--every"))),
         warmup: get("--warmup").map(|s| s.parse().expect("--warmup (seconds)")),
-        csv: get("--csv").map_or(root.join("target/bench/soak.csv"), PathBuf::from),
-        png: get("--png").map_or(root.join("docs/soak.png"), PathBuf::from),
+        csv: get("--csv").map_or(root.join(csv), PathBuf::from),
+        png: get("--png").map_or(root.join(png), PathBuf::from),
         plot_only: get("--plot-only").map(PathBuf::from),
+        mode,
     }
 }
 
@@ -190,7 +208,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / ticks
 }
 
-/// The release daemon in kernel mode on free loopback ports, stopped on drop.
 /// The last sample taken while the sender still sent: by the first sample
 /// with everything sent, traffic may have stopped up to a sampling period
 /// earlier and keys have begun to leave the window.
@@ -439,7 +456,8 @@ fn main() {
         println!("{}", summary(&samples, warmup));
         return;
     }
-    if let Err(e) = kernel::probe() {
+    let in_kernel = a.mode == "kernel";
+    if let (true, Err(e)) = (in_kernel, kernel::probe()) {
         eprintln!("SKIPPED soak: the kernel path cannot run here: {e}");
         return;
     }
@@ -451,7 +469,8 @@ fn main() {
         .unwrap_or_else(|| (total.as_secs_f64() / 3.0).min(120.0));
     let dir = a.csv.parent().unwrap_or(Path::new(".")).join("soak-logs");
     std::fs::create_dir_all(&dir).expect("create the log folder");
-    let d = Daemon::start(&dir, "soak", "kernel", "", Some("socket_filter"));
+    let attach = in_kernel.then_some("socket_filter");
+    let d = Daemon::start(&dir, "soak", &a.mode, "", attach);
     let pid = d.pid();
     let base = d.stats();
     eprintln!(
@@ -556,10 +575,12 @@ fn main() {
     let sent = sender.join().expect("the sender panicked").expect("send");
     if let Ok(s) = loadgen::get_json(d.http, "/api/v1/stats") {
         println!("daemon's drops at the end: {}", s["dropped"]);
-        println!(
-            "kernel passed to userspace: {}",
-            s["kernel"]["passed_to_userspace"]
-        );
+        if in_kernel {
+            println!(
+                "kernel passed to userspace: {}",
+                s["kernel"]["passed_to_userspace"]
+            );
+        }
     }
     drop(d);
     let text: String = std::iter::once(HEADER.to_string())
@@ -571,7 +592,8 @@ fn main() {
     }
     std::fs::write(&a.csv, text).expect("write the CSV");
     let title = format!(
-        "toptraffic soak: kernel path, {} lines/s, {}k keys x 3 rules, {:.0}%/min churn, {:.0} min",
+        "toptraffic soak: {} path, {} lines/s, {}k keys x 3 rules, {:.0}%/min churn, {:.0} min",
+        a.mode,
         a.rate,
         a.keys / 1000,
         a.churn * 100.0,

@@ -9,8 +9,9 @@
 //! - `parse`: the kernel programs alone (BPF_PROG_TEST_RUN) per datagram
 //!   and per line, against the userspace count path, warm and on cold
 //!   caches.
-//! - `soak [--minutes 30]`: the kernel path at 50,000 lines/s with churn;
-//!   target/bench/soak.csv and docs/soak.png.
+//! - `soak [--minutes 30] [--mode userspace]`: the kernel path (or the
+//!   userspace one) at 50,000 lines/s with churn; target/bench/soak.csv
+//!   and docs/soak.png (userspace: target/bench/soak-userspace.*).
 //! - `flood [--minutes M] [--mode userspace|kernel|both]`: the overflow
 //!   sketch under a flood of 10x max_keys distinct keys a window against a
 //!   baseline without it, per mode: recall and latency of the heavy keys'
