@@ -482,13 +482,14 @@ impl Spare {
     /// most `max`: the largest spare one, grown if it must, and shrunk when
     /// more than twice that (what a flood grew goes back); else a new one.
     pub fn take(&mut self, len: usize, max: usize) -> Vec<(Key, Cell)> {
-        let want = (len + len / 8).min(max).max(len.min(max));
+        let need = len.min(max);
+        let want = (len + len / 8).min(max);
         let largest = (0..self.0.len()).max_by_key(|&i| self.0[i].capacity());
         let Some(i) = largest else {
             return Vec::with_capacity(want);
         };
         let mut list = self.0.swap_remove(i);
-        if list.capacity() < len.min(max) {
+        if list.capacity() < need {
             list.reserve_exact(want);
         } else if list.capacity() > 2 * want + 1024 {
             list.shrink_to(want);
