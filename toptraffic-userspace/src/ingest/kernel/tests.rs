@@ -344,10 +344,13 @@ fn a_datagram_refused_after_its_first_counts_keeps_none_of_them() {
 /// A seed line, whose key the retirement tests count and leave idle.
 const RETIRING_LINE: &[u8] = b"combined,uri=/p,id=1,ip=203.0.113.7 count=2";
 
-/// The key of `RETIRING_LINE`, counted 3 times and then idle until its
-/// slot retires (the next drain frees it).
-fn count_then_retire(k: &mut KernelPath) -> crate::key::Key {
+/// A loaded path and the key of `RETIRING_LINE`, counted 3 times, then
+/// idle until its slot retires, then counted 5 times anew: in a new slot,
+/// the old one freed at the next drain. None where the kernel path cannot
+/// load.
+fn retired_then_counted_again() -> Option<(KernelPath, crate::key::Key)> {
     use super::drain::RETIRE_AFTER;
+    let mut k = load_or_skip(Attach::None)?;
     let key = crate::key::from_values(&["203.0.113.7", "1"]);
     k.test_run(false, RETIRING_LINE, 3).unwrap();
     assert_eq!(k.drain().unwrap().tables[0].get(&key).unwrap().lines, 3);
@@ -358,7 +361,8 @@ fn count_then_retire(k: &mut KernelPath) -> crate::key::Key {
         retired += d.retired;
     }
     assert_eq!(retired, 1, "retired after a window idle");
-    key
+    k.test_run(false, RETIRING_LINE, 5).unwrap();
+    Some((k, key))
 }
 
 /// A key idle for a window gives its slot back; counted again, it gets a
@@ -366,12 +370,9 @@ fn count_then_retire(k: &mut KernelPath) -> crate::key::Key {
 /// is read before the slot is freed.
 #[test]
 fn idle_keys_give_their_slots_back_and_lose_no_count() {
-    let Some(mut k) = load_or_skip(Attach::None) else {
+    let Some((mut k, key)) = retired_then_counted_again() else {
         return;
     };
-    let key = count_then_retire(&mut k);
-    // Counted again: a new slot (the old one is freed at the next drain).
-    k.test_run(false, RETIRING_LINE, 5).unwrap();
     let d = k.drain().unwrap();
     assert_eq!(d.tables[0].get(&key).unwrap().lines, 5);
     assert_eq!((d.keys, d.retired), (1, 0));
@@ -381,11 +382,9 @@ fn idle_keys_give_their_slots_back_and_lose_no_count() {
 /// both counts, and the key once in its table.
 #[test]
 fn a_key_counted_in_its_retiring_slot_and_a_new_one_is_held_once() {
-    let Some(mut k) = load_or_skip(Attach::None) else {
+    let Some((mut k, key)) = retired_then_counted_again() else {
         return;
     };
-    let key = count_then_retire(&mut k);
-    k.test_run(false, RETIRING_LINE, 5).unwrap();
     let late = toptraffic_common::Cell {
         lines: 2,
         owned: 2,
