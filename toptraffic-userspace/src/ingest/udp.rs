@@ -118,6 +118,7 @@ impl UdpIngest {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
+        refuse_if_bound(settings.listen)?;
         let mut sockets = Vec::with_capacity(n);
         let mut recv_buffer = 0;
         let mut listen = settings.listen;
@@ -353,6 +354,95 @@ fn attach_classic(fd: RawFd, code: &mut [libc::sock_filter]) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Refuses an address a socket is bound to already. Sockets of the same
+/// user that all set SO_REUSEPORT share a port silently: a second daemon
+/// would take a share of the first one's datagrams, and each would count
+/// only its own. A bind without SO_REUSEPORT fails on any socket bound
+/// there (this probe is closed at once), so the refusal can name it.
+/// Port 0 picks a free port: nothing to check.
+fn refuse_if_bound(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    match probe.bind(&addr.into()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            let holder = match udp_port_holder(addr.port()) {
+                Some((pid, name)) => format!(" by pid {pid} ({name})"),
+                None => String::new(),
+            };
+            Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot listen on UDP {addr}: the port is bound already{holder}; \
+                     a second daemon there would take part of the first one's datagrams"
+                ),
+            ))
+        }
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("cannot bind UDP {addr}: {e}"),
+        )),
+    }
+}
+
+/// A process with a UDP socket bound to `port` (any address), and its
+/// name: the sockets' inodes from /proc/net/udp and udp6, their owner
+/// from the /proc/<pid>/fd links (`socket:[inode]`). None when /proc does
+/// not tell (another network namespace, or no permission to read fds).
+fn udp_port_holder(port: u16) -> Option<(u32, String)> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        if let Ok(text) = std::fs::read_to_string(table) {
+            inodes.extend(inodes_on_port(&text, port));
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    let links: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let owns = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|l| links.iter().any(|s| l.as_os_str() == s.as_str()))
+        });
+        if owns {
+            let name = std::fs::read_to_string(entry.path().join("comm"))
+                .map(|c| c.trim_end().to_string())
+                .unwrap_or_else(|_| "?".into());
+            return Some((pid, name));
+        }
+    }
+    None
+}
+
+/// The inodes of the sockets bound to local port `port` in a
+/// /proc/net/udp{,6} table (`sl local_address rem_address st ... inode`,
+/// the address as `HEX:PORT`).
+fn inodes_on_port(table: &str, port: u16) -> Vec<u64> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local = f.get(1)?;
+            let p = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
+            (p == port).then(|| f.get(9)?.parse().ok()).flatten()
+        })
+        .collect()
 }
 
 fn bind_socket(addr: SocketAddr, recv_buffer: usize) -> io::Result<Socket> {
@@ -701,5 +791,48 @@ mod tests {
         }
         assert_eq!(total(&ingest), 0.0);
         assert_eq!(ingest.socket_drops() - drops, 100, "refused by the filter");
+    }
+
+    /// Two daemons on one port would each count a share of its datagrams
+    /// (SO_REUSEPORT): the second is refused, with the holder named.
+    #[test]
+    fn a_port_bound_already_is_refused_and_its_holder_named() {
+        let (first, _) = started(1 << 16);
+        let rules = Arc::new(RuleSet::new(&Config::embedded_default().rules));
+        let settings = UdpSettings {
+            listen: first.local_addr(),
+            recv_buffer: 1 << 16,
+            max_datagram: 128,
+            threads: 2,
+        };
+        let err = UdpIngest::bind(&settings, rules.clone())
+            .err()
+            .expect("a second bind of the same port");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        let msg = err.to_string();
+        assert!(msg.contains("bound already"), "{msg}");
+        assert!(
+            msg.contains(&format!("by pid {}", std::process::id())),
+            "{msg}"
+        );
+        // The wildcard address covers the loopback one.
+        let wildcard = UdpSettings {
+            listen: SocketAddr::from(([0, 0, 0, 0], settings.listen.port())),
+            ..settings.clone()
+        };
+        assert!(UdpIngest::bind(&wildcard, rules.clone()).is_err());
+        drop(first);
+        assert!(UdpIngest::bind(&settings, rules).is_ok(), "free again");
+    }
+
+    #[test]
+    fn the_sockets_of_a_port_are_read_from_the_udp_table() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+             \x20 1: 0100007F:238C 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 2112931 2 0000000000000000 0\n\
+             \x20 2: 00000000:238C 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 2112932 2 0000000000000000 0\n\
+             \x20 3: 0100007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 17 2 0000000000000000 0\n";
+        assert_eq!(inodes_on_port(table, 9100), vec![2112931, 2112932]);
+        assert_eq!(inodes_on_port(table, 53), vec![17]);
+        assert!(inodes_on_port(table, 1).is_empty());
     }
 }
