@@ -637,34 +637,6 @@ fn kernel_mode_without_privileges_names_the_missing_capabilities() {
     assert!(err.contains("CAP_BPF"), "{err}");
 }
 
-/// Runs `toptraffic run --mode MODE` with `config` until it exits (at most
-/// 30 s): its status and stderr.
-fn run_to_exit(config: &str, mode: &str) -> (std::process::ExitStatus, String) {
-    let path = common::temp_file("config.toml", config);
-    let log = path.with_file_name("daemon.log");
-    let mut child = Command::new(BIN)
-        .args(["run", "--mode", mode, "--config"])
-        .arg(&path)
-        .args(["--http", "127.0.0.1:0", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running: {}", std::fs::read_to_string(&log).unwrap());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status, std::fs::read_to_string(&log).unwrap())
-}
-
 const PINS: [&str; 8] = [
     "config",
     "counters",
@@ -699,7 +671,17 @@ fn a_second_daemon_on_the_same_pin_dir_is_refused_and_the_first_keeps_its_pins()
     );
     // Refused in auto mode too: the userspace path would not fix it.
     for mode in ["kernel", "auto"] {
-        let (status, err) = run_to_exit(&cfg, mode);
+        let (status, err) = common::run_to_exit(
+            &cfg,
+            &[
+                "--mode",
+                mode,
+                "--http",
+                "127.0.0.1:0",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+        );
         assert!(!status.success(), "{mode}: {err}");
         assert!(err.contains(&want), "{mode}: {err}");
     }

@@ -79,6 +79,52 @@ fn counts_every_key_exactly_and_forgets_them_after_the_window() {
     assert!(d.terminate().success());
 }
 
+/// Two daemons on one UDP address would each count a share of its
+/// datagrams (SO_REUSEPORT): the second is refused, naming the first, and
+/// the first counts every line.
+#[test]
+fn a_second_daemon_on_the_same_udp_address_is_refused_and_the_first_counts_all() {
+    let cfg = short_window_config("4s", "500ms");
+    let d = Daemon::start(&cfg, &["--mode", "userspace"]);
+    let listen = d.udp.to_string();
+    let (status, err) = common::run_to_exit(
+        &cfg,
+        &[
+            "--mode",
+            "userspace",
+            "--http",
+            "127.0.0.1:0",
+            "--listen",
+            &listen,
+        ],
+    );
+    assert!(!status.success(), "{err}");
+    let want = format!(
+        "cannot listen on UDP {listen}: the port is bound already by pid {} (toptraffic)",
+        d.child.id()
+    );
+    assert!(err.contains(&want), "{err}");
+
+    let mut gen = Generator::new(Shape {
+        keys: 500,
+        seed: 11,
+        ..Shape::default()
+    });
+    let sent = loadgen::run(
+        &mut gen,
+        d.udp,
+        5_000,
+        20_000,
+        Duration::from_secs(20),
+        |_, _| {},
+    )
+    .expect("send");
+    d.wait_stats(Duration::from_secs(20), "every line counted", |s| {
+        s["points_userspace"] == sent.valid_lines
+    });
+    assert!(d.terminate().success());
+}
+
 #[test]
 fn api_errors_and_metrics() {
     let d = Daemon::start(&short_window_config("2s", "1s"), &["--mode", "userspace"]);

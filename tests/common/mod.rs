@@ -250,6 +250,34 @@ impl Drop for Daemon {
 
 /// A config with the seed's rules on a short window, so tests see keys
 /// leave in seconds.
+/// Runs `toptraffic run` with `config` text and `args` until it exits (30 s
+/// at most): its status and what it wrote on stderr.
+pub fn run_to_exit(config: &str, args: &[&str]) -> (ExitStatus, String) {
+    let path = temp_file("config.toml", config);
+    let log = path.with_file_name("daemon.log");
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running: {}", std::fs::read_to_string(&log).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, std::fs::read_to_string(&log).unwrap())
+}
+
 pub fn short_window_config(period: &str, every: &str) -> String {
     let default = toptraffic::config::DEFAULT_CONFIG;
     default
