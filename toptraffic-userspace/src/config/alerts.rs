@@ -28,7 +28,10 @@ pub(super) struct RuleNames<'a> {
 
 /// A block's name in messages: its `name`, or its position (`#1`).
 fn block_name(b: &RawAlertBlock, index: usize) -> String {
-    b.name.clone().unwrap_or_else(|| format!("#{}", index + 1))
+    match &b.name {
+        Some(n) => n.get_ref().clone(),
+        None => format!("#{}", index + 1),
+    }
 }
 
 /// Checks and compiles one alert block; errors name the rule, the block,

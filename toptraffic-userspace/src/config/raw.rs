@@ -121,7 +121,7 @@ pub(super) struct RawOverflow {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAlertBlock {
     /// Shown in logs and the API; defaults to the block's position.
-    pub(super) name: Option<String>,
+    pub(super) name: Option<Spanned<String>>,
     pub(super) info: Option<Spanned<String>>,
     pub(super) warn: Option<Spanned<String>>,
     pub(super) crit: Option<Spanned<String>>,

@@ -89,6 +89,30 @@ fn duplicate_rule_names_are_refused() {
 }
 
 #[test]
+fn duplicate_alert_block_names_are_refused() {
+    let block = |name: &str| format!("[[rule.alert]]\n{name}warn = '\"count\" > 10'\n");
+    let e = err(&format!(
+        "{RULE}{}{}",
+        block("name = \"dup\"\n"),
+        block("name = \"dup\"\n")
+    ));
+    assert!(
+        e.starts_with("t.toml:9: rule \"r\": duplicate alert block name \"dup\""),
+        "{e}"
+    );
+    // An unnamed block is named by its position: "#1" given to the second
+    // block is taken already.
+    let e = err(&format!("{RULE}{}{}", block(""), block("name = \"#1\"\n")));
+    assert!(e.contains("duplicate alert block name \"#1\""), "{e}");
+    let c = Config::parse(
+        &format!("{RULE}{}{}", block("name = \"a\"\n"), block("")),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.rules[0].alerts[1].name, "#2");
+}
+
+#[test]
 fn sum_needs_a_field_and_count_takes_none() {
     let e = err(&format!("{RULE}aggregate = \"sum\"\n"));
     assert!(e.contains("needs field"), "{e}");

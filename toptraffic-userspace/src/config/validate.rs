@@ -321,6 +321,20 @@ fn validate_rule(
             compile_block(a, i, &rule, src).map(Arc::new)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // A block's name names its sinks in logs, stats and metrics: two blocks
+    // of one name would report as one.
+    for (i, b) in alerts.iter().enumerate() {
+        if alerts[..i].iter().any(|e| e.name == b.name) {
+            let span = match &r.alert[i].name {
+                Some(n) => n.span(),
+                None => r.name.span(),
+            };
+            return Err(src.at(
+                span,
+                ctx(format!("duplicate alert block name {:?}", b.name)),
+            ));
+        }
+    }
     let overflow = validate_overflow(
         r.overflow.as_ref(),
         r.name.span(),
