@@ -2,12 +2,14 @@
 //! and a reload report a bad lambda or template with its line, and the
 //! engine runs what was compiled here.
 
+use std::ops::Range;
 use std::time::Duration;
 
 use toml::Spanned;
 
 use super::raw::{RawAlertBlock, StateChangesOnly};
 use super::schema::{AlertBlock, ConfigError};
+use super::sinks::SinkConfig;
 use super::source::Source;
 use super::units::parse_duration;
 use crate::alert::state::{Settings, DEFAULT_HISTORY};
@@ -24,6 +26,8 @@ pub(super) struct RuleNames<'a> {
     pub(super) rule: &'a str,
     pub(super) as_name: &'a str,
     pub(super) group_by: &'a [String],
+    /// The rule's name in the file: the line of a block without a name.
+    pub(super) span: Range<usize>,
 }
 
 /// A block's name in messages: its `name`, or its position (`#1`).
@@ -86,9 +90,33 @@ pub(super) fn compile_block(
             ),
         },
     };
+    // Sink settings carry no position of their own: the block's name, or
+    // the rule's, gives the line.
+    let block_at = |msg: &str| {
+        let span = b.name.as_ref().map_or(rule.span.clone(), |n| n.span());
+        src.at(span, ctx(msg))
+    };
     if let Some(e) = &b.exec {
         if e.command.is_empty() || e.command[0].is_empty() {
-            return Err(src.nowhere(ctx("exec.command needs a program")));
+            return Err(block_at("exec.command needs a program"));
+        }
+    }
+    for sink in b.sinks() {
+        let kind = sink.kind();
+        let url = match &sink {
+            SinkConfig::Slack(c) => Some(&c.url),
+            SinkConfig::Http(c) => Some(&c.url),
+            SinkConfig::Alertmanager(c) => Some(&c.url),
+            SinkConfig::Log(_) | SinkConfig::Exec(_) => None,
+        };
+        if let Some(url) = url {
+            check_url(url).map_err(|e| block_at(&format!("{kind}.url {url:?}: {e}")))?;
+        }
+        let o = sink.options();
+        if o.queue == 0 || o.concurrency == 0 || o.timeout.is_zero() {
+            return Err(block_at(&format!(
+                "{kind}.options: queue, concurrency and timeout must be above zero"
+            )));
         }
     }
 
@@ -144,4 +172,20 @@ pub(super) fn compile_block(
         },
         sinks: b.sinks(),
     })
+}
+
+/// An address the HTTP sinks can post to: absolute, http or https, with a
+/// host (what reqwest would otherwise refuse at every event).
+fn check_url(url: &str) -> Result<(), String> {
+    let u = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(format!(
+            "the scheme must be http or https, not {:?}",
+            u.scheme()
+        ));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err("no host".into());
+    }
+    Ok(())
 }

@@ -188,6 +188,57 @@ fn block_lists_its_sinks_and_their_options() {
     assert_eq!(sinks[1].options().retries, 7);
 }
 
+/// What no event could get through is refused at `check`, at the block's
+/// line (its name's, or the rule's for a block without one).
+#[test]
+fn sinks_that_could_never_deliver_are_refused() {
+    let named = |sink: &str| {
+        format!("{RULE}[[rule.alert]]\nname = \"b\"\nwarn = '\"count\" > 10'\n{sink}\n")
+    };
+    for (sink, want) in [
+        (
+            "http = [{ url = \"not a url\" }]",
+            "http.url \"not a url\": relative URL without a base",
+        ),
+        (
+            "alertmanager = { url = \"localhost:9093\" }",
+            "the scheme must be http or https",
+        ),
+        (
+            "slack = { url = \"ftp://hooks.example/x\" }",
+            "slack.url \"ftp://hooks.example/x\": the scheme must be http or https, not \"ftp\"",
+        ),
+        (
+            "log = { path = \"-\", options = { queue = 0 } }",
+            "log.options: queue, concurrency and timeout must be above zero",
+        ),
+        (
+            "http = [{ url = \"http://a\", options = { concurrency = 0 } }]",
+            "http.options: queue",
+        ),
+        ("exec = { command = [] }", "exec.command needs a program"),
+    ] {
+        let e = err(&named(sink));
+        assert!(
+            e.starts_with("t.toml:6: rule \"r\" alert \"b\": "),
+            "{sink}: {e}"
+        );
+        assert!(e.contains(want), "{sink}: {e}");
+    }
+    let e = err(&format!(
+        "{RULE}[[rule.alert]]\nwarn = '\"count\" > 10'\nhttp = [{{ url = \"x\" }}]\n"
+    ));
+    assert!(
+        e.starts_with("t.toml:2: rule \"r\" alert \"#1\": http.url"),
+        "{e}"
+    );
+    Config::parse(
+        &named("http = [{ url = \"https://a.example:8443/p?q=1\" }]"),
+        "t",
+    )
+    .unwrap();
+}
+
 #[test]
 fn max_key_bytes_has_a_default_and_a_floor_the_kernel_needs() {
     let c = Config::parse(RULE, "t").unwrap();

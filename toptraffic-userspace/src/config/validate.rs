@@ -317,6 +317,7 @@ fn validate_rule(
                 rule: &name,
                 as_name: &as_name,
                 group_by: &group_by,
+                span: r.name.span(),
             };
             compile_block(a, i, &rule, src).map(Arc::new)
         })
