@@ -456,3 +456,99 @@ fn a_flood_past_max_keys_within_one_interval_loses_no_line() {
     assert!(light.is_empty(), "one-line keys alerted: {light:?}");
     assert!(d.terminate().success());
 }
+
+#[test]
+fn a_burst_behind_a_flood_in_one_interval_alerts() {
+    burst_behind_a_flood("userspace");
+}
+
+#[test]
+fn in_kernel_mode_a_burst_behind_a_flood_in_one_interval_alerts() {
+    if !common::kernel_available("in_kernel_mode_a_burst_behind_a_flood_in_one_interval_alerts") {
+        return;
+    }
+    burst_behind_a_flood("kernel");
+}
+
+/// Every line of a heavy key comes after a flood filled the receive
+/// table, in one interval, and never again: none of its lines finds room,
+/// so only the table's sketch knows it. It alerts at that interval's
+/// rotation all the same, its value within the sketch's bound.
+fn burst_behind_a_flood(mode: &str) {
+    const EVERY_S: u64 = 5;
+    const FLOOD_KEYS: u64 = 5 * MAX_KEYS;
+    let log = temp_file("alerts.log", "");
+    // A pin dir of its own: the other kernel test may run beside it.
+    let cfg = config(&log, mode)
+        .replace(&common::pin_dir("flood"), &common::pin_dir("burst"))
+        .replace(
+            &format!("period = \"{}s\"", PERIOD.as_secs()),
+            "period = \"20s\"",
+        )
+        .replace(
+            &format!("every = \"{}ms\"", EVERY.as_millis()),
+            &format!("every = \"{EVERY_S}s\""),
+        );
+    let d = Daemon::start(&cfg, &["--mode", mode]);
+    // Start just after an interval's boundary (intervals are aligned to
+    // the wall clock), so that flood and burst fall in one interval.
+    let into = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            % (EVERY_S * 1000)
+    };
+    let wait = EVERY_S * 1000 - into(SystemTime::now()) + 100;
+    std::thread::sleep(Duration::from_millis(wait));
+    let start = SystemTime::now();
+    // One socket for both: the same receive thread takes them.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let keys: Vec<String> = (0..FLOOD_KEYS)
+        .map(|k| format!("flood,id=L{k} count=1i"))
+        .collect();
+    for (i, chunk) in keys.chunks(10).enumerate() {
+        sock.send_to(chunk.join("\n").as_bytes(), d.udp).unwrap();
+        if i % 20 == 19 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    for i in 0..HEAVY_LINES {
+        sock.send_to(b"flood,id=BURST count=1i", d.udp).unwrap();
+        if i % 20 == 19 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let sent_in = into(SystemTime::now());
+    assert!(
+        SystemTime::now().duration_since(start).unwrap()
+            < Duration::from_millis(EVERY_S * 1000 - 200),
+        "the send took more than an interval ({sent_in} ms into one)"
+    );
+    wait_for("a WARNING event for BURST", Duration::from_secs(15), || {
+        events(&log)
+            .iter()
+            .any(|e| id_of(e) == "BURST" && e["level"] == "WARNING")
+    });
+    let rows = top(&d);
+    let r = &rows["BURST"];
+    let (v, bound) = (
+        r["value"].as_f64().unwrap(),
+        r["error_bound"].as_f64().unwrap(),
+    );
+    assert!(
+        (HEAVY_LINES as f64..=HEAVY_LINES as f64 + bound).contains(&v),
+        "{r}"
+    );
+    let s = d.stats();
+    assert_eq!(s["dropped"]["receive_queue"], 0, "{s}");
+    assert!(
+        s["rules"][0]["overflow"]["promotions"].as_u64() >= Some(1),
+        "{s}"
+    );
+    let light: Vec<Value> = events(&log)
+        .into_iter()
+        .filter(|e| id_of(e) != "BURST")
+        .collect();
+    assert!(light.is_empty(), "one-line keys alerted: {light:?}");
+    assert!(d.terminate().success());
+}

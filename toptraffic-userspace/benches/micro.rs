@@ -1,7 +1,8 @@
 //! Microbenchmarks of the userspace hot paths: the line protocol parser,
 //! the rule/count path of a receive thread (`Counter::datagram`), and the
 //! window engine's rotation (`WindowEngine::apply`) and the alert
-//! decisions with 100k keys.
+//! decisions with 100k keys, and a flood's lines past `max_keys` (the
+//! sketch, and the names of its heaviest keys).
 //!
 //! `cargo xtask bench micro` (criterion; throughput in lines or keys per
 //! second). Under `cargo test` each runs once.
@@ -15,7 +16,8 @@ use toptraffic::ingest::udp::Counter;
 use toptraffic::key;
 use toptraffic::lineproto::Lines;
 use toptraffic::rules::RuleSet;
-use toptraffic::snapshot::{Cell, CountTable, IntervalSnapshot};
+use toptraffic::sketch::{Shape as SketchShape, Sketch};
+use toptraffic::snapshot::{Cell, CountTable, IntervalSnapshot, Path};
 use toptraffic::stats::LocalCounters;
 use toptraffic::window::WindowEngine;
 use toptraffic_loadgen::{Generator, Shape};
@@ -179,9 +181,58 @@ fn config() -> Criterion {
         .measurement_time(Duration::from_secs(3))
 }
 
+/// A flood's lines past `max_keys`, each of a new key: what a receive
+/// table pays a line (the sketch's conservative update, then the check of
+/// its estimate against the heaviest named), against the sketch's update
+/// alone, in the same run.
+fn overflow(c: &mut Criterion) {
+    const LINES: usize = 100_000;
+    let mut g = c.benchmark_group("overflow");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(LINES as u64));
+    let shape = SketchShape::for_bound(0.0005, 0.99);
+    let keys: Vec<key::Key> = (0..LINES)
+        .map(|i| {
+            key::from_values(&[
+                format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+                "7".into(),
+            ])
+        })
+        .collect();
+    g.bench_function("Sketch::add, 100k new keys (baseline)", |b| {
+        b.iter_batched(
+            || Sketch::new(shape),
+            |mut s| {
+                for k in &keys {
+                    black_box(s.add(k.as_slice(), 1.0));
+                }
+                s
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("CountTable::add past max_keys, 100k new keys", |b| {
+        b.iter_batched(
+            || {
+                let mut t = CountTable::new(1).with_sketch(Some(shape));
+                t.add(b"held", Cell::line(1.0, Path::Userspace, true));
+                t
+            },
+            |mut t| {
+                for k in &keys {
+                    black_box(t.add(k.as_slice(), Cell::line(1.0, Path::Userspace, true)));
+                }
+                t
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = parser, counter, window, alerts
+    targets = parser, counter, window, alerts, overflow
 }
 criterion_main!(benches);

@@ -125,15 +125,16 @@ impl Sketch {
         }
     }
 
-    /// Adds `amount` to `key`. Amounts that are not finite and positive
-    /// are ignored: a sketch cannot take anything back.
-    pub fn add(&mut self, key: &[u8], amount: f64) {
-        self.add_cells(Cells::of(key), amount);
+    /// Adds `amount` to `key` and returns the key's estimate after it.
+    /// Amounts that are not finite and positive are ignored: a sketch
+    /// cannot take anything back.
+    pub fn add(&mut self, key: &[u8], amount: f64) -> f64 {
+        self.add_cells(Cells::of(key), amount)
     }
 
-    fn add_cells(&mut self, cells: Cells, amount: f64) {
+    fn add_cells(&mut self, cells: Cells, amount: f64) -> f64 {
         if !(amount.is_finite() && amount > 0.0) {
-            return;
+            return self.estimate_cells(cells);
         }
         self.total += amount;
         // Conservative update: no counter of the key needs to exceed its
@@ -145,6 +146,7 @@ impl Sketch {
                 *c = target;
             }
         }
+        target
     }
 
     /// `key`'s amount plus at most the bound (with the shape's confidence);

@@ -146,6 +146,73 @@ impl ByPath<u64> {
 
 type Map = hashbrown::HashMap<Key, Cell, ahash::RandomState>;
 
+/// How many keys counted in a table's sketch it keeps the names of.
+pub const SKETCHED_NAMES: usize = 64;
+
+/// The keys with the largest estimates among those a table counted in its
+/// sketch, by name, at most [`SKETCHED_NAMES`] of them. The window
+/// promotes a key it can name; a key every line of which, in an interval,
+/// came after its table had filled would otherwise be in the sketch only,
+/// unnamed, and never promoted however heavy (a burst behind a flood).
+///
+/// A key heavy in the window is heavy in some table's sketch in some
+/// interval, where the flood's keys, a line or so each, weigh little:
+/// the places go to the heaviest (a new key needs twice the lightest
+/// kept's estimate), and the window checks each against its promotion
+/// threshold.
+#[derive(Debug, Clone, Default)]
+pub struct Heaviest {
+    keys: hashbrown::HashMap<Key, f64, ahash::RandomState>,
+    /// The smallest estimate kept, once full (a lower bound of it: a kept
+    /// key's may have grown since).
+    min: f64,
+}
+
+impl Heaviest {
+    /// A key counted in the sketch, with its estimate there after it.
+    #[inline]
+    pub fn offer(&mut self, key: &[u8], estimate: f64) {
+        let full = self.keys.len() >= SKETCHED_NAMES;
+        // A key takes a place, or updates its own, only at twice the
+        // lightest kept's estimate: as a flood fills the sketch its fresh
+        // keys' estimates creep up, and each would otherwise be looked up
+        // and replace the lightest, line after line. A kept key below that
+        // is left as it was (it may then give its place up).
+        if full && estimate < 2.0 * self.min {
+            return;
+        }
+        if let Some(e) = self.keys.get_mut(key) {
+            *e = e.max(estimate);
+            return;
+        }
+        if full {
+            let lightest = self
+                .keys
+                .iter()
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(k, _)| k.clone());
+            if let Some(k) = lightest {
+                self.keys.remove(&k);
+            }
+        }
+        self.keys.insert(key.into(), estimate);
+        if self.keys.len() >= SKETCHED_NAMES {
+            self.min = self.keys.values().copied().fold(f64::INFINITY, f64::min);
+        }
+    }
+
+    /// Adds another table's names (each with its estimate there).
+    pub fn merge(&mut self, other: Heaviest) {
+        for (k, e) in other.keys {
+            self.offer(k.as_slice(), e);
+        }
+    }
+
+    pub fn into_keys(self) -> Vec<Key> {
+        self.keys.into_keys().collect()
+    }
+}
+
 /// One rule's counts for one interval, holding at most `max_keys` keys.
 ///
 /// Counts arrive two ways: added line by line (the receive threads), which
@@ -175,6 +242,8 @@ pub struct CountTable {
     shape: Option<Shape>,
     /// Lines the table could not name, made when first needed.
     sketch: Option<Box<Sketch>>,
+    /// The heaviest of the keys counted in `sketch`, named.
+    heaviest: Heaviest,
     /// Lines counted in `sketch`, and those of them owned, by path.
     pub sketched_lines: u64,
     pub sketched_owned: ByPath<u64>,
@@ -202,6 +271,7 @@ impl CountTable {
             max_keys,
             shape: None,
             sketch: None,
+            heaviest: Heaviest::default(),
             sketched_lines: 0,
             sketched_owned: ByPath::default(),
             overflow_lines: 0,
@@ -262,9 +332,11 @@ impl CountTable {
             self.overflow_lines += cell.lines;
             return false;
         };
-        self.sketch
+        let estimate = self
+            .sketch
             .get_or_insert_with(|| Box::new(Sketch::new(shape)))
             .add(key, cell.value());
+        self.heaviest.offer(key, estimate);
         self.sketched_lines += cell.lines;
         self.sketched_owned.add_owned(cell.owned);
         true
@@ -330,6 +402,7 @@ impl CountTable {
             if merged {
                 self.sketched_lines += other.sketched_lines;
                 self.sketched_owned.add(other.sketched_owned);
+                self.heaviest.merge(std::mem::take(&mut other.heaviest));
             } else {
                 // A reload changed the sketch's shape between the two:
                 // these lines can be neither named nor added.
@@ -413,6 +486,13 @@ impl CountTable {
         Some((s, std::mem::take(&mut self.sketched_lines)))
     }
 
+    /// Takes the names of the heaviest keys counted in the sketch (at most
+    /// [`SKETCHED_NAMES`]): the window's candidates for promotion among
+    /// keys none of whose lines found room (see [`Heaviest`]).
+    pub fn take_heaviest(&mut self) -> Vec<Key> {
+        std::mem::take(&mut self.heaviest).into_keys()
+    }
+
     /// Lines held in the table, named or sketched.
     pub fn lines(&self) -> u64 {
         self.iter().map(|(_, c)| c.lines).sum::<u64>() + self.sketched_lines
@@ -433,6 +513,7 @@ impl CountTable {
             max_keys: self.max_keys,
             shape: self.shape,
             sketch: self.sketch.take(),
+            heaviest: std::mem::take(&mut self.heaviest),
             sketched_lines: std::mem::take(&mut self.sketched_lines),
             sketched_owned: std::mem::take(&mut self.sketched_owned),
             overflow_lines: std::mem::take(&mut self.overflow_lines),
@@ -590,6 +671,40 @@ mod tests {
 
     fn cell(v: f64) -> Cell {
         Cell::line(v, Path::Userspace, true)
+    }
+
+    #[test]
+    fn the_heaviest_sketched_keys_are_named_and_their_number_bounded() {
+        let shape = Some(crate::sketch::Shape::for_bound(0.0005, 0.99));
+        let mut t = CountTable::new(10).with_sketch(shape);
+        let flood = |i: usize| from_values(&[&format!("f{i}")]);
+        for i in 0..10 {
+            assert!(t.add(&flood(i), cell(1.0)));
+        }
+        // Heavy keys among a flood, some before it, some inside, some after.
+        let heavy: Vec<Key> = (0..8).map(|i| from_values(&[&format!("h{i}")])).collect();
+        for (n, h) in heavy.iter().enumerate() {
+            for i in 0..20_000 {
+                if i % 40 == 0 {
+                    assert!(t.add(h, cell(1.0)), "{n}");
+                }
+                assert!(t.add(&flood(10 + n * 20_000 + i), cell(1.0)));
+            }
+        }
+        // Another thread's table, full with one key.
+        let mut other = CountTable::new(1).with_sketch(shape);
+        let late = from_values(&["late"]);
+        for _ in 0..300 {
+            assert!(other.add(&flood(0), cell(1.0)));
+            assert!(other.add(&late, cell(1.0)));
+        }
+        t.merge(other);
+        let names = t.take_heaviest();
+        assert!(names.len() <= SKETCHED_NAMES, "{}", names.len());
+        for h in heavy.iter().chain([&late]) {
+            assert!(names.contains(h), "{h:?} among {}", names.len());
+        }
+        assert!(t.take_heaviest().is_empty(), "taken");
     }
 
     #[test]

@@ -581,6 +581,13 @@ impl WindowEngine {
                 }
                 merged
             });
+            // The heaviest keys of those lines, by name: candidates for
+            // promotion as the keys that found no room are.
+            let heaviest = if unnamed.is_some() {
+                table.take_heaviest()
+            } else {
+                Vec::new()
+            };
             let unnamed_owned = table.sketched_owned;
             if unnamed.is_none() {
                 owned.add(unnamed_owned);
@@ -662,7 +669,7 @@ impl WindowEngine {
                 i += 1;
             }
             let expired = (before - rule.len()) as u64;
-            let (promoted, demoted) = rule.promote(estimated, index);
+            let (promoted, demoted) = rule.promote(estimated, heaviest, index);
             rule.shrink();
             report.expired_keys.push(expired);
             report.promoted.push(promoted);
@@ -728,27 +735,38 @@ impl Tier {
 }
 
 impl RuleWindow {
-    /// Moves into the exact table the keys of `estimated` (those whose
-    /// lines went to the sketch in interval `index`) whose estimate over
-    /// the window reaches the promotion threshold, each in the place of the
-    /// exact key with the smallest value when the table is full, which
-    /// leaves for the sketch. A key is promoted only over a smaller one, so
-    /// two keys never trade places back and forth on noise. Returns the
-    /// promotions and demotions.
-    fn promote(&mut self, estimated: Vec<Key>, index: u64) -> (u64, u64) {
+    /// Moves into the exact table the keys of `estimated` (whole cells that
+    /// went to the sketch in interval `index`) and of `heaviest` (the
+    /// heaviest keys of the lines the interval's tables could not name)
+    /// whose estimate over the window reaches the promotion threshold,
+    /// each in the place of the exact key with the smallest value when the
+    /// table is full, which leaves for the sketch. A key is promoted only
+    /// over a smaller one, so two keys never trade places back and forth on
+    /// noise. Returns the promotions and demotions.
+    fn promote(&mut self, estimated: Vec<Key>, heaviest: Vec<Key>, index: u64) -> (u64, u64) {
         // Out of `self` while keys move between the tiers.
         let Some(mut tier) = self.tier.take() else {
             return (0, 0);
         };
-        let done = self.promote_with(&mut tier, estimated, index);
+        let done = self.promote_with(&mut tier, estimated, heaviest, index);
         self.tier = Some(tier);
         done
     }
 
-    fn promote_with(&mut self, tier: &mut Tier, mut estimated: Vec<Key>, index: u64) -> (u64, u64) {
+    fn promote_with(
+        &mut self,
+        tier: &mut Tier,
+        mut estimated: Vec<Key>,
+        heaviest: Vec<Key>,
+        index: u64,
+    ) -> (u64, u64) {
         estimated.sort_unstable();
         estimated.dedup();
         tier.stats.keys_last_interval = estimated.len() as u64;
+        // A key held exactly has its share of the sketch already.
+        estimated.extend(heaviest.into_iter().filter(|k| self.find(k).is_none()));
+        estimated.sort_unstable();
+        estimated.dedup();
         tier.stats.error_bound = tier.ring.error_bound();
         let mut candidates: Vec<(f64, Key)> = estimated
             .into_iter()
@@ -1017,23 +1035,68 @@ mod tests {
         assert_eq!(r.refused_owned, [ByPath::default()]);
         let rw = w.rule(0);
         assert!(rw.in_overflow());
-        // c and d, named, went to the ring too: the window holds a and b.
+        // c and d, named, went to the ring too.
         assert_eq!(rw.tier_stats().unwrap().lines_estimated, 612);
         // a's own lines went to the sketch: its value has them back, and
         // says it is approximate, within the sketch's bound.
         let (va, bound) = (rw.value(&a).unwrap(), rw.approximate(&a).unwrap());
         assert!(va >= 11.0 && va <= 11.0 + bound, "{va} within {bound}");
         assert!((bound - 0.0005 * 610.0).abs() < 1e-9, "{bound}");
-        // The heavy key is not named, but its estimate is there: once its
-        // name arrives it is promoted with its past.
-        assert!(rw.estimate(&heavy).unwrap().0 >= 600.0);
+        // None of the heavy key's lines found room, but the table named it
+        // among its sketch's heaviest: promoted at once over b, the
+        // smallest, with its estimate.
+        assert_eq!(
+            (r.promoted.as_slice(), r.demoted.as_slice()),
+            (&[1][..], &[1][..])
+        );
+        let v = rw.value(&heavy).expect("promoted");
+        let bound = rw.approximate(&heavy).unwrap();
+        assert!((600.0..=600.0 + bound).contains(&v), "{v} within {bound}");
+        assert!(rw.value(&b).is_none(), "b left for the sketch");
+        // Its next lines count exactly.
         let mut s = IntervalSnapshot::empty(3, [2]);
         s.rules[0].add(&heavy, one(true));
         let r = w.apply(s);
-        assert_eq!(r.promoted, [1]);
+        assert_eq!(r.promoted, [0]);
         let v = w.rule(0).value(&heavy).unwrap();
-        let bound = w.rule(0).approximate(&heavy).unwrap();
         assert!((601.0..=601.0 + bound).contains(&v), "{v} within {bound}");
+    }
+
+    /// The burst behind a flood: every line of the heavy key comes after
+    /// 10,000 one-line keys filled a receive table of 100, in one interval.
+    /// Named by the table's sketch, it is promoted and alertable at that
+    /// interval's rotation, not only when a line of it finds room later.
+    #[test]
+    fn a_burst_after_a_flood_filled_the_table_is_promoted_at_once() {
+        let mut w = WindowEngine::new(N, [100]);
+        w.set_overflow(0, Some(&overflow(Some(100.0))));
+        let shape = Some(crate::sketch::Shape::for_bound(0.0005, 0.99));
+        let one = || Cell::line(1.0, crate::snapshot::Path::Userspace, true);
+        let heavy = from_values(&["9.9.9.9", "HEAVY"]);
+        // Two receive threads' tables, merged as the interval closes.
+        let mut threads = [0, 1].map(|_| crate::snapshot::CountTable::new(100).with_sketch(shape));
+        for i in 0..10_000 {
+            let k = from_values(&[&format!("10.0.{}.{}", i / 256, i % 256), "flood"]);
+            assert!(threads[i % 2].add(&k, one()));
+        }
+        for i in 0..500 {
+            assert!(threads[i % 2].add(&heavy, one()));
+        }
+        let mut s = IntervalSnapshot::empty(1, [100]);
+        for t in threads {
+            s.rules[0].merge(t);
+        }
+        let r = w.apply(s);
+        assert_eq!(r.overflow_lines, [0]);
+        assert!(r.promoted[0] >= 1, "{:?}", r.promoted);
+        let rw = w.rule(0);
+        assert_eq!(rw.len(), 100);
+        let v = rw.value(&heavy).expect("the burst is promoted");
+        let bound = rw.approximate(&heavy).unwrap();
+        assert!((500.0..=500.0 + bound).contains(&v), "{v} within {bound}");
+        // Among the top keys: the flood's weigh a line or so each.
+        let top = rw.top(1);
+        assert_eq!(top[0].0, &heavy);
     }
 
     #[test]

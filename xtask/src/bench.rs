@@ -81,7 +81,20 @@ fn micro(args: &[String]) -> Result<()> {
 /// as a markdown table.
 fn micro_table(dir: &Path) -> Result<String> {
     let mut rows = Vec::new();
-    for group in ["lineproto", "count", "window"] {
+    // Every group criterion wrote (`report` is its HTML).
+    let mut groups: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|g| g != "report")
+                .collect()
+        })
+        .unwrap_or_default();
+    groups.sort();
+    for group in &groups {
+        let group = group.as_str();
         let gdir = dir.join(group);
         let Ok(entries) = std::fs::read_dir(&gdir) else {
             continue;
@@ -101,7 +114,11 @@ fn micro_table(dir: &Path) -> Result<String> {
                 serde_json::from_str(&est).context("criterion's estimates.json")?;
             let ns = est["median"]["point_estimate"].as_f64().unwrap_or(f64::NAN);
             let elems = meta["throughput"]["Elements"].as_f64().unwrap_or(1.0);
-            let unit = if group == "window" { "keys" } else { "lines" };
+            let unit = if matches!(group, "window" | "alert") {
+                "keys"
+            } else {
+                "lines"
+            };
             rows.push(format!(
                 "| {} | {} | {} | {:.2} M {unit}/s |",
                 group,
