@@ -2,8 +2,9 @@
 //! and a reload report a bad lambda or template with its line, and the
 //! engine runs what was compiled here.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use toml::Spanned;
 
@@ -12,8 +13,9 @@ use super::schema::{AlertBlock, ConfigError};
 use super::sinks::SinkConfig;
 use super::source::Source;
 use super::units::parse_duration;
+use crate::alert::event::Level;
 use crate::alert::state::{Settings, DEFAULT_HISTORY};
-use crate::alert::template::Template;
+use crate::alert::template::{AlertInfo, RenderError, ServerInfo, Template};
 use crate::alert::tick::Expr;
 
 /// Kapacitor's default templates (pipeline/alert.go).
@@ -25,6 +27,7 @@ const DEFAULT_DETAILS: &str = "{{ json . }}";
 pub(super) struct RuleNames<'a> {
     pub(super) rule: &'a str,
     pub(super) as_name: &'a str,
+    pub(super) measurement: &'a str,
     pub(super) group_by: &'a [String],
     /// The rule's name in the file: the line of a block without a name.
     pub(super) span: Range<usize>,
@@ -156,11 +159,31 @@ pub(super) fn compile_block(
         };
         parsed.map_err(|e| at(field, start, e.pos, &e.msg))
     };
+    let id = template("id", &b.id, DEFAULT_ID, false)?;
+    let message = template("message", &b.message, DEFAULT_MESSAGE, false)?;
+    // Kapacitor renders details with html/template.
+    let details = template("details", &b.details, DEFAULT_DETAILS, true)?;
+    // A template that parses may still fail on every alert (`{{ .Foo }}`:
+    // no such field), which would then never be sent: rendered here once,
+    // on an alert of this rule's shape.
+    sample_render(rule, [&id, &message, &details]).map_err(|(field, e)| {
+        let spanned = match field {
+            "id" => &b.id,
+            "message" => &b.message,
+            _ => &b.details,
+        };
+        let start = spanned.as_ref().map_or(0, |s| s.span().start);
+        at(
+            field,
+            start,
+            e.pos,
+            &format!("fails on an alert: {}", e.msg),
+        )
+    })?;
     Ok(AlertBlock {
-        id: template("id", &b.id, DEFAULT_ID, false)?,
-        message: template("message", &b.message, DEFAULT_MESSAGE, false)?,
-        // Kapacitor renders details with html/template.
-        details: template("details", &b.details, DEFAULT_DETAILS, true)?,
+        id,
+        message,
+        details,
         name,
         levels,
         settings: Settings {
@@ -172,6 +195,46 @@ pub(super) fn compile_block(
         },
         sinks: b.sinks(),
     })
+}
+
+/// Renders a block's id, message and details as an alert of `rule`
+/// would (each group_by tag `x`, the value 1, WARNING): the field that
+/// fails, and how.
+fn sample_render(
+    rule: &RuleNames<'_>,
+    [id, message, details]: [&Template; 3],
+) -> Result<(), (&'static str, RenderError)> {
+    let tags: BTreeMap<String, String> = rule
+        .group_by
+        .iter()
+        .map(|g| (g.clone(), "x".to_string()))
+        .collect();
+    let group = tags
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let fields = [(rule.as_name.to_string(), 1.0)].into();
+    let server = ServerInfo::default();
+    let info = AlertInfo {
+        name: rule.measurement,
+        task_name: rule.rule,
+        group: &group,
+        tags: &tags,
+        server: &server,
+        fields: &fields,
+        level: Level::Warning,
+        time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        duration: Duration::ZERO,
+    };
+    let id = id.render(&info.id_data()).map_err(|e| ("id", e))?;
+    let message = message
+        .render(&info.message_data(&id))
+        .map_err(|e| ("message", e))?;
+    details
+        .render(&info.details_data(&id, &message))
+        .map_err(|e| ("details", e))?;
+    Ok(())
 }
 
 /// An address the HTTP sinks can post to: absolute, http or https, with a

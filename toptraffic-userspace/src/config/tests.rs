@@ -239,6 +239,32 @@ fn sinks_that_could_never_deliver_are_refused() {
     .unwrap();
 }
 
+/// A template that parses but fails on every alert is refused at `check`,
+/// where it fails; one that renders is kept.
+#[test]
+fn templates_that_fail_on_an_alert_are_refused() {
+    let block =
+        |t: &str| format!("{RULE}[[rule.alert]]\nname = \"b\"\nwarn = '\"count\" > 10'\n{t}\n");
+    let e = err(&block("message = '{{ .ID }}: {{ .Foo }}'"));
+    assert!(
+        e.starts_with("t.toml:8: rule \"r\" alert \"b\": message: fails on an alert: "),
+        "{e}"
+    );
+    assert!(e.contains("can't evaluate field Foo"), "{e}");
+    assert!(e.contains("(at character 15)"), "{e}");
+    let e = err(&block(
+        "details = '{{ index .Tags \"ip\" | len | printf \"%d\" | call }}'",
+    ));
+    assert!(e.contains("details: fails on an alert"), "{e}");
+    for ok in [
+        "message = '{{ .TaskName }} {{ index .Tags \"ip\" }} {{ index .Fields \"count\" }} {{ .Level }}'",
+        "id = '{{ .Group }}'",
+        "details = '{{ index .Tags \"absent\" }}'",
+    ] {
+        Config::parse(&block(ok), "t").unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+}
+
 #[test]
 fn max_key_bytes_has_a_default_and_a_floor_the_kernel_needs() {
     let c = Config::parse(RULE, "t").unwrap();

@@ -316,6 +316,7 @@ fn validate_rule(
             let rule = RuleNames {
                 rule: &name,
                 as_name: &as_name,
+                measurement: r.measurement.get_ref(),
                 group_by: &group_by,
                 span: r.name.span(),
             };

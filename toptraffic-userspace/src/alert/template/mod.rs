@@ -39,4 +39,5 @@ mod transition;
 mod value;
 
 pub(crate) use compile::Template;
+pub(crate) use error::RenderError;
 pub(crate) use value::{AlertInfo, ServerInfo};
