@@ -448,6 +448,17 @@ fn replay(a: ReplayArgs) -> ExitCode {
                     String::new()
                 },
             );
+            if skipped.unplaced_lines > 0 {
+                eprintln!(
+                    "toptraffic replay: {} lines that do not parse came before any line with a timestamp: not replayed (no time to replay them at)",
+                    skipped.unplaced_lines
+                );
+            }
+            if skipped.cut_short {
+                eprintln!(
+                    "toptraffic replay: a capture ends inside a packet (cut short, as a killed tcpdump leaves it): read up to there"
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -17,7 +17,7 @@ use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
-use pcap_file::DataLink;
+use pcap_file::{DataLink, PcapError};
 
 use crate::lineproto::Lines;
 
@@ -75,6 +75,12 @@ pub struct Skipped {
     /// Lines that do not parse (counted as the daemon counts them, at the
     /// time of the line before).
     pub unparsed_lines: u64,
+    /// Of those, the ones before any line with a timestamp: there is no
+    /// time to replay them at, so they are not.
+    pub unplaced_lines: u64,
+    /// A capture that ends inside a packet (what a killed tcpdump
+    /// leaves): read up to it, as tcpdump reads it.
+    pub cut_short: bool,
 }
 
 /// A reason an input cannot be replayed.
@@ -162,7 +168,10 @@ fn read_line_protocol(
                 skipped.unparsed_lines += 1;
                 match last {
                     Some(t) => t,
-                    None => continue,
+                    None => {
+                        skipped.unplaced_lines += 1;
+                        continue;
+                    }
                 }
             }
         };
@@ -184,10 +193,27 @@ fn read_pcap(
     let mut r = PcapReader::new(BufReader::new(bytes)).map_err(|e| e.to_string())?;
     let link = r.header().datalink;
     while let Some(p) = r.next_packet() {
-        let p = p.map_err(|e| e.to_string())?;
+        let p = match p {
+            Ok(p) => p,
+            Err(e) if cut(&e) => {
+                skipped.cut_short = true;
+                break;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         frame(link, UNIX_EPOCH + p.timestamp, &p.data, port, out, skipped);
     }
     Ok(())
+}
+
+/// Whether a capture's reader stopped at the end of the bytes, inside a
+/// packet or block.
+fn cut(e: &PcapError) -> bool {
+    match e {
+        PcapError::IncompleteBuffer => true,
+        PcapError::IoError(e) => e.kind() == std::io::ErrorKind::UnexpectedEof,
+        _ => false,
+    }
 }
 
 fn read_pcapng(
@@ -198,8 +224,16 @@ fn read_pcapng(
 ) -> Result<(), String> {
     let mut r = PcapNgReader::new(BufReader::new(bytes)).map_err(|e| e.to_string())?;
     while let Some(b) = r.next_block() {
+        let b = match b {
+            Ok(b) => b,
+            Err(e) if cut(&e) => {
+                skipped.cut_short = true;
+                break;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         // Owned, so that the reader can be asked about the interface.
-        let b = b.map_err(|e| e.to_string())?.into_owned();
+        let b = b.into_owned();
         let Block::EnhancedPacket(p) = b else {
             continue;
         };
@@ -305,6 +339,54 @@ mod tests {
         );
         assert_eq!(d[1].data, b"not a line");
         assert_eq!(s.unparsed_lines, 1);
+    }
+
+    #[test]
+    fn lines_that_do_not_parse_before_any_timestamp_are_counted_unplaced() {
+        let (d, s) = lp(
+            "garbage\n\u{1}\u{2}\ncombined,ip=a,id=1 count=1 1700000000\nbad again\n",
+            Precision::Seconds,
+        )
+        .unwrap();
+        assert_eq!(d.len(), 2, "the line and the bad one after it");
+        assert_eq!((s.unparsed_lines, s.unplaced_lines), (3, 2));
+    }
+
+    /// A capture cut inside its last packet (a killed tcpdump) is read up
+    /// to the cut, and says so.
+    #[test]
+    fn a_capture_cut_short_is_read_up_to_the_cut() {
+        use pcap_file::pcap::{PcapPacket, PcapWriter};
+        let mut pcap = Vec::new();
+        let mut w = PcapWriter::new(&mut pcap).unwrap();
+        for (i, payload) in [
+            &b"combined,ip=a,id=1 count=1"[..],
+            b"combined,ip=b,id=2 count=1",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut frame = Vec::new();
+            etherparse::PacketBuilder::ethernet2([0; 6], [0; 6])
+                .ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64)
+                .udp(40000, 9100)
+                .write(&mut frame, payload)
+                .unwrap();
+            let at = Duration::from_secs(1_700_000_000 + i as u64);
+            w.write_packet(&PcapPacket::new(at, frame.len() as u32, &frame))
+                .unwrap();
+        }
+        drop(w);
+        let whole = pcap.len();
+        let mut out = Vec::new();
+        let mut skipped = Skipped::default();
+        read_pcap(&pcap[..whole - 10], 9100, &mut out, &mut skipped).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].data, b"combined,ip=a,id=1 count=1");
+        assert!(skipped.cut_short);
+        let (mut out, mut skipped) = (Vec::new(), Skipped::default());
+        read_pcap(&pcap, 9100, &mut out, &mut skipped).unwrap();
+        assert_eq!((out.len(), skipped.cut_short), (2, false));
     }
 
     #[test]
