@@ -133,6 +133,19 @@ fn api_errors_and_metrics() {
     assert!(body.contains("top_combined"), "{body}");
     let (status, _) = loadgen::http_get(d.http, "/api/v1/top").unwrap();
     assert_eq!(status, 400);
+    // Every refusal of a query string is JSON, naming what is wrong.
+    for (query, want) in [
+        ("rule=top_ips&limit=-1", "limit"),
+        ("rule=top_ips&limit=abc", "limit"),
+        ("rule=top_ips&n=5", "unknown field `n`"),
+        ("rule=top_ips&rule=top_combined", "rule"),
+    ] {
+        let (status, body) = loadgen::http_get(d.http, &format!("/api/v1/top?{query}")).unwrap();
+        assert_eq!(status, 400, "{query}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect(&body);
+        let e = v["error"].as_str().unwrap_or_default();
+        assert!(e.contains(want), "{query}: {e}");
+    }
     let (status, body) = loadgen::http_get(d.http, "/healthz").unwrap();
     assert_eq!(status, 200, "{body}");
     let (status, metrics) = loadgen::http_get(d.http, "/metrics").unwrap();

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -76,7 +77,12 @@ fn limit(asked: Option<usize>) -> Result<usize, String> {
     }
 }
 
-async fn top(State(st): State<AppState>, Query(q): Query<TopQuery>) -> Response {
+async fn top(State(st): State<AppState>, q: Result<Query<TopQuery>, QueryRejection>) -> Response {
+    // A bad query string is answered like every other error, in JSON.
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let view = st.shared.view();
     let names = || {
         view.rules

@@ -110,9 +110,10 @@ enum Command {
     Top {
         #[arg(long, short)]
         rule: String,
-        /// Rows to show.
-        #[arg(short = 'n', long = "limit", default_value_t = 20)]
-        limit: usize,
+        /// Rows to show (at least 1).
+        #[arg(short = 'n', long = "limit", default_value_t = 20,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        limit: u64,
         /// HTTP address of the daemon.
         #[arg(long, default_value = config::defaults::HTTP_LISTEN)]
         http: SocketAddr,
@@ -560,6 +561,7 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .expect("a tokio runtime");
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
             match rt.block_on(toptraffic::top::fetch(http, &rule, limit, cluster)) {
                 Ok(v) => {
                     print!("{}", toptraffic::top::render(&v));

@@ -15,8 +15,10 @@ pub const MAX_LIMIT: usize = 100_000_000;
 
 const _: () = assert!(DEFAULT_LIMIT <= MAX_LIMIT);
 
-/// The query string: `?rule=NAME&limit=N[&scope=cluster]`.
+/// The query string: `?rule=NAME&limit=N[&scope=cluster]`. Anything else
+/// is refused rather than ignored (`n=5` for `limit=5`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TopQuery {
     pub rule: Option<String>,
     /// At most [`MAX_LIMIT`]; [`DEFAULT_LIMIT`] when absent.
