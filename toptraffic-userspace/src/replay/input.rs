@@ -376,7 +376,7 @@ mod tests {
             w.write_packet(&PcapPacket::new(at, frame.len() as u32, &frame))
                 .unwrap();
         }
-        drop(w);
+        w.into_writer();
         let whole = pcap.len();
         let mut out = Vec::new();
         let mut skipped = Skipped::default();
