@@ -78,6 +78,14 @@ pub fn run_file(path: &Path) -> Result<FileResult, String> {
     let mut cases = Vec::new();
     for case in &file.tests {
         let ctx = |e: String| format!("{name}: test {:?}: {e}", case.name);
+        // What a test expects is checked before it runs: an expectation
+        // that no event could meet is a mistake in the file, not a failure.
+        let mut expects = Vec::new();
+        for x in &case.expects {
+            let at = spec::parse_offset(&x.at).map_err(ctx)?;
+            spec::check_expect(x, at, every).map_err(ctx)?;
+            expects.push((at, x.clone()));
+        }
         let (datagrams, until) = datagrams(case, &config, start, &dir, precision).map_err(ctx)?;
         let opts = Options {
             until_empty: case.until_empty,
@@ -99,10 +107,6 @@ pub fn run_file(path: &Path) -> Result<FileResult, String> {
             }
         })
         .map_err(|e| ctx(format!("{e:#}")))?;
-        let mut expects = Vec::new();
-        for x in &case.expects {
-            expects.push((spec::parse_offset(&x.at).map_err(ctx)?, x.clone()));
-        }
         cases.push(CaseResult {
             name: case.name.clone(),
             events: seen.len(),

@@ -109,6 +109,31 @@ pub fn parse_offset(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("bad offset {s:?} ({e}); write e.g. \"55s\", \"5m55s\""))
 }
 
+/// Whether an expectation could be met by some event: a level that
+/// exists, a time at the end of an interval (`at` after a start that is
+/// one), a finite value.
+pub fn check_expect(x: &Expect, at: Duration, every: Duration) -> Result<(), String> {
+    const LEVELS: [&str; 4] = ["OK", "INFO", "WARNING", "CRITICAL"];
+    if !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(&x.level)) {
+        return Err(format!(
+            "expect level = {:?}: one of {}",
+            x.level,
+            LEVELS.join(", ")
+        ));
+    }
+    if at.as_nanos() % every.as_nanos() != 0 {
+        return Err(format!(
+            "expect at = {:?}: not a multiple of window.every ({}); events come at the ends of intervals",
+            x.at,
+            humantime::format_duration(every)
+        ));
+    }
+    if let Some(v) = x.value.filter(|v| !v.is_finite()) {
+        return Err(format!("expect value = {v}: a finite number"));
+    }
+    Ok(())
+}
+
 /// Expands `values` into one entry per interval (None: no lines).
 pub fn expand(values: &str) -> Result<Vec<Option<f64>>, String> {
     let mut out = Vec::new();
@@ -118,8 +143,15 @@ pub fn expand(values: &str) -> Result<Vec<Option<f64>>, String> {
             continue;
         }
         let bad = || format!("bad value {tok:?} in {values:?}: write numbers, _, VxN or V+DxN");
+        // Finite numbers only: "NaN" and "inf" parse as f64.
+        let num = |s: &str| {
+            s.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(bad)
+        };
         match tok.split_once('x') {
-            None => out.push(Some(tok.parse::<f64>().map_err(|_| bad())?)),
+            None => out.push(Some(num(tok)?)),
             Some((base, n)) => {
                 let n: usize = n.parse().map_err(|_| bad())?;
                 if n > 1_000_000 {
@@ -132,11 +164,8 @@ pub fn expand(values: &str) -> Result<Vec<Option<f64>>, String> {
                     .find(|(_, c)| *c == '+' || *c == '-')
                     .map(|(i, _)| i);
                 let (v, d) = match split {
-                    Some(i) => (
-                        base[..i].parse::<f64>().map_err(|_| bad())?,
-                        base[i..].parse::<f64>().map_err(|_| bad())?,
-                    ),
-                    None => (base.parse::<f64>().map_err(|_| bad())?, 0.0),
+                    Some(i) => (num(&base[..i])?, num(&base[i..])?),
+                    None => (num(base)?, 0.0),
                 };
                 out.extend((0..n).map(|i| Some(v + d * i as f64)));
             }
@@ -160,5 +189,31 @@ mod tests {
         );
         assert!(expand("1y").is_err());
         assert!(expand("1x").is_err());
+        for not_finite in ["NaN", "inf", "-infinity", "NaNx3", "1+infx2"] {
+            assert!(expand(not_finite).is_err(), "{not_finite}");
+        }
+    }
+
+    #[test]
+    fn expectations_no_event_could_meet_are_refused() {
+        let every = Duration::from_secs(5);
+        let x = |at: &str, level: &str, value: Option<f64>| Expect {
+            at: at.into(),
+            level: level.into(),
+            tags: BTreeMap::new(),
+            value,
+            rule: None,
+            block: None,
+            message: None,
+        };
+        let check = |e: &Expect| check_expect(e, parse_offset(&e.at).unwrap(), every);
+        assert!(check(&x("55s", "warning", Some(1.0))).is_ok());
+        assert!(check(&x("0s", "OK", None)).is_ok());
+        let e = check(&x("55s", "WARN", None)).unwrap_err();
+        assert!(e.contains("OK, INFO, WARNING, CRITICAL"), "{e}");
+        let e = check(&x("7s", "WARNING", None)).unwrap_err();
+        assert!(e.contains("not a multiple of window.every (5s)"), "{e}");
+        let e = check(&x("55s", "WARNING", Some(f64::NAN))).unwrap_err();
+        assert!(e.contains("a finite number"), "{e}");
     }
 }
