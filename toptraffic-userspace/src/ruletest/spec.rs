@@ -121,7 +121,7 @@ pub fn check_expect(x: &Expect, at: Duration, every: Duration) -> Result<(), Str
             LEVELS.join(", ")
         ));
     }
-    if at.as_nanos() % every.as_nanos() != 0 {
+    if !at.as_nanos().is_multiple_of(every.as_nanos()) {
         return Err(format!(
             "expect at = {:?}: not a multiple of window.every ({}); events come at the ends of intervals",
             x.at,
