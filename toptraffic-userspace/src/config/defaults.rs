@@ -16,6 +16,9 @@ pub const MAX_RULE_TAGS: usize = 16;
 pub const MAX_KEYS_LIMIT: usize = 100_000_000;
 /// Most intervals (period / every) the window may keep.
 pub const MAX_INTERVALS: usize = 10_000;
+/// Most receive threads (`ingest.threads`): a socket, a thread and tables
+/// each; past this, file descriptors and memory run out before it helps.
+pub const MAX_THREADS: usize = 1024;
 
 pub const LISTEN: &str = "127.0.0.1:9100";
 pub const HTTP_LISTEN: &str = "127.0.0.1:9101";

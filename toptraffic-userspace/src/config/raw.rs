@@ -36,7 +36,7 @@ pub(super) struct RawIngest {
     #[serde(default, deserialize_with = "de_opt_bytes")]
     pub(super) recv_buffer: Option<u64>,
     pub(super) max_datagram: Option<Spanned<usize>>,
-    pub(super) threads: Option<usize>,
+    pub(super) threads: Option<Spanned<usize>>,
     pub(super) xdp_interface: Option<String>,
     pub(super) xdp_mode: Option<XdpMode>,
     pub(super) pin_dir: Option<String>,

@@ -74,6 +74,26 @@ fn period_must_be_a_multiple_of_every() {
 }
 
 #[test]
+fn too_many_intervals_or_threads_are_refused_at_their_line() {
+    let e = err(&format!(
+        "[window]\nperiod = \"1m\"\nevery = \"1ms\"\n{RULE}"
+    ));
+    assert!(
+        e.starts_with("t.toml:3: window.period / window.every = 60000 intervals; at most 10000"),
+        "{e}"
+    );
+    let e = err(&format!("[ingest]\nthreads = 100000\n{RULE}"));
+    assert!(
+        e.starts_with(
+            "t.toml:2: ingest.threads = 100000 is out of range; accepted: 0 (one per CPU) to 1024"
+        ),
+        "{e}"
+    );
+    let c = Config::parse(&format!("[ingest]\nthreads = 1024\n{RULE}"), "t").unwrap();
+    assert_eq!(c.ingest.threads, 1024);
+}
+
+#[test]
 fn empty_group_by_is_refused() {
     let e = err("[[rule]]\nname = \"r\"\nmeasurement = \"m\"\ngroup_by = []\n");
     assert!(

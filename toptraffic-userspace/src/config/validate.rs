@@ -15,7 +15,7 @@ use super::alerts::{compile_block, RuleNames};
 use super::cluster::{scope, validate_cluster};
 use super::defaults::{
     self, DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, MAX_INTERVALS, MAX_KEYS_LIMIT, MAX_RULE_TAGS,
-    MAX_UDP_PAYLOAD, MIN_OVERFLOW_ERROR,
+    MAX_THREADS, MAX_UDP_PAYLOAD, MIN_OVERFLOW_ERROR,
 };
 use super::raw::{RawConfig, RawOverflow, RawRule};
 use super::schema::{
@@ -102,7 +102,19 @@ fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
             Some(v) => *v.get_ref(),
             None => defaults::MAX_DATAGRAM,
         },
-        threads: raw.ingest.threads.unwrap_or(0),
+        threads: match &raw.ingest.threads {
+            Some(v) if *v.get_ref() > MAX_THREADS => {
+                return Err(src.at(
+                    v.span(),
+                    format!(
+                        "ingest.threads = {} is out of range; accepted: 0 (one per CPU) to {MAX_THREADS}",
+                        v.get_ref()
+                    ),
+                ))
+            }
+            Some(v) => *v.get_ref(),
+            None => 0,
+        },
         xdp_interface: raw.ingest.xdp_interface.filter(|s| !s.is_empty()),
         xdp_mode: raw.ingest.xdp_mode.unwrap_or_default(),
         pin_dir: match raw.ingest.pin_dir.as_deref() {
@@ -156,10 +168,20 @@ fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
     }
     let window = Window { period, every };
     if window.intervals() > MAX_INTERVALS {
-        return Err(src.nowhere(format!(
-            "window.period / window.every = {} intervals; at most {MAX_INTERVALS} are kept",
-            window.intervals()
-        )));
+        let span = raw
+            .window
+            .every
+            .as_ref()
+            .or(raw.window.period.as_ref())
+            .map(|v| v.span())
+            .unwrap_or(0..0);
+        return Err(src.at(
+            span,
+            format!(
+                "window.period / window.every = {} intervals; at most {MAX_INTERVALS} are kept",
+                window.intervals()
+            ),
+        ));
     }
 
     if raw.rules.is_empty() {
