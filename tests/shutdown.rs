@@ -276,3 +276,28 @@ fn a_restart_through_steady_traffic_counts_every_line_in_userspace() {
 fn a_restart_through_steady_traffic_counts_every_line_in_the_kernel() {
     a_restart_counts_every_line_sent("kernel");
 }
+
+/// A state file that cannot be written (its path is a directory) is an
+/// error at the stop: logged, and exit status 1, so that a supervisor or an
+/// upgrade script can tell.
+#[test]
+fn a_state_file_that_cannot_be_saved_makes_the_stop_fail() {
+    let dir = temp_file("x", "").parent().unwrap().to_path_buf();
+    let state = dir.join("state-is-a-directory");
+    std::fs::create_dir_all(&state).unwrap();
+    let path = dir.join("unsaved.toml");
+    std::fs::write(&path, restart_config("userspace", &state)).unwrap();
+    let d = Daemon::start_from_file(&path, &[]);
+    send(d.udp, 100, 0);
+    assert_eq!(wait_value(&d, 100.0), 100.0);
+    let log = d.log.clone();
+    let status = d.terminate();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(text.contains("could not save the state file"), "{text}");
+    assert!(
+        text.contains("stopped without saving the state file"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}

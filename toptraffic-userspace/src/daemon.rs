@@ -511,11 +511,11 @@ pub async fn run(
     // The rotation thread folds it into the window and saves.
     let _ = control_tx.send(Control::Stop);
     drop(reloader);
-    let uncounted_lines = tokio::task::spawn_blocking(move || rotation.join())
+    let stopped = tokio::task::spawn_blocking(move || rotation.join())
         .await
         .ok()
-        .and_then(|r| r.ok())
-        .unwrap_or(0);
+        .and_then(|r| r.ok());
+    let uncounted_lines = stopped.map_or(0, |s| s.uncounted_lines);
     if uncounted_lines > 0 {
         warn!(
             uncounted_lines,
@@ -541,8 +541,21 @@ pub async fn run(
     if !sinks.is_empty() {
         info!(grace = %humantime::format_duration(grace), "draining the alert sinks");
     }
-    if tokio::time::timeout(grace, wait).await.is_err() {
-        warn!("some alert sinks did not finish before shutdown");
+    let _ = tokio::time::timeout(grace, wait).await;
+    // Accepted into a queue and neither sent nor given up on: lost with the
+    // process (the state file has them as sent).
+    let undelivered: u64 = sinks
+        .iter()
+        .map(|s| {
+            let c = s.stats().snapshot();
+            c.queued.saturating_sub(c.sent + c.failed)
+        })
+        .sum();
+    if undelivered > 0 {
+        warn!(
+            alerts_undelivered = undelivered,
+            "some alert sinks did not finish before shutdown"
+        );
     }
     // The sockets close with the last reference (the rotation's are gone).
     drop(udp);
@@ -555,10 +568,15 @@ pub async fn run(
         datagrams_userspace = u.datagrams,
         parse_errors = u.dropped(DropReason::ParseError),
         uncounted_lines,
+        alerts_undelivered = undelivered,
         log_lines_lost = logging::stderr_lost(),
         seconds = started.elapsed().as_secs_f64(),
         "stopped"
     );
+    // A supervisor or an upgrade script must be able to tell.
+    if stopped.is_some_and(|s| !s.saved) {
+        anyhow::bail!("stopped without saving the state file (see the error above)");
+    }
     Ok(())
 }
 

@@ -580,9 +580,10 @@ impl Rotator {
 
     /// Writes the state file: the open interval's counts enter the window
     /// first, so nothing counted is lost.
-    pub fn save(&mut self, now: SystemTime) {
+    /// False when the file could not be written (logged).
+    pub fn save(&mut self, now: SystemTime) -> bool {
         let Some(path) = self.config.state.path.clone() else {
-            return;
+            return true;
         };
         let index = self.intervals.index_at(now);
         let snap = self.collect(index);
@@ -613,8 +614,14 @@ impl Rotator {
         };
         let keys: usize = state.rules.iter().map(|r| r.keys.len()).sum();
         match persist::write(&path, &state) {
-            Ok(()) => info!(path = %path.display(), keys, "saved the window and alert states"),
-            Err(e) => error!(path = %path.display(), error = %e, "could not save the state file"),
+            Ok(()) => {
+                info!(path = %path.display(), keys, "saved the window and alert states");
+                true
+            }
+            Err(e) => {
+                error!(path = %path.display(), error = %e, "could not save the state file");
+                false
+            }
         }
     }
 
@@ -695,23 +702,29 @@ impl Rotator {
 
     /// Saves the state file (the open interval folded in), then drains the
     /// sources once more: what they still held came after the save and is
-    /// lost with the process. Returns those lines: none, normally, as the
-    /// daemon stops receiving before it asks to stop. Without a state file
-    /// nothing is kept, and 0 is returned.
-    pub fn stop(&mut self, now: SystemTime) -> u64 {
+    /// lost with the process. Returns those lines (none, normally, as the
+    /// daemon stops receiving before it asks to stop) and whether the save
+    /// succeeded. Without a state file nothing is kept.
+    pub fn stop(&mut self, now: SystemTime) -> Stopped {
         if self.config.state.path.is_none() {
-            return 0;
+            return Stopped {
+                uncounted_lines: 0,
+                saved: true,
+            };
         }
-        self.save(now);
+        let saved = self.save(now);
         let late = self.collect(self.intervals.index_at(now));
-        late.rules.iter().map(|t| t.lines()).sum()
+        Stopped {
+            uncounted_lines: late.rules.iter().map(|t| t.lines()).sum(),
+            saved,
+        }
     }
 
     /// Rotates every `every` of `clock`'s monotonic time, at the wall
     /// clock's interval boundaries (see [`Pacer`]), applies reloads, and on
     /// Stop (or when every sender is gone) saves the state and returns what
     /// [`Rotator::stop`] returns.
-    pub fn run(mut self, clock: Arc<dyn Clock>, control: mpsc::Receiver<Control>) -> u64 {
+    pub fn run(mut self, clock: Arc<dyn Clock>, control: mpsc::Receiver<Control>) -> Stopped {
         let mut pacer = Pacer::start(self.config.window.every, clock.now(), clock.monotonic());
         self.shared.watch_rotations(clock.clone());
         loop {
@@ -747,6 +760,14 @@ impl Rotator {
             self.shared.interval_closed(clock.monotonic());
         }
     }
+}
+
+/// How a stop went: the lines counted after the state was saved (lost
+/// with the process), and whether the save succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+    pub uncounted_lines: u64,
+    pub saved: bool,
 }
 
 /// How far the wall clock may move from the monotonic one between two
