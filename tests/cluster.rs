@@ -161,6 +161,40 @@ fn nodes_meet_in_redis_leave_on_stop_and_count_alone_while_it_is_down() {
     assert!(a.terminate().success());
 }
 
+/// Two daemons given one node name count as one member and would both
+/// send: each sees the other's heartbeat under its name and says so.
+#[test]
+fn two_daemons_with_one_node_name_are_told_apart_and_reported() {
+    let test = "two_daemons_with_one_node_name_are_told_apart_and_reported";
+    if !Path::new(REDIS).exists() {
+        skip(
+            test,
+            "redis-server is not installed (apt-get install redis-server)",
+        );
+        return;
+    }
+    let port = free_tcp_port();
+    let _redis = Redis::start(port);
+    let a = Daemon::start(&config(port, "same"), &[]);
+    let b = Daemon::start(&config(port, "same"), &[]);
+    let said = |d: &Daemon| {
+        d.log_text()
+            .contains("another daemon beats under this node's name")
+    };
+    wait_for(
+        "both daemons to report the other",
+        Duration::from_secs(10),
+        || said(&a) && said(&b),
+    );
+    // Alone again, the one left says so.
+    assert!(b.terminate().success());
+    wait_for("the twin gone", Duration::from_secs(10), || {
+        a.log_text()
+            .contains("no other daemon beats under this node's name now")
+    });
+    assert!(a.terminate().success());
+}
+
 #[test]
 fn without_a_cluster_section_the_cluster_api_says_so() {
     let d = Daemon::start(

@@ -11,7 +11,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -82,30 +82,44 @@ fn millis(t: SystemTime) -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Where the daemon that last beat under a node name writes its own
+/// instance, so that two daemons given one name see each other.
+fn instance_key(cfg: &Cluster) -> String {
+    format!("{{{}}}:instance:{}", cfg.key_prefix, cfg.node)
+}
+
 /// One heartbeat: this node's score now, the stale nodes removed, the
-/// live ones read.
+/// live ones read; and the instance that beat under this node's name
+/// before, if another one did within two intervals (two daemons with one
+/// name: each overwrites the other's, so each sees the other).
 async fn beat(
     conn: &mut Conn,
     cfg: &Cluster,
+    instance: &str,
     every: Duration,
     now: SystemTime,
-) -> redis::RedisResult<Vec<String>> {
+) -> redis::RedisResult<(Vec<String>, Option<String>)> {
     let key = members_key(cfg);
     let now_ms = millis(now);
-    let stale = now_ms - (every * MISSED).as_millis() as i64;
-    let (members,): (Vec<String>,) = redis::pipe()
+    let missed = (every * MISSED).as_millis() as i64;
+    let stale = now_ms - missed;
+    let (members, before): (Vec<String>, Option<String>) = redis::pipe()
         .atomic()
         .zadd(&key, &cfg.node, now_ms)
         .ignore()
         .zrembyscore(&key, "-inf", format!("({stale}"))
         .ignore()
         // The set outlives no node by much: gone after a minute unused.
-        .pexpire(&key, 60_000 + (every * MISSED).as_millis() as i64)
+        .pexpire(&key, 60_000 + missed)
         .ignore()
         .zrangebyscore(&key, stale, "+inf")
+        // GETSET, not SET .. GET: Redis before 6.2 knows only the first.
+        .getset(instance_key(cfg), instance)
+        .pexpire(instance_key(cfg), missed)
+        .ignore()
         .query_async(conn)
         .await?;
-    Ok(members)
+    Ok((members, before.filter(|b| b != instance)))
 }
 
 /// When the first exchange is due: a tenth of an interval after the next
@@ -136,6 +150,9 @@ pub async fn run_cluster(
 ) {
     let mut conn: Option<Conn> = None;
     let mut sender = Sender::default();
+    // This daemon, told from another given the same node name.
+    let instance = format!("{}-{}", std::process::id(), millis(SystemTime::now()));
+    let (mut twin_beats, mut twinned) = (0u32, false);
     let mut tick = tokio::time::interval_at(first_tick(every), every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -149,14 +166,28 @@ pub async fn run_cluster(
                 conn = Some(connect(&cfg).await?);
             }
             let c = conn.as_mut().expect("connected above");
-            let members = beat(c, &cfg, every, SystemTime::now()).await?;
+            let (members, other) = beat(c, &cfg, &instance, every, SystemTime::now()).await?;
             let lease = sender.renew(c, &cfg, every).await?;
-            Ok::<_, redis::RedisError>((members, lease))
+            Ok::<_, redis::RedisError>((members, lease, other))
         })
         .await;
         let result = match result {
-            Ok(Ok((mut members, lease))) => {
+            Ok(Ok((mut members, lease, other))) => {
                 members.sort();
+                // Twice in a row: once may be this node's previous run,
+                // restarted within two intervals. Said once when a twin
+                // appears, once when it is gone.
+                twin_beats = if other.is_some() { twin_beats + 1 } else { 0 };
+                if twin_beats == 2 {
+                    error!(
+                        node = %cfg.node,
+                        other = other.as_deref().unwrap_or_default(),
+                        "cluster: another daemon beats under this node's name; the cluster counts one of them and both may send: give each its own [cluster] node"
+                    );
+                } else if twin_beats == 0 && twinned {
+                    info!(node = %cfg.node, "cluster: no other daemon beats under this node's name now");
+                }
+                twinned = twin_beats >= 2 || (twinned && twin_beats > 0);
                 Ok((members, lease))
             }
             Ok(Err(e)) => Err(e.to_string()),
