@@ -149,16 +149,17 @@ fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
         let span = raw.window.every.as_ref().map(|v| v.span()).unwrap_or(0..0);
         return Err(src.at(span, "window.every must be a whole number of milliseconds"));
     }
+    // Where the window's shape is wrong: `every`, else `period`.
+    let window_span = raw
+        .window
+        .every
+        .as_ref()
+        .or(raw.window.period.as_ref())
+        .map(|v| v.span())
+        .unwrap_or(0..0);
     if period.as_nanos() % every.as_nanos() != 0 {
-        let span = raw
-            .window
-            .every
-            .as_ref()
-            .or(raw.window.period.as_ref())
-            .map(|v| v.span())
-            .unwrap_or(0..0);
         return Err(src.at(
-            span,
+            window_span.clone(),
             format!(
                 "window.every = {:?} does not divide window.period = {:?}; period must be a multiple of every",
                 humantime::format_duration(every).to_string(),
@@ -168,15 +169,8 @@ fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
     }
     let window = Window { period, every };
     if window.intervals() > MAX_INTERVALS {
-        let span = raw
-            .window
-            .every
-            .as_ref()
-            .or(raw.window.period.as_ref())
-            .map(|v| v.span())
-            .unwrap_or(0..0);
         return Err(src.at(
-            span,
+            window_span,
             format!(
                 "window.period / window.every = {} intervals; at most {MAX_INTERVALS} are kept",
                 window.intervals()
