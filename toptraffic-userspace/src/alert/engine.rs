@@ -19,7 +19,7 @@ use tracing::warn;
 
 use super::event::{AlertEvent, Level, Shares};
 use super::state::{AlertState, StateParts};
-use super::template::{AlertInfo, ServerInfo};
+use super::template::{group_of, AlertInfo, ServerInfo};
 use super::tick::Env;
 use crate::config::{AlertBlock, Rule};
 use crate::key::{self, Key};
@@ -242,11 +242,7 @@ fn tags_and_group(group_by: &[String], key: &[u8]) -> (BTreeMap<String, String>,
         .cloned()
         .zip(key::values(key).map(|v| String::from_utf8_lossy(v).into_owned()))
         .collect();
-    let group = tags
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let group = group_of(&tags);
     (tags, group)
 }
 

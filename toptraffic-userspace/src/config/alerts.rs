@@ -15,7 +15,7 @@ use super::source::Source;
 use super::units::parse_duration;
 use crate::alert::event::Level;
 use crate::alert::state::{Settings, DEFAULT_HISTORY};
-use crate::alert::template::{AlertInfo, RenderError, ServerInfo, Template};
+use crate::alert::template::{group_of, AlertInfo, RenderError, ServerInfo, Template};
 use crate::alert::tick::Expr;
 
 /// Kapacitor's default templates (pipeline/alert.go).
@@ -209,11 +209,7 @@ fn sample_render(
         .iter()
         .map(|g| (g.clone(), "x".to_string()))
         .collect();
-    let group = tags
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let group = group_of(&tags);
     let fields = [(rule.as_name.to_string(), 1.0)].into();
     let server = ServerInfo::default();
     let info = AlertInfo {

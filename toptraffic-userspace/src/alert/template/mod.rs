@@ -40,4 +40,4 @@ mod value;
 
 pub(crate) use compile::Template;
 pub(crate) use error::RenderError;
-pub(crate) use value::{AlertInfo, ServerInfo};
+pub(crate) use value::{group_of, AlertInfo, ServerInfo};

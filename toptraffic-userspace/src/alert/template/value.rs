@@ -74,6 +74,15 @@ pub struct ServerInfo {
     pub server_id: String,
 }
 
+/// Kapacitor's `.Group` of group-by `tags` (sorted by name, as a BTreeMap
+/// holds them): `name=value` joined by `,`.
+pub fn group_of(tags: &BTreeMap<String, String>) -> String {
+    tags.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// What an alert's templates can see. The three `*_data` methods build the
 /// structs Kapacitor 1.5.7 hands to its templates (alert.go: idInfo,
 /// messageInfo embedding idInfo, detailsInfo embedding messageInfo).
