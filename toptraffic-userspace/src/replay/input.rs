@@ -193,26 +193,29 @@ fn read_pcap(
     let mut r = PcapReader::new(BufReader::new(bytes)).map_err(|e| e.to_string())?;
     let link = r.header().datalink;
     while let Some(p) = r.next_packet() {
-        let p = match p {
-            Ok(p) => p,
-            Err(e) if cut(&e) => {
-                skipped.cut_short = true;
-                break;
-            }
-            Err(e) => return Err(e.to_string()),
+        let Some(p) = unless_cut(p, skipped)? else {
+            break;
         };
         frame(link, UNIX_EPOCH + p.timestamp, &p.data, port, out, skipped);
     }
     Ok(())
 }
 
-/// Whether a capture's reader stopped at the end of the bytes, inside a
-/// packet or block.
-fn cut(e: &PcapError) -> bool {
-    match e {
-        PcapError::IncompleteBuffer => true,
-        PcapError::IoError(e) => e.kind() == std::io::ErrorKind::UnexpectedEof,
-        _ => false,
+/// What a capture's reader gave: its packet or block; None when it
+/// stopped at the end of the bytes, inside one (the capture was cut short,
+/// which `skipped` notes); an error otherwise.
+fn unless_cut<T>(read: Result<T, PcapError>, skipped: &mut Skipped) -> Result<Option<T>, String> {
+    match read {
+        Ok(v) => Ok(Some(v)),
+        Err(PcapError::IncompleteBuffer) => {
+            skipped.cut_short = true;
+            Ok(None)
+        }
+        Err(PcapError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            skipped.cut_short = true;
+            Ok(None)
+        }
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -224,13 +227,8 @@ fn read_pcapng(
 ) -> Result<(), String> {
     let mut r = PcapNgReader::new(BufReader::new(bytes)).map_err(|e| e.to_string())?;
     while let Some(b) = r.next_block() {
-        let b = match b {
-            Ok(b) => b,
-            Err(e) if cut(&e) => {
-                skipped.cut_short = true;
-                break;
-            }
-            Err(e) => return Err(e.to_string()),
+        let Some(b) = unless_cut(b, skipped)? else {
+            break;
         };
         // Owned, so that the reader can be asked about the interface.
         let b = b.into_owned();
