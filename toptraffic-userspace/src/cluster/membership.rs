@@ -152,7 +152,8 @@ pub async fn run_cluster(
     let mut sender = Sender::default();
     // This daemon, told from another given the same node name.
     let instance = format!("{}-{}", std::process::id(), millis(SystemTime::now()));
-    let (mut twin_beats, mut twinned) = (0u32, false);
+    // Beats in a row that saw another instance under this node's name.
+    let mut twin_beats = 0u32;
     let mut tick = tokio::time::interval_at(first_tick(every), every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -177,6 +178,7 @@ pub async fn run_cluster(
                 // Twice in a row: once may be this node's previous run,
                 // restarted within two intervals. Said once when a twin
                 // appears, once when it is gone.
+                let twinned = twin_beats >= 2;
                 twin_beats = if other.is_some() { twin_beats + 1 } else { 0 };
                 if twin_beats == 2 {
                     error!(
@@ -187,7 +189,6 @@ pub async fn run_cluster(
                 } else if twin_beats == 0 && twinned {
                     info!(node = %cfg.node, "cluster: no other daemon beats under this node's name now");
                 }
-                twinned = twin_beats >= 2 || (twinned && twin_beats > 0);
                 Ok((members, lease))
             }
             Ok(Err(e)) => Err(e.to_string()),
