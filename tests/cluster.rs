@@ -41,6 +41,20 @@ impl Redis {
     }
 }
 
+/// A Redis of the test's own on a free port, or None (the test skips,
+/// saying why) when redis-server is not installed.
+fn redis(test: &str) -> Option<(u16, Redis)> {
+    if !Path::new(REDIS).exists() {
+        skip(
+            test,
+            "redis-server is not installed (apt-get install redis-server)",
+        );
+        return None;
+    }
+    let port = free_tcp_port();
+    Some((port, Redis::start(port)))
+}
+
 impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -94,16 +108,11 @@ fn members(d: &Daemon) -> Vec<String> {
 
 #[test]
 fn nodes_meet_in_redis_leave_on_stop_and_count_alone_while_it_is_down() {
-    let test = "nodes_meet_in_redis_leave_on_stop_and_count_alone_while_it_is_down";
-    if !Path::new(REDIS).exists() {
-        skip(
-            test,
-            "redis-server is not installed (apt-get install redis-server)",
-        );
+    let Some((port, redis)) =
+        redis("nodes_meet_in_redis_leave_on_stop_and_count_alone_while_it_is_down")
+    else {
         return;
-    }
-    let port = free_tcp_port();
-    let redis = Redis::start(port);
+    };
     let a = Daemon::start(&config(port, "node-a"), &[]);
     let b = Daemon::start(&config(port, "node-b"), &[]);
     let both = vec!["node-a".to_string(), "node-b".to_string()];
@@ -165,16 +174,10 @@ fn nodes_meet_in_redis_leave_on_stop_and_count_alone_while_it_is_down() {
 /// send: each sees the other's heartbeat under its name and says so.
 #[test]
 fn two_daemons_with_one_node_name_are_told_apart_and_reported() {
-    let test = "two_daemons_with_one_node_name_are_told_apart_and_reported";
-    if !Path::new(REDIS).exists() {
-        skip(
-            test,
-            "redis-server is not installed (apt-get install redis-server)",
-        );
+    let Some((port, _redis)) = redis("two_daemons_with_one_node_name_are_told_apart_and_reported")
+    else {
         return;
-    }
-    let port = free_tcp_port();
-    let _redis = Redis::start(port);
+    };
     let a = Daemon::start(&config(port, "same"), &[]);
     let b = Daemon::start(&config(port, "same"), &[]);
     let said = |d: &Daemon| {
@@ -217,16 +220,11 @@ fn send(to: SocketAddr, ip: &str, n: usize) {
 
 #[test]
 fn the_cluster_value_of_every_key_that_can_reach_the_threshold_is_exact() {
-    let test = "the_cluster_value_of_every_key_that_can_reach_the_threshold_is_exact";
-    if !Path::new(REDIS).exists() {
-        skip(
-            test,
-            "redis-server is not installed (apt-get install redis-server)",
-        );
+    let Some((port, _redis)) =
+        redis("the_cluster_value_of_every_key_that_can_reach_the_threshold_is_exact")
+    else {
         return;
-    }
-    let port = free_tcp_port();
-    let _redis = Redis::start(port);
+    };
     // A long window: what is sent stays in it for the whole test.
     let a = Daemon::start(&config_window(port, "node-a", "60s"), &[]);
     let b = Daemon::start(&config_window(port, "node-b", "60s"), &[]);
@@ -390,17 +388,11 @@ fn background(d: &Daemon, node: u8) {
 
 #[test]
 fn cluster_alerts_are_sent_once_survive_the_senders_stop_and_fall_back_while_redis_is_down() {
-    let test =
-        "cluster_alerts_are_sent_once_survive_the_senders_stop_and_fall_back_while_redis_is_down";
-    if !Path::new(REDIS).exists() {
-        skip(
-            test,
-            "redis-server is not installed (apt-get install redis-server)",
-        );
+    let Some((port, redis)) = redis(
+        "cluster_alerts_are_sent_once_survive_the_senders_stop_and_fall_back_while_redis_is_down",
+    ) else {
         return;
-    }
-    let port = free_tcp_port();
-    let redis = Redis::start(port);
+    };
     let logs: Vec<_> = ["a", "b", "c"]
         .iter()
         .map(|n| temp_file(&format!("events-{n}.json"), ""))
@@ -520,16 +512,11 @@ fn cluster_alerts_are_sent_once_survive_the_senders_stop_and_fall_back_while_red
 
 #[test]
 fn with_cluster_top_the_cluster_top_n_is_the_exact_top_n_of_the_union() {
-    let test = "with_cluster_top_the_cluster_top_n_is_the_exact_top_n_of_the_union";
-    if !Path::new(REDIS).exists() {
-        skip(
-            test,
-            "redis-server is not installed (apt-get install redis-server)",
-        );
+    let Some((port, _redis)) =
+        redis("with_cluster_top_the_cluster_top_n_is_the_exact_top_n_of_the_union")
+    else {
         return;
-    }
-    let port = free_tcp_port();
-    let _redis = Redis::start(port);
+    };
     let nodes: Vec<Daemon> = ["a", "b", "c"]
         .iter()
         .map(|n| {
