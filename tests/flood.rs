@@ -150,6 +150,12 @@ fn events(path: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
+/// No event in the log but `id`'s: no one-line key alerted.
+fn assert_only_alerted(log: &std::path::Path, id: &str) {
+    let light: Vec<Value> = events(log).into_iter().filter(|e| id_of(e) != id).collect();
+    assert!(light.is_empty(), "one-line keys alerted: {light:?}");
+}
+
 fn id_of(event: &Value) -> &str {
     event["data"]["series"][0]["tags"]["id"].as_str().unwrap()
 }
@@ -449,11 +455,7 @@ fn a_flood_past_max_keys_within_one_interval_loses_no_line() {
     assert_eq!(s["dropped"]["key_table_full"], 0, "{s}");
     let o = &s["rules"][0]["overflow"];
     eprintln!("{sent} lines sent; overflow {o}");
-    let light: Vec<Value> = events(&log)
-        .into_iter()
-        .filter(|e| id_of(e) != "H0")
-        .collect();
-    assert!(light.is_empty(), "one-line keys alerted: {light:?}");
+    assert_only_alerted(&log, "H0");
     assert!(d.terminate().success());
 }
 
@@ -545,10 +547,6 @@ fn burst_behind_a_flood(mode: &str) {
         s["rules"][0]["overflow"]["promotions"].as_u64() >= Some(1),
         "{s}"
     );
-    let light: Vec<Value> = events(&log)
-        .into_iter()
-        .filter(|e| id_of(e) != "BURST")
-        .collect();
-    assert!(light.is_empty(), "one-line keys alerted: {light:?}");
+    assert_only_alerted(&log, "BURST");
     assert!(d.terminate().success());
 }
