@@ -301,3 +301,54 @@ fn a_state_file_that_cannot_be_saved_makes_the_stop_fail() {
     );
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// Alert events that a sink could not deliver before the stop are counted
+/// in the stop's log lines, whether still queued or cut short by the sink's
+/// own drain (an exec sink whose command never ends).
+#[test]
+fn alerts_a_stop_cuts_short_are_reported_undelivered() {
+    let config = r#"
+[ingest]
+mode = "userspace"
+[window]
+period = "5s"
+every = "500ms"
+
+[[rule]]
+name = "r"
+measurement = "combined"
+group_by = ["ip"]
+aggregate = "count"
+
+[[rule.alert]]
+warn = '"count" > 0'
+[rule.alert.exec]
+command = ["/bin/sleep", "100"]
+options = { timeout = "1s", retries = 0 }
+"#;
+    let d = Daemon::start(config, &[]);
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..5 {
+        tx.send_to(format!("combined,ip=192.0.2.{i} count=1").as_bytes(), d.udp)
+            .unwrap();
+    }
+    // Five keys alert each interval; one command runs at a time, a second
+    // each: the queue holds some whatever the moment of the stop.
+    wait_for("queued alerts", Duration::from_secs(15), || {
+        d.stats()["sinks"][0]["queue_len"].as_u64() >= Some(3)
+    });
+    let log = d.log.clone();
+    let status = d.terminate();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{text}");
+    let stopped = text
+        .lines()
+        .find(|l| l.contains(" stopped "))
+        .unwrap_or_else(|| panic!("no stopped line: {text}"));
+    let undelivered: u64 = stopped
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("alerts_undelivered="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stopped}"));
+    assert!(undelivered >= 3, "{text}");
+}

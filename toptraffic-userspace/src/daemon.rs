@@ -542,14 +542,11 @@ pub async fn run(
         info!(grace = %humantime::format_duration(grace), "draining the alert sinks");
     }
     let _ = tokio::time::timeout(grace, wait).await;
-    // Accepted into a queue and neither sent nor given up on: lost with the
+    // Still queued, or cut short by a sink's own drain: lost with the
     // process (the state file has them as sent).
     let undelivered: u64 = sinks
         .iter()
-        .map(|s| {
-            let c = s.stats().snapshot();
-            c.queued.saturating_sub(c.sent + c.failed)
-        })
+        .map(|s| s.stats().snapshot().undelivered())
         .sum();
     if undelivered > 0 {
         warn!(

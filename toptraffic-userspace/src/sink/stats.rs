@@ -15,6 +15,9 @@ pub struct SinkStats {
     pub dropped: AtomicU64,
     /// Attempts after an event's first.
     pub retries: AtomicU64,
+    /// Of `failed`: events the stop cut short (still queued, or in an
+    /// attempt, when the sink's time to drain ran out): never delivered.
+    pub abandoned: AtomicU64,
 }
 
 /// The counters read at one moment.
@@ -25,6 +28,7 @@ pub struct SinkCounts {
     pub failed: u64,
     pub dropped: u64,
     pub retries: u64,
+    pub abandoned: u64,
 }
 
 impl SinkStats {
@@ -35,6 +39,17 @@ impl SinkStats {
             failed: self.failed.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
             retries: self.retries.load(Relaxed),
+            abandoned: self.abandoned.load(Relaxed),
         }
+    }
+}
+
+impl SinkCounts {
+    /// Events accepted that never reached the sink's destination and were
+    /// not given up on after their attempts: still queued or in an attempt
+    /// now, or cut short by the stop. Every attempt failing is not among
+    /// them (that is `failed` alone).
+    pub fn undelivered(&self) -> u64 {
+        self.queued.saturating_sub(self.sent + self.failed) + self.abandoned
     }
 }

@@ -231,6 +231,27 @@ async fn close_delivers_what_is_queued_then_refuses() {
     assert_eq!(sink.stats().snapshot().dropped, 1);
 }
 
+/// Events a stop cuts short are failed and counted as abandoned, so that
+/// the stop can report them undelivered.
+#[tokio::test]
+async fn close_past_the_drain_counts_what_it_cut_short() {
+    let fake = Fake::new(|_| Outcome::Hang);
+    let sink = spawn_fake(&fake, options(8, 1, 300, 0));
+    for _ in 0..5 {
+        assert!(sink.offer(ev()));
+    }
+    sink.close();
+    tokio::time::timeout(Duration::from_secs(5), sink.closed())
+        .await
+        .expect("closed at the drain's deadline");
+    let c = sink.stats().snapshot();
+    assert_eq!((c.sent, c.failed), (0, 5));
+    // The first attempt may time out just before the deadline (failed, not
+    // abandoned); every other event was still queued or in an attempt.
+    assert!((4..=5).contains(&c.abandoned), "{c:?}");
+    assert_eq!(c.undelivered(), c.abandoned);
+}
+
 #[tokio::test]
 async fn dropping_every_handle_drains_the_queue() {
     let fake = Fake::new(|_| Outcome::Deliver);

@@ -165,6 +165,7 @@ impl<D: Deliver> Worker<D> {
                 }
             }
             self.ctx.stats.failed.fetch_add(abandoned, Relaxed);
+            self.ctx.stats.abandoned.fetch_add(abandoned, Relaxed);
             warn!(sink = %self.ctx.name, kind = self.ctx.kind, abandoned, "closed with undelivered alerts");
         }
         debug!(sink = %self.ctx.name, kind = self.ctx.kind, "sink closed");
