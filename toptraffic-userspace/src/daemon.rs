@@ -551,7 +551,7 @@ pub async fn run(
     if undelivered > 0 {
         warn!(
             alerts_undelivered = undelivered,
-            "some alert sinks did not finish before shutdown"
+            "alert events not delivered before shutdown"
         );
     }
     // The sockets close with the last reference (the rotation's are gone).
