@@ -510,6 +510,83 @@ fn cluster_alerts_are_sent_once_survive_the_senders_stop_and_fall_back_while_red
     assert!(c.terminate().success());
 }
 
+/// A rolling restart: a node that stops cleanly parks its window in Redis,
+/// the lease holder posts it for it, and the lines it counted stay in the
+/// cluster's values until the node is back (restored from its state file):
+/// no recovery while it is away, no second alert when it returns.
+#[test]
+fn a_restarting_nodes_lines_stay_in_the_cluster_values_no_recovery_no_second_alert() {
+    let Some((port, _redis)) =
+        redis("a_restarting_nodes_lines_stay_in_the_cluster_values_no_recovery_no_second_alert")
+    else {
+        return;
+    };
+    let logs: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|n| temp_file(&format!("events-{n}.json"), ""))
+        .collect();
+    let state = temp_file("state-a", "");
+    std::fs::remove_file(&state).unwrap();
+    let config_a = format!(
+        "{}\n[state]\npath = \"{}\"\n",
+        alerting_config(port, "node-a", &logs[0]),
+        state.display()
+    );
+    let a = Daemon::start(&config_a, &[]);
+    let b = Daemon::start(&alerting_config(port, "node-b", &logs[1]), &[]);
+    let c = Daemon::start(&alerting_config(port, "node-c", &logs[2]), &[]);
+    wait_for("three nodes in every view", Duration::from_secs(10), || {
+        [&a, &b, &c].iter().all(|d| members(d).len() == 3)
+    });
+    // 400 in the cluster (warn over 300), half of it on a: without a's
+    // share the key would be at 200, far under.
+    send(a.udp, "192.0.2.9", 200);
+    send(b.udp, "192.0.2.9", 100);
+    send(c.udp, "192.0.2.9", 100);
+    wait_for("the WARNING", Duration::from_secs(10), || {
+        levels(&logs).contains(&"WARNING".to_string())
+    });
+
+    assert!(a.terminate().success());
+    wait_for("a parked in b's view", Duration::from_secs(5), || {
+        let v = cluster(&b);
+        v["parked"] == serde_json::json!(["node-a"]) && members(&b).len() == 2
+    });
+    wait_for(
+        "b's alert state with a's share",
+        Duration::from_secs(10),
+        || {
+            let alerts = b.get("/api/v1/alerts");
+            let k = &alerts["blocks"][0]["alerts"][0];
+            k["shares"] == serde_json::json!({"node-a": 200, "node-b": 100, "node-c": 100})
+        },
+    );
+    // Four intervals with a away: the key stays at 400.
+    std::thread::sleep(Duration::from_secs(2));
+    let top = c.get("/api/v1/top?rule=top&scope=cluster");
+    assert_eq!(top["top"][0]["value"], 400, "{top}");
+    assert_eq!(levels(&logs), ["WARNING"], "{:?}", events(&logs));
+
+    // a is back with its state file: it posts its own 200 again.
+    let a = Daemon::start(&config_a, &[]);
+    wait_for("a live again, not parked", Duration::from_secs(10), || {
+        let v = cluster(&b);
+        members(&b).len() == 3 && v["parked"] == serde_json::json!([])
+    });
+    wait_for("a's own share", Duration::from_secs(10), || {
+        let alerts = b.get("/api/v1/alerts");
+        alerts["blocks"][0]["alerts"][0]["shares"]["node-a"] == 200
+            && a.get("/api/v1/top?rule=top")["top"][0]["value"] == 200
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let top = b.get("/api/v1/top?rule=top&scope=cluster");
+    assert_eq!(top["top"][0]["value"], 400, "{top}");
+    assert_eq!(levels(&logs), ["WARNING"], "{:?}", events(&logs));
+    for d in [a, b, c] {
+        assert!(d.terminate().success());
+    }
+}
+
 #[test]
 fn with_cluster_top_the_cluster_top_n_is_the_exact_top_n_of_the_union() {
     let Some((port, _redis)) =

@@ -411,6 +411,7 @@ async fn cluster(State(st): State<AppState>) -> Response {
         last_error: v.last_error,
         last_ok: v.last_ok.map(rfc3339),
         members: v.members,
+        parked: v.parked,
         node: v.node,
         redis: v.redis,
         rules: v

@@ -452,18 +452,19 @@ pub async fn run(
     ));
 
     // Membership in Redis, beside everything else: it never delays them.
+    let mut membership = None;
     if let Some(c) = config.cluster.clone() {
         let status = Arc::new(ClusterStatus::new(&c));
         info!(node = %c.node, redis = ?status.view().redis, "cluster: joining");
         let _ = shared.cluster.set(status.clone());
         status.set_rules(ClusterRule::of(&config));
-        tokio::spawn(run_cluster(
+        membership = Some(tokio::spawn(run_cluster(
             c,
-            config.window.every,
+            config.window,
             status,
             control.clone(),
             shutdown.clone(),
-        ));
+        )));
     }
     let state = AppState {
         shared: shared.clone(),
@@ -542,6 +543,13 @@ pub async fn run(
         info!(grace = %humantime::format_duration(grace), "draining the alert sinks");
     }
     let _ = tokio::time::timeout(grace, wait).await;
+    // A cluster node parks its window in Redis (beside the sinks' drain).
+    if let Some(m) = membership {
+        let left = SHUTDOWN_BOUND
+            .saturating_sub(started.elapsed())
+            .saturating_sub(Duration::from_secs(1));
+        let _ = tokio::time::timeout(left, m).await;
+    }
     // Still queued, or cut short by a sink's own drain: lost with the
     // process (the state file has them as sent).
     let undelivered: u64 = sinks

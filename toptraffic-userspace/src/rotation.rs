@@ -585,33 +585,8 @@ impl Rotator {
         let Some(path) = self.config.state.path.clone() else {
             return true;
         };
-        let index = self.intervals.index_at(now);
-        let snap = self.collect(index);
-        self.slide(snap);
-        let state = SavedState {
-            saved_at: now,
-            every: self.config.window.every,
-            intervals: self.window.intervals(),
-            current: self.window.current(),
-            rules: self
-                .config
-                .rules
-                .iter()
-                .enumerate()
-                .map(|(i, r)| SavedRule {
-                    name: r.name.clone(),
-                    grouping: r.grouping().key(),
-                    overflow_lines: self.window.rule(i).overflow_lines,
-                    keys: self.window.rule(i).export().collect(),
-                    alerts: self
-                        .alerts
-                        .get(i)
-                        .map(|a| a.export_states())
-                        .unwrap_or_default(),
-                    tier: self.window.rule(i).export_tier(),
-                })
-                .collect(),
-        };
+        self.fold_open(now);
+        let state = self.saved_state(now, |_| true, true);
         let keys: usize = state.rules.iter().map(|r| r.keys.len()).sum();
         match persist::write(&path, &state) {
             Ok(()) => {
@@ -622,6 +597,47 @@ impl Rotator {
                 error!(path = %path.display(), error = %e, "could not save the state file");
                 false
             }
+        }
+    }
+
+    /// Folds the open interval's counts into the window.
+    fn fold_open(&mut self, now: SystemTime) {
+        let index = self.intervals.index_at(now);
+        let snap = self.collect(index);
+        self.slide(snap);
+    }
+
+    /// The window of the rules `which` takes, as a state file holds it;
+    /// with their alert states and overflow sketches when `whole`.
+    fn saved_state(
+        &self,
+        now: SystemTime,
+        which: impl Fn(usize) -> bool,
+        whole: bool,
+    ) -> SavedState {
+        SavedState {
+            saved_at: now,
+            every: self.config.window.every,
+            intervals: self.window.intervals(),
+            current: self.window.current(),
+            rules: (0..self.config.rules.len())
+                .filter(|i| which(*i))
+                .map(|i| {
+                    let r = &self.config.rules[i];
+                    let w = self.window.rule(i);
+                    SavedRule {
+                        name: r.name.clone(),
+                        grouping: r.grouping().key(),
+                        overflow_lines: w.overflow_lines,
+                        keys: w.export().collect(),
+                        alerts: match (whole, self.alerts.get(i)) {
+                            (true, Some(a)) => a.export_states(),
+                            _ => Vec::new(),
+                        },
+                        tier: w.export_tier().filter(|_| whole),
+                    }
+                })
+                .collect(),
         }
     }
 
@@ -706,13 +722,31 @@ impl Rotator {
     /// daemon stops receiving before it asks to stop) and whether the save
     /// succeeded. Without a state file nothing is kept.
     pub fn stop(&mut self, now: SystemTime) -> Stopped {
-        if self.config.state.path.is_none() {
+        // A cluster node leaves its cluster rules' windows behind in Redis.
+        let cluster = self
+            .shared
+            .cluster
+            .get()
+            .cloned()
+            .filter(|_| self.evals.iter().any(|e| matches!(e, Eval::Cluster { .. })));
+        if self.config.state.path.is_none() && cluster.is_none() {
             return Stopped {
                 uncounted_lines: 0,
                 saved: true,
             };
         }
-        let saved = self.save(now);
+        let saved = match self.config.state.path {
+            Some(_) => self.save(now),
+            None => {
+                self.fold_open(now);
+                true
+            }
+        };
+        if let Some(c) = cluster {
+            let evals = &self.evals;
+            let parked = self.saved_state(now, |i| matches!(evals[i], Eval::Cluster { .. }), false);
+            c.leave_behind(persist::encode(&parked));
+        }
         let late = self.collect(self.intervals.index_at(now));
         Stopped {
             uncounted_lines: late.rules.iter().map(|t| t.lines()).sum(),

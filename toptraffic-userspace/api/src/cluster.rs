@@ -25,6 +25,10 @@ pub struct Cluster {
     pub last_ok: Option<String>,
     /// The live nodes, sorted, as of the last answer.
     pub members: Vec<String>,
+    /// Nodes that stopped cleanly less than a window ago: the lines they
+    /// counted are still in the cluster's values, sorted.
+    #[serde(default)]
+    pub parked: Vec<String>,
     /// This node's name.
     pub node: String,
     /// The Redis URLs, without passwords.

@@ -24,14 +24,19 @@
 //! keys. A key left out is under T everywhere but in the sum: it cannot
 //! reach T in the cluster. Everything lives under the interval's own Redis
 //! keys, which expire a few intervals later.
+//!
+//! The lease holder also takes each phase for the parked nodes (stopped
+//! cleanly within a window, `parked`), from their windows slid to the
+//! interval: their lines stay in the sums until they leave the window.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::aio::ConnectionLike;
 use redis::AsyncCommands;
 
+use super::parked::Parked;
 use crate::config::Cluster;
 use crate::control::{Control, LocalAnswer, LocalQuery};
 
@@ -149,9 +154,18 @@ async fn barrier<C: ConnectionLike + Send + Sync>(
     }
 }
 
+/// The `k` largest of `values`, descending.
+fn largest(values: &HashMap<Vec<u8>, f64>, k: usize) -> Vec<(&Vec<u8>, f64)> {
+    let mut all: Vec<(&Vec<u8>, f64)> = values.iter().map(|(key, v)| (key, *v)).collect();
+    all.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    all.truncate(k);
+    all
+}
+
 /// Runs the three phases for `local.rule` (threshold `t`) among `nodes`
 /// (this node's name is `cfg.node`), reading this node's window through
-/// `local`; within `budget`.
+/// `local`, and posting for each node of `proxied` (parked) from its
+/// window; within `budget`.
 #[allow(clippy::too_many_arguments)]
 pub async fn exchange<C: ConnectionLike + Send + Sync>(
     conn: &mut C,
@@ -159,6 +173,7 @@ pub async fn exchange<C: ConnectionLike + Send + Sync>(
     t: f64,
     nodes: &[String],
     local: &Local,
+    proxied: &[(String, Arc<Parked>)],
     budget: Duration,
     every: Duration,
 ) -> redis::RedisResult<Option<Exchanged>> {
@@ -175,6 +190,12 @@ pub async fn exchange<C: ConnectionLike + Send + Sync>(
     };
     let k = Keys::of(cfg, &local.rule, window_end);
     let ttl = (every * 4).as_millis() as i64;
+    // The parked nodes' values in this interval's window.
+    let parked: Vec<(&str, HashMap<Vec<u8>, f64>)> = proxied
+        .iter()
+        .filter(|(node, _)| nodes.contains(node))
+        .map(|(node, p)| (node.as_str(), p.values(&local.rule, window_end)))
+        .collect();
     let (mut bytes, mut round_trips) = (0u64, 0u64);
     let mut complete = true;
 
@@ -192,6 +213,16 @@ pub async fn exchange<C: ConnectionLike + Send + Sync>(
             p.hset(&mine, key, v).ignore();
         }
         p.sadd(&k.done0, &cfg.node).ignore();
+        for (node, values) in &parked {
+            let theirs = k.top(node);
+            for (key, v) in largest(values, cfg.top) {
+                let v = v.to_string();
+                bytes += (key.len() + v.len()) as u64;
+                p.hset(&theirs, key, v).ignore();
+            }
+            p.sadd(&k.done0, *node).ignore();
+            p.pexpire(&theirs, ttl).ignore();
+        }
         for key in [&k.done0, &mine] {
             p.pexpire(key, ttl).ignore();
         }
@@ -244,6 +275,17 @@ pub async fn exchange<C: ConnectionLike + Send + Sync>(
         }
     }
     p.sadd(&k.done1, &cfg.node).ignore();
+    for (node, values) in &parked {
+        let theirs = k.values(node);
+        for (key, v) in values.iter().filter(|(_, v)| **v >= threshold) {
+            let v = v.to_string();
+            bytes += (2 * key.len() + v.len()) as u64;
+            p.sadd(&k.candidates, key).ignore();
+            p.hset(&theirs, key, v).ignore();
+        }
+        p.sadd(&k.done1, *node).ignore();
+        p.pexpire(&theirs, ttl).ignore();
+    }
     for key in [&k.candidates, &k.done1, &mine] {
         p.pexpire(key, ttl).ignore();
     }
@@ -279,6 +321,21 @@ pub async fn exchange<C: ConnectionLike + Send + Sync>(
         }
     }
     p.sadd(&k.done2, &cfg.node).ignore();
+    for (node, values) in &parked {
+        let theirs = k.values(node);
+        for c in &candidates {
+            match values.get(c) {
+                Some(v) if *v < threshold => {
+                    let v = v.to_string();
+                    bytes += (c.len() + v.len()) as u64;
+                    p.hset(&theirs, c, v).ignore();
+                }
+                _ => {}
+            }
+        }
+        p.sadd(&k.done2, *node).ignore();
+        p.pexpire(&theirs, ttl).ignore();
+    }
     p.pexpire(&k.done2, ttl).ignore();
     p.pexpire(&mine, ttl).ignore();
     p.query_async::<()>(conn).await?;

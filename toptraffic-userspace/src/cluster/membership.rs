@@ -3,8 +3,10 @@
 //! nodes whose heartbeat is younger than two intervals. A node that stops
 //! leaves the set at its next reader's exchange after that (well within a
 //! period), and at once when it stops cleanly; a node that starts counts
-//! from its first heartbeat.
+//! from its first heartbeat. A node that stops cleanly parks its window
+//! (`parked`) for the others to go on adding until it has left the window.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -17,9 +19,10 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use super::exchange::{exchange, Local};
 use super::lease::Sender;
+use super::parked::Parked;
 use super::status::ClusterStatus;
 use crate::alert::engine::{ClusterValues, Outgoing};
-use crate::config::Cluster;
+use crate::config::{Cluster, Window};
 use crate::control::{ClusterInput, Control};
 use crate::key::Key;
 
@@ -77,6 +80,16 @@ fn members_key(cfg: &Cluster) -> String {
     format!("{{{}}}:members", cfg.key_prefix)
 }
 
+/// The nodes parked (score: when their window is gone, in milliseconds).
+fn parked_key(cfg: &Cluster) -> String {
+    format!("{{{}}}:parked", cfg.key_prefix)
+}
+
+/// A parked node's window.
+fn parked_window_key(cfg: &Cluster, node: &str) -> String {
+    format!("{{{}}}:parked:{node}", cfg.key_prefix)
+}
+
 fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -89,37 +102,160 @@ fn instance_key(cfg: &Cluster) -> String {
 }
 
 /// One heartbeat: this node's score now, the stale nodes removed, the
-/// live ones read; and the instance that beat under this node's name
+/// live ones read, and the parked ones (with when each parked window goes,
+/// which names it); and the instance that beat under this node's name
 /// before, if another one did within two intervals (two daemons with one
-/// name: each overwrites the other's, so each sees the other).
+/// name: each overwrites the other's, so each sees the other). A node that
+/// beats is not parked: its own window, restored, counts again.
 async fn beat(
     conn: &mut Conn,
     cfg: &Cluster,
     instance: &str,
     every: Duration,
     now: SystemTime,
-) -> redis::RedisResult<(Vec<String>, Option<String>)> {
+) -> redis::RedisResult<Beat> {
     let key = members_key(cfg);
+    let parked = parked_key(cfg);
     let now_ms = millis(now);
     let missed = (every * MISSED).as_millis() as i64;
     let stale = now_ms - missed;
-    let (members, before): (Vec<String>, Option<String>) = redis::pipe()
+    let (members, parked, before): (Vec<String>, Vec<(String, i64)>, Option<String>) =
+        redis::pipe()
+            .atomic()
+            .zadd(&key, &cfg.node, now_ms)
+            .ignore()
+            .zrembyscore(&key, "-inf", format!("({stale}"))
+            .ignore()
+            // The set outlives no node by much: gone after a minute unused.
+            .pexpire(&key, 60_000 + missed)
+            .ignore()
+            .zrangebyscore(&key, stale, "+inf")
+            .zrem(&parked, &cfg.node)
+            .ignore()
+            .del(parked_window_key(cfg, &cfg.node))
+            .ignore()
+            .zrembyscore(&parked, "-inf", format!("({now_ms}"))
+            .ignore()
+            .zrangebyscore_withscores(&parked, now_ms, "+inf")
+            // GETSET, not SET .. GET: Redis before 6.2 knows only the first.
+            .getset(instance_key(cfg), instance)
+            .pexpire(instance_key(cfg), missed)
+            .ignore()
+            .query_async(conn)
+            .await?;
+    // A node both beating and parked (a twin's stop) counts as live.
+    let parked = parked
+        .into_iter()
+        .filter(|(n, _)| !members.contains(n))
+        .collect();
+    Ok(Beat {
+        members,
+        parked,
+        twin: before.filter(|b| b != instance),
+    })
+}
+
+/// What a heartbeat read.
+struct Beat {
+    members: Vec<String>,
+    /// Parked nodes, and when each one's window goes (its version).
+    parked: Vec<(String, i64)>,
+    twin: Option<String>,
+}
+
+/// Parks this stopping node's window under its name for `period` (the
+/// window's length: all of it has left the window by then), and takes the
+/// node out of the live set, in one step.
+async fn park(
+    conn: &mut Conn,
+    cfg: &Cluster,
+    window: &[u8],
+    period: Duration,
+    now: SystemTime,
+) -> redis::RedisResult<()> {
+    let until = millis(now) + period.as_millis() as i64;
+    redis::pipe()
         .atomic()
-        .zadd(&key, &cfg.node, now_ms)
+        .cmd("SET")
+        .arg(parked_window_key(cfg, &cfg.node))
+        .arg(window)
+        .arg("PX")
+        .arg(period.as_millis() as u64)
         .ignore()
-        .zrembyscore(&key, "-inf", format!("({stale}"))
+        .zadd(parked_key(cfg), &cfg.node, until)
         .ignore()
-        // The set outlives no node by much: gone after a minute unused.
-        .pexpire(&key, 60_000 + missed)
+        .pexpire(parked_key(cfg), period.as_millis() as i64 + 60_000)
         .ignore()
-        .zrangebyscore(&key, stale, "+inf")
-        // GETSET, not SET .. GET: Redis before 6.2 knows only the first.
-        .getset(instance_key(cfg), instance)
-        .pexpire(instance_key(cfg), missed)
+        .zrem(members_key(cfg), &cfg.node)
         .ignore()
         .query_async(conn)
-        .await?;
-    Ok((members, before.filter(|b| b != instance)))
+        .await
+}
+
+/// The parked windows this node, holding the lease, posts for their nodes
+/// in the exchange: read from Redis once each (by node and version).
+#[derive(Default)]
+struct ParkedWindows {
+    by_node: HashMap<String, (i64, Option<Arc<Parked>>)>,
+}
+
+impl ParkedWindows {
+    /// Those of `parked`, read as needed; a window that cannot be read or
+    /// is of another shape is reported once and left out.
+    async fn of(
+        &mut self,
+        conn: &mut Conn,
+        cfg: &Cluster,
+        parked: &[(String, i64)],
+        every: Duration,
+        intervals: usize,
+    ) -> Vec<(String, Arc<Parked>)> {
+        self.by_node
+            .retain(|node, (v, _)| parked.iter().any(|(n, at)| n == node && at == v));
+        let mut out = Vec::new();
+        for (node, version) in parked {
+            if !self.by_node.contains_key(node) {
+                let key = parked_window_key(cfg, node);
+                let got = tokio::time::timeout(cfg.timeout, async {
+                    redis::cmd("GET")
+                        .arg(&key)
+                        .query_async::<Option<Vec<u8>>>(conn)
+                        .await
+                })
+                .await;
+                let window = match got {
+                    Ok(Ok(Some(bytes))) => match Parked::decode(&bytes, every, intervals) {
+                        Ok(p) => Some(Arc::new(p)),
+                        Err(e) => {
+                            warn!(node, error = %e, "cluster: a parked window cannot be read; left out");
+                            // Out of the others' exchanges too, which
+                            // would wait for it.
+                            let _ = tokio::time::timeout(cfg.timeout, async {
+                                redis::pipe()
+                                    .zrem(parked_key(cfg), node)
+                                    .del(&key)
+                                    .query_async::<()>(conn)
+                                    .await
+                            })
+                            .await;
+                            None
+                        }
+                    },
+                    // Gone already, or slow: looked for again next interval.
+                    Ok(Ok(None)) | Ok(Err(_)) | Err(_) => continue,
+                };
+                info!(
+                    node,
+                    "cluster: a node parked its window; this node posts it until it is back"
+                );
+                self.by_node.insert(node.clone(), (*version, window));
+            }
+            if let Some((_, Some(p))) = self.by_node.get(node) {
+                out.push((node.clone(), p.clone()));
+            }
+        }
+        out
+    }
 }
 
 /// When the first exchange is due: a tenth of an interval after the next
@@ -139,17 +275,20 @@ fn first_tick(every: Duration) -> tokio::time::Instant {
 /// alerts; the events come back and the lease holder sends them. Each
 /// step is bounded by `cfg.timeout` (the exchange by half an interval);
 /// a failure reconnects next interval and makes the cluster rules run on
-/// this node's counts meanwhile. On a clean stop the node gives up the
-/// lease and leaves the set.
+/// this node's counts meanwhile. On a clean stop the node parks its window
+/// (once the rotation thread hands it over), gives up the lease and leaves
+/// the set.
 pub async fn run_cluster(
     cfg: Cluster,
-    every: Duration,
+    window: Window,
     status: Arc<ClusterStatus>,
     control: Arc<Mutex<mpsc::Sender<Control>>>,
     stop: CancellationToken,
 ) {
+    let every = window.every;
     let mut conn: Option<Conn> = None;
     let mut sender = Sender::default();
+    let mut parked_windows = ParkedWindows::default();
     // This daemon, told from another given the same node name.
     let instance = format!("{}-{}", std::process::id(), millis(SystemTime::now()));
     // Beats in a row that saw another instance under this node's name.
@@ -167,14 +306,20 @@ pub async fn run_cluster(
                 conn = Some(connect(&cfg).await?);
             }
             let c = conn.as_mut().expect("connected above");
-            let (members, other) = beat(c, &cfg, &instance, every, SystemTime::now()).await?;
+            let beat = beat(c, &cfg, &instance, every, SystemTime::now()).await?;
             let lease = sender.renew(c, &cfg, every).await?;
-            Ok::<_, redis::RedisError>((members, lease, other))
+            Ok::<_, redis::RedisError>((beat, lease))
         })
         .await;
         let result = match result {
-            Ok(Ok((mut members, lease, other))) => {
+            Ok(Ok((beat, lease))) => {
+                let Beat {
+                    mut members,
+                    mut parked,
+                    twin: other,
+                } = beat;
                 members.sort();
+                parked.sort();
                 // Twice in a row: once may be this node's previous run,
                 // restarted within two intervals. Said once when a twin
                 // appears, once when it is gone.
@@ -189,7 +334,7 @@ pub async fn run_cluster(
                 } else if twin_beats == 0 && twinned {
                     info!(node = %cfg.node, "cluster: no other daemon beats under this node's name now");
                 }
-                Ok((members, lease))
+                Ok((members, parked, lease))
             }
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!(
@@ -203,11 +348,14 @@ pub async fn run_cluster(
             sender.lost();
         }
         let error = result.as_ref().err().cloned().unwrap_or_default();
-        let (members, lease) = match &result {
-            Ok((m, l)) => (m.clone(), Some(l.clone())),
-            Err(_) => (Vec::new(), None),
+        let (members, parked, lease) = match &result {
+            Ok((m, p, l)) => (m.clone(), p.clone(), Some(l.clone())),
+            Err(_) => (Vec::new(), Vec::new(), None),
         };
-        let (was, now) = status.record(result.map(|(m, _)| m), SystemTime::now());
+        let (was, now) = status.record(
+            result.map(|(m, p, _)| (m, p.into_iter().map(|(n, _)| n).collect())),
+            SystemTime::now(),
+        );
         // Once per outage and once per return, not once per interval.
         if now && !was {
             info!(node = %cfg.node, members = members.len(), "cluster: Redis answers");
@@ -218,6 +366,7 @@ pub async fn run_cluster(
                 "cluster: Redis does not answer; cluster rules run on this node's counts"
             );
         }
+        let holding = lease.as_ref().is_some_and(|(h, _)| *h == cfg.node);
         if let Some((holder, took_over)) = lease {
             if took_over {
                 info!(node = %cfg.node, "cluster: this node holds the sending lease");
@@ -229,6 +378,18 @@ pub async fn run_cluster(
                 evaluate(&control, &rule.name, None).await;
             }
             continue;
+        };
+        // Parked nodes take part in every exchange: the lease holder posts
+        // their windows for them.
+        let mut nodes = members.clone();
+        nodes.extend(parked.iter().map(|(n, _)| n.clone()));
+        nodes.sort();
+        let proxied = if holding {
+            parked_windows
+                .of(c, &cfg, &parked, every, window.intervals())
+                .await
+        } else {
+            Vec::new()
         };
         let mut failed = false;
         for rule in &rules {
@@ -243,7 +404,16 @@ pub async fn run_cluster(
             let budget = every / 2;
             let done = tokio::time::timeout(
                 budget + cfg.timeout,
-                exchange(c, &cfg, rule.threshold, &members, &local, budget, every),
+                exchange(
+                    c,
+                    &cfg,
+                    rule.threshold,
+                    &nodes,
+                    &local,
+                    &proxied,
+                    budget,
+                    every,
+                ),
             )
             .await;
             let x = match done {
@@ -287,7 +457,39 @@ pub async fn run_cluster(
             sender.lost();
         }
     }
+    // The window with the open interval folded in, once the rotation
+    // thread has it (only cluster rules' windows are parked).
+    let parks = !status.view().rules.is_empty();
+    let leaving = match parks {
+        true => status.left_behind(LEAVING_WAIT).await,
+        false => None,
+    };
     if let Some(c) = conn.as_mut() {
+        if let Some(w) = &leaving {
+            let parked = tokio::time::timeout(
+                PARK_WAIT.max(cfg.timeout),
+                park(c, &cfg, w, window.period, SystemTime::now()),
+            )
+            .await;
+            match parked {
+                Ok(Ok(())) => info!(
+                    node = %cfg.node,
+                    bytes = w.len(),
+                    "cluster: parked this node's window: the cluster counts its lines until they leave the window"
+                ),
+                Ok(Err(e)) => warn!(
+                    node = %cfg.node,
+                    error = %e,
+                    "cluster: could not park this node's window; its share leaves the cluster's values"
+                ),
+                Err(_) => warn!(
+                    node = %cfg.node,
+                    "cluster: could not park this node's window in time; its share leaves the cluster's values"
+                ),
+            }
+        } else if parks {
+            warn!(node = %cfg.node, "cluster: the window was not handed over in time; its share leaves the cluster's values");
+        }
         let key = members_key(&cfg);
         let _ = tokio::time::timeout(cfg.timeout, async {
             let _ = sender.release(c, &cfg).await;
@@ -300,6 +502,12 @@ pub async fn run_cluster(
         .await;
     }
 }
+
+/// How long a stopping node waits for the rotation thread's window (it
+/// first saves the state file).
+const LEAVING_WAIT: Duration = Duration::from_secs(5);
+/// How long it may take to park the window (it may be megabytes).
+const PARK_WAIT: Duration = Duration::from_secs(3);
 
 /// Hands an exchange's outcome for `rule` to the rotation thread, which
 /// evaluates the rule's alerts; the events it decided.

@@ -7,6 +7,7 @@
 mod exchange;
 mod lease;
 mod membership;
+mod parked;
 #[cfg(feature = "bench")]
 pub mod sim;
 mod status;

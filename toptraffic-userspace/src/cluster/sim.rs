@@ -102,7 +102,7 @@ pub async fn exchange_once(
         rule: rule.to_string(),
     };
     let started = Instant::now();
-    let x = exchange(&mut conn, &cfg, t, nodes, &local, budget, budget * 2)
+    let x = exchange(&mut conn, &cfg, t, nodes, &local, &[], budget, budget * 2)
         .await
         .map_err(|e| e.to_string())?
         .ok_or("the window did not answer")?;

@@ -1,8 +1,10 @@
 //! What this node knows of the cluster, for the API and the metrics.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
 
 use super::exchange::Exchanged;
 use crate::config::Cluster;
@@ -11,6 +13,9 @@ use crate::config::Cluster;
 #[derive(Debug)]
 pub struct ClusterStatus {
     inner: Mutex<ClusterView>,
+    /// The window a stopping node leaves behind (`parked`), from the
+    /// rotation thread once it has folded the open interval in.
+    leaving: watch::Sender<Option<Arc<Vec<u8>>>>,
 }
 
 /// One reading of it.
@@ -22,6 +27,9 @@ pub struct ClusterView {
     pub up: bool,
     /// The live nodes, sorted, as of the last exchange.
     pub members: Vec<String>,
+    /// Nodes that stopped cleanly less than a window ago, whose windows
+    /// are still in the cluster's values (`parked`), sorted.
+    pub parked: Vec<String>,
     pub last_ok: Option<SystemTime>,
     pub last_error: Option<String>,
     /// Exchanges with Redis, and those that failed or timed out.
@@ -77,6 +85,7 @@ impl ClusterStatus {
                 redis: cfg.redis.iter().map(|u| redacted(u)).collect(),
                 up: false,
                 members: Vec::new(),
+                parked: Vec::new(),
                 last_ok: None,
                 last_error: None,
                 exchanges: 0,
@@ -87,7 +96,28 @@ impl ClusterStatus {
                 fallback: BTreeMap::new(),
                 rules: Vec::new(),
             }),
+            leaving: watch::Sender::new(None),
         }
+    }
+
+    /// Hands the membership task the window this node leaves behind as it
+    /// stops (the state file's encoding, the cluster rules only).
+    pub fn leave_behind(&self, window: Vec<u8>) {
+        self.leaving.send_replace(Some(Arc::new(window)));
+    }
+
+    /// The window handed over by [`leave_behind`](Self::leave_behind),
+    /// waited for up to `within`.
+    pub(super) async fn left_behind(&self, within: Duration) -> Option<Arc<Vec<u8>>> {
+        let mut rx = self.leaving.subscribe();
+        let got = tokio::time::timeout(within, async {
+            rx.wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|w| w.clone())
+        })
+        .await;
+        got.ok().flatten()
     }
 
     pub fn view(&self) -> ClusterView {
@@ -120,20 +150,21 @@ impl ClusterStatus {
         v.values.insert(rule.to_string(), x);
     }
 
-    /// Records an exchange: the members it read, or why it failed. Returns
-    /// whether Redis was up before, and is now.
+    /// Records an exchange: the live and parked members it read, or why it
+    /// failed. Returns whether Redis was up before, and is now.
     pub(super) fn record(
         &self,
-        result: Result<Vec<String>, String>,
+        result: Result<(Vec<String>, Vec<String>), String>,
         now: SystemTime,
     ) -> (bool, bool) {
         let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let was = v.up;
         v.exchanges += 1;
         match result {
-            Ok(members) => {
+            Ok((members, parked)) => {
                 v.up = true;
                 v.members = members;
+                v.parked = parked;
                 v.last_ok = Some(now);
                 v.last_error = None;
             }
