@@ -552,6 +552,8 @@ fn a_restarting_nodes_lines_stay_in_the_cluster_values_no_recovery_no_second_ale
         let v = cluster(&b);
         v["parked"] == serde_json::json!(["node-a"]) && members(&b).len() == 2
     });
+    let m = b.get_text("/metrics");
+    assert!(m.contains("toptraffic_cluster_parked 1"), "{m}");
     wait_for(
         "b's alert state with a's share",
         Duration::from_secs(10),

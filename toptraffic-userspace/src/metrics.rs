@@ -237,6 +237,12 @@ impl Collector for SharedCollector {
                 "Live nodes of the cluster, as of Redis's last answer",
                 &[(&[], c.members.len() as i64)],
             )?;
+            gauge(
+                &mut enc,
+                "cluster_parked",
+                "Nodes that stopped cleanly within a window, whose lines still count in the cluster's values",
+                &[(&[], c.parked.len() as i64)],
+            )?;
             let holds = c.lease_holder.as_deref() == Some(c.node.as_str());
             gauge(
                 &mut enc,

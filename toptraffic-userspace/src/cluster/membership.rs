@@ -29,6 +29,11 @@ use crate::key::Key;
 /// Heartbeats a node may miss before it is counted out.
 const MISSED: u32 = 2;
 
+/// Parked windows taken into the exchange at most, the latest ones: a
+/// rolling restart parks a node at a time, each for a window; a tier
+/// stopped whole must not fill the lease holder's memory with them.
+const MAX_PARKED: isize = 4;
+
 /// A connection to one server or to a Redis Cluster.
 enum Conn {
     One(MultiplexedConnection),
@@ -136,7 +141,8 @@ async fn beat(
             .ignore()
             .zrembyscore(&parked, "-inf", format!("({now_ms}"))
             .ignore()
-            .zrangebyscore_withscores(&parked, now_ms, "+inf")
+            // The latest few: each is a window the lease holder holds.
+            .zrevrangebyscore_limit_withscores(&parked, "+inf", now_ms, 0, MAX_PARKED)
             // GETSET, not SET .. GET: Redis before 6.2 knows only the first.
             .getset(instance_key(cfg), instance)
             .pexpire(instance_key(cfg), missed)

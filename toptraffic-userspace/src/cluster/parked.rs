@@ -24,8 +24,16 @@ use crate::persist::{self, SavedState};
 pub struct Parked {
     every: Duration,
     intervals: u64,
-    /// By rule: each key's slots and the interval they are current up to.
-    rules: HashMap<String, Vec<(Key, u64, Vec<f64>)>>,
+    rules: HashMap<String, Keys>,
+}
+
+/// A rule's keys: key i, the interval its slots are current up to, and its
+/// slots at `i * n .. (i + 1) * n` (one allocation for all of them).
+#[derive(Debug, Default)]
+struct Keys {
+    keys: Vec<Key>,
+    cursors: Vec<u64>,
+    slots: Vec<f64>,
 }
 
 impl Parked {
@@ -39,21 +47,22 @@ impl Parked {
     }
 
     fn of(state: SavedState) -> Parked {
+        let n = state.intervals;
+        let rules = state.rules.into_iter().map(|r| {
+            let mut keys = Keys::default();
+            // A ring of another length is not this window's (decode
+            // checked the shape; a key's ring is its own).
+            for k in r.keys.into_iter().filter(|k| k.ring.len() == n) {
+                keys.keys.push(k.key);
+                keys.cursors.push(k.cursor);
+                keys.slots.extend_from_slice(&k.ring);
+            }
+            (r.name, keys)
+        });
         Parked {
             every: state.every,
-            intervals: state.intervals as u64,
-            rules: state
-                .rules
-                .into_iter()
-                .map(|r| {
-                    let keys = r
-                        .keys
-                        .into_iter()
-                        .map(|k| (k.key, k.cursor, k.ring))
-                        .collect();
-                    (r.name, keys)
-                })
-                .collect(),
+            intervals: n as u64,
+            rules: rules.collect(),
         }
     }
 
@@ -69,10 +78,12 @@ impl Parked {
         let Some(last) = last.checked_sub(1) else {
             return HashMap::new();
         };
-        keys.iter()
-            .filter_map(|(key, cursor, ring)| {
-                let v = slid(*cursor, ring, last, self.intervals);
-                (v != 0.0).then(|| (key.to_vec(), v))
+        let n = self.intervals as usize;
+        (0..keys.keys.len())
+            .filter_map(|i| {
+                let ring = &keys.slots[i * n..(i + 1) * n];
+                let v = slid(keys.cursors[i], ring, last, self.intervals);
+                (v != 0.0).then(|| (keys.keys[i].to_vec(), v))
             })
             .collect()
     }
