@@ -352,3 +352,76 @@ options = { timeout = "1s", retries = 0 }
         .unwrap_or_else(|| panic!("{stopped}"));
     assert!(undelivered >= 3, "{text}");
 }
+
+/// Alert events a sink could not deliver before a stop (its receiver down)
+/// are kept beside the state file and sent at the next start, once each.
+#[test]
+fn alerts_a_stop_cuts_short_are_kept_and_sent_at_the_next_start() {
+    let state = temp_file("state-outbox", "");
+    std::fs::remove_file(&state).unwrap();
+    // Nothing listens there until the second start.
+    let port = free_tcp_port();
+    let config = format!(
+        r#"
+[ingest]
+mode = "userspace"
+[window]
+period = "1m"
+every = "500ms"
+[state]
+path = "{state}"
+
+[[rule]]
+name = "r"
+measurement = "combined"
+group_by = ["ip"]
+aggregate = "count"
+
+[[rule.alert]]
+warn = '"count" > 0'
+state_changes_only = true
+[[rule.alert.http]]
+url = "http://127.0.0.1:{port}/hook"
+options = {{ timeout = "1s", retries = 1000 }}
+"#,
+        state = state.display()
+    );
+    let d = Daemon::start(&config, &[]);
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..3 {
+        tx.send_to(format!("combined,ip=192.0.2.{i} count=1").as_bytes(), d.udp)
+            .unwrap();
+    }
+    wait_for("three events retried", Duration::from_secs(15), || {
+        let s = &d.stats()["sinks"][0];
+        s["queued"] == 3 && s["retries"].as_u64() >= Some(3)
+    });
+    let log = d.log.clone();
+    let status = d.terminate();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{text}");
+    assert!(text.contains("alerts_kept=3"), "{text}");
+    let outbox = state.with_file_name("state-outbox.outbox");
+    assert!(outbox.exists(), "{text}");
+
+    let rx = Receiver::start_on(port, false);
+    let d = Daemon::start(&config, &[]);
+    wait_for("the kept events sent", Duration::from_secs(15), || {
+        rx.bodies().len() >= 3
+    });
+    // The state came back too: nothing is decided again.
+    std::thread::sleep(Duration::from_secs(2));
+    let bodies = rx.bodies();
+    assert_eq!(bodies.len(), 3, "{bodies:?}");
+    for i in 0..3 {
+        let ip = format!("192.0.2.{i}");
+        let of_ip: Vec<_> = bodies.iter().filter(|b| b.contains(&ip)).collect();
+        assert_eq!(of_ip.len(), 1, "{bodies:?}");
+        assert!(of_ip[0].contains(r#""level":"WARNING""#), "{bodies:?}");
+    }
+    assert!(!outbox.exists(), "the outbox is read once");
+    assert!(d
+        .log_text()
+        .contains("sending the alert events the last stop could not deliver"));
+    assert!(d.terminate().success());
+}

@@ -352,8 +352,13 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(silent: bool) -> Receiver {
+        Receiver::start_on(0, silent)
+    }
+
+    /// As [`Receiver::start`], on `port` (0: a free one).
+    pub fn start_on(port: u16, silent: bool) -> Receiver {
         use std::io::Read;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         let addr = listener.local_addr().unwrap();
         let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let b = bodies.clone();

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::{run_cluster, ClusterRule, ClusterStatus};
 use tracing::{error, info, warn};
 
+use crate::alert::event::AlertEvent;
 use crate::api::{self, AppState};
 use crate::clock::Clock;
 use crate::config::{Config, Mode, Overrides, XdpMode};
@@ -35,8 +36,10 @@ use crate::ingest::kernel_config::{self, KernelPlan};
 use crate::ingest::udp::{UdpIngest, UdpSettings};
 use crate::logging;
 use crate::metrics::Metrics;
+use crate::outbox;
 use crate::rotation::{start_alerts, IntervalSource, Reload, Rotator};
 use crate::rules::RuleSet;
+use crate::sink::SinkHandle;
 use crate::snapshot::IntervalSnapshot;
 use crate::stats::DropReason;
 use crate::view::{KernelInfo, ModeInfo, Shared};
@@ -435,6 +438,11 @@ pub async fn run(
         Some(rt),
     );
     rotator.restore(std::time::SystemTime::now());
+    // What the last stop could not deliver goes out first.
+    let outbox = config.state.path.as_deref().map(outbox::path_of);
+    if let Some(path) = &outbox {
+        send_outbox(path, &shared.sinks());
+    }
     let (control_tx, control_rx) = mpsc::channel();
     let rotation = std::thread::Builder::new()
         .name("toptraffic-rotate".into())
@@ -550,16 +558,30 @@ pub async fn run(
             .saturating_sub(Duration::from_secs(1));
         let _ = tokio::time::timeout(left, m).await;
     }
-    // Still queued, or cut short by a sink's own drain: lost with the
-    // process (the state file has them as sent).
+    // Still queued, or cut short by a sink's own drain: the state file
+    // has them as sent, so they are kept in the outbox for the next start
+    // (with a state file; lost with the process otherwise).
     let undelivered: u64 = sinks
         .iter()
         .map(|s| s.stats().snapshot().undelivered())
         .sum();
+    let left: Vec<(String, Arc<AlertEvent>)> = sinks
+        .iter()
+        .flat_map(|s| s.take_left().into_iter().map(|e| (s.name().to_string(), e)))
+        .collect();
+    let mut alerts_kept = 0;
+    if let Some(path) = &outbox {
+        match outbox::write(path, &left) {
+            Ok(()) => alerts_kept = left.len(),
+            Err(e) => {
+                error!(path = %path.display(), error = %e, "could not keep the undelivered alert events")
+            }
+        }
+    }
     if undelivered > 0 {
         warn!(
             alerts_undelivered = undelivered,
-            "alert events not delivered before shutdown"
+            alerts_kept, "alert events not delivered before shutdown"
         );
     }
     // The sockets close with the last reference (the rotation's are gone).
@@ -574,6 +596,7 @@ pub async fn run(
         parse_errors = u.dropped(DropReason::ParseError),
         uncounted_lines,
         alerts_undelivered = undelivered,
+        alerts_kept,
         log_lines_lost = logging::stderr_lost(),
         seconds = started.elapsed().as_secs_f64(),
         "stopped"
@@ -583,6 +606,36 @@ pub async fn run(
         anyhow::bail!("stopped without saving the state file (see the error above)");
     }
     Ok(())
+}
+
+/// Offers the events the last stop kept in the outbox at `path` to the
+/// sinks of the same names (the same rule, block and kind).
+fn send_outbox(path: &std::path::Path, sinks: &[SinkHandle]) {
+    let (events, errors) = outbox::take(path);
+    for e in errors {
+        warn!(path = %path.display(), error = %e, "an outbox line cannot be read; left out");
+    }
+    if events.is_empty() {
+        return;
+    }
+    let (mut offered, mut unknown) = (0, 0);
+    for (name, ev) in events {
+        match sinks.iter().find(|s| s.name() == name) {
+            Some(s) => offered += usize::from(s.offer(Arc::new(ev))),
+            None => unknown += 1,
+        }
+    }
+    info!(
+        path = %path.display(),
+        offered,
+        "sending the alert events the last stop could not deliver"
+    );
+    if unknown > 0 {
+        warn!(
+            events = unknown,
+            "outbox events for sinks the config no longer has: not sent"
+        );
+    }
 }
 
 /// Whether `addr` is reachable from beyond this host.

@@ -27,6 +27,7 @@ pub mod key;
 pub mod lineproto;
 pub mod logging;
 pub(crate) mod metrics;
+pub(crate) mod outbox;
 pub(crate) mod persist;
 #[cfg(test)]
 mod proptest_config;

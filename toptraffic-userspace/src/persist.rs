@@ -389,6 +389,11 @@ fn temp_path(path: &Path) -> PathBuf {
 /// `path`, then the directory fsync()ed so that the rename survives a
 /// crash. A failed write leaves the file that was there untouched.
 pub fn write(path: &Path, s: &SavedState) -> io::Result<()> {
+    write_atomically(path, &encode(s))
+}
+
+/// Writes `bytes` to `path` as [`write`] writes the state file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -404,7 +409,7 @@ pub fn write(path: &Path, s: &SavedState) -> io::Result<()> {
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
-        f.write_all(&encode(s))?;
+        f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();

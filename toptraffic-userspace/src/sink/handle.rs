@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +29,12 @@ pub(super) struct Inner {
     pub(super) capacity: usize,
     pub(super) close: CancellationToken,
     pub(super) done: CancellationToken,
+    /// What the stop cut short, for the daemon to keep (`outbox`).
+    pub(super) left: Left,
 }
+
+/// Events a closing worker abandoned, undelivered.
+pub(super) type Left = Arc<Mutex<Vec<Arc<AlertEvent>>>>;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -111,6 +116,13 @@ impl SinkHandle {
         self.inner.done.cancelled().await;
     }
 
+    /// The events the worker abandoned when its time to drain ran out
+    /// (still queued, or in an attempt), in the order they came; taken
+    /// once.
+    pub fn take_left(&self) -> Vec<Arc<AlertEvent>> {
+        std::mem::take(&mut *self.inner.left.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// [`close`](Self::close), then [`closed`](Self::closed).
     #[cfg(test)]
     pub async fn shutdown(&self) {
@@ -137,6 +149,7 @@ impl SinkHandle {
             capacity,
             close: CancellationToken::new(),
             done: CancellationToken::new(),
+            left: Left::default(),
         };
         (
             SinkHandle {

@@ -2,19 +2,20 @@
 //! deliveries at a time, each bounded by `timeout` and retried with backoff,
 //! and a bounded drain on close.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
-use tokio::task::{JoinError, JoinSet};
+use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, warn};
 
 use super::backoff::{random_u64, Backoff};
 use super::deliver::{Deliver, DeliveryError};
-use super::handle::{Inner, SinkHandle};
+use super::handle::{Inner, Left, SinkHandle};
 use super::stats::SinkStats;
 use crate::alert::event::AlertEvent;
 use crate::config::SinkOptions;
@@ -61,6 +62,7 @@ pub(super) fn spawn_worker<D: Deliver>(
     let stats = Arc::new(SinkStats::default());
     let close = CancellationToken::new();
     let done = CancellationToken::new();
+    let left = Left::default();
     let worker = Worker {
         sink: Arc::new(sink),
         rx,
@@ -71,6 +73,8 @@ pub(super) fn spawn_worker<D: Deliver>(
             kind,
         }),
         close: close.clone(),
+        attempts: HashMap::new(),
+        left: left.clone(),
     };
     rt.spawn(worker.run(done.clone().drop_guard()));
     SinkHandle::new(Inner {
@@ -81,6 +85,7 @@ pub(super) fn spawn_worker<D: Deliver>(
         capacity: policy.queue,
         close,
         done,
+        left,
     })
 }
 
@@ -97,6 +102,10 @@ struct Worker<D> {
     rx: mpsc::Receiver<Arc<AlertEvent>>,
     ctx: Arc<TaskCtx>,
     close: CancellationToken,
+    /// The event of each delivery task running.
+    attempts: HashMap<Id, Arc<AlertEvent>>,
+    /// Where the events the stop cuts short go.
+    left: Left,
 }
 
 impl<D: Deliver> Worker<D> {
@@ -147,23 +156,34 @@ impl<D: Deliver> Worker<D> {
                 let ev = pending.take().expect("checked above");
                 self.start(&mut inflight, ev, slot);
             }
-            while let Some(r) = inflight.join_next().await {
+            while let Some(r) = inflight.join_next_with_id().await {
                 self.note(r);
             }
         })
         .await;
         if drained.is_err() {
-            let mut abandoned = u64::from(pending.is_some());
-            while self.rx.try_recv().is_ok() {
-                abandoned += 1;
-            }
+            // In attempts first: they came before the queued ones.
             inflight.abort_all();
-            while let Some(r) = inflight.join_next().await {
+            let mut left = Vec::new();
+            while let Some(r) = inflight.join_next_with_id().await {
                 // A task that finished before the abort counted itself.
-                if r.is_err() {
-                    abandoned += 1;
+                match r {
+                    Ok((id, ())) => {
+                        self.attempts.remove(&id);
+                    }
+                    Err(e) => left.extend(self.attempts.remove(&e.id())),
                 }
             }
+            left.sort_by_key(|ev| ev.time);
+            left.extend(pending.take());
+            while let Ok(ev) = self.rx.try_recv() {
+                left.push(ev);
+            }
+            let abandoned = left.len() as u64;
+            self.left
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(left);
             self.ctx.stats.failed.fetch_add(abandoned, Relaxed);
             self.ctx.stats.abandoned.fetch_add(abandoned, Relaxed);
             warn!(sink = %self.ctx.name, kind = self.ctx.kind, abandoned, "closed with undelivered alerts");
@@ -171,23 +191,35 @@ impl<D: Deliver> Worker<D> {
         debug!(sink = %self.ctx.name, kind = self.ctx.kind, "sink closed");
     }
 
-    fn start(&self, inflight: &mut JoinSet<()>, ev: Arc<AlertEvent>, slot: OwnedSemaphorePermit) {
+    fn start(
+        &mut self,
+        inflight: &mut JoinSet<()>,
+        ev: Arc<AlertEvent>,
+        slot: OwnedSemaphorePermit,
+    ) {
         let sink = self.sink.clone();
         let ctx = self.ctx.clone();
-        inflight.spawn(async move {
-            deliver_with_retries(&*sink, &ev, &ctx).await;
+        let task_ev = ev.clone();
+        let task = inflight.spawn(async move {
+            deliver_with_retries(&*sink, &task_ev, &ctx).await;
             drop(slot);
         });
+        self.attempts.insert(task.id(), ev);
     }
 
     /// Collects finished tasks so the set does not grow.
-    fn reap(&self, inflight: &mut JoinSet<()>) {
-        while let Some(r) = inflight.try_join_next() {
+    fn reap(&mut self, inflight: &mut JoinSet<()>) {
+        while let Some(r) = inflight.try_join_next_with_id() {
             self.note(r);
         }
     }
 
-    fn note(&self, r: Result<(), JoinError>) {
+    fn note(&mut self, r: Result<(Id, ()), JoinError>) {
+        let id = match &r {
+            Ok((id, ())) => *id,
+            Err(e) => e.id(),
+        };
+        self.attempts.remove(&id);
         if let Err(e) = r {
             // Only a panic gets here while the worker runs: tasks are not
             // aborted before the drain deadline.
