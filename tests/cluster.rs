@@ -370,6 +370,14 @@ fn events(logs: &[std::path::PathBuf]) -> Vec<(String, String, f64, Value)> {
     all
 }
 
+/// An empty events file for each of nodes a, b and c.
+fn event_logs() -> Vec<std::path::PathBuf> {
+    ["a", "b", "c"]
+        .iter()
+        .map(|n| temp_file(&format!("events-{n}.json"), ""))
+        .collect()
+}
+
 fn levels(logs: &[std::path::PathBuf]) -> Vec<String> {
     events(logs).into_iter().map(|e| e.0).collect()
 }
@@ -393,10 +401,7 @@ fn cluster_alerts_are_sent_once_survive_the_senders_stop_and_fall_back_while_red
     ) else {
         return;
     };
-    let logs: Vec<_> = ["a", "b", "c"]
-        .iter()
-        .map(|n| temp_file(&format!("events-{n}.json"), ""))
-        .collect();
+    let logs = event_logs();
     // a starts first and takes the lease before the others come.
     let a = Daemon::start(&alerting_config(port, "node-a", &logs[0]), &[]);
     wait_for("a holds the lease", Duration::from_secs(10), || {
@@ -521,10 +526,7 @@ fn a_restarting_nodes_lines_stay_in_the_cluster_values_no_recovery_no_second_ale
     else {
         return;
     };
-    let logs: Vec<_> = ["a", "b", "c"]
-        .iter()
-        .map(|n| temp_file(&format!("events-{n}.json"), ""))
-        .collect();
+    let logs = event_logs();
     let state = temp_file("state-a", "");
     std::fs::remove_file(&state).unwrap();
     let config_a = format!(
