@@ -569,7 +569,14 @@ fn a_restarting_nodes_lines_stay_in_the_cluster_values_no_recovery_no_second_ale
     std::thread::sleep(Duration::from_secs(2));
     let top = c.get("/api/v1/top?rule=top&scope=cluster");
     assert_eq!(top["top"][0]["value"], 400, "{top}");
-    assert_eq!(levels(&logs), ["WARNING"], "{:?}", events(&logs));
+    assert_eq!(
+        levels(&logs),
+        ["WARNING"],
+        "{:?} B {} C {}",
+        events(&logs),
+        b.log_text(),
+        c.log_text()
+    );
 
     // a is back with its state file: it posts its own 200 again.
     let a = Daemon::start(&config_a, &[]);

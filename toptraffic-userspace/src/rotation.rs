@@ -581,11 +581,21 @@ impl Rotator {
     /// Writes the state file: the open interval's counts enter the window
     /// first, so nothing counted is lost.
     /// False when the file could not be written (logged).
+    #[cfg(test)]
     pub fn save(&mut self, now: SystemTime) -> bool {
+        if self.config.state.path.is_none() {
+            return true;
+        }
+        self.fold_open(now);
+        self.write_state(now)
+    }
+
+    /// Writes the state file of the window as it is (the open interval
+    /// folded in already).
+    fn write_state(&mut self, now: SystemTime) -> bool {
         let Some(path) = self.config.state.path.clone() else {
             return true;
         };
-        self.fold_open(now);
         let state = self.saved_state(now, |_| true, true);
         let keys: usize = state.rules.iter().map(|r| r.keys.len()).sum();
         match persist::write(&path, &state) {
@@ -735,18 +745,15 @@ impl Rotator {
                 saved: true,
             };
         }
-        let saved = match self.config.state.path {
-            Some(_) => self.save(now),
-            None => {
-                self.fold_open(now);
-                true
-            }
-        };
+        self.fold_open(now);
+        // Parked first: the state file's fsync may take a while, and the
+        // cluster counts this node live until it has parked.
         if let Some(c) = cluster {
             let evals = &self.evals;
             let parked = self.saved_state(now, |i| matches!(evals[i], Eval::Cluster { .. }), false);
             c.leave_behind(persist::encode(&parked));
         }
+        let saved = self.write_state(now);
         let late = self.collect(self.intervals.index_at(now));
         Stopped {
             uncounted_lines: late.rules.iter().map(|t| t.lines()).sum(),
@@ -785,6 +792,10 @@ impl Rotator {
                         let _ = reply.send(self.cluster(input));
                     }
                     Ok(Control::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        // Nothing is answered from here: a query waiting
+                        // (a cluster exchange's) fails at once rather than
+                        // after the save.
+                        drop(control);
                         return self.stop(clock.now());
                     }
                 }

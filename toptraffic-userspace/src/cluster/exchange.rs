@@ -98,6 +98,57 @@ impl Local {
     }
 }
 
+/// Whose values a node posts as its own.
+pub enum Source<'a> {
+    /// This node's window, through the rotation thread.
+    Window(&'a Local),
+    /// This node's window as it parked it on its way out (the rotation
+    /// thread has stopped), slid to the interval ending at the given time.
+    Parked(&'a Parked, SystemTime),
+}
+
+impl Source<'_> {
+    /// The end of the window these values are of, now.
+    pub async fn window_end(&self, rule: &str) -> Option<SystemTime> {
+        self.query(rule, None, Vec::new(), 0).await?.window_end
+    }
+
+    async fn query(
+        &self,
+        rule: &str,
+        at_least: Option<f64>,
+        keys: Vec<Vec<u8>>,
+        top: usize,
+    ) -> Option<LocalAnswer> {
+        match self {
+            Source::Window(l) => l.query(at_least, keys, top).await,
+            Source::Parked(p, end) => {
+                let values = p.values(rule, *end);
+                Some(LocalAnswer {
+                    window_end: Some(*end),
+                    over: match at_least {
+                        Some(t) => values
+                            .iter()
+                            .filter(|(_, v)| **v >= t)
+                            .map(|(k, v)| (k.clone(), *v))
+                            .collect(),
+                        None => Vec::new(),
+                    },
+                    values: keys
+                        .iter()
+                        .map(|k| values.get(k).copied().unwrap_or(0.0))
+                        .collect(),
+                    top: largest(&values, top)
+                        .into_iter()
+                        .map(|(k, v)| (k.clone(), v))
+                        .collect(),
+                    stateful: Vec::new(),
+                })
+            }
+        }
+    }
+}
+
 fn millis(t: SystemTime) -> u128 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
 }
@@ -162,17 +213,18 @@ fn largest(values: &HashMap<Vec<u8>, f64>, k: usize) -> Vec<(&Vec<u8>, f64)> {
     all
 }
 
-/// Runs the three phases for `local.rule` (threshold `t`) among `nodes`
-/// (this node's name is `cfg.node`), reading this node's window through
-/// `local`, and posting for each node of `proxied` (parked) from its
-/// window; within `budget`.
+/// Runs the three phases for `rule` (threshold `t`) among `nodes` (this
+/// node's name is `cfg.node`), reading this node's values from `local`,
+/// and posting for each node of `proxied` (parked) from its window;
+/// within `budget`.
 #[allow(clippy::too_many_arguments)]
 pub async fn exchange<C: ConnectionLike + Send + Sync>(
     conn: &mut C,
     cfg: &Cluster,
+    rule: &str,
     t: f64,
     nodes: &[String],
-    local: &Local,
+    local: &Source<'_>,
     proxied: &[(String, Arc<Parked>)],
     budget: Duration,
     every: Duration,
@@ -182,19 +234,22 @@ pub async fn exchange<C: ConnectionLike + Send + Sync>(
     let poll = (budget / 50).clamp(Duration::from_millis(2), Duration::from_millis(20));
     let n = nodes.len().max(1);
     let mut threshold = t / n as f64;
-    let Some(first) = local.query(Some(threshold), Vec::new(), cfg.top).await else {
+    let Some(first) = local
+        .query(rule, Some(threshold), Vec::new(), cfg.top)
+        .await
+    else {
         return Ok(None);
     };
     let (Some(window_end), mut over) = (first.window_end, first.over) else {
         return Ok(None);
     };
-    let k = Keys::of(cfg, &local.rule, window_end);
+    let k = Keys::of(cfg, rule, window_end);
     let ttl = (every * 4).as_millis() as i64;
     // The parked nodes' values in this interval's window.
     let parked: Vec<(&str, HashMap<Vec<u8>, f64>)> = proxied
         .iter()
         .filter(|(node, _)| nodes.contains(node))
-        .map(|(node, p)| (node.as_str(), p.values(&local.rule, window_end)))
+        .map(|(node, p)| (node.as_str(), p.values(rule, window_end)))
         .collect();
     let (mut bytes, mut round_trips) = (0u64, 0u64);
     let mut complete = true;
@@ -245,7 +300,7 @@ pub async fn exchange<C: ConnectionLike + Send + Sync>(
         let tau = sums.get(cfg.top - 1).copied().unwrap_or(0.0);
         if tau / (n as f64) < threshold {
             threshold = tau / n as f64;
-            let Some(again) = local.query(Some(threshold), Vec::new(), 0).await else {
+            let Some(again) = local.query(rule, Some(threshold), Vec::new(), 0).await else {
                 return Ok(None);
             };
             if again.window_end != Some(window_end) {
@@ -304,7 +359,7 @@ pub async fn exchange<C: ConnectionLike + Send + Sync>(
         .collect();
     let mut p = redis::pipe();
     if !missing.is_empty() {
-        let Some(answer) = local.query(None, missing.clone(), 0).await else {
+        let Some(answer) = local.query(rule, None, missing.clone(), 0).await else {
             return Ok(None);
         };
         let values = answer.values;

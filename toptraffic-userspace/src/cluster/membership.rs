@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 use std::sync::{mpsc, Arc, Mutex};
 
-use super::exchange::{exchange, Local};
+use super::exchange::{exchange, Local, Source};
 use super::lease::Sender;
 use super::parked::Parked;
 use super::status::ClusterStatus;
@@ -299,14 +299,48 @@ pub async fn run_cluster(
     let instance = format!("{}-{}", std::process::id(), millis(SystemTime::now()));
     // Beats in a row that saw another instance under this node's name.
     let mut twin_beats = 0u32;
+    // When this node last posted all of an interval's values (wall clock).
+    let mut last_run: Option<SystemTime> = None;
     let mut tick = tokio::time::interval_at(first_tick(every), every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Whether this node has taken part yet (see below).
+    let mut joined = false;
+    // Once stopping: until when it waits for the window to park.
+    let mut stop_by: Option<tokio::time::Instant> = None;
+    let mut leaving = status.leaving();
     loop {
         tokio::select! {
-            _ = stop.cancelled() => break,
+            _ = stop.cancelled(), if stop_by.is_none() => {
+                if status.view().rules.is_empty() {
+                    break;
+                }
+                // It goes on taking part (the others count it live) until
+                // the rotation thread hands its window over to park.
+                stop_by = Some(tokio::time::Instant::now() + LEAVING_WAIT);
+                continue;
+            }
+            _ = tokio::time::sleep_until(stop_by.unwrap_or_else(tokio::time::Instant::now)), if stop_by.is_some() => break,
+            _ = leaving.wait_for(Option::is_some) => break,
             _ = tick.tick() => {}
         }
+        let ticked = SystemTime::now();
+        let mut posted = true;
         let rules = status.view().rules;
+        // A node joins once its window has closed the interval the others
+        // exchange now: counted live before, it would post nothing for it
+        // (a restarted node's restored window ends earlier), and its share
+        // would be missing, its parked window gone.
+        if let (false, Some(r)) = (joined, rules.first()) {
+            let local = Local {
+                control: control.clone(),
+                rule: r.name.clone(),
+            };
+            let end = Source::Window(&local).window_end(&r.name).await;
+            if end.is_none_or(|e| e < last_boundary(ticked, every)) {
+                continue;
+            }
+        }
+        joined = true;
         let result = tokio::time::timeout(cfg.timeout, async {
             if conn.is_none() {
                 conn = Some(connect(&cfg).await?);
@@ -413,9 +447,10 @@ pub async fn run_cluster(
                 exchange(
                     c,
                     &cfg,
+                    &rule.name,
                     rule.threshold,
                     &nodes,
-                    &local,
+                    &Source::Window(&local),
                     &proxied,
                     budget,
                     every,
@@ -425,7 +460,10 @@ pub async fn run_cluster(
             let x = match done {
                 Ok(Ok(Some(x))) => x,
                 // The window moved on meanwhile: the rotation falls back.
-                Ok(Ok(None)) => continue,
+                Ok(Ok(None)) => {
+                    posted = false;
+                    continue;
+                }
                 Ok(Err(e)) => {
                     warn!(rule = %rule.name, error = %e, "cluster: the exchange failed");
                     failed = true;
@@ -462,21 +500,29 @@ pub async fn run_cluster(
             conn = None;
             sender.lost();
         }
+        if posted && !failed {
+            last_run = Some(ticked);
+        }
     }
     // The window with the open interval folded in, once the rotation
     // thread has it (only cluster rules' windows are parked).
     let parks = !status.view().rules.is_empty();
+    let wait = stop_by.map_or(LEAVING_WAIT, |by| {
+        by.saturating_duration_since(tokio::time::Instant::now())
+    });
     let leaving = match parks {
-        true => status.left_behind(LEAVING_WAIT).await,
+        true => status.left_behind(wait).await,
         false => None,
     };
     if let Some(c) = conn.as_mut() {
+        let mut parked_ok = false;
         if let Some(w) = &leaving {
             let parked = tokio::time::timeout(
                 PARK_WAIT.max(cfg.timeout),
                 park(c, &cfg, w, window.period, SystemTime::now()),
             )
             .await;
+            parked_ok = matches!(parked, Ok(Ok(())));
             match parked {
                 Ok(Ok(())) => info!(
                     node = %cfg.node,
@@ -506,7 +552,87 @@ pub async fn run_cluster(
                 .await
         })
         .await;
+        // The others may have begun an interval's exchange with this node
+        // still among the live ones, after it stopped taking part: it
+        // posts its parked window for that interval itself.
+        let missed = missed_exchange(last_run, every, SystemTime::now());
+        if let (true, Some(w), Some((end, left))) = (parked_ok, &leaving, missed) {
+            if let Ok(own) = Parked::decode(w, every, window.intervals()) {
+                let rules = status.view().rules;
+                let _ = tokio::time::timeout(left + cfg.timeout, async {
+                    let nodes = read_nodes(c, &cfg, every, SystemTime::now()).await?;
+                    for rule in &rules {
+                        let own = Source::Parked(&own, end);
+                        exchange(
+                            c,
+                            &cfg,
+                            &rule.name,
+                            rule.threshold,
+                            &nodes,
+                            &own,
+                            &[],
+                            left,
+                            every,
+                        )
+                        .await?;
+                    }
+                    Ok::<_, redis::RedisError>(())
+                })
+                .await;
+            }
+        }
     }
+}
+
+/// The last interval boundary at or before `t`.
+fn last_boundary(t: SystemTime, every: Duration) -> SystemTime {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let every_ns = every.as_nanos().max(1);
+    UNIX_EPOCH + Duration::from_nanos((since - since % every_ns) as u64)
+}
+
+/// The interval whose exchange began (at a tick: a tenth of an interval
+/// past its end) after this node last ran one, while the others are
+/// still at it (within half an interval): its end, and the time left.
+fn missed_exchange(
+    last_run: Option<SystemTime>,
+    every: Duration,
+    now: SystemTime,
+) -> Option<(SystemTime, Duration)> {
+    let since = now.duration_since(UNIX_EPOCH).ok()?;
+    let (every_ns, lag) = (every.as_nanos(), (every / 10).as_nanos());
+    let into = since.as_nanos().checked_sub(lag)? % every_ns;
+    let tick = UNIX_EPOCH + Duration::from_nanos((since.as_nanos() - into) as u64);
+    let end = tick - every / 10;
+    let ran = last_run.is_some_and(|l| l + every / 2 >= tick);
+    let left = (tick + every / 2).duration_since(now).ok()?;
+    (!ran && !left.is_zero()).then_some((end, left))
+}
+
+/// The nodes of an exchange as the others read them at their heartbeat:
+/// the live ones and the parked ones, sorted; without a heartbeat of this
+/// node's own.
+async fn read_nodes(
+    conn: &mut Conn,
+    cfg: &Cluster,
+    every: Duration,
+    now: SystemTime,
+) -> redis::RedisResult<Vec<String>> {
+    let now_ms = millis(now);
+    let stale = now_ms - (every * MISSED).as_millis() as i64;
+    let (mut live, parked): (Vec<String>, Vec<String>) = redis::pipe()
+        .zrangebyscore(members_key(cfg), stale, "+inf")
+        .zrevrangebyscore_limit(parked_key(cfg), "+inf", now_ms, 0, MAX_PARKED)
+        .query_async(conn)
+        .await?;
+    live.extend(
+        parked
+            .into_iter()
+            .filter(|p| !live.contains(p))
+            .collect::<Vec<_>>(),
+    );
+    live.sort();
+    Ok(live)
 }
 
 /// How long a stopping node waits for the rotation thread's window (it
@@ -540,4 +666,32 @@ async fn evaluate(
     .ok()
     .flatten()
     .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopping_node_posts_for_the_exchange_it_missed_while_the_others_wait() {
+        let every = Duration::from_secs(5);
+        let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+        // Ticks at 100.5 s, 105.5 s, ...: the exchange of the interval
+        // ending at 100 s runs from 100.5 s to 103 s.
+        assert_eq!(
+            missed_exchange(Some(at(95_500)), every, at(100_600)),
+            Some((at(100_000), Duration::from_millis(2_400)))
+        );
+        assert_eq!(
+            missed_exchange(None, every, at(100_600)),
+            Some((at(100_000), Duration::from_millis(2_400)))
+        );
+        // It ran that one itself.
+        assert_eq!(missed_exchange(Some(at(100_510)), every, at(100_600)), None);
+        // The others are done with it.
+        assert_eq!(missed_exchange(Some(at(95_500)), every, at(103_500)), None);
+        // Before the tick: the last one ran, or is over.
+        assert_eq!(missed_exchange(Some(at(95_500)), every, at(100_300)), None);
+        assert_eq!(missed_exchange(Some(at(90_500)), every, at(100_300)), None);
+    }
 }

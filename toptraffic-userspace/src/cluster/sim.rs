@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::exchange::{exchange, Local};
+use super::exchange::{exchange, Local, Source};
 use crate::config::Cluster;
 use crate::control::{Control, LocalAnswer};
 
@@ -102,10 +102,20 @@ pub async fn exchange_once(
         rule: rule.to_string(),
     };
     let started = Instant::now();
-    let x = exchange(&mut conn, &cfg, t, nodes, &local, &[], budget, budget * 2)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("the window did not answer")?;
+    let x = exchange(
+        &mut conn,
+        &cfg,
+        rule,
+        t,
+        nodes,
+        &Source::Window(&local),
+        &[],
+        budget,
+        budget * 2,
+    )
+    .await
+    .map_err(|e| e.to_string())?
+    .ok_or("the window did not answer")?;
     Ok(Figures {
         candidates: x.keys.len(),
         bytes: x.bytes,

@@ -106,6 +106,12 @@ impl ClusterStatus {
         self.leaving.send_replace(Some(Arc::new(window)));
     }
 
+    /// Watches for the window [`leave_behind`](Self::leave_behind) hands
+    /// over.
+    pub(super) fn leaving(&self) -> watch::Receiver<Option<Arc<Vec<u8>>>> {
+        self.leaving.subscribe()
+    }
+
     /// The window handed over by [`leave_behind`](Self::leave_behind),
     /// waited for up to `within`.
     pub(super) async fn left_behind(&self, within: Duration) -> Option<Arc<Vec<u8>>> {
