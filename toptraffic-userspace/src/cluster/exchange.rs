@@ -207,6 +207,9 @@ async fn barrier<C: ConnectionLike + Send + Sync>(
 
 /// The `k` largest of `values`, descending.
 fn largest(values: &HashMap<Vec<u8>, f64>, k: usize) -> Vec<(&Vec<u8>, f64)> {
+    if k == 0 {
+        return Vec::new();
+    }
     let mut all: Vec<(&Vec<u8>, f64)> = values.iter().map(|(key, v)| (key, *v)).collect();
     all.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     all.truncate(k);
