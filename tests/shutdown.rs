@@ -324,7 +324,7 @@ aggregate = "count"
 warn = '"count" > 0'
 [rule.alert.exec]
 command = ["/bin/sleep", "100"]
-options = { timeout = "1s", retries = 0 }
+options = { timeout = "1s", retries = 0, concurrency = 1 }
 "#;
     let d = Daemon::start(config, &[]);
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
