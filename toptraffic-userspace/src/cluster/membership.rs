@@ -25,6 +25,7 @@ use crate::alert::engine::{ClusterValues, Outgoing};
 use crate::config::{Cluster, Window};
 use crate::control::{ClusterInput, Control};
 use crate::key::Key;
+use crate::snapshot::Intervals;
 
 /// Heartbeats a node may miss before it is counted out.
 const MISSED: u32 = 2;
@@ -421,9 +422,7 @@ pub async fn run_cluster(
         };
         // Parked nodes take part in every exchange: the lease holder posts
         // their windows for them.
-        let mut nodes = members.clone();
-        nodes.extend(parked.iter().map(|(n, _)| n.clone()));
-        nodes.sort();
+        let nodes = exchange_nodes(members.clone(), parked.iter().map(|(n, _)| n.clone()));
         let proxied = if holding {
             parked_windows
                 .of(c, &cfg, &parked, every, window.intervals())
@@ -586,9 +585,8 @@ pub async fn run_cluster(
 
 /// The last interval boundary at or before `t`.
 fn last_boundary(t: SystemTime, every: Duration) -> SystemTime {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-    let every_ns = every.as_nanos().max(1);
-    UNIX_EPOCH + Duration::from_nanos((since - since % every_ns) as u64)
+    let intervals = Intervals::new(every);
+    intervals.start(intervals.index_at(t))
 }
 
 /// The interval whose exchange began (at a tick: a tenth of an interval
@@ -599,11 +597,9 @@ fn missed_exchange(
     every: Duration,
     now: SystemTime,
 ) -> Option<(SystemTime, Duration)> {
-    let since = now.duration_since(UNIX_EPOCH).ok()?;
-    let (every_ns, lag) = (every.as_nanos(), (every / 10).as_nanos());
-    let into = since.as_nanos().checked_sub(lag)? % every_ns;
-    let tick = UNIX_EPOCH + Duration::from_nanos((since.as_nanos() - into) as u64);
-    let end = tick - every / 10;
+    // Ticks come a tenth of an interval after each boundary.
+    let end = last_boundary(now.checked_sub(every / 10)?, every);
+    let tick = end + every / 10;
     let ran = last_run.is_some_and(|l| l + every / 2 >= tick);
     let left = (tick + every / 2).duration_since(now).ok()?;
     (!ran && !left.is_zero()).then_some((end, left))
@@ -620,19 +616,24 @@ async fn read_nodes(
 ) -> redis::RedisResult<Vec<String>> {
     let now_ms = millis(now);
     let stale = now_ms - (every * MISSED).as_millis() as i64;
-    let (mut live, parked): (Vec<String>, Vec<String>) = redis::pipe()
+    let (live, parked): (Vec<String>, Vec<String>) = redis::pipe()
         .zrangebyscore(members_key(cfg), stale, "+inf")
         .zrevrangebyscore_limit(parked_key(cfg), "+inf", now_ms, 0, MAX_PARKED)
         .query_async(conn)
         .await?;
-    live.extend(
-        parked
-            .into_iter()
-            .filter(|p| !live.contains(p))
-            .collect::<Vec<_>>(),
-    );
+    Ok(exchange_nodes(live, parked))
+}
+
+/// The nodes of an exchange: the live ones and the parked ones (a node
+/// both live and parked, a twin's stop, once), sorted.
+fn exchange_nodes(mut live: Vec<String>, parked: impl IntoIterator<Item = String>) -> Vec<String> {
+    for p in parked {
+        if !live.contains(&p) {
+            live.push(p);
+        }
+    }
     live.sort();
-    Ok(live)
+    live
 }
 
 /// How long a stopping node waits for the rotation thread's window (it

@@ -14,10 +14,11 @@
 //! the cluster rules' keys.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crate::key::Key;
 use crate::persist::{self, SavedState};
+use crate::snapshot::Intervals;
 
 /// A stopped node's window, as the lease holder reads it back.
 #[derive(Debug)]
@@ -72,10 +73,11 @@ impl Parked {
         let Some(keys) = self.rules.get(rule) else {
             return HashMap::new();
         };
-        let since = window_end.duration_since(UNIX_EPOCH).unwrap_or_default();
         // The interval that ends at window_end.
-        let last = (since.as_nanos() / self.every.as_nanos().max(1)) as u64;
-        let Some(last) = last.checked_sub(1) else {
+        let Some(last) = Intervals::new(self.every)
+            .index_at(window_end)
+            .checked_sub(1)
+        else {
             return HashMap::new();
         };
         let n = self.intervals as usize;
@@ -111,6 +113,7 @@ mod tests {
     use super::*;
     use crate::persist::SavedRule;
     use crate::window::KeyRing;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn a_keys_slots_leave_the_window_one_interval_at_a_time() {
