@@ -473,17 +473,48 @@ fn cluster_alerts_are_sent_once_survive_the_senders_stop_and_fall_back_while_red
     );
     assert_eq!(events(&logs)[1].2, 700.0);
 
-    // Redis goes: each node runs the rule on its own 350 (WARNING), says
-    // so, and sends its own.
+    // Redis goes: each node runs the rule on its own counts and says so.
+    // Its own 350 is a lower bound of the key's value: the CRITICAL holds,
+    // nothing is sent.
     drop(redis);
     for d in [&b, &c] {
         d.wait_stats(Duration::from_secs(10), "the rule falls back", |s| {
             s["rules"][0]["cluster"] == "fallback"
         });
     }
+    // A key that reaches 350 on a node is at 350 at least: each node
+    // sends its own WARNING.
+    send(b.udp, "192.0.2.77", 350);
+    send(c.udp, "192.0.2.77", 350);
     wait_for("each node's own WARNING", Duration::from_secs(10), || {
-        levels(&logs).iter().filter(|l| *l == "WARNING").count() == 3
+        events(&logs).iter().filter(|e| e.1 == "192.0.2.77").count() == 2
     });
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = |logs: &[std::path::PathBuf]| {
+        let mut ev: Vec<(String, String)> = events(logs).into_iter().map(|e| (e.1, e.0)).collect();
+        ev.sort();
+        ev
+    };
+    let pair = |ip: &str, level: &str| (ip.to_string(), level.to_string());
+    assert_eq!(
+        seen(&logs),
+        [
+            pair("192.0.2.77", "WARNING"),
+            pair("192.0.2.77", "WARNING"),
+            pair("192.0.2.9", "CRITICAL"),
+            pair("192.0.2.9", "WARNING"),
+        ],
+        "no recovery of the key at 700 while Redis is down"
+    );
+    let alerts = b.get("/api/v1/alerts");
+    let held = &alerts["blocks"][0]["alerts"];
+    assert!(
+        held.as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["tags"]["ip"] == "192.0.2.9" && k["level"] == "CRITICAL"),
+        "{alerts}"
+    );
     let m = b.get_text("/metrics");
     assert!(
         m.contains("toptraffic_cluster_fallback{rule=\"top\"} 1"),
@@ -493,7 +524,9 @@ fn cluster_alerts_are_sent_once_survive_the_senders_stop_and_fall_back_while_red
         .log_text()
         .contains("cluster rule falls back to this node's counts"));
 
-    // Redis is back: the cluster's 700 again, one CRITICAL for all.
+    // Redis is back: the cluster's values again. The key at 700 stays
+    // CRITICAL with nothing sent; the other is at 700 too: one CRITICAL,
+    // from the lease holder.
     let _redis = Redis::start(port);
     for d in [&b, &c] {
         d.wait_stats(
@@ -502,15 +535,23 @@ fn cluster_alerts_are_sent_once_survive_the_senders_stop_and_fall_back_while_red
             |s| s["rules"][0]["cluster"] == "cluster",
         );
     }
-    wait_for(
-        "the CRITICAL after Redis is back",
-        Duration::from_secs(10),
-        || levels(&logs).iter().filter(|l| *l == "CRITICAL").count() >= 2,
-    );
+    wait_for("the second key's CRITICAL", Duration::from_secs(10), || {
+        events(&logs)
+            .iter()
+            .any(|e| e.1 == "192.0.2.77" && e.0 == "CRITICAL")
+    });
     std::thread::sleep(Duration::from_secs(2));
-    let ev = events(&logs);
-    let criticals = ev.iter().filter(|e| e.0 == "CRITICAL").count();
-    assert_eq!(criticals, 2, "no burst of duplicates: {ev:?}");
+    assert_eq!(
+        seen(&logs),
+        [
+            pair("192.0.2.77", "CRITICAL"),
+            pair("192.0.2.77", "WARNING"),
+            pair("192.0.2.77", "WARNING"),
+            pair("192.0.2.9", "CRITICAL"),
+            pair("192.0.2.9", "WARNING"),
+        ],
+        "no second alert, no burst of duplicates"
+    );
     assert!(b.terminate().success());
     assert!(c.terminate().success());
 }

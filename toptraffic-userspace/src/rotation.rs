@@ -104,10 +104,13 @@ enum Eval {
     /// The cluster's values, when the exchange brings them (`pending`: the
     /// end of the interval they are awaited for). `fallback`: the last
     /// exchange failed, so each rotation evaluates this node's window
-    /// until one succeeds again.
+    /// until one succeeds again. `known`: the end of the last interval
+    /// evaluated on the cluster's values, or where a fallback without one
+    /// began.
     Cluster {
         pending: Option<SystemTime>,
         fallback: bool,
+        known: Option<SystemTime>,
     },
 }
 
@@ -119,6 +122,7 @@ fn evals(config: &Config) -> Vec<Eval> {
             (Scope::Cluster, Some(_), Some(_)) => Eval::Cluster {
                 pending: None,
                 fallback: false,
+                known: None,
             },
             _ => Eval::Node,
         })
@@ -260,13 +264,50 @@ impl Rotator {
     /// alone for the rule until an exchange succeeds again.
     fn fall_back(&mut self, i: usize, end: SystemTime, why: &str) {
         self.enter_fallback(i, why);
-        self.alerts[i].evaluate(self.window.rule(i), end, self.intervals.every());
+        self.evaluate_own(i, end);
+    }
+
+    /// Evaluates rule `i`'s alerts on this node's window, which ends at
+    /// `end`. For a cluster rule whose exchange fails, the node's counts
+    /// are a lower bound of the cluster's: for one window period after the
+    /// cluster's values were last known (the lines that made its levels
+    /// are still in the window then) they raise levels but do not lower
+    /// them, so that a Redis outage sends no false recovery, nor the alert
+    /// again when the exchange is back; past that period the node's own
+    /// counts decide alone.
+    fn evaluate_own(&mut self, i: usize, end: SystemTime) {
+        let Some(a) = self.alerts.get_mut(i) else {
+            // A rotator without alerting.
+            return;
+        };
+        let every = self.intervals.every();
+        let period = self.config.window.period;
+        let held = match &mut self.evals[i] {
+            Eval::Cluster {
+                fallback: true,
+                known,
+                ..
+            } => {
+                let since = *known.get_or_insert(end);
+                // A clock stepped back (end before `since`) holds too.
+                end.duration_since(since).map_or(true, |d| d < period)
+            }
+            _ => false,
+        };
+        if held {
+            a.evaluate_lower_bound(self.window.rule(i), end, every);
+        } else {
+            a.evaluate(self.window.rule(i), end, every);
+        }
     }
 
     /// Cluster rule `i` runs on this node's window from now on (once per
     /// outage: a log line, and the rule's fallback flag for the API).
     fn enter_fallback(&mut self, i: usize, why: &str) {
-        if let Eval::Cluster { pending, fallback } = &mut self.evals[i] {
+        if let Eval::Cluster {
+            pending, fallback, ..
+        } = &mut self.evals[i]
+        {
             *pending = None;
             if !*fallback {
                 warn!(
@@ -290,7 +331,12 @@ impl Rotator {
         let Some(i) = self.config.rules.iter().position(|r| r.name == input.rule) else {
             return Vec::new();
         };
-        let Eval::Cluster { pending, fallback } = self.evals[i] else {
+        let Eval::Cluster {
+            pending,
+            fallback,
+            known,
+        } = self.evals[i]
+        else {
             return Vec::new();
         };
         let events = match (input.values, pending) {
@@ -314,6 +360,7 @@ impl Rotator {
                 self.evals[i] = Eval::Cluster {
                     pending: p.filter(|&p| p != end),
                     fallback: false,
+                    known: if p == Some(end) { Some(end) } else { known },
                 };
                 if p == Some(end) {
                     self.alerts[i].decide(&values, end, self.intervals.every())
@@ -372,13 +419,9 @@ impl Rotator {
                 Eval::Cluster {
                     pending,
                     fallback: false,
+                    ..
                 } => *pending = Some(end),
-                // Empty `alerts`: a rotator without alerting.
-                _ => {
-                    if let Some(a) = self.alerts.get_mut(i) {
-                        a.evaluate(self.window.rule(i), end, self.intervals.every());
-                    }
-                }
+                _ => self.evaluate_own(i, end),
             }
         }
         self.publish(Some(end), started);
@@ -967,6 +1010,103 @@ mod tests {
 
     fn rotator() -> (Rotator, Pending, Arc<Shared>) {
         rotator_with(Config::embedded_default())
+    }
+
+    #[test]
+    fn while_the_exchange_fails_a_cluster_alert_is_held_for_a_window_then_runs_on_own_counts() {
+        use crate::alert::engine::ClusterValues;
+        use crate::alert::event::Level;
+        use crate::sink::SinkHandle;
+        let config = Config::parse(
+            r#"
+[window]
+period = "60s"
+every = "5s"
+[cluster]
+redis = "redis://127.0.0.1:1"
+node = "node-a"
+[[rule]]
+name = "top"
+measurement = "combined"
+group_by = ["ip"]
+[[rule.alert]]
+warn = '"count" > 300'
+crit = '"count" > 600'
+state_changes_only = true
+[rule.alert.log]
+path = "/dev/null"
+"#,
+            "t.toml",
+        )
+        .unwrap();
+        let mut rx = None;
+        let alerts = vec![RuleAlerts::new(&config.rules[0], |_| {
+            let (h, r) = SinkHandle::capture("top/log", "log");
+            rx = Some(r);
+            vec![h]
+        })];
+        let mut rx = rx.unwrap();
+        let (mut r, feed, _) = rotator_with(config);
+        r.alerts = alerts;
+        let k = key::from_values(&["192.0.2.9"]);
+        let cluster = |r: &mut Rotator, end: Option<SystemTime>, v: f64| {
+            let values = end.map(|end| {
+                let keys = [(key::Key::from(&k[..]), (v, vec![350.0, v - 350.0]))];
+                let nodes: Arc<[String]> = vec!["node-a".to_string(), "node-b".to_string()].into();
+                (
+                    end,
+                    ClusterValues {
+                        nodes,
+                        keys: keys.into_iter().collect(),
+                    },
+                )
+            });
+            r.cluster(ClusterInput {
+                rule: "top".into(),
+                values,
+            })
+        };
+        let first = 400_000_000u64;
+        // 350 here, 700 in the cluster: CRITICAL, for the holder to send.
+        feed.lock().unwrap().push((0, k.to_vec(), 350.0));
+        r.rotate(first);
+        let end = r.intervals().end(first);
+        let sent = cluster(&mut r, Some(end), 700.0);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].event.level, Level::Critical);
+        // Redis goes. This node's 350 is all it knows: the CRITICAL holds
+        // for a window period after the cluster's 700 (nothing sent), then
+        // the node's own counts decide: WARNING. 350 more at the sixth
+        // interval keep the node's value at 350 when the first leave.
+        assert!(cluster(&mut r, None, 0.0).is_empty());
+        for i in 1..=12u64 {
+            if i == 6 {
+                feed.lock().unwrap().push((0, k.to_vec(), 350.0));
+            }
+            r.rotate(first + i);
+            let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+            if i < 12 {
+                assert!(got.is_empty(), "interval {i}: {got:?}");
+                assert_eq!(r.alerts[0].view()[0].alerts[0].level, Level::Critical);
+            } else {
+                let got: Vec<(Level, f64)> = got.iter().map(|e| (e.level, e.value)).collect();
+                assert_eq!(
+                    got,
+                    [(Level::Warning, 350.0)],
+                    "a window after the last values"
+                );
+            }
+        }
+        // Redis is back: the interval already evaluated here stays so, the
+        // next is the cluster's 700: CRITICAL, for the holder to send.
+        for i in [13, 14] {
+            r.rotate(first + i);
+            let end = r.intervals().end(first + i);
+            let sent = cluster(&mut r, Some(end), 700.0);
+            let levels: Vec<Level> = sent.iter().map(|o| o.event.level).collect();
+            let want: &[Level] = if i == 13 { &[] } else { &[Level::Critical] };
+            assert_eq!(levels, want, "interval {i}");
+        }
     }
 
     #[test]

@@ -246,6 +246,25 @@ fn tags_and_group(group_by: &[String], key: &[u8]) -> (BTreeMap<String, String>,
     (tags, group)
 }
 
+/// What a key's value says of it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Basis {
+    /// The key's value.
+    Exact,
+    /// At most the key's value (some of its lines are not in it).
+    LowerBound,
+}
+
+/// A key's value at one evaluation.
+struct Point {
+    value: f64,
+    /// Its error bound, while partly the overflow sketch's estimate.
+    bound: Option<f64>,
+    /// False: the key left the window (its last evaluation, at OK).
+    in_window: bool,
+    basis: Basis,
+}
+
 impl RuleAlerts {
     /// Evaluates every key of the rule's window at `end`, `every` or more
     /// after the previous evaluation, then gives the keys that left the
@@ -262,7 +281,19 @@ impl RuleAlerts {
     /// read before. A jump forward is time passing, for the states as for
     /// the window.
     pub fn evaluate(&mut self, window: &RuleWindow, end: SystemTime, every: Duration) {
-        for o in self.decide(window, end, every) {
+        for o in self.decide_on(window, end, every, Basis::Exact) {
+            o.deliver();
+        }
+    }
+
+    /// Evaluates a window whose values are a lower bound of each key's
+    /// (a cluster rule's own node while the exchange fails): a value that
+    /// reaches a level proves it, so levels rise as `evaluate` raises them,
+    /// but one under the key's level proves nothing, so the key keeps its
+    /// level and state (no point for it this interval) until values that
+    /// are whole say otherwise.
+    pub fn evaluate_lower_bound(&mut self, window: &RuleWindow, end: SystemTime, every: Duration) {
+        for o in self.decide_on(window, end, every, Basis::LowerBound) {
             o.deliver();
         }
     }
@@ -274,6 +305,16 @@ impl RuleAlerts {
         values: &dyn Values,
         end: SystemTime,
         every: Duration,
+    ) -> Vec<Outgoing> {
+        self.decide_on(values, end, every, Basis::Exact)
+    }
+
+    fn decide_on(
+        &mut self,
+        values: &dyn Values,
+        end: SystemTime,
+        every: Duration,
+        basis: Basis,
     ) -> Vec<Outgoing> {
         if let Some(Err(back)) = self.last_end.map(|l| end.duration_since(l + every)) {
             let by = back.duration();
@@ -287,7 +328,13 @@ impl RuleAlerts {
         let mut out = Vec::new();
         for b in 0..self.blocks.len() {
             values.each(&mut |k, value, bound| {
-                self.evaluate_key(b, k, (value, bound), values.shares(k), end, true, &mut out);
+                let point = Point {
+                    value,
+                    bound,
+                    in_window: true,
+                    basis,
+                };
+                self.evaluate_key(b, k, point, values.shares(k), end, &mut out);
             });
             let gone: Vec<Key> = self.blocks[b]
                 .states
@@ -300,12 +347,21 @@ impl RuleAlerts {
                 // that making room sends no false recovery; a key that
                 // left the window recovers.
                 let shares = values.shares(&k);
-                match values.estimate(&k) {
-                    Some((v, bound)) if v > 0.0 => {
-                        self.evaluate_key(b, &k, (v, Some(bound)), shares, end, true, &mut out)
-                    }
-                    _ => self.evaluate_key(b, &k, (0.0, None), shares, end, false, &mut out),
-                }
+                let point = match values.estimate(&k) {
+                    Some((value, bound)) if value > 0.0 => Point {
+                        value,
+                        bound: Some(bound),
+                        in_window: true,
+                        basis,
+                    },
+                    _ => Point {
+                        value: 0.0,
+                        bound: None,
+                        in_window: false,
+                        basis,
+                    },
+                };
+                self.evaluate_key(b, &k, point, shares, end, &mut out);
             }
         }
         out
@@ -325,17 +381,21 @@ impl RuleAlerts {
         keys
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn evaluate_key(
         &mut self,
         b: usize,
         k: &Key,
-        (value, bound): (f64, Option<f64>),
+        point: Point,
         shares: Option<Shares>,
         end: SystemTime,
-        in_window: bool,
         out: &mut Vec<Outgoing>,
     ) {
+        let Point {
+            value,
+            bound,
+            in_window,
+            basis,
+        } = point;
         let block = &mut self.blocks[b];
         let env = KeyEnv {
             as_name: &self.as_name,
@@ -364,6 +424,7 @@ impl RuleAlerts {
                 );
                 d
             }
+            Some(ka) if basis == Basis::LowerBound && level < ka.state.level() => return,
             Some(ka) => {
                 ka.value = value;
                 ka.bound = bound;
@@ -750,6 +811,66 @@ path = "/var/log/kapacitor/alerts.log"
             .map(|e| (e.level, e.value))
             .collect();
         assert_eq!(levels, [(Level::Critical, 30_000.0), (Level::Ok, 0.0)]);
+    }
+
+    #[test]
+    fn values_that_are_a_lower_bound_raise_levels_but_never_lower_them() {
+        let (mut ra, mut sinks) = engine();
+        let mut window = WindowEngine::new(12, [10]);
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_795_564_660);
+        let (held, rising) = (
+            from_values(&["10.0.0.1", "1"]),
+            from_values(&["10.0.0.2", "2"]),
+        );
+        let put = |i: u64, lines: &[(&Key, u64)]| {
+            let mut snap = IntervalSnapshot::empty(i, [10]);
+            for (k, n) in lines {
+                snap.rules[0].add(k, Cell::new(*n as f64, *n));
+            }
+            snap
+        };
+        let at = |i: u64| t0 + Duration::from_secs(5 * i);
+        // `held` at 30,000 (CRITICAL) on whole values.
+        window.apply(put(0, &[(&held, 30_000)]));
+        ra.evaluate(window.rule(0), at(0), EVERY);
+        // Then lower-bound values: `held` falls to OK as its interval
+        // leaves (and out of the window), `rising` climbs to WARNING and
+        // then CRITICAL. Only the rises are decided.
+        for i in 1..=13u64 {
+            let n = match i {
+                3 => 20_000,
+                6 => 5_000,
+                _ => 0,
+            };
+            window.apply(put(i, &[(&rising, n)]));
+            ra.evaluate_lower_bound(window.rule(0), at(i), EVERY);
+        }
+        assert!(window.rule(0).value(&held).is_none());
+        let crit = ra.view()[1].alerts.clone();
+        assert_eq!(crit.len(), 2, "{crit:?}");
+        assert!(crit.iter().all(|a| a.level == Level::Critical), "{crit:?}");
+        assert!(
+            crit.iter().any(|a| a.value == 30_000.0),
+            "held at its last whole value: {crit:?}"
+        );
+        // Whole values again: `held` is at 0 and recovers.
+        window.apply(IntervalSnapshot::empty(14, [10]));
+        ra.evaluate(window.rule(0), at(14), EVERY);
+        let (_, exec) = sinks.iter_mut().find(|(l, _)| l == "pubsub/exec").unwrap();
+        let events: Vec<(u64, String, Level, f64)> = std::iter::from_fn(|| exec.try_recv().ok())
+            .map(|e| {
+                let i = e.time.duration_since(t0).unwrap().as_secs() / 5;
+                (i, e.tags["ip"].clone(), e.level, e.value)
+            })
+            .collect();
+        let want = [
+            (0, "10.0.0.1", Level::Critical, 30_000.0),
+            (3, "10.0.0.2", Level::Warning, 20_000.0),
+            (6, "10.0.0.2", Level::Critical, 25_000.0),
+            (14, "10.0.0.1", Level::Ok, 0.0),
+        ]
+        .map(|(i, ip, l, v)| (i, ip.to_string(), l, v));
+        assert_eq!(events, want);
     }
 
     #[test]
