@@ -269,30 +269,15 @@ impl Rotator {
 
     /// Evaluates rule `i`'s alerts on this node's window, which ends at
     /// `end`. For a cluster rule whose exchange fails, the node's counts
-    /// are a lower bound of the cluster's: for one window period after the
-    /// cluster's values were last known (the lines that made its levels
-    /// are still in the window then) they raise levels but do not lower
-    /// them, so that a Redis outage sends no false recovery, nor the alert
-    /// again when the exchange is back; past that period the node's own
-    /// counts decide alone.
+    /// are a lower bound of the cluster's, evaluated as such while
+    /// [`Self::holds`] says so.
     fn evaluate_own(&mut self, i: usize, end: SystemTime) {
+        let held =
+            matches!(self.evals[i], Eval::Cluster { fallback: true, .. }) && self.holds(i, end);
+        let every = self.intervals.every();
         let Some(a) = self.alerts.get_mut(i) else {
             // A rotator without alerting.
             return;
-        };
-        let every = self.intervals.every();
-        let period = self.config.window.period;
-        let held = match &mut self.evals[i] {
-            Eval::Cluster {
-                fallback: true,
-                known,
-                ..
-            } => {
-                let since = *known.get_or_insert(end);
-                // A clock stepped back (end before `since`) holds too.
-                end.duration_since(since).map_or(true, |d| d < period)
-            }
-            _ => false,
         };
         if held {
             a.evaluate_lower_bound(self.window.rule(i), end, every);
@@ -321,6 +306,23 @@ impl Rotator {
             }
             *fallback = true;
         }
+    }
+
+    /// Whether cluster rule `i`'s values at `end`, when they are a lower
+    /// bound of the cluster's (this node's alone, or an exchange a node
+    /// missed), raise levels but do not lower them: for one window period
+    /// after whole cluster values were last known (the lines that made
+    /// its levels may still be in the window then), so that a Redis outage
+    /// or a late node sends no false recovery, nor the alert again once
+    /// the values are whole. Past that period the values decide alone.
+    fn holds(&mut self, i: usize, end: SystemTime) -> bool {
+        let period = self.config.window.period;
+        let Eval::Cluster { known, .. } = &mut self.evals[i] else {
+            return false;
+        };
+        let since = *known.get_or_insert(end);
+        // A clock stepped back (end before `since`) holds too.
+        end.duration_since(since).map_or(true, |d| d < period)
     }
 
     /// An exchange's outcome for a cluster rule: evaluates the rule's
@@ -360,15 +362,22 @@ impl Rotator {
                 self.evals[i] = Eval::Cluster {
                     pending: p.filter(|&p| p != end),
                     fallback: false,
-                    known: if p == Some(end) { Some(end) } else { known },
+                    known: if p == Some(end) && values.complete {
+                        Some(end)
+                    } else {
+                        known
+                    },
                 };
-                if p == Some(end) {
-                    self.alerts[i].decide(&values, end, self.intervals.every())
-                } else {
+                let every = self.intervals.every();
+                if p != Some(end) {
                     // This interval was evaluated already (on this node's
                     // window, while the exchange failed): the next one is
                     // the cluster's.
                     Vec::new()
+                } else if values.complete || !self.holds(i, end) {
+                    self.alerts[i].decide(&values, end, every)
+                } else {
+                    self.alerts[i].decide_lower_bound(&values, end, every)
                 }
             }
         };
@@ -376,7 +385,6 @@ impl Rotator {
             .publish_alerts(self.alerts.iter().flat_map(|a| a.view()).collect());
         events
     }
-
     /// Drains every source into a snapshot of interval `index`, with what
     /// a reload carried over.
     fn collect(&mut self, index: u64) -> IntervalSnapshot {
@@ -954,6 +962,7 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::event::Level;
     use crate::config::Mode;
     use crate::key;
     use crate::snapshot::Cell;
@@ -1012,11 +1021,13 @@ mod tests {
         rotator_with(Config::embedded_default())
     }
 
-    #[test]
-    fn while_the_exchange_fails_a_cluster_alert_is_held_for_a_window_then_runs_on_own_counts() {
-        use crate::alert::engine::ClusterValues;
-        use crate::alert::event::Level;
-        use crate::sink::SinkHandle;
+    /// Captured events of a rotator's cluster rule's alerts.
+    type Events = tokio::sync::mpsc::Receiver<Arc<crate::alert::event::AlertEvent>>;
+
+    /// A rotator with a cluster rule "top" by ip (warn over 300, crit over
+    /// 600, state changes only, one interval 5 s, the window 60 s), its
+    /// alerts' events captured.
+    fn cluster_rotator() -> (Rotator, Pending, Events) {
         let config = Config::parse(
             r#"
 [window]
@@ -1041,60 +1052,75 @@ path = "/dev/null"
         .unwrap();
         let mut rx = None;
         let alerts = vec![RuleAlerts::new(&config.rules[0], |_| {
-            let (h, r) = SinkHandle::capture("top/log", "log");
+            let (h, r) = crate::sink::SinkHandle::capture("top/log", "log");
             rx = Some(r);
             vec![h]
         })];
-        let mut rx = rx.unwrap();
         let (mut r, feed, _) = rotator_with(config);
         r.alerts = alerts;
-        let k = key::from_values(&["192.0.2.9"]);
-        let cluster = |r: &mut Rotator, end: Option<SystemTime>, v: f64| {
-            let values = end.map(|end| {
-                let keys = [(key::Key::from(&k[..]), (v, vec![350.0, v - 350.0]))];
-                let nodes: Arc<[String]> = vec!["node-a".to_string(), "node-b".to_string()].into();
-                (
-                    end,
-                    ClusterValues {
-                        nodes,
-                        keys: keys.into_iter().collect(),
-                    },
-                )
-            });
-            r.cluster(ClusterInput {
-                rule: "top".into(),
-                values,
-            })
+        (r, feed, rx.unwrap())
+    }
+
+    const HOT: &str = "192.0.2.9";
+
+    /// Hands rule "top" the exchange of the interval ending at `end`: the
+    /// key HOT at `v`, 350 of it this node's; None: the exchange failed.
+    /// The levels of the events decided.
+    fn exchanged(r: &mut Rotator, end: Option<SystemTime>, v: f64, complete: bool) -> Vec<Level> {
+        use crate::alert::engine::ClusterValues;
+        let values = end.map(|end| {
+            let k = key::from_values(&[HOT]);
+            let keys = [(k, (v, vec![350.0, v - 350.0]))].into_iter().collect();
+            let nodes: Arc<[String]> = vec!["node-a".to_string(), "node-b".to_string()].into();
+            let values = ClusterValues {
+                nodes,
+                keys,
+                complete,
+            };
+            (end, values)
+        });
+        let input = ClusterInput {
+            rule: "top".into(),
+            values,
         };
+        r.cluster(input).iter().map(|o| o.event.level).collect()
+    }
+
+    fn sent(rx: &mut Events) -> Vec<(Level, f64)> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|e| (e.level, e.value))
+            .collect()
+    }
+
+    fn level(r: &Rotator) -> Level {
+        r.alerts[0].view()[0].alerts[0].level
+    }
+
+    #[test]
+    fn while_the_exchange_fails_a_cluster_alert_is_held_for_a_window_then_runs_on_own_counts() {
+        let (mut r, feed, mut rx) = cluster_rotator();
+        let k = key::from_values(&[HOT]).to_vec();
         let first = 400_000_000u64;
         // 350 here, 700 in the cluster: CRITICAL, for the holder to send.
-        feed.lock().unwrap().push((0, k.to_vec(), 350.0));
+        feed.lock().unwrap().push((0, k.clone(), 350.0));
         r.rotate(first);
         let end = r.intervals().end(first);
-        let sent = cluster(&mut r, Some(end), 700.0);
-        assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0].event.level, Level::Critical);
+        assert_eq!(exchanged(&mut r, Some(end), 700.0, true), [Level::Critical]);
         // Redis goes. This node's 350 is all it knows: the CRITICAL holds
         // for a window period after the cluster's 700 (nothing sent), then
         // the node's own counts decide: WARNING. 350 more at the sixth
         // interval keep the node's value at 350 when the first leave.
-        assert!(cluster(&mut r, None, 0.0).is_empty());
+        assert!(exchanged(&mut r, None, 0.0, true).is_empty());
         for i in 1..=12u64 {
             if i == 6 {
-                feed.lock().unwrap().push((0, k.to_vec(), 350.0));
+                feed.lock().unwrap().push((0, k.clone(), 350.0));
             }
             r.rotate(first + i);
-            let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
             if i < 12 {
-                assert!(got.is_empty(), "interval {i}: {got:?}");
-                assert_eq!(r.alerts[0].view()[0].alerts[0].level, Level::Critical);
+                assert_eq!(sent(&mut rx), [], "interval {i}");
+                assert_eq!(level(&r), Level::Critical);
             } else {
-                let got: Vec<(Level, f64)> = got.iter().map(|e| (e.level, e.value)).collect();
-                assert_eq!(
-                    got,
-                    [(Level::Warning, 350.0)],
-                    "a window after the last values"
-                );
+                assert_eq!(sent(&mut rx), [(Level::Warning, 350.0)], "a window on");
             }
         }
         // Redis is back: the interval already evaluated here stays so, the
@@ -1102,11 +1128,35 @@ path = "/dev/null"
         for i in [13, 14] {
             r.rotate(first + i);
             let end = r.intervals().end(first + i);
-            let sent = cluster(&mut r, Some(end), 700.0);
-            let levels: Vec<Level> = sent.iter().map(|o| o.event.level).collect();
             let want: &[Level] = if i == 13 { &[] } else { &[Level::Critical] };
-            assert_eq!(levels, want, "interval {i}");
+            assert_eq!(exchanged(&mut r, Some(end), 700.0, true), want, "{i}");
         }
+    }
+
+    #[test]
+    fn an_exchange_a_node_missed_raises_levels_but_lowers_none_for_a_window() {
+        let (mut r, _, _) = cluster_rotator();
+        let first = 400_000_000u64;
+        let at = |r: &mut Rotator, i: u64, v: f64, complete: bool| {
+            r.rotate(first + i);
+            let end = r.intervals().end(first + i);
+            exchanged(r, Some(end), v, complete)
+        };
+        assert_eq!(at(&mut r, 0, 400.0, true), [Level::Warning]);
+        // node-b misses the deadline: its share is not in, the values are
+        // at least what they say. 700 is CRITICAL; 350 (node-a's share
+        // alone) holds it.
+        assert_eq!(at(&mut r, 1, 700.0, false), [Level::Critical]);
+        for i in 2..=11 {
+            assert_eq!(at(&mut r, i, 350.0, false), [], "interval {i}");
+            assert_eq!(level(&r), Level::Critical);
+        }
+        // A window after the last whole values (interval 0), the values
+        // decide alone, whole or not.
+        assert_eq!(at(&mut r, 12, 350.0, false), [Level::Warning]);
+        // Whole values again decide at once.
+        assert_eq!(at(&mut r, 13, 700.0, true), [Level::Critical]);
+        assert_eq!(at(&mut r, 14, 200.0, true), [Level::Ok]);
     }
 
     #[test]

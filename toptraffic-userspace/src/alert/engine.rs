@@ -97,6 +97,9 @@ impl Values for RuleWindow {
 pub struct ClusterValues {
     pub nodes: Arc<[String]>,
     pub keys: hashbrown::HashMap<Key, (f64, Vec<f64>), ahash::RandomState>,
+    /// Every live node's values are in; false: a node missed the
+    /// exchange's deadline, so each value is a lower bound of the key's.
+    pub complete: bool,
 }
 
 impl Values for ClusterValues {
@@ -307,6 +310,17 @@ impl RuleAlerts {
         every: Duration,
     ) -> Vec<Outgoing> {
         self.decide_on(values, end, every, Basis::Exact)
+    }
+
+    /// `decide` on values that are a lower bound of each key's, as
+    /// `evaluate_lower_bound` evaluates them.
+    pub fn decide_lower_bound(
+        &mut self,
+        values: &dyn Values,
+        end: SystemTime,
+        every: Duration,
+    ) -> Vec<Outgoing> {
+        self.decide_on(values, end, every, Basis::LowerBound)
     }
 
     fn decide_on(

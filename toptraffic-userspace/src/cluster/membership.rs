@@ -484,6 +484,7 @@ pub async fn run_cluster(
                     .iter()
                     .map(|(k, v, shares)| (Key::from(k.as_slice()), (*v, shares.clone())))
                     .collect(),
+                complete: x.complete,
             };
             status.set_values(&rule.name, x);
             let events = evaluate(&control, &rule.name, Some((end, values))).await;
