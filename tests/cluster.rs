@@ -597,6 +597,10 @@ fn a_restarting_nodes_lines_stay_in_the_cluster_values_no_recovery_no_second_ale
     });
     let m = b.get_text("/metrics");
     assert!(m.contains("toptraffic_cluster_parked 1"), "{m}");
+    assert!(
+        m.contains("toptraffic_cluster_departed 0"),
+        "a clean stop: {m}"
+    );
     wait_for(
         "b's alert state with a's share",
         Duration::from_secs(10),
@@ -634,7 +638,66 @@ fn a_restarting_nodes_lines_stay_in_the_cluster_values_no_recovery_no_second_ale
     let top = b.get("/api/v1/top?rule=top&scope=cluster");
     assert_eq!(top["top"][0]["value"], 400, "{top}");
     assert_eq!(levels(&logs), ["WARNING"], "{:?}", events(&logs));
+    for d in [&b, &c] {
+        assert!(!d.log_text().contains("left without parking"));
+    }
     for d in [a, b, c] {
+        assert!(d.terminate().success());
+    }
+}
+
+/// A node that dies takes its lines out of the cluster's values at once
+/// (nothing parks them), where one central counter would hold them for
+/// the rest of the window: the alerts hold their levels meanwhile.
+#[test]
+fn a_node_that_dies_sends_no_recovery_of_the_keys_it_held_a_share_of() {
+    let Some((port, _redis)) =
+        redis("a_node_that_dies_sends_no_recovery_of_the_keys_it_held_a_share_of")
+    else {
+        return;
+    };
+    let logs = event_logs();
+    let mut a = Daemon::start(&alerting_config(port, "node-a", &logs[0]), &[]);
+    let b = Daemon::start(&alerting_config(port, "node-b", &logs[1]), &[]);
+    let c = Daemon::start(&alerting_config(port, "node-c", &logs[2]), &[]);
+    wait_for("three nodes in every view", Duration::from_secs(10), || {
+        [&a, &b, &c].iter().all(|d| members(d).len() == 3)
+    });
+    // 400 in the cluster (warn over 300), half of it on a.
+    send(a.udp, "192.0.2.9", 200);
+    send(b.udp, "192.0.2.9", 100);
+    send(c.udp, "192.0.2.9", 100);
+    wait_for("the WARNING", Duration::from_secs(10), || {
+        levels(&logs).contains(&"WARNING".to_string())
+    });
+
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    wait_for("a departed in b's view", Duration::from_secs(10), || {
+        let v = cluster(&b);
+        v["departed"] == serde_json::json!(["node-a"]) && members(&b).len() == 2
+    });
+    wait_for(
+        "the cluster value without a",
+        Duration::from_secs(10),
+        || b.get("/api/v1/top?rule=top&scope=cluster")["top"][0]["value"] == 200,
+    );
+    // Four more intervals: the key at 200, its WARNING held, nothing sent.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(levels(&logs), ["WARNING"], "{:?}", events(&logs));
+    for d in [&b, &c] {
+        let alerts = d.get("/api/v1/alerts");
+        assert_eq!(
+            alerts["blocks"][0]["alerts"][0]["level"], "WARNING",
+            "{alerts}"
+        );
+    }
+    let m = b.get_text("/metrics");
+    assert!(m.contains("toptraffic_cluster_departed 1"), "{m}");
+    assert!(b
+        .log_text()
+        .contains("a node left without parking its window"));
+    for d in [b, c] {
         assert!(d.terminate().success());
     }
 }

@@ -412,6 +412,7 @@ async fn cluster(State(st): State<AppState>) -> Response {
         last_ok: v.last_ok.map(rfc3339),
         members: v.members,
         parked: v.parked,
+        departed: v.departed,
         node: v.node,
         redis: v.redis,
         rules: v

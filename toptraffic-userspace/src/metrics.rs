@@ -243,6 +243,12 @@ impl Collector for SharedCollector {
                 "Nodes that stopped cleanly within a window, whose lines still count in the cluster's values",
                 &[(&[], c.parked.len() as i64)],
             )?;
+            gauge(
+                &mut enc,
+                "cluster_departed",
+                "Nodes that left without parking within a window: the cluster's values lack their lines, and alerts hold levels",
+                &[(&[], c.departed.len() as i64)],
+            )?;
             let holds = c.lease_holder.as_deref() == Some(c.node.as_str());
             gauge(
                 &mut enc,

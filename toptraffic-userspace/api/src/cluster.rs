@@ -29,6 +29,11 @@ pub struct Cluster {
     /// counted are still in the cluster's values, sorted.
     #[serde(default)]
     pub parked: Vec<String>,
+    /// Nodes that left without parking less than a window ago (died, or
+    /// lost Redis), sorted: their lines are missing from the cluster's
+    /// values, so alerts do not lower levels on them meanwhile.
+    #[serde(default)]
+    pub departed: Vec<String>,
     /// This node's name.
     pub node: String,
     /// The Redis URLs, without passwords.

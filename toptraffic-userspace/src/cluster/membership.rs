@@ -265,6 +265,49 @@ impl ParkedWindows {
     }
 }
 
+/// Nodes that left the live set without parking (died, or lost Redis):
+/// their lines left the cluster's values at once, where one central
+/// counter would hold them until they leave the window. For a window
+/// period after, the values are a lower bound, and the alerts take them as
+/// such.
+#[derive(Debug, Default)]
+struct Departed {
+    /// The live nodes at the last heartbeat.
+    live: Vec<String>,
+    /// Each departed node, until when its lines may still be in a window.
+    until: HashMap<String, SystemTime>,
+}
+
+impl Departed {
+    /// Takes a heartbeat's live and parked nodes (sorted) at `now`; whether
+    /// no node departed less than `period` ago.
+    fn whole(
+        &mut self,
+        live: &[String],
+        parked: &[String],
+        now: SystemTime,
+        period: Duration,
+    ) -> bool {
+        for n in &self.live {
+            let stays = live.binary_search(n).is_ok() || parked.binary_search(n).is_ok();
+            if !stays {
+                warn!(node = %n, "cluster: a node left without parking its window; alerts hold their levels for a window");
+                self.until.insert(n.clone(), now + period);
+            }
+        }
+        self.until.retain(|_, until| *until > now);
+        self.live = live.to_vec();
+        self.until.is_empty()
+    }
+
+    /// The departed nodes, sorted.
+    fn nodes(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.until.keys().cloned().collect();
+        v.sort();
+        v
+    }
+}
+
 /// When the first exchange is due: a tenth of an interval after the next
 /// wall-clock boundary, when every node has closed the interval.
 fn first_tick(every: Duration) -> tokio::time::Instant {
@@ -296,6 +339,7 @@ pub async fn run_cluster(
     let mut conn: Option<Conn> = None;
     let mut sender = Sender::default();
     let mut parked_windows = ParkedWindows::default();
+    let mut departed = Departed::default();
     // This daemon, told from another given the same node name.
     let instance = format!("{}-{}", std::process::id(), millis(SystemTime::now()));
     // Beats in a row that saw another instance under this node's name.
@@ -422,7 +466,10 @@ pub async fn run_cluster(
         };
         // Parked nodes take part in every exchange: the lease holder posts
         // their windows for them.
-        let nodes = exchange_nodes(members.clone(), parked.iter().map(|(n, _)| n.clone()));
+        let parked_nodes: Vec<String> = parked.iter().map(|(n, _)| n.clone()).collect();
+        let whole = departed.whole(&members, &parked_nodes, SystemTime::now(), window.period);
+        status.set_departed(departed.nodes());
+        let nodes = exchange_nodes(members.clone(), parked_nodes);
         let proxied = if holding {
             parked_windows
                 .of(c, &cfg, &parked, every, window.intervals())
@@ -484,7 +531,7 @@ pub async fn run_cluster(
                     .iter()
                     .map(|(k, v, shares)| (Key::from(k.as_slice()), (*v, shares.clone())))
                     .collect(),
-                complete: x.complete,
+                complete: x.complete && whole,
             };
             status.set_values(&rule.name, x);
             let events = evaluate(&control, &rule.name, Some((end, values))).await;
@@ -673,6 +720,26 @@ async fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_that_leaves_without_parking_leaves_the_values_partial_for_a_window() {
+        let mut d = Departed::default();
+        let period = Duration::from_secs(60);
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(1_000 + s);
+        let v = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert!(d.whole(&v(&["a", "b", "c"]), &[], at(0), period));
+        // b parks (a clean stop): whole; c is gone without a trace.
+        assert!(!d.whole(&v(&["a"]), &v(&["b"]), at(5), period));
+        assert_eq!(d.nodes(), ["c"]);
+        // b's parked window expires: its lines left the window with it.
+        assert!(!d.whole(&v(&["a"]), &[], at(64), period));
+        assert!(d.whole(&v(&["a"]), &[], at(65), period));
+        assert!(d.nodes().is_empty());
+        // A node back and gone again departs anew.
+        assert!(d.whole(&v(&["a", "c"]), &[], at(70), period));
+        assert!(!d.whole(&v(&["a"]), &[], at(75), period));
+        assert!(d.whole(&v(&["a"]), &[], at(135), period));
+    }
 
     #[test]
     fn a_stopping_node_posts_for_the_exchange_it_missed_while_the_others_wait() {

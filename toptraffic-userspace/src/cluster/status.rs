@@ -30,6 +30,10 @@ pub struct ClusterView {
     /// Nodes that stopped cleanly less than a window ago, whose windows
     /// are still in the cluster's values (`parked`), sorted.
     pub parked: Vec<String>,
+    /// Nodes that left without parking less than a window ago (died, or
+    /// lost Redis), sorted: their lines are missing from the cluster's
+    /// values, which the alerts take as a lower bound meanwhile.
+    pub departed: Vec<String>,
     pub last_ok: Option<SystemTime>,
     pub last_error: Option<String>,
     /// Exchanges with Redis, and those that failed or timed out.
@@ -86,6 +90,7 @@ impl ClusterStatus {
                 up: false,
                 members: Vec::new(),
                 parked: Vec::new(),
+                departed: Vec::new(),
                 last_ok: None,
                 last_error: None,
                 exchanges: 0,
@@ -128,6 +133,13 @@ impl ClusterStatus {
 
     pub fn view(&self) -> ClusterView {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_departed(&self, nodes: Vec<String>) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .departed = nodes;
     }
 
     /// Marks cluster rule `rule` as running on this node's counts, or on
