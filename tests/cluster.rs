@@ -562,19 +562,37 @@ fn cluster_alerts_are_sent_once_survive_the_senders_stop_and_fall_back_while_red
 /// no recovery while it is away, no second alert when it returns.
 #[test]
 fn a_restarting_nodes_lines_stay_in_the_cluster_values_no_recovery_no_second_alert() {
-    let Some((port, _redis)) =
-        redis("a_restarting_nodes_lines_stay_in_the_cluster_values_no_recovery_no_second_alert")
-    else {
+    restart_keeps_the_nodes_share(
+        "a_restarting_nodes_lines_stay_in_the_cluster_values_no_recovery_no_second_alert",
+        true,
+    );
+}
+
+/// As above, the node restarted without its state file (lost, or none
+/// configured): it takes back the window it parked.
+#[test]
+fn a_node_restarted_without_its_state_file_takes_its_parked_window_back() {
+    restart_keeps_the_nodes_share(
+        "a_node_restarted_without_its_state_file_takes_its_parked_window_back",
+        false,
+    );
+}
+
+fn restart_keeps_the_nodes_share(test: &str, state_file: bool) {
+    let Some((port, _redis)) = redis(test) else {
         return;
     };
     let logs = event_logs();
     let state = temp_file("state-a", "");
     std::fs::remove_file(&state).unwrap();
-    let config_a = format!(
-        "{}\n[state]\npath = \"{}\"\n",
-        alerting_config(port, "node-a", &logs[0]),
-        state.display()
-    );
+    let config_a = match state_file {
+        true => format!(
+            "{}\n[state]\npath = \"{}\"\n",
+            alerting_config(port, "node-a", &logs[0]),
+            state.display()
+        ),
+        false => alerting_config(port, "node-a", &logs[0]),
+    };
     let a = Daemon::start(&config_a, &[]);
     let b = Daemon::start(&alerting_config(port, "node-b", &logs[1]), &[]);
     let c = Daemon::start(&alerting_config(port, "node-c", &logs[2]), &[]);
@@ -623,8 +641,16 @@ fn a_restarting_nodes_lines_stay_in_the_cluster_values_no_recovery_no_second_ale
         c.log_text()
     );
 
-    // a is back with its state file: it posts its own 200 again.
+    // a is back (with its state file, or taking its parked window back):
+    // it posts its own 200 again.
     let a = Daemon::start(&config_a, &[]);
+    let from_redis = "restored the cluster rules' window this node parked in Redis";
+    assert_eq!(
+        a.log_text().contains(from_redis),
+        !state_file,
+        "{}",
+        a.log_text()
+    );
     wait_for("a live again, not parked", Duration::from_secs(10), || {
         let v = cluster(&b);
         members(&b).len() == 3 && v["parked"] == serde_json::json!([])

@@ -437,7 +437,16 @@ pub async fn run(
         alerts,
         Some(rt),
     );
-    rotator.restore(std::time::SystemTime::now());
+    let restored = rotator.restore(std::time::SystemTime::now());
+    // Without its state file, a cluster node takes back the window it
+    // parked at its last stop: its lines stay in the cluster's values.
+    if let (false, Some(c)) = (restored, &config.cluster) {
+        if !ClusterRule::of(&config).is_empty() {
+            if let Some(window) = crate::cluster::own_parked_window(c).await {
+                rotator.restore_parked(&window, std::time::SystemTime::now());
+            }
+        }
+    }
     // What the last stop could not deliver goes out first.
     let outbox = config.state.path.as_deref().map(outbox::path_of);
     if let Some(path) = &outbox {

@@ -703,24 +703,37 @@ impl Rotator {
     }
 
     /// Restores the state file when it fits this config and is younger
-    /// than the window; reports and ignores it otherwise.
-    pub fn restore(&mut self, now: SystemTime) {
+    /// than the window; reports and ignores it otherwise. Whether it did.
+    pub fn restore(&mut self, now: SystemTime) -> bool {
         let Some(path) = self.config.state.path.clone() else {
-            return;
+            return false;
         };
         let state = match persist::read(&path) {
             Ok(Some(s)) => s,
-            Ok(None) => return,
+            Ok(None) => return false,
             Err(e) => {
                 warn!(path = %path.display(), error = %e, "ignoring the state file");
-                return;
+                return false;
             }
         };
-        if let Err(e) = self.restore_from(state, now) {
+        let restored = self.restore_from(state, now);
+        if let Err(e) = &restored {
             warn!(path = %path.display(), reason = %e, "ignoring the state file");
         }
         // Used once: a crash later must not restore this old state again.
         let _ = std::fs::remove_file(&path);
+        restored.is_ok()
+    }
+
+    /// Restores the cluster rules' window this node parked in Redis at its
+    /// last stop (the state file's encoding), as [`Self::restore`] does a
+    /// state file: for a start without one.
+    pub fn restore_parked(&mut self, window: &[u8], now: SystemTime) {
+        let restored = persist::decode(window).and_then(|state| self.restore_from(state, now));
+        match restored {
+            Ok(()) => info!("restored the cluster rules' window this node parked in Redis"),
+            Err(e) => warn!(reason = %e, "ignoring the window this node parked in Redis"),
+        }
     }
 
     fn restore_from(&mut self, state: SavedState, now: SystemTime) -> Result<(), String> {

@@ -265,6 +265,33 @@ impl ParkedWindows {
     }
 }
 
+/// The window this node parked when it last stopped, if it is still
+/// there (within a window of the stop), read within `cfg.timeout`: a node
+/// that starts without its state file takes it back, so that its first
+/// heartbeat, which ends the parking, does not take those lines out of
+/// the cluster's values.
+pub async fn own_parked_window(cfg: &Cluster) -> Option<Vec<u8>> {
+    let got = tokio::time::timeout(cfg.timeout, async {
+        let mut conn = connect(cfg).await?;
+        redis::cmd("GET")
+            .arg(parked_window_key(cfg, &cfg.node))
+            .query_async::<Option<Vec<u8>>>(&mut conn)
+            .await
+    })
+    .await;
+    match got {
+        Ok(Ok(window)) => window,
+        Ok(Err(e)) => {
+            warn!(error = %e, "cluster: could not read this node's parked window");
+            None
+        }
+        Err(_) => {
+            warn!("cluster: this node's parked window not read within cluster.timeout");
+            None
+        }
+    }
+}
+
 /// Nodes that left the live set without parking (died, or lost Redis):
 /// their lines left the cluster's values at once, where one central
 /// counter would hold them until they leave the window. For a window

@@ -12,5 +12,5 @@ mod parked;
 pub mod sim;
 mod status;
 
-pub use membership::run_cluster;
+pub use membership::{own_parked_window, run_cluster};
 pub use status::{ClusterRule, ClusterStatus};
