@@ -556,6 +556,29 @@ fn cluster_alerts_are_sent_once_survive_the_senders_stop_and_fall_back_while_red
     assert!(c.terminate().success());
 }
 
+/// Nodes a (with `config_a`), b and c, and a key at 400 in the cluster
+/// (warn over 300), half of it on a: without a's share it would be at 200,
+/// far under. Returns once its WARNING is sent.
+fn a_holding_half_of_a_warning(
+    config_a: &str,
+    port: u16,
+    logs: &[std::path::PathBuf],
+) -> [Daemon; 3] {
+    let a = Daemon::start(config_a, &[]);
+    let b = Daemon::start(&alerting_config(port, "node-b", &logs[1]), &[]);
+    let c = Daemon::start(&alerting_config(port, "node-c", &logs[2]), &[]);
+    wait_for("three nodes in every view", Duration::from_secs(10), || {
+        [&a, &b, &c].iter().all(|d| members(d).len() == 3)
+    });
+    send(a.udp, "192.0.2.9", 200);
+    send(b.udp, "192.0.2.9", 100);
+    send(c.udp, "192.0.2.9", 100);
+    wait_for("the WARNING", Duration::from_secs(10), || {
+        levels(logs).contains(&"WARNING".to_string())
+    });
+    [a, b, c]
+}
+
 /// A rolling restart: a node that stops cleanly parks its window in Redis,
 /// the lease holder posts it for it, and the lines it counted stay in the
 /// cluster's values until the node is back (restored from its state file):
@@ -593,20 +616,7 @@ fn restart_keeps_the_nodes_share(test: &str, state_file: bool) {
         ),
         false => alerting_config(port, "node-a", &logs[0]),
     };
-    let a = Daemon::start(&config_a, &[]);
-    let b = Daemon::start(&alerting_config(port, "node-b", &logs[1]), &[]);
-    let c = Daemon::start(&alerting_config(port, "node-c", &logs[2]), &[]);
-    wait_for("three nodes in every view", Duration::from_secs(10), || {
-        [&a, &b, &c].iter().all(|d| members(d).len() == 3)
-    });
-    // 400 in the cluster (warn over 300), half of it on a: without a's
-    // share the key would be at 200, far under.
-    send(a.udp, "192.0.2.9", 200);
-    send(b.udp, "192.0.2.9", 100);
-    send(c.udp, "192.0.2.9", 100);
-    wait_for("the WARNING", Duration::from_secs(10), || {
-        levels(&logs).contains(&"WARNING".to_string())
-    });
+    let [a, b, c] = a_holding_half_of_a_warning(&config_a, port, &logs);
 
     assert!(a.terminate().success());
     wait_for("a parked in b's view", Duration::from_secs(5), || {
@@ -683,19 +693,8 @@ fn a_node_that_dies_sends_no_recovery_of_the_keys_it_held_a_share_of() {
         return;
     };
     let logs = event_logs();
-    let mut a = Daemon::start(&alerting_config(port, "node-a", &logs[0]), &[]);
-    let b = Daemon::start(&alerting_config(port, "node-b", &logs[1]), &[]);
-    let c = Daemon::start(&alerting_config(port, "node-c", &logs[2]), &[]);
-    wait_for("three nodes in every view", Duration::from_secs(10), || {
-        [&a, &b, &c].iter().all(|d| members(d).len() == 3)
-    });
-    // 400 in the cluster (warn over 300), half of it on a.
-    send(a.udp, "192.0.2.9", 200);
-    send(b.udp, "192.0.2.9", 100);
-    send(c.udp, "192.0.2.9", 100);
-    wait_for("the WARNING", Duration::from_secs(10), || {
-        levels(&logs).contains(&"WARNING".to_string())
-    });
+    let config_a = alerting_config(port, "node-a", &logs[0]);
+    let [mut a, b, c] = a_holding_half_of_a_warning(&config_a, port, &logs);
 
     a.child.kill().unwrap();
     a.child.wait().unwrap();
