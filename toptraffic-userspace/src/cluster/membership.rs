@@ -107,6 +107,12 @@ fn instance_key(cfg: &Cluster) -> String {
     format!("{{{}}}:instance:{}", cfg.key_prefix, cfg.node)
 }
 
+/// Each node's daemon, as of its last heartbeat: a node back in the live
+/// set under the same one never stopped (its window is whole).
+fn instances_key(cfg: &Cluster) -> String {
+    format!("{{{}}}:instances", cfg.key_prefix)
+}
+
 /// One heartbeat: this node's score now, the stale nodes removed, the
 /// live ones read, and the parked ones (with when each parked window goes,
 /// which names it); and the instance that beat under this node's name
@@ -125,31 +131,35 @@ async fn beat(
     let now_ms = millis(now);
     let missed = (every * MISSED).as_millis() as i64;
     let stale = now_ms - missed;
-    let (members, parked, before): (Vec<String>, Vec<(String, i64)>, Option<String>) =
-        redis::pipe()
-            .atomic()
-            .zadd(&key, &cfg.node, now_ms)
-            .ignore()
-            .zrembyscore(&key, "-inf", format!("({stale}"))
-            .ignore()
-            // The set outlives no node by much: gone after a minute unused.
-            .pexpire(&key, 60_000 + missed)
-            .ignore()
-            .zrangebyscore(&key, stale, "+inf")
-            .zrem(&parked, &cfg.node)
-            .ignore()
-            .del(parked_window_key(cfg, &cfg.node))
-            .ignore()
-            .zrembyscore(&parked, "-inf", format!("({now_ms}"))
-            .ignore()
-            // The latest few: each is a window the lease holder holds.
-            .zrevrangebyscore_limit_withscores(&parked, "+inf", now_ms, 0, MAX_PARKED)
-            // GETSET, not SET .. GET: Redis before 6.2 knows only the first.
-            .getset(instance_key(cfg), instance)
-            .pexpire(instance_key(cfg), missed)
-            .ignore()
-            .query_async(conn)
-            .await?;
+    let (members, parked, before, instances): BeatReply = redis::pipe()
+        .atomic()
+        .zadd(&key, &cfg.node, now_ms)
+        .ignore()
+        .zrembyscore(&key, "-inf", format!("({stale}"))
+        .ignore()
+        // The set outlives no node by much: gone after a minute unused.
+        .pexpire(&key, 60_000 + missed)
+        .ignore()
+        .zrangebyscore(&key, stale, "+inf")
+        .zrem(&parked, &cfg.node)
+        .ignore()
+        .del(parked_window_key(cfg, &cfg.node))
+        .ignore()
+        .zrembyscore(&parked, "-inf", format!("({now_ms}"))
+        .ignore()
+        // The latest few: each is a window the lease holder holds.
+        .zrevrangebyscore_limit_withscores(&parked, "+inf", now_ms, 0, MAX_PARKED)
+        // GETSET, not SET .. GET: Redis before 6.2 knows only the first.
+        .getset(instance_key(cfg), instance)
+        .pexpire(instance_key(cfg), missed)
+        .ignore()
+        .hset(instances_key(cfg), &cfg.node, instance)
+        .ignore()
+        .pexpire(instances_key(cfg), 60_000 + missed)
+        .ignore()
+        .hgetall(instances_key(cfg))
+        .query_async(conn)
+        .await?;
     // A node both beating and parked (a twin's stop) counts as live.
     let parked = parked
         .into_iter()
@@ -159,8 +169,19 @@ async fn beat(
         members,
         parked,
         twin: before.filter(|b| b != instance),
+        instances,
     })
 }
+
+/// A heartbeat's replies: the live nodes, the parked ones with their
+/// windows' ends, the daemon that beat under this name before, and each
+/// node's daemon.
+type BeatReply = (
+    Vec<String>,
+    Vec<(String, i64)>,
+    Option<String>,
+    HashMap<String, String>,
+);
 
 /// What a heartbeat read.
 struct Beat {
@@ -168,6 +189,8 @@ struct Beat {
     /// Parked nodes, and when each one's window goes (its version).
     parked: Vec<(String, i64)>,
     twin: Option<String>,
+    /// Each node's daemon as of its last heartbeat.
+    instances: HashMap<String, String>,
 }
 
 /// Parks this stopping node's window under its name for `period` (the
@@ -297,33 +320,50 @@ pub async fn own_parked_window(cfg: &Cluster) -> Option<Vec<u8>> {
 /// counter would hold them until they leave the window. For a window
 /// period after, the values are a lower bound, and the alerts take them as
 /// such.
+/// A node back under the daemon it left with never stopped (it lost Redis
+/// a while, or Redis lost its heartbeats in a restart): its window is
+/// whole, and it is no longer departed.
 #[derive(Debug, Default)]
 struct Departed {
-    /// The live nodes at the last heartbeat.
-    live: Vec<String>,
-    /// Each departed node, until when its lines may still be in a window.
-    until: HashMap<String, SystemTime>,
+    /// The live nodes at the last heartbeat, with their daemons.
+    live: Vec<(String, Option<String>)>,
+    /// Each departed node: until when its lines may still be in a window,
+    /// and the daemon it left with.
+    until: HashMap<String, (SystemTime, Option<String>)>,
 }
 
 impl Departed {
-    /// Takes a heartbeat's live and parked nodes (sorted) at `now`; whether
-    /// no node departed less than `period` ago.
+    /// Takes a heartbeat's live and parked nodes (sorted) and the nodes'
+    /// daemons at `now`; whether no node departed less than `period` ago.
     fn whole(
         &mut self,
         live: &[String],
         parked: &[String],
+        instances: &HashMap<String, String>,
         now: SystemTime,
         period: Duration,
     ) -> bool {
-        for n in &self.live {
+        for (n, instance) in &self.live {
             let stays = live.binary_search(n).is_ok() || parked.binary_search(n).is_ok();
             if !stays {
-                warn!(node = %n, "cluster: a node left without parking its window; alerts hold their levels for a window");
-                self.until.insert(n.clone(), now + period);
+                warn!(node = %n, "cluster: a node left the live set without parking its window; alerts hold their levels for a window");
+                self.until
+                    .insert(n.clone(), (now + period, instance.clone()));
             }
         }
-        self.until.retain(|_, until| *until > now);
-        self.live = live.to_vec();
+        self.until.retain(|n, (until, instance)| {
+            let back = live.binary_search(n).is_ok()
+                && instance.is_some()
+                && instances.get(n) == instance.as_ref();
+            if back {
+                info!(node = %n, "cluster: a node is back, the same daemon: its lines count again");
+            }
+            *until > now && !back
+        });
+        self.live = live
+            .iter()
+            .map(|n| (n.clone(), instances.get(n).cloned()))
+            .collect();
         self.until.is_empty()
     }
 
@@ -429,6 +469,7 @@ pub async fn run_cluster(
                     mut members,
                     mut parked,
                     twin: other,
+                    instances,
                 } = beat;
                 members.sort();
                 parked.sort();
@@ -446,7 +487,7 @@ pub async fn run_cluster(
                 } else if twin_beats == 0 && twinned {
                     info!(node = %cfg.node, "cluster: no other daemon beats under this node's name now");
                 }
-                Ok((members, parked, lease))
+                Ok((members, parked, lease, instances))
             }
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!(
@@ -460,12 +501,12 @@ pub async fn run_cluster(
             sender.lost();
         }
         let error = result.as_ref().err().cloned().unwrap_or_default();
-        let (members, parked, lease) = match &result {
-            Ok((m, p, l)) => (m.clone(), p.clone(), Some(l.clone())),
-            Err(_) => (Vec::new(), Vec::new(), None),
+        let (members, parked, lease, instances) = match &result {
+            Ok((m, p, l, i)) => (m.clone(), p.clone(), Some(l.clone()), i.clone()),
+            Err(_) => (Vec::new(), Vec::new(), None, HashMap::new()),
         };
         let (was, now) = status.record(
-            result.map(|(m, p, _)| (m, p.into_iter().map(|(n, _)| n).collect())),
+            result.map(|(m, p, _, _)| (m, p.into_iter().map(|(n, _)| n).collect())),
             SystemTime::now(),
         );
         // Once per outage and once per return, not once per interval.
@@ -494,7 +535,13 @@ pub async fn run_cluster(
         // Parked nodes take part in every exchange: the lease holder posts
         // their windows for them.
         let parked_nodes: Vec<String> = parked.iter().map(|(n, _)| n.clone()).collect();
-        let whole = departed.whole(&members, &parked_nodes, SystemTime::now(), window.period);
+        let whole = departed.whole(
+            &members,
+            &parked_nodes,
+            &instances,
+            SystemTime::now(),
+            window.period,
+        );
         status.set_departed(departed.nodes());
         let nodes = exchange_nodes(members.clone(), parked_nodes);
         let proxied = if holding {
@@ -754,18 +801,34 @@ mod tests {
         let period = Duration::from_secs(60);
         let at = |s: u64| UNIX_EPOCH + Duration::from_secs(1_000 + s);
         let v = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-        assert!(d.whole(&v(&["a", "b", "c"]), &[], at(0), period));
+        let daemons = |of: &[(&str, &str)]| {
+            of.iter()
+                .map(|(n, i)| (n.to_string(), i.to_string()))
+                .collect::<HashMap<_, _>>()
+        };
+        let first = daemons(&[("a", "1"), ("b", "2"), ("c", "3")]);
+        assert!(d.whole(&v(&["a", "b", "c"]), &[], &first, at(0), period));
         // b parks (a clean stop): whole; c is gone without a trace.
-        assert!(!d.whole(&v(&["a"]), &v(&["b"]), at(5), period));
+        assert!(!d.whole(&v(&["a"]), &v(&["b"]), &first, at(5), period));
         assert_eq!(d.nodes(), ["c"]);
         // b's parked window expires: its lines left the window with it.
-        assert!(!d.whole(&v(&["a"]), &[], at(64), period));
-        assert!(d.whole(&v(&["a"]), &[], at(65), period));
+        assert!(!d.whole(&v(&["a"]), &[], &first, at(64), period));
+        assert!(d.whole(&v(&["a"]), &[], &first, at(65), period));
         assert!(d.nodes().is_empty());
-        // A node back and gone again departs anew.
-        assert!(d.whole(&v(&["a", "c"]), &[], at(70), period));
-        assert!(!d.whole(&v(&["a"]), &[], at(75), period));
-        assert!(d.whole(&v(&["a"]), &[], at(135), period));
+        // c is back under another daemon (restarted: its lines before are
+        // lost) and gone again: departed anew, and still when back again
+        // under yet another.
+        let second = daemons(&[("a", "1"), ("c", "4")]);
+        assert!(d.whole(&v(&["a", "c"]), &[], &second, at(70), period));
+        assert!(!d.whole(&v(&["a"]), &[], &second, at(75), period));
+        let third = daemons(&[("a", "1"), ("c", "5")]);
+        assert!(!d.whole(&v(&["a", "c"]), &[], &third, at(80), period));
+        assert!(d.whole(&v(&["a", "c"]), &[], &third, at(135), period));
+        // A Redis restart: a's first heartbeat sees only itself, c's comes
+        // next, under the daemon it left with: its window never stopped.
+        let after = daemons(&[("a", "1")]);
+        assert!(!d.whole(&v(&["a"]), &[], &after, at(140), period));
+        assert!(d.whole(&v(&["a", "c"]), &[], &third, at(145), period));
     }
 
     #[test]
