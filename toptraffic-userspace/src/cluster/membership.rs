@@ -334,18 +334,24 @@ struct Departed {
 
 impl Departed {
     /// Takes a heartbeat's live and parked nodes (sorted) and the nodes'
-    /// daemons at `now`; whether no node departed less than `period` ago.
+    /// daemons at `now`; whether no node departed less than `period` ago
+    /// (nor may have). `settled`: this node's previous heartbeat was
+    /// answered too. After an outage of this node's own the others may not
+    /// have beaten since Redis came back (a restart loses every
+    /// heartbeat): a node missing then is compared again at the next
+    /// heartbeat, and only the values are partial meanwhile.
     fn whole(
         &mut self,
         live: &[String],
         parked: &[String],
         instances: &HashMap<String, String>,
-        now: SystemTime,
-        period: Duration,
+        (now, period): (SystemTime, Duration),
+        settled: bool,
     ) -> bool {
-        for (n, instance) in &self.live {
-            let stays = live.binary_search(n).is_ok() || parked.binary_search(n).is_ok();
-            if !stays {
+        let stays = |n: &String| live.binary_search(n).is_ok() || parked.binary_search(n).is_ok();
+        let missing = self.live.iter().any(|(n, _)| !stays(n));
+        if settled {
+            for (n, instance) in self.live.iter().filter(|(n, _)| !stays(n)) {
                 warn!(node = %n, "cluster: a node left the live set without parking its window; alerts hold their levels for a window");
                 self.until
                     .insert(n.clone(), (now + period, instance.clone()));
@@ -360,6 +366,9 @@ impl Departed {
             }
             *until > now && !back
         });
+        if !settled {
+            return self.until.is_empty() && !missing;
+        }
         self.live = live
             .iter()
             .map(|n| (n.clone(), instances.get(n).cloned()))
@@ -539,8 +548,8 @@ pub async fn run_cluster(
             &members,
             &parked_nodes,
             &instances,
-            SystemTime::now(),
-            window.period,
+            (SystemTime::now(), window.period),
+            was,
         );
         status.set_departed(departed.nodes());
         let nodes = exchange_nodes(members.clone(), parked_nodes);
@@ -799,7 +808,7 @@ mod tests {
     fn a_node_that_leaves_without_parking_leaves_the_values_partial_for_a_window() {
         let mut d = Departed::default();
         let period = Duration::from_secs(60);
-        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(1_000 + s);
+        let at = |s: u64| (UNIX_EPOCH + Duration::from_secs(1_000 + s), period);
         let v = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
         let daemons = |of: &[(&str, &str)]| {
             of.iter()
@@ -807,28 +816,34 @@ mod tests {
                 .collect::<HashMap<_, _>>()
         };
         let first = daemons(&[("a", "1"), ("b", "2"), ("c", "3")]);
-        assert!(d.whole(&v(&["a", "b", "c"]), &[], &first, at(0), period));
+        assert!(d.whole(&v(&["a", "b", "c"]), &[], &first, at(0), true));
         // b parks (a clean stop): whole; c is gone without a trace.
-        assert!(!d.whole(&v(&["a"]), &v(&["b"]), &first, at(5), period));
+        assert!(!d.whole(&v(&["a"]), &v(&["b"]), &first, at(5), true));
         assert_eq!(d.nodes(), ["c"]);
         // b's parked window expires: its lines left the window with it.
-        assert!(!d.whole(&v(&["a"]), &[], &first, at(64), period));
-        assert!(d.whole(&v(&["a"]), &[], &first, at(65), period));
+        assert!(!d.whole(&v(&["a"]), &[], &first, at(64), true));
+        assert!(d.whole(&v(&["a"]), &[], &first, at(65), true));
         assert!(d.nodes().is_empty());
         // c is back under another daemon (restarted: its lines before are
         // lost) and gone again: departed anew, and still when back again
         // under yet another.
         let second = daemons(&[("a", "1"), ("c", "4")]);
-        assert!(d.whole(&v(&["a", "c"]), &[], &second, at(70), period));
-        assert!(!d.whole(&v(&["a"]), &[], &second, at(75), period));
+        assert!(d.whole(&v(&["a", "c"]), &[], &second, at(70), true));
+        assert!(!d.whole(&v(&["a"]), &[], &second, at(75), true));
         let third = daemons(&[("a", "1"), ("c", "5")]);
-        assert!(!d.whole(&v(&["a", "c"]), &[], &third, at(80), period));
-        assert!(d.whole(&v(&["a", "c"]), &[], &third, at(135), period));
-        // A Redis restart: a's first heartbeat sees only itself, c's comes
-        // next, under the daemon it left with: its window never stopped.
-        let after = daemons(&[("a", "1")]);
-        assert!(!d.whole(&v(&["a"]), &[], &after, at(140), period));
-        assert!(d.whole(&v(&["a", "c"]), &[], &third, at(145), period));
+        assert!(!d.whole(&v(&["a", "c"]), &[], &third, at(80), true));
+        assert!(d.whole(&v(&["a", "c"]), &[], &third, at(135), true));
+        // Redis restarts while a's heartbeats fail: its first one after
+        // sees only itself (the values partial, c not yet departed); c's
+        // comes next, under the daemon it had: whole.
+        let alone = daemons(&[("a", "1")]);
+        assert!(!d.whole(&v(&["a"]), &[], &alone, at(140), false));
+        assert!(d.nodes().is_empty());
+        assert!(d.whole(&v(&["a", "c"]), &[], &third, at(141), true));
+        // c dies while a's heartbeats fail: departed a heartbeat later.
+        assert!(!d.whole(&v(&["a"]), &[], &alone, at(150), false));
+        assert!(!d.whole(&v(&["a"]), &[], &alone, at(151), true));
+        assert_eq!(d.nodes(), ["c"]);
     }
 
     #[test]
