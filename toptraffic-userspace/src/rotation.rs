@@ -105,8 +105,8 @@ enum Eval {
     /// end of the interval they are awaited for). `fallback`: the last
     /// exchange failed, so each rotation evaluates this node's window
     /// until one succeeds again. `known`: the end of the last interval
-    /// evaluated on the cluster's values, or where a fallback without one
-    /// began.
+    /// evaluated on whole cluster values (every node's in), or where
+    /// values that were not whole first came.
     Cluster {
         pending: Option<SystemTime>,
         fallback: bool,
@@ -385,6 +385,7 @@ impl Rotator {
             .publish_alerts(self.alerts.iter().flat_map(|a| a.view()).collect());
         events
     }
+
     /// Drains every source into a snapshot of interval `index`, with what
     /// a reload carried over.
     fn collect(&mut self, index: u64) -> IntervalSnapshot {
