@@ -97,8 +97,9 @@ impl Values for RuleWindow {
 pub struct ClusterValues {
     pub nodes: Arc<[String]>,
     pub keys: hashbrown::HashMap<Key, (f64, Vec<f64>), ahash::RandomState>,
-    /// Every live node's values are in; false: a node missed the
-    /// exchange's deadline, so each value is a lower bound of the key's.
+    /// Every node's values are in; false (a node missed the exchange's
+    /// deadline, or died within a window): each value is a lower bound of
+    /// the key's.
     pub complete: bool,
 }
 
