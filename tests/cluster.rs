@@ -512,7 +512,9 @@ fn cluster_alerts_are_sent_once_survive_the_senders_stop_and_fall_back_while_red
         held.as_array()
             .unwrap()
             .iter()
-            .any(|k| k["tags"]["ip"] == "192.0.2.9" && k["level"] == "CRITICAL"),
+            .any(|k| k["tags"]["ip"] == "192.0.2.9"
+                && k["level"] == "CRITICAL"
+                && k["held"] == true),
         "{alerts}"
     );
     let m = b.get_text("/metrics");
@@ -720,10 +722,9 @@ fn a_node_that_dies_sends_no_recovery_of_the_keys_it_held_a_share_of() {
     assert_eq!(levels(&logs), ["WARNING"], "{:?}", events(&logs));
     for d in [&b, &c] {
         let alerts = d.get("/api/v1/alerts");
-        assert_eq!(
-            alerts["blocks"][0]["alerts"][0]["level"], "WARNING",
-            "{alerts}"
-        );
+        let k = &alerts["blocks"][0]["alerts"][0];
+        assert!(k["level"] == "WARNING" && k["held"] == true, "{alerts}");
+        assert_eq!(k["value"], 400, "the last whole value: {alerts}");
     }
     let m = b.get_text("/metrics");
     assert!(m.contains("toptraffic_cluster_departed 1"), "{m}");

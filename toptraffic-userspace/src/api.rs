@@ -465,6 +465,7 @@ fn alert_block(b: &BlockView) -> AlertBlock {
                         .map(|(n, v)| (n.clone(), Number(v.as_f64().unwrap_or(f64::NAN))))
                         .collect()
                 }),
+                held: a.held,
             })
             .collect(),
         block: b.block.clone(),

@@ -50,6 +50,11 @@ pub struct KeyAlert {
     pub nodes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shares: Option<BTreeMap<String, Number>>,
+    /// Present (true) while the level is held: a cluster rule's last values
+    /// were a lower bound under it (Redis down, a node late or dead), so
+    /// the level and `value` are those last known whole.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 #[cfg(test)]
@@ -71,6 +76,7 @@ mod tests {
                     scope: None,
                     nodes: None,
                     shares: None,
+                    held: false,
                 }],
                 block: "ops".into(),
                 rule: "top_combined".into(),

@@ -54,6 +54,8 @@ struct KeyAlert {
     bound: Option<f64>,
     /// Under cluster scope: the nodes and each one's share of `value`.
     shares: Option<Shares>,
+    /// The last values were a lower bound under its level, which it kept.
+    held: bool,
 }
 
 /// What an evaluation reads: each key's value (with its error bound while
@@ -435,12 +437,17 @@ impl RuleAlerts {
                         value,
                         bound,
                         shares: shares.clone(),
+                        held: false,
                     },
                 );
                 d
             }
-            Some(ka) if basis == Basis::LowerBound && level < ka.state.level() => return,
+            Some(ka) if basis == Basis::LowerBound && level < ka.state.level() => {
+                ka.held = true;
+                return;
+            }
             Some(ka) => {
+                ka.held = false;
                 ka.value = value;
                 ka.bound = bound;
                 ka.shares = shares.clone();
@@ -527,6 +534,7 @@ impl RuleAlerts {
                         scope: ka.shares.as_ref().map(|_| "cluster"),
                         nodes: ka.shares.as_ref().map(|s| s.nodes.len()),
                         shares: ka.shares.as_ref().map(Shares::by_node),
+                        held: ka.held,
                     })
                     .collect();
                 alerts.sort_by(|a, b| b.level.cmp(&a.level).then_with(|| a.tags.cmp(&b.tags)));
@@ -585,6 +593,7 @@ impl RuleAlerts {
                         value,
                         bound: None,
                         shares: None,
+                        held: false,
                     },
                 );
                 true
@@ -619,6 +628,10 @@ pub struct KeyAlertView {
     pub nodes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shares: Option<BTreeMap<String, serde_json::Value>>,
+    /// The last values were a lower bound under its level (a cluster
+    /// rule's while its values are not whole): the level and `value` are
+    /// those last known whole.
+    pub held: bool,
 }
 
 /// One block's keys that are not OK.
@@ -864,10 +877,15 @@ path = "/var/log/kapacitor/alerts.log"
         let crit = ra.view()[1].alerts.clone();
         assert_eq!(crit.len(), 2, "{crit:?}");
         assert!(crit.iter().all(|a| a.level == Level::Critical), "{crit:?}");
+        let held: Vec<(f64, bool)> = crit
+            .iter()
+            .map(|a| (a.value.as_f64().unwrap(), a.held))
+            .collect();
         assert!(
-            crit.iter().any(|a| a.value == 30_000.0),
-            "held at its last whole value: {crit:?}"
+            held.contains(&(30_000.0, true)),
+            "at its last whole value: {crit:?}"
         );
+        assert!(held.contains(&(25_000.0, false)), "{crit:?}");
         // Whole values again: `held` is at 0 and recovers.
         window.apply(IntervalSnapshot::empty(14, [10]));
         ra.evaluate(window.rule(0), at(14), EVERY);
