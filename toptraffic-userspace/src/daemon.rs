@@ -437,13 +437,13 @@ pub async fn run(
         alerts,
         Some(rt),
     );
-    let restored = rotator.restore(std::time::SystemTime::now());
+    let mut restored = rotator.restore(std::time::SystemTime::now());
     // Without its state file, a cluster node takes back the window it
     // parked at its last stop: its lines stay in the cluster's values.
     if let (false, Some(c)) = (restored, &config.cluster) {
         if !ClusterRule::of(&config).is_empty() {
             if let Some(window) = crate::cluster::own_parked_window(c).await {
-                rotator.restore_parked(&window, std::time::SystemTime::now());
+                restored = rotator.restore_parked(&window, std::time::SystemTime::now());
             }
         }
     }
@@ -475,6 +475,9 @@ pub async fn run(
         info!(node = %c.node, redis = ?status.view().redis, "cluster: joining");
         let _ = shared.cluster.set(status.clone());
         status.set_rules(ClusterRule::of(&config));
+        if restored {
+            status.set_restored();
+        }
         membership = Some(tokio::spawn(run_cluster(
             c,
             config.window,

@@ -728,13 +728,14 @@ impl Rotator {
 
     /// Restores the cluster rules' window this node parked in Redis at its
     /// last stop (the state file's encoding), as [`Self::restore`] does a
-    /// state file: for a start without one.
-    pub fn restore_parked(&mut self, window: &[u8], now: SystemTime) {
+    /// state file: for a start without one. Whether it did.
+    pub fn restore_parked(&mut self, window: &[u8], now: SystemTime) -> bool {
         let restored = persist::decode(window).and_then(|state| self.restore_from(state, now));
-        match restored {
+        match &restored {
             Ok(()) => info!("restored the cluster rules' window this node parked in Redis"),
             Err(e) => warn!(reason = %e, "ignoring the window this node parked in Redis"),
         }
+        restored.is_ok()
     }
 
     fn restore_from(&mut self, state: SavedState, now: SystemTime) -> Result<(), String> {

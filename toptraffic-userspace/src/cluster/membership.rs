@@ -109,6 +109,11 @@ fn instance_key(cfg: &Cluster) -> String {
 
 /// Each node's daemon, as of its last heartbeat: a node back in the live
 /// set under the same one never stopped (its window is whole).
+///
+/// The end of a daemon's name when it started without the window its node
+/// had (no state file, no parked window): the lines counted before are
+/// lost.
+const FRESH: &str = "-fresh";
 fn instances_key(cfg: &Cluster) -> String {
     format!("{{{}}}:instances", cfg.key_prefix)
 }
@@ -322,7 +327,10 @@ pub async fn own_parked_window(cfg: &Cluster) -> Option<Vec<u8>> {
 /// such.
 /// A node back under the daemon it left with never stopped (it lost Redis
 /// a while, or Redis lost its heartbeats in a restart): its window is
-/// whole, and it is no longer departed.
+/// whole, and it is no longer departed. A node that restarted faster than
+/// its heartbeat goes stale never leaves the live set: it departs when
+/// its daemon changes to one that started without its window
+/// ([`FRESH`]).
 #[derive(Debug, Default)]
 struct Departed {
     /// The live nodes at the last heartbeat, with their daemons.
@@ -353,6 +361,19 @@ impl Departed {
         if settled {
             for (n, instance) in self.live.iter().filter(|(n, _)| !stays(n)) {
                 warn!(node = %n, "cluster: a node left the live set without parking its window; alerts hold their levels for a window");
+                self.until
+                    .insert(n.clone(), (now + period, instance.clone()));
+            }
+        }
+        // Restarted without its window within two intervals: still live.
+        for (n, instance) in &self.live {
+            let now_as = instances.get(n);
+            let restarted = instance.is_some()
+                && now_as.is_some_and(|i| i.ends_with(FRESH))
+                && now_as != instance.as_ref();
+            if restarted && live.binary_search(n).is_ok() {
+                warn!(node = %n, "cluster: a node restarted without its window; alerts hold their levels for a window");
+                // Under the daemon that died: never `back`.
                 self.until
                     .insert(n.clone(), (now + period, instance.clone()));
             }
@@ -416,10 +437,18 @@ pub async fn run_cluster(
     let mut sender = Sender::default();
     let mut parked_windows = ParkedWindows::default();
     let mut departed = Departed::default();
-    // This daemon, told from another given the same node name.
-    let instance = format!("{}-{}", std::process::id(), millis(SystemTime::now()));
+    // This daemon, told from another given the same node name, and whether
+    // it started with the window its node had.
+    let instance = format!(
+        "{}-{}{}",
+        std::process::id(),
+        millis(SystemTime::now()),
+        if status.restored() { "" } else { FRESH }
+    );
     // Beats in a row that saw another instance under this node's name.
     let mut twin_beats = 0u32;
+    // Whether a heartbeat of this daemon's was answered yet.
+    let mut beaten = false;
     // When this node last posted all of an interval's values (wall clock).
     let mut last_run: Option<SystemTime> = None;
     let mut tick = tokio::time::interval_at(first_tick(every), every);
@@ -472,6 +501,12 @@ pub async fn run_cluster(
             Ok::<_, redis::RedisError>((beat, lease))
         })
         .await;
+        // This daemon's first heartbeat found its node's previous daemon
+        // alive within two intervals, and it started without that one's
+        // window: it sits out this interval's exchange, so that every other
+        // node sees the new daemon (and takes the values as partial, see
+        // Departed) before it posts.
+        let mut sit_out = false;
         let result = match result {
             Ok(Ok((beat, lease))) => {
                 let Beat {
@@ -487,6 +522,8 @@ pub async fn run_cluster(
                 // appears, once when it is gone.
                 let twinned = twin_beats >= 2;
                 twin_beats = if other.is_some() { twin_beats + 1 } else { 0 };
+                sit_out = !beaten && other.is_some() && !status.restored();
+                beaten = true;
                 if twin_beats == 2 {
                     error!(
                         node = %cfg.node,
@@ -552,6 +589,10 @@ pub async fn run_cluster(
             was,
         );
         status.set_departed(departed.nodes());
+        if sit_out {
+            info!(node = %cfg.node, "cluster: restarted without the window of this node's previous daemon; this node sits out one exchange");
+            continue;
+        }
         let nodes = exchange_nodes(members.clone(), parked_nodes);
         let proxied = if holding {
             parked_windows
@@ -844,6 +885,18 @@ mod tests {
         assert!(!d.whole(&v(&["a"]), &[], &alone, at(150), false));
         assert!(!d.whole(&v(&["a"]), &[], &alone, at(151), true));
         assert_eq!(d.nodes(), ["c"]);
+        assert!(d.whole(&v(&["a"]), &[], &alone, at(211), true));
+        // b restarts faster than its heartbeat goes stale: under a daemon
+        // that restored its window, whole; under one that could not, its
+        // lines before are lost: departed, whatever it does next.
+        let b = |i: &str| daemons(&[("a", "1"), ("b", i)]);
+        assert!(d.whole(&v(&["a", "b"]), &[], &b("6"), at(215), true));
+        assert!(d.whole(&v(&["a", "b"]), &[], &b("7"), at(216), true));
+        let fresh = format!("8{FRESH}");
+        assert!(!d.whole(&v(&["a", "b"]), &[], &b(&fresh), at(217), true));
+        assert_eq!(d.nodes(), ["b"]);
+        assert!(!d.whole(&v(&["a", "b"]), &[], &b(&fresh), at(218), true));
+        assert!(d.whole(&v(&["a", "b"]), &[], &b(&fresh), at(277), true));
     }
 
     #[test]
