@@ -475,15 +475,13 @@ pub async fn run(
         info!(node = %c.node, redis = ?status.view().redis, "cluster: joining");
         let _ = shared.cluster.set(status.clone());
         status.set_rules(ClusterRule::of(&config));
-        if restored {
-            status.set_restored();
-        }
         membership = Some(tokio::spawn(run_cluster(
             c,
             config.window,
             status,
             control.clone(),
             shutdown.clone(),
+            restored,
         )));
     }
     let state = AppState {

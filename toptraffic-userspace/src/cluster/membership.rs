@@ -107,13 +107,13 @@ fn instance_key(cfg: &Cluster) -> String {
     format!("{{{}}}:instance:{}", cfg.key_prefix, cfg.node)
 }
 
-/// Each node's daemon, as of its last heartbeat: a node back in the live
-/// set under the same one never stopped (its window is whole).
-///
 /// The end of a daemon's name when it started without the window its node
 /// had (no state file, no parked window): the lines counted before are
 /// lost.
 const FRESH: &str = "-fresh";
+
+/// Each node's daemon, as of its last heartbeat: a node back in the live
+/// set under the same one never stopped (its window is whole).
 fn instances_key(cfg: &Cluster) -> String {
     format!("{{{}}}:instances", cfg.key_prefix)
 }
@@ -358,25 +358,25 @@ impl Departed {
     ) -> bool {
         let stays = |n: &String| live.binary_search(n).is_ok() || parked.binary_search(n).is_ok();
         let missing = self.live.iter().any(|(n, _)| !stays(n));
-        if settled {
-            for (n, instance) in self.live.iter().filter(|(n, _)| !stays(n)) {
-                warn!(node = %n, "cluster: a node left the live set without parking its window; alerts hold their levels for a window");
-                self.until
-                    .insert(n.clone(), (now + period, instance.clone()));
-            }
-        }
-        // Restarted without its window within two intervals: still live.
         for (n, instance) in &self.live {
+            // Restarted without its window within two intervals: still live.
             let now_as = instances.get(n);
-            let restarted = instance.is_some()
+            let restarted = live.binary_search(n).is_ok()
+                && instance.is_some()
                 && now_as.is_some_and(|i| i.ends_with(FRESH))
                 && now_as != instance.as_ref();
-            if restarted && live.binary_search(n).is_ok() {
-                warn!(node = %n, "cluster: a node restarted without its window; alerts hold their levels for a window");
-                // Under the daemon that died: never `back`.
-                self.until
-                    .insert(n.clone(), (now + period, instance.clone()));
-            }
+            let why = if settled && !stays(n) {
+                "cluster: a node left the live set without parking its window; alerts hold their levels for a window"
+            } else if restarted {
+                "cluster: a node restarted without its window; alerts hold their levels for a window"
+            } else {
+                continue;
+            };
+            warn!(node = %n, "{why}");
+            // Under the daemon it left with: a restarted one is never
+            // `back`.
+            self.until
+                .insert(n.clone(), (now + period, instance.clone()));
         }
         self.until.retain(|n, (until, instance)| {
             let back = live.binary_search(n).is_ok()
@@ -424,13 +424,15 @@ fn first_tick(every: Duration) -> tokio::time::Instant {
 /// a failure reconnects next interval and makes the cluster rules run on
 /// this node's counts meanwhile. On a clean stop the node parks its window
 /// (once the rotation thread hands it over), gives up the lease and leaves
-/// the set.
+/// the set. `restored`: the daemon started with its node's window (from
+/// the state file or the parked window).
 pub async fn run_cluster(
     cfg: Cluster,
     window: Window,
     status: Arc<ClusterStatus>,
     control: Arc<Mutex<mpsc::Sender<Control>>>,
     stop: CancellationToken,
+    restored: bool,
 ) {
     let every = window.every;
     let mut conn: Option<Conn> = None;
@@ -443,7 +445,7 @@ pub async fn run_cluster(
         "{}-{}{}",
         std::process::id(),
         millis(SystemTime::now()),
-        if status.restored() { "" } else { FRESH }
+        if restored { "" } else { FRESH }
     );
     // Beats in a row that saw another instance under this node's name.
     let mut twin_beats = 0u32;
@@ -522,7 +524,7 @@ pub async fn run_cluster(
                 // appears, once when it is gone.
                 let twinned = twin_beats >= 2;
                 twin_beats = if other.is_some() { twin_beats + 1 } else { 0 };
-                sit_out = !beaten && other.is_some() && !status.restored();
+                sit_out = !beaten && other.is_some() && !restored;
                 beaten = true;
                 if twin_beats == 2 {
                     error!(

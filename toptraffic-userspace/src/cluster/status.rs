@@ -16,9 +16,6 @@ pub struct ClusterStatus {
     /// The window a stopping node leaves behind (`parked`), from the
     /// rotation thread once it has folded the open interval in.
     leaving: watch::Sender<Option<Arc<Vec<u8>>>>,
-    /// This daemon started with the window its node had (from the state
-    /// file or the parked window).
-    restored: std::sync::atomic::AtomicBool,
 }
 
 /// One reading of it.
@@ -105,18 +102,7 @@ impl ClusterStatus {
                 rules: Vec::new(),
             }),
             leaving: watch::Sender::new(None),
-            restored: Default::default(),
         }
-    }
-
-    /// Marks this daemon as started with its node's window.
-    pub fn set_restored(&self) {
-        self.restored
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    pub fn restored(&self) -> bool {
-        self.restored.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Hands the membership task the window this node leaves behind as it
