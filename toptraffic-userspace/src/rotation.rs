@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{error, info, info_span, warn};
 
-use crate::alert::engine::{Outgoing, RuleAlerts};
+use crate::alert::engine::{Basis, Outgoing, RuleAlerts};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::config::Scope;
@@ -269,20 +269,14 @@ impl Rotator {
 
     /// Evaluates rule `i`'s alerts on this node's window, which ends at
     /// `end`. For a cluster rule whose exchange fails, the node's counts
-    /// are a lower bound of the cluster's, evaluated as such while
-    /// [`Self::holds`] says so.
+    /// are a lower bound of the cluster's (see [`Self::basis`]).
     fn evaluate_own(&mut self, i: usize, end: SystemTime) {
-        let held =
-            matches!(self.evals[i], Eval::Cluster { fallback: true, .. }) && self.holds(i, end);
+        let whole = !matches!(self.evals[i], Eval::Cluster { fallback: true, .. });
+        let basis = self.basis(i, end, whole);
         let every = self.intervals.every();
-        let Some(a) = self.alerts.get_mut(i) else {
-            // A rotator without alerting.
-            return;
-        };
-        if held {
-            a.evaluate_lower_bound(self.window.rule(i), end, every);
-        } else {
-            a.evaluate(self.window.rule(i), end, every);
+        // None: a rotator without alerting.
+        if let Some(a) = self.alerts.get_mut(i) {
+            a.evaluate(self.window.rule(i), end, every, basis);
         }
     }
 
@@ -308,21 +302,29 @@ impl Rotator {
         }
     }
 
-    /// Whether cluster rule `i`'s values at `end`, when they are a lower
-    /// bound of the cluster's (this node's alone, or an exchange a node
-    /// missed), raise levels but do not lower them: for one window period
-    /// after whole cluster values were last known (the lines that made
-    /// its levels may still be in the window then), so that a Redis outage
-    /// or a late node sends no false recovery, nor the alert again once
-    /// the values are whole. Past that period the values decide alone.
-    fn holds(&mut self, i: usize, end: SystemTime) -> bool {
+    /// How rule `i`'s alerts take its values at `end`. Whole values are
+    /// exact. A cluster rule's values that are not whole (this node's
+    /// alone, or an exchange a node missed or that lacks a departed node)
+    /// are a lower bound of the cluster's, taken as such (they raise
+    /// levels but do not lower them) for one window period after whole
+    /// values were last known: the lines that made its levels may still be
+    /// in the window then, so a Redis outage or a late node sends no false
+    /// recovery, nor the alert again once the values are whole. Past that
+    /// period the values decide alone.
+    fn basis(&mut self, i: usize, end: SystemTime, whole: bool) -> Basis {
         let period = self.config.window.period;
         let Eval::Cluster { known, .. } = &mut self.evals[i] else {
-            return false;
+            return Basis::Exact;
         };
+        if whole {
+            return Basis::Exact;
+        }
         let since = *known.get_or_insert(end);
         // A clock stepped back (end before `since`) holds too.
-        end.duration_since(since).map_or(true, |d| d < period)
+        match end.duration_since(since).map_or(true, |d| d < period) {
+            true => Basis::LowerBound,
+            false => Basis::Exact,
+        }
     }
 
     /// An exchange's outcome for a cluster rule: evaluates the rule's
@@ -374,10 +376,9 @@ impl Rotator {
                     // window, while the exchange failed): the next one is
                     // the cluster's.
                     Vec::new()
-                } else if values.complete || !self.holds(i, end) {
-                    self.alerts[i].decide(&values, end, every)
                 } else {
-                    self.alerts[i].decide_lower_bound(&values, end, every)
+                    let basis = self.basis(i, end, values.complete);
+                    self.alerts[i].decide(&values, end, every, basis)
                 }
             }
         };

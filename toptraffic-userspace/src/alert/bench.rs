@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::engine::RuleAlerts;
+use super::engine::{Basis, RuleAlerts};
 use super::tick::{Env, Expr};
 use crate::config::Config;
 use crate::key;
@@ -70,7 +70,7 @@ impl AlertBench {
     pub fn decide(&mut self) -> usize {
         self.end += EVERY;
         self.alerts
-            .decide(self.window.rule(0), self.end, EVERY)
+            .decide(self.window.rule(0), self.end, EVERY, Basis::Exact)
             .len()
     }
 

@@ -254,10 +254,15 @@ fn tags_and_group(group_by: &[String], key: &[u8]) -> (BTreeMap<String, String>,
 
 /// What a key's value says of it.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Basis {
+pub enum Basis {
     /// The key's value.
     Exact,
-    /// At most the key's value (some of its lines are not in it).
+    /// At most the key's value (some of its lines are not in it: a
+    /// cluster rule's own node while the exchange fails, or cluster values
+    /// that are not whole). A value that reaches a level proves it, so
+    /// levels rise as on exact values, but one under the key's level proves
+    /// nothing, so the key keeps its level and state (no point for it this
+    /// interval) until exact values say otherwise.
     LowerBound,
 }
 
@@ -285,21 +290,15 @@ impl RuleAlerts {
     /// re-send) grow by one interval at the step, instead of reading zero
     /// (a negative difference, saturated) until the clock reads what it
     /// read before. A jump forward is time passing, for the states as for
-    /// the window.
-    pub fn evaluate(&mut self, window: &RuleWindow, end: SystemTime, every: Duration) {
-        for o in self.decide_on(window, end, every, Basis::Exact) {
-            o.deliver();
-        }
-    }
-
-    /// Evaluates a window whose values are a lower bound of each key's
-    /// (a cluster rule's own node while the exchange fails): a value that
-    /// reaches a level proves it, so levels rise as `evaluate` raises them,
-    /// but one under the key's level proves nothing, so the key keeps its
-    /// level and state (no point for it this interval) until values that
-    /// are whole say otherwise.
-    pub fn evaluate_lower_bound(&mut self, window: &RuleWindow, end: SystemTime, every: Duration) {
-        for o in self.decide_on(window, end, every, Basis::LowerBound) {
+    /// the window. The values are what `basis` says of them.
+    pub fn evaluate(
+        &mut self,
+        window: &RuleWindow,
+        end: SystemTime,
+        every: Duration,
+        basis: Basis,
+    ) {
+        for o in self.decide(window, end, every, basis) {
             o.deliver();
         }
     }
@@ -307,26 +306,6 @@ impl RuleAlerts {
     /// Evaluates `values` as `evaluate` does a window, and returns the
     /// events decided instead of handing them to the sinks.
     pub fn decide(
-        &mut self,
-        values: &dyn Values,
-        end: SystemTime,
-        every: Duration,
-    ) -> Vec<Outgoing> {
-        self.decide_on(values, end, every, Basis::Exact)
-    }
-
-    /// `decide` on values that are a lower bound of each key's, as
-    /// `evaluate_lower_bound` evaluates them.
-    pub fn decide_lower_bound(
-        &mut self,
-        values: &dyn Values,
-        end: SystemTime,
-        every: Duration,
-    ) -> Vec<Outgoing> {
-        self.decide_on(values, end, every, Basis::LowerBound)
-    }
-
-    fn decide_on(
         &mut self,
         values: &dyn Values,
         end: SystemTime,
@@ -751,7 +730,12 @@ path = "/var/log/kapacitor/alerts.log"
                 }
             }
             window.apply(snap);
-            ra.evaluate(window.rule(0), t0 + Duration::from_secs(5 * i), EVERY);
+            ra.evaluate(
+                window.rule(0),
+                t0 + Duration::from_secs(5 * i),
+                EVERY,
+                Basis::Exact,
+            );
         }
         let mut seen: Vec<Seen> = Vec::new();
         for (label, rx) in &mut sinks {
@@ -825,12 +809,17 @@ path = "/var/log/kapacitor/alerts.log"
         let cell = Cell::new(30_000.0, 30_000);
         snap.rules[0].add(&from_values(&["10.0.0.1", "1"]), cell);
         window.apply(snap);
-        ra.evaluate(window.rule(0), t0, EVERY);
+        ra.evaluate(window.rule(0), t0, EVERY, Basis::Exact);
         assert_eq!(ra.states(), 2, "one state per block");
         assert_eq!(ra.view()[1].alerts[0].level, Level::Critical);
         for i in 1..=12u64 {
             window.apply(IntervalSnapshot::empty(i, [10]));
-            ra.evaluate(window.rule(0), t0 + Duration::from_secs(5 * i), EVERY);
+            ra.evaluate(
+                window.rule(0),
+                t0 + Duration::from_secs(5 * i),
+                EVERY,
+                Basis::Exact,
+            );
         }
         assert!(window.rule(0).is_empty());
         assert_eq!(ra.states(), 0);
@@ -860,7 +849,7 @@ path = "/var/log/kapacitor/alerts.log"
         let at = |i: u64| t0 + Duration::from_secs(5 * i);
         // `held` at 30,000 (CRITICAL) on whole values.
         window.apply(put(0, &[(&held, 30_000)]));
-        ra.evaluate(window.rule(0), at(0), EVERY);
+        ra.evaluate(window.rule(0), at(0), EVERY, Basis::Exact);
         // Then lower-bound values: `held` falls to OK as its interval
         // leaves (and out of the window), `rising` climbs to WARNING and
         // then CRITICAL. Only the rises are decided.
@@ -871,7 +860,7 @@ path = "/var/log/kapacitor/alerts.log"
                 _ => 0,
             };
             window.apply(put(i, &[(&rising, n)]));
-            ra.evaluate_lower_bound(window.rule(0), at(i), EVERY);
+            ra.evaluate(window.rule(0), at(i), EVERY, Basis::LowerBound);
         }
         assert!(window.rule(0).value(&held).is_none());
         let crit = ra.view()[1].alerts.clone();
@@ -888,7 +877,7 @@ path = "/var/log/kapacitor/alerts.log"
         assert!(held.contains(&(25_000.0, false)), "{crit:?}");
         // Whole values again: `held` is at 0 and recovers.
         window.apply(IntervalSnapshot::empty(14, [10]));
-        ra.evaluate(window.rule(0), at(14), EVERY);
+        ra.evaluate(window.rule(0), at(14), EVERY, Basis::Exact);
         let (_, exec) = sinks.iter_mut().find(|(l, _)| l == "pubsub/exec").unwrap();
         let events: Vec<(u64, String, Level, f64)> = std::iter::from_fn(|| exec.try_recv().ok())
             .map(|e| {
@@ -920,14 +909,14 @@ path = "/var/log/kapacitor/alerts.log"
             s
         };
         window.apply(snap(0, "a", 50));
-        ra.evaluate(window.rule(0), t0, EVERY);
+        ra.evaluate(window.rule(0), t0, EVERY, Basis::Exact);
         // b's 500 lines take a's place (the threshold, 10, is warn's).
         let r = window.apply(snap(1, "b", 500));
         assert_eq!(
             (r.promoted.as_slice(), r.demoted.as_slice()),
             (&[1][..], &[1][..])
         );
-        ra.evaluate(window.rule(0), t0 + EVERY, EVERY);
+        ra.evaluate(window.rule(0), t0 + EVERY, EVERY, Basis::Exact);
         let view = &ra.view()[0].alerts;
         let a = view
             .iter()
@@ -996,7 +985,7 @@ path = "/dev/null"
                 snap.rules[0].add(&from_values(&["10.0.0.1"]), cell);
             }
             window.apply(snap);
-            ra.evaluate(window.rule(0), end(i), EVERY);
+            ra.evaluate(window.rule(0), end(i), EVERY, Basis::Exact);
             while let Ok(e) = sinks[0].1.try_recv() {
                 events.push((i, e.level, e.time, e.duration));
             }
@@ -1099,7 +1088,7 @@ path = "/dev/null"
         let cell = Cell::new(30_000.0, 30_000);
         snap.rules[0].add(&key, cell);
         window.apply(snap);
-        ra.evaluate(window.rule(0), t0, EVERY);
+        ra.evaluate(window.rule(0), t0, EVERY, Basis::Exact);
         let (_, exec) = sinks.iter_mut().find(|(l, _)| l == "pubsub/exec").unwrap();
         let e = exec.try_recv().unwrap();
         assert_eq!(e.tags["id"], id);
