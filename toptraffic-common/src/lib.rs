@@ -293,6 +293,11 @@ pub struct KernelConfig {
     /// the programs use: a resize fills the other and flips this with the
     /// config.
     pub epoch: u32,
+    /// Differs in every config the daemon writes (never 0): what the
+    /// kernel learned from lines under one config (their shapes, which
+    /// name the tables' indices) it uses under that config only.
+    pub version: u32,
+    pub _pad: u32,
 }
 
 /// `KernelConfig::families`: XDP counts IPv4 UDP.
@@ -320,6 +325,8 @@ impl KernelConfig {
             addr6: [0; 2],
             slots: 0,
             epoch: 0,
+            version: 0,
+            _pad: 0,
         }
     }
 }

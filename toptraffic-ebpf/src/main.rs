@@ -149,6 +149,10 @@ mod programs {
         // whole run; parse_and_commit holds no reference to the scratch
         // during the loop, and the daemon never writes the live slot.
         let (s, cfg) = unsafe { (&mut *c.s, &*c.cfg) };
+        // A line of the learned shape in one go.
+        if let Some(go) = parse::try_shape(s, cfg) {
+            return if go { 0 } else { 1 };
+        }
         // Four tokens a call: a callback's call and return cost more than
         // their instructions where the kernel mitigates SRSO (every return
         // through a thunk), and a seed line is about 13 tokens. Written out
@@ -165,6 +169,16 @@ mod programs {
         } else {
             1
         }
+    }
+
+    extern "C" fn learn_cb(_: u32, ctx: *mut c_void) -> i64 {
+        // SAFETY: as in parse_cb: the caller's LoopCtx, borrowed once.
+        let c = unsafe { &mut *(ctx as *mut LoopCtx) };
+        // SAFETY: as in parse_cb: this CPU's scratch and the live config,
+        // valid for the run, no other reference to them meanwhile.
+        let (s, cfg) = unsafe { (&mut *c.s, &*c.cfg) };
+        parse::learn(s, cfg);
+        1
     }
 
     extern "C" fn rule_cb(i: u32, ctx: *mut c_void) -> i64 {
@@ -388,17 +402,24 @@ mod programs {
             pending: 0,
         };
         let ctx_ptr = &mut ctx as *mut LoopCtx as *mut c_void;
-        // Each call takes one byte or more, the virtual newline past the
-        // end included: len + 1 calls finish.
+        // Enough calls to finish (see parse::pass1_calls).
         // SAFETY: bpf_loop calls parse_cb, an extern "C" fn(u32, *mut
         // c_void) -> i64 as it wants, with ctx_ptr, which points at `ctx`
         // on this stack frame, alive across the call; flags must be 0.
-        unsafe { bpf_loop(len + 1, parse_cb as *mut c_void, ctx_ptr, 0) };
+        unsafe { bpf_loop(parse::pass1_calls(len), parse_cb as *mut c_void, ctx_ptr, 0) };
         // SAFETY: reads through s, valid as above; parse_cb's borrows of
         // the scratch ended when bpf_loop returned.
         if unsafe { (*s).st.bail == 0 && (*s).st.pos <= len } {
             // SAFETY: writes through s, valid as above; no borrow is alive.
             unsafe { (*s).st.bail = counter::PASS_INTERNAL };
+        }
+        // SAFETY: reads through s, valid as above; no borrow is alive.
+        if unsafe { (*s).st.bail == 0 && (*s).st.learn_pending != 0 } {
+            // In a callback of its own: its ways out all end there, where
+            // inline each would have the verifier walk the rest of the
+            // program once more.
+            // SAFETY: as the first bpf_loop, with learn_cb.
+            unsafe { bpf_loop(1, learn_cb as *mut c_void, ctx_ptr, 0) };
         }
         // SAFETY: reads through s, valid as above; no borrow is alive.
         let lines = unsafe { (*s).st.lines };

@@ -12,6 +12,14 @@
 //!    as [`Item`]s;
 //! 3. over the items: [`build_key`] and the map update (in the program).
 //!
+//! Pass 1 first tries each line against the [`Shape`] learned (per CPU,
+//! per config) from an earlier line: ingress proxies send lines that
+//! differ only in their values, and a line of the shape is parsed in one
+//! pass that compares the bytes between values and scans the values
+//! ([`fast_line`]), without the state machine; any other line goes a token
+//! at a time, and the first such line of a datagram that could be a shape
+//! becomes the shape ([`learn`]).
+//!
 //! Splitting the work keeps each callback small for the verifier, which
 //! checks each once (pass 1 calls `advance` four times a callback, pass 2
 //! two rules a callback). Nothing is counted before pass 3, and pass 3 runs
@@ -155,6 +163,79 @@ pub struct State {
     pub rule: u32,
     /// The line being parsed.
     pub cur: LineRec,
+    /// Where the line being parsed has its tokens.
+    pub at: LinePos,
+    /// The first line of the datagram the parser took a token at a time
+    /// and whose shape [`learn`] may take (when `learn_pending`).
+    pub learn: LinePos,
+    pub learn_pending: u32,
+    /// 1 when the line at `pos` did not take the shape: [`advance`] parses
+    /// it (see [`try_shape`]).
+    pub by_token: u32,
+    /// Where fast_line is after the tags' values.
+    pub shape_pos: u32,
+}
+
+/// Where a line's tokens sit, for [`learn`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinePos {
+    pub start: u32,
+    pub n_tags: u32,
+    /// Each tag's value, in the line's order, and its name's index.
+    pub values: [Cap; MAX_TAG_KEYS],
+    pub names: [u32; MAX_TAG_KEYS],
+    /// The field's value: its first byte, and the line's end after it.
+    pub field_value: u32,
+    pub end: u32,
+    pub meas: u32,
+    pub field: u32,
+}
+
+impl LinePos {
+    pub const EMPTY: LinePos = LinePos {
+        start: 0,
+        n_tags: 0,
+        values: [Cap::UNSEEN; MAX_TAG_KEYS],
+        names: [NONE; MAX_TAG_KEYS],
+        field_value: 0,
+        end: 0,
+        meas: NONE,
+        field: NONE,
+    };
+}
+
+/// Pieces of a shape: one before each tag's value, one before the field's.
+pub const SHAPE_PIECES: usize = MAX_TAG_KEYS + 1;
+
+/// A line's shape: its bytes other than its values (measurement, tag keys,
+/// delimiters, the field's key), learned from a line the parser took
+/// token by token. A line with the same bytes there, plain tag values and
+/// a small integer for the one field parses to what the token-by-token
+/// parse makes of it, which [`fast_line`] does in one pass without the
+/// state machine.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    /// The [`KernelConfig::version`] the indices below are of; 0: none.
+    pub version: u32,
+    pub n_tags: u32,
+    pub meas: u32,
+    pub field: u32,
+    pub names: [u32; MAX_TAG_KEYS],
+    /// The bytes before each tag's value, then before the field's.
+    pub pieces: [Name; SHAPE_PIECES],
+}
+
+impl Shape {
+    pub const EMPTY: Shape = Shape {
+        version: 0,
+        n_tags: 0,
+        meas: NONE,
+        field: NONE,
+        names: [NONE; MAX_TAG_KEYS],
+        pieces: [Name::empty(); SHAPE_PIECES],
+    };
 }
 
 /// What pass 1 keeps of a line for pass 2.
@@ -201,6 +282,8 @@ pub struct Scratch {
     pub st: State,
     pub lines: [LineRec; MAX_LINES as usize],
     pub items: [Item; MAX_ITEMS],
+    /// Kept from datagram to datagram (per CPU): the last shape learned.
+    pub shape: Shape,
     /// The key pass 3 builds and looks up: here rather than on the
     /// program's stack, where the verifier wants every access aligned and
     /// at a fixed offset.
@@ -224,6 +307,7 @@ impl Scratch {
             _pad: 0,
             slots: [Cap::UNSEEN; MAX_GROUP],
         }; MAX_ITEMS],
+        shape: Shape::EMPTY,
         key: GroupKey::zeroed(),
     };
 }
@@ -248,15 +332,23 @@ pub fn parse_lines(s: &mut Scratch, cfg: &KernelConfig, data: &[u8]) -> Result<(
     }
     s.buf[..data.len()].copy_from_slice(data);
     s.st.start(data.len() as u32);
-    // Pass 1: a call or fewer per byte and the virtual newline past the end.
-    for _ in 0..=data.len() {
-        if !advance(s, cfg) {
-            break;
+    // Pass 1: PASS1_CALLS, each a line by its shape, a token, or the mark
+    // that the line goes a token at a time.
+    for _ in 0..pass1_calls(data.len() as u32) {
+        match try_shape(s, cfg) {
+            Some(true) => {}
+            Some(false) => break,
+            None => {
+                if !advance(s, cfg) {
+                    break;
+                }
+            }
         }
     }
     if s.st.bail != 0 {
         return Err(s.st.bail);
     }
+    learn(s, cfg);
     // Pass 2: the lines, a rule at a time.
     'lines: for l in 0..s.st.lines {
         for r in 0..rules_per_line(cfg) {
@@ -297,6 +389,11 @@ impl State {
             line_reason: 0,
             rule: 0,
             cur: LineRec::EMPTY,
+            at: LinePos::EMPTY,
+            learn: LinePos::EMPTY,
+            learn_pending: 0,
+            by_token: 0,
+            shape_pos: 0,
         }
     }
 
@@ -318,6 +415,8 @@ impl State {
             &mut self.lines,
             &mut self.n_items,
             &mut self.points,
+            &mut self.learn_pending,
+            &mut self.by_token,
             d0,
             d1,
             d2,
@@ -614,11 +713,15 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
             b'\\' => return bail(st, counter::PASS_ESCAPE),
             _ => {
                 st.begin_token(i);
+                st.at.start = i;
                 st.state = MEAS;
             }
         },
         COMMENT => match c {
-            b'\n' => st.state = LINE_START,
+            b'\n' => {
+                st.state = LINE_START;
+                st.by_token = 0;
+            }
             // Like InfluxDB's scanLine, userspace carries a comment over a
             // newline inside a quoted string (after ` ` and `=`) or after a
             // backslash: it may swallow the lines that follow.
@@ -698,6 +801,16 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
                 if i == st.tok_start {
                     return bail(st, counter::PASS_INVALID);
                 }
+                let t = st.n_tag_keys.wrapping_sub(1) as usize;
+                if let Some(v) = st.at.values.get_mut(t) {
+                    *v = Cap {
+                        start: st.tok_start,
+                        len: i - st.tok_start,
+                    };
+                }
+                if let Some(n) = st.at.names.get_mut(t) {
+                    *n = st.name;
+                }
                 // A repeated key went to userspace at its `=`.
                 if let Some(cap) = st.cur.caps.get_mut(st.name as usize) {
                     if cap.len == UNSET {
@@ -729,6 +842,8 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
                 let len = i - st.tok_start;
                 let fp = token_fp(&s.buf, st.tok_start, len);
                 st.field = find(&s.buf, &cfg.fields, cfg.n_fields, st.tok_start, len, fp);
+                st.at.field = st.field;
+                st.at.field_value = i + 1;
                 st.num_flags = 0;
                 st.num_digits = 0;
                 st.num_frac = 0;
@@ -779,8 +894,21 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
                 st.num_flags |= NUM_INT;
             }
             b',' | b' ' | b'\n' => {
+                // What learn takes: one field, a plain integer of at most
+                // FAST_DIGITS digits, the line's end after it.
+                let learnable = c == b'\n'
+                    && st.nfields == 0
+                    && st.num_flags == 0
+                    && st.num_digits <= FAST_DIGITS;
                 if !end_field_value(st) {
                     return false;
+                }
+                if learnable && st.learn_pending == 0 {
+                    st.at.end = i;
+                    st.at.meas = st.cur.meas;
+                    st.at.n_tags = st.n_tag_keys;
+                    st.learn = st.at;
+                    st.learn_pending = 1;
                 }
                 match c {
                     b',' => {
@@ -882,6 +1010,204 @@ fn end_line(st: &mut State, lines: &mut [LineRec; MAX_LINES as usize]) -> bool {
     st.lines += 1;
     st.reset_line();
     st.state = LINE_START;
+    st.by_token = 0;
+    true
+}
+
+/// Most digits of the field's value that [`fast_line`] takes: they and the
+/// byte after them are in one word.
+const FAST_DIGITS: u32 = 7;
+
+/// Calls of pass 1 that finish a payload of `len` bytes: each call takes a
+/// byte or more (the virtual newline past the end included), but for the
+/// calls that find the line at `pos` off the shape, once a line.
+#[inline(always)]
+pub fn pass1_calls(len: u32) -> u32 {
+    2 * (len + 1)
+}
+
+/// The shape's part of a call of pass 1: Some(whether the walk goes on)
+/// when it took the line at `pos` by the shape, or found it off the shape
+/// and marked it `by_token`; None when the line is `by_token`, for
+/// [`advance`]. Apart, the two parts are checked apart by the verifier: a
+/// shape's every way out leading into the token steps had it walk those
+/// once a way.
+#[inline(always)]
+pub fn try_shape(s: &mut Scratch, cfg: &KernelConfig) -> Option<bool> {
+    // SAFETY: a u32 field of the scratch, valid and aligned; volatile, so
+    // that the verifier sees one unknown, not the value of a branch.
+    if unsafe { core::ptr::read_volatile(&s.st.by_token) } != 0 {
+        return None;
+    }
+    if fast_line(s, cfg) {
+        Some(s.st.pos <= s.st.len)
+    } else {
+        s.st.by_token = 1;
+        Some(true)
+    }
+}
+
+/// Takes the shape of `st.learn` into `s.shape`: after pass 1, for the
+/// datagrams that follow (on this CPU, under this config). A shape with a
+/// piece longer than a [`Name`] holds is not taken.
+#[inline(always)]
+pub fn learn(s: &mut Scratch, cfg: &KernelConfig) {
+    let l = s.st.learn;
+    if s.st.learn_pending == 0 || l.n_tags as usize > MAX_TAG_KEYS {
+        return;
+    }
+    // Unusable while it is written.
+    s.shape.version = 0;
+    let mut from = l.start;
+    let mut k = 0usize;
+    while k < SHAPE_PIECES {
+        let (to, next) = if k < l.n_tags as usize && k < MAX_TAG_KEYS {
+            let v = l.values[k];
+            (v.start, v.start.wrapping_add(v.len))
+        } else {
+            (l.field_value, 0)
+        };
+        let len = to.wrapping_sub(from);
+        if len == 0 || len as usize > NAME_LEN {
+            return;
+        }
+        let piece = &mut s.shape.pieces[k];
+        piece.len = len;
+        piece.exact = 1;
+        let mut w = 0;
+        while w < NAME_WORDS {
+            let word = load_word(&s.buf, from.wrapping_add(w as u32 * 8));
+            // SAFETY: bytes is 8-aligned in a Name (asserted at eq_name)
+            // and word w < NAME_WORDS lies inside it.
+            unsafe { *(piece.bytes.as_mut_ptr().add(w * 8) as *mut u64) = word.to_le() };
+            w += 1;
+        }
+        if k >= l.n_tags as usize {
+            break;
+        }
+        from = next;
+        k += 1;
+    }
+    s.shape.n_tags = l.n_tags;
+    s.shape.names = l.names;
+    s.shape.meas = l.meas;
+    s.shape.field = l.field;
+    s.shape.version = cfg.version;
+}
+
+/// Parses the line at `st.pos` by the learned shape, when it has it: the
+/// shape's pieces, a plain tag value after each but the last, and an
+/// integer of 1 to FAST_DIGITS digits ending the line. Its record is what
+/// the token-by-token parse would make: the pieces are bytes of a line
+/// that parse took, and a value ends at the first byte that would end or
+/// break its token there. Returns false, changing nothing pass 2 reads,
+/// for any other line, which [`advance`] then takes a token at a time.
+#[inline(always)]
+pub fn fast_line(s: &mut Scratch, cfg: &KernelConfig) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // SAFETY: a u32 field of the scratch, valid and aligned; volatile as
+    // in step.
+    let state = unsafe { core::ptr::read_volatile(&s.st.state) };
+    let sh = &s.shape;
+    if state != LINE_START || sh.version != cfg.version || sh.version == 0 {
+        return false;
+    }
+    let (len, n) = (s.st.len, s.st.lines);
+    if n >= MAX_LINES || sh.n_tags as usize > MAX_TAG_KEYS {
+        return false;
+    }
+    let rec = &mut s.lines[(n & (MAX_LINES - 1)) as usize];
+    rec.meas = sh.meas;
+    rec.fset = 0;
+    let mut k = 0;
+    while k < MAX_NAMES {
+        rec.caps[k].len = UNSET;
+        k += 1;
+    }
+    let mut p = s.st.pos;
+    let mut t = 0usize;
+    while t < MAX_TAG_KEYS {
+        if t as u32 >= sh.n_tags {
+            break;
+        }
+        let piece = &sh.pieces[t];
+        if p + piece.len > len || !eq_name(&s.buf, p, piece.len, piece) {
+            return false;
+        }
+        p += piece.len;
+        let q = skip_plain(&s.buf, p, len, true);
+        // Through memory, as in advance: one unknown, not a range for
+        // each of skip_plain's exits.
+        // SAFETY: a u32 field of the scratch, valid and aligned.
+        let q = unsafe {
+            core::ptr::write_volatile(&mut s.st.shape_pos, q);
+            core::ptr::read_volatile(&s.st.shape_pos)
+        };
+        if q <= p {
+            return false;
+        }
+        if let Some(cap) = rec.caps.get_mut(sh.names[t] as usize) {
+            *cap = Cap {
+                start: p,
+                len: q - p,
+            };
+        }
+        p = q;
+        t += 1;
+    }
+    // The loop's exits (one a tag count) leave `p` and `t` with ranges of
+    // their own, and the verifier would walk what follows once for each:
+    // through memory, `p` is one unknown, and `n_tags` is `t` (t stopped
+    // at it, at most MAX_TAG_KEYS).
+    // SAFETY: u32 fields of the scratch, valid and aligned.
+    let (mut p, t) = unsafe {
+        core::ptr::write_volatile(&mut s.st.shape_pos, p);
+        (
+            core::ptr::read_volatile(&s.st.shape_pos),
+            core::ptr::read_volatile(&sh.n_tags) as usize,
+        )
+    };
+    let Some(piece) = sh.pieces.get(t) else {
+        return false;
+    };
+    if p + piece.len > len || !eq_name(&s.buf, p, piece.len, piece) {
+        return false;
+    }
+    p += piece.len;
+    // The digits: bytes 0-9 after the xor. A byte is flagged when it is 10
+    // or more, exactly for each byte (no carry crosses bytes), and so is
+    // every byte past the payload.
+    let w = load_word(&s.buf, p) ^ (ONES * b'0' as u64);
+    let mut m = (((w & !HIGHS) + ONES * (0x80 - 10)) | w) & HIGHS;
+    let d = (len - p) as i32 - 8;
+    let q = 8u32.wrapping_add((d & (d >> 31)) as u32); // min(len - p, 8)
+    m |= HIGHS & !((1u64 << (q * 4)) << (q * 4)).wrapping_sub(1);
+    if m == 0 {
+        return false;
+    }
+    let low = (m & m.wrapping_neg()) >> 7;
+    let digits = (low.wrapping_mul(0x0001_0203_0405_0607) >> 56) as u32;
+    if digits == 0 || digits > FAST_DIGITS {
+        return false;
+    }
+    let end = p + digits;
+    if end < len && s.buf[(end & MASK) as usize] != b'\n' {
+        return false;
+    }
+    // The digits, first the most significant, right-aligned in a word and
+    // summed in pairs, fours and eights.
+    let keep = ((1u64 << (digits * 4)) << (digits * 4)).wrapping_sub(1);
+    let mut x = (w & keep) << ((8 - digits) * 8);
+    x = ((x & 0x0f0f_0f0f_0f0f_0f0f).wrapping_mul(2561)) >> 8;
+    x = ((x & 0x00ff_00ff_00ff_00ff).wrapping_mul(6_553_601)) >> 16;
+    x = ((x & 0x0000_ffff_0000_ffff).wrapping_mul(42_949_672_960_001)) >> 32;
+    if let Some(v) = rec.fvals.get_mut(sh.field as usize) {
+        *v = x as i64;
+        rec.fset = 1 << (sh.field & 31);
+    }
+    s.st.lines = n + 1;
+    s.st.pos = end + 1;
     true
 }
 

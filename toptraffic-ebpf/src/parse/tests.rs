@@ -14,6 +14,7 @@ use toptraffic_common::{RuleSpec, RULE_ENABLED, RULE_SUM};
 /// counting lines, only where role=edge.
 fn config() -> KernelConfig {
     let mut c = KernelConfig::empty();
+    c.version = 1;
     c.n_measurements = 2;
     c.measurements[0] = Name::new(b"combined");
     c.measurement_rules[0] = 0b01;
@@ -51,7 +52,19 @@ type Counted = (u32, Vec<Vec<u8>>, i64);
 /// What the three passes count, or the reason the datagram goes to userspace.
 fn run(cfg: &KernelConfig, data: &[u8]) -> Result<(State, Vec<Counted>), u32> {
     let mut s = Box::new(Scratch::EMPTY);
-    parse_lines(&mut s, cfg, data)?;
+    let first = counted(&mut s, cfg, data);
+    // Again, with the shape the first run learned: the same.
+    let again = counted(&mut s, cfg, data);
+    assert_eq!(
+        first.as_ref().map(|(_, c)| c),
+        again.as_ref().map(|(_, c)| c),
+        "by shape"
+    );
+    first
+}
+
+fn counted(s: &mut Scratch, cfg: &KernelConfig, data: &[u8]) -> Result<(State, Vec<Counted>), u32> {
+    parse_lines(s, cfg, data)?;
     let mut out = Vec::new();
     for item in &s.items[..s.st.n_items as usize] {
         let mut key = GroupKey::zeroed();
@@ -247,4 +260,116 @@ fn values_up_to_max_summed_are_summed_either_sign() {
     assert_eq!(out[0].2, MAX_SUMMED);
     let (_, out) = run(&config(), b"combined,ip=a count=-2147483647i").unwrap();
     assert_eq!(out[0].2, -MAX_SUMMED);
+}
+
+/// A scratch that learned the shape of `combined,uri=..,id=..,ip=..,role=..
+/// count=..` lines.
+fn primed(cfg: &KernelConfig) -> Box<Scratch> {
+    let mut s = Box::new(Scratch::EMPTY);
+    counted(
+        &mut s,
+        cfg,
+        b"# a comment\ncombined,uri=/q,id=9,ip=10.9.9.9,role=edge count=5\n",
+    )
+    .unwrap();
+    assert_eq!(s.shape.version, cfg.version, "learned");
+    assert_eq!(s.shape.n_tags, 4);
+    s
+}
+
+#[test]
+fn lines_of_a_learned_shape_are_parsed_by_it() {
+    let cfg = config();
+    let mut s = primed(&cfg);
+    let d = b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1\ncombined,uri=/abc/def,id=1234567,ip=2001:db8::1,role=core count=1234567\ncombined,uri=\xc3\xa9,id=7,ip=x,role=edge count=0";
+    let (st, out) = counted(&mut s, &cfg, d).unwrap();
+    // No line was parsed a token at a time: none to learn from.
+    assert_eq!(st.learn_pending, 0, "every line by its shape");
+    assert_eq!(
+        out,
+        [
+            (0, vec![v("10.0.0.1"), v("42")], 1),
+            (0, vec![v("2001:db8::1"), v("1234567")], 1234567),
+            (0, vec![v("x"), v("7")], 0),
+        ]
+    );
+    assert_eq!((st.lines, st.points), (3, 3));
+    assert_eq!(
+        counted(&mut Box::new(Scratch::EMPTY), &cfg, d).unwrap().1,
+        out
+    );
+}
+
+/// Lines that differ from the learned shape anywhere: parsed a token at a
+/// time, to what a scratch without a shape makes of them.
+#[test]
+fn lines_off_the_learned_shape_are_parsed_as_without_it() {
+    let cfg = config();
+    let lines: &[&[u8]] = &[
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=12345678",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1i",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1.0",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1.5",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=-1",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1 1700000000000000000",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1,count=2",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1,x=2",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1\r",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1 ",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=x",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge  count=1",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role= count=1",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge,x=y count=1",
+        b"combined,uri=/p,id=42,ip=10.0.0.1 count=1",
+        b"combined,uri=/p,id=,ip=10.0.0.1,role=edge count=1",
+        b"combined,uri=/p,id=4=2,ip=10.0.0.1,role=edge count=1",
+        b"combined,uri==/p,id=42,ip=10.0.0.1,role=edge count=1",
+        b"combined,uri=/p,id=42,ip=10.0.0.1\\ x,role=edge count=1",
+        b"combined,uri=/p,id=42,ip=10.0.0.1\",role=edge count=1",
+        b"combined,uri=/p,id=42,ip=10.0.\t1,role=edge count=1",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1\"",
+        b"combined,uri=/p,id=42,ip=a-value-longer-than-the-thirty-two-bytes-a-scan-looks-at,role=edge count=1",
+        b"combined,uri=/p,ip=10.0.0.1,id=42,role=edge count=1",
+        b"combined,uri=/p,id=42,id=43,role=edge count=1",
+        b"combinedx,uri=/p,id=42,ip=10.0.0.1,role=edge count=1",
+        b"ips,uri=/p,id=42,ip=10.0.0.1,role=edge count=1",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge counts=1",
+        b" combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1\n\n",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1\n# c\n",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge ",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=ed",
+    ];
+    for line in lines {
+        for d in [line.to_vec(), [*line, b"\n" as &[u8], lines[0]].concat()] {
+            let by_shape =
+                counted(&mut primed(&cfg), &cfg, &d).map(|(st, c)| (st.points, st.drops, c));
+            let without = counted(&mut Box::new(Scratch::EMPTY), &cfg, &d)
+                .map(|(st, c)| (st.points, st.drops, c));
+            assert_eq!(
+                by_shape,
+                without,
+                "{}",
+                std::string::String::from_utf8_lossy(&d)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_shape_is_of_one_config_version() {
+    let cfg = config();
+    let mut s = primed(&cfg);
+    let mut other = cfg;
+    other.version = 2;
+    let d = b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1";
+    let (st, _) = counted(&mut s, &other, d).unwrap();
+    assert_eq!(
+        st.learn_pending, 1,
+        "parsed a token at a time, learned again"
+    );
+    assert_eq!(s.shape.version, 2);
 }

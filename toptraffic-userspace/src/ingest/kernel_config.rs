@@ -96,6 +96,9 @@ pub fn plan_with_ids(
 ) -> Result<KernelPlan, String> {
     assert_eq!(ids.len(), config_rules.len());
     let mut c = KernelConfig::empty();
+    // The daemon gives every config it writes a version of its own; a plan
+    // run on the host (tests, benchmarks) has this one.
+    c.version = 1;
     let mut userspace_only = Vec::with_capacity(config_rules.len());
     // Measurements first, so that every rule's measurement is known to the
     // kernel even if the rule itself runs in userspace.

@@ -4,6 +4,7 @@
 
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::{fmt, io};
 
@@ -155,6 +156,7 @@ fn write_config(
     let mut config = *config;
     config.epoch = epoch;
     config.slots = slots;
+    config.version = next_config_version();
     config.port = ingress.port;
     config.addr = ingress.addr;
     config.families = ingress.families;
@@ -167,6 +169,26 @@ fn write_config(
         aya::maps::Array::try_from(map).map_err(|e| e.to_string())?;
     arr.set(slot, config, 0)
         .map_err(|e| format!("writing the rules: {e}"))
+}
+
+/// A [`KernelConfig::version`] no config written before has had: a count
+/// from a start that differs by process (CONFIG is pinned, and a previous
+/// daemon's programs may still run against what this one writes), never 0.
+fn next_config_version() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = || {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        t.subsec_nanos() ^ (t.as_secs() as u32).rotate_left(16) ^ std::process::id()
+    };
+    let _ = NEXT.compare_exchange(0, seed() | 1, Ordering::Relaxed, Ordering::Relaxed);
+    loop {
+        let v = NEXT.fetch_add(1, Ordering::Relaxed);
+        if v != 0 {
+            return v;
+        }
+    }
 }
 
 /// Makes CONFIG slot `slot` the live one.
