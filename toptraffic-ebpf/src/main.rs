@@ -51,7 +51,7 @@ mod programs {
     use aya_ebpf::macros::{btf_map, socket_filter, xdp};
     use aya_ebpf::programs::{SkBuffContext, XdpContext};
     use toptraffic_common::{
-        counter, Cell, GroupKey, KernelConfig, BUF_LEN, MAX_ITEMS, XDP_IPV4, XDP_IPV6,
+        counter, Cell, GroupKey, KernelConfig, BUF_LEN, MAX_ITEMS, MAX_LINES, XDP_IPV4, XDP_IPV6,
     };
     use toptraffic_ebpf::parse::{self, Scratch, DROP_FILTERED, DROP_MISSING_FIELD, DROP_UNKNOWN};
 
@@ -191,7 +191,7 @@ mod programs {
         // (Two items a commit_cb call as well took the verifier to 868k
         // instructions for no gain beyond the runs' spread.)
         let n = parse::rules_per_line(cfg);
-        let total = s.st.lines * n;
+        let total = s.st.n_general * n;
         let first = i * 2;
         if eval_at(s, cfg, n, first) && (first + 1 >= total || eval_at(s, cfg, n, first + 1)) {
             0
@@ -205,9 +205,10 @@ mod programs {
     fn eval_at(s: &mut Scratch, cfg: &KernelConfig, n: u32, i: u32) -> bool {
         // rules_per_line is at least 1: checked only so that no panic
         // path is compiled in.
-        let (Some(l), Some(r)) = (i.checked_div(n), i.checked_rem(n)) else {
+        let (Some(g), Some(r)) = (i.checked_div(n), i.checked_rem(n)) else {
             return false;
         };
+        let l = s.st.general[(g & (MAX_LINES - 1)) as usize] as u32;
         parse::eval_rule(s, cfg, l, r)
     }
 
@@ -422,10 +423,11 @@ mod programs {
             unsafe { bpf_loop(1, learn_cb as *mut c_void, ctx_ptr, 0) };
         }
         // SAFETY: reads through s, valid as above; no borrow is alive.
-        let lines = unsafe { (*s).st.lines };
+        let lines = unsafe { (*s).st.n_general };
         // SAFETY: reads through s, valid as above; no borrow is alive.
         if unsafe { (*s).st.bail } == 0 && lines > 0 {
-            // A call per rule of each line (see parse::eval_rule).
+            // A call per rule of each line pass 1 left (see
+            // parse::eval_rule).
             // SAFETY: cfg is the live config, as in parse_cb.
             let calls = lines * parse::rules_per_line(unsafe { &*cfg });
             // SAFETY: as the first bpf_loop, with rule_cb.

@@ -174,6 +174,9 @@ pub struct State {
     pub by_token: u32,
     /// Where fast_line is after the tags' values.
     pub shape_pos: u32,
+    /// The lines pass 2 evaluates (those fast_line did not), by index.
+    pub n_general: u32,
+    pub general: [u8; MAX_LINES as usize],
 }
 
 /// Where a line's tokens sit, for [`learn`].
@@ -349,8 +352,9 @@ pub fn parse_lines(s: &mut Scratch, cfg: &KernelConfig, data: &[u8]) -> Result<(
         return Err(s.st.bail);
     }
     learn(s, cfg);
-    // Pass 2: the lines, a rule at a time.
-    'lines: for l in 0..s.st.lines {
+    // Pass 2: the lines fast_line left, a rule at a time.
+    'lines: for g in 0..s.st.n_general {
+        let l = s.st.general[g as usize] as u32;
         for r in 0..rules_per_line(cfg) {
             if !eval_rule(s, cfg, l, r) {
                 break 'lines;
@@ -394,6 +398,8 @@ impl State {
             learn_pending: 0,
             by_token: 0,
             shape_pos: 0,
+            n_general: 0,
+            general: [0; MAX_LINES as usize],
         }
     }
 
@@ -417,6 +423,7 @@ impl State {
             &mut self.points,
             &mut self.learn_pending,
             &mut self.by_token,
+            &mut self.n_general,
             d0,
             d1,
             d2,
@@ -1007,6 +1014,8 @@ fn end_line(st: &mut State, lines: &mut [LineRec; MAX_LINES as usize]) -> bool {
         return bail(st, counter::PASS_TOO_MANY_LINES);
     }
     lines[(st.lines & (MAX_LINES - 1)) as usize] = st.cur;
+    st.general[(st.n_general & (MAX_LINES - 1)) as usize] = st.lines as u8;
+    st.n_general += 1;
     st.lines += 1;
     st.reset_line();
     st.state = LINE_START;
@@ -1206,8 +1215,87 @@ pub fn fast_line(s: &mut Scratch, cfg: &KernelConfig) -> bool {
         *v = x as i64;
         rec.fset = 1 << (sh.field & 31);
     }
+    if !decide_one_rule(s, cfg, n) {
+        s.st.general[(s.st.n_general & (MAX_LINES - 1)) as usize] = n as u8;
+        s.st.n_general += 1;
+    }
     s.st.lines = n + 1;
     s.st.pos = end + 1;
+    true
+}
+
+/// Pass 2's decision for line `l`, made in pass 1 when at most one rule
+/// may take it and that rule has no filter (every rule of a config
+/// without filters that gives a measurement one rule): the line's item,
+/// or its drop reason, as [`eval_rule`] would make them. False, having
+/// changed nothing, leaves the line to pass 2.
+#[inline(always)]
+fn decide_one_rule(s: &mut Scratch, cfg: &KernelConfig, l: u32) -> bool {
+    let line = &s.lines[(l & (MAX_LINES - 1)) as usize];
+    let st = &mut s.st;
+    let Some(mask) = cfg.measurement_rules.get(line.meas as usize) else {
+        st.drops[DROP_UNKNOWN] += 1;
+        return true;
+    };
+    // The rules pass 2 would look at: those of the first rules_per_line.
+    let m = mask & ((1u32 << rules_per_line(cfg)) - 1) & 0xff;
+    if m == 0 {
+        st.drops[DROP_FILTERED] += 1;
+        return true;
+    }
+    if m & (m - 1) != 0 {
+        return false;
+    }
+    // The index of m's one bit.
+    let r = (((m & 0xf0) != 0) as usize) << 2
+        | (((m & 0xcc) != 0) as usize) << 1
+        | ((m & 0xaa) != 0) as usize;
+    let spec = &cfg.rules[r & (MAX_RULES - 1)];
+    if spec.flags & RULE_ENABLED == 0 {
+        st.drops[DROP_FILTERED] += 1;
+        return true;
+    }
+    if spec.n_filters != 0 {
+        return false;
+    }
+    let mut value = 1;
+    if spec.flags & RULE_SUM != 0 {
+        let f = spec.field as usize & (MAX_FIELDS - 1);
+        if line.fset & (1 << f) == 0 {
+            st.drops[DROP_MISSING_FIELD] += 1;
+            return true;
+        }
+        value = line.fvals[f];
+    }
+    let idx = st.n_items as usize;
+    if idx >= MAX_ITEMS {
+        return false;
+    }
+    let mut slots = [Cap::UNSEEN; MAX_GROUP];
+    let mut key_len = 0u32;
+    let mut g = 0usize;
+    while g < MAX_GROUP {
+        if g as u32 >= spec.n_group {
+            break;
+        }
+        let cap = line.cap(spec.group[g]);
+        let len = if cap.len == UNSET { 0 } else { cap.len };
+        key_len += KEY_LEN_PREFIX as u32 + len;
+        slots[g] = cap;
+        g += 1;
+    }
+    if key_len > KEY_DATA as u32 {
+        return false;
+    }
+    let item = &mut s.items[idx];
+    item.rule = spec.id;
+    item.value = value;
+    item.owner = 1;
+    item.committed = 0;
+    item.n_group = g as u32;
+    item.slots = slots;
+    st.n_items += 1;
+    st.points += 1;
     true
 }
 
