@@ -208,6 +208,19 @@ impl LinePos {
     };
 }
 
+/// Shapes a CPU keeps: a proxy's lines of a few measurements each have
+/// theirs.
+pub const SHAPES: usize = 4;
+
+/// The slot of [`Scratch::shapes`] for the line at `at`: by its first 4
+/// bytes, which a shape's first piece always covers (a measurement, a
+/// delimiter, a key and its `=`).
+#[inline(always)]
+fn shape_slot(buf: &Buf, at: u32) -> usize {
+    let head = load_word(buf, at) as u32;
+    (head.wrapping_mul(0x9e37_79b1) >> 30) as usize & (SHAPES - 1)
+}
+
 /// Pieces of a shape: one before each tag's value, one before the field's.
 pub const SHAPE_PIECES: usize = MAX_TAG_KEYS + 1;
 
@@ -285,8 +298,9 @@ pub struct Scratch {
     pub st: State,
     pub lines: [LineRec; MAX_LINES as usize],
     pub items: [Item; MAX_ITEMS],
-    /// Kept from datagram to datagram (per CPU): the last shape learned.
-    pub shape: Shape,
+    /// Kept from datagram to datagram (per CPU): the last shape learned
+    /// in each slot (see [`shape_slot`]).
+    pub shapes: [Shape; SHAPES],
     /// The key pass 3 builds and looks up: here rather than on the
     /// program's stack, where the verifier wants every access aligned and
     /// at a fixed offset.
@@ -310,7 +324,7 @@ impl Scratch {
             _pad: 0,
             slots: [Cap::UNSEEN; MAX_GROUP],
         }; MAX_ITEMS],
-        shape: Shape::EMPTY,
+        shapes: [Shape::EMPTY; SHAPES],
         key: GroupKey::zeroed(),
     };
 }
@@ -1056,7 +1070,7 @@ pub fn try_shape(s: &mut Scratch, cfg: &KernelConfig) -> Option<bool> {
     }
 }
 
-/// Takes the shape of `st.learn` into `s.shape`: after pass 1, for the
+/// Takes the shape of `st.learn` into its slot of `s.shapes`: after pass 1, for the
 /// datagrams that follow (on this CPU, under this config). A shape with a
 /// piece longer than a [`Name`] holds is not taken.
 #[inline(always)]
@@ -1065,8 +1079,9 @@ pub fn learn(s: &mut Scratch, cfg: &KernelConfig) {
     if s.st.learn_pending == 0 || l.n_tags as usize > MAX_TAG_KEYS {
         return;
     }
+    let sh = &mut s.shapes[shape_slot(&s.buf, l.start)];
     // Unusable while it is written.
-    s.shape.version = 0;
+    sh.version = 0;
     let mut from = l.start;
     let mut k = 0usize;
     while k < SHAPE_PIECES {
@@ -1080,7 +1095,7 @@ pub fn learn(s: &mut Scratch, cfg: &KernelConfig) {
         if len == 0 || len as usize > NAME_LEN {
             return;
         }
-        let piece = &mut s.shape.pieces[k];
+        let piece = &mut sh.pieces[k];
         piece.len = len;
         piece.exact = 1;
         let mut w = 0;
@@ -1097,11 +1112,11 @@ pub fn learn(s: &mut Scratch, cfg: &KernelConfig) {
         from = next;
         k += 1;
     }
-    s.shape.n_tags = l.n_tags;
-    s.shape.names = l.names;
-    s.shape.meas = l.meas;
-    s.shape.field = l.field;
-    s.shape.version = cfg.version;
+    sh.n_tags = l.n_tags;
+    sh.names = l.names;
+    sh.meas = l.meas;
+    sh.field = l.field;
+    sh.version = cfg.version;
 }
 
 /// Parses the line at `st.pos` by the learned shape, when it has it: the
@@ -1118,7 +1133,16 @@ pub fn fast_line(s: &mut Scratch, cfg: &KernelConfig) -> bool {
     // SAFETY: a u32 field of the scratch, valid and aligned; volatile as
     // in step.
     let state = unsafe { core::ptr::read_volatile(&s.st.state) };
-    let sh = &s.shape;
+    if state != LINE_START {
+        return false;
+    }
+    // Through memory: one unknown index for the verifier.
+    // SAFETY: a u32 field of the scratch, valid and aligned.
+    let slot = unsafe {
+        core::ptr::write_volatile(&mut s.st.shape_pos, shape_slot(&s.buf, s.st.pos) as u32);
+        core::ptr::read_volatile(&s.st.shape_pos)
+    };
+    let sh = &s.shapes[slot as usize & (SHAPES - 1)];
     if state != LINE_START || sh.version != cfg.version || sh.version == 0 {
         return false;
     }

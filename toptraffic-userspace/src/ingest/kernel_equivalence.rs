@@ -75,7 +75,7 @@ fn kernel(cfg: &KernelConfig, data: &[u8]) -> Result<KernelCount, u32> {
         let (last, s) = &mut *c.borrow_mut();
         if last != cfg {
             *last = *cfg;
-            s.shape = parse::Shape::EMPTY;
+            s.shapes = [parse::Shape::EMPTY; parse::SHAPES];
         }
         let first = kernel_once(s, cfg, data);
         let again = kernel_once(s, cfg, data);
