@@ -188,9 +188,10 @@ pub struct LinePos {
     /// Each tag's value, in the line's order, and its name's index.
     pub values: [Cap; MAX_TAG_KEYS],
     pub names: [u32; MAX_TAG_KEYS],
-    /// The field's value: its first byte, and the line's end after it.
+    /// The field's value's first byte, and 1 when that value is one
+    /// [`fast_line`] takes (the line's only field, 1 to FAST_DIGITS digits).
     pub field_value: u32,
-    pub end: u32,
+    pub plain_field: u32,
     pub meas: u32,
     pub field: u32,
 }
@@ -202,7 +203,7 @@ impl LinePos {
         values: [Cap::UNSEEN; MAX_TAG_KEYS],
         names: [NONE; MAX_TAG_KEYS],
         field_value: 0,
-        end: 0,
+        plain_field: 0,
         meas: NONE,
         field: NONE,
     };
@@ -916,20 +917,15 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
             }
             b',' | b' ' | b'\n' => {
                 // What learn takes: one field, a plain integer of at most
-                // FAST_DIGITS digits, the line's end after it.
-                let learnable = c == b'\n'
-                    && st.nfields == 0
-                    && st.num_flags == 0
-                    && st.num_digits <= FAST_DIGITS;
+                // FAST_DIGITS digits, the line's end or a timestamp after.
+                let learnable =
+                    st.nfields == 0 && st.num_flags == 0 && st.num_digits <= FAST_DIGITS;
                 if !end_field_value(st) {
                     return false;
                 }
-                if learnable && st.learn_pending == 0 {
-                    st.at.end = i;
-                    st.at.meas = st.cur.meas;
-                    st.at.n_tags = st.n_tag_keys;
-                    st.learn = st.at;
-                    st.learn_pending = 1;
+                st.at.plain_field = learnable as u32;
+                if learnable && c == b'\n' {
+                    learn_line(st);
                 }
                 match c {
                     b',' => {
@@ -964,6 +960,9 @@ pub fn step(s: &mut Scratch, cfg: &KernelConfig, i: u32) -> bool {
                 // InfluxDB's range or 20+ digits: userspace decides.
                 if st.num_digits == 0 || st.num_digits > TS_DIGITS || st.ts > TS_LIMIT {
                     return bail(st, counter::PASS_UNSUPPORTED);
+                }
+                if st.at.plain_field != 0 && st.num_flags == 0 {
+                    learn_line(st);
                 }
                 return end_line(st, &mut s.lines);
             }
@@ -1021,6 +1020,18 @@ fn end_field_value(st: &mut State) -> bool {
     true
 }
 
+/// The line that ends is one [`learn`] takes: the datagram's first such
+/// line is kept for it.
+#[inline(always)]
+fn learn_line(st: &mut State) {
+    if st.learn_pending == 0 {
+        st.at.meas = st.cur.meas;
+        st.at.n_tags = st.n_tag_keys;
+        st.learn = st.at;
+        st.learn_pending = 1;
+    }
+}
+
 /// A valid line ended: keep its record for pass 2.
 #[inline(always)]
 fn end_line(st: &mut State, lines: &mut [LineRec; MAX_LINES as usize]) -> bool {
@@ -1068,6 +1079,42 @@ pub fn try_shape(s: &mut Scratch, cfg: &KernelConfig) -> Option<bool> {
         s.st.by_token = 1;
         Some(true)
     }
+}
+
+/// Whether the 19 digits at `t` are at most TS_LIMIT (9223372036854775806),
+/// compared as strings of equal length: big-endian words of 8, 8 and 3
+/// bytes.
+#[inline(always)]
+fn ts19_in_range(buf: &Buf, t: u32) -> bool {
+    const A: u64 = u64::from_be_bytes(*b"92233720");
+    const B: u64 = u64::from_be_bytes(*b"36854775");
+    const C: u64 = u64::from_be_bytes(*b"806\0\0\0\0\0");
+    const _: () = assert!(TS_LIMIT == 9_223_372_036_854_775_806);
+    let a = load_word(buf, t).swap_bytes();
+    let b = load_word(buf, t + 8).swap_bytes();
+    let c = (load_word(buf, t + 16) & 0xff_ffff).swap_bytes();
+    a < A || (a == A && (b < B || (b == B && c <= C)))
+}
+
+/// The digits from `p`: how many (0-8; 8 when the word's 8 bytes are all
+/// digits) and the word, each byte less `0`.
+#[inline(always)]
+fn digit_run(buf: &Buf, p: u32, len: u32) -> (u32, u64) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // A byte is a digit when it is 0-9 after the xor: flagged when it is
+    // 10 or more, exactly for each byte (no carry crosses bytes), and so is
+    // every byte past the payload.
+    let w = load_word(buf, p) ^ (ONES * b'0' as u64);
+    let mut m = (((w & !HIGHS) + ONES * (0x80 - 10)) | w) & HIGHS;
+    let d = len.wrapping_sub(p) as i32 - 8;
+    let q = 8u32.wrapping_add((d & (d >> 31)) as u32); // min(len - p, 8)
+    m |= HIGHS & !((1u64 << (q * 4)) << (q * 4)).wrapping_sub(1);
+    if m == 0 {
+        return (8, w);
+    }
+    let low = (m & m.wrapping_neg()) >> 7;
+    ((low.wrapping_mul(0x0001_0203_0405_0607) >> 56) as u32, w)
 }
 
 /// Takes the shape of `st.learn` into its slot of `s.shapes`: after pass 1, for the
@@ -1121,7 +1168,8 @@ pub fn learn(s: &mut Scratch, cfg: &KernelConfig) {
 
 /// Parses the line at `st.pos` by the learned shape, when it has it: the
 /// shape's pieces, a plain tag value after each but the last, and an
-/// integer of 1 to FAST_DIGITS digits ending the line. Its record is what
+/// integer of 1 to FAST_DIGITS digits ending the line or followed by a
+/// timestamp of 1 to TS_DIGITS digits within InfluxDB's range. Its record is what
 /// the token-by-token parse would make: the pieces are bytes of a line
 /// that parse took, and a value ends at the first byte that would end or
 /// break its token there. Returns false, changing nothing pass 2 reads,
@@ -1208,23 +1256,38 @@ pub fn fast_line(s: &mut Scratch, cfg: &KernelConfig) -> bool {
         return false;
     }
     p += piece.len;
-    // The digits: bytes 0-9 after the xor. A byte is flagged when it is 10
-    // or more, exactly for each byte (no carry crosses bytes), and so is
-    // every byte past the payload.
-    let w = load_word(&s.buf, p) ^ (ONES * b'0' as u64);
-    let mut m = (((w & !HIGHS) + ONES * (0x80 - 10)) | w) & HIGHS;
-    let d = (len - p) as i32 - 8;
-    let q = 8u32.wrapping_add((d & (d >> 31)) as u32); // min(len - p, 8)
-    m |= HIGHS & !((1u64 << (q * 4)) << (q * 4)).wrapping_sub(1);
-    if m == 0 {
-        return false;
-    }
-    let low = (m & m.wrapping_neg()) >> 7;
-    let digits = (low.wrapping_mul(0x0001_0203_0405_0607) >> 56) as u32;
+    let (digits, w) = digit_run(&s.buf, p, len);
     if digits == 0 || digits > FAST_DIGITS {
         return false;
     }
-    let end = p + digits;
+    let mut end = p + digits;
+    if end < len && s.buf[(end & MASK) as usize] == b' ' {
+        // A timestamp: 1 to TS_DIGITS digits within InfluxDB's range
+        // (anything else, a sign among them, for the token steps).
+        let t = end + 1;
+        let (a, _) = digit_run(&s.buf, t, len);
+        let n = if a < 8 {
+            a
+        } else {
+            let (b, _) = digit_run(&s.buf, t + 8, len);
+            if b < 8 {
+                8 + b
+            } else {
+                16 + digit_run(&s.buf, t + 16, len).0
+            }
+        };
+        if n == 0 || n > TS_DIGITS || (n == TS_DIGITS && !ts19_in_range(&s.buf, t)) {
+            return false;
+        }
+        end = t + n;
+    }
+    // Through memory: one unknown for what follows, not a range for each
+    // way here.
+    // SAFETY: a u32 field of the scratch, valid and aligned.
+    let end = unsafe {
+        core::ptr::write_volatile(&mut s.st.shape_pos, end);
+        core::ptr::read_volatile(&s.st.shape_pos)
+    };
     if end < len && s.buf[(end & MASK) as usize] != b'\n' {
         return false;
     }

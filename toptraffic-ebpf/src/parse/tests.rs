@@ -326,6 +326,20 @@ fn lines_off_the_learned_shape_are_parsed_as_without_it() {
         b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1.5",
         b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=-1",
         b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1 1700000000000000000",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1 999999999999999999",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1 9223372036854775807",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1 9223372036854775806",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1 9223372036854775810",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1 9223372036854776806",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1 9223372136854775806",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1 9999999999999999999",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1 0000000000000000000",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1 17000000000000000000",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1 -1",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1 1 ",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1 1x",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1 12345678\n",
+        b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1  1",
         b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1,count=2",
         b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1,x=2",
         b"combined,uri=/p,id=42,ip=10.0.0.1,role=edge count=1\r",
@@ -450,4 +464,16 @@ fn a_shape_a_measurement_is_kept() {
             assert_eq!(st.learn_pending == 0, round > 0, "round {round}");
         }
     }
+}
+
+#[test]
+fn lines_with_a_timestamp_take_the_shape_and_teach_it() {
+    let cfg = config();
+    let d = b"combined,ip=a,id=1 count=3 1700000000000000000\ncombined,ip=b,id=1 count=4 12345678\ncombined,ip=c,id=1 count=5 1";
+    let mut s = Box::new(Scratch::EMPTY);
+    let (st, first) = counted(&mut s, &cfg, d).unwrap();
+    assert_eq!(st.learn_pending, 1, "learned from the first line");
+    let (st, again) = counted(&mut s, &cfg, d).unwrap();
+    assert_eq!(st.learn_pending, 0, "every line by its shape");
+    assert_eq!((sorted(&first), st.points), (sorted(&again), 3));
 }
