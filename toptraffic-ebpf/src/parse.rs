@@ -41,6 +41,9 @@ use toptraffic_common::{
 };
 
 const MASK: u32 = BUF_LEN as u32 - 1;
+/// A byte of ones in each byte of a word, and each byte's high bit.
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
 /// No measurement, name or field matched.
 pub const NONE: u32 = u32::MAX;
 /// `Cap::len` of a tag not seen on this line.
@@ -652,8 +655,6 @@ const SKIP_WORDS: u32 = 4;
 /// would have passed over without effect; stopping early is always safe.
 #[inline(always)]
 fn skip_plain(buf: &Buf, pos: u32, len: u32, equals: bool) -> u32 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
     // The high bit of each byte of `w` below `c` (c <= 0x80; exact for the
     // lowest such byte, which is the one used).
     #[inline(always)]
@@ -1100,8 +1101,6 @@ fn ts19_in_range(buf: &Buf, t: u32) -> bool {
 /// digits) and the word, each byte less `0`.
 #[inline(always)]
 fn digit_run(buf: &Buf, p: u32, len: u32) -> (u32, u64) {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
     // A byte is a digit when it is 0-9 after the xor: flagged when it is
     // 10 or more, exactly for each byte (no carry crosses bytes), and so is
     // every byte past the payload.
@@ -1176,8 +1175,6 @@ pub fn learn(s: &mut Scratch, cfg: &KernelConfig) {
 /// for any other line, which [`advance`] then takes a token at a time.
 #[inline(always)]
 pub fn fast_line(s: &mut Scratch, cfg: &KernelConfig) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
     // SAFETY: a u32 field of the scratch, valid and aligned; volatile as
     // in step.
     let state = unsafe { core::ptr::read_volatile(&s.st.state) };
