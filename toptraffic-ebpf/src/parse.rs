@@ -1188,7 +1188,7 @@ pub fn fast_line(s: &mut Scratch, cfg: &KernelConfig) -> bool {
         core::ptr::read_volatile(&s.st.shape_pos)
     };
     let sh = &s.shapes[slot as usize & (SHAPES - 1)];
-    if state != LINE_START || sh.version != cfg.version || sh.version == 0 {
+    if sh.version != cfg.version || sh.version == 0 {
         return false;
     }
     let (len, n) = (s.st.len, s.st.lines);
@@ -1263,7 +1263,7 @@ pub fn fast_line(s: &mut Scratch, cfg: &KernelConfig) -> bool {
         // (anything else, a sign among them, for the token steps).
         let t = end + 1;
         let (a, _) = digit_run(&s.buf, t, len);
-        let n = if a < 8 {
+        let ts_digits = if a < 8 {
             a
         } else {
             let (b, _) = digit_run(&s.buf, t + 8, len);
@@ -1273,10 +1273,13 @@ pub fn fast_line(s: &mut Scratch, cfg: &KernelConfig) -> bool {
                 16 + digit_run(&s.buf, t + 16, len).0
             }
         };
-        if n == 0 || n > TS_DIGITS || (n == TS_DIGITS && !ts19_in_range(&s.buf, t)) {
+        if ts_digits == 0
+            || ts_digits > TS_DIGITS
+            || (ts_digits == TS_DIGITS && !ts19_in_range(&s.buf, t))
+        {
             return false;
         }
-        end = t + n;
+        end = t + ts_digits;
     }
     // Through memory: one unknown for what follows, not a range for each
     // way here.
