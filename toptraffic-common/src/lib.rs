@@ -439,7 +439,8 @@ mod tests {
         let rules_end = 32 + 8 * 48 + 8 * 4 + 8 * 4 + 8 * 48 + 4 * 48 + 8 * 144;
         assert_eq!(offset_of!(KernelConfig, addr6), rules_end);
         assert_eq!(offset_of!(KernelConfig, slots), rules_end + 16);
-        assert_eq!(size_of::<KernelConfig>(), rules_end + 24);
+        assert_eq!(offset_of!(KernelConfig, version), rules_end + 24);
+        assert_eq!(size_of::<KernelConfig>(), rules_end + 32);
     }
 
     #[test]
