@@ -35,9 +35,9 @@
 //! within InfluxDB's range.
 
 use toptraffic_common::{
-    counter, fingerprint_words, GroupKey, KernelConfig, Name, BUF_LEN, KEY_DATA, KEY_LEN_PREFIX,
-    MAX_FIELDS, MAX_FILTERS, MAX_GROUP, MAX_ITEMS, MAX_LINES, MAX_MEASUREMENTS, MAX_NAMES,
-    MAX_RULES, MAX_SUMMED, NAME_LEN, RULE_ENABLED, RULE_SUM,
+    counter, fingerprint_words, GroupKey, KernelConfig, Name, RuleSpec, BUF_LEN, KEY_DATA,
+    KEY_LEN_PREFIX, MAX_FIELDS, MAX_FILTERS, MAX_GROUP, MAX_ITEMS, MAX_LINES, MAX_MEASUREMENTS,
+    MAX_NAMES, MAX_RULES, MAX_SUMMED, NAME_LEN, RULE_ENABLED, RULE_SUM,
 };
 
 const MASK: u32 = BUF_LEN as u32 - 1;
@@ -468,6 +468,13 @@ impl State {
             self.cur.caps[k].len = UNSET;
             k += 1;
         }
+    }
+
+    /// Leaves line `l` (< MAX_LINES) to pass 2.
+    #[inline(always)]
+    fn leave_to_pass2(&mut self, l: u32) {
+        self.general[(self.n_general & (MAX_LINES - 1)) as usize] = l as u8;
+        self.n_general += 1;
     }
 
     #[inline(always)]
@@ -1040,8 +1047,7 @@ fn end_line(st: &mut State, lines: &mut [LineRec; MAX_LINES as usize]) -> bool {
         return bail(st, counter::PASS_TOO_MANY_LINES);
     }
     lines[(st.lines & (MAX_LINES - 1)) as usize] = st.cur;
-    st.general[(st.n_general & (MAX_LINES - 1)) as usize] = st.lines as u8;
-    st.n_general += 1;
+    st.leave_to_pass2(st.lines);
     st.lines += 1;
     st.reset_line();
     st.state = LINE_START;
@@ -1303,8 +1309,7 @@ pub fn fast_line(s: &mut Scratch, cfg: &KernelConfig) -> bool {
         rec.fset = 1 << (sh.field & 31);
     }
     if !decide_one_rule(s, cfg, n) {
-        s.st.general[(s.st.n_general & (MAX_LINES - 1)) as usize] = n as u8;
-        s.st.n_general += 1;
+        s.st.leave_to_pass2(n);
     }
     s.st.lines = n + 1;
     s.st.pos = end + 1;
@@ -1345,20 +1350,46 @@ fn decide_one_rule(s: &mut Scratch, cfg: &KernelConfig, l: u32) -> bool {
     if spec.n_filters != 0 {
         return false;
     }
-    let mut value = 1;
-    if spec.flags & RULE_SUM != 0 {
-        let f = spec.field as usize & (MAX_FIELDS - 1);
-        if line.fset & (1 << f) == 0 {
-            st.drops[DROP_MISSING_FIELD] += 1;
-            return true;
-        }
-        value = line.fvals[f];
-    }
+    let Some(value) = counted_value(line, spec) else {
+        st.drops[DROP_MISSING_FIELD] += 1;
+        return true;
+    };
     let idx = st.n_items as usize;
     if idx >= MAX_ITEMS {
         return false;
     }
-    let mut slots = [Cap::UNSEEN; MAX_GROUP];
+    // Past n_items, what fill_item writes is not read unless the item is
+    // taken: pass 2 writes it again.
+    if !fill_item(&mut s.items[idx], line, spec, value, 1) {
+        return false;
+    }
+    st.n_items += 1;
+    st.points += 1;
+    true
+}
+
+/// What rule `spec` counts for `line`: 1, or the summed field's value;
+/// None when the line lacks that field.
+#[inline(always)]
+fn counted_value(line: &LineRec, spec: &RuleSpec) -> Option<i64> {
+    if spec.flags & RULE_SUM == 0 {
+        return Some(1);
+    }
+    let f = spec.field as usize & (MAX_FIELDS - 1);
+    if line.fset & (1 << f) == 0 {
+        return None;
+    }
+    Some(line.fvals[f])
+}
+
+/// Writes the item rule `spec` makes of `line`. Returns whether its group
+/// key fits in KEY_DATA bytes.
+#[inline(always)]
+fn fill_item(item: &mut Item, line: &LineRec, spec: &RuleSpec, value: i64, owner: u32) -> bool {
+    item.rule = spec.id;
+    item.value = value;
+    item.owner = owner;
+    item.committed = 0;
     let mut key_len = 0u32;
     let mut g = 0usize;
     while g < MAX_GROUP {
@@ -1368,22 +1399,11 @@ fn decide_one_rule(s: &mut Scratch, cfg: &KernelConfig, l: u32) -> bool {
         let cap = line.cap(spec.group[g]);
         let len = if cap.len == UNSET { 0 } else { cap.len };
         key_len += KEY_LEN_PREFIX as u32 + len;
-        slots[g] = cap;
+        item.slots[g] = cap;
         g += 1;
     }
-    if key_len > KEY_DATA as u32 {
-        return false;
-    }
-    let item = &mut s.items[idx];
-    item.rule = spec.id;
-    item.value = value;
-    item.owner = 1;
-    item.committed = 0;
     item.n_group = g as u32;
-    item.slots = slots;
-    st.n_items += 1;
-    st.points += 1;
-    true
+    key_len <= KEY_DATA as u32
 }
 
 /// Calls of pass 2 per line: one per rule slot the config uses.
@@ -1439,13 +1459,13 @@ pub fn eval_rule(s: &mut Scratch, cfg: &KernelConfig, l: u32, r: u32) -> bool {
         k += 1;
     }
     let mut value = 1;
-    if take && spec.flags & RULE_SUM != 0 {
-        let f = spec.field as usize & (MAX_FIELDS - 1);
-        if line.fset & (1 << f) == 0 {
-            st.line_reason = DROP_MISSING_FIELD as u32;
-            take = false;
-        } else {
-            value = line.fvals[f];
+    if take {
+        match counted_value(line, spec) {
+            Some(v) => value = v,
+            None => {
+                st.line_reason = DROP_MISSING_FIELD as u32;
+                take = false;
+            }
         }
     }
     if take {
@@ -1453,25 +1473,8 @@ pub fn eval_rule(s: &mut Scratch, cfg: &KernelConfig, l: u32, r: u32) -> bool {
         if idx >= MAX_ITEMS {
             return bail(st, counter::PASS_TOO_MANY_LINES);
         }
-        let item = &mut s.items[idx];
-        item.rule = spec.id;
-        item.value = value;
-        item.owner = (st.line_counted == 0) as u32;
-        item.committed = 0;
-        let mut key_len = 0u32;
-        let mut g = 0usize;
-        while g < MAX_GROUP {
-            if g as u32 >= spec.n_group {
-                break;
-            }
-            let cap = line.cap(spec.group[g]);
-            let len = if cap.len == UNSET { 0 } else { cap.len };
-            key_len += KEY_LEN_PREFIX as u32 + len;
-            item.slots[g] = cap;
-            g += 1;
-        }
-        item.n_group = g as u32;
-        if key_len > KEY_DATA as u32 {
+        let owner = (st.line_counted == 0) as u32;
+        if !fill_item(&mut s.items[idx], line, spec, value, owner) {
             return bail(st, counter::PASS_KEY_TOO_LONG);
         }
         st.n_items += 1;

@@ -182,7 +182,9 @@ fn next_config_version() -> u32 {
             .unwrap_or_default();
         t.subsec_nanos() ^ (t.as_secs() as u32).rotate_left(16) ^ std::process::id()
     };
-    let _ = NEXT.compare_exchange(0, seed() | 1, Ordering::Relaxed, Ordering::Relaxed);
+    if NEXT.load(Ordering::Relaxed) == 0 {
+        let _ = NEXT.compare_exchange(0, seed() | 1, Ordering::Relaxed, Ordering::Relaxed);
+    }
     loop {
         let v = NEXT.fetch_add(1, Ordering::Relaxed);
         if v != 0 {
