@@ -18,7 +18,7 @@
 //! pass that compares the bytes between values and scans the values
 //! ([`fast_line`]), without the state machine; any other line goes a token
 //! at a time, and the first such line of a datagram that could be a shape
-//! becomes the shape ([`learn`]).
+//! becomes one ([`learn`]; four a CPU, by a line's first bytes).
 //!
 //! Splitting the work keeps each callback small for the verifier, which
 //! checks each once (pass 1 calls `advance` four times a callback, pass 2
@@ -175,7 +175,9 @@ pub struct State {
     /// 1 when the line at `pos` did not take the shape: [`advance`] parses
     /// it (see [`try_shape`]).
     pub by_token: u32,
-    /// Where fast_line is after the tags' values.
+    /// What fast_line passes through memory, for the verifier to see one
+    /// unknown: the shape's slot, the position after the tags' values, the
+    /// line's end.
     pub shape_pos: u32,
     /// The lines pass 2 evaluates (those fast_line did not), by index.
     pub n_general: u32,
