@@ -568,21 +568,36 @@ fn load_word(buf: &Buf, p: u32) -> u64 {
     (w0 >> sh) | ((w1 << 1) << (63 - sh))
 }
 
+/// Ones in the low `min(rest, 8)` bytes of a word: of a word loaded `rest`
+/// bytes before the end of what it reads, the bytes that are within it.
+#[inline(always)]
+fn bytes_within(rest: u32) -> u64 {
+    let d = rest as i32 - 8;
+    let n = 8u32.wrapping_add((d & (d >> 31)) as u32); // min(rest, 8)
+                                                       // Two shifts: one of 64 (at n = 8) is undefined.
+    ((1u64 << (n * 4)) << (n * 4)).wrapping_sub(1)
+}
+
+/// The index of the lowest byte of `m` (nonzero, high bits of bytes only)
+/// whose high bit is set: its bit, shifted to the byte's low bit, times a
+/// multiplier whose top byte then reads the index.
+#[inline(always)]
+fn lowest_flagged(m: u64) -> u32 {
+    let low = (m & m.wrapping_neg()) >> 7;
+    (low.wrapping_mul(0x0001_0203_0405_0607) >> 56) as u32
+}
+
 /// The [`fingerprint_words`] of the `len` bytes of `buf` from `start`,
 /// without a branch (BPF has no conditional move: a branch here would have
 /// the verifier walk the rest of the step once per side).
 #[inline(always)]
 fn token_fp(buf: &Buf, start: u32, len: u32) -> u64 {
-    // d < 0 (all ones in `short`) when len < 8.
-    let d = len.wrapping_sub(8) as i32;
-    let short = (d >> 31) as u32;
-    let k = 8u32.wrapping_add(d as u32 & short); // min(len, 8)
-                                                 // Two shifts: one of 64 bits (k = 8) is undefined.
-    let head_mask = ((1u64 << (k * 4)) << (k * 4)).wrapping_sub(1);
-    let head = load_word(buf, start) & head_mask;
-    // All ones when len > 8: then the tail is the last 8 bytes.
+    let head = load_word(buf, start) & bytes_within(len);
+    // `long` is all ones when len > 8: then the tail is the last 8 bytes,
+    // from start + len - 8.
+    let d = len.wrapping_sub(8);
     let long = ((8u32.wrapping_sub(len) as i32) >> 31) as u32;
-    let tail = load_word(buf, start.wrapping_add(d as u32 & long)) & (long as i32 as i64 as u64);
+    let tail = load_word(buf, start.wrapping_add(d & long)) & (long as i32 as i64 as u64);
     fingerprint_words(head, tail, len)
 }
 
@@ -695,22 +710,12 @@ fn skip_plain(buf: &Buf, pos: u32, len: u32, equals: bool) -> u32 {
         // The bytes from `len` on are not the payload's: flagged, so that
         // the walk stops at `len` without a branch (at <= p <= len, and
         // `at` is len itself, with every byte flagged, only when p is).
-        let d = (len - at) as i32 - 8;
-        let q = 8u32.wrapping_add((d & (d >> 31)) as u32); // min(len - at, 8)
-        let payload = ((1u64 << (q * 4)) << (q * 4)).wrapping_sub(1);
-        m |= HIGHS & !payload;
+        m |= HIGHS & !bytes_within(len - at);
         // Bytes before `p` were taken already.
         let from = p & 7;
         m &= !0u64 << (from * 8);
-        // The lowest flagged byte's index (8: none): its bit, shifted to
-        // the byte's low bit, times a multiplier whose top byte then reads
-        // the index.
-        let to = if m != 0 {
-            let low = (m & m.wrapping_neg()) >> 7;
-            (low.wrapping_mul(0x0001_0203_0405_0607) >> 56) as u32
-        } else {
-            8
-        };
+        // The lowest flagged byte's index (8: none).
+        let to = if m != 0 { lowest_flagged(m) } else { 8 };
         if to < 8 {
             return at + to;
         }
@@ -1114,14 +1119,11 @@ fn digit_run(buf: &Buf, p: u32, len: u32) -> (u32, u64) {
     // every byte past the payload.
     let w = load_word(buf, p) ^ (ONES * b'0' as u64);
     let mut m = (((w & !HIGHS) + ONES * (0x80 - 10)) | w) & HIGHS;
-    let d = len.wrapping_sub(p) as i32 - 8;
-    let q = 8u32.wrapping_add((d & (d >> 31)) as u32); // min(len - p, 8)
-    m |= HIGHS & !((1u64 << (q * 4)) << (q * 4)).wrapping_sub(1);
+    m |= HIGHS & !bytes_within(len.wrapping_sub(p));
     if m == 0 {
         return (8, w);
     }
-    let low = (m & m.wrapping_neg()) >> 7;
-    ((low.wrapping_mul(0x0001_0203_0405_0607) >> 56) as u32, w)
+    (lowest_flagged(m), w)
 }
 
 /// Takes the shape of `st.learn` into its slot of `s.shapes`: after pass 1, for the
@@ -1536,9 +1538,7 @@ pub fn build_key(buf: &Buf, item: &Item, key: &mut GroupKey) {
                 break;
             }
             // The value's next 8 bytes or fewer, zero above.
-            let d = (len - j) as i32 - 8;
-            let n = 8u32.wrapping_add((d & (d >> 31)) as u32); // min(len - j, 8)
-            let keep = ((1u64 << (n * 4)) << (n * 4)).wrapping_sub(1);
+            let keep = bytes_within(len - j);
             put_bytes(data, off + j, load_word(buf, cap.start + j) & keep);
             j += 8;
         }

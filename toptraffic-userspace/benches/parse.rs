@@ -382,19 +382,21 @@ fn main() {
                 assert_eq!(points, lines, "lines the socket filter counted");
             }
         }
-        let per_line = |v: &[f64]| {
-            let (lo, hi) = v.iter().fold((f64::INFINITY, 0f64), |(lo, hi), x| {
+        // The least and the most of a path's rounds.
+        let range = |v: &[f64]| {
+            v.iter().fold((f64::INFINITY, 0f64), |(lo, hi), x| {
                 (lo.min(*x), hi.max(*x))
-            });
-            (lo / per as f64, hi / per as f64)
+            })
         };
-        let ((sock_line, sock_hi), (user_line, user_hi)) = (per_line(&sock), per_line(&user_ns));
-        let least = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        let ((sock_lo, sock_hi), (floor_lo, _), (user_lo, user_hi)) =
+            (range(&sock), range(&floor), range(&user_ns));
+        let lines = per as f64;
+        let (sock_line, user_line) = (sock_lo / lines, user_lo / lines);
         println!(
-            "| {per} | {:.0} | {sock_line:.0} | {:.0} | {user_line:.0} | {:.2} | {sock_line:.0}-{sock_hi:.0} | {user_line:.0}-{user_hi:.0} |",
-            least(&sock),
-            least(&floor),
-            sock_line / user_line
+            "| {per} | {sock_lo:.0} | {sock_line:.0} | {floor_lo:.0} | {user_line:.0} | {:.2} | {sock_line:.0}-{:.0} | {user_line:.0}-{:.0} |",
+            sock_line / user_line,
+            sock_hi / lines,
+            user_hi / lines
         );
         pools.push((per, pool, user));
     }
